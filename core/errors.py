@@ -1,0 +1,33 @@
+"""lamina's public error types; every one derives from LaminaError."""
+from __future__ import annotations
+
+
+class LaminaError(Exception):
+    """Base class of every error lamina raises on purpose."""
+
+
+class ArgumentError(LaminaError, ValueError, TypeError):
+    """A bad argument: wrong type or out of range (e.g. `Linear(units=0)`).
+
+    It is both a ValueError and a TypeError, so callers may catch either.
+    """
+
+
+class ShapeError(LaminaError, ValueError):
+    """An array whose shape does not fit: the message names the object and both shapes."""
+
+
+class PluginError(LaminaError):
+    """A plugin that cannot be loaded or that registers something invalid."""
+
+
+class UnknownPluginError(LaminaError, LookupError):
+    """A name that no installed plugin registered; the message suggests close matches."""
+
+
+class AmbiguousPluginError(LaminaError, LookupError):
+    """A name registered by more than one package; pick one with 'package:Name'."""
+
+
+class PluginWarning(UserWarning):
+    """Warned once when an installed plugin fails to load; lamina stays usable."""

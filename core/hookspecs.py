@@ -1,0 +1,65 @@
+"""The hooks a lamina plugin implements. Their docstrings are the plugin-author documentation.
+
+A plugin is a module (or any object) with functions decorated by `@lamina.hookimpl`,
+named like the hooks below. Publish it through the `lamina` entry-point group::
+
+    [project.entry-points.lamina]
+    snake = "lamina_snake"
+
+Each hook receives `register(cls, name=None, aliases=())`:
+
+- `cls` is the class to register; it must subclass the hook's base class.
+- `name` defaults to `cls.__name__`; lookups ignore case, and it may not contain ':'.
+- `aliases` are extra names for the same class (e.g. `aliases=("mae",)`).
+
+A name registered by two packages is ambiguous: neither wins, and users pick one with its
+package-qualified name, `"lamina-snake:Snake"`. Two registrations of one name by the same
+package are an error in that package.
+"""
+from __future__ import annotations
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("lamina")
+hookimpl = pluggy.HookimplMarker("lamina")
+
+
+@hookspec
+def register_layers(register):
+    """Register layer classes (subclasses of `lamina.Layer`).
+
+    A layer implements `forward(x) -> y` and `backward(grad) -> grad_x`; `backward` *adds*
+    each parameter's gradient into `Parameter.grad` and returns the input gradient.
+    A layer with parameters returns them from `parameters() -> dict[str, Parameter]`.
+    Constructor arguments are stored under attributes of the same names.
+
+        @lamina.hookimpl
+        def register_layers(register):
+            register(Snake, aliases=("snake_activation",))
+    """
+
+
+@hookspec
+def register_losses(register):
+    """Register loss classes (subclasses of `lamina.Loss`).
+
+    A loss implements `forward(pred, y) -> float` (called as `loss(pred, y)`) and
+    `backward() -> dL/dpred`, the gradient of exactly the value `forward` returned.
+
+        @lamina.hookimpl
+        def register_losses(register):
+            register(LogCosh)
+    """
+
+
+@hookspec
+def register_optimizers(register):
+    """Register optimizer classes (subclasses of `lamina.Optimizer`).
+
+    An optimizer implements `update(param, state)`, which changes `param.value` in place
+    from `param.grad`; `state` is a dict kept per parameter between steps.
+
+        @lamina.hookimpl
+        def register_optimizers(register):
+            register(Lion)
+    """

@@ -1,0 +1,48 @@
+"""Layer: the protocol every layer plugin implements."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from lamina.config import config_repr, constructor_config
+from lamina.parameter import Parameter
+
+
+class Layer:
+    """Base class of layers: `forward(x) -> y`, `backward(grad) -> grad_x`, `layer(x)` calls forward.
+
+    Subclasses need not call `super().__init__()`. A layer with parameters returns them from
+    `parameters()`; `backward` receives dL/dy, *adds* dL/dparam into each `Parameter.grad`
+    and returns dL/dx. `training` is set by the model: True while training, else False.
+
+    >>> class Double(Layer):
+    ...     def forward(self, x): return 2 * x
+    ...     def backward(self, grad): return 2 * grad
+    """
+
+    training: bool = False
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.forward(x)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} must implement forward(x)")
+
+    def backward(self, grad: np.ndarray) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} must implement backward(grad)")
+
+    def parameters(self) -> dict[str, Parameter]:
+        """The layer's trainable parameters by name; empty for layers without any."""
+        return {}
+
+    def zero_grad(self) -> None:
+        for param in self.parameters().values():
+            param.zero_grad()
+
+    def get_config(self) -> dict[str, Any]:
+        """Constructor arguments that rebuild this layer; override when they are not attributes."""
+        return constructor_config(self)
+
+    def __repr__(self) -> str:
+        return config_repr(self, self.get_config())

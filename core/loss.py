@@ -1,0 +1,34 @@
+"""Loss: the protocol every loss plugin implements."""
+from __future__ import annotations
+
+import numpy as np
+
+from lamina.checks import as_numeric
+from lamina.config import config_repr, constructor_config
+
+
+class Loss:
+    """Base class of losses: `loss(pred, y) -> float`, then `loss.backward() -> dL/dpred`.
+
+    `backward` returns the gradient of exactly the value the last call returned, with the
+    shape and dtype of `pred`. Subclasses implement `forward(pred, y)` and `backward()`.
+    """
+
+    def __call__(self, pred: np.ndarray, y: np.ndarray) -> float:
+        return self.forward(pred, y)
+
+    def forward(self, pred: np.ndarray, y: np.ndarray) -> float:
+        raise NotImplementedError(f"{type(self).__name__} must implement forward(pred, y)")
+
+    def backward(self) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} must implement backward()")
+
+    def prepare_target(self, y: object, dtype: np.dtype) -> np.ndarray:
+        """Convert targets once before training (not per step); by default to `dtype`.
+
+        Losses that take integer labels override this to keep them as integers.
+        """
+        return as_numeric(y, "y", type(self).__name__).astype(dtype, copy=False)
+
+    def __repr__(self) -> str:
+        return config_repr(self, constructor_config(self))

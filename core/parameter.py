@@ -1,0 +1,44 @@
+"""Parameter: a trainable array and the gradient that backward passes add into."""
+from __future__ import annotations
+
+import numpy as np
+from attrs import define, field
+
+from lamina.checks import as_floating
+
+
+def _to_value(value: object) -> np.ndarray:
+    return as_floating(value, "value", "Parameter")
+
+
+@define(eq=False, repr=False)
+class Parameter:
+    """A trainable array `.value` and its gradient `.grad` (zeros of the same shape and dtype).
+
+    The array is used as given, not copied; integer or boolean values become float32.
+    Optimizers update `.value` in place, so references to it stay valid.
+
+    >>> p = Parameter(np.ones(3, dtype=np.float32)); p.grad
+    array([0., 0., 0.], dtype=float32)
+    """
+
+    value: np.ndarray = field(converter=_to_value)
+    grad: np.ndarray = field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.grad = np.zeros_like(self.value)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.value.shape
+
+    @property
+    def size(self) -> int:
+        return self.value.size
+
+    def zero_grad(self) -> None:
+        """Reset the gradient to zero in place (backward passes add into it)."""
+        self.grad.fill(0)
+
+    def __repr__(self) -> str:
+        return f"Parameter(shape={self.value.shape}, dtype={self.value.dtype})"

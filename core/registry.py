@@ -1,0 +1,383 @@
+"""The plugin registry: finds plugins through entry points, once, on first lookup, and builds by name."""
+from __future__ import annotations
+
+import difflib
+import inspect
+import re
+import threading
+import warnings
+from collections.abc import Callable, Iterable
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any
+
+import pluggy
+from attrs import frozen
+
+from lamina import hookspecs
+from lamina.errors import (
+    AmbiguousPluginError,
+    ArgumentError,
+    PluginError,
+    PluginWarning,
+    UnknownPluginError,
+)
+from lamina.layer import Layer
+from lamina.loss import Loss
+from lamina.optimizer import Optimizer
+
+ENTRY_POINT_GROUP = "lamina"
+
+
+@frozen
+class Kind:
+    """A kind of plugin: its name, the hook that registers it and the base class it must extend."""
+
+    name: str
+    plural: str
+    hook: str
+    base: type
+
+
+KINDS: dict[str, Kind] = {
+    kind.name: kind
+    for kind in (
+        Kind("layer", "layers", "register_layers", Layer),
+        Kind("loss", "losses", "register_losses", Loss),
+        Kind("optimizer", "optimizers", "register_optimizers", Optimizer),
+    )
+}
+
+
+@frozen
+class PluginInfo:
+    """One registered class: its name, kind, aliases and the distribution that provides it."""
+
+    name: str
+    kind: str
+    cls: type
+    package: str
+    version: str
+    aliases: tuple[str, ...]
+    plugin: str  # the entry point (or plugin object) that registered it
+
+    @property
+    def qualified_name(self) -> str:
+        return f"{self.package}:{self.name}"
+
+    def keys(self) -> set[str]:
+        return {n.lower() for n in (self.name, *self.aliases)}
+
+
+@frozen
+class PluginFailure:
+    """A plugin that failed to load or to register, kept so that lamina stays usable."""
+
+    plugin: str
+    package: str
+    version: str
+    error: str
+
+    def __str__(self) -> str:
+        return f"{self.package} {self.version} (plugin {self.plugin!r}): {self.error}"
+
+
+def normalize_package(name: str) -> str:
+    """PEP 503 normalisation: 'Lamina_Snake' and 'lamina-snake' name the same distribution."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def resolve_kind(kind: str) -> Kind:
+    """The Kind for 'layer' or 'layers' (any case); ArgumentError listing the valid kinds otherwise."""
+    key = kind.lower() if isinstance(kind, str) else kind
+    for candidate in KINDS.values():
+        if key in (candidate.name, candidate.plural):
+            return candidate
+    raise ArgumentError(
+        f"unknown plugin kind {kind!r}; expected one of: {', '.join(KINDS)}"
+    )
+
+
+class Registry:
+    """Plugins by kind and name. Entry points are loaded lazily, once, on the first lookup.
+
+    A plugin that fails to import or to register is recorded in `failures` and warned about
+    once; the rest of lamina stays usable.
+    """
+
+    def __init__(self, group: str | None = ENTRY_POINT_GROUP) -> None:
+        self._group = group
+        self._lock = threading.RLock()
+        self._loaded = False
+        self._manager = pluggy.PluginManager("lamina")
+        self._manager.add_hookspecs(hookspecs)
+        self._index: dict[str, dict[str, list[PluginInfo]]] = {kind: {} for kind in KINDS}
+        self._entries: list[PluginInfo] = []
+        self._failures: list[PluginFailure] = []
+
+    # -- loading -------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Load every entry point of the group; later calls do nothing."""
+        if self._loaded:
+            return
+        with self._lock:
+            if self._loaded:
+                return
+            self._loaded = True
+            if self._group is None:
+                return
+            for ep in entry_points(group=self._group):
+                self._load_entry_point(ep)
+            for failure in self._failures:
+                warnings.warn(
+                    f"lamina plugin from {failure} -- it was skipped; the other plugins work. "
+                    "Run 'lamina list-plugins' to see every plugin and its status.",
+                    PluginWarning,
+                    stacklevel=4,
+                )
+
+    def _load_entry_point(self, ep: EntryPoint) -> None:
+        dist = getattr(ep, "dist", None)
+        package = dist.name if dist is not None else "unknown"
+        version = dist.version if dist is not None else ""
+        try:
+            plugin = ep.load()
+            self._add(plugin, ep.name, package, version)
+        except Exception as err:  # a broken plugin must never take lamina down
+            message = str(err) if isinstance(err, PluginError) else f"{type(err).__name__}: {err}"
+            self._failures.append(PluginFailure(ep.name, package, version, message))
+
+    def add_plugin(
+        self, plugin: object, *, package: str = "__main__", version: str = "", name: str | None = None
+    ) -> list[PluginInfo]:
+        """Register a plugin object (a module or class with `@lamina.hookimpl` functions) directly.
+
+        For plugins defined in a script or a test; installed packages use the entry-point group.
+        Raises PluginError when the plugin is invalid.
+        """
+        self.load()
+        with self._lock:
+            return self._add(plugin, name or getattr(plugin, "__name__", repr(plugin)), package, version)
+
+    def _add(self, plugin: object, plugin_name: str, package: str, version: str) -> list[PluginInfo]:
+        where = f"{package} plugin {plugin_name!r}"
+        manager_name = f"{package}:{plugin_name}"
+        try:
+            self._manager.register(plugin, name=manager_name)
+        except pluggy.PluginValidationError as err:
+            raise PluginError(
+                f"{where} has a hook implementation whose signature does not match lamina's "
+                f"hook: {_one_line(err)}. Every register_* hook takes exactly one argument, "
+                "named 'register'."
+            ) from None
+        except ValueError as err:
+            raise PluginError(f"{where} is already registered: {err}") from None
+        try:
+            staged = self._call_hooks(plugin, manager_name, where, package, version, plugin_name)
+            self._commit(staged, where)
+        except BaseException:
+            self._manager.unregister(name=manager_name)
+            raise
+        return staged
+
+    def _call_hooks(
+        self, plugin: object, manager_name: str, where: str, package: str, version: str, plugin_name: str
+    ) -> list[PluginInfo]:
+        for caller in self._manager.get_hookcallers(plugin) or ():
+            if caller.spec is None:
+                close = difflib.get_close_matches(caller.name, [k.hook for k in KINDS.values()], n=1)
+                hint = f" Did you mean {close[0]!r}?" if close else ""
+                raise PluginError(
+                    f"{where} implements {caller.name!r}, which is not a lamina hook.{hint} "
+                    f"lamina's hooks: {', '.join(k.hook for k in KINDS.values())}."
+                )
+        staged: list[PluginInfo] = []
+        for kind in KINDS.values():
+            for impl in getattr(self._manager.hook, kind.hook).get_hookimpls():
+                if impl.plugin_name != manager_name:
+                    continue
+                if impl.hookwrapper or impl.wrapper:
+                    raise PluginError(f"{where}: {kind.hook} cannot be a hook wrapper")
+                register = _registrar(kind, where, package, version, plugin_name, staged)
+                try:
+                    impl.function(**{arg: register for arg in impl.argnames})
+                except PluginError:
+                    raise
+                except Exception as err:
+                    raise PluginError(
+                        f"{where}: {kind.hook} raised {type(err).__name__}: {err}"
+                    ) from err
+        return staged
+
+    def _commit(self, staged: list[PluginInfo], where: str) -> None:
+        package = normalize_package(staged[0].package) if staged else ""
+        seen: dict[tuple[str, str], PluginInfo] = {}
+        for info in staged:
+            for key in info.keys():
+                clash = seen.get((info.kind, key))
+                if clash is None:
+                    for other in self._index[info.kind].get(key, ()):
+                        if normalize_package(other.package) == package:
+                            clash = other
+                if clash is not None and clash is not info:
+                    raise PluginError(
+                        f"{where} registers two {info.kind}s under the name {key!r} "
+                        f"({clash.cls.__name__} and {info.cls.__name__}); names and aliases "
+                        "ignore case and must be unique within a package"
+                    )
+                seen[(info.kind, key)] = info
+        for info in staged:
+            self._entries.append(info)
+            for key in info.keys():
+                self._index[info.kind].setdefault(key, []).append(info)
+
+    # -- lookup --------------------------------------------------------------------------
+
+    def get(self, kind: str, name: str) -> PluginInfo:
+        """The plugin registered under `name` (case-insensitive; 'package:Name' picks a package)."""
+        spec = resolve_kind(kind)
+        if not isinstance(name, str) or not name:
+            raise ArgumentError(
+                f"a {spec.name} name must be a non-empty string, got {name!r}; "
+                f"pass e.g. {self._example(spec)!r}"
+            )
+        self.load()
+        package, _, bare = name.rpartition(":")
+        found = self._index[spec.name].get(bare.lower(), [])
+        if package:
+            found = [i for i in found if normalize_package(i.package) == normalize_package(package)]
+        if len(found) == 1:
+            return found[0]
+        if not found:
+            raise UnknownPluginError(self._unknown_message(spec, name, package, bare))
+        found = sorted(found, key=lambda i: normalize_package(i.package))
+        choices = " or ".join(repr(i.qualified_name) for i in found)
+        providers = ", ".join(f"{i.package} {i.version} ({i.cls.__name__})" for i in found)
+        raise AmbiguousPluginError(
+            f"{spec.name} name {name!r} is registered by {len(found)} packages: {providers}. "
+            f"Neither is picked silently: use the package-qualified name {choices}, "
+            "or uninstall the package you do not want."
+        )
+
+    def build(self, kind: str, name: str, *args: Any, **kwargs: Any) -> Any:
+        """Instantiate the plugin registered under `name` with the given arguments."""
+        info = self.get(kind, name)
+        try:
+            inspect.signature(info.cls).bind(*args, **kwargs)
+        except TypeError as err:
+            raise ArgumentError(
+                f"{info.kind} {info.name!r} takes {info.name}{_plain_signature(info.cls)}; "
+                f"the arguments given do not fit: {err}"
+            ) from None
+        except ValueError:  # no signature to check (e.g. a C type); let the call decide
+            pass
+        return info.cls(*args, **kwargs)
+
+    def plugins(self, kind: str | None = None) -> list[PluginInfo]:
+        """Every registered plugin (of one kind when given), sorted by kind, name and package."""
+        self.load()
+        order = list(KINDS)
+        wanted = resolve_kind(kind).name if kind is not None else None
+        return sorted(
+            (i for i in self._entries if wanted in (None, i.kind)),
+            key=lambda i: (order.index(i.kind), i.name.lower(), i.package),
+        )
+
+    @property
+    def failures(self) -> list[PluginFailure]:
+        """Plugins that failed to load or to register, with their errors."""
+        self.load()
+        return list(self._failures)
+
+    def _example(self, spec: Kind) -> str:
+        names = sorted({i.name for i in self._entries if i.kind == spec.name})
+        return names[0] if names else "Name"
+
+    def _unknown_message(self, spec: Kind, name: str, package: str, bare: str) -> str:
+        entries = [i for i in self._entries if i.kind == spec.name]
+        if package:
+            providers = self._index[spec.name].get(bare.lower(), [])
+            if providers:
+                qualified = ", ".join(repr(i.qualified_name) for i in providers)
+                return (
+                    f"no package {package!r} provides the {spec.name} {bare!r}; "
+                    f"it is provided as {qualified}"
+                )
+        spelled = {}
+        for info in entries:
+            for alias in (info.name, *info.aliases):
+                spelled.setdefault(alias.lower(), alias)
+        close = difflib.get_close_matches(bare.lower(), list(spelled), n=3, cutoff=0.6)
+        hint = f" Did you mean {' or '.join(repr(spelled[c]) for c in close)}?" if close else ""
+        available = ", ".join(sorted({i.name for i in entries}, key=str.lower)) or "none"
+        return (
+            f"unknown {spec.name} {name!r}.{hint} Available {spec.plural}: {available}. "
+            f"Run 'lamina list-plugins --kind {spec.name}' to see them with their packages, "
+            "or install the package that provides it."
+        )
+
+
+def _registrar(
+    kind: Kind, where: str, package: str, version: str, plugin_name: str, staged: list[PluginInfo]
+) -> Callable[..., type]:
+    """The `register` function handed to one plugin's hook: validates and stages registrations."""
+
+    def register(cls: type, name: str | None = None, aliases: Iterable[str] = ()) -> type:
+        if not (isinstance(cls, type) and issubclass(cls, kind.base)):
+            raise PluginError(
+                f"{where}: {kind.hook} registered {cls!r}, which is not a subclass of "
+                f"lamina.{kind.base.__name__}; register the class itself, e.g. register(MyClass)"
+            )
+        name = cls.__name__ if name is None else name
+        aliases = (aliases,) if isinstance(aliases, str) else tuple(aliases)
+        for label in (name, *aliases):
+            if not isinstance(label, str) or not label.strip() or ":" in label or label != label.strip():
+                raise PluginError(
+                    f"{where}: {kind.hook} registered {cls.__name__} under the name {label!r}; "
+                    "names and aliases must be non-empty strings without ':' or surrounding spaces"
+                )
+        staged.append(PluginInfo(name, kind.name, cls, package, version, aliases, plugin_name))
+        return cls
+
+    return register
+
+
+def _plain_signature(cls: type) -> inspect.Signature:
+    """`(units, alpha=1.0)`: the constructor's arguments without annotations, for messages."""
+    signature = inspect.signature(cls)
+    return signature.replace(
+        parameters=[p.replace(annotation=p.empty) for p in signature.parameters.values()],
+        return_annotation=inspect.Signature.empty,
+    )
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split())
+
+
+_default = Registry()
+
+
+def get_registry() -> Registry:
+    """The registry that `lamina.layer`, `lamina.loss`, `lamina.optimizer` and `Model` use."""
+    return _default
+
+
+def register_plugin(plugin: object, *, package: str = "__main__", version: str = "") -> list[PluginInfo]:
+    """Register a plugin defined in a script (an object with `@lamina.hookimpl` functions)."""
+    return _default.add_plugin(plugin, package=package, version=version)
+
+
+def layer(name: str, *args: Any, **kwargs: Any) -> Layer:
+    """Build a registered layer by name: `lamina.layer("Linear", units=8)`."""
+    return _default.build("layer", name, *args, **kwargs)
+
+
+def loss(name: str, *args: Any, **kwargs: Any) -> Loss:
+    """Build a registered loss by name: `lamina.loss("MSE")`."""
+    return _default.build("loss", name, *args, **kwargs)
+
+
+def optimizer(name: str, *args: Any, **kwargs: Any) -> Optimizer:
+    """Build a registered optimizer by name: `lamina.optimizer("SGD", lr=0.1)`."""
+    return _default.build("optimizer", name, *args, **kwargs)

@@ -1,0 +1,47 @@
+"""Shared test helpers: fake installed distributions and plugin modules."""
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def make_distribution(site: Path, package: str, version: str, modules: dict[str, str]) -> Path:
+    """Write a real installed distribution into `site`: its modules and a dist-info folder
+    whose entry_points.txt puts each module in the `lamina` group (entry point = module name)."""
+    site.mkdir(parents=True, exist_ok=True)
+    for module, source in modules.items():
+        (site / f"{module}.py").write_text(textwrap.dedent(source))
+    info = site / f"{package.replace('-', '_')}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {package}\nVersion: {version}\n")
+    points = "".join(f"{module} = {module}\n" for module in modules)
+    (info / "entry_points.txt").write_text(f"[lamina]\n{points}")
+    importlib.invalidate_caches()
+    return site
+
+
+@pytest.fixture
+def site(tmp_path, monkeypatch):
+    """A folder on sys.path where tests install fake distributions."""
+    path = tmp_path / "site"
+    path.mkdir()
+    monkeypatch.syspath_prepend(str(path))
+    return path
+
+
+def run_python(*args: str, pythonpath: Path | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """Run `python ARGS` in a fresh interpreter (a fresh registry), optionally with extra sys.path."""
+    env = dict(os.environ)
+    if pythonpath is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(pythonpath), env.get("PYTHONPATH")]))
+    return subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300
+    )

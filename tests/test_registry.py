@@ -1,0 +1,250 @@
+"""The plugin registry: names, case, aliases, unknown names, conflicts, broken plugins, loading."""
+from __future__ import annotations
+
+import itertools
+import types
+import warnings
+
+import pytest
+
+import lamina
+from conftest import make_distribution, run_python
+from lamina.plugins import MSE, SGD, Linear, Relu
+
+_ids = itertools.count()
+
+LAYER_PLUGIN = """
+    import lamina
+
+    class {cls}(lamina.Layer):
+        def forward(self, x):
+            return x
+
+        def backward(self, grad):
+            return grad
+
+    @lamina.hookimpl
+    def register_layers(register):
+        register({cls}{extra})
+"""
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}_{next(_ids)}_{id(object())}"
+
+
+def layer_plugin(cls: str, extra: str = "") -> str:
+    return LAYER_PLUGIN.format(cls=cls, extra=extra)
+
+
+def fresh() -> lamina.Registry:
+    return lamina.Registry()
+
+
+# -- names, case, aliases --------------------------------------------------------------------
+
+
+def test_builtins_are_registered_through_the_entry_point_group_as_package_lamina():
+    names = {(i.kind, i.name): i for i in lamina.get_registry().plugins()}
+    expected = {("layer", n) for n in ("Linear", "Sigmoid", "Relu", "Softmax", "Tanh")}
+    expected |= {("loss", "MSE"), ("optimizer", "SGD")}
+    assert expected <= set(names)
+    for key in expected:
+        assert names[key].package == "lamina"
+        assert names[key].version == lamina.__version__
+
+
+def test_lookup_ignores_case_and_builds_the_registered_class():
+    assert type(lamina.layer("relu")) is Relu
+    assert type(lamina.layer("RELU")) is Relu
+    assert type(lamina.loss("mse")) is MSE
+    optim = lamina.optimizer("sgd", lr=0.5)
+    assert type(optim) is SGD and optim.lr == 0.5
+    layer = lamina.layer("LINEAR", 4)
+    assert type(layer) is Linear and layer.units == 4
+
+
+def test_aliases_and_package_qualified_names_reach_the_same_class():
+    assert type(lamina.layer("Dense", units=2)) is Linear
+    assert type(lamina.loss("mean_squared_error")) is MSE
+    assert type(lamina.layer("lamina:Relu")) is Relu
+    assert type(lamina.layer("LAMINA:relu")) is Relu
+
+
+def test_unknown_name_suggests_close_matches_and_where_to_look():
+    with pytest.raises(lamina.UnknownPluginError) as info:
+        lamina.layer("Rellu")
+    message = str(info.value)
+    assert isinstance(info.value, LookupError)
+    assert "'Rellu'" in message and "Did you mean 'Relu'?" in message
+    assert "Linear" in message and "lamina list-plugins" in message
+
+
+def test_unknown_name_without_a_close_match_lists_what_exists():
+    with pytest.raises(lamina.UnknownPluginError) as info:
+        lamina.loss("Zzzzzz")
+    assert "Did you mean" not in str(info.value)
+    assert "Available losses: MSE" in str(info.value)
+
+
+def test_a_name_of_another_kind_is_unknown_for_this_kind():
+    with pytest.raises(lamina.UnknownPluginError, match="unknown loss 'Relu'"):
+        lamina.loss("Relu")
+
+
+def test_qualified_name_with_the_wrong_package_says_which_package_has_it():
+    with pytest.raises(lamina.UnknownPluginError, match="provided as 'lamina:Relu'"):
+        lamina.layer("other-package:Relu")
+
+
+@pytest.mark.parametrize("bad", [None, "", 3])
+def test_a_name_that_is_not_a_string_is_an_argument_error(bad):
+    with pytest.raises(lamina.ArgumentError, match="non-empty string"):
+        lamina.layer(bad)
+
+
+def test_wrong_constructor_arguments_name_the_plugin_and_its_signature():
+    with pytest.raises(lamina.ArgumentError) as info:
+        lamina.layer("Linear", unit=8)
+    assert "layer 'Linear' takes Linear(units)" in str(info.value)
+    assert "missing a required argument: 'units'" in str(info.value)
+
+
+def test_unknown_kind_lists_the_kinds():
+    with pytest.raises(lamina.ArgumentError, match="layer, loss, optimizer"):
+        lamina.get_registry().get("metric", "accuracy")
+
+
+# -- third-party distributions -----------------------------------------------------------------
+
+
+def test_a_third_party_distribution_registers_by_name_with_its_package_and_version(site):
+    module = unique("lamina_thirdparty")
+    make_distribution(site, "lamina-thirdparty", "2.3.4", {module: layer_plugin("Wobble", ', aliases=("wob",)')})
+    registry = fresh()
+    info = registry.get("layer", "wobble")
+    assert (info.name, info.package, info.version, info.aliases) == ("Wobble", "lamina-thirdparty", "2.3.4", ("wob",))
+    assert registry.get("layer", "WOB") is info
+    assert registry.get("layer", "lamina_thirdparty:Wobble") is info  # PEP 503 spelling
+    assert registry.get("layer", "Linear").package == "lamina"  # built-ins still there
+
+
+def test_two_packages_with_one_name_make_it_ambiguous_and_both_stay_reachable(site):
+    make_distribution(site, "lamina-one", "1.0", {unique("lamina_one"): layer_plugin("Linear")})
+    make_distribution(site, "lamina-two", "2.0", {unique("lamina_two"): layer_plugin("Blend")})
+    make_distribution(site, "lamina-three", "3.0", {unique("lamina_three"): layer_plugin("Blend")})
+    registry = fresh()
+    with pytest.raises(lamina.AmbiguousPluginError) as info:
+        registry.get("layer", "linear")
+    message = str(info.value)
+    assert isinstance(info.value, LookupError)
+    assert "lamina 0.1.0" in message and "lamina-one 1.0" in message
+    assert "'lamina:Linear' or 'lamina-one:Linear'" in message
+    assert registry.get("layer", "lamina:Linear").cls is Linear
+    assert registry.get("layer", "lamina-one:linear").package == "lamina-one"
+    with pytest.raises(lamina.AmbiguousPluginError, match="lamina-two:Blend"):
+        registry.build("layer", "Blend")
+    assert registry.get("layer", "lamina-three:Blend").version == "3.0"
+
+
+def test_an_alias_that_collides_with_another_packages_name_is_ambiguous(site):
+    make_distribution(site, "lamina-alias", "1.0", {unique("lamina_alias"): layer_plugin("Smooth", ', aliases=("Tanh",)')})
+    registry = fresh()
+    with pytest.raises(lamina.AmbiguousPluginError):
+        registry.get("layer", "tanh")
+    assert registry.get("layer", "Smooth").package == "lamina-alias"
+
+
+def test_a_broken_plugin_is_recorded_and_warned_about_once_and_lamina_stays_usable(site):
+    make_distribution(site, "lamina-broken", "0.3", {unique("lamina_broken"): "import lamina_no_such_module\n"})
+    registry = fresh()
+    with pytest.warns(lamina.PluginWarning) as record:
+        assert registry.get("layer", "Relu").cls is Relu
+    assert len(record) == 1
+    message = str(record[0].message)
+    assert "lamina-broken 0.3" in message and "ModuleNotFoundError" in message
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        registry.get("layer", "Linear")  # no second warning
+        [failure] = registry.failures
+    assert failure.package == "lamina-broken" and failure.version == "0.3"
+    assert "lamina_no_such_module" in failure.error
+
+
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        (layer_plugin("Bad").replace("register_layers(register)", "register_layers(reg)"), "named 'register'"),
+        (layer_plugin("Bad").replace("def register_layers", "def register_layer"), "Did you mean 'register_layers'?"),
+        (layer_plugin("Bad").replace("register(Bad)", "register(42)"), "not a subclass of lamina.Layer"),
+        (layer_plugin("Bad").replace("register(Bad)", "register(Bad, name='a:b')"), "without ':'"),
+        (layer_plugin("Bad").replace("register(Bad)", "register(Bad); register(Bad, name='BAD')"), "two layers under the name 'bad'"),
+        (layer_plugin("Bad").replace("register(Bad)", "1 / 0"), "ZeroDivisionError"),
+    ],
+    ids=["wrong-signature", "unknown-hook", "not-a-layer", "bad-name", "duplicate-in-package", "raises"],
+)
+def test_an_invalid_plugin_fails_alone_with_an_error_that_says_what_to_fix(site, source, expected):
+    make_distribution(site, "lamina-invalid", "0.1", {unique("lamina_invalid"): source})
+    registry = fresh()
+    with pytest.warns(lamina.PluginWarning, match="lamina-invalid"):
+        registry.load()
+    [failure] = registry.failures
+    assert expected in failure.error
+    assert not [i for i in registry.plugins() if i.package == "lamina-invalid"]  # nothing half-registered
+    assert registry.get("layer", "Relu").cls is Relu
+
+
+def test_plugins_load_lazily_and_only_once(site, tmp_path):
+    calls = tmp_path / "calls.txt"
+    source = layer_plugin("Counted").replace(
+        "        register(Counted)",
+        f"        open({str(calls)!r}, 'a').write('called\\n')\n        register(Counted)",
+    )
+    make_distribution(site, "lamina-counted", "1.0", {unique("lamina_counted"): source})
+    registry = fresh()
+    assert not calls.exists()  # creating a registry loads nothing
+    registry.get("layer", "Counted")
+    registry.get("layer", "Relu")
+    registry.plugins()
+    assert calls.read_text() == "called\n"
+
+
+def test_importing_lamina_loads_no_plugin():
+    result = run_python(
+        "-c",
+        "import sys, lamina; print('lamina.plugins' in sys.modules); "
+        "lamina.layer('Relu'); print('lamina.plugins' in sys.modules)",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "True"]
+
+
+# -- plugins defined in a script ----------------------------------------------------------------
+
+
+def test_a_plugin_defined_in_a_script_registers_with_register_plugin():
+    class Negate(lamina.Layer):
+        def forward(self, x):
+            return -x
+
+        def backward(self, grad):
+            return -grad
+
+    plugin = types.SimpleNamespace(register_layers=lamina.hookimpl(lambda register: register(Negate, name=unique("Negate"))))
+    registry = fresh()
+    [info] = registry.add_plugin(plugin, package="my-script")
+    assert registry.build("layer", info.name).forward(1.0) == -1.0
+    assert info.package == "my-script"
+
+
+def test_add_plugin_raises_for_an_invalid_plugin():
+    plugin = types.SimpleNamespace(register_losses=lamina.hookimpl(lambda register: register(Relu)))
+    with pytest.raises(lamina.PluginError, match="not a subclass of lamina.Loss"):
+        fresh().add_plugin(plugin, package="bad-script")
+
+
+def test_a_registry_without_an_entry_point_group_starts_empty():
+    registry = lamina.Registry(group=None)
+    assert registry.plugins() == []
+    with pytest.raises(lamina.UnknownPluginError, match="Available layers: none"):
+        registry.get("layer", "Relu")
