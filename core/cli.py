@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -107,3 +108,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LaminaError as err:
         print(f"lamina: error: {err}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `lamina list-plugins | head`: the reader left, which is fine
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

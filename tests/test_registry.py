@@ -237,6 +237,30 @@ def test_a_plugin_defined_in_a_script_registers_with_register_plugin():
     assert info.package == "my-script"
 
 
+KIND_EXAMPLES = {"layer": lamina.Layer, "loss": lamina.Loss, "optimizer": lamina.Optimizer}
+
+
+def test_every_hook_has_a_kind_and_a_test():
+    """A hook added to hookspecs without a kind (or a kind without an example here) fails."""
+    hooks = {name for name in dir(lamina.hookspecs) if name.startswith("register_")}
+    assert hooks == {kind.hook for kind in lamina.KINDS.values()}
+    assert set(KIND_EXAMPLES) == set(lamina.KINDS)
+
+
+@pytest.mark.parametrize("kind", sorted(KIND_EXAMPLES))
+def test_each_hook_registers_its_kind_by_name(kind):
+    spec = lamina.KINDS[kind]
+    cls = type(unique("Custom"), (KIND_EXAMPLES[kind],), {})
+    plugin = types.SimpleNamespace(**{spec.hook: lamina.hookimpl(lambda register: register(cls, aliases=("extra",)))})
+    registry = lamina.Registry(group=None)
+    registry.add_plugin(plugin, package="hook-test", version="9.9")
+    assert type(registry.build(kind, cls.__name__.upper())) is cls
+    assert registry.get(kind, "EXTRA").version == "9.9"
+    other_kind = next(k for k in KIND_EXAMPLES if k != kind)
+    with pytest.raises(lamina.UnknownPluginError):
+        registry.get(other_kind, cls.__name__)
+
+
 def test_add_plugin_raises_for_an_invalid_plugin():
     plugin = types.SimpleNamespace(register_losses=lamina.hookimpl(lambda register: register(Relu)))
     with pytest.raises(lamina.PluginError, match="not a subclass of lamina.Loss"):
