@@ -7,19 +7,25 @@
 from importlib.metadata import PackageNotFoundError, version as _version
 
 from lamina import checks
+from lamina.callback import Callback
 from lamina.checks import DEFAULT_DTYPE
 from lamina.errors import (
     AmbiguousPluginError,
     ArgumentError,
     LaminaError,
+    NonFiniteError,
     PluginError,
     PluginWarning,
     ShapeError,
     UnknownPluginError,
 )
+from lamina.history import History
 from lamina.hookspecs import hookimpl, hookspec
+from lamina.initializer import Initializer, fans
+from lamina.io import atomic_write
 from lamina.layer import Layer
 from lamina.loss import Loss
+from lamina.metric import Metric
 from lamina.model import Model
 from lamina.optimizer import Optimizer
 from lamina.parameter import Parameter
@@ -28,13 +34,20 @@ from lamina.registry import (
     PluginFailure,
     PluginInfo,
     Registry,
+    callback,
     get_registry,
+    initializer,
     layer,
     loss,
+    metric,
     optimizer,
     register_plugin,
+    resolve,
+    schedule,
 )
+from lamina.schedule import Schedule
 from lamina.seeding import rng, seed
+from lamina.training import clip_grad_norm
 
 try:
     __version__ = _version("lamina")
@@ -46,10 +59,15 @@ __all__ = [
     "KINDS",
     "AmbiguousPluginError",
     "ArgumentError",
+    "Callback",
+    "History",
+    "Initializer",
     "Layer",
     "LaminaError",
     "Loss",
+    "Metric",
     "Model",
+    "NonFiniteError",
     "Optimizer",
     "Parameter",
     "PluginError",
@@ -57,17 +75,26 @@ __all__ = [
     "PluginInfo",
     "PluginWarning",
     "Registry",
+    "Schedule",
     "ShapeError",
     "UnknownPluginError",
     "__version__",
+    "atomic_write",
+    "callback",
     "checks",
+    "clip_grad_norm",
+    "fans",
     "get_registry",
     "hookimpl",
     "hookspec",
+    "initializer",
     "layer",
     "loss",
+    "metric",
     "optimizer",
     "register_plugin",
+    "resolve",
     "rng",
+    "schedule",
     "seed",
 ]

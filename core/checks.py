@@ -6,6 +6,7 @@ import numbers
 import numpy as np
 
 from lamina.errors import ArgumentError
+from lamina.schedule import Schedule
 
 DEFAULT_DTYPE = np.dtype(np.float32)
 
@@ -39,6 +40,46 @@ def positive_number(value: object, name: str, owner: str, example: float = 0.01)
         raise ArgumentError(
             f"{owner}({name}={value!r}): {name} must be a positive number, got {describe(value)}; "
             f"pass e.g. {owner}({name}={example})"
+        )
+    return float(value)
+
+
+def learning_rate(value: object, owner: str, example: float = 0.01) -> float | Schedule:
+    """A learning rate as it enters an optimizer: a positive number, or a Schedule."""
+    if isinstance(value, Schedule):
+        return value
+    if isinstance(value, type) and issubclass(value, Schedule):
+        raise ArgumentError(
+            f"{owner}(lr={value.__name__}): lr is a schedule class, not an instance; "
+            f"write e.g. lr=lamina.schedule({value.__name__!r}, ...)"
+        )
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value) or value <= 0:
+        raise ArgumentError(
+            f"{owner}(lr={value!r}): lr must be a positive number or a lamina.Schedule, got "
+            f"{describe(value)}; pass e.g. {owner}(lr={example})"
+        )
+    return float(value)
+
+
+def non_negative_number(value: object, name: str, owner: str, example: float = 0.0) -> float:
+    """Return `value` as a float, or raise ArgumentError unless it is a finite number >= 0."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value) or value < 0:
+        raise ArgumentError(
+            f"{owner}({name}={value!r}): {name} must be a number >= 0, got {describe(value)}; "
+            f"pass e.g. {owner}({name}={example})"
+        )
+    return float(value)
+
+
+def fraction(value: object, name: str, owner: str, low_open: bool = False, high_open: bool = True) -> float:
+    """Return `value` as a float in [0, 1) (or the interval the flags give), else ArgumentError."""
+    ok = not isinstance(value, bool) and isinstance(value, numbers.Real) and np.isfinite(value)
+    if ok:
+        ok = (value > 0 if low_open else value >= 0) and (value < 1 if high_open else value <= 1)
+    if not ok:
+        interval = f"{'(' if low_open else '['}0, 1{')' if high_open else ']'}"
+        raise ArgumentError(
+            f"{owner}({name}={value!r}): {name} must be a number in {interval}, got {describe(value)}"
         )
     return float(value)
 

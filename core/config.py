@@ -22,6 +22,18 @@ def constructor_config(obj: object) -> dict[str, Any]:
 
 
 def config_repr(obj: object, config: dict[str, Any]) -> str:
-    """`Linear(units=8)`: the class name and its config."""
-    args = ", ".join(f"{key}={value!r}" for key, value in config.items())
-    return f"{type(obj).__name__}({args})"
+    """`Linear(units=8)`: the class name and the arguments that differ from their defaults."""
+    try:
+        params = inspect.signature(type(obj).__init__).parameters
+    except (TypeError, ValueError):
+        params = {}
+    shown = []
+    for key, value in config.items():
+        default = params[key].default if key in params else inspect.Parameter.empty
+        try:
+            if default is not inspect.Parameter.empty and bool(default == value):
+                continue
+        except (TypeError, ValueError):  # arrays and other values without a plain ==
+            pass
+        shown.append(f"{key}={value!r}")
+    return f"{type(obj).__name__}({', '.join(shown)})"

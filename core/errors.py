@@ -17,6 +17,10 @@ class ShapeError(LaminaError, ValueError):
     """An array whose shape does not fit: the message names the object and both shapes."""
 
 
+class NonFiniteError(LaminaError, FloatingPointError):
+    """Training produced NaN or infinity; the message names the epoch, the batch and the layer."""
+
+
 class PluginError(LaminaError):
     """A plugin that cannot be loaded or that registers something invalid."""
 

@@ -63,3 +63,56 @@ def register_optimizers(register):
         def register_optimizers(register):
             register(Lion)
     """
+
+
+@hookspec
+def register_metrics(register):
+    """Register metric classes (subclasses of `lamina.Metric`).
+
+    A metric implements `__call__(pred, y) -> float`, a mean over the batch's samples; its
+    history key is its `name` class attribute (default: the class name in snake_case).
+
+        @lamina.hookimpl
+        def register_metrics(register):
+            register(TopKAccuracy, name="top_k_accuracy")
+    """
+
+
+@hookspec
+def register_callbacks(register):
+    """Register callback classes (subclasses of `lamina.Callback`).
+
+    A callback overrides any of `on_train_begin(logs)`, `on_epoch_begin(epoch, logs)`,
+    `on_epoch_end(epoch, logs)` and `on_train_end(logs)`; `self.model` is the model being
+    trained, and `self.model.stop_training = True` stops it after the current epoch.
+
+        @lamina.hookimpl
+        def register_callbacks(register):
+            register(TensorBoardLogger)
+    """
+
+
+@hookspec
+def register_initializers(register):
+    """Register weight initialiser classes (subclasses of `lamina.Initializer`).
+
+    An initialiser implements `sample(shape, fan_in, fan_out) -> array`, drawing from
+    `lamina.rng()`; layers take it by name, e.g. `Linear(8, weight_init="orthogonal")`.
+
+        @lamina.hookimpl
+        def register_initializers(register):
+            register(Orthogonal, name="orthogonal")
+    """
+
+
+@hookspec
+def register_schedules(register):
+    """Register learning-rate schedule classes (subclasses of `lamina.Schedule`).
+
+    A schedule implements `__call__(step) -> lr` for the optimizer step `step` (from 0) and
+    returns a finite number >= 0; any optimizer's `lr` accepts it.
+
+        @lamina.hookimpl
+        def register_schedules(register):
+            register(OneCycle)
+    """

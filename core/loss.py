@@ -23,6 +23,18 @@ class Loss:
     def backward(self) -> np.ndarray:
         raise NotImplementedError(f"{type(self).__name__} must implement backward()")
 
+    def fuses_with(self, layer: object) -> bool:
+        """True when `fused_backward` can replace this loss's and `layer`'s backward together.
+
+        The model asks this of its last layer; e.g. CrossEntropy after Softmax returns the
+        gradient with respect to the softmax's input, (p - y) / n, in one stable step.
+        """
+        return False
+
+    def fused_backward(self) -> np.ndarray:
+        """dL/d(input of the fused layer); only called when `fuses_with` returned True."""
+        raise NotImplementedError(f"{type(self).__name__} fuses with no layer")
+
     def prepare_target(self, y: object, dtype: np.dtype) -> np.ndarray:
         """Convert targets once before training (not per step); by default to `dtype`.
 

@@ -5,12 +5,15 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
-from lamina.checks import DEFAULT_DTYPE, as_floating, describe, positive_int
+from lamina import training
+from lamina.callback import Callback
+from lamina.checks import DEFAULT_DTYPE, as_floating, describe
 from lamina.errors import ArgumentError, ShapeError
+from lamina.history import History
 from lamina.layer import Layer
 from lamina.loss import Loss
+from lamina.metric import Metric
 from lamina.optimizer import Optimizer
 from lamina.parameter import Parameter
 from lamina.registry import get_registry
@@ -24,6 +27,7 @@ class Model:
 
     >>> model = Model([Linear(8), "Relu", {"type": "Linear", "units": 1}, "Sigmoid"])
     >>> history = model.train(x, y, optim=SGD(lr=0.6), loss="MSE", epochs=400)
+    >>> history["loss"][-1], model.predict(x)
     """
 
     def __init__(self, layers: Iterable[Layer | str | Mapping[str, Any]]) -> None:
@@ -35,12 +39,15 @@ class Model:
         self.layers: list[Layer] = [_build_layer(i, item) for i, item in enumerate(layers)]
         if not self.layers:
             raise ArgumentError("Model(layers=[]): a model needs at least one layer")
+        self.optimizer: Optimizer | None = None  # set by train; callbacks read them
+        self.loss: Loss | None = None
+        self.stop_training = False
 
     # -- inference -----------------------------------------------------------------------
 
     def __call__(self, x: object) -> np.ndarray:
         """Predict: run `x` through every layer (bools and ints become the model's float dtype)."""
-        return self.forward(as_floating(x, "x", "Model", self._dtype()))
+        return self.forward(as_floating(x, "x", "Model", self.dtype))
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Run an array through every layer; errors name the layer and its position."""
@@ -54,9 +61,10 @@ class Model:
                 raise
         return x
 
-    def backward(self, grad: np.ndarray) -> np.ndarray:
-        """Backpropagate dL/d(output) through the layers in reverse; returns dL/d(input)."""
-        for i in range(len(self.layers) - 1, -1, -1):
+    def backward(self, grad: np.ndarray, from_layer: int | None = None) -> np.ndarray:
+        """Backpropagate dL/d(output of layer `from_layer`, default the last) down to the input."""
+        start = len(self.layers) - 1 if from_layer is None else from_layer
+        for i in range(start, -1, -1):
             layer = self.layers[i]
             try:
                 grad = layer.backward(grad)
@@ -64,6 +72,22 @@ class Model:
                 _note(err, f"raised in the backward pass of Model.layers[{i}], {layer!r}")
                 raise
         return grad
+
+    def predict(self, x: object, batch_size: int | None = None) -> np.ndarray:
+        """Outputs for `x` in inference mode, computed `batch_size` rows at a time (all at once by default)."""
+        return training.predict(self, x, batch_size)
+
+    def evaluate(
+        self,
+        x: object,
+        y: object,
+        loss: Loss | str | None = None,
+        metrics: Iterable[Metric | str] | Metric | str = (),
+        batch_size: int | None = None,
+    ) -> dict[str, float]:
+        """{"loss": ..., metric name: ...} over (x, y) in inference mode; `loss` defaults to
+        the one the model was last trained with."""
+        return training.evaluate(self, x, y, loss, metrics, batch_size)
 
     # -- parameters ----------------------------------------------------------------------
 
@@ -79,13 +103,16 @@ class Model:
         for layer in self.layers:
             layer.zero_grad()
 
-    def _dtype(self) -> np.dtype:
+    @property
+    def dtype(self) -> np.dtype:
+        """The floating dtype of the parameters (float32 before any layer is built)."""
         for layer in self.layers:
             for param in layer.parameters().values():
                 return param.value.dtype
         return DEFAULT_DTYPE
 
-    def _set_training(self, training: bool) -> None:
+    def set_training(self, training: bool) -> None:
+        """Put every layer in training (True) or inference (False) mode."""
         for layer in self.layers:
             layer.training = training
 
@@ -98,43 +125,41 @@ class Model:
         optim: Optimizer | str = "SGD",
         loss: Loss | str = "MSE",
         epochs: int = 10,
+        batch_size: int | None = None,
+        shuffle: bool = True,
+        validation_data: tuple[object, object] | None = None,
+        validation_split: float = 0.0,
+        metrics: Iterable[Metric | str] | Metric | str = (),
+        callbacks: Iterable[Callback | str] | Callback | str = (),
         verbose: bool = True,
-    ) -> list[float]:
-        """Fit the model to (x, y) by full-batch gradient descent; returns the loss per epoch.
+        clip_grad_norm: float | None = None,
+    ) -> History:
+        """Fit the model to (x, y); returns the History of loss and metrics per epoch.
 
-        `optim` and `loss` take instances or registered names. A progress bar over the
-        epochs shows the current loss unless `verbose=False`.
+        `optim`, `loss`, `metrics` and `callbacks` take instances or registered names.
+        `batch_size=None` trains on the whole set as one batch; otherwise on mini-batches,
+        reshuffled each epoch (one permutation from lamina's generator) unless `shuffle=False`.
+        Validation data comes from `validation_data=(x_val, y_val)` or the last
+        `validation_split` fraction of (x, y). `clip_grad_norm` caps the gradients' global norm.
+        A NaN or infinite loss or gradient stops training with a NonFiniteError, before the
+        step that would have spoiled the weights.
         """
-        optim = _resolve(optim, "optimizer", Optimizer, "optim")
-        loss = _resolve(loss, "loss", Loss, "loss")
-        epochs = positive_int(epochs, "epochs", "Model.train", example=100)
-        x = as_floating(x, "x", "Model.train", self._dtype())
-        y = loss.prepare_target(y, x.dtype)
-        if x.ndim == 0 or y.ndim == 0 or len(x) != len(y):
-            raise ShapeError(
-                f"Model.train: x has shape {x.shape} and y has shape {y.shape}; they need the "
-                "same number of samples along the first axis (one row of y per row of x)"
-            )
-
-        history: list[float] = []
-        params: list[Parameter] | None = None
-        self._set_training(True)
-        try:
-            bar = tqdm(range(epochs), desc="train", unit="epoch", disable=not verbose)
-            for _ in bar:
-                pred = self.forward(x)
-                value = float(loss(pred, y))
-                if params is None:  # layers build their parameters on the first forward pass
-                    params = list(self.parameters().values())
-                for param in params:
-                    param.grad.fill(0)
-                self.backward(loss.backward())
-                optim.step(params)
-                history.append(value)
-                bar.set_postfix(loss=f"{value:.4g}", refresh=False)
-        finally:
-            self._set_training(False)
-        return history
+        return training.fit(
+            self,
+            x,
+            y,
+            optim=optim,
+            loss=loss,
+            epochs=epochs,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            validation_data=validation_data,
+            validation_split=validation_split,
+            metrics=metrics,
+            callbacks=callbacks,
+            verbose=verbose,
+            clip_grad_norm=clip_grad_norm,
+        )
 
     def __repr__(self) -> str:
         return f"Model([{', '.join(repr(layer) for layer in self.layers)}])"
@@ -162,18 +187,6 @@ def _build_layer(position: int, item: object) -> Layer:
         f"Model: layers[{position}] is {describe(item)}; expected a Layer instance, a "
         "registered name such as 'Relu', or a dict such as {'type': 'Linear', 'units': 8}"
     )
-
-
-def _resolve(value: object, kind: str, base: type, argument: str) -> Any:
-    if isinstance(value, base):
-        return value
-    if isinstance(value, str):
-        return get_registry().build(kind, value)
-    if isinstance(value, type) and issubclass(value, base):
-        hint = f"write {value.__name__}(...) or the name {value.__name__!r}"
-    else:
-        hint = f"pass a lamina.{base.__name__} instance or a registered {kind} name"
-    raise ArgumentError(f"Model.train({argument}={describe(value)}): {hint}")
 
 
 def _note(err: BaseException, note: str) -> None:

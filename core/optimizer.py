@@ -1,6 +1,8 @@
 """Optimizer: the protocol every optimizer plugin implements."""
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -8,6 +10,7 @@ from lamina.checks import describe
 from lamina.errors import ArgumentError
 from lamina.config import config_repr, constructor_config
 from lamina.parameter import Parameter
+from lamina.schedule import Schedule
 
 
 class Optimizer:
@@ -15,22 +18,45 @@ class Optimizer:
 
     Subclasses implement `update(param, state)`, called once per parameter per step;
     `state` is that parameter's own dict, kept between steps (momentum buffers and the like).
-    Subclasses need not call `super().__init__()`.
+    `self.current_lr` is the step's learning rate (from `self.lr`, a number or a Schedule),
+    and `self.iterations` counts the steps taken. Subclasses need not call `super().__init__()`.
     """
+
+    iterations: int = 0
+    current_lr: float | None = None
 
     def step(self, parameters: Iterable[Parameter] | Mapping[str, Parameter]) -> None:
         """Apply one update to every parameter from its `.grad`."""
         if isinstance(parameters, Mapping):
-            parameters = parameters.values()
+            parameters = list(parameters.values())
         elif isinstance(parameters, Parameter):
             parameters = (parameters,)
+        elif not isinstance(parameters, (list, tuple)):
+            parameters = list(parameters)
         for param in parameters:
             if not isinstance(param, Parameter):
                 raise ArgumentError(
                     f"{type(self).__name__}.step: expected lamina.Parameter objects, got "
                     f"{describe(param)}; pass model.parameters() or a list of Parameters"
                 )
+        self.current_lr = self.learning_rate()
+        for param in parameters:
             self.update(param, self.state_for(param))
+        self.iterations += 1
+
+    def learning_rate(self) -> float | None:
+        """The learning rate for the next step: `lr`, or its schedule's value at this step."""
+        lr = getattr(self, "lr", None)
+        if not isinstance(lr, Schedule):
+            return lr
+        value = lr(self.iterations)
+        if not (isinstance(value, numbers.Real) and math.isfinite(value) and value >= 0):
+            raise ArgumentError(
+                f"{type(self).__name__}: its schedule {lr!r} returned lr={value!r} at step "
+                f"{self.iterations}; a schedule must return a finite number >= 0. Check the "
+                "schedule's arguments (e.g. a decay rate above 1 or a negative minimum)."
+            )
+        return float(value)
 
     def update(self, param: Parameter, state: dict[str, Any]) -> None:
         raise NotImplementedError(f"{type(self).__name__} must implement update(param, state)")

@@ -14,6 +14,7 @@ import pluggy
 from attrs import frozen
 
 from lamina import hookspecs
+from lamina.checks import describe as _describe
 from lamina.errors import (
     AmbiguousPluginError,
     ArgumentError,
@@ -21,9 +22,13 @@ from lamina.errors import (
     PluginWarning,
     UnknownPluginError,
 )
+from lamina.callback import Callback
+from lamina.initializer import Initializer
 from lamina.layer import Layer
 from lamina.loss import Loss
+from lamina.metric import Metric
 from lamina.optimizer import Optimizer
+from lamina.schedule import Schedule
 
 ENTRY_POINT_GROUP = "lamina"
 
@@ -44,6 +49,10 @@ KINDS: dict[str, Kind] = {
         Kind("layer", "layers", "register_layers", Layer),
         Kind("loss", "losses", "register_losses", Loss),
         Kind("optimizer", "optimizers", "register_optimizers", Optimizer),
+        Kind("metric", "metrics", "register_metrics", Metric),
+        Kind("callback", "callbacks", "register_callbacks", Callback),
+        Kind("initializer", "initializers", "register_initializers", Initializer),
+        Kind("schedule", "schedules", "register_schedules", Schedule),
     )
 }
 
@@ -381,3 +390,40 @@ def loss(name: str, *args: Any, **kwargs: Any) -> Loss:
 def optimizer(name: str, *args: Any, **kwargs: Any) -> Optimizer:
     """Build a registered optimizer by name: `lamina.optimizer("SGD", lr=0.1)`."""
     return _default.build("optimizer", name, *args, **kwargs)
+
+
+def metric(name: str, *args: Any, **kwargs: Any) -> Metric:
+    """Build a registered metric by name: `lamina.metric("accuracy")`."""
+    return _default.build("metric", name, *args, **kwargs)
+
+
+def callback(name: str, *args: Any, **kwargs: Any) -> Callback:
+    """Build a registered callback by name: `lamina.callback("EarlyStopping", patience=3)`."""
+    return _default.build("callback", name, *args, **kwargs)
+
+
+def initializer(name: str, *args: Any, **kwargs: Any) -> Initializer:
+    """Build a registered initialiser by name: `lamina.initializer("normal", std=0.1)`."""
+    return _default.build("initializer", name, *args, **kwargs)
+
+
+def schedule(name: str, *args: Any, **kwargs: Any) -> Schedule:
+    """Build a registered schedule by name: `lamina.schedule("CosineDecay", 0.1, decay_steps=1000)`."""
+    return _default.build("schedule", name, *args, **kwargs)
+
+
+def resolve(kind: str, value: object, argument: str, owner: str) -> Any:
+    """`value` as a plugin of `kind`: an instance passes through, a name is built with no arguments.
+
+    For arguments such as `loss="MSE"` or `weight_init="he_uniform"`; errors name the argument.
+    """
+    spec = resolve_kind(kind)
+    if isinstance(value, spec.base):
+        return value
+    if isinstance(value, str):
+        return _default.build(spec.name, value)
+    if isinstance(value, type) and issubclass(value, spec.base):
+        hint = f"write {value.__name__}(...) or the name {value.__name__!r}"
+    else:
+        hint = f"pass a lamina.{spec.base.__name__} instance or a registered {spec.name} name"
+    raise ArgumentError(f"{owner}({argument}={_describe(value)}): {hint}")

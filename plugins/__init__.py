@@ -2,8 +2,28 @@
 exactly as a third-party package's plugins do; importing them here is only for users who
 prefer classes to names (`from lamina.plugins import Linear`)."""
 from lamina.plugins.activations import Relu, Sigmoid, Softmax, Tanh
+from lamina.plugins.callbacks import CSVLogger, EarlyStopping, LearningRateLogger
+from lamina.plugins.initializers import (
+    GlorotNormal,
+    GlorotUniform,
+    HeNormal,
+    HeUniform,
+    LecunNormal,
+    Normal,
+    Ones,
+    Zeros,
+)
 from lamina.plugins.linear import Linear
-from lamina.plugins.losses import MSE
-from lamina.plugins.optimizers import SGD
+from lamina.plugins.losses import L1, MSE, BinaryCrossEntropy, CrossEntropy, Huber
+from lamina.plugins.metrics import Accuracy, BinaryAccuracy, MeanAbsoluteError, MeanSquaredError
+from lamina.plugins.optimizers import SGD, Adagrad, Adam, AdamW, RMSProp
+from lamina.plugins.schedules import Constant, CosineDecay, ExponentialDecay, StepDecay
 
-__all__ = ["MSE", "SGD", "Linear", "Relu", "Sigmoid", "Softmax", "Tanh"]
+__all__ = [
+    "L1", "MSE", "SGD", "Accuracy", "Adagrad", "Adam", "AdamW", "BinaryAccuracy",
+    "BinaryCrossEntropy", "CSVLogger", "Constant", "CosineDecay", "CrossEntropy",
+    "EarlyStopping", "ExponentialDecay", "GlorotNormal", "GlorotUniform", "HeNormal",
+    "HeUniform", "Huber", "LearningRateLogger", "LecunNormal", "Linear", "MeanAbsoluteError",
+    "MeanSquaredError", "Normal", "Ones", "RMSProp", "Relu", "Sigmoid", "Softmax", "StepDecay",
+    "Tanh", "Zeros",
+]

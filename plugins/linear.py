@@ -11,11 +11,22 @@ class Linear(lamina.Layer):
 
     Parameters "weight" (in, units) and "bias" (units,) are built on the first forward pass,
     when the input width `in` is known, in the floating dtype of that input (float32 for
-    integer or boolean input). Weights are He-uniform, biases zero.
+    integer or boolean input). `weight_init` and `bias_init` take an initialiser's name or
+    instance; by default weights are He-uniform and biases zero.
     """
 
-    def __init__(self, units: int) -> None:
+    def __init__(
+        self,
+        units: int,
+        weight_init: str | lamina.Initializer = "he_uniform",
+        bias_init: str | lamina.Initializer = "zeros",
+    ) -> None:
         self.units = lamina.checks.positive_int(units, "units", "Linear")
+        self.weight_init = weight_init
+        self.bias_init = bias_init
+        # Resolved now so that an unknown name fails here, not at the first forward pass.
+        self._weight_init = lamina.resolve("initializer", weight_init, "weight_init", "Linear")
+        self._bias_init = lamina.resolve("initializer", bias_init, "bias_init", "Linear")
         self.weight: lamina.Parameter | None = None
         self.bias: lamina.Parameter | None = None
 
@@ -32,12 +43,10 @@ class Linear(lamina.Layer):
             )
         dtype = x.dtype if x.dtype.kind == "f" else lamina.DEFAULT_DTYPE
         fan_in = x.shape[-1]
-        # He (Kaiming) uniform: keeps the activations' variance steady through ReLU layers;
-        # on the XOR networks it converges for more seeds than Glorot (84% vs 66%, 200 seeds).
-        limit = np.sqrt(6.0 / fan_in)
-        weight = lamina.rng().uniform(-limit, limit, size=(fan_in, self.units))
-        self.weight = lamina.Parameter(weight.astype(dtype))
-        self.bias = lamina.Parameter(np.zeros(self.units, dtype=dtype))
+        # He-uniform by default: on the blog post's XOR networks it converges for more seeds
+        # than Glorot-uniform (84% against 66% of 200 seeds).
+        self.weight = lamina.Parameter(self._weight_init((fan_in, self.units), dtype))
+        self.bias = lamina.Parameter(self._bias_init((self.units,), dtype, fan_in, self.units))
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         if self.weight is None:

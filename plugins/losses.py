@@ -1,9 +1,25 @@
-"""Losses: MSE."""
+"""Losses: MSE, L1, Huber, CrossEntropy, BinaryCrossEntropy.
+
+Each returns a mean (over elements, or over samples for CrossEntropy) and its backward is the
+derivative of exactly that mean.
+"""
 from __future__ import annotations
 
 import numpy as np
 
 import lamina
+from lamina.plugins._targets import as_labels, check_same_shape, class_targets
+from lamina.plugins.activations import Sigmoid, Softmax
+
+# Probabilities are clipped to [EPS, 1 - EPS] before the log, as Keras does; the gradient is
+# that of the clipped value (zero where clipping is active), so it matches what is returned.
+EPS = 1e-7
+
+
+def _same_shape_target(owner: str, pred: np.ndarray, y: object) -> np.ndarray:
+    y = lamina.checks.as_numeric(y, "y", owner)
+    check_same_shape(owner, pred, y)
+    return y if y.dtype == pred.dtype else y.astype(pred.dtype)
 
 
 class MSE(lamina.Loss):
@@ -13,27 +29,149 @@ class MSE(lamina.Loss):
     """
 
     def forward(self, pred: np.ndarray, y: np.ndarray) -> float:
-        y = lamina.checks.as_numeric(y, "y", "MSE")
-        if pred.shape != y.shape:
-            raise lamina.ShapeError(
-                f"MSE: pred has shape {pred.shape} but y has shape {y.shape}; they must match "
-                f"exactly (broadcasting would compare the wrong pairs). {_reshape_hint(pred, y)}"
-            )
-        if y.dtype != pred.dtype:
-            y = y.astype(pred.dtype)
-        self._diff = pred - y
+        self._diff = pred - _same_shape_target("MSE", pred, y)
         return float(np.mean(np.square(self._diff)))
 
     def backward(self) -> np.ndarray:
         return self._diff * (2.0 / self._diff.size)
 
 
-def _reshape_hint(pred: np.ndarray, y: np.ndarray) -> str:
-    if pred.size == y.size:
-        return f"Reshape y with y.reshape{pred.shape}."
-    return "Give y one target per output (the model's last layer sets the output width)."
+class L1(lamina.Loss):
+    """mean(|pred - y|) over every element; dL/dpred = sign(pred - y) / pred.size."""
+
+    def forward(self, pred: np.ndarray, y: np.ndarray) -> float:
+        self._diff = pred - _same_shape_target("L1", pred, y)
+        return float(np.mean(np.abs(self._diff)))
+
+    def backward(self) -> np.ndarray:
+        return np.sign(self._diff) * (1.0 / self._diff.size)
+
+
+class Huber(lamina.Loss):
+    """mean of 0.5 d^2 where |d| <= delta, else delta (|d| - delta / 2); d = pred - y.
+
+    dL/dpred = d (or delta * sign(d) beyond delta) / pred.size, as torch.nn.HuberLoss.
+    """
+
+    def __init__(self, delta: float = 1.0) -> None:
+        self.delta = lamina.checks.positive_number(delta, "delta", "Huber", example=1.0)
+
+    def forward(self, pred: np.ndarray, y: np.ndarray) -> float:
+        d = pred - _same_shape_target("Huber", pred, y)
+        self._diff = d
+        a = np.abs(d)
+        values = np.where(a <= self.delta, 0.5 * d * d, self.delta * (a - 0.5 * self.delta))
+        return float(np.mean(values))
+
+    def backward(self) -> np.ndarray:
+        d = self._diff
+        return np.clip(d, -self.delta, self.delta) * (1.0 / d.size)
+
+
+class CrossEntropy(lamina.Loss):
+    """-mean over samples of sum_c y_c log p_c, for pred of shape (samples, classes).
+
+    pred holds probabilities (e.g. after Softmax), or logits when `from_logits=True`, where a
+    log-softmax with each row's max keeps it stable. y holds integer labels (samples,) or
+    one-hot (or probability) rows (samples, classes). After a Softmax layer the model uses
+    the fused gradient (p - y) / n with respect to the softmax's input.
+    """
+
+    def __init__(self, from_logits: bool = False) -> None:
+        self.from_logits = bool(from_logits)
+
+    def prepare_target(self, y: object, dtype: np.dtype) -> np.ndarray:
+        labels = as_labels(y, "CrossEntropy")
+        return labels if labels is not None else super().prepare_target(y, dtype)
+
+    def forward(self, pred: np.ndarray, y: np.ndarray) -> float:
+        labels, rows = class_targets(pred, y, "CrossEntropy")
+        n = pred.shape[0]
+        self._labels, self._rows, self._pred = labels, rows, pred
+        if self.from_logits:
+            shifted = pred - pred.max(axis=1, keepdims=True)
+            logp = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        else:
+            self._clipped = np.clip(pred, EPS, 1.0)
+            logp = np.log(self._clipped)
+        self._logp = logp
+        if labels is not None:
+            return float(-logp[np.arange(n), labels].sum() / n)
+        return float(-(rows * logp).sum() / n)
+
+    def backward(self) -> np.ndarray:
+        if self.from_logits:
+            return self._softmax_grad(np.exp(self._logp))
+        pred, labels, n = self._pred, self._labels, self._pred.shape[0]
+        inside = (pred >= EPS) & (pred <= 1.0)
+        if labels is not None:
+            grad = np.zeros_like(pred)
+            rows = np.arange(n)
+            grad[rows, labels] = -1.0 / (n * self._clipped[rows, labels])
+        else:
+            grad = -self._rows / (n * self._clipped)
+        return grad * inside
+
+    def fuses_with(self, layer: object) -> bool:
+        return not self.from_logits and isinstance(layer, Softmax)
+
+    def fused_backward(self) -> np.ndarray:
+        return self._softmax_grad(self._pred)
+
+    def _softmax_grad(self, p: np.ndarray) -> np.ndarray:
+        """(p * sum(y) - y) / n: dL/dlogits when p = softmax(logits)."""
+        n = p.shape[0]
+        if self._labels is not None:
+            grad = p.copy()
+            grad[np.arange(n), self._labels] -= 1.0
+        else:
+            grad = p * self._rows.sum(axis=1, keepdims=True) - self._rows
+        grad *= 1.0 / n
+        return grad
+
+
+class BinaryCrossEntropy(lamina.Loss):
+    """-mean(y log p + (1 - y) log(1 - p)) over every element; pred and y of the same shape.
+
+    pred holds probabilities (e.g. after Sigmoid), or logits when `from_logits=True`, computed
+    as mean(max(z, 0) - z y + log(1 + exp(-|z|))), which cannot overflow. After a Sigmoid
+    layer the model uses the fused gradient (p - y) / size with respect to its input.
+    """
+
+    def __init__(self, from_logits: bool = False) -> None:
+        self.from_logits = bool(from_logits)
+
+    def forward(self, pred: np.ndarray, y: np.ndarray) -> float:
+        y = _same_shape_target("BinaryCrossEntropy", pred, y)
+        self._pred, self._y = pred, y
+        if self.from_logits:
+            z = pred
+            return float(np.mean(np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))))
+        self._clipped = c = np.clip(pred, EPS, 1.0 - EPS)
+        return float(-np.mean(y * np.log(c) + (1.0 - y) * np.log1p(-c)))
+
+    def backward(self) -> np.ndarray:
+        pred, y = self._pred, self._y
+        if self.from_logits:
+            p = np.tanh(pred * 0.5)
+            p += 1.0
+            p *= 0.5
+            return (p - y) * (1.0 / pred.size)
+        c = self._clipped
+        inside = (pred >= EPS) & (pred <= 1.0 - EPS)
+        return np.where(inside, (c - y) / (c * (1.0 - c)), 0.0) * (1.0 / pred.size)
+
+    def fuses_with(self, layer: object) -> bool:
+        return not self.from_logits and isinstance(layer, Sigmoid)
+
+    def fused_backward(self) -> np.ndarray:
+        return (self._pred - self._y) * (1.0 / self._pred.size)
 
 
 @lamina.hookimpl
 def register_losses(register):
     register(MSE, aliases=("mean_squared_error",))
+    register(L1, aliases=("mae", "mean_absolute_error"))
+    register(Huber)
+    register(CrossEntropy, aliases=("categorical_crossentropy",))
+    register(BinaryCrossEntropy, aliases=("bce", "binary_crossentropy"))

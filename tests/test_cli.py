@@ -42,7 +42,8 @@ def test_the_console_script_is_installed():
 def test_kind_filters_the_listing():
     result = lamina_cli("list-plugins", "--kind", "loss")
     assert result.returncode == 0
-    assert [line.split()[0] for line in result.stdout.splitlines()[2:]] == ["MSE"]
+    names = [line.split()[0] for line in result.stdout.splitlines()[2:]]
+    assert names == ["BinaryCrossEntropy", "CrossEntropy", "Huber", "L1", "MSE"]
 
 
 def test_json_lists_objects_with_name_kind_package_and_version():

@@ -5,8 +5,24 @@ import numpy as np
 import pytest
 
 import lamina
-from lamina.plugins import MSE, Linear, Relu, Sigmoid, Softmax, Tanh
-from lamina.testing import check_layer_gradients, check_loss_gradients, numerical_gradient
+from lamina.plugins import (
+    L1,
+    MSE,
+    BinaryCrossEntropy,
+    CrossEntropy,
+    Huber,
+    Linear,
+    Relu,
+    Sigmoid,
+    Softmax,
+    Tanh,
+)
+from lamina.testing import (
+    check_layer_gradients,
+    check_loss_gradients,
+    numerical_gradient,
+    relative_error,
+)
 
 TOLERANCE = 1e-7
 SEEDS = range(5)
@@ -40,9 +56,61 @@ LAYER_CASES = {
     "lamina:Softmax": (lambda rng: Softmax(), lambda rng: 3 * _normal(rng)),
 }
 
+def _regression(rng, kinks=()):
+    """(pred, y) of one random shape, with pred - y kept away from the loss's kinks."""
+    shape = _shape(rng)
+    y = rng.normal(size=shape)
+    d = rng.normal(size=shape) * 2
+    for kink in kinks:  # move differences within 0.05 of a kink out of its neighbourhood
+        near = np.abs(np.abs(d) - kink) < 0.05
+        d[near] = np.sign(d[near] + 1e-12) * (kink + 0.1)
+    return y + d, y
+
+
+def _probabilities(rng, shape):
+    p = rng.uniform(0.05, 1.0, size=shape)
+    return p / p.sum(axis=1, keepdims=True)
+
+
+def _classification(rng, targets, probabilities):
+    n, classes = int(rng.integers(1, 6)), int(rng.integers(2, 6))
+    pred = _probabilities(rng, (n, classes)) if probabilities else 3 * rng.normal(size=(n, classes))
+    labels = rng.integers(0, classes, size=n)
+    if targets == "labels":
+        return pred, labels
+    if targets == "onehot":
+        return pred, np.eye(classes)[labels]
+    return pred, _probabilities(rng, (n, classes))  # soft targets
+
+
+def _binary(rng, probabilities):
+    shape = _shape(rng)
+    pred = rng.uniform(0.05, 0.95, size=shape) if probabilities else 3 * rng.normal(size=shape)
+    return pred, rng.integers(0, 2, size=shape).astype(np.float64)
+
+
+# qualified name -> [(loss factory, data factory), ...]; every registered loss needs an entry.
 LOSS_CASES = {
-    "lamina:MSE": (lambda rng: MSE(), lambda rng: (lambda s: (rng.normal(size=s), rng.normal(size=s)))(_shape(rng))),
+    "lamina:MSE": [(lambda rng: MSE(), _regression)],
+    "lamina:L1": [(lambda rng: L1(), lambda rng: _regression(rng, kinks=(0.0,)))],
+    "lamina:Huber": [
+        (lambda rng: Huber(), lambda rng: _regression(rng, kinks=(1.0,))),
+        (lambda rng: Huber(delta=0.3), lambda rng: _regression(rng, kinks=(0.3,))),
+    ],
+    "lamina:CrossEntropy": [
+        (lambda rng: CrossEntropy(), lambda rng: _classification(rng, "labels", True)),
+        (lambda rng: CrossEntropy(), lambda rng: _classification(rng, "onehot", True)),
+        (lambda rng: CrossEntropy(), lambda rng: _classification(rng, "soft", True)),
+        (lambda rng: CrossEntropy(from_logits=True), lambda rng: _classification(rng, "labels", False)),
+        (lambda rng: CrossEntropy(from_logits=True), lambda rng: _classification(rng, "onehot", False)),
+        (lambda rng: CrossEntropy(from_logits=True), lambda rng: _classification(rng, "soft", False)),
+    ],
+    "lamina:BinaryCrossEntropy": [
+        (lambda rng: BinaryCrossEntropy(), lambda rng: _binary(rng, True)),
+        (lambda rng: BinaryCrossEntropy(from_logits=True), lambda rng: _binary(rng, False)),
+    ],
 }
+LOSS_PARAMS = [(name, i) for name, cases in sorted(LOSS_CASES.items()) for i in range(len(cases))]
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -66,12 +134,34 @@ def test_linear_gradients_on_inputs_with_extra_leading_axes(seed):
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize("name", sorted(LOSS_CASES))
-def test_loss_gradients_match_finite_differences(name, seed):
+@pytest.mark.parametrize("name, case", LOSS_PARAMS)
+def test_loss_gradients_match_finite_differences(name, case, seed):
     rng = np.random.default_rng(seed)
-    make_loss, make_data = LOSS_CASES[name]
+    make_loss, make_data = LOSS_CASES[name][case]
     pred, y = make_data(rng)
     assert check_loss_gradients(make_loss(rng), pred, y) < TOLERANCE
+
+
+FUSED_CASES = [
+    (CrossEntropy, Softmax, lambda rng: _classification(rng, "labels", False)),
+    (CrossEntropy, Softmax, lambda rng: _classification(rng, "onehot", False)),
+    (CrossEntropy, Softmax, lambda rng: _classification(rng, "soft", False)),
+    (BinaryCrossEntropy, Sigmoid, lambda rng: _binary(rng, False)),
+]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("make_loss, make_layer, make_data", FUSED_CASES)
+def test_fused_loss_gradient_is_the_gradient_through_the_layer(make_loss, make_layer, make_data, seed):
+    """The one-step gradient (p - y) / n equals d loss(layer(z)) / dz by finite differences."""
+    z, y = make_data(np.random.default_rng(seed))
+    loss, layer = make_loss(), make_layer()
+    assert loss.fuses_with(layer) and not make_loss(from_logits=True).fuses_with(layer)
+    z = z.astype(np.float64)
+    loss(layer(z), y)
+    fused = loss.fused_backward()
+    numeric = numerical_gradient(lambda: float(loss(layer(z), y)), z)
+    assert relative_error(fused, numeric) < TOLERANCE
 
 
 def test_every_registered_layer_and_loss_has_a_gradient_check():

@@ -50,7 +50,7 @@ def test_unknown_layer_names_in_a_model_suggest_the_right_name():
 
 
 def test_dict_arguments_are_checked_against_the_layer_signature():
-    with pytest.raises(lamina.ArgumentError, match="layer 'Linear' takes Linear\\(units\\)"):
+    with pytest.raises(lamina.ArgumentError, match="layer 'Linear' takes Linear\\(units, weight_init="):
         lamina.Model([{"type": "Linear", "unitz": 3}])
 
 
@@ -191,7 +191,7 @@ def test_wrong_width_deeper_in_the_model_names_that_position():
 
 
 def test_x_and_y_of_different_lengths_are_rejected():
-    with pytest.raises(lamina.ShapeError, match=r"x has shape \(4, 2\) and y has shape \(3, 1\)"):
+    with pytest.raises(lamina.ShapeError, match=r"x and y have shapes \(4, 2\) and \(3, 1\)"):
         xor_model().train(X, Y[:3], epochs=1, verbose=False)
 
 

@@ -1,0 +1,305 @@
+"""The loops behind `Model.train`, `Model.evaluate` and `Model.predict`."""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from lamina.callback import Callback
+from lamina.checks import as_floating, describe, fraction, positive_int, positive_number
+from lamina.errors import ArgumentError, NonFiniteError, ShapeError
+from lamina.history import History
+from lamina.loss import Loss
+from lamina.metric import Metric
+from lamina.optimizer import Optimizer
+from lamina.parameter import Parameter
+from lamina.registry import resolve
+from lamina.seeding import rng
+
+if TYPE_CHECKING:
+    from lamina.model import Model
+
+OWNER = "Model.train"
+
+
+def _as_list(value: object, kind: str, argument: str, owner: str) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, (str, Metric, Callback)) or not isinstance(value, Iterable):
+        value = [value]
+    return [resolve(kind, item, argument, owner) for item in value]
+
+
+def _check_pair(x: np.ndarray, y: np.ndarray, owner: str, names: str = "x and y") -> None:
+    if x.ndim == 0 or y.ndim == 0 or len(x) != len(y):
+        raise ShapeError(
+            f"{owner}: {names} have shapes {x.shape} and {y.shape}; they need the same number "
+            "of samples along the first axis (one row of y per row of x)"
+        )
+
+
+def _batches(n: int, batch_size: int, order: np.ndarray | None) -> Iterable[slice | np.ndarray]:
+    """Slices of the data in order (views, no copy), or index arrays into one permutation."""
+    for start in range(0, n, batch_size):
+        if order is None:
+            yield slice(start, start + batch_size)
+        else:
+            yield order[start : start + batch_size]
+
+
+def _finite(array: np.ndarray) -> bool:
+    # A sum is NaN or infinite when any element is; checking the sum reads the array once and
+    # allocates nothing. A float32 sum can overflow on huge finite values, hence the recheck.
+    return math.isfinite(float(np.sum(array))) or bool(np.isfinite(array).all())
+
+
+class _Step:
+    """One training step on a batch, with the non-finite guard and gradient clipping."""
+
+    def __init__(self, model: Model, loss: Loss, optim: Optimizer, clip_grad_norm: float | None) -> None:
+        self.model, self.loss, self.optim = model, loss, optim
+        self.clip = clip_grad_norm
+        # The loss may take over the last layer's backward (CrossEntropy after Softmax).
+        self.fused = loss.fuses_with(model.layers[-1])
+        self.params: list[Parameter] | None = None
+
+    def __call__(self, xb: np.ndarray, yb: np.ndarray, where: str) -> tuple[float, np.ndarray]:
+        model, loss = self.model, self.loss
+        pred = model.forward(xb)
+        value = float(loss(pred, yb))
+        if not math.isfinite(value):
+            raise NonFiniteError(self._diagnose(xb, yb, where))
+        if self.params is None:  # layers build their parameters on the first forward pass
+            self.params = list(model.parameters().values())
+        for param in self.params:
+            param.grad.fill(0)
+        if self.fused:
+            model.backward(loss.fused_backward(), from_layer=len(model.layers) - 2)
+        else:
+            model.backward(loss.backward())
+        if not all(_finite(param.grad) for param in self.params):
+            raise NonFiniteError(self._diagnose(xb, yb, where))
+        if self.clip is not None:
+            clip_grad_norm(self.params, self.clip)
+        self.optim.step(self.params)
+        return value, pred
+
+    def _diagnose(self, xb: np.ndarray, yb: np.ndarray, where: str) -> str:
+        """Replay the step layer by layer to name the first non-finite output or gradient."""
+        model, loss = self.model, self.loss
+        culprit = None
+        if not np.isfinite(xb).all():
+            culprit = "the input batch x contains NaN or infinity"
+        elif yb.dtype.kind == "f" and not np.isfinite(yb).all():
+            culprit = "the targets y contain NaN or infinity"
+        out = xb
+        for i, layer in enumerate(model.layers):
+            if culprit:
+                break
+            out = layer(out)
+            if not np.isfinite(out).all():
+                culprit = f"the output of Model.layers[{i}], {layer!r}, is not finite"
+        if culprit is None:
+            if not math.isfinite(float(loss(out, yb))):
+                culprit = f"the loss {loss!r} is not finite although its input is"
+            else:
+                model.zero_grad()
+                grad = loss.backward()
+                for i in range(len(model.layers) - 1, -1, -1):
+                    layer = model.layers[i]
+                    grad = layer.backward(grad)
+                    bad = [n for n, p in layer.parameters().items() if not np.isfinite(p.grad).all()]
+                    if bad or not np.isfinite(grad).all():
+                        what = f"the gradient of its {', '.join(bad)}" if bad else "its input gradient"
+                        culprit = f"{what} in Model.layers[{i}], {layer!r}, is not finite"
+                        break
+        culprit = culprit or "a value is not finite"
+        return (
+            f"training stopped at {where}: {culprit}. The model keeps its weights from before "
+            "this step. Try a lower learning rate or clip_grad_norm=1.0, and check the data "
+            "for NaN or infinity."
+        )
+
+
+def clip_grad_norm(params: Sequence[Parameter], max_norm: float) -> float:
+    """Scale all gradients together so their global L2 norm is at most `max_norm` (as
+    torch.nn.utils.clip_grad_norm_ does); returns the norm before clipping."""
+    total = math.sqrt(sum(float(np.vdot(p.grad, p.grad)) for p in params))
+    scale = max_norm / (total + 1e-6)
+    if scale < 1.0:
+        for param in params:
+            param.grad *= scale
+    return total
+
+
+def _mean_logs(
+    model: Model, x: np.ndarray, y: np.ndarray, loss: Loss, metrics: list[Metric], batch_size: int
+) -> dict[str, float]:
+    """Sample-weighted means of the loss and metrics over (x, y), in batches, without training."""
+    totals = dict.fromkeys(["loss", *(m.name for m in metrics)], 0.0)
+    for batch in _batches(len(x), batch_size, None):
+        xb, yb = x[batch], y[batch]
+        pred = model.forward(xb)
+        totals["loss"] += float(loss(pred, yb)) * len(xb)
+        for metric in metrics:
+            totals[metric.name] += float(metric(pred, yb)) * len(xb)
+    return {key: total / len(x) for key, total in totals.items()}
+
+
+def _check_metric_names(metrics: list[Metric], owner: str) -> None:
+    names = [m.name for m in metrics]
+    for name in names:
+        if names.count(name) > 1 or name == "loss":
+            raise ArgumentError(
+                f"{owner}(metrics=...): two results would be called {name!r}; give each metric "
+                "once, and none named 'loss'"
+            )
+
+
+def fit(
+    model: Model,
+    x: object,
+    y: object,
+    *,
+    optim: Optimizer | str,
+    loss: Loss | str,
+    epochs: int,
+    batch_size: int | None,
+    shuffle: bool,
+    validation_data: tuple[object, object] | None,
+    validation_split: float,
+    metrics: Iterable[Metric | str] | Metric | str,
+    callbacks: Iterable[Callback | str] | Callback | str,
+    verbose: bool,
+    clip_grad_norm: float | None,
+) -> History:
+    optim = resolve("optimizer", optim, "optim", OWNER)
+    loss = resolve("loss", loss, "loss", OWNER)
+    metrics = _as_list(metrics, "metric", "metrics", OWNER)
+    callbacks = _as_list(callbacks, "callback", "callbacks", OWNER)
+    _check_metric_names(metrics, OWNER)
+    epochs = positive_int(epochs, "epochs", OWNER, example=100)
+    if batch_size is not None:
+        batch_size = positive_int(batch_size, "batch_size", OWNER, example=32)
+    validation_split = fraction(validation_split, "validation_split", OWNER)
+    if clip_grad_norm is not None:
+        clip_grad_norm = positive_number(clip_grad_norm, "clip_grad_norm", OWNER, example=1.0)
+
+    x = as_floating(x, "x", OWNER, model.dtype)
+    y = loss.prepare_target(y, x.dtype)
+    _check_pair(x, y, OWNER)
+    x_val = y_val = None
+    if validation_data is not None:
+        if validation_split:
+            raise ArgumentError(f"{OWNER}: pass validation_data or validation_split, not both")
+        if not (isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
+            raise ArgumentError(
+                f"{OWNER}(validation_data={describe(validation_data)}): expected a pair (x_val, y_val)"
+            )
+        x_val = as_floating(validation_data[0], "x_val", OWNER, x.dtype)
+        y_val = loss.prepare_target(validation_data[1], x.dtype)
+        _check_pair(x_val, y_val, OWNER, "validation_data's x_val and y_val")
+    elif validation_split:
+        # Like Keras: the last fraction of the samples, taken before any shuffling.
+        split_at = int(len(x) * (1 - validation_split))
+        if split_at == len(x) or split_at == 0:
+            raise ArgumentError(
+                f"{OWNER}(validation_split={validation_split}): with {len(x)} samples this leaves "
+                f"{len(x) - split_at} for validation and {split_at} for training; both need at least one"
+            )
+        x, x_val, y, y_val = x[:split_at], x[split_at:], y[:split_at], y[split_at:]
+
+    n = len(x)
+    size = n if batch_size is None else min(batch_size, n)
+    n_batches = math.ceil(n / size)
+    step = _Step(model, loss, optim, clip_grad_norm)
+    model.optimizer, model.loss, model.stop_training = optim, loss, False
+    history = History()
+    logs: dict[str, float] = {}
+    for callback in callbacks:
+        callback.set_model(model)
+        callback.on_train_begin({})
+
+    epoch_bar = tqdm(total=epochs, desc="train", unit="epoch", disable=not verbose or n_batches > 1)
+    model.set_training(True)
+    try:
+        for epoch in range(epochs):
+            for callback in callbacks:
+                callback.on_epoch_begin(epoch, {})
+            # One permutation per epoch from lamina's generator; batches are slices of it.
+            order = rng().permutation(n) if shuffle and n_batches > 1 else None
+            totals = dict.fromkeys(["loss", *(m.name for m in metrics)], 0.0)
+            bar = tqdm(
+                total=n_batches,
+                desc=f"epoch {epoch + 1}/{epochs}",
+                unit="batch",
+                disable=not verbose or n_batches == 1,
+            )
+            for index, batch in enumerate(_batches(n, size, order)):
+                xb, yb = x[batch], y[batch]
+                where = f"epoch {epoch + 1}/{epochs}, batch {index + 1}/{n_batches}"
+                value, pred = step(xb, yb, where)
+                totals["loss"] += value * len(xb)
+                for metric in metrics:
+                    totals[metric.name] += float(metric(pred, yb)) * len(xb)
+                bar.update(1)
+            logs = {key: total / n for key, total in totals.items()}
+            if x_val is not None:
+                model.set_training(False)
+                val = _mean_logs(model, x_val, y_val, loss, metrics, batch_size or len(x_val))
+                logs.update({f"val_{key}": value for key, value in val.items()})
+                model.set_training(True)
+            for callback in callbacks:
+                callback.on_epoch_end(epoch, logs)
+            history.record(epoch, logs)
+            shown = {key: f"{value:.4g}" for key, value in logs.items()}
+            bar.set_postfix(shown, refresh=False)
+            bar.close()
+            epoch_bar.set_postfix(shown, refresh=False)
+            epoch_bar.update(1)
+            if model.stop_training:
+                break
+    finally:
+        model.set_training(False)
+        epoch_bar.close()
+    for callback in callbacks:
+        callback.on_train_end(logs)
+    return history
+
+
+def evaluate(
+    model: Model,
+    x: object,
+    y: object,
+    loss: Loss | str | None,
+    metrics: Iterable[Metric | str] | Metric | str,
+    batch_size: int | None,
+) -> dict[str, float]:
+    owner = "Model.evaluate"
+    if loss is None:
+        loss = getattr(model, "loss", None)
+        if loss is None:
+            raise ArgumentError(f"{owner}: pass loss=... (the model has not been trained with one)")
+    loss = resolve("loss", loss, "loss", owner)
+    metrics = _as_list(metrics, "metric", "metrics", owner)
+    _check_metric_names(metrics, owner)
+    if batch_size is not None:
+        batch_size = positive_int(batch_size, "batch_size", owner, example=256)
+    x = as_floating(x, "x", owner, model.dtype)
+    y = loss.prepare_target(y, x.dtype)
+    _check_pair(x, y, owner)
+    model.set_training(False)
+    return _mean_logs(model, x, y, loss, metrics, batch_size or len(x))
+
+
+def predict(model: Model, x: object, batch_size: int | None) -> np.ndarray:
+    owner = "Model.predict"
+    x = as_floating(x, "x", owner, model.dtype)
+    model.set_training(False)
+    if batch_size is None:
+        return model.forward(x)
+    batch_size = positive_int(batch_size, "batch_size", owner, example=256)
+    return np.concatenate([model.forward(x[batch]) for batch in _batches(len(x), batch_size, None)])

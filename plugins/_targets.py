@@ -1,0 +1,69 @@
+"""Target checks shared by losses and metrics (private to the built-in plugins)."""
+from __future__ import annotations
+
+import numpy as np
+
+import lamina
+
+
+def check_same_shape(owner: str, pred: np.ndarray, y: np.ndarray) -> None:
+    """Element-wise losses and metrics compare pred and y pair by pair: shapes must match."""
+    if pred.shape != y.shape:
+        if pred.size == y.size:
+            hint = f"Reshape y with y.reshape{pred.shape}."
+        else:
+            hint = "Give y one target per output (the model's last layer sets the output width)."
+        raise lamina.ShapeError(
+            f"{owner}: pred has shape {pred.shape} but y has shape {y.shape}; they must match "
+            f"exactly (broadcasting would compare the wrong pairs). {hint}"
+        )
+
+
+def as_labels(y: object, owner: str) -> np.ndarray | None:
+    """Integer class labels of shape (n,) from (n,) or (n, 1) integers, or integral floats of
+    shape (n,); None when `y` holds one-hot or probability rows instead."""
+    y = lamina.checks.as_numeric(y, "y", owner)
+    if y.ndim == 2 and y.shape[1] == 1 and y.dtype.kind in "iu":
+        y = y[:, 0]
+    if y.ndim != 1:
+        return None
+    if y.dtype.kind == "f":
+        if not np.array_equal(y, np.round(y)):
+            raise lamina.ArgumentError(
+                f"{owner}: a 1-D y holds class labels, but it has non-integer values; pass "
+                "integer labels (n,) or one-hot rows (n, classes)"
+            )
+        y = y.astype(np.int64)
+    return y
+
+
+def class_targets(pred: np.ndarray, y: object, owner: str) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(labels, None) for integer labels, (None, rows) for one-hot or probability rows,
+    checked against pred's (n, classes) shape."""
+    if pred.ndim != 2:
+        raise lamina.ShapeError(
+            f"{owner}: pred must have shape (samples, classes), got {pred.shape}; put a Flatten "
+            "or Linear layer before the output"
+        )
+    n, classes = pred.shape
+    labels = as_labels(y, owner)
+    if labels is not None:
+        if len(labels) != n:
+            raise lamina.ShapeError(f"{owner}: pred has {n} samples but y has {len(labels)} labels")
+        if n and (labels.min() < 0 or labels.max() >= classes):
+            raise lamina.ArgumentError(
+                f"{owner}: labels must be integers in [0, {classes}) for pred with {classes} "
+                f"classes, got values from {labels.min()} to {labels.max()}; give the last layer one "
+                "output per class, or re-index the labels from 0"
+            )
+        return labels, None
+    rows = lamina.checks.as_numeric(y, "y", owner)
+    if rows.shape != pred.shape:
+        raise lamina.ShapeError(
+            f"{owner}: one-hot y has shape {rows.shape} but pred has shape {pred.shape}; one-hot "
+            f"targets need {classes} columns (one per class, as the model outputs), or pass "
+            "integer labels of shape (samples,)"
+        )
+    if rows.dtype != pred.dtype:
+        rows = rows.astype(pred.dtype)
+    return None, rows

@@ -1,0 +1,118 @@
+"""Callbacks: EarlyStopping, LearningRateLogger, CSVLogger."""
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+from typing import Any
+
+import numpy as np
+
+import lamina
+
+
+class EarlyStopping(lamina.Callback):
+    """Stop when `monitor` has not improved by more than `min_delta` for `patience` epochs.
+
+    `mode` "min" (losses) or "max" (accuracies); "auto" picks "max" for names containing
+    "acc". With `restore_best`, the weights of the best epoch are put back when training ends.
+    """
+
+    def __init__(
+        self,
+        monitor: str = "val_loss",
+        patience: int = 5,
+        min_delta: float = 0.0,
+        restore_best: bool = True,
+        mode: str = "auto",
+    ) -> None:
+        if not isinstance(monitor, str) or not monitor:
+            raise lamina.ArgumentError(f"EarlyStopping(monitor={monitor!r}): monitor must name a logged value, e.g. 'val_loss'")
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
+            raise lamina.ArgumentError(f"EarlyStopping(patience={patience!r}): patience must be an int >= 0")
+        if mode not in ("auto", "min", "max"):
+            raise lamina.ArgumentError(f"EarlyStopping(mode={mode!r}): mode must be 'auto', 'min' or 'max'")
+        self.monitor = monitor
+        self.patience = patience
+        self.min_delta = lamina.checks.non_negative_number(min_delta, "min_delta", "EarlyStopping")
+        self.restore_best = bool(restore_best)
+        self.mode = mode
+
+    def on_train_begin(self, logs: dict[str, float] | None = None) -> None:
+        mode = self.mode if self.mode != "auto" else ("max" if "acc" in self.monitor else "min")
+        self._sign = 1.0 if mode == "min" else -1.0  # compare sign * value: lower is better
+        self.best = math.inf
+        self.best_epoch: int | None = None
+        self.stopped_epoch: int | None = None
+        self._wait = 0
+        self._best_weights: list[np.ndarray] | None = None
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
+        if self.monitor not in logs:
+            raise lamina.ArgumentError(
+                f"EarlyStopping(monitor={self.monitor!r}): no such value in this epoch's logs "
+                f"(they have {', '.join(map(repr, logs))}); monitor one of those, or pass "
+                "validation_data or validation_split to get 'val_*' values"
+            )
+        value = self._sign * logs[self.monitor]
+        if value < self.best - self.min_delta:
+            self.best, self.best_epoch, self._wait = value, epoch, 0
+            if self.restore_best:
+                self._best_weights = [p.value.copy() for p in self.model.parameters().values()]
+            return
+        self._wait += 1
+        if self._wait >= self.patience:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+
+    def on_train_end(self, logs: dict[str, float] | None = None) -> None:
+        if self.restore_best and self._best_weights is not None:
+            for param, best in zip(self.model.parameters().values(), self._best_weights):
+                param.value[...] = best
+
+    @property
+    def best_value(self) -> float:
+        """The best monitored value seen (in its own sign)."""
+        return self._sign * self.best
+
+
+class LearningRateLogger(lamina.Callback):
+    """Adds the optimizer's learning rate of the epoch's last step to the logs as "lr"."""
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
+        optim = self.model.optimizer
+        lr = optim.current_lr if optim.current_lr is not None else optim.learning_rate()
+        logs["lr"] = float(lr)
+
+
+class CSVLogger(lamina.Callback):
+    """Writes one row per epoch (epoch, then every logged value) to a CSV file at `path`.
+
+    The file is rewritten atomically after each epoch, so it is never half-written.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], separator: str = ",") -> None:
+        self.path = os.fspath(path)
+        self.separator = separator
+
+    def on_train_begin(self, logs: dict[str, float] | None = None) -> None:
+        self._rows: list[dict[str, Any]] = []
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
+        self._rows.append({"epoch": epoch, **logs})
+        columns: list[str] = []
+        for row in self._rows:
+            columns.extend(key for key in row if key not in columns)
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=columns, delimiter=self.separator, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self._rows)
+        lamina.atomic_write(self.path, text.getvalue())
+
+
+@lamina.hookimpl
+def register_callbacks(register):
+    register(EarlyStopping)
+    register(LearningRateLogger)
+    register(CSVLogger)
