@@ -225,6 +225,10 @@ def fit(
 
     epoch_bar = tqdm(total=epochs, desc="train", unit="epoch", disable=not verbose or n_batches > 1)
     model.set_training(True)
+    # numpy's overflow and invalid-value warnings are silenced while training: the guard in
+    # _Step stops at the first non-finite loss or gradient with an error that names the layer.
+    errstate = np.errstate(over="ignore", invalid="ignore", divide="ignore")
+    errstate.__enter__()
     try:
         for epoch in range(epochs):
             for callback in callbacks:
@@ -263,6 +267,7 @@ def fit(
             if model.stop_training:
                 break
     finally:
+        errstate.__exit__(None, None, None)
         model.set_training(False)
         epoch_bar.close()
     for callback in callbacks:
