@@ -43,6 +43,13 @@ def test_xor_examples_converge_for_most_seeds(example, rate, monkeypatch):
     assert reached / 40 >= rate
 
 
+def test_digits_example_reaches_97_percent_test_accuracy():
+    result = run_python(str(ROOT / "examples" / "digits.py"))
+    assert result.returncode == 0, result.stderr
+    accuracy = float(re.search(r"test accuracy: ([0-9.]+)", result.stdout).group(1))
+    assert accuracy >= 0.97, result.stdout
+
+
 @pytest.fixture(scope="module")
 def snake_site(tmp_path_factory):
     """examples/lamina-snake, installed by pip as a real distribution into a temporary folder."""
