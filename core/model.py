@@ -8,7 +8,7 @@ import numpy as np
 
 from lamina import training
 from lamina.callback import Callback
-from lamina.checks import DEFAULT_DTYPE, as_floating, describe
+from lamina.checks import DEFAULT_DTYPE, describe
 from lamina.errors import ArgumentError, ShapeError
 from lamina.history import History
 from lamina.layer import Layer
@@ -46,8 +46,8 @@ class Model:
     # -- inference -----------------------------------------------------------------------
 
     def __call__(self, x: object) -> np.ndarray:
-        """Predict: run `x` through every layer (bools and ints become the model's float dtype)."""
-        return self.forward(as_floating(x, "x", "Model", self.dtype))
+        """Predict in inference mode, as `predict(x)` (bools and ints become the model's float dtype)."""
+        return training.predict(self, x, None)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Run an array through every layer; errors name the layer and its position."""

@@ -66,7 +66,10 @@ class _Step:
         self.fused = loss.fuses_with(model.layers[-1])
         self.params: list[Parameter] | None = None
 
-    def __call__(self, xb: np.ndarray, yb: np.ndarray, where: str) -> tuple[float, np.ndarray]:
+    def __call__(
+        self, xb: np.ndarray, yb: np.ndarray, where: tuple[int, int, int, int]
+    ) -> tuple[float, np.ndarray]:
+        """Forward, loss, backward, clip and update; `where` is (epoch, epochs, batch, batches)."""
         model, loss = self.model, self.loss
         pred = model.forward(xb)
         value = float(loss(pred, yb))
@@ -87,8 +90,9 @@ class _Step:
         self.optim.step(self.params)
         return value, pred
 
-    def _diagnose(self, xb: np.ndarray, yb: np.ndarray, where: str) -> str:
+    def _diagnose(self, xb: np.ndarray, yb: np.ndarray, where: tuple[int, int, int, int]) -> str:
         """Replay the step layer by layer to name the first non-finite output or gradient."""
+        epoch, epochs, batch, batches = where
         model, loss = self.model, self.loss
         culprit = None
         if not np.isfinite(xb).all():
@@ -118,7 +122,8 @@ class _Step:
                         break
         culprit = culprit or "a value is not finite"
         return (
-            f"training stopped at {where}: {culprit}. The model keeps its weights from before "
+            f"training stopped at epoch {epoch + 1}/{epochs}, batch {batch + 1}/{batches}: "
+            f"{culprit}. The model keeps its weights from before "
             "this step. Try a lower learning rate or clip_grad_norm=1.0, and check the data "
             "for NaN or infinity."
         )
@@ -224,52 +229,49 @@ def fit(
         callback.on_train_begin({})
 
     epoch_bar = tqdm(total=epochs, desc="train", unit="epoch", disable=not verbose or n_batches > 1)
-    model.set_training(True)
     # numpy's overflow and invalid-value warnings are silenced while training: the guard in
     # _Step stops at the first non-finite loss or gradient with an error that names the layer.
-    errstate = np.errstate(over="ignore", invalid="ignore", divide="ignore")
-    errstate.__enter__()
-    try:
-        for epoch in range(epochs):
-            for callback in callbacks:
-                callback.on_epoch_begin(epoch, {})
-            # One permutation per epoch from lamina's generator; batches are slices of it.
-            order = rng().permutation(n) if shuffle and n_batches > 1 else None
-            totals = dict.fromkeys(["loss", *(m.name for m in metrics)], 0.0)
-            bar = tqdm(
-                total=n_batches,
-                desc=f"epoch {epoch + 1}/{epochs}",
-                unit="batch",
-                disable=not verbose or n_batches == 1,
-            )
-            for index, batch in enumerate(_batches(n, size, order)):
-                xb, yb = x[batch], y[batch]
-                where = f"epoch {epoch + 1}/{epochs}, batch {index + 1}/{n_batches}"
-                value, pred = step(xb, yb, where)
-                totals["loss"] += value * len(xb)
-                for metric in metrics:
-                    totals[metric.name] += float(metric(pred, yb)) * len(xb)
-                bar.update(1)
-            logs = {key: total / n for key, total in totals.items()}
-            if x_val is not None:
-                model.set_training(False)
-                val = _mean_logs(model, x_val, y_val, loss, metrics, batch_size or len(x_val))
-                logs.update({f"val_{key}": value for key, value in val.items()})
-                model.set_training(True)
-            for callback in callbacks:
-                callback.on_epoch_end(epoch, logs)
-            history.record(epoch, logs)
-            shown = {key: f"{value:.4g}" for key, value in logs.items()}
-            bar.set_postfix(shown, refresh=False)
-            bar.close()
-            epoch_bar.set_postfix(shown, refresh=False)
-            epoch_bar.update(1)
-            if model.stop_training:
-                break
-    finally:
-        errstate.__exit__(None, None, None)
-        model.set_training(False)
-        epoch_bar.close()
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        model.set_training(True)
+        try:
+            for epoch in range(epochs):
+                for callback in callbacks:
+                    callback.on_epoch_begin(epoch, {})
+                bar = tqdm(
+                    total=n_batches,
+                    desc=f"epoch {epoch + 1}/{epochs}",
+                    unit="batch",
+                    disable=not verbose or n_batches == 1,
+                )
+                # One permutation per epoch from lamina's generator; batches are slices of it.
+                order = rng().permutation(n) if shuffle and n_batches > 1 else None
+                totals = dict.fromkeys(["loss", *(m.name for m in metrics)], 0.0)
+                for index, batch in enumerate(_batches(n, size, order)):
+                    xb, yb = x[batch], y[batch]
+                    value, pred = step(xb, yb, (epoch, epochs, index, n_batches))
+                    totals["loss"] += value * len(xb)
+                    for metric in metrics:
+                        totals[metric.name] += float(metric(pred, yb)) * len(xb)
+                    bar.update(1)
+                logs = {key: total / n for key, total in totals.items()}
+                if x_val is not None:
+                    model.set_training(False)
+                    val = _mean_logs(model, x_val, y_val, loss, metrics, batch_size or len(x_val))
+                    logs.update({f"val_{key}": value for key, value in val.items()})
+                    model.set_training(True)
+                for callback in callbacks:
+                    callback.on_epoch_end(epoch, logs)
+                history.record(epoch, logs)
+                shown = {key: f"{value:.4g}" for key, value in logs.items()}
+                bar.set_postfix(shown, refresh=False)
+                bar.close()
+                epoch_bar.set_postfix(shown, refresh=False)
+                epoch_bar.update(1)
+                if model.stop_training:
+                    break
+        finally:
+            model.set_training(False)
+            epoch_bar.close()
     for callback in callbacks:
         callback.on_train_end(logs)
     return history

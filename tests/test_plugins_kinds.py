@@ -245,3 +245,20 @@ def test_the_same_seed_gives_the_same_initial_weights():
         lamina.seed(42)
         draws.append(lamina.initializer("he_normal")((5, 5)).tobytes())
     assert draws[0] == draws[1]
+
+
+# -- every registered metric, callback, initialiser and schedule is tested -----------------------
+
+TESTED = {
+    "metric": {"accuracy", "binary_accuracy", "mae", "mse"},
+    "callback": {"EarlyStopping", "LearningRateLogger", "CSVLogger"},
+    "initializer": {"glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_normal",
+                    "zeros", "ones", "normal"},
+    "schedule": {"Constant", "StepDecay", "ExponentialDecay", "CosineDecay"},  # test_optimizers.py
+}
+
+
+@pytest.mark.parametrize("kind", sorted(TESTED))
+def test_every_registered_plugin_of_the_other_kinds_has_tests(kind):
+    registered = {f"{i.package}:{i.name}" for i in lamina.get_registry().plugins(kind)}
+    assert registered == {f"lamina:{name}" for name in TESTED[kind]}, "add tests for new plugins"
