@@ -246,12 +246,16 @@ def fit(
                 # One permutation per epoch from lamina's generator; batches are slices of it.
                 order = rng().permutation(n) if shuffle and n_batches > 1 else None
                 totals = dict.fromkeys(["loss", *(m.name for m in metrics)], 0.0)
+                seen = 0
                 for index, batch in enumerate(_batches(n, size, order)):
                     xb, yb = x[batch], y[batch]
                     value, pred = step(xb, yb, (epoch, epochs, index, n_batches))
+                    seen += len(xb)
                     totals["loss"] += value * len(xb)
                     for metric in metrics:
                         totals[metric.name] += float(metric(pred, yb)) * len(xb)
+                    if not bar.disable and index % 10 == 0:  # running means, cheaply
+                        bar.set_postfix({k: f"{v / seen:.4g}" for k, v in totals.items()}, refresh=False)
                     bar.update(1)
                 logs = {key: total / n for key, total in totals.items()}
                 if x_val is not None:
