@@ -4,15 +4,17 @@
 >>> model = lamina.Model([lamina.layer("Linear", 8), "Relu", {"type": "Linear", "units": 1}])
 >>> history = model.train(x, y, optim="SGD", loss="MSE", epochs=100, verbose=False)
 """
-from importlib.metadata import PackageNotFoundError, version as _version
-
 from lamina import checks
 from lamina.callback import Callback
 from lamina.checks import DEFAULT_DTYPE
+from lamina.dataset import Dataset
 from lamina.errors import (
     AmbiguousPluginError,
     ArgumentError,
+    ConfigError,
+    FileFormatError,
     LaminaError,
+    MissingPluginError,
     NonFiniteError,
     PluginError,
     PluginWarning,
@@ -35,7 +37,9 @@ from lamina.registry import (
     PluginInfo,
     Registry,
     callback,
+    dataset,
     get_registry,
+    info_for,
     initializer,
     layer,
     loss,
@@ -47,25 +51,27 @@ from lamina.registry import (
 )
 from lamina.schedule import Schedule
 from lamina.seeding import rng, seed
+from lamina.saving import load_model as load
 from lamina.training import clip_grad_norm
+from lamina.version import __version__
 
-try:
-    __version__ = _version("lamina")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0+unknown"
 
 __all__ = [
     "DEFAULT_DTYPE",
     "KINDS",
     "AmbiguousPluginError",
     "ArgumentError",
+    "ConfigError",
+    "FileFormatError",
     "Callback",
+    "Dataset",
     "History",
     "Initializer",
     "Layer",
     "LaminaError",
     "Loss",
     "Metric",
+    "MissingPluginError",
     "Model",
     "NonFiniteError",
     "Optimizer",
@@ -83,12 +89,15 @@ __all__ = [
     "callback",
     "checks",
     "clip_grad_norm",
+    "dataset",
     "fans",
     "get_registry",
     "hookimpl",
     "hookspec",
+    "info_for",
     "initializer",
     "layer",
+    "load",
     "loss",
     "metric",
     "optimizer",

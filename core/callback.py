@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from lamina.config import config_repr, constructor_config
+from lamina.config import Configurable
 
 
-class Callback:
+class Callback(Configurable):
     """Base class of callbacks; every method is optional.
 
     During `model.train`, `self.model` is the model being trained (its optimizer is
@@ -32,5 +32,3 @@ class Callback:
     def on_train_end(self, logs: dict[str, float] | None = None) -> None:
         """Called once after the last epoch, also when a callback stopped training early."""
 
-    def __repr__(self) -> str:
-        return config_repr(self, constructor_config(self))

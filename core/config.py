@@ -37,3 +37,18 @@ def config_repr(obj: object, config: dict[str, Any]) -> str:
             pass
         shown.append(f"{key}={value!r}")
     return f"{type(obj).__name__}({', '.join(shown)})"
+
+
+class Configurable:
+    """`get_config()` and a repr from the constructor arguments, for every kind of plugin.
+
+    Subclasses store each constructor argument under an attribute of the same name, or
+    override `get_config()`; either way `type(obj)(**obj.get_config())` rebuilds the object.
+    """
+
+    def get_config(self) -> dict[str, Any]:
+        """Constructor arguments that rebuild this object."""
+        return constructor_config(self)
+
+    def __repr__(self) -> str:
+        return config_repr(self, self.get_config())

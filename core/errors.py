@@ -21,6 +21,14 @@ class NonFiniteError(LaminaError, FloatingPointError):
     """Training produced NaN or infinity; the message names the epoch, the batch and the layer."""
 
 
+class FileFormatError(LaminaError, ValueError):
+    """A file that is not a lamina model file, or is truncated or corrupted; the message says which."""
+
+
+class ConfigError(LaminaError, ValueError):
+    """A bad `lamina train` config: the message names the file, the key and the problem."""
+
+
 class PluginError(LaminaError):
     """A plugin that cannot be loaded or that registers something invalid."""
 
@@ -31,6 +39,10 @@ class UnknownPluginError(LaminaError, LookupError):
 
 class AmbiguousPluginError(LaminaError, LookupError):
     """A name registered by more than one package; pick one with 'package:Name'."""
+
+
+class MissingPluginError(LaminaError, LookupError):
+    """A model file needs a plugin that is not installed; the message says what to install."""
 
 
 class PluginWarning(UserWarning):

@@ -116,3 +116,17 @@ def register_schedules(register):
         def register_schedules(register):
             register(OneCycle)
     """
+
+
+@hookspec
+def register_datasets(register):
+    """Register dataset classes (subclasses of `lamina.Dataset`).
+
+    A dataset's constructor takes its options; `load()` returns
+    `(x_train, y_train, x_test, y_test)`. Users get them with `lamina.dataset(name, **options)`
+    and in `lamina train` configs (`[dataset] name = "..."`).
+
+        @lamina.hookimpl
+        def register_datasets(register):
+            register(FashionMnist, name="fashion_mnist")
+    """

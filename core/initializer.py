@@ -6,7 +6,7 @@ import math
 import numpy as np
 
 from lamina.checks import DEFAULT_DTYPE
-from lamina.config import config_repr, constructor_config
+from lamina.config import Configurable
 
 
 def fans(shape: tuple[int, ...]) -> tuple[int, int]:
@@ -25,7 +25,7 @@ def fans(shape: tuple[int, ...]) -> tuple[int, int]:
     return shape[1] * receptive, shape[0] * receptive
 
 
-class Initializer:
+class Initializer(Configurable):
     """Base class of initialisers: `init(shape, dtype, fan_in=None, fan_out=None) -> ndarray`.
 
     Subclasses implement `sample(shape, fan_in, fan_out)`; draws come from `lamina.rng()`.
@@ -47,5 +47,3 @@ class Initializer:
     def sample(self, shape: tuple[int, ...], fan_in: int, fan_out: int) -> np.ndarray:
         raise NotImplementedError(f"{type(self).__name__} must implement sample(shape, fan_in, fan_out)")
 
-    def __repr__(self) -> str:
-        return config_repr(self, constructor_config(self))

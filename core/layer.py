@@ -1,15 +1,13 @@
 """Layer: the protocol every layer plugin implements."""
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
-from lamina.config import config_repr, constructor_config
+from lamina.config import Configurable
 from lamina.parameter import Parameter
 
 
-class Layer:
+class Layer(Configurable):
     """Base class of layers: `forward(x) -> y`, `backward(grad) -> grad_x`, `layer(x)` calls forward.
 
     Subclasses need not call `super().__init__()`. A layer with parameters returns them from
@@ -39,10 +37,3 @@ class Layer:
     def zero_grad(self) -> None:
         for param in self.parameters().values():
             param.zero_grad()
-
-    def get_config(self) -> dict[str, Any]:
-        """Constructor arguments that rebuild this layer; override when they are not attributes."""
-        return constructor_config(self)
-
-    def __repr__(self) -> str:
-        return config_repr(self, self.get_config())

@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 
 from lamina.checks import as_numeric
-from lamina.config import config_repr, constructor_config
+from lamina.config import Configurable
 
 
-class Loss:
+class Loss(Configurable):
     """Base class of losses: `loss(pred, y) -> float`, then `loss.backward() -> dL/dpred`.
 
     `backward` returns the gradient of exactly the value the last call returned, with the
@@ -42,5 +42,3 @@ class Loss:
         """
         return as_numeric(y, "y", type(self).__name__).astype(dtype, copy=False)
 
-    def __repr__(self) -> str:
-        return config_repr(self, constructor_config(self))

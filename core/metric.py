@@ -5,10 +5,10 @@ import re
 
 import numpy as np
 
-from lamina.config import config_repr, constructor_config
+from lamina.config import Configurable
 
 
-class Metric:
+class Metric(Configurable):
     """Base class of metrics: `metric(pred, y) -> float`, the mean over the batch's samples.
 
     Training reports a metric per epoch as the sample-weighted mean of its batch values, so a
@@ -26,5 +26,3 @@ class Metric:
     def __call__(self, pred: np.ndarray, y: np.ndarray) -> float:
         raise NotImplementedError(f"{type(self).__name__} must implement __call__(pred, y)")
 
-    def __repr__(self) -> str:
-        return config_repr(self, constructor_config(self))

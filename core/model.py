@@ -1,12 +1,14 @@
 """Model: a stack of layers, trained end to end by backpropagation."""
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from lamina import training
+from lamina import saving, training
 from lamina.callback import Callback
 from lamina.checks import DEFAULT_DTYPE, describe
 from lamina.errors import ArgumentError, ShapeError
@@ -39,9 +41,14 @@ class Model:
         self.layers: list[Layer] = [_build_layer(i, item) for i, item in enumerate(layers)]
         if not self.layers:
             raise ArgumentError("Model(layers=[]): a model needs at least one layer")
-        self.optimizer: Optimizer | None = None  # set by train; callbacks read them
+        self.optimizer: Optimizer | None = None  # set by train; callbacks and save read them
         self.loss: Loss | None = None
+        self.metrics: list[Metric] = []
         self.stop_training = False
+        # The shape (without the batch axis) and dtype of the first input: a saved model is
+        # rebuilt from them, since layers create their parameters on their first input.
+        self.input_shape: tuple[int, ...] | None = None
+        self.input_dtype: np.dtype | None = None
 
     # -- inference -----------------------------------------------------------------------
 
@@ -51,6 +58,8 @@ class Model:
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Run an array through every layer; errors name the layer and its position."""
+        if self.input_shape is None and x.ndim > 0:
+            self.input_shape, self.input_dtype = x.shape[1:], x.dtype
         for i, layer in enumerate(self.layers):
             try:
                 x = layer(x)
@@ -160,6 +169,39 @@ class Model:
             verbose=verbose,
             clip_grad_norm=clip_grad_norm,
         )
+
+    # -- files and description -------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike[str], include_optimizer: bool = False) -> Path:
+        """Write the model to one file (a zip of JSON and .npy arrays; no pickle), atomically.
+
+        `include_optimizer=True` also stores the optimizer's state and lamina's random
+        generator, so that `lamina.load(path)` followed by `train` continues exactly.
+        """
+        return saving.save_model(self, path, include_optimizer)
+
+    def summary(self) -> str:
+        """A table of the layers, their output shapes and parameter counts, and the total."""
+        shapes: list[str] = ["?"] * len(self.layers)
+        if self.input_shape is not None:
+            self.set_training(False)
+            out = np.zeros((1, *self.input_shape), dtype=self.input_dtype)
+            for i, layer in enumerate(self.layers):
+                out = layer(out)
+                shapes[i] = str((None, *out.shape[1:]))
+        rows = [("#", "Layer", "Output shape", "Params")]
+        total = 0
+        for i, layer in enumerate(self.layers):
+            count = sum(p.size for p in layer.parameters().values())
+            total += count
+            rows.append((str(i), repr(layer), shapes[i], f"{count:,}"))
+        widths = [max(len(row[c]) for row in rows) for c in range(4)]
+        lines = ["  ".join(cell.ljust(w) if c < 3 else cell.rjust(w) for c, (cell, w) in enumerate(zip(row, widths))) for row in rows]
+        rule = "-" * len(lines[0])
+        footer = f"Total params: {total:,}"
+        if self.input_shape is None:
+            footer += " (layers are built on the first input: call the model on data to see all)"
+        return "\n".join([lines[0], rule, *lines[1:], rule, footer])
 
     def __repr__(self) -> str:
         return f"Model([{', '.join(repr(layer) for layer in self.layers)}])"

@@ -8,12 +8,12 @@ from typing import Any
 
 from lamina.checks import describe
 from lamina.errors import ArgumentError
-from lamina.config import config_repr, constructor_config
+from lamina.config import Configurable
 from lamina.parameter import Parameter
 from lamina.schedule import Schedule
 
 
-class Optimizer:
+class Optimizer(Configurable):
     """Base class of optimizers: `step(parameters)` updates each `Parameter.value` in place.
 
     Subclasses implement `update(param, state)`, called once per parameter per step;
@@ -69,5 +69,3 @@ class Optimizer:
             state = states[param] = {}
         return state
 
-    def __repr__(self) -> str:
-        return config_repr(self, constructor_config(self))

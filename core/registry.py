@@ -23,6 +23,7 @@ from lamina.errors import (
     UnknownPluginError,
 )
 from lamina.callback import Callback
+from lamina.dataset import Arrays, Dataset
 from lamina.initializer import Initializer
 from lamina.layer import Layer
 from lamina.loss import Loss
@@ -53,6 +54,7 @@ KINDS: dict[str, Kind] = {
         Kind("callback", "callbacks", "register_callbacks", Callback),
         Kind("initializer", "initializers", "register_initializers", Initializer),
         Kind("schedule", "schedules", "register_schedules", Schedule),
+        Kind("dataset", "datasets", "register_datasets", Dataset),
     )
 }
 
@@ -268,7 +270,7 @@ class Registry:
             "or uninstall the package you do not want."
         )
 
-    def build(self, kind: str, name: str, *args: Any, **kwargs: Any) -> Any:
+    def build(self, kind: str, name: str, /, *args: Any, **kwargs: Any) -> Any:
         """Instantiate the plugin registered under `name` with the given arguments."""
         info = self.get(kind, name)
         try:
@@ -291,6 +293,31 @@ class Registry:
             (i for i in self._entries if wanted in (None, i.kind)),
             key=lambda i: (order.index(i.kind), i.name.lower(), i.package),
         )
+
+    def remove_package(self, package: str) -> list[PluginInfo]:
+        """Forget every plugin registered by `package` (e.g. one added with `add_plugin`)."""
+        self.load()
+        with self._lock:
+            wanted = normalize_package(package)
+            removed = [i for i in self._entries if normalize_package(i.package) == wanted]
+            self._entries = [i for i in self._entries if i not in removed]
+            for kind in self._index.values():
+                for key in list(kind):
+                    kind[key] = [i for i in kind[key] if i not in removed]
+                    if not kind[key]:
+                        del kind[key]
+            for name, plugin in list(self._manager.list_name_plugin()):
+                if normalize_package(name.partition(":")[0]) == wanted:
+                    self._manager.unregister(plugin)
+            return removed
+
+    def info_for(self, cls: type) -> PluginInfo | None:
+        """The registration of the class `cls`, or None when it is not registered."""
+        self.load()
+        for info in self._entries:
+            if info.cls is cls:
+                return info
+        return None
 
     @property
     def failures(self) -> list[PluginFailure]:
@@ -377,39 +404,49 @@ def register_plugin(plugin: object, *, package: str = "__main__", version: str =
     return _default.add_plugin(plugin, package=package, version=version)
 
 
-def layer(name: str, *args: Any, **kwargs: Any) -> Layer:
+def layer(name: str, /, *args: Any, **kwargs: Any) -> Layer:
     """Build a registered layer by name: `lamina.layer("Linear", units=8)`."""
     return _default.build("layer", name, *args, **kwargs)
 
 
-def loss(name: str, *args: Any, **kwargs: Any) -> Loss:
+def loss(name: str, /, *args: Any, **kwargs: Any) -> Loss:
     """Build a registered loss by name: `lamina.loss("MSE")`."""
     return _default.build("loss", name, *args, **kwargs)
 
 
-def optimizer(name: str, *args: Any, **kwargs: Any) -> Optimizer:
+def optimizer(name: str, /, *args: Any, **kwargs: Any) -> Optimizer:
     """Build a registered optimizer by name: `lamina.optimizer("SGD", lr=0.1)`."""
     return _default.build("optimizer", name, *args, **kwargs)
 
 
-def metric(name: str, *args: Any, **kwargs: Any) -> Metric:
+def metric(name: str, /, *args: Any, **kwargs: Any) -> Metric:
     """Build a registered metric by name: `lamina.metric("accuracy")`."""
     return _default.build("metric", name, *args, **kwargs)
 
 
-def callback(name: str, *args: Any, **kwargs: Any) -> Callback:
+def callback(name: str, /, *args: Any, **kwargs: Any) -> Callback:
     """Build a registered callback by name: `lamina.callback("EarlyStopping", patience=3)`."""
     return _default.build("callback", name, *args, **kwargs)
 
 
-def initializer(name: str, *args: Any, **kwargs: Any) -> Initializer:
+def initializer(name: str, /, *args: Any, **kwargs: Any) -> Initializer:
     """Build a registered initialiser by name: `lamina.initializer("normal", std=0.1)`."""
     return _default.build("initializer", name, *args, **kwargs)
 
 
-def schedule(name: str, *args: Any, **kwargs: Any) -> Schedule:
+def schedule(name: str, /, *args: Any, **kwargs: Any) -> Schedule:
     """Build a registered schedule by name: `lamina.schedule("CosineDecay", 0.1, decay_steps=1000)`."""
     return _default.build("schedule", name, *args, **kwargs)
+
+
+def dataset(name: str, /, **options: Any) -> Arrays:
+    """Load a registered dataset by name: `x_train, y_train, x_test, y_test = lamina.dataset("digits")`."""
+    return _default.build("dataset", name, **options).load()
+
+
+def info_for(obj: object) -> PluginInfo | None:
+    """The registration of `obj`'s class (the first, if several packages registered it)."""
+    return _default.info_for(type(obj))
 
 
 def resolve(kind: str, value: object, argument: str, owner: str) -> Any:

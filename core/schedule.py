@@ -1,10 +1,10 @@
 """Schedule: the protocol of learning-rate schedules, `schedule(step) -> lr`."""
 from __future__ import annotations
 
-from lamina.config import config_repr, constructor_config
+from lamina.config import Configurable
 
 
-class Schedule:
+class Schedule(Configurable):
     """Base class of learning-rate schedules: `schedule(step) -> lr`.
 
     `step` counts the optimizer's updates from 0. Any optimizer's `lr` takes a schedule in
@@ -14,5 +14,3 @@ class Schedule:
     def __call__(self, step: int) -> float:
         raise NotImplementedError(f"{type(self).__name__} must implement __call__(step)")
 
-    def __repr__(self) -> str:
-        return config_repr(self, constructor_config(self))

@@ -221,7 +221,7 @@ def fit(
     size = n if batch_size is None else min(batch_size, n)
     n_batches = math.ceil(n / size)
     step = _Step(model, loss, optim, clip_grad_norm)
-    model.optimizer, model.loss, model.stop_training = optim, loss, False
+    model.optimizer, model.loss, model.metrics, model.stop_training = optim, loss, metrics, False
     history = History()
     logs: dict[str, float] = {}
     for callback in callbacks:

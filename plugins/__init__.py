@@ -3,6 +3,7 @@ exactly as a third-party package's plugins do; importing them here is only for u
 prefer classes to names (`from lamina.plugins import Linear`)."""
 from lamina.plugins.activations import Relu, Sigmoid, Softmax, Tanh
 from lamina.plugins.callbacks import CSVLogger, EarlyStopping, LearningRateLogger
+from lamina.plugins.datasets import Csv, Digits, Npz, Spirals, Xor
 from lamina.plugins.initializers import (
     GlorotNormal,
     GlorotUniform,
@@ -25,5 +26,5 @@ __all__ = [
     "EarlyStopping", "ExponentialDecay", "GlorotNormal", "GlorotUniform", "HeNormal",
     "HeUniform", "Huber", "LearningRateLogger", "LecunNormal", "Linear", "MeanAbsoluteError",
     "MeanSquaredError", "Normal", "Ones", "RMSProp", "Relu", "Sigmoid", "Softmax", "StepDecay",
-    "Tanh", "Zeros",
+    "Tanh", "Zeros", "Csv", "Digits", "Npz", "Spirals", "Xor",
 ]

@@ -45,3 +45,16 @@ def run_python(*args: str, pythonpath: Path | None = None, cwd: Path = ROOT) -> 
     return subprocess.run(
         [sys.executable, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300
     )
+
+
+@pytest.fixture(scope="session")
+def snake_site(tmp_path_factory):
+    """examples/lamina-snake, installed by pip as a real distribution into a temporary folder."""
+    target = tmp_path_factory.mktemp("snake-site")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+         "--disable-pip-version-check", "--target", str(target), str(ROOT / "examples" / "lamina-snake")],
+        check=True, capture_output=True, timeout=300,
+    )
+    assert list(target.glob("lamina_snake-0.1.0.dist-info"))
+    return target

@@ -6,7 +6,6 @@ import io
 import json
 import re
 import runpy
-import subprocess
 import sys
 
 import numpy as np
@@ -48,19 +47,6 @@ def test_digits_example_reaches_97_percent_test_accuracy():
     assert result.returncode == 0, result.stderr
     accuracy = float(re.search(r"test accuracy: ([0-9.]+)", result.stdout).group(1))
     assert accuracy >= 0.97, result.stdout
-
-
-@pytest.fixture(scope="module")
-def snake_site(tmp_path_factory):
-    """examples/lamina-snake, installed by pip as a real distribution into a temporary folder."""
-    target = tmp_path_factory.mktemp("snake-site")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--disable-pip-version-check", "--target", str(target), str(ROOT / "examples" / "lamina-snake")],
-        check=True, capture_output=True, timeout=300,
-    )
-    assert list(target.glob("lamina_snake-0.1.0.dist-info"))
-    return target
 
 
 USE_SNAKE = """

@@ -111,7 +111,7 @@ def test_wrong_constructor_arguments_name_the_plugin_and_its_signature():
 
 
 def test_unknown_kind_lists_the_kinds():
-    with pytest.raises(lamina.ArgumentError, match="layer, loss, optimizer, metric, callback, initializer, schedule"):
+    with pytest.raises(lamina.ArgumentError, match="layer, loss, optimizer, metric, callback, initializer, schedule, dataset"):
         lamina.get_registry().get("metrics_", "accuracy")
 
 
@@ -245,6 +245,7 @@ KIND_EXAMPLES = {
     "callback": lamina.Callback,
     "initializer": lamina.Initializer,
     "schedule": lamina.Schedule,
+    "dataset": lamina.Dataset,
 }
 
 

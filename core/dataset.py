@@ -1,0 +1,25 @@
+"""Dataset: the protocol of datasets, `Dataset(**options).load() -> (x_train, y_train, x_test, y_test)`."""
+from __future__ import annotations
+
+import numpy as np
+
+from lamina.config import Configurable
+
+Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+class Dataset(Configurable):
+    """Base class of datasets: the constructor takes the options, `load()` returns the arrays.
+
+    `lamina.dataset(name, **options)` builds the registered class and calls `load()`.
+    A dataset that reads a whole file a user points to also implements `arrays()`, the full
+    (x, y) without a train/test split (`lamina evaluate --data PATH` uses it).
+    """
+
+    def load(self) -> Arrays:
+        raise NotImplementedError(f"{type(self).__name__} must implement load()")
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """All of (x, y); by default the train and test parts joined."""
+        x_train, y_train, x_test, y_test = self.load()
+        return np.concatenate([x_train, x_test]), np.concatenate([y_train, y_test])

@@ -1,0 +1,245 @@
+"""Model files: one zip holding config.json and the arrays as .npy members, never pickled.
+
+Layout (it is also a valid .npz):
+    config.json                   format, lamina's version, layers, plugins, weight names...
+    weights/<name>.npy            one per parameter, named like model.parameters() ("0.weight")
+    optimizer/<i>/<key>.npy       optimizer state arrays for parameter i (include_optimizer=True)
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import zipfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from lamina.errors import ArgumentError, FileFormatError, LaminaError
+from lamina.io import atomic_write
+from lamina.seeding import rng
+from lamina.serialize import build_plugin, describe_plugin, from_json, to_json
+from lamina.version import __version__
+
+if TYPE_CHECKING:
+    from lamina.model import Model
+
+FORMAT = "lamina.model"
+FORMAT_VERSION = 1
+
+
+def _write_array(archive: zipfile.ZipFile, name: str, array: np.ndarray) -> None:
+    buffer = io.BytesIO()
+    np.lib.format.write_array(buffer, np.ascontiguousarray(array), allow_pickle=False)
+    archive.writestr(name, buffer.getvalue())
+
+
+def save_model(model: Model, path: str | os.PathLike[str], include_optimizer: bool = False) -> Path:
+    """Write `model` to `path` atomically; with `include_optimizer`, also the optimizer's state
+    and lamina's random generator, so that training resumes exactly."""
+    params = model.parameters()
+    layers = [describe_plugin(layer, "layer", f"Model.layers[{i}]") for i, layer in enumerate(model.layers)]
+    config: dict[str, Any] = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "lamina_version": __version__,
+        "layers": layers,
+        "input_shape": None if model.input_shape is None else list(model.input_shape),
+        "input_dtype": None if model.input_dtype is None else str(model.input_dtype),
+        "weights": {name: {"shape": list(p.shape), "dtype": str(p.value.dtype)} for name, p in params.items()},
+    }
+    if model.loss is not None:
+        config["loss"] = describe_plugin(model.loss, "loss", "Model.loss")
+    if model.metrics:
+        config["metrics"] = [describe_plugin(m, "metric", f"Model.metrics[{i}]") for i, m in enumerate(model.metrics)]
+    arrays = {f"weights/{name}.npy": param.value for name, param in params.items()}
+    if include_optimizer:
+        optim = model.optimizer
+        if optim is None:
+            raise ArgumentError(
+                "Model.save(include_optimizer=True): the model has no optimizer yet; train it first"
+            )
+        config["optimizer"], state_arrays = _optimizer_record(optim, params)
+        arrays.update(state_arrays)
+        config["rng_state"] = rng().bit_generator.state
+    records = [config["layers"], [config.get("loss")], config.get("metrics", []), [config.get("optimizer")]]
+    config["plugins"] = _plugins(records)
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("config.json", json.dumps(config, indent=2))
+        for name, array in arrays.items():
+            _write_array(archive, name, array)
+    return atomic_write(path, buffer.getvalue())
+
+
+def _optimizer_record(optim: Any, params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    record = describe_plugin(optim, "optimizer", "Model.optimizer")
+    record["iterations"] = int(optim.iterations)
+    states, arrays = {}, {}
+    for index, (name, param) in enumerate(params.items()):
+        state = optim.state_for(param)
+        if not state:
+            continue
+        entry = {}
+        for key, value in state.items():
+            if isinstance(value, np.ndarray):
+                arrays[f"optimizer/{index}/{key}.npy"] = value
+                entry[key] = {"array": f"optimizer/{index}/{key}.npy"}
+            else:
+                entry[key] = {"value": to_json(value, f"optimizer state {name}.{key}")}
+        states[name] = entry
+    record["state"] = states
+    return record, arrays
+
+
+def _plugins(groups: list[list[Any]]) -> dict[str, str]:
+    """Every distribution whose plugins the file names, with its version."""
+    found: dict[str, str] = {}
+
+    def visit(value: Any) -> None:
+        if isinstance(value, dict):
+            if "package" in value and "type" in value:
+                found[value["package"]] = value.get("version", "")
+            for item in value.values():
+                visit(item)
+        elif isinstance(value, list):
+            for item in value:
+                visit(item)
+
+    visit(groups)
+    return found
+
+
+# -- loading ---------------------------------------------------------------------------------------
+
+
+def read_config(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The config.json of a model file, checked to be one (for `lamina info` and `load_model`)."""
+    path = Path(path)
+    with _open(path) as archive:
+        return _config(archive, path)
+
+
+class _open:
+    """A model file's zip archive; any failure to open it is a FileFormatError naming the file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __enter__(self) -> zipfile.ZipFile:
+        if not self.path.is_file():
+            raise FileNotFoundError(f"no model file at {str(self.path)!r}")
+        try:
+            self.archive = zipfile.ZipFile(self.path)
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
+            raise FileFormatError(
+                f"{self.path}: not a lamina model file: it is not a zip archive ({err}); is it "
+                "truncated, or a file of another kind?"
+            ) from None
+        return self.archive
+
+    def __exit__(self, *exc: object) -> None:
+        self.archive.close()
+
+
+def _member(archive: zipfile.ZipFile, name: str, path: Path) -> bytes:
+    try:
+        return archive.read(name)
+    except KeyError:
+        raise FileFormatError(f"{path}: the model file has no {name!r} member; is it truncated or corrupted?") from None
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, RuntimeError) as err:
+        raise FileFormatError(f"{path}: cannot read {name!r} from the model file ({err}); it is corrupted") from None
+
+
+def _config(archive: zipfile.ZipFile, path: Path) -> dict[str, Any]:
+    if "config.json" not in archive.namelist():
+        raise FileFormatError(f"{path}: not a lamina model file: it has no config.json (a zip or .npz of another kind?)")
+    try:
+        config = json.loads(_member(archive, "config.json", path).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise FileFormatError(f"{path}: the model file's config.json is not valid JSON ({err}); it is corrupted") from None
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise FileFormatError(f"{path}: not a lamina model file: its config.json is not in lamina's format")
+    version = config.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise FileFormatError(
+            f"{path}: the file has model format version {version!r}, newer than this lamina reads "
+            f"({FORMAT_VERSION}); upgrade lamina (it was written by lamina {config.get('lamina_version')})"
+        )
+    return config
+
+
+def _array(archive: zipfile.ZipFile, name: str, path: Path) -> np.ndarray:
+    data = _member(archive, name, path)
+    try:
+        array = np.lib.format.read_array(io.BytesIO(data), allow_pickle=False)
+    except (ValueError, EOFError, OSError) as err:
+        raise FileFormatError(f"{path}: the array {name!r} is corrupted ({err})") from None
+    if array.dtype.kind not in "biuf":
+        raise FileFormatError(f"{path}: the array {name!r} has dtype {array.dtype}, not a number type")
+    return array
+
+
+def load_model(path: str | os.PathLike[str]) -> Model:
+    """Rebuild a model from a file written by `Model.save`; nothing in the file is executed."""
+    from lamina.model import Model
+
+    path = Path(path)
+    with _open(path) as archive:
+        config = _config(archive, path)
+        try:
+            return _rebuild(Model, archive, config, path)
+        except (LaminaError, FileNotFoundError):
+            raise
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as err:
+            raise FileFormatError(
+                f"{path}: the model file is malformed ({type(err).__name__}: {err}); it is corrupted "
+                "or was not written by lamina"
+            ) from None
+
+
+def _rebuild(model_cls: type, archive: zipfile.ZipFile, config: dict[str, Any], path: Path) -> Model:
+    layers = [build_plugin(record, f"{path}: layers[{i}]") for i, record in enumerate(config["layers"])]
+    model = model_cls(layers)
+    if config.get("input_shape") is not None:
+        shape = tuple(int(n) for n in config["input_shape"])
+        dtype = np.dtype(config["input_dtype"])
+        if dtype.kind not in "biuf":
+            raise ValueError(f"input_dtype {dtype} is not a number type")
+        model.predict(np.zeros((1, *shape), dtype=dtype))  # builds every layer's parameters
+    params = model.parameters()
+    saved = config["weights"]
+    if set(saved) != set(params):
+        raise FileFormatError(
+            f"{path}: the file's weights ({', '.join(saved) or 'none'}) do not fit the layers it "
+            f"describes ({', '.join(params) or 'none'}); it is corrupted, or a plugin changed"
+        )
+    for name, param in params.items():
+        array = _array(archive, f"weights/{name}.npy", path)
+        if array.shape != param.shape:
+            raise FileFormatError(f"{path}: weight {name!r} has shape {array.shape}, the layer needs {param.shape}")
+        param.value[...] = array
+    if "loss" in config:
+        model.loss = build_plugin(config["loss"], f"{path}: loss")
+    model.metrics = [build_plugin(r, f"{path}: metrics[{i}]") for i, r in enumerate(config.get("metrics", []))]
+    if "optimizer" in config:
+        model.optimizer = _restore_optimizer(archive, config["optimizer"], params, path)
+    if "rng_state" in config:
+        # A checkpoint continues exactly: the shuffling and dropout draws resume where they were.
+        rng().bit_generator.state = config["rng_state"]
+    return model
+
+
+def _restore_optimizer(archive: zipfile.ZipFile, record: dict[str, Any], params: dict[str, Any], path: Path) -> Any:
+    optim = build_plugin(record, f"{path}: optimizer")
+    optim.iterations = int(record["iterations"])
+    for name, entry in record["state"].items():
+        state = optim.state_for(params[name])
+        for key, item in entry.items():
+            if "array" in item:
+                state[key] = _array(archive, item["array"], path).astype(params[name].value.dtype, copy=False)
+            else:
+                state[key] = from_json(item["value"], f"{path}: optimizer state")
+    return optim

@@ -1,0 +1,95 @@
+"""Plugin objects to JSON and back: how configs, model files and `lamina train` name plugins."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from lamina.checks import describe
+from lamina.errors import ArgumentError, MissingPluginError, UnknownPluginError
+from lamina.registry import KINDS, get_registry
+
+MARK = "__lamina_plugin__"
+
+
+def plugin_kind(obj: object) -> str | None:
+    """'layer', 'loss', ... for an instance of a plugin base class, else None."""
+    for kind in KINDS.values():
+        if isinstance(obj, kind.base):
+            return kind.name
+    return None
+
+
+def to_json(value: Any, where: str) -> Any:
+    """`value` as JSON data; plugin instances become {MARK: kind, "type", "package", "version", "config"}."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value)
+    if isinstance(value, (list, tuple)):
+        return [to_json(item, f"{where}[{i}]") for i, item in enumerate(value)]
+    if isinstance(value, dict) and all(isinstance(key, str) for key in value):
+        return {key: to_json(item, f"{where}.{key}") for key, item in value.items()}
+    kind = plugin_kind(value)
+    if kind is not None:
+        return describe_plugin(value, kind, where)
+    raise ArgumentError(
+        f"{where} is {describe(value)}, which a model file cannot store; constructor arguments "
+        "must be numbers, strings, booleans, None, lists, dicts or registered plugins"
+    )
+
+
+def describe_plugin(obj: Any, kind: str, where: str) -> dict[str, Any]:
+    """The JSON record of a plugin instance: its registered name, package, version and config."""
+    info = get_registry().info_for(type(obj))
+    if info is None:
+        raise ArgumentError(
+            f"{where} is a {type(obj).__name__}, which is not a registered {kind}, so a file "
+            "cannot name it; register it through a package's `lamina` entry point or with "
+            "lamina.register_plugin(...)"
+        )
+    return {
+        MARK: kind,
+        "type": info.name,
+        "package": info.package,
+        "version": info.version,
+        "config": to_json(obj.get_config(), f"{where}.config"),
+    }
+
+
+def from_json(value: Any, where: str) -> Any:
+    """The inverse of `to_json`: plugin records are built through the registry."""
+    if isinstance(value, list):
+        return [from_json(item, f"{where}[{i}]") for i, item in enumerate(value)]
+    if isinstance(value, dict):
+        if MARK in value:
+            return build_plugin(value, where)
+        return {key: from_json(item, f"{where}.{key}") for key, item in value.items()}
+    return value
+
+
+def build_plugin(record: dict[str, Any], where: str) -> Any:
+    """Rebuild a plugin from its record; a missing package gets a 'pip install' message."""
+    kind, name, package = record[MARK], record["type"], record.get("package", "")
+    version = record.get("version") or ""
+    config = from_json(record.get("config", {}), f"{where}.config")
+    if not isinstance(config, dict):
+        raise ValueError(f"{where}.config must be a table of arguments")
+    registry = get_registry()
+    try:
+        registry.get(kind, f"{package}:{name}" if package else name)
+    except UnknownPluginError:
+        need = f"'{package}>={version}'" if version else package
+        installed = any(i.package == package for i in registry.plugins())
+        reason = (
+            f"{package} is installed but registers no {kind} named {name!r} (a different version?)"
+            if installed
+            else f"{package} is not installed"
+        )
+        raise MissingPluginError(
+            f"{where} needs the {kind} {name!r} from {package} {version}".rstrip()
+            + f", but {reason}; install it with: pip install {need}"
+        ) from None
+    return registry.build(kind, f"{package}:{name}" if package else name, **config)

@@ -1,0 +1,232 @@
+"""Datasets: xor, spirals, digits (shipped), and npz / csv loaders for a user's own files.
+
+Each returns (x_train, y_train, x_test, y_test) with float32 inputs; class labels are int64.
+Splits and synthetic draws use the dataset's own `seed`, so data never depends on what else
+drew from lamina's generator.
+"""
+from __future__ import annotations
+
+import csv
+import os
+from importlib.resources import files
+
+import numpy as np
+
+import lamina
+from lamina.checks import fraction, positive_int, positive_number
+
+Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def split(x: np.ndarray, y: np.ndarray, test_split: float, seed: int) -> Arrays:
+    """A seeded shuffle, then the last `test_split` fraction as the test part."""
+    order = np.random.default_rng(seed).permutation(len(x))
+    n_test = int(round(len(x) * test_split))
+    train, test = order[: len(x) - n_test], order[len(x) - n_test :]
+    return x[train], y[train], x[test], y[test]
+
+
+def _seed(value: object, owner: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise lamina.ArgumentError(f"{owner}(seed={value!r}): seed must be an int >= 0")
+    return value
+
+
+class Xor(lamina.Dataset):
+    """The four XOR samples, as float32 (4, 2) inputs and (4, 1) targets; the test part is the
+    same four (XOR has nothing to hold out)."""
+
+    def load(self) -> Arrays:
+        x = np.array([[0, 1], [0, 0], [1, 1], [1, 0]], dtype=np.float32)
+        y = np.array([[1], [0], [0], [1]], dtype=np.float32)
+        return x, y, x.copy(), y.copy()
+
+
+class Spirals(lamina.Dataset):
+    """`n_classes` interleaved 2-D spirals (the CS231n toy problem); labels 0..n_classes-1."""
+
+    def __init__(
+        self, n_samples: int = 300, n_classes: int = 3, noise: float = 0.2, test_split: float = 0.2, seed: int = 0
+    ) -> None:
+        self.n_samples = positive_int(n_samples, "n_samples", "spirals", example=300)
+        self.n_classes = positive_int(n_classes, "n_classes", "spirals", example=3)
+        self.noise = lamina.checks.non_negative_number(noise, "noise", "spirals", example=0.2)
+        self.test_split = fraction(test_split, "test_split", "spirals")
+        self.seed = _seed(seed, "spirals")
+
+    def load(self) -> Arrays:
+        rng = np.random.default_rng(self.seed)
+        per_class = -(-self.n_samples // self.n_classes)
+        xs, ys = [], []
+        for k in range(self.n_classes):
+            radius = np.linspace(0.0, 1.0, per_class)
+            angle = np.linspace(k * 4.0, (k + 1) * 4.0, per_class) + rng.normal(scale=self.noise, size=per_class)
+            xs.append(np.column_stack([radius * np.sin(angle), radius * np.cos(angle)]))
+            ys.append(np.full(per_class, k))
+        x = np.concatenate(xs)[: self.n_samples].astype(np.float32)
+        y = np.concatenate(ys)[: self.n_samples].astype(np.int64)
+        return split(x, y, self.test_split, self.seed)
+
+
+class Digits(lamina.Dataset):
+    """The 1,797 8x8 handwritten digits (UCI, shipped with lamina); labels 0..9.
+
+    `flatten=True` gives (n, 64) rows, else (n, 1, 8, 8) images; `normalize` scales 0..16 to [0, 1].
+    """
+
+    def __init__(self, test_split: float = 0.2, seed: int = 0, flatten: bool = True, normalize: bool = True) -> None:
+        self.test_split = fraction(test_split, "test_split", "digits")
+        self.seed = _seed(seed, "digits")
+        self.flatten = bool(flatten)
+        self.normalize = bool(normalize)
+
+    def load(self) -> Arrays:
+        with np.load(files("lamina.plugins") / "data" / "digits.npz", allow_pickle=False) as data:
+            images, labels = data["images"], data["labels"]
+        x = images.astype(np.float32)
+        if self.normalize:
+            x /= 16.0
+        x = x.reshape(len(x), -1) if self.flatten else x.reshape(len(x), 1, 8, 8)
+        return split(x, labels.astype(np.int64), self.test_split, self.seed)
+
+
+def _targets(y: np.ndarray, classification: bool | None) -> np.ndarray:
+    """Integral targets become int64 labels (unless classification=False); others (n, 1) floats."""
+    integral = y.dtype.kind in "iub" or bool(np.all(np.isfinite(y)) and np.array_equal(y, np.round(y)))
+    if classification is True and not integral:
+        raise lamina.ArgumentError("classification=True, but the target column has non-integer values")
+    if classification is None:
+        classification = integral
+    if classification and y.ndim == 1:
+        return y.astype(np.int64)
+    y = y.astype(np.float32)
+    return y.reshape(-1, 1) if y.ndim == 1 else y
+
+
+class Npz(lamina.Dataset):
+    """Arrays from a user's .npz file (never unpickled): `x_train`, `y_train`, `x_test`,
+    `y_test` when it has them, else `x` and `target` split by `test_split`."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        x: str = "x",
+        target: str = "y",
+        test_split: float = 0.2,
+        seed: int = 0,
+        classification: bool | None = None,
+    ) -> None:
+        self.path = os.fspath(path)
+        self.x, self.target = x, target
+        self.test_split = fraction(test_split, "test_split", "npz")
+        self.seed = _seed(seed, "npz")
+        self.classification = classification
+
+    def _read(self) -> dict[str, np.ndarray]:
+        try:
+            with np.load(self.path, allow_pickle=False) as data:
+                if not hasattr(data, "files"):
+                    raise lamina.ArgumentError(f"npz(path={self.path!r}): the file holds one array, not an .npz archive")
+                return {key: data[key] for key in data.files}
+        except ValueError as err:  # pickled object arrays, or not an npy/npz file at all
+            raise lamina.ArgumentError(f"npz(path={self.path!r}): cannot read it as an .npz of numeric arrays ({err})") from None
+
+    def _pick(self, arrays: dict[str, np.ndarray], key: str) -> np.ndarray:
+        if key not in arrays:
+            raise lamina.ArgumentError(
+                f"npz(path={self.path!r}): no array named {key!r}; it has {', '.join(map(repr, arrays))}. "
+                "Name the arrays with x=... and target=..."
+            )
+        return arrays[key]
+
+    def load(self) -> Arrays:
+        arrays = self._read()
+        if {"x_train", "y_train", "x_test", "y_test"} <= set(arrays):
+            return (
+                lamina.checks.as_floating(arrays["x_train"], "x_train", "npz"),
+                _targets(arrays["y_train"], self.classification),
+                lamina.checks.as_floating(arrays["x_test"], "x_test", "npz"),
+                _targets(arrays["y_test"], self.classification),
+            )
+        x, y = self.arrays(arrays)
+        return split(x, y, self.test_split, self.seed)
+
+    def arrays(self, arrays: dict[str, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        arrays = self._read() if arrays is None else arrays
+        x = lamina.checks.as_floating(self._pick(arrays, self.x), "x", "npz")
+        y = _targets(self._pick(arrays, self.target), self.classification)
+        if len(x) != len(y):
+            raise lamina.ShapeError(f"npz(path={self.path!r}): {self.x!r} has {len(x)} rows but {self.target!r} has {len(y)}")
+        return x.astype(np.float32, copy=False), y
+
+
+def read_csv(path: str, delimiter: str = ",") -> tuple[list[str] | None, np.ndarray]:
+    """(header or None, float64 matrix) of a numeric CSV file; a first row with a non-number is a header."""
+    with open(path, newline="") as handle:
+        rows = [row for row in csv.reader(handle, delimiter=delimiter) if row and any(c.strip() for c in row)]
+    if not rows:
+        raise lamina.ArgumentError(f"csv(path={path!r}): the file has no rows")
+    header = None
+    try:
+        [float(cell) for cell in rows[0]]
+    except ValueError:
+        header, rows = [cell.strip() for cell in rows[0]], rows[1:]
+    width = len(rows[0]) if rows else 0
+    for number, row in enumerate(rows, start=2 if header else 1):
+        if len(row) != width:
+            raise lamina.ArgumentError(f"csv(path={path!r}): line {number} has {len(row)} columns, expected {width}")
+    try:
+        values = np.array([[float(cell) for cell in row] for row in rows], dtype=np.float64).reshape(len(rows), width)
+    except ValueError as err:
+        raise lamina.ArgumentError(f"csv(path={path!r}): every cell after the header must be a number ({err})") from None
+    return header, values
+
+
+class Csv(lamina.Dataset):
+    """Rows of a numeric CSV file; `target` is the label column (a name from the header or an
+    index, default the last); the other columns are the inputs."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        target: str | int = -1,
+        delimiter: str = ",",
+        test_split: float = 0.2,
+        seed: int = 0,
+        classification: bool | None = None,
+    ) -> None:
+        self.path = os.fspath(path)
+        self.target = target
+        self.delimiter = delimiter
+        self.test_split = fraction(test_split, "test_split", "csv")
+        self.seed = _seed(seed, "csv")
+        self.classification = classification
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        header, values = read_csv(self.path, self.delimiter)
+        if isinstance(self.target, str):
+            if header is None or self.target not in header:
+                columns = f"its columns are {', '.join(map(repr, header))}" if header else "it has no header row"
+                raise lamina.ArgumentError(f"csv(path={self.path!r}): no column {self.target!r}; {columns}")
+            column = header.index(self.target)
+        elif isinstance(self.target, int) and not isinstance(self.target, bool) and -values.shape[1] <= self.target < values.shape[1]:
+            column = self.target % values.shape[1]
+        else:
+            raise lamina.ArgumentError(
+                f"csv(target={self.target!r}): target must be a column name or an index below {values.shape[1]}"
+            )
+        x = np.delete(values, column, axis=1).astype(np.float32)
+        return x, _targets(values[:, column], self.classification)
+
+    def load(self) -> Arrays:
+        x, y = self.arrays()
+        return split(x, y, self.test_split, self.seed)
+
+
+@lamina.hookimpl
+def register_datasets(register):
+    register(Xor, name="xor")
+    register(Spirals, name="spirals")
+    register(Digits, name="digits")
+    register(Npz, name="npz")
+    register(Csv, name="csv")

@@ -1,0 +1,310 @@
+"""Model files: round trips, resuming, atomic writes, damaged and foreign files, missing plugins."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import zipfile
+
+import numpy as np
+import pytest
+
+import lamina
+from conftest import run_python
+from lamina.plugins import Adam, CrossEntropy, Linear, Relu, Sigmoid, Softmax, Tanh
+
+X = np.random.default_rng(0).normal(size=(16, 5)).astype(np.float32)
+LABELS = np.random.default_rng(1).integers(0, 3, size=16)
+
+# Every built-in layer inside a small model (the meta-test below keeps this complete).
+ROUND_TRIPS = {
+    "lamina:Linear": lambda: [Linear(4, weight_init="glorot_normal", bias_init=lamina.initializer("normal", std=0.1))],
+    "lamina:Sigmoid": lambda: [Linear(3), Sigmoid()],
+    "lamina:Relu": lambda: [Linear(3), Relu()],
+    "lamina:Tanh": lambda: [Linear(3), Tanh()],
+    "lamina:Softmax": lambda: [Linear(3), Softmax()],
+}
+
+
+def test_every_registered_layer_has_a_round_trip_test():
+    registered = {i.qualified_name for i in lamina.get_registry().plugins("layer")}
+    assert registered - {"test-plugins:TestScaled"} == set(ROUND_TRIPS)
+
+
+@pytest.mark.parametrize("name", sorted(ROUND_TRIPS))
+def test_round_trip_gives_identical_predictions(name, tmp_path):
+    lamina.seed(0)
+    model = lamina.Model(ROUND_TRIPS[name]())
+    before = model.predict(X)
+    model.save(tmp_path / "model.npz")
+    loaded = lamina.load(tmp_path / "model.npz")
+    assert [type(layer) for layer in loaded.layers] == [type(layer) for layer in model.layers]
+    assert repr(loaded) == repr(model)
+    np.testing.assert_array_equal(loaded.predict(X), before)
+    for (k1, p1), (k2, p2) in zip(model.parameters().items(), loaded.parameters().items()):
+        assert k1 == k2 and p1.value.dtype == p2.value.dtype
+
+
+def test_float64_models_stay_float64(tmp_path):
+    model = lamina.Model([Linear(2)])
+    model(X.astype(np.float64))
+    model.save(tmp_path / "m.npz")
+    assert lamina.load(tmp_path / "m.npz").dtype == np.float64
+
+
+def test_an_unbuilt_model_round_trips_and_builds_later(tmp_path):
+    lamina.Model([Linear(2), Relu()]).save(tmp_path / "m.npz")
+    loaded = lamina.load(tmp_path / "m.npz")
+    assert loaded.parameters() == {} and loaded.predict(X).shape == (16, 2)
+
+
+def test_the_file_is_a_zip_of_json_and_npy_that_numpy_reads_without_pickle(tmp_path):
+    lamina.seed(0)
+    model = lamina.Model([Linear(3), Softmax()])
+    model.train(X, LABELS, optim="Adam", loss="CrossEntropy", metrics=["accuracy"], epochs=2, verbose=False)
+    model.save(tmp_path / "m.npz")
+    with zipfile.ZipFile(tmp_path / "m.npz") as archive:
+        config = json.loads(archive.read("config.json"))
+    assert config["format"] == "lamina.model" and config["lamina_version"] == lamina.__version__
+    assert config["layers"][0]["type"] == "Linear" and config["layers"][0]["config"] == {
+        "units": 3, "weight_init": "he_uniform", "bias_init": "zeros"}
+    assert config["plugins"] == {"lamina": lamina.__version__}
+    assert config["loss"]["type"] == "CrossEntropy" and config["metrics"][0]["type"] == "accuracy"
+    with np.load(tmp_path / "m.npz", allow_pickle=False) as data:
+        np.testing.assert_array_equal(data["weights/0.weight"], model.parameters()["0.weight"].value)
+
+
+def test_loss_and_metrics_come_back_so_evaluate_needs_no_arguments(tmp_path):
+    model = lamina.Model([Linear(3), Softmax()])
+    model.train(X, LABELS, loss="CrossEntropy", metrics=["accuracy"], epochs=1, verbose=False)
+    model.save(tmp_path / "m.npz")
+    loaded = lamina.load(tmp_path / "m.npz")
+    assert isinstance(loaded.loss, CrossEntropy) and [m.name for m in loaded.metrics] == ["accuracy"]
+    assert loaded.evaluate(X, LABELS) == pytest.approx(model.evaluate(X, LABELS))
+
+
+def test_resuming_from_a_file_gives_exactly_the_weights_of_uninterrupted_training(tmp_path):
+    def fresh():
+        lamina.seed(11)
+        return lamina.Model([Linear(8), Relu(), Linear(3), Softmax()])
+
+    kwargs = dict(loss="CrossEntropy", batch_size=4, verbose=False)
+    straight = fresh()
+    straight.train(X, LABELS, optim=Adam(0.01), epochs=5, **kwargs)
+
+    first = fresh()
+    first.train(X, LABELS, optim=Adam(0.01), epochs=3, **kwargs)
+    first.save(tmp_path / "checkpoint.npz", include_optimizer=True)
+    lamina.seed(999)  # whatever happens in between, the file brings the generator back
+    resumed = lamina.load(tmp_path / "checkpoint.npz")
+    assert resumed.optimizer.iterations == 12
+    resumed.train(X, LABELS, optim=resumed.optimizer, epochs=2, **kwargs)
+    for a, b in zip(straight.parameters().values(), resumed.parameters().values()):
+        assert a.value.tobytes() == b.value.tobytes()
+
+
+def test_optimizer_state_needs_an_optimizer(tmp_path):
+    with pytest.raises(lamina.ArgumentError, match="has no optimizer yet"):
+        lamina.Model([Linear(2)]).save(tmp_path / "m.npz", include_optimizer=True)
+
+
+class Scaled(lamina.Layer):
+    """A third-party layer whose constructor argument is stored under another name."""
+
+    def __init__(self, factor: float = 1.0, name: str = "scaled") -> None:
+        self._factor = factor
+        self.name = name
+
+    def get_config(self):
+        return {"factor": self._factor, "name": self.name}
+
+    def forward(self, x):
+        return self._factor * x
+
+    def backward(self, grad):
+        return self._factor * grad
+
+
+class Unregistered(Scaled):
+    pass
+
+
+class Plugin:
+    @lamina.hookimpl
+    def register_layers(self, register):
+        register(Scaled, name="TestScaled")
+
+
+@pytest.fixture(autouse=True)
+def test_plugins():
+    """TestScaled is registered for these tests only, so other meta-tests never see it."""
+    lamina.register_plugin(Plugin(), package="test-plugins", version="3.1")
+    yield
+    lamina.get_registry().remove_package("test-plugins")
+
+
+def test_a_third_party_layer_with_get_config_saves_and_loads_like_a_built_in(tmp_path):
+    model = lamina.Model([Linear(2), Scaled(2.5, name="double-ish")])
+    before = model.predict(X)
+    model.save(tmp_path / "m.npz")
+    loaded = lamina.load(tmp_path / "m.npz")
+    assert loaded.layers[1].get_config() == {"factor": 2.5, "name": "double-ish"}
+    np.testing.assert_array_equal(loaded.predict(X), before)
+    config = lamina.saving.read_config(tmp_path / "m.npz")
+    assert config["plugins"]["test-plugins"] == "3.1"
+
+
+def test_unregistered_layers_and_unstorable_arguments_are_named_on_save(tmp_path):
+    with pytest.raises(lamina.ArgumentError, match=r"Model.layers\[1\] is a Unregistered, which is not a registered layer"):
+        lamina.Model([Linear(2), Unregistered()]).save(tmp_path / "m.npz")
+    with pytest.raises(lamina.ArgumentError, match=r"Model.layers\[0\].config.factor is .*array"):
+        lamina.Model([Scaled(np.ones(3))]).save(tmp_path / "m.npz")
+    assert not (tmp_path / "m.npz").exists()
+
+
+def test_a_missing_plugin_names_the_layer_the_package_and_what_to_install(tmp_path):
+    path = tmp_path / "m.npz"
+    lamina.Model([Linear(2), Scaled(2.0)]).save(path)
+    rewrite_config(path, lambda c: c["layers"][1].update(package="lamina-foo", version="1.2"))
+    with pytest.raises(lamina.MissingPluginError) as info:
+        lamina.load(path)
+    message = str(info.value)
+    assert "needs the layer 'TestScaled' from lamina-foo 1.2" in message
+    assert "lamina-foo is not installed; install it with: pip install 'lamina-foo>=1.2'" in message
+
+
+def rewrite_config(path, change):
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    config = json.loads(members["config.json"])
+    change(config)
+    members["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+
+
+# -- atomic writes -----------------------------------------------------------------------------
+
+
+def test_a_failed_save_leaves_the_previous_file_intact(tmp_path, monkeypatch):
+    path = tmp_path / "m.npz"
+    lamina.Model([Linear(2)]).save(path)
+    original = path.read_bytes()
+
+    def full_disk(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        lamina.Model([Linear(7)]).save(path)
+    assert path.read_bytes() == original
+    assert [p.name for p in tmp_path.iterdir()] == ["m.npz"]  # the temporary file is gone
+
+
+# -- damaged and foreign files ------------------------------------------------------------------
+
+
+@pytest.fixture
+def saved(tmp_path):
+    path = tmp_path / "model.npz"
+    lamina.seed(0)
+    model = lamina.Model([Linear(3), Relu(), Linear(2)])
+    model(X)
+    model.save(path)
+    return path
+
+
+def damage_member(path, member, data):
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    members[member] = data
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, value in members.items():
+            archive.writestr(name, value)
+
+
+@pytest.mark.parametrize(
+    "damage, expected",
+    [
+        (lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]), "not a zip archive"),
+        (lambda p: p.write_bytes(p.read_bytes()[:100]), "not a zip archive"),
+        (lambda p: p.write_bytes(b""), "not a zip archive"),
+        (lambda p: p.write_bytes(np.random.default_rng(0).bytes(3000)), "not a zip archive"),
+        (lambda p: p.write_text("layers: [Linear]"), "not a zip archive"),
+        (lambda p: np.savez(p, a=np.ones(3)), "it has no config.json"),
+        (lambda p: damage_member(p, "config.json", b"{not json"), "config.json is not valid JSON"),
+        (lambda p: damage_member(p, "config.json", b'{"format": "keras"}'), "not in lamina's format"),
+        (lambda p: rewrite_config(p, lambda c: c.update(format_version=99)), "newer than this lamina reads"),
+        (lambda p: rewrite_config(p, lambda c: c.pop("layers")), "malformed (KeyError"),
+        (lambda p: rewrite_config(p, lambda c: c.update(layers="Linear")), "malformed"),
+        (lambda p: rewrite_config(p, lambda c: c["weights"].pop("0.bias")), "do not fit the layers"),
+        (lambda p: rewrite_config(p, lambda c: c.update(input_shape=[7])), "has shape (5, 3), the layer needs (7, 3)"),
+        (lambda p: damage_member(p, "weights/0.weight.npy", b"\x93NUMPY garbage"), "'weights/0.weight.npy' is corrupted"),
+    ],
+    ids=["half", "100-bytes", "empty", "random", "text", "other-npz", "bad-json", "foreign-json",
+         "future-format", "no-layers", "layers-not-list", "weights-mismatch", "wrong-shape", "bad-array"],
+)
+def test_damaged_or_foreign_files_get_an_error_that_says_so(saved, damage, expected):
+    damage(saved)
+    with pytest.raises(lamina.FileFormatError) as info:
+        lamina.load(saved)
+    assert expected in str(info.value) and str(saved) in str(info.value)
+
+
+def test_a_file_with_a_pickled_array_is_refused_and_nothing_runs(saved, tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    buffer = io.BytesIO()
+    np.lib.format.write_array(buffer, np.array([Payload()], dtype=object), allow_pickle=True)
+    damage_member(saved, "weights/0.weight.npy", buffer.getvalue())
+    with pytest.raises(lamina.FileFormatError, match="corrupted"):
+        lamina.load(saved)
+    assert not marker.exists()
+
+
+def test_a_missing_file_is_file_not_found(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no model file at"):
+        lamina.load(tmp_path / "nope.npz")
+
+
+# -- summary ---------------------------------------------------------------------------------------
+
+
+def test_summary_lists_layers_output_shapes_and_parameter_counts():
+    model = lamina.Model([Linear(8), Relu(), Linear(3), Softmax()])
+    assert "call the model on data" in model.summary()
+    model(X)
+    lines = model.summary().splitlines()
+    assert lines[0].split() == ["#", "Layer", "Output", "shape", "Params"]
+    assert "Linear(units=8)" in lines[2] and "(None, 8)" in lines[2] and lines[2].endswith("48")
+    assert "(None, 3)" in lines[4] and lines[4].endswith("27")
+    assert lines[-1] == "Total params: 75"
+
+
+# -- a real third-party distribution ------------------------------------------------------------
+
+
+SAVE_SNAKE = """
+import sys, lamina
+lamina.seed(0)
+model = lamina.Model([{"type": "Linear", "units": 3}, {"type": "Snake", "alpha": 0.5}])
+model.predict([[1.0, 2.0]])
+model.save(sys.argv[1])
+print(lamina.load(sys.argv[1]).layers[1])
+"""
+
+
+def test_a_file_with_a_third_party_layer_loads_where_the_package_is_and_explains_where_not(tmp_path, snake_site):
+    path = tmp_path / "snake.npz"
+    saved = run_python("-c", SAVE_SNAKE, str(path), pythonpath=snake_site)
+    assert saved.returncode == 0, saved.stderr
+    assert saved.stdout.strip() == "Snake(alpha=0.5)"
+    missing = run_python("-c", f"import lamina; lamina.load({str(path)!r})")
+    assert "MissingPluginError" in missing.stderr
+    assert "needs the layer 'Snake' from lamina-snake 0.1.0" in missing.stderr
+    assert "pip install 'lamina-snake>=0.1.0'" in missing.stderr
