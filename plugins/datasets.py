@@ -124,11 +124,15 @@ class Npz(lamina.Dataset):
 
     def _read(self) -> dict[str, np.ndarray]:
         try:
-            with np.load(self.path, allow_pickle=False) as data:
-                if not hasattr(data, "files"):
-                    raise lamina.ArgumentError(f"npz(path={self.path!r}): the file holds one array, not an .npz archive")
-                return {key: data[key] for key in data.files}
+            data = np.load(self.path, allow_pickle=False)
         except ValueError as err:  # pickled object arrays, or not an npy/npz file at all
+            raise lamina.ArgumentError(f"npz(path={self.path!r}): cannot read it as an .npz of numeric arrays ({err})") from None
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise lamina.ArgumentError(f"npz(path={self.path!r}): the file holds one array, not an .npz archive of named arrays")
+        try:
+            with data:
+                return {key: data[key] for key in data.files}
+        except ValueError as err:  # a member that is a pickled object array
             raise lamina.ArgumentError(f"npz(path={self.path!r}): cannot read it as an .npz of numeric arrays ({err})") from None
 
     def _pick(self, arrays: dict[str, np.ndarray], key: str) -> np.ndarray:
