@@ -1,15 +1,25 @@
-"""The `lamina` command line: `lamina list-plugins [--kind KIND] [--json] [--strict]`."""
+"""The `lamina` command line: train, evaluate, predict, info and list-plugins.
+
+Errors go to stderr as one line (a traceback only with --debug); the exit status is 0 on
+success, 1 on an error and 2 on a usage error.
+"""
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import sys
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
 
 import lamina
-from lamina.errors import LaminaError, PluginWarning
+from lamina import run, runconfig, saving
+from lamina.errors import ArgumentError, LaminaError, PluginWarning
+from lamina.io import atomic_write
 from lamina.registry import KINDS, PluginInfo, get_registry
 
 
@@ -27,6 +37,9 @@ def _ambiguous(plugins: list[PluginInfo]) -> set[tuple[str, str]]:
         for key in info.keys():
             owners.setdefault((info.kind, key), set()).add(info.package)
     return {key for key, packages in owners.items() if len(packages) > 1}
+
+
+# -- list-plugins ----------------------------------------------------------------------------------
 
 
 def list_plugins(args: argparse.Namespace) -> int:
@@ -73,31 +86,187 @@ def list_plugins(args: argparse.Namespace) -> int:
     return 1 if args.strict and failures else 0
 
 
+# -- train -----------------------------------------------------------------------------------------
+
+
+def train(args: argparse.Namespace) -> int:
+    config = runconfig.read(args.config)
+    say = (lambda text: None) if args.quiet else print
+    if args.config is None:
+        say("training lamina's default: an MLP on the 8x8 digits (lamina train CONFIG.toml for your own)")
+    run.train(config, output=args.out, epochs=args.epochs, verbose=not args.quiet, say=say)
+    return 0
+
+
+# -- evaluate, predict, info -------------------------------------------------------------------------
+
+
+def _data(spec: str, target: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y) from a registered dataset's test part, or from all of an .npz / .csv file."""
+    path = Path(spec)
+    if path.suffix.lower() in (".npz", ".csv") or path.exists():
+        kind = "csv" if path.suffix.lower() == ".csv" else "npz"
+        options: dict[str, object] = {"path": str(path)}
+        if target is not None:
+            options["target"] = int(target) if target.lstrip("-").isdigit() else target
+        if not path.is_file():
+            raise FileNotFoundError(f"no data file at {spec!r}")
+        x, y = get_registry().build("dataset", kind, **options).arrays()
+        return x, y
+    if target is not None:
+        raise ArgumentError(f"--target applies to .npz and .csv files, not to the dataset {spec!r}")
+    _, _, x_test, y_test = lamina.dataset(spec)
+    return x_test, y_test
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    model = lamina.load(args.model)
+    x, y = _data(args.data, args.target)
+    metrics = args.metrics if args.metrics is not None else model.metrics
+    result = model.evaluate(x, y, loss=args.loss, metrics=metrics, batch_size=args.batch_size)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        for key, value in result.items():
+            print(f"{key}: {value:.6g}")
+    return 0
+
+
+def _inputs(spec: str) -> np.ndarray:
+    path = Path(spec)
+    if not path.is_file():
+        raise FileNotFoundError(f"no input file at {spec!r}")
+    if path.suffix.lower() == ".npy":
+        try:
+            return lamina.checks.as_floating(np.load(path, allow_pickle=False), "x", "lamina predict")
+        except ValueError as err:
+            raise ArgumentError(f"{spec}: cannot read it as a numeric .npy array ({err})") from None
+    kind = "csv" if path.suffix.lower() == ".csv" else "npz"
+    x, _ = get_registry().build("dataset", kind, path=str(path), target=None).arrays()
+    return x
+
+
+def predict(args: argparse.Namespace) -> int:
+    model = lamina.load(args.model)
+    predictions = model.predict(_inputs(args.input), batch_size=args.batch_size)
+    out = Path(args.out)
+    suffix = out.suffix.lower()
+    buffer = io.BytesIO()
+    if suffix == ".csv":
+        np.savetxt(buffer, predictions.reshape(len(predictions), -1), delimiter=",", fmt="%.8g")
+    elif suffix == ".npz":
+        np.savez(buffer, predictions=predictions)
+    elif suffix == ".npy":
+        np.save(buffer, predictions, allow_pickle=False)
+    else:
+        raise ArgumentError(f"--out {args.out!r}: name a .csv, .npy or .npz file")
+    atomic_write(out, buffer.getvalue())
+    if not args.quiet:
+        print(f"wrote {len(predictions)} predictions of shape {predictions.shape[1:]} to {out}")
+    return 0
+
+
+def info(args: argparse.Namespace) -> int:
+    config = saving.read_config(args.model)
+    lines = [f"{args.model}:", *run.describe_model_file(config)]
+    try:
+        model = lamina.load(args.model)
+    except lamina.MissingPluginError as err:
+        print("\n".join(lines))
+        print(f"cannot show the layers: {err}")
+        return 1
+    extras = []
+    if model.loss is not None:
+        extras.append(f"trained with loss {model.loss!r}")
+    if model.optimizer is not None:
+        extras.append(f"optimizer state: {model.optimizer!r} after {model.optimizer.iterations} steps")
+    if args.json:
+        print(json.dumps({"config": config, "summary": model.summary()}, indent=2))
+        return 0
+    print("\n".join([*lines, *extras, "", model.summary()]))
+    return 0
+
+
+# -- the parser ------------------------------------------------------------------------------------
+
+
 def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+    common.add_argument("--quiet", "-q", action="store_true", help="print only errors and results")
+
     parser = argparse.ArgumentParser(
-        prog="lamina", description="lamina: a deep-learning library on numpy, built from plugins."
+        prog="lamina",
+        description="lamina: a deep-learning library on numpy, built from plugins.",
+        parents=[common],
     )
     parser.add_argument("--version", action="version", version=f"lamina {lamina.__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    plugins = commands.add_parser(
+    p = commands.add_parser(
+        "train",
+        parents=[common],
+        help="train a model described by a TOML config (default: an MLP on digits)",
+        description="Train the model a TOML config describes; write model.npz, metrics.json and "
+        "curves.png into its output folder. With no CONFIG, train lamina's default (an MLP on the "
+        "8x8 digits).",
+    )
+    p.add_argument("config", nargs="?", metavar="CONFIG.toml", help="the run's config (see examples/configs/)")
+    p.add_argument("--out", metavar="DIR", help="output folder (default: the config's output, or runs/<name>)")
+    p.add_argument("--epochs", type=int, metavar="N", help="override the config's number of epochs")
+    p.set_defaults(run=train)
+
+    p = commands.add_parser(
+        "evaluate", parents=[common], help="score a saved model on a dataset or a data file",
+        description="Print the loss and metrics of a saved model on a registered dataset's test "
+        "part, or on all rows of an .npz or .csv file.",
+    )
+    p.add_argument("model", metavar="MODEL", help="a file written by model.save or lamina train")
+    p.add_argument("--data", required=True, metavar="NAME|PATH", help="a dataset name (e.g. digits) or an .npz/.csv file")
+    p.add_argument("--target", metavar="COLUMN", help="the target column or array of a data file")
+    p.add_argument("--loss", help="the loss (default: the one the model was trained with)")
+    p.add_argument("--metrics", nargs="*", metavar="METRIC", help="metrics (default: those of training)")
+    p.add_argument("--batch-size", type=int, metavar="N", help="rows per forward pass")
+    p.add_argument("--json", action="store_true", help="print a JSON object")
+    p.set_defaults(run=evaluate)
+
+    p = commands.add_parser(
+        "predict", parents=[common], help="write a saved model's predictions for an input file",
+        description="Run a saved model on the rows of INPUT (.npz with an array 'x' or a single "
+        "array, .npy, or .csv of numbers) and write the outputs to FILE (.csv, .npy or .npz).",
+    )
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("input", metavar="INPUT")
+    p.add_argument("--out", required=True, metavar="FILE", help="where to write the predictions")
+    p.add_argument("--batch-size", type=int, metavar="N", help="rows per forward pass")
+    p.set_defaults(run=predict)
+
+    p = commands.add_parser(
+        "info", parents=[common], help="show a saved model's layers and the plugins it needs",
+        description="Show a saved model's summary, the lamina version that wrote it, and the "
+        "plugin packages it needs (and whether they are installed).",
+    )
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("--json", action="store_true", help="print a JSON object")
+    p.set_defaults(run=info)
+
+    p = commands.add_parser(
         "list-plugins",
+        parents=[common],
         help="list every installed plugin with its package and version",
         description="List every installed plugin: name, kind, providing package and version, "
         "and each plugin that failed to load, with its error.",
     )
-    plugins.add_argument(
+    p.add_argument(
         "--kind",
         type=str.lower,
         choices=[k for kind in KINDS.values() for k in (kind.name, kind.plural)],
         metavar="KIND",
         help=f"only this kind: {', '.join(KINDS)}",
     )
-    plugins.add_argument("--json", action="store_true", help="print a JSON array instead of a table")
-    plugins.add_argument(
-        "--strict", action="store_true", help="exit with status 1 when any plugin failed to load"
-    )
-    plugins.set_defaults(run=list_plugins)
+    p.add_argument("--json", action="store_true", help="print a JSON array instead of a table")
+    p.add_argument("--strict", action="store_true", help="exit with status 1 when any plugin failed to load")
+    p.set_defaults(run=list_plugins)
     return parser
 
 
@@ -105,9 +274,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return args.run(args)
-    except LaminaError as err:
+    except (LaminaError, OSError) as err:
+        if args.debug:
+            raise
+        if isinstance(err, BrokenPipeError):  # `lamina list-plugins | head`: the reader left
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
         print(f"lamina: error: {err}", file=sys.stderr)
         return 1
-    except BrokenPipeError:  # `lamina list-plugins | head`: the reader left, which is fine
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+    except KeyboardInterrupt:
+        print("lamina: interrupted", file=sys.stderr)
+        return 130

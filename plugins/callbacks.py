@@ -5,6 +5,7 @@ import csv
 import io
 import math
 import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -98,6 +99,7 @@ class CSVLogger(lamina.Callback):
 
     def on_train_begin(self, logs: dict[str, float] | None = None) -> None:
         self._rows: list[dict[str, Any]] = []
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
         self._rows.append({"epoch": epoch, **logs})

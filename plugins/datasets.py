@@ -111,7 +111,7 @@ class Npz(lamina.Dataset):
         self,
         path: str | os.PathLike[str],
         x: str = "x",
-        target: str = "y",
+        target: str | None = "y",
         test_split: float = 0.2,
         seed: int = 0,
         classification: bool | None = None,
@@ -153,11 +153,19 @@ class Npz(lamina.Dataset):
                 _targets(arrays["y_test"], self.classification),
             )
         x, y = self.arrays(arrays)
+        if y is None:
+            raise lamina.ArgumentError("npz(target=None): training and testing need a target array")
         return split(x, y, self.test_split, self.seed)
 
-    def arrays(self, arrays: dict[str, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def arrays(self, arrays: dict[str, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """All of (x, y); y is None with target=None (inputs only, e.g. for predictions)."""
         arrays = self._read() if arrays is None else arrays
+        if self.x not in arrays and self.target is None and len(arrays) == 1:
+            (only,) = arrays.values()  # an input file with a single array, whatever its name
+            return lamina.checks.as_floating(only, "x", "npz").astype(np.float32, copy=False), None
         x = lamina.checks.as_floating(self._pick(arrays, self.x), "x", "npz")
+        if self.target is None:
+            return x.astype(np.float32, copy=False), None
         y = _targets(self._pick(arrays, self.target), self.classification)
         if len(x) != len(y):
             raise lamina.ShapeError(f"npz(path={self.path!r}): {self.x!r} has {len(x)} rows but {self.target!r} has {len(y)}")
@@ -188,12 +196,12 @@ def read_csv(path: str, delimiter: str = ",") -> tuple[list[str] | None, np.ndar
 
 class Csv(lamina.Dataset):
     """Rows of a numeric CSV file; `target` is the label column (a name from the header or an
-    index, default the last); the other columns are the inputs."""
+    index, default the last; None for inputs only); the other columns are the inputs."""
 
     def __init__(
         self,
         path: str | os.PathLike[str],
-        target: str | int = -1,
+        target: str | int | None = -1,
         delimiter: str = ",",
         test_split: float = 0.2,
         seed: int = 0,
@@ -206,8 +214,10 @@ class Csv(lamina.Dataset):
         self.seed = _seed(seed, "csv")
         self.classification = classification
 
-    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+    def arrays(self) -> tuple[np.ndarray, np.ndarray | None]:
         header, values = read_csv(self.path, self.delimiter)
+        if self.target is None:
+            return values.astype(np.float32), None
         if isinstance(self.target, str):
             if header is None or self.target not in header:
                 columns = f"its columns are {', '.join(map(repr, header))}" if header else "it has no header row"
@@ -224,6 +234,8 @@ class Csv(lamina.Dataset):
 
     def load(self) -> Arrays:
         x, y = self.arrays()
+        if y is None:
+            raise lamina.ArgumentError("csv(target=None): training and testing need a target column")
         return split(x, y, self.test_split, self.seed)
 
 

@@ -1,0 +1,46 @@
+"""Learning curves as a PNG, when matplotlib (the optional extra `lamina[plot]`) is installed."""
+from __future__ import annotations
+
+import io
+import math
+import os
+from pathlib import Path
+
+from lamina.history import History
+from lamina.io import atomic_write
+
+INSTALL_HINT = "pip install 'lamina[plot]' (matplotlib)"
+
+
+def have_matplotlib() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def plot_curves(history: History, path: str | os.PathLike[str]) -> Path:
+    """One panel per quantity (loss, then each metric), train and validation per epoch."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    names = [key for key in history.keys() if not key.startswith("val_")]
+    columns = min(len(names), 3)
+    rows = math.ceil(len(names) / columns)
+    figure = Figure(figsize=(4.5 * columns, 3.4 * rows), dpi=100)
+    FigureCanvasAgg(figure)  # an off-screen canvas: no display, no global pyplot state
+    epochs = [e + 1 for e in history.epoch]
+    for index, name in enumerate(names, start=1):
+        axes = figure.add_subplot(rows, columns, index)
+        axes.plot(epochs, history[name], label="train", color="tab:blue")
+        if f"val_{name}" in history:
+            axes.plot(epochs, history[f"val_{name}"], label="validation", color="tab:orange")
+        axes.set_title(name)
+        axes.set_xlabel("epoch")
+        axes.grid(alpha=0.3)
+        axes.legend()
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return atomic_write(path, buffer.getvalue())

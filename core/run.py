@@ -1,0 +1,101 @@
+"""The main job behind `lamina train`: a config in, a trained model and its reports out."""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from attrs import frozen
+
+from lamina import runconfig
+from lamina.errors import LaminaError
+from lamina.history import History
+from lamina.io import atomic_write
+from lamina.model import Model
+from lamina.plotting import INSTALL_HINT, have_matplotlib, plot_curves
+from lamina.seeding import seed
+from lamina.version import __version__
+
+
+@frozen
+class RunResult:
+    model: Model
+    history: History
+    test: dict[str, float]
+    output: Path
+    files: dict[str, Path]
+
+
+def train(
+    config: runconfig.RunConfig,
+    output: str | Path | None = None,
+    epochs: int | None = None,
+    verbose: bool = True,
+    say: Callable[[str], None] = print,
+) -> RunResult:
+    """Train what `config` describes; write model.npz, metrics.json and curves.png into the output folder."""
+    folder = Path(output or config.get("output"))
+    folder.mkdir(parents=True, exist_ok=True)
+    seed(config.get("seed", 0))
+    x_train, y_train, x_test, y_test = runconfig.load_dataset(config)
+    layers = [runconfig.build(config, "layer", spec, f"layers[{i}]") for i, spec in enumerate(config.get("layers"))]
+    model = Model(layers)
+    loss = runconfig.build(config, "loss", config.get("loss", "MSE"), "loss")
+    optim = runconfig.build_optimizer(config)
+    metrics = runconfig.build_list(config, "metric", "metrics")
+    callbacks = runconfig.build_list(config, "callback", "callbacks")
+    try:
+        history = model.train(
+            x_train,
+            y_train,
+            optim=optim,
+            loss=loss,
+            epochs=epochs or config.get("epochs", 10),
+            batch_size=config.get("batch_size"),
+            shuffle=config.get("shuffle", True),
+            validation_split=config.get("validation_split", 0.0),
+            metrics=metrics,
+            callbacks=callbacks,
+            verbose=verbose,
+            clip_grad_norm=config.get("clip_grad_norm"),
+        )
+    except LaminaError as err:
+        raise type(err)(f"{config.source}: training failed: {err}") from None
+    test = model.evaluate(x_test, y_test, metrics=metrics) if len(x_test) else {}
+
+    files = {"model": model.save(folder / "model.npz", include_optimizer=True)}
+    report = {
+        "lamina_version": __version__,
+        "config": config.source,
+        "epochs": len(history),
+        "history": history.history,
+        "test": test,
+    }
+    files["metrics"] = atomic_write(folder / "metrics.json", json.dumps(report, indent=2) + "\n")
+    say(f"trained {len(history)} epochs on {len(x_train)} samples")
+    for key, value in history.history.items():
+        say(f"  final {key}: {value[-1]:.4f}")
+    for key, value in test.items():
+        say(f"  test {key}: {value:.4f}")
+    say(f"model: {files['model']}")
+    say(f"metrics: {files['metrics']}")
+    if have_matplotlib():
+        files["curves"] = plot_curves(history, folder / "curves.png")
+        say(f"curves: {files['curves']}")
+    else:
+        say(f"curves: skipped, matplotlib is not installed; for curves.png: {INSTALL_HINT}")
+    return RunResult(model, history, test, folder, files)
+
+
+def describe_model_file(config: dict[str, Any]) -> list[str]:
+    """What `lamina info` says about a file's provenance and the plugins it needs."""
+    from lamina.registry import get_registry
+
+    installed = {i.package: i.version for i in get_registry().plugins()}
+    lines = [f"written by lamina {config.get('lamina_version', '?')}", "plugins it needs:"]
+    for package, version in sorted(config.get("plugins", {}).items()):
+        have = installed.get(package)
+        status = f"installed ({have})" if have else f"NOT installed: pip install '{package}>={version}'"
+        lines.append(f"  {package} {version}: {status}")
+    return lines

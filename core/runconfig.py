@@ -1,0 +1,198 @@
+"""`lamina train` configs: TOML read into a checked RunConfig, and the objects built from it.
+
+Every error names the file, the key and the problem; unknown keys are errors, never ignored.
+"""
+from __future__ import annotations
+
+import difflib
+import numbers
+import sys
+from pathlib import Path
+from typing import Any
+
+from attrs import field, frozen
+
+from lamina.checks import describe
+from lamina.errors import ConfigError, LaminaError
+from lamina.registry import get_registry
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+# The embedded default of `lamina train` with no CONFIG: an MLP on the shipped digits.
+DEFAULT_CONFIG = """\
+# lamina train's default: a multilayer perceptron on the 8x8 handwritten digits.
+seed = 0
+epochs = 60
+batch_size = 32
+validation_split = 0.1
+metrics = ["accuracy"]
+output = "runs/default"
+
+[dataset]
+name = "digits"
+
+[[layers]]
+type = "Linear"
+units = 128
+
+[[layers]]
+type = "Relu"
+
+[[layers]]
+type = "Linear"
+units = 10
+
+[[layers]]
+type = "Softmax"
+
+[loss]
+type = "CrossEntropy"
+
+[optimizer]
+type = "Adam"
+lr = 0.001
+
+[[callbacks]]
+type = "EarlyStopping"
+monitor = "val_loss"
+patience = 10
+"""
+
+KEYS = {
+    "seed": "an int >= 0 seeding lamina's generator (default 0)",
+    "epochs": "a positive int (default 10)",
+    "batch_size": "a positive int; leave it out for full-batch training",
+    "shuffle": "true or false (default true)",
+    "validation_split": "a number in [0, 1) (default 0)",
+    "clip_grad_norm": "a positive number",
+    "metrics": "a list of metric names or tables",
+    "output": "the output folder (default runs/<config name>)",
+    "dataset": 'a dataset name or a table with "name" and its options',
+    "layers": 'a list of layer names or tables with "type" and its arguments',
+    "loss": 'a loss name or a table with "type" (default "MSE")',
+    "optimizer": 'an optimizer name or a table with "type" (default "SGD")',
+    "schedule": 'a table with "type": the optimizer\'s learning-rate schedule',
+    "callbacks": "a list of callback names or tables",
+}
+REQUIRED = ("dataset", "layers")
+
+
+@frozen
+class RunConfig:
+    """A checked `lamina train` config; `source` names it in error messages."""
+
+    source: str
+    data: dict[str, Any] = field(repr=False)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.data.get(key, default)
+
+    def error(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(f"{self.source}: {key}: {problem}")
+
+
+def read(path: str | Path | None) -> RunConfig:
+    """Read a config file (None: the embedded default) and check its keys and types."""
+    if path is None:
+        source, text = "the default config", DEFAULT_CONFIG
+    else:
+        source = str(path)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError(f"{source}: no such config file") from None
+        except (OSError, UnicodeDecodeError) as err:
+            raise ConfigError(f"{source}: cannot read it ({err})") from None
+    return parse(text, source, Path(path).stem if path is not None else "default")
+
+
+def parse(text: str, source: str, name: str = "run") -> RunConfig:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{source}: not valid TOML: {err}") from None
+    config = RunConfig(source, data)
+    for key in data:
+        if key not in KEYS:
+            close = difflib.get_close_matches(key, list(KEYS), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise config.error(key, f"unknown key.{hint} Known keys: {', '.join(KEYS)}")
+    for key in REQUIRED:
+        if key not in data:
+            raise config.error(key, f"missing; it is required: {KEYS[key]}")
+    _check_int(config, "seed", minimum=0)
+    _check_int(config, "epochs", minimum=1)
+    _check_int(config, "batch_size", minimum=1)
+    _check_type(config, "shuffle", bool, "true or false")
+    _check_type(config, "output", str, "a folder path as a string")
+    for key in ("validation_split", "clip_grad_norm"):
+        value = data.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
+            raise config.error(key, f"expected {KEYS[key]}, got {describe(value)}")
+    for key in ("layers", "metrics", "callbacks"):
+        if key in data and not isinstance(data[key], list):
+            raise config.error(key, f"expected {KEYS[key]}, got {describe(data[key])}")
+    if not data["layers"]:
+        raise config.error("layers", "the list is empty; a model needs at least one layer")
+    data.setdefault("output", f"runs/{name}")
+    return config
+
+
+def _check_type(config: RunConfig, key: str, kind: type, expected: str) -> None:
+    value = config.get(key)
+    if value is not None and not isinstance(value, kind):
+        raise config.error(key, f"expected {expected}, got {describe(value)}")
+
+
+def _check_int(config: RunConfig, key: str, minimum: int) -> None:
+    value = config.get(key)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < minimum):
+        raise config.error(key, f"expected {KEYS[key]}, got {describe(value)}")
+
+
+# -- building objects -----------------------------------------------------------------------------
+
+
+def build(config: RunConfig, kind: str, spec: Any, key: str, name_key: str = "type", **extra: Any) -> Any:
+    """A plugin from a name or a table {name_key: ..., args...}; errors carry the key."""
+    if isinstance(spec, str):
+        name, args = spec, {}
+    elif isinstance(spec, dict):
+        if name_key not in spec:
+            raise config.error(key, f'the table needs a "{name_key}" key naming the {kind}')
+        args = dict(spec)
+        name = args.pop(name_key)
+        if not isinstance(name, str):
+            raise config.error(f"{key}.{name_key}", f"expected a {kind} name, got {describe(name)}")
+    else:
+        raise config.error(key, f'expected a {kind} name or a table with "{name_key}", got {describe(spec)}')
+    try:
+        return get_registry().build(kind, name, **args, **extra)
+    except LaminaError as err:
+        raise config.error(key, str(err)) from None
+
+
+def build_list(config: RunConfig, kind: str, key: str) -> list[Any]:
+    return [build(config, kind, spec, f"{key}[{i}]") for i, spec in enumerate(config.get(key, []))]
+
+
+def build_optimizer(config: RunConfig) -> Any:
+    spec = config.get("optimizer", "SGD")
+    if config.get("schedule") is None:
+        return build(config, "optimizer", spec, "optimizer")
+    schedule = build(config, "schedule", config.get("schedule"), "schedule")
+    if isinstance(spec, dict) and "lr" in spec:
+        raise config.error("optimizer.lr", "give the learning rate as lr or as a [schedule], not both")
+    return build(config, "optimizer", spec, "optimizer", lr=schedule)
+
+
+def load_dataset(config: RunConfig) -> tuple[Any, Any, Any, Any]:
+    spec = config.get("dataset")
+    dataset = build(config, "dataset", spec, "dataset", name_key="name")
+    try:
+        return dataset.load()
+    except (LaminaError, OSError) as err:
+        raise config.error("dataset", str(err)) from None

@@ -1,0 +1,213 @@
+"""`lamina train`, `evaluate`, `predict` and `info`, run in subprocesses as a user would."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import lamina
+from conftest import ROOT, run_python
+from lamina import runconfig
+
+CONFIGS = ROOT / "examples" / "configs"
+
+
+def lamina_cli(*args: str, cwd: Path = ROOT):
+    return run_python("-m", "lamina", *args, cwd=cwd)
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory):
+    """`lamina train` with no config, run once in an empty folder."""
+    folder = tmp_path_factory.mktemp("default-run")
+    result = lamina_cli("train", cwd=folder)
+    return folder, result
+
+
+def test_default_train_writes_the_model_metrics_and_curves(default_run):
+    folder, result = default_run
+    assert result.returncode == 0, result.stderr
+    out = folder / "runs" / "default"
+    assert sorted(p.name for p in out.iterdir()) == ["curves.png", "metrics.json", "model.npz"]
+    assert "training lamina's default: an MLP on the 8x8 digits" in result.stdout
+    test_accuracy = float(result.stdout.split("test accuracy: ")[1].split()[0])
+    assert test_accuracy > 0.95
+    assert "epoch 1/60" in result.stderr  # progress bars go to stderr
+    report = json.loads((out / "metrics.json").read_text())
+    assert set(report["history"]) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert len(report["history"]["loss"]) == report["epochs"]
+    assert report["test"]["accuracy"] == pytest.approx(test_accuracy, abs=1e-4)
+
+
+def test_curves_png_opens_as_an_image_of_real_size(default_run):
+    from PIL import Image
+
+    folder, _ = default_run
+    with Image.open(folder / "runs" / "default" / "curves.png") as image:
+        image.verify()
+    with Image.open(folder / "runs" / "default" / "curves.png") as image:
+        assert image.format == "PNG" and image.width >= 600 and image.height >= 300
+        assert len(np.unique(np.asarray(image.convert("L")))) > 20  # drawn lines, not a blank canvas
+
+
+def test_the_saved_model_loads_in_python_and_scores_as_reported(default_run):
+    folder, _ = default_run
+    model = lamina.load(folder / "runs" / "default" / "model.npz")
+    _, _, x_test, y_test = lamina.dataset("digits")
+    report = json.loads((folder / "runs" / "default" / "metrics.json").read_text())
+    assert model.evaluate(x_test, y_test, metrics=["accuracy"]) == pytest.approx(report["test"])
+
+
+def test_evaluate_info_and_predict_on_the_saved_model(default_run, tmp_path):
+    folder, _ = default_run
+    model_file = str(folder / "runs" / "default" / "model.npz")
+    result = lamina_cli("evaluate", model_file, "--data", "digits", "--json")
+    assert result.returncode == 0, result.stderr
+    scores = json.loads(result.stdout)
+    assert set(scores) == {"loss", "accuracy"} and scores["accuracy"] > 0.95
+
+    info = lamina_cli("info", model_file)
+    assert info.returncode == 0, info.stderr
+    assert "lamina 0.1.0: installed" in info.stdout and "Total params: 9,610" in info.stdout
+    assert "Linear(units=128)" in info.stdout and "(None, 10)" in info.stdout
+
+    x = lamina.dataset("digits")[2][:5]
+    np.savez(tmp_path / "inputs.npz", x=x)
+    for suffix in (".csv", ".npy", ".npz"):
+        out = tmp_path / f"predictions{suffix}"
+        result = lamina_cli("predict", model_file, str(tmp_path / "inputs.npz"), "--out", str(out))
+        assert result.returncode == 0, result.stderr
+        assert "wrote 5 predictions of shape (10,)" in result.stdout
+    expected = lamina.load(model_file).predict(x)
+    np.testing.assert_allclose(np.loadtxt(tmp_path / "predictions.csv", delimiter=","), expected, rtol=1e-6)
+    np.testing.assert_array_equal(np.load(tmp_path / "predictions.npy"), expected)
+
+
+def test_evaluate_on_a_csv_file_with_a_target_column(default_run, tmp_path):
+    folder, _ = default_run
+    _, _, x_test, y_test = lamina.dataset("digits")
+    header = ",".join([f"p{i}" for i in range(64)] + ["digit"])
+    rows = np.column_stack([x_test, y_test])
+    np.savetxt(tmp_path / "test.csv", rows, delimiter=",", header=header, comments="", fmt="%.6g")
+    result = lamina_cli("evaluate", str(folder / "runs" / "default" / "model.npz"),
+                        "--data", str(tmp_path / "test.csv"), "--target", "digit")
+    assert result.returncode == 0, result.stderr
+    assert float(result.stdout.split("accuracy: ")[1]) > 0.95
+
+
+@pytest.mark.parametrize("name", ["xor", "spirals", "digits"])
+def test_example_configs_train(name, tmp_path):
+    result = lamina_cli("train", str(CONFIGS / f"{name}.toml"), "--out", str(tmp_path / name), "--quiet", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "" and result.stderr == ""  # --quiet: no progress, no report
+    report = json.loads((tmp_path / name / "metrics.json").read_text())
+    if name == "xor":
+        assert report["test"]["loss"] < 0.01
+    else:
+        assert report["test"]["accuracy"] > 0.95
+
+
+def test_the_default_config_is_the_digits_example_config():
+    default = runconfig.parse(runconfig.DEFAULT_CONFIG, "default").data
+    example = runconfig.read(CONFIGS / "digits.toml").data
+    for key in ("output", "callbacks"):
+        default.pop(key), example.pop(key)
+    assert default == example
+
+
+# -- config errors name the file, the key and the problem -------------------------------------------
+
+
+BASE = """
+epochs = 1
+[dataset]
+name = "xor"
+[[layers]]
+type = "Linear"
+units = 1
+"""
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("epoch = 3\n" + BASE, "epoch: unknown key. Did you mean 'epochs'?"),
+        (BASE.replace("epochs = 1", 'epochs = "ten"'), "epochs: expected a positive int (default 10), got 'ten' (str)"),
+        (BASE.replace("epochs = 1", "epochs = 0"), "epochs: expected a positive int"),
+        (BASE.replace('type = "Linear"', 'type = "Lineer"'), "layers[0]: unknown layer 'Lineer'. Did you mean 'Linear'?"),
+        (BASE.replace("units = 1", "unit = 1"), "layers[0]: layer 'Linear' takes Linear(units, weight_init='he_uniform', bias_init='zeros')"),
+        (BASE.replace("units = 1", "units = -1"), "layers[0]: Linear(units=-1): units must be a positive int"),
+        (BASE.replace('[dataset]\nname = "xor"\n', ""), "dataset: missing; it is required"),
+        (BASE + '[optimizer]\ntype = "SGD"\nlrr = 0.1\n', "optimizer: optimizer 'SGD' takes SGD(lr=0.01"),
+        (BASE + '[optimizer]\nlr = 0.1\n', 'optimizer: the table needs a "type" key naming the optimizer'),
+        ('loss = 3\n' + BASE, "loss: expected a loss name or a table"),
+        ('metrics = "accuracy"\n' + BASE, "metrics: expected a list of metric names or tables"),
+        (BASE + "[[callbacks]]\ntype = 'EarlyStoping'\n", "callbacks[0]: unknown callback 'EarlyStoping'. Did you mean 'EarlyStopping'?"),
+        (BASE.replace('name = "xor"', 'name = "digitz"'), "dataset: unknown dataset 'digitz'. Did you mean 'digits'?"),
+        (BASE + "[schedule]\ntype = 'StepDecay'\ninitial_lr = 0.1\nstep_size = 2\n[optimizer]\ntype = 'SGD'\nlr = 0.1\n", "optimizer.lr: give the learning rate as lr or as a [schedule], not both"),
+        ("epochs = [1\n", "not valid TOML"),
+    ],
+)
+def test_config_errors_name_the_file_the_key_and_the_problem(tmp_path, text, expected):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    result = lamina_cli("train", str(path), "--out", str(tmp_path / "out"))
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"lamina: error: {path}: ")
+    assert expected in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_config_with_a_schedule_trains_with_it(tmp_path):
+    text = BASE + "[optimizer]\ntype = 'SGD'\n[schedule]\ntype = 'StepDecay'\ninitial_lr = 0.5\nstep_size = 1\n"
+    config = runconfig.parse(text, "inline")
+    optim = runconfig.build_optimizer(config)
+    assert optim.lr.get_config() == {"initial_lr": 0.5, "step_size": 1, "gamma": 0.1}
+
+
+# -- command-line habits ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "info", "list-plugins"])
+def test_every_command_has_help(command):
+    result = lamina_cli(command, "--help")
+    assert result.returncode == 0 and f"usage: lamina {command}" in result.stdout
+
+
+def test_errors_are_one_line_on_stderr_and_debug_shows_the_traceback(tmp_path):
+    result = lamina_cli("info", str(tmp_path / "missing.npz"))
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.strip() == f"lamina: error: no model file at {str(tmp_path / 'missing.npz')!r}"
+    debug = lamina_cli("info", str(tmp_path / "missing.npz"), "--debug")
+    assert debug.returncode == 1 and "Traceback" in debug.stderr
+    (tmp_path / "junk.npz").write_bytes(b"junk")
+    junk = lamina_cli("evaluate", str(tmp_path / "junk.npz"), "--data", "xor")
+    assert junk.returncode == 1 and "not a lamina model file" in junk.stderr and "Traceback" not in junk.stderr
+
+
+def test_usage_errors_exit_with_2():
+    assert lamina_cli("evaluate", "model.npz").returncode == 2  # --data is required
+    assert lamina_cli("trian").returncode == 2
+
+
+def test_predict_rejects_an_unknown_output_format(default_run, tmp_path):
+    folder, _ = default_run
+    np.savez(tmp_path / "in.npz", x=np.zeros((2, 64)))
+    result = lamina_cli("predict", str(folder / "runs" / "default" / "model.npz"), str(tmp_path / "in.npz"),
+                        "--out", str(tmp_path / "out.txt"))
+    assert result.returncode == 1 and "name a .csv, .npy or .npz file" in result.stderr
+
+
+def test_without_matplotlib_train_says_how_to_get_the_curves(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now fails
+    from lamina import cli
+
+    config = tmp_path / "xor.toml"
+    config.write_text((CONFIGS / "xor.toml").read_text().replace("epochs = 400", "epochs = 2"))
+    assert cli.main(["train", str(config), "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "curves: skipped, matplotlib is not installed; for curves.png: pip install 'lamina[plot]'" in out
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["metrics.json", "model.npz"]
