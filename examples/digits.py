@@ -4,29 +4,19 @@ early stopping, evaluated on a held-out test split.
     python examples/digits.py [SEED]
 """
 import sys
-from importlib.resources import files
-
-import numpy as np
 
 import lamina
 
 seed = int(sys.argv[1]) if len(sys.argv) > 1 else 0
 lamina.seed(seed)
 
-# The UCI digits ship with lamina as a compressed npz (see lamina/plugins/data/DIGITS.md).
-with np.load(files("lamina.plugins") / "data" / "digits.npz", allow_pickle=False) as data:
-    images, labels = data["images"], data["labels"]
-x = images.reshape(len(images), -1).astype(np.float32) / 16.0  # pixels 0..16 -> [0, 1]
-y = labels.astype(np.int64)
-
-# A seeded, held-out test split of 20%.
-order = np.random.default_rng(seed).permutation(len(x))
-test, train = order[: len(x) // 5], order[len(x) // 5 :]
+# The UCI digits ship with lamina; a seeded 20% is held out as the test split.
+x_train, y_train, x_test, y_test = lamina.dataset("digits", seed=seed)
 
 # Standardise each pixel with the training split's statistics (never the test split's). The
 # 0.1 added to the spread keeps rarely-inked border pixels from being blown up into noise.
-mean, std = x[train].mean(axis=0), x[train].std(axis=0)
-x = (x - mean) / (std + 0.1)
+mean, std = x_train.mean(axis=0), x_train.std(axis=0) + 0.1
+x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
 
 model = lamina.Model([
     {"type": "Linear", "units": 128},
@@ -35,7 +25,7 @@ model = lamina.Model([
     "Softmax",
 ])
 history = model.train(
-    x[train], y[train],
+    x_train, y_train,
     optim=lamina.optimizer("Adam", lr=0.001),
     loss="CrossEntropy",
     epochs=200,
@@ -45,7 +35,7 @@ history = model.train(
     callbacks=[lamina.callback("EarlyStopping", monitor="val_loss", patience=10)],
     verbose=False,
 )
-result = model.evaluate(x[test], y[test], metrics=["accuracy"])
+result = model.evaluate(x_test, y_test, metrics=["accuracy"])
 print(f"epochs run: {len(history)} (the weights of the best validation epoch are kept)")
 print(f"test loss: {result['loss']:.4f}")
 print(f"test accuracy: {result['accuracy']:.4f}")
