@@ -115,3 +115,16 @@ def as_floating(x: object, name: str, owner: str, dtype: np.dtype | None = None)
     if arr.dtype.kind == "f":
         return arr
     return arr.astype(dtype or DEFAULT_DTYPE)
+
+
+def as_integers(x: object, name: str, owner: str) -> np.ndarray:
+    """`x` as an integer ndarray (integral floats are converted); for index inputs."""
+    arr = as_numeric(x, name, owner)
+    if arr.dtype.kind in "iu":
+        return arr
+    if arr.dtype.kind == "b" or (arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.array_equal(arr, np.round(arr))):
+        return arr.astype(np.int64)
+    raise ArgumentError(
+        f"{owner}: {name} must hold integer indices, got an array of dtype {arr.dtype} with "
+        "non-integer values; pass token or category ids as ints"
+    )

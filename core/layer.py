@@ -13,6 +13,9 @@ class Layer(Configurable):
     Subclasses need not call `super().__init__()`. A layer with parameters returns them from
     `parameters()`; `backward` receives dL/dy, *adds* dL/dparam into each `Parameter.grad`
     and returns dL/dx. `training` is set by the model: True while training, else False.
+    State that is saved but not trained (BatchNorm's running statistics) comes from
+    `buffers()`. A layer whose input is integer indices sets `integer_input = True`; the
+    model then passes integers through, and its `backward` returns None.
 
     >>> class Double(Layer):
     ...     def forward(self, x): return 2 * x
@@ -20,6 +23,7 @@ class Layer(Configurable):
     """
 
     training: bool = False
+    integer_input: bool = False
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self.forward(x)
@@ -32,6 +36,13 @@ class Layer(Configurable):
 
     def parameters(self) -> dict[str, Parameter]:
         """The layer's trainable parameters by name; empty for layers without any."""
+        return {}
+
+    def buffers(self) -> dict[str, np.ndarray]:
+        """Arrays that are part of the layer's state but not trained; saved with the model.
+
+        Loading writes into them in place, so return the arrays the layer itself uses.
+        """
         return {}
 
     def zero_grad(self) -> None:

@@ -10,7 +10,7 @@ import numpy as np
 
 from lamina import saving, training
 from lamina.callback import Callback
-from lamina.checks import DEFAULT_DTYPE, describe
+from lamina.checks import DEFAULT_DTYPE, as_floating, as_integers, describe
 from lamina.errors import ArgumentError, ShapeError
 from lamina.history import History
 from lamina.layer import Layer
@@ -108,9 +108,23 @@ class Model:
             for name, param in layer.parameters().items()
         }
 
+    def buffers(self) -> dict[str, np.ndarray]:
+        """Every layer's non-trained state (e.g. running statistics), named like parameters."""
+        return {
+            f"{i}.{name}": array
+            for i, layer in enumerate(self.layers)
+            for name, array in layer.buffers().items()
+        }
+
     def zero_grad(self) -> None:
         for layer in self.layers:
             layer.zero_grad()
+
+    def prepare_input(self, x: object, owner: str) -> np.ndarray:
+        """`x` as the first layer takes it: floats in the model's dtype, or integer indices."""
+        if self.layers[0].integer_input:
+            return as_integers(x, "x", owner)
+        return as_floating(x, "x", owner, self.dtype)
 
     @property
     def dtype(self) -> np.dtype:

@@ -344,7 +344,11 @@ class Registry:
             for alias in (info.name, *info.aliases):
                 spelled.setdefault(alias.lower(), alias)
         close = difflib.get_close_matches(bare.lower(), list(spelled), n=3, cutoff=0.6)
-        hint = f" Did you mean {' or '.join(repr(spelled[c]) for c in close)}?" if close else ""
+        hint = ""
+        if close:
+            hint = f" Did you mean {spelled[close[0]]!r}?"
+            if len(close) > 1:
+                hint += f" (or {', '.join(repr(spelled[c]) for c in close[1:])})"
         available = ", ".join(sorted({i.name for i in entries}, key=str.lower)) or "none"
         return (
             f"unknown {spec.name} {name!r}.{hint} Available {spec.plural}: {available}. "

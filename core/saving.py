@@ -3,6 +3,7 @@
 Layout (it is also a valid .npz):
     config.json                   format, lamina's version, layers, plugins, weight names...
     weights/<name>.npy            one per parameter, named like model.parameters() ("0.weight")
+    buffers/<name>.npy            non-trained layer state, named like model.buffers()
     optimizer/<i>/<key>.npy       optimizer state arrays for parameter i (include_optimizer=True)
 """
 from __future__ import annotations
@@ -39,6 +40,7 @@ def save_model(model: Model, path: str | os.PathLike[str], include_optimizer: bo
     """Write `model` to `path` atomically; with `include_optimizer`, also the optimizer's state
     and lamina's random generator, so that training resumes exactly."""
     params = model.parameters()
+    buffers = model.buffers()
     layers = [describe_plugin(layer, "layer", f"Model.layers[{i}]") for i, layer in enumerate(model.layers)]
     config: dict[str, Any] = {
         "format": FORMAT,
@@ -48,12 +50,14 @@ def save_model(model: Model, path: str | os.PathLike[str], include_optimizer: bo
         "input_shape": None if model.input_shape is None else list(model.input_shape),
         "input_dtype": None if model.input_dtype is None else str(model.input_dtype),
         "weights": {name: {"shape": list(p.shape), "dtype": str(p.value.dtype)} for name, p in params.items()},
+        "buffers": {name: {"shape": list(b.shape), "dtype": str(b.dtype)} for name, b in buffers.items()},
     }
     if model.loss is not None:
         config["loss"] = describe_plugin(model.loss, "loss", "Model.loss")
     if model.metrics:
         config["metrics"] = [describe_plugin(m, "metric", f"Model.metrics[{i}]") for i, m in enumerate(model.metrics)]
     arrays = {f"weights/{name}.npy": param.value for name, param in params.items()}
+    arrays.update({f"buffers/{name}.npy": array for name, array in buffers.items()})
     if include_optimizer:
         optim = model.optimizer
         if optim is None:
@@ -221,6 +225,18 @@ def _rebuild(model_cls: type, archive: zipfile.ZipFile, config: dict[str, Any], 
         if array.shape != param.shape:
             raise FileFormatError(f"{path}: weight {name!r} has shape {array.shape}, the layer needs {param.shape}")
         param.value[...] = array
+    buffers = model.buffers()
+    saved = config.get("buffers", {})
+    if set(saved) != set(buffers):
+        raise FileFormatError(
+            f"{path}: the file's buffers ({', '.join(saved) or 'none'}) do not fit the layers it "
+            f"describes ({', '.join(buffers) or 'none'}); it is corrupted, or a plugin changed"
+        )
+    for name, buffer in buffers.items():
+        array = _array(archive, f"buffers/{name}.npy", path)
+        if array.shape != buffer.shape:
+            raise FileFormatError(f"{path}: buffer {name!r} has shape {array.shape}, the layer needs {buffer.shape}")
+        buffer[...] = array
     if "loss" in config:
         model.loss = build_plugin(config["loss"], f"{path}: loss")
     model.metrics = [build_plugin(r, f"{path}: metrics[{i}]") for i, r in enumerate(config.get("metrics", []))]

@@ -12,6 +12,7 @@ import numpy as np
 
 from lamina.layer import Layer
 from lamina.loss import Loss
+from lamina.seeding import rng
 
 
 def relative_error(analytic: np.ndarray, numeric: np.ndarray) -> float:
@@ -45,21 +46,33 @@ def check_layer_gradients(
 
     The scalar checked is sum(layer(x) * r) for a fixed random r, so every output element
     contributes. Run it in float64: pass float64 `x` to a layer that is not yet built.
+    Every forward pass sees lamina's generator in the same state, so stochastic layers
+    (Dropout) draw the same mask each time. Layers with `integer_input` get no input check.
     """
-    x = np.array(x, dtype=np.float64)
+    integer = layer.integer_input
+    x = np.array(x, dtype=np.int64 if integer else np.float64)
     layer.training = training
-    out = layer(x)
-    weights = np.random.default_rng(seed).standard_normal(out.shape)
+    generator = rng()
+    start = generator.bit_generator.state
+
+    def run() -> np.ndarray:
+        generator.bit_generator.state = start
+        return layer(x)
+
+    out = run()
+    # Its own stream: drawn from default_rng(seed) alone, r could equal an x drawn the same way.
+    weights = np.random.default_rng((seed, 0x6C616D)).standard_normal(out.shape)
     params = layer.parameters()
     for param in params.values():
         param.zero_grad()
-    analytic = {"input": layer.backward(weights.copy())}
+    input_grad = layer.backward(weights.copy())
+    analytic = {} if integer else {"input": input_grad}
     analytic.update({name: param.grad.copy() for name, param in params.items()})
 
     def objective() -> float:
-        return float(np.sum(layer(x) * weights))
+        return float(np.sum(run() * weights))
 
-    numeric = {"input": numerical_gradient(objective, x, eps)}
+    numeric = {} if integer else {"input": numerical_gradient(objective, x, eps)}
     numeric.update({name: numerical_gradient(objective, p.value, eps) for name, p in params.items()})
     return {name: relative_error(analytic[name], numeric[name]) for name in analytic}
 

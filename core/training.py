@@ -9,7 +9,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from lamina.callback import Callback
-from lamina.checks import as_floating, describe, fraction, positive_int, positive_number
+from lamina.checks import describe, fraction, positive_int, positive_number
 from lamina.errors import ArgumentError, NonFiniteError, ShapeError
 from lamina.history import History
 from lamina.loss import Loss
@@ -193,8 +193,9 @@ def fit(
     if clip_grad_norm is not None:
         clip_grad_norm = positive_number(clip_grad_norm, "clip_grad_norm", OWNER, example=1.0)
 
-    x = as_floating(x, "x", OWNER, model.dtype)
-    y = loss.prepare_target(y, x.dtype)
+    x = model.prepare_input(x, OWNER)
+    dtype = x.dtype if x.dtype.kind == "f" else model.dtype
+    y = loss.prepare_target(y, dtype)
     _check_pair(x, y, OWNER)
     x_val = y_val = None
     if validation_data is not None:
@@ -204,8 +205,8 @@ def fit(
             raise ArgumentError(
                 f"{OWNER}(validation_data={describe(validation_data)}): expected a pair (x_val, y_val)"
             )
-        x_val = as_floating(validation_data[0], "x_val", OWNER, x.dtype)
-        y_val = loss.prepare_target(validation_data[1], x.dtype)
+        x_val = model.prepare_input(validation_data[0], OWNER)
+        y_val = loss.prepare_target(validation_data[1], dtype)
         _check_pair(x_val, y_val, OWNER, "validation_data's x_val and y_val")
     elif validation_split:
         # Like Keras: the last fraction of the samples, taken before any shuffling.
@@ -299,8 +300,8 @@ def evaluate(
     _check_metric_names(metrics, owner)
     if batch_size is not None:
         batch_size = positive_int(batch_size, "batch_size", owner, example=256)
-    x = as_floating(x, "x", owner, model.dtype)
-    y = loss.prepare_target(y, x.dtype)
+    x = model.prepare_input(x, owner)
+    y = loss.prepare_target(y, x.dtype if x.dtype.kind == "f" else model.dtype)
     _check_pair(x, y, owner)
     model.set_training(False)
     return _mean_logs(model, x, y, loss, metrics, batch_size or len(x))
@@ -308,7 +309,7 @@ def evaluate(
 
 def predict(model: Model, x: object, batch_size: int | None) -> np.ndarray:
     owner = "Model.predict"
-    x = as_floating(x, "x", owner, model.dtype)
+    x = model.prepare_input(x, owner)
     model.set_training(False)
     if batch_size is None:
         return model.forward(x)

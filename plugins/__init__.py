@@ -1,8 +1,25 @@
 """lamina's built-in plugins. They reach the registry through the `lamina` entry-point group,
 exactly as a third-party package's plugins do; importing them here is only for users who
 prefer classes to names (`from lamina.plugins import Linear`)."""
-from lamina.plugins.activations import Relu, Sigmoid, Softmax, Tanh
+from lamina.plugins.activations import (
+    Elu,
+    Gelu,
+    LeakyRelu,
+    LogSoftmax,
+    Relu,
+    Sigmoid,
+    Silu,
+    Softmax,
+    Softplus,
+    Tanh,
+)
 from lamina.plugins.callbacks import CSVLogger, EarlyStopping, LearningRateLogger
+from lamina.plugins.conv import Conv2D
+from lamina.plugins.dropout import Dropout
+from lamina.plugins.embedding import Embedding
+from lamina.plugins.normalization import BatchNorm, LayerNorm
+from lamina.plugins.pooling import AvgPool2D, GlobalAvgPool2D, MaxPool2D
+from lamina.plugins.reshaping import Flatten, Reshape
 from lamina.plugins.datasets import Csv, Digits, Npz, Spirals, Xor
 from lamina.plugins.initializers import (
     GlorotNormal,
@@ -26,5 +43,7 @@ __all__ = [
     "EarlyStopping", "ExponentialDecay", "GlorotNormal", "GlorotUniform", "HeNormal",
     "HeUniform", "Huber", "LearningRateLogger", "LecunNormal", "Linear", "MeanAbsoluteError",
     "MeanSquaredError", "Normal", "Ones", "RMSProp", "Relu", "Sigmoid", "Softmax", "StepDecay",
-    "Tanh", "Zeros", "Csv", "Digits", "Npz", "Spirals", "Xor",
+    "Tanh", "Zeros", "Csv", "Digits", "Npz", "Spirals", "Xor", "Elu", "Gelu", "LeakyRelu",
+    "LogSoftmax", "Silu", "Softplus", "Conv2D", "Dropout", "Embedding", "BatchNorm", "LayerNorm",
+    "AvgPool2D", "GlobalAvgPool2D", "MaxPool2D", "Flatten", "Reshape",
 ]

@@ -1,21 +1,40 @@
-"""Element-wise and row-wise activations: Sigmoid, Relu, Tanh, Softmax. No parameters."""
+"""Activations, element-wise or along the last axis. No parameters.
+
+Sigmoid, Relu, Tanh, Softmax, LeakyRelu, Elu, Gelu, Softplus, Silu, LogSoftmax; each
+formula is written so that it stays finite for inputs of any magnitude.
+"""
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
 import lamina
 
 
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    # The tanh form equals the logistic function and cannot overflow for large |x|.
+    y = np.tanh(x * 0.5)
+    y += 1
+    y *= 0.5
+    return y
+
+
+try:  # scipy's erf is vectorised; without scipy, math.erf per element gives the same values
+    from scipy.special import erf as _erf
+except ImportError:  # pragma: no cover - depends on the environment
+    _erf_scalar = np.frompyfunc(math.erf, 1, 1)
+
+    def _erf(x: np.ndarray) -> np.ndarray:
+        return _erf_scalar(x).astype(x.dtype if x.dtype.kind == "f" else np.float64)
+
+
 class Sigmoid(lamina.Layer):
     """y = 1 / (1 + exp(-x)), element-wise; any shape. dy/dx = y (1 - y)."""
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        # The tanh form equals the logistic function and cannot overflow for large |x|.
-        y = np.tanh(x * 0.5)
-        y += 1
-        y *= 0.5
-        self._y = y
-        return y
+        self._y = _sigmoid(x)
+        return self._y
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
         y = self._y
@@ -62,9 +81,116 @@ class Softmax(lamina.Layer):
         return y * (grad - (grad * y).sum(axis=-1, keepdims=True))
 
 
+class LeakyRelu(lamina.Layer):
+    """y = x where x > 0, else alpha x (PyTorch's negative_slope); dy/dx = 1 or alpha."""
+
+    def __init__(self, alpha: float = 0.01) -> None:
+        self.alpha = lamina.checks.non_negative_number(alpha, "alpha", "LeakyRelu", example=0.01)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self._slope = np.where(x > 0, 1.0, self.alpha).astype(x.dtype, copy=False)
+        return x * self._slope
+
+    def backward(self, grad: np.ndarray) -> np.ndarray:
+        return grad * self._slope
+
+
+class Elu(lamina.Layer):
+    """y = x where x > 0, else alpha (exp(x) - 1); dy/dx = 1, or y + alpha below 0."""
+
+    def __init__(self, alpha: float = 1.0) -> None:
+        self.alpha = lamina.checks.positive_number(alpha, "alpha", "Elu", example=1.0)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self._positive = x > 0
+        # expm1 of min(x, 0): exact near 0 and never overflows for large positive x.
+        self._negative = self.alpha * np.expm1(np.minimum(x, 0))
+        return np.where(self._positive, x, self._negative)
+
+    def backward(self, grad: np.ndarray) -> np.ndarray:
+        return grad * np.where(self._positive, 1.0, self._negative + self.alpha).astype(grad.dtype, copy=False)
+
+
+class Gelu(lamina.Layer):
+    """y = x Phi(x), Phi the standard normal CDF, as torch.nn.GELU.
+
+    approximate="none": Phi(x) = (1 + erf(x / sqrt 2)) / 2, dy/dx = Phi(x) + x phi(x).
+    approximate="tanh": Phi(x) ~ (1 + tanh(u)) / 2 with u = sqrt(2/pi) (x + 0.044715 x^3).
+    """
+
+    def __init__(self, approximate: str = "none") -> None:
+        if approximate not in ("none", "tanh"):
+            raise lamina.ArgumentError(
+                f"Gelu(approximate={approximate!r}): approximate must be 'none' (exact, with erf) or 'tanh'"
+            )
+        self.approximate = approximate
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self._x = x
+        if self.approximate == "tanh":
+            c = math.sqrt(2.0 / math.pi)
+            self._t = np.tanh(c * (x + 0.044715 * x**3))
+            return 0.5 * x * (1.0 + self._t)
+        self._cdf = 0.5 * (1.0 + _erf(x * (1.0 / math.sqrt(2.0))))
+        return x * self._cdf
+
+    def backward(self, grad: np.ndarray) -> np.ndarray:
+        x = self._x
+        if self.approximate == "tanh":
+            c = math.sqrt(2.0 / math.pi)
+            t = self._t
+            du = c * (1.0 + 3 * 0.044715 * x * x)
+            return grad * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du)
+        pdf = np.exp(-0.5 * x * x) * (1.0 / math.sqrt(2.0 * math.pi))
+        return grad * (self._cdf + x * pdf)
+
+
+class Softplus(lamina.Layer):
+    """y = log(1 + exp(x)), computed as logaddexp(0, x) (finite for any x); dy/dx = sigmoid(x)."""
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self._x = x
+        return np.logaddexp(0, x).astype(x.dtype, copy=False)
+
+    def backward(self, grad: np.ndarray) -> np.ndarray:
+        return grad * _sigmoid(self._x)
+
+
+class Silu(lamina.Layer):
+    """y = x sigmoid(x) (swish); dy/dx = s (1 + x (1 - s)) with s = sigmoid(x)."""
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self._x, self._s = x, _sigmoid(x)
+        return x * self._s
+
+    def backward(self, grad: np.ndarray) -> np.ndarray:
+        s = self._s
+        return grad * (s * (1 + self._x * (1 - s)))
+
+
+class LogSoftmax(lamina.Layer):
+    """y = x - logsumexp(x) along the last axis, with each row's max subtracted first;
+    dx = g - softmax(x) * sum(g). Follow it with CrossEntropy(from_logits=True)."""
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        shifted = x - x.max(axis=-1, keepdims=True)
+        y = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+        self._y = y
+        return y
+
+    def backward(self, grad: np.ndarray) -> np.ndarray:
+        return grad - np.exp(self._y) * grad.sum(axis=-1, keepdims=True)
+
+
 @lamina.hookimpl
 def register_layers(register):
     register(Sigmoid)
     register(Relu)
     register(Tanh)
     register(Softmax)
+    register(LeakyRelu)
+    register(Elu)
+    register(Gelu)
+    register(Softplus)
+    register(Silu, aliases=("Swish",))
+    register(LogSoftmax)

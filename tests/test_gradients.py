@@ -28,6 +28,10 @@ TOLERANCE = 1e-7
 SEEDS = range(5)
 
 
+def _sequence(rng):
+    return rng.normal(size=(int(rng.integers(1, 4)), int(rng.integers(1, 4)), int(rng.integers(1, 5))))
+
+
 def _shape(rng: np.random.Generator) -> tuple[int, int]:
     """A random (batch, features) shape, batch 1 included."""
     return int(rng.integers(1, 6)), int(rng.integers(1, 7))
@@ -43,18 +47,68 @@ def _away_from_zero(rng):
     return np.sign(x) * (0.1 + np.abs(x))
 
 
-def _sequence(rng):
-    return rng.normal(size=(int(rng.integers(1, 4)), int(rng.integers(1, 4)), int(rng.integers(1, 5))))
+def _images(rng, channels=None):
+    n, c = int(rng.integers(1, 3)), channels or int(rng.integers(1, 3))
+    return rng.normal(size=(n, c, int(rng.integers(5, 8)), int(rng.integers(5, 8))))
 
 
-# qualified name -> (layer factory, input factory); the meta-test below keeps this complete.
+def _distinct_images(rng):
+    # MaxPool's derivative jumps where two window values swap order; keep them 0.01 apart.
+    x = _images(rng)
+    return (rng.permutation(x.size).reshape(x.shape) * 0.01).astype(np.float64)
+
+
+def _conv(rng):
+    padding = [0, 1, (1, 0), "valid", "same"][int(rng.integers(0, 5))]
+    stride = 1 if padding == "same" else int(rng.integers(1, 3))
+    return lamina.layer(
+        "Conv2D",
+        filters=int(rng.integers(1, 4)),
+        kernel_size=(int(rng.integers(1, 4)), int(rng.integers(1, 4))),
+        stride=stride,
+        padding=padding,
+        dilation=int(rng.integers(1, 3)),
+        bias_init="normal",
+    )
+
+
+def _batch(rng):
+    return rng.normal(size=(int(rng.integers(2, 6)), int(rng.integers(1, 5))))
+
+
+# qualified name -> [(layer factory, input factory), ...]; the meta-test below keeps this complete.
 LAYER_CASES = {
-    "lamina:Linear": (lambda rng: Linear(int(rng.integers(1, 6))), _normal),
-    "lamina:Sigmoid": (lambda rng: Sigmoid(), _normal),
-    "lamina:Relu": (lambda rng: Relu(), _away_from_zero),
-    "lamina:Tanh": (lambda rng: Tanh(), _normal),
-    "lamina:Softmax": (lambda rng: Softmax(), lambda rng: 3 * _normal(rng)),
+    "lamina:Linear": [(lambda rng: Linear(int(rng.integers(1, 6))), _normal), (lambda rng: Linear(3), _sequence)],
+    "lamina:Sigmoid": [(lambda rng: Sigmoid(), _normal)],
+    "lamina:Relu": [(lambda rng: Relu(), _away_from_zero)],
+    "lamina:Tanh": [(lambda rng: Tanh(), _normal)],
+    "lamina:Softmax": [(lambda rng: Softmax(), lambda rng: 3 * _normal(rng))],
+    "lamina:LeakyRelu": [(lambda rng: lamina.layer("LeakyRelu", alpha=0.1), _away_from_zero)],
+    "lamina:Elu": [(lambda rng: lamina.layer("Elu", alpha=1.5), _away_from_zero)],
+    "lamina:Gelu": [(lambda rng: lamina.layer("Gelu"), _sequence), (lambda rng: lamina.layer("Gelu", approximate="tanh"), _normal)],
+    "lamina:Softplus": [(lambda rng: lamina.layer("Softplus"), lambda rng: 4 * _normal(rng))],
+    "lamina:Silu": [(lambda rng: lamina.layer("Silu"), _normal)],
+    "lamina:LogSoftmax": [(lambda rng: lamina.layer("LogSoftmax"), lambda rng: 3 * _sequence(rng))],
+    "lamina:Conv2D": [(_conv, _images), (_conv, _images), (_conv, _images)],
+    "lamina:MaxPool2D": [
+        (lambda rng: lamina.layer("MaxPool2D", 2), _distinct_images),
+        (lambda rng: lamina.layer("MaxPool2D", 3, stride=1), _distinct_images),
+        (lambda rng: lamina.layer("MaxPool2D", (2, 3), stride=(1, 2)), _distinct_images),
+    ],
+    "lamina:AvgPool2D": [
+        (lambda rng: lamina.layer("AvgPool2D", 2), _images),
+        (lambda rng: lamina.layer("AvgPool2D", (3, 2), stride=1), _images),
+    ],
+    "lamina:GlobalAvgPool2D": [(lambda rng: lamina.layer("GlobalAvgPool2D"), _images)],
+    "lamina:Flatten": [(lambda rng: lamina.layer("Flatten"), _images)],
+    "lamina:Reshape": [(lambda rng: lamina.layer("Reshape", (-1, 2)), lambda rng: rng.normal(size=(3, 2, 4)))],
+    "lamina:Dropout": [(lambda rng: lamina.layer("Dropout", 0.3), _normal)],
+    "lamina:BatchNorm": [(lambda rng: lamina.layer("BatchNorm"), _batch), (lambda rng: lamina.layer("BatchNorm"), lambda rng: _images(rng) + 1)],
+    "lamina:LayerNorm": [(lambda rng: lamina.layer("LayerNorm"), lambda rng: rng.normal(size=(3, 4))), (lambda rng: lamina.layer("LayerNorm"), _sequence)],
+    "lamina:Embedding": [(lambda rng: lamina.layer("Embedding", 7, 3, dtype="float64"), lambda rng: rng.integers(0, 7, size=(4, 3)))],
 }
+LAYER_PARAMS = [(name, i) for name, cases in sorted(LAYER_CASES.items()) for i in range(len(cases))]
+
 
 def _regression(rng, kinks=()):
     """(pred, y) of one random shape, with pred - y kept away from the loss's kinks."""
@@ -114,22 +168,18 @@ LOSS_PARAMS = [(name, i) for name, cases in sorted(LOSS_CASES.items()) for i in 
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize("name", sorted(LAYER_CASES))
-def test_layer_gradients_match_finite_differences(name, seed):
+@pytest.mark.parametrize("training", [True, False], ids=["training", "inference"])
+@pytest.mark.parametrize("name, case", LAYER_PARAMS)
+def test_layer_gradients_match_finite_differences(name, case, training, seed):
     rng = np.random.default_rng(seed)
-    make_layer, make_input = LAYER_CASES[name]
+    make_layer, make_input = LAYER_CASES[name][case]
     layer = make_layer(rng)
-    errors = check_layer_gradients(layer, make_input(rng), seed=seed)
-    assert set(errors) == {"input", *layer.parameters()}
-    assert max(errors.values()) < TOLERANCE, errors
-
-
-@pytest.mark.parametrize("seed", SEEDS)
-def test_linear_gradients_on_inputs_with_extra_leading_axes(seed):
-    rng = np.random.default_rng(seed)
-    layer = Linear(3)
-    errors = check_layer_gradients(layer, _sequence(rng), seed=seed)
-    assert set(errors) == {"input", "weight", "bias"}
+    x = make_input(rng)
+    if not training:  # build (and, for BatchNorm, gather running statistics) before checking
+        layer.training = True
+        layer(np.asarray(x, dtype=np.int64 if layer.integer_input else np.float64))
+    errors = check_layer_gradients(layer, x, training=training, seed=seed)
+    assert set(errors) == ({"input"} - ({"input"} if layer.integer_input else set())) | set(layer.parameters())
     assert max(errors.values()) < TOLERANCE, errors
 
 

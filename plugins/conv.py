@@ -1,0 +1,119 @@
+"""Conv2D: 2-D convolution (cross-correlation, as in PyTorch) by im2col and one matrix product."""
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+import lamina
+from lamina.plugins._spatial import as_given, check_images, pair, windows_out
+
+
+class Conv2D(lamina.Layer):
+    """x (batch, channels, h, w) -> y (batch, filters, oh, ow); "weight" (filters, channels, kh, kw), "bias" (filters,).
+
+    y[n, f] = bias[f] + sum over c, i, j of weight[f, c, i, j] * xpad[n, c, s*oy + d*i, s*ox + d*j].
+    `padding` is an int, a pair, "valid" (0) or "same" (output size = input size; stride 1).
+    The input windows are gathered once (im2col, from a strided view) and multiplied with the
+    kernels in one matrix product; backward scatters the window gradients back (col2im) with
+    one vectorised add per kernel position, never a loop over pixels or samples.
+    """
+
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: int | tuple[int, int],
+        stride: int | tuple[int, int] = 1,
+        padding: int | tuple[int, int] | str = 0,
+        dilation: int | tuple[int, int] = 1,
+        weight_init: str | lamina.Initializer = "he_uniform",
+        bias_init: str | lamina.Initializer = "zeros",
+    ) -> None:
+        self.filters = lamina.checks.positive_int(filters, "filters", "Conv2D", example=16)
+        self.kernel_size = as_given(kernel_size)
+        self.stride = as_given(stride)
+        self.padding = as_given(padding)
+        self.dilation = as_given(dilation)
+        self.weight_init = weight_init
+        self.bias_init = bias_init
+        self._kernel = pair(kernel_size, "kernel_size", "Conv2D")
+        self._stride = pair(stride, "stride", "Conv2D")
+        self._dilation = pair(dilation, "dilation", "Conv2D")
+        if padding in ("valid", "same"):
+            if padding == "same" and self._stride != (1, 1):
+                raise lamina.ArgumentError("Conv2D(padding='same'): 'same' padding needs stride=1, as in PyTorch")
+        else:
+            pair(padding, "padding", "Conv2D", minimum=0)
+        self._weight_init = lamina.resolve("initializer", weight_init, "weight_init", "Conv2D")
+        self._bias_init = lamina.resolve("initializer", bias_init, "bias_init", "Conv2D")
+        self.weight: lamina.Parameter | None = None
+        self.bias: lamina.Parameter | None = None
+
+    def parameters(self) -> dict[str, lamina.Parameter]:
+        return {} if self.weight is None else {"weight": self.weight, "bias": self.bias}
+
+    def _pads(self) -> tuple[tuple[int, int], tuple[int, int]]:
+        if self.padding == "valid":
+            return (0, 0), (0, 0)
+        if self.padding == "same":  # PyTorch puts the odd pixel at the bottom and right
+            totals = [d * (k - 1) for d, k in zip(self._dilation, self._kernel)]
+            return tuple((t // 2, t - t // 2) for t in totals)  # type: ignore[return-value]
+        ph, pw = pair(self.padding, "padding", "Conv2D", minimum=0)
+        return (ph, ph), (pw, pw)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        check_images(x, f"Conv2D(filters={self.filters})")
+        kh, kw = self._kernel
+        if self.weight is None:
+            dtype = x.dtype if x.dtype.kind == "f" else lamina.DEFAULT_DTYPE
+            shape = (self.filters, x.shape[1], kh, kw)
+            self.weight = lamina.Parameter(self._weight_init(shape, dtype))
+            self.bias = lamina.Parameter(self._bias_init((self.filters,), dtype, *lamina.fans(shape)))
+        channels = self.weight.shape[1]
+        if x.shape[1] != channels:
+            raise lamina.ShapeError(
+                f"Conv2D(filters={self.filters}) was built for {channels} input channels (axis 1) "
+                f"but got shape {x.shape}, with {x.shape[1]}"
+            )
+        if x.dtype.kind != "f":
+            x = x.astype(self.weight.value.dtype)
+        (pt, pb), (pl, pr) = self._pads()
+        xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr))) if pt or pb or pl or pr else x
+        (sh, sw), (dh, dw) = self._stride, self._dilation
+        span_h, span_w = dh * (kh - 1) + 1, dw * (kw - 1) + 1
+        owner = f"Conv2D(filters={self.filters}, kernel_size={self.kernel_size})"
+        oh = windows_out(xp.shape[2], span_h, sh, owner, "height")
+        ow = windows_out(xp.shape[3], span_w, sw, owner, "width")
+        n = x.shape[0]
+        # (n, c, oh, ow, kh, kw) view of every window; the reshape makes the one im2col copy.
+        windows = sliding_window_view(xp, (span_h, span_w), axis=(2, 3))[:, :, ::sh, ::sw, ::dh, ::dw]
+        cols = windows.transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, channels * kh * kw)
+        out = cols @ self.weight.value.reshape(self.filters, -1).T
+        out += self.bias.value
+        self._cols, self._xp_shape, self._x_shape, self._out_hw = cols, xp.shape, x.shape, (oh, ow)
+        # (n, oh, ow, f) memory seen as (n, f, oh, ow): no copy; backward undoes the view for free.
+        return out.reshape(n, oh, ow, self.filters).transpose(0, 3, 1, 2)
+
+    def backward(self, grad: np.ndarray) -> np.ndarray:
+        kh, kw = self._kernel
+        (sh, sw), (dh, dw) = self._stride, self._dilation
+        n, channels = self._x_shape[:2]
+        oh, ow = self._out_hw
+        g = grad.transpose(0, 2, 3, 1).reshape(n * oh * ow, self.filters)
+        weight = self.weight.value.reshape(self.filters, -1)
+        self.weight.grad += (g.T @ self._cols).reshape(self.weight.shape)
+        self.bias.grad += g.sum(axis=0)
+        dcols = (g @ weight).reshape(n, oh, ow, channels, kh, kw)
+        dxp = np.zeros(self._xp_shape, dtype=dcols.dtype)
+        for i in range(kh):  # col2im: one strided add per kernel position
+            for j in range(kw):
+                rows = slice(i * dh, i * dh + sh * (oh - 1) + 1, sh)
+                cols = slice(j * dw, j * dw + sw * (ow - 1) + 1, sw)
+                dxp[:, :, rows, cols] += dcols[:, :, :, :, i, j].transpose(0, 3, 1, 2)
+        (pt, _), (pl, _) = self._pads()
+        h, w = self._x_shape[2:]
+        return dxp[:, :, pt : pt + h, pl : pl + w]
+
+
+@lamina.hookimpl
+def register_layers(register):
+    register(Conv2D)

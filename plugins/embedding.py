@@ -1,0 +1,59 @@
+"""Embedding: integer ids to learned vectors."""
+from __future__ import annotations
+
+import numpy as np
+
+import lamina
+
+
+class Embedding(lamina.Layer):
+    """ids (any shape, integers in [0, num_embeddings)) -> vectors (*ids.shape, dim).
+
+    "weight" (num_embeddings, dim), N(0, 1) by default as in PyTorch, in `dtype`. Backward adds
+    each output gradient into its id's row (ids that repeat accumulate); ids get no gradient.
+    """
+
+    integer_input = True
+
+    def __init__(
+        self,
+        num_embeddings: int,
+        dim: int,
+        weight_init: str | lamina.Initializer | None = None,
+        dtype: str = "float32",
+    ) -> None:
+        self.num_embeddings = lamina.checks.positive_int(num_embeddings, "num_embeddings", "Embedding", example=1000)
+        self.dim = lamina.checks.positive_int(dim, "dim", "Embedding", example=32)
+        if dtype not in ("float32", "float64"):
+            raise lamina.ArgumentError(f"Embedding(dtype={dtype!r}): dtype must be 'float32' or 'float64'")
+        self.weight_init = weight_init
+        self.dtype = dtype
+        shape = (self.num_embeddings, self.dim)
+        if weight_init is None:
+            values = lamina.rng().standard_normal(shape).astype(dtype)
+        else:
+            values = lamina.resolve("initializer", weight_init, "weight_init", "Embedding")(shape, dtype)
+        self.weight = lamina.Parameter(values)
+
+    def parameters(self) -> dict[str, lamina.Parameter]:
+        return {"weight": self.weight}
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        ids = lamina.checks.as_integers(x, "ids", "Embedding")
+        if ids.size and (ids.min() < 0 or ids.max() >= self.num_embeddings):
+            raise lamina.ArgumentError(
+                f"Embedding(num_embeddings={self.num_embeddings}): ids must be in [0, "
+                f"{self.num_embeddings}), got values from {ids.min()} to {ids.max()}; raise "
+                "num_embeddings or map the ids into range"
+            )
+        self._ids = ids
+        return self.weight.value[ids]
+
+    def backward(self, grad: np.ndarray) -> None:
+        np.add.at(self.weight.grad, self._ids.ravel(), grad.reshape(-1, self.dim))
+        return None
+
+
+@lamina.hookimpl
+def register_layers(register):
+    register(Embedding)

@@ -1,0 +1,132 @@
+"""Normalisation layers: BatchNorm (with running statistics) and LayerNorm."""
+from __future__ import annotations
+
+import numpy as np
+
+import lamina
+
+
+class BatchNorm(lamina.Layer):
+    """Normalise each channel (axis 1) over the batch and any spatial axes, then scale and shift.
+
+    x (batch, features) or (batch, channels, ...); "weight" (gamma) and "bias" (beta) of shape
+    (channels,). Training uses the batch's statistics and updates the running ones,
+    running = (1 - momentum) running + momentum batch (the variance unbiased), as
+    torch.nn.BatchNorm1d/2d; inference uses the running statistics.
+    Backward (training): dx = inv_std / n * (n dxhat - sum dxhat - xhat sum(dxhat xhat)).
+    """
+
+    def __init__(self, momentum: float = 0.1, eps: float = 1e-5) -> None:
+        self.momentum = lamina.checks.fraction(momentum, "momentum", "BatchNorm", high_open=False)
+        self.eps = lamina.checks.positive_number(eps, "eps", "BatchNorm", example=1e-5)
+        self.weight: lamina.Parameter | None = None
+        self.bias: lamina.Parameter | None = None
+        self.running_mean: np.ndarray | None = None
+        self.running_var: np.ndarray | None = None
+
+    def parameters(self) -> dict[str, lamina.Parameter]:
+        return {} if self.weight is None else {"weight": self.weight, "bias": self.bias}
+
+    def buffers(self) -> dict[str, np.ndarray]:
+        if self.running_mean is None:
+            return {}
+        return {"running_mean": self.running_mean, "running_var": self.running_var}
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        if x.ndim < 2:
+            raise lamina.ShapeError(f"BatchNorm needs (batch, channels, ...) input, got shape {x.shape}")
+        channels = x.shape[1]
+        if self.weight is None:
+            dtype = x.dtype if x.dtype.kind == "f" else lamina.DEFAULT_DTYPE
+            self.weight = lamina.Parameter(np.ones(channels, dtype=dtype))
+            self.bias = lamina.Parameter(np.zeros(channels, dtype=dtype))
+            self.running_mean = np.zeros(channels, dtype=dtype)
+            self.running_var = np.ones(channels, dtype=dtype)
+        if channels != self.weight.shape[0]:
+            raise lamina.ShapeError(
+                f"BatchNorm was built for {self.weight.shape[0]} channels (axis 1) but got shape {x.shape}"
+            )
+        axes = (0, *range(2, x.ndim))
+        view = (1, channels) + (1,) * (x.ndim - 2)
+        if self.training:
+            count = x.size // channels
+            if count < 2:
+                raise lamina.ShapeError(
+                    f"BatchNorm in training needs more than one value per channel, got shape "
+                    f"{x.shape}; use batches of at least 2 samples"
+                )
+            mean = x.mean(axis=axes)
+            var = x.var(axis=axes)
+            self.running_mean *= 1 - self.momentum
+            self.running_mean += self.momentum * mean
+            self.running_var *= 1 - self.momentum
+            self.running_var += self.momentum * var * (count / (count - 1))
+            self._count = count
+        else:
+            mean, var = self.running_mean, self.running_var
+        inv_std = (1.0 / np.sqrt(var + self.eps)).astype(x.dtype, copy=False)
+        xhat = (x - mean.reshape(view)) * inv_std.reshape(view)
+        self._xhat, self._inv_std, self._axes, self._view = xhat, inv_std, axes, view
+        self._batch_stats = self.training
+        return xhat * self.weight.value.reshape(view) + self.bias.value.reshape(view)
+
+    def backward(self, grad: np.ndarray) -> np.ndarray:
+        xhat, axes, view = self._xhat, self._axes, self._view
+        self.weight.grad += (grad * xhat).sum(axis=axes)
+        self.bias.grad += grad.sum(axis=axes)
+        dxhat = grad * self.weight.value.reshape(view)
+        inv_std = self._inv_std.reshape(view)
+        if not self._batch_stats:  # inference: a fixed affine map
+            return dxhat * inv_std
+        n = self._count
+        sum_dxhat = dxhat.sum(axis=axes, keepdims=True)
+        sum_dxhat_xhat = (dxhat * xhat).sum(axis=axes, keepdims=True)
+        return (inv_std / n) * (n * dxhat - sum_dxhat - xhat * sum_dxhat_xhat)
+
+
+class LayerNorm(lamina.Layer):
+    """Normalise each sample over its last axis, then scale and shift: "weight" and "bias" of
+    shape (features,), as torch.nn.LayerNorm(features). Backward as BatchNorm's, per row."""
+
+    def __init__(self, eps: float = 1e-5) -> None:
+        self.eps = lamina.checks.positive_number(eps, "eps", "LayerNorm", example=1e-5)
+        self.weight: lamina.Parameter | None = None
+        self.bias: lamina.Parameter | None = None
+
+    def parameters(self) -> dict[str, lamina.Parameter]:
+        return {} if self.weight is None else {"weight": self.weight, "bias": self.bias}
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        if x.ndim < 1:
+            raise lamina.ShapeError("LayerNorm needs at least one axis to normalise over")
+        features = x.shape[-1]
+        if self.weight is None:
+            dtype = x.dtype if x.dtype.kind == "f" else lamina.DEFAULT_DTYPE
+            self.weight = lamina.Parameter(np.ones(features, dtype=dtype))
+            self.bias = lamina.Parameter(np.zeros(features, dtype=dtype))
+        if features != self.weight.shape[0]:
+            raise lamina.ShapeError(f"LayerNorm was built for {self.weight.shape[0]} features (last axis) but got shape {x.shape}")
+        mean = x.mean(axis=-1, keepdims=True)
+        var = x.var(axis=-1, keepdims=True)
+        self._inv_std = 1.0 / np.sqrt(var + self.eps)
+        self._xhat = (x - mean) * self._inv_std
+        return self._xhat * self.weight.value + self.bias.value
+
+    def backward(self, grad: np.ndarray) -> np.ndarray:
+        xhat = self._xhat
+        features = xhat.shape[-1]
+        lead = tuple(range(grad.ndim - 1))
+        self.weight.grad += (grad * xhat).sum(axis=lead)
+        self.bias.grad += grad.sum(axis=lead)
+        dxhat = grad * self.weight.value
+        return (self._inv_std / features) * (
+            features * dxhat
+            - dxhat.sum(axis=-1, keepdims=True)
+            - xhat * (dxhat * xhat).sum(axis=-1, keepdims=True)
+        )
+
+
+@lamina.hookimpl
+def register_layers(register):
+    register(BatchNorm, aliases=("BatchNorm1d", "BatchNorm2d"))
+    register(LayerNorm)
