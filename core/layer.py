@@ -16,6 +16,8 @@ class Layer(Configurable):
     State that is saved but not trained (BatchNorm's running statistics) comes from
     `buffers()`. A layer whose input is integer indices sets `integer_input = True`; the
     model then passes integers through, and its `backward` returns None.
+    `needs_input_grad` is False while the layer is the first of a model in training: its
+    input gradient is thrown away, so `backward` may skip computing it and return None.
 
     >>> class Double(Layer):
     ...     def forward(self, x): return 2 * x
@@ -24,6 +26,7 @@ class Layer(Configurable):
 
     training: bool = False
     integer_input: bool = False
+    needs_input_grad: bool = True
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self.forward(x)

@@ -135,9 +135,15 @@ class Model:
         return DEFAULT_DTYPE
 
     def set_training(self, training: bool) -> None:
-        """Put every layer in training (True) or inference (False) mode."""
+        """Put every layer in training (True) or inference (False) mode.
+
+        In training, the first layer is told that nobody needs its input gradient.
+        """
         for layer in self.layers:
             layer.training = training
+            layer.needs_input_grad = True
+        if training:
+            self.layers[0].needs_input_grad = False
 
     # -- training ------------------------------------------------------------------------
 

@@ -45,11 +45,11 @@ class Relu(lamina.Layer):
     """y = max(0, x), element-wise; any shape. dy/dx = 1 where x > 0, else 0."""
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        self._mask = x > 0
-        return np.maximum(x, 0)
+        self._y = np.maximum(x, 0)
+        return self._y
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
-        return grad * self._mask
+        return grad * (self._y > 0)
 
 
 class Tanh(lamina.Layer):

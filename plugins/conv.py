@@ -84,31 +84,35 @@ class Conv2D(lamina.Layer):
         oh = windows_out(xp.shape[2], span_h, sh, owner, "height")
         ow = windows_out(xp.shape[3], span_w, sw, owner, "width")
         n = x.shape[0]
-        # (n, c, oh, ow, kh, kw) view of every window; the reshape makes the one im2col copy.
+        # (c, kh, kw, n, oh, ow) view of every window; the reshape makes the one im2col copy.
+        # This layout (one row per kernel tap) copies and adds the bias several times faster
+        # than one row per output pixel.
         windows = sliding_window_view(xp, (span_h, span_w), axis=(2, 3))[:, :, ::sh, ::sw, ::dh, ::dw]
-        cols = windows.transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, channels * kh * kw)
-        out = cols @ self.weight.value.reshape(self.filters, -1).T
-        out += self.bias.value
+        cols = windows.transpose(1, 4, 5, 0, 2, 3).reshape(channels * kh * kw, n * oh * ow)
+        out = self.weight.value.reshape(self.filters, -1) @ cols
+        out += self.bias.value[:, None]
         self._cols, self._xp_shape, self._x_shape, self._out_hw = cols, xp.shape, x.shape, (oh, ow)
-        # (n, oh, ow, f) memory seen as (n, f, oh, ow): no copy; backward undoes the view for free.
-        return out.reshape(n, oh, ow, self.filters).transpose(0, 3, 1, 2)
+        # (f, n, oh, ow) memory seen as (n, f, oh, ow): no copy; backward undoes the view for free.
+        return out.reshape(self.filters, n, oh, ow).transpose(1, 0, 2, 3)
 
-    def backward(self, grad: np.ndarray) -> np.ndarray:
+    def backward(self, grad: np.ndarray) -> np.ndarray | None:
         kh, kw = self._kernel
         (sh, sw), (dh, dw) = self._stride, self._dilation
         n, channels = self._x_shape[:2]
         oh, ow = self._out_hw
-        g = grad.transpose(0, 2, 3, 1).reshape(n * oh * ow, self.filters)
+        g = grad.transpose(1, 0, 2, 3).reshape(self.filters, n * oh * ow)
         weight = self.weight.value.reshape(self.filters, -1)
-        self.weight.grad += (g.T @ self._cols).reshape(self.weight.shape)
-        self.bias.grad += g.sum(axis=0)
-        dcols = (g @ weight).reshape(n, oh, ow, channels, kh, kw)
+        self.weight.grad += (g @ self._cols.T).reshape(self.weight.shape)
+        self.bias.grad += g.sum(axis=1)
+        if not self.needs_input_grad:  # the model's first layer: no col2im at all
+            return None
+        dcols = (weight.T @ g).reshape(channels, kh, kw, n, oh, ow)
         dxp = np.zeros(self._xp_shape, dtype=dcols.dtype)
         for i in range(kh):  # col2im: one strided add per kernel position
             for j in range(kw):
                 rows = slice(i * dh, i * dh + sh * (oh - 1) + 1, sh)
                 cols = slice(j * dw, j * dw + sw * (ow - 1) + 1, sw)
-                dxp[:, :, rows, cols] += dcols[:, :, :, :, i, j].transpose(0, 3, 1, 2)
+                dxp[:, :, rows, cols] += dcols[:, i, j].transpose(1, 0, 2, 3)
         (pt, _), (pl, _) = self._pads()
         h, w = self._x_shape[2:]
         return dxp[:, :, pt : pt + h, pl : pl + w]

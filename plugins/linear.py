@@ -71,6 +71,8 @@ class Linear(lamina.Layer):
         # dL/dW = x^T g and dL/db = sum of g over the batch; dL/dx = g W^T.
         self.weight.grad += x2.T @ g2
         self.bias.grad += g2.sum(axis=0)
+        if not self.needs_input_grad:  # the model's first layer: skip a whole matrix product
+            return None
         return grad @ self.weight.value.T
 
 
