@@ -68,6 +68,8 @@ def list_plugins(args: argparse.Namespace) -> int:
         print(json.dumps(records, indent=2))
         for failure in failures:
             print(f"lamina: plugin failed to load: {failure}", file=sys.stderr)
+        for skip in registry.skipped:
+            print(f"lamina: plugin skipped: {skip}", file=sys.stderr)
     else:
         rows = []
         for info in plugins:
@@ -83,7 +85,28 @@ def list_plugins(args: argparse.Namespace) -> int:
             print(f"\nFailed to load ({len(failures)}):")
             for failure in failures:
                 print(f"  {failure}")
+        if registry.skipped:
+            print(f"\nSkipped ({len(registry.skipped)}):")
+            for skip in registry.skipped:
+                print(f"  {skip}")
+        if args.verbose:
+            print(_verbose(registry, plugins))
     return 1 if args.strict and failures else 0
+
+
+def _verbose(registry, plugins: list[PluginInfo]) -> str:
+    """Each plugin module: its package, file and hooks, and its classes' first doc lines."""
+    lines = ["", "Plugins in detail:"]
+    for source in registry.sources:
+        mine = [i for i in plugins if i.package == source.package and i.plugin == source.plugin]
+        if not mine:
+            continue
+        lines.append(f"  {source.package} {source.version}, plugin {source.plugin!r}: {source.module}")
+        lines.append(f"    hooks: {', '.join(source.hooks) or 'none'}")
+        for info in mine:
+            doc = (info.cls.__doc__ or "").strip().split("\n")[0] or "(no docstring)"
+            lines.append(f"    {info.kind} {info.name}: {doc}")
+    return "\n".join(lines)
 
 
 # -- train -----------------------------------------------------------------------------------------
@@ -266,6 +289,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print a JSON array instead of a table")
     p.add_argument("--strict", action="store_true", help="exit with status 1 when any plugin failed to load")
+    p.add_argument("--verbose", "-v", action="store_true", help="also show each plugin's module, hooks and classes")
     p.set_defaults(run=list_plugins)
     return parser
 

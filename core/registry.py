@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import os
 import re
+import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterable
@@ -32,6 +34,7 @@ from lamina.optimizer import Optimizer
 from lamina.schedule import Schedule
 
 ENTRY_POINT_GROUP = "lamina"
+BUILTIN_PACKAGE = "lamina"
 
 
 @frozen
@@ -92,6 +95,37 @@ class PluginFailure:
         return f"{self.package} {self.version} (plugin {self.plugin!r}): {self.error}"
 
 
+@frozen
+class PluginSkip:
+    """An installed plugin that was not loaded, on purpose (an allow- or deny-list)."""
+
+    plugin: str
+    package: str
+    version: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.package} {self.version} (plugin {self.plugin!r}): {self.reason}"
+
+
+@frozen
+class PluginSource:
+    """Where a loaded plugin came from: its package, module file and the hooks it implements."""
+
+    plugin: str
+    package: str
+    version: str
+    module: str
+    hooks: tuple[str, ...]
+
+
+def _names(value: str | None) -> set[str] | None:
+    """The distribution names in a comma- or space-separated environment variable."""
+    if value is None:
+        return None
+    return {normalize_package(name) for name in re.split(r"[,\s]+", value) if name}
+
+
 def normalize_package(name: str) -> str:
     """PEP 503 normalisation: 'Lamina_Snake' and 'lamina-snake' name the same distribution."""
     return re.sub(r"[-_.]+", "-", name).lower()
@@ -115,8 +149,23 @@ class Registry:
     once; the rest of lamina stays usable.
     """
 
-    def __init__(self, group: str | None = ENTRY_POINT_GROUP) -> None:
+    def __init__(
+        self,
+        group: str | None = ENTRY_POINT_GROUP,
+        *,
+        allow: str | None = None,
+        deny: str | None = None,
+        trace: bool | None = None,
+    ) -> None:
+        """`allow`, `deny` and `trace` default to the environment variables LAMINA_PLUGINS,
+        LAMINA_DISABLE_PLUGINS and LAMINA_TRACE_PLUGINS, read when the plugins load."""
         self._group = group
+        self._settings = (allow, deny, trace)
+        self._allow: set[str] | None = None
+        self._deny: set[str] = set()
+        self._trace = False
+        self._skipped: list[PluginSkip] = []
+        self._sources: list[PluginSource] = []
         self._lock = threading.RLock()
         self._loaded = False
         self._manager = pluggy.PluginManager("lamina")
@@ -135,6 +184,12 @@ class Registry:
             if self._loaded:
                 return
             self._loaded = True
+            allow, deny, trace = self._settings
+            self._allow = _names(os.environ.get("LAMINA_PLUGINS") if allow is None else allow)
+            self._deny = _names(os.environ.get("LAMINA_DISABLE_PLUGINS") if deny is None else deny) or set()
+            if trace is None:
+                trace = os.environ.get("LAMINA_TRACE_PLUGINS", "").lower() in ("1", "true", "yes", "on")
+            self._trace = trace
             if self._group is None:
                 return
             for ep in entry_points(group=self._group):
@@ -151,12 +206,31 @@ class Registry:
         dist = getattr(ep, "dist", None)
         package = dist.name if dist is not None else "unknown"
         version = dist.version if dist is not None else ""
+        reason = self._skip_reason(package)
+        if reason:  # decided before importing: a disabled plugin's code never runs
+            self._skipped.append(PluginSkip(ep.name, package, version, reason))
+            self._say(f"skipped {package} {version} (plugin {ep.name!r}): {reason}")
+            return
         try:
             plugin = ep.load()
             self._add(plugin, ep.name, package, version)
         except Exception as err:  # a broken plugin must never take lamina down
             message = str(err) if isinstance(err, PluginError) else f"{type(err).__name__}: {err}"
             self._failures.append(PluginFailure(ep.name, package, version, message))
+
+    def _skip_reason(self, package: str) -> str | None:
+        name = normalize_package(package)
+        if name == BUILTIN_PACKAGE:
+            return None  # the built-ins always load
+        if name in self._deny:
+            return "disabled by LAMINA_DISABLE_PLUGINS"
+        if self._allow is not None and name not in self._allow:
+            return "not in LAMINA_PLUGINS (the allow-list)"
+        return None
+
+    def _say(self, message: str) -> None:
+        if self._trace:
+            print(f"lamina: {message}", file=sys.stderr)
 
     def add_plugin(
         self, plugin: object, *, package: str = "__main__", version: str = "", name: str | None = None
@@ -186,9 +260,16 @@ class Registry:
         try:
             staged = self._call_hooks(plugin, manager_name, where, package, version, plugin_name)
             self._commit(staged, where)
-        except BaseException:
+        except BaseException as err:
             self._manager.unregister(name=manager_name)
+            self._say(f"{where} failed: {err}")
             raise
+        module = getattr(plugin, "__file__", None) or getattr(type(plugin), "__module__", repr(plugin))
+        hooks = tuple(sorted(c.name for c in self._manager.get_hookcallers(plugin) or ()))
+        self._sources.append(PluginSource(plugin_name, package, version, str(module), hooks))
+        for info in staged:
+            aliases = f" with aliases {', '.join(map(repr, info.aliases))}" if info.aliases else ""
+            self._say(f"registered {info.kind} {info.name!r}{aliases} from {package} {version} (plugin {plugin_name!r})")
         return staged
 
     def _call_hooks(
@@ -324,6 +405,18 @@ class Registry:
         """Plugins that failed to load or to register, with their errors."""
         self.load()
         return list(self._failures)
+
+    @property
+    def skipped(self) -> list[PluginSkip]:
+        """Installed plugins left unloaded by LAMINA_PLUGINS or LAMINA_DISABLE_PLUGINS."""
+        self.load()
+        return list(self._skipped)
+
+    @property
+    def sources(self) -> list[PluginSource]:
+        """Each loaded plugin's package, module and hooks (for `list-plugins --verbose`)."""
+        self.load()
+        return list(self._sources)
 
     def _example(self, spec: Kind) -> str:
         names = sorted({i.name for i in self._entries if i.kind == spec.name})
