@@ -109,6 +109,74 @@ def _verbose(registry, plugins: list[PluginInfo]) -> str:
     return "\n".join(lines)
 
 
+# -- check-plugins ---------------------------------------------------------------------------------
+
+
+def check_plugins(args: argparse.Namespace) -> int:
+    from lamina.conformance import PROPERTIES, check_plugin
+
+    registry = get_registry()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PluginWarning)
+        registry.load()
+    if args.names:
+        chosen = []
+        for name in args.names:
+            found = [registry.get(kind, name) for kind in PROPERTIES if _has(registry, kind, name)]
+            if not found:
+                registry.get("layer", name)  # raises the usual "unknown ... Did you mean" error
+            chosen.extend(found)
+    else:
+        chosen = [info for kind in PROPERTIES for info in registry.plugins(kind)]
+
+    report, failures = [], []
+    for info in chosen:
+        results = check_plugin(info.cls)
+        status = {}
+        for prop in PROPERTIES[info.kind]:
+            mine = [r for r in results if r.property == prop]
+            if any(r.ok is False for r in mine):
+                status[prop] = False
+            elif any(r.ok for r in mine):
+                status[prop] = True
+            else:
+                status[prop] = None
+        failures.extend((info, r) for r in results if r.ok is False)
+        report.append((info, status, results))
+
+    if args.json:
+        print(json.dumps([
+            {"name": info.name, "kind": info.kind, "package": info.package, "version": info.version,
+             "passed": all(v is not False for v in status.values()),
+             "properties": status,
+             "failures": [r.detail for r in results if r.ok is False]}
+            for info, status, results in report
+        ], indent=2))
+    else:
+        marks = {True: "ok", False: "FAIL", None: "-"}
+        for kind, props in PROPERTIES.items():
+            rows = [(info.qualified_name, *(marks[status[p]] for p in props)) for info, status, _ in report if info.kind == kind]
+            if rows:
+                print(f"{KINDS[kind].plural}:")
+                print(_table(("PLUGIN", *props), rows))
+                print()
+        if failures:
+            print(f"Failed ({len(failures)}):")
+            for info, result in failures:
+                print(f"  {info.qualified_name} {result.property}: {result.detail}")
+        else:
+            print(f"All {len(report)} plugins pass every property that applies (- : does not apply).")
+    return 1 if failures else 0
+
+
+def _has(registry, kind: str, name: str) -> bool:
+    try:
+        registry.get(kind, name)
+    except LookupError:
+        return False
+    return True
+
+
 # -- train -----------------------------------------------------------------------------------------
 
 
@@ -272,6 +340,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("model", metavar="MODEL")
     p.add_argument("--json", action="store_true", help="print a JSON object")
     p.set_defaults(run=info)
+
+    p = commands.add_parser(
+        "check-plugins",
+        parents=[common],
+        help="run the conformance kit over installed layers, losses and optimizers",
+        description="Check installed layer, loss and optimizer plugins (all, or those named) "
+        "against lamina's contracts: finite-difference gradients, dtype and shape, gradients "
+        "added into .grad, no mutation of inputs, save/load round trip, determinism under "
+        "lamina.seed, clear shape errors. Exit status 1 when any property fails.",
+    )
+    p.add_argument("names", nargs="*", metavar="NAME", help="plugin names (default: every layer, loss and optimizer)")
+    p.add_argument("--json", action="store_true", help="print a JSON array instead of tables")
+    p.set_defaults(run=check_plugins)
 
     p = commands.add_parser(
         "list-plugins",

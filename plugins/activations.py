@@ -10,6 +10,7 @@ import math
 import numpy as np
 
 import lamina
+from lamina.testing import Case, away_from_zero
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -44,6 +45,8 @@ class Sigmoid(lamina.Layer):
 class Relu(lamina.Layer):
     """y = max(0, x), element-wise; any shape. dy/dx = 1 where x > 0, else 0."""
 
+    conformance_cases = [Case(input=away_from_zero)]
+
     def forward(self, x: np.ndarray) -> np.ndarray:
         self._y = np.maximum(x, 0)
         return self._y
@@ -69,6 +72,8 @@ class Softmax(lamina.Layer):
     Backward in O(n) per row, without the (n, n) Jacobian: dx = y * (g - sum(g * y)).
     """
 
+    conformance_cases = [Case(), Case(shape=(2, 3, 4))]
+
     def forward(self, x: np.ndarray) -> np.ndarray:
         # Subtracting each row's own max leaves the result unchanged and keeps exp finite.
         y = np.exp(x - x.max(axis=-1, keepdims=True))
@@ -84,6 +89,8 @@ class Softmax(lamina.Layer):
 class LeakyRelu(lamina.Layer):
     """y = x where x > 0, else alpha x (PyTorch's negative_slope); dy/dx = 1 or alpha."""
 
+    conformance_cases = [Case({"alpha": 0.1}, input=away_from_zero)]
+
     def __init__(self, alpha: float = 0.01) -> None:
         self.alpha = lamina.checks.non_negative_number(alpha, "alpha", "LeakyRelu", example=0.01)
 
@@ -97,6 +104,8 @@ class LeakyRelu(lamina.Layer):
 
 class Elu(lamina.Layer):
     """y = x where x > 0, else alpha (exp(x) - 1); dy/dx = 1, or y + alpha below 0."""
+
+    conformance_cases = [Case({"alpha": 1.5}, input=away_from_zero)]
 
     def __init__(self, alpha: float = 1.0) -> None:
         self.alpha = lamina.checks.positive_number(alpha, "alpha", "Elu", example=1.0)
@@ -117,6 +126,8 @@ class Gelu(lamina.Layer):
     approximate="none": Phi(x) = (1 + erf(x / sqrt 2)) / 2, dy/dx = Phi(x) + x phi(x).
     approximate="tanh": Phi(x) ~ (1 + tanh(u)) / 2 with u = sqrt(2/pi) (x + 0.044715 x^3).
     """
+
+    conformance_cases = [Case(), Case({"approximate": "tanh"}, (2, 3, 4))]
 
     def __init__(self, approximate: str = "none") -> None:
         if approximate not in ("none", "tanh"):
@@ -171,6 +182,8 @@ class Silu(lamina.Layer):
 class LogSoftmax(lamina.Layer):
     """y = x - logsumexp(x) along the last axis, with each row's max subtracted first;
     dx = g - softmax(x) * sum(g). Follow it with CrossEntropy(from_logits=True)."""
+
+    conformance_cases = [Case(), Case(shape=(2, 3, 4))]
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         shifted = x - x.max(axis=-1, keepdims=True)

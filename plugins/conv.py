@@ -5,6 +5,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 import lamina
+from lamina.testing import Case
 from lamina.plugins._spatial import as_given, check_images, pair, windows_out
 
 
@@ -17,6 +18,11 @@ class Conv2D(lamina.Layer):
     kernels in one matrix product; backward scatters the window gradients back (col2im) with
     one vectorised add per kernel position, never a loop over pixels or samples.
     """
+
+    conformance_cases = [
+        Case({"filters": 2, "kernel_size": 3, "padding": 1}, (2, 3, 5, 5), wrong_shape=(2, 2, 5, 5)),
+        Case({"filters": 3, "kernel_size": (2, 3), "stride": 2, "dilation": (1, 2), "bias_init": "normal"}, (2, 2, 6, 7)),
+    ]
 
     def __init__(
         self,

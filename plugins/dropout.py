@@ -4,11 +4,14 @@ from __future__ import annotations
 import numpy as np
 
 import lamina
+from lamina.testing import Case
 
 
 class Dropout(lamina.Layer):
     """In training, zero each element with probability `rate` and scale the rest by 1 / (1 - rate),
     so that inference (where the layer is the identity) needs no rescaling. Any shape."""
+
+    conformance_cases = [Case({"rate": 0.3})]
 
     def __init__(self, rate: float = 0.5) -> None:
         self.rate = lamina.checks.fraction(rate, "rate", "Dropout")

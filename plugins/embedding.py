@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 import lamina
+from lamina.testing import Case, integers
 
 
 class Embedding(lamina.Layer):
@@ -12,6 +13,8 @@ class Embedding(lamina.Layer):
     "weight" (num_embeddings, dim), N(0, 1) by default as in PyTorch, in `dtype`. Backward adds
     each output gradient into its id's row (ids that repeat accumulate); ids get no gradient.
     """
+
+    conformance_cases = [Case({"num_embeddings": 7, "dim": 3, "dtype": "float64"}, (4, 3), input=integers(7))]
 
     integer_input = True
 

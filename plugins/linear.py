@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 import lamina
+from lamina.testing import Case
 
 
 class Linear(lamina.Layer):
@@ -14,6 +15,8 @@ class Linear(lamina.Layer):
     integer or boolean input). `weight_init` and `bias_init` take an initialiser's name or
     instance; by default weights are He-uniform and biases zero.
     """
+
+    conformance_cases = [Case({"units": 3}, (4, 5), wrong_shape=(4, 6)), Case({"units": 2}, (2, 3, 4), wrong_shape=(2, 3, 5))]
 
     def __init__(
         self,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 import lamina
+from lamina.testing import Case, binary_for, labels_for, open_unit, probabilities
 from lamina.plugins._targets import as_labels, check_same_shape, class_targets
 from lamina.plugins.activations import Sigmoid, Softmax
 
@@ -39,6 +40,8 @@ class MSE(lamina.Loss):
 class L1(lamina.Loss):
     """mean(|pred - y|) over every element; dL/dpred = sign(pred - y) / pred.size."""
 
+    conformance_cases = [Case(shape=(4, 3))]
+
     def forward(self, pred: np.ndarray, y: np.ndarray) -> float:
         self._diff = pred - _same_shape_target("L1", pred, y)
         return float(np.mean(np.abs(self._diff)))
@@ -52,6 +55,8 @@ class Huber(lamina.Loss):
 
     dL/dpred = d (or delta * sign(d) beyond delta) / pred.size, as torch.nn.HuberLoss.
     """
+
+    conformance_cases = [Case(), Case({"delta": 0.3})]
 
     def __init__(self, delta: float = 1.0) -> None:
         self.delta = lamina.checks.positive_number(delta, "delta", "Huber", example=1.0)
@@ -76,6 +81,12 @@ class CrossEntropy(lamina.Loss):
     one-hot (or probability) rows (samples, classes). After a Softmax layer the model uses
     the fused gradient (p - y) / n with respect to the softmax's input.
     """
+
+    conformance_cases = [
+        Case(shape=(5, 4), input=probabilities, target=labels_for),
+        Case({"from_logits": True}, (5, 4), target=labels_for),
+        Case(shape=(5, 3), input=probabilities, target=lambda g, p: np.eye(p.shape[1])[labels_for(g, p)]),
+    ]
 
     def __init__(self, from_logits: bool = False) -> None:
         self.from_logits = bool(from_logits)
@@ -137,6 +148,8 @@ class BinaryCrossEntropy(lamina.Loss):
     as mean(max(z, 0) - z y + log(1 + exp(-|z|))), which cannot overflow. After a Sigmoid
     layer the model uses the fused gradient (p - y) / size with respect to its input.
     """
+
+    conformance_cases = [Case(input=open_unit, target=binary_for), Case({"from_logits": True}, target=binary_for)]
 
     def __init__(self, from_logits: bool = False) -> None:
         self.from_logits = bool(from_logits)

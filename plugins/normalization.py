@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 import lamina
+from lamina.testing import Case
 
 
 class BatchNorm(lamina.Layer):
@@ -15,6 +16,8 @@ class BatchNorm(lamina.Layer):
     torch.nn.BatchNorm1d/2d; inference uses the running statistics.
     Backward (training): dx = inv_std / n * (n dxhat - sum dxhat - xhat sum(dxhat xhat)).
     """
+
+    conformance_cases = [Case(shape=(4, 3), wrong_shape=(4, 5)), Case({"momentum": 0.5}, (2, 3, 4, 4), wrong_shape=(2, 2, 4, 4))]
 
     def __init__(self, momentum: float = 0.1, eps: float = 1e-5) -> None:
         self.momentum = lamina.checks.fraction(momentum, "momentum", "BatchNorm", high_open=False)
@@ -87,6 +90,8 @@ class BatchNorm(lamina.Layer):
 class LayerNorm(lamina.Layer):
     """Normalise each sample over its last axis, then scale and shift: "weight" and "bias" of
     shape (features,), as torch.nn.LayerNorm(features). Backward as BatchNorm's, per row."""
+
+    conformance_cases = [Case(shape=(3, 4), wrong_shape=(3, 5)), Case(shape=(2, 3, 4))]
 
     def __init__(self, eps: float = 1e-5) -> None:
         self.eps = lamina.checks.positive_number(eps, "eps", "LayerNorm", example=1e-5)

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 import lamina
+from lamina.testing import Case
 from lamina.checks import fraction, learning_rate, non_negative_number, positive_number
 
 
@@ -31,6 +32,8 @@ class SGD(lamina.Optimizer):
         b = g on the first step, else momentum * b + (1 - dampening) * g
         w -= lr * (g + momentum * b if nesterov else b)        (w -= lr * g without momentum)
     """
+
+    conformance_cases = [Case(), Case({"lr": 0.05, "momentum": 0.9, "nesterov": True}), Case({"lr": 0.05, "weight_decay": 0.1})]
 
     def __init__(
         self,

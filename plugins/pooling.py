@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 import lamina
+from lamina.testing import Case, distinct
 from lamina.plugins._spatial import as_given, check_images, pair, windows_out
 
 
@@ -47,6 +48,8 @@ class MaxPool2D(_Pool2D):
     records which window position won, so backward is one compare and multiply per position.
     """
 
+    conformance_cases = [Case({"pool_size": 2}, (2, 2, 4, 4), input=distinct, wrong_shape=(2, 16)), Case({"pool_size": 3, "stride": 1}, (1, 2, 4, 5), input=distinct)]
+
     def forward(self, x: np.ndarray) -> np.ndarray:
         slices = self._slices(x)
         # order="K" keeps x's memory layout (a Conv2D output is channel-major), so that the
@@ -84,6 +87,8 @@ class MaxPool2D(_Pool2D):
 class AvgPool2D(_Pool2D):
     """y = the mean of each pool_size window (stride defaults to pool_size); (n, c, h, w) -> (n, c, oh, ow)."""
 
+    conformance_cases = [Case({"pool_size": 2}, (2, 2, 4, 4), wrong_shape=(2, 16)), Case({"pool_size": (2, 3), "stride": 1}, (1, 2, 4, 5))]
+
     def forward(self, x: np.ndarray) -> np.ndarray:
         slices = self._slices(x)
         out = x[(..., *slices[0])].copy(order="K")
@@ -103,6 +108,8 @@ class AvgPool2D(_Pool2D):
 
 class GlobalAvgPool2D(lamina.Layer):
     """y = the mean over height and width; (n, c, h, w) -> (n, c)."""
+
+    conformance_cases = [Case(shape=(2, 3, 4, 4), wrong_shape=(2, 3))]
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         check_images(x, "GlobalAvgPool2D")

@@ -6,10 +6,13 @@ import math
 import numpy as np
 
 import lamina
+from lamina.testing import Case
 
 
 class Flatten(lamina.Layer):
     """(batch, ...) -> (batch, product of the rest)."""
+
+    conformance_cases = [Case(shape=(2, 3, 2, 2))]
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         if x.ndim < 1:
@@ -23,6 +26,8 @@ class Flatten(lamina.Layer):
 
 class Reshape(lamina.Layer):
     """(batch, ...) -> (batch, *shape); one entry of `shape` may be -1."""
+
+    conformance_cases = [Case({"shape": (2, -1)}, (3, 2, 4), wrong_shape=(3, 5))]
 
     def __init__(self, shape: tuple[int, ...] | list[int]) -> None:
         if (
