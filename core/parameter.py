@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
-from attrs import define, field
+from attrs import define, field, setters
 
 from lamina.checks import as_floating
 
@@ -11,7 +11,9 @@ def _to_value(value: object) -> np.ndarray:
     return as_floating(value, "value", "Parameter")
 
 
-@define(eq=False, repr=False)
+# Conversion runs when a Parameter is created, not on every assignment: optimizers write
+# `param.value -= ...`, which Python turns into an assignment of the same array, each step.
+@define(eq=False, repr=False, on_setattr=setters.NO_OP)
 class Parameter:
     """A trainable array `.value` and its gradient `.grad` (zeros of the same shape and dtype).
 

@@ -65,7 +65,9 @@ class Linear(lamina.Layer):
         if x.dtype.kind != "f":
             x = x.astype(weight.dtype)
         self._x = x
-        return x @ weight + self.bias.value
+        out = x @ weight
+        out += self.bias.value
+        return out
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
         x = self._x

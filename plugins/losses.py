@@ -101,7 +101,10 @@ class CrossEntropy(lamina.Loss):
         self._labels, self._rows, self._pred = labels, rows, pred
         if self.from_logits:
             shifted = pred - pred.max(axis=1, keepdims=True)
-            logp = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+            exps = np.exp(shifted)
+            sums = exps.sum(axis=1, keepdims=True)
+            logp = shifted - np.log(sums)
+            self._p = exps / sums  # the softmax, kept for backward
         else:
             self._clipped = np.clip(pred, EPS, 1.0)
             logp = np.log(self._clipped)
@@ -112,7 +115,7 @@ class CrossEntropy(lamina.Loss):
 
     def backward(self) -> np.ndarray:
         if self.from_logits:
-            return self._softmax_grad(np.exp(self._logp))
+            return self._softmax_grad(self._p)
         pred, labels, n = self._pred, self._labels, self._pred.shape[0]
         inside = (pred >= EPS) & (pred <= 1.0)
         if labels is not None:
