@@ -6,6 +6,10 @@ import statistics
 import time
 from collections.abc import Callable
 
+import numpy as np
+
+import lamina
+
 
 def timed(fn: Callable[[], object], repeats: int) -> list[float]:
     """Seconds per call of `fn`, `repeats` times (after one warm-up call)."""
@@ -36,8 +40,6 @@ def summary(times: list[float]) -> tuple[float, float, float]:
 
 
 def machine() -> str:
-    import numpy as np
-
     try:
         import torch
 
@@ -48,3 +50,20 @@ def machine() -> str:
         f"{platform.processor() or platform.machine()}, {platform.system()} {platform.release()}, "
         f"Python {platform.python_version()}, numpy {np.__version__}, {torch_version}"
     )
+
+
+def mnist_like(rows: int):
+    """Synthetic MNIST-size data: 784 features in [0, 1], 10 classes."""
+    generator = np.random.default_rng(0)
+    x = generator.random((rows, 784), dtype=np.float32)
+    return x, generator.integers(0, 10, size=rows)
+
+
+def lamina_mlp(sizes: list[int]) -> lamina.Model:
+    """Linear layers of the given widths (the first is the input's) with Relu between them."""
+    layers: list = []
+    for i, units in enumerate(sizes[1:]):
+        layers.append(lamina.layer("Linear", units))
+        if i < len(sizes) - 2:
+            layers.append(lamina.layer("Relu"))
+    return lamina.Model(layers)

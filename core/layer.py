@@ -48,6 +48,16 @@ class Layer(Configurable):
         """
         return {}
 
+    def release(self) -> None:
+        """Drop what forward kept for backward: the underscore attributes that hold arrays.
+
+        The model calls it after `predict` and `evaluate`, so that inference leaves no per-call
+        state behind. A layer that caches in other ways overrides it.
+        """
+        for name, value in list(vars(self).items()):
+            if name.startswith("_") and isinstance(value, np.ndarray):
+                delattr(self, name)
+
     def zero_grad(self) -> None:
         for param in self.parameters().values():
             param.zero_grad()

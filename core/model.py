@@ -120,6 +120,11 @@ class Model:
         for layer in self.layers:
             layer.zero_grad()
 
+    def release(self) -> None:
+        """Let every layer drop the arrays its last forward pass kept for backward."""
+        for layer in self.layers:
+            layer.release()
+
     def prepare_input(self, x: object, owner: str) -> np.ndarray:
         """`x` as the first layer takes it: floats in the model's dtype, or integer indices."""
         if self.layers[0].integer_input:

@@ -324,14 +324,21 @@ def evaluate(
     y = loss.prepare_target(y, x.dtype if x.dtype.kind == "f" else model.dtype)
     _check_pair(x, y, owner)
     model.set_training(False)
-    return _mean_logs(model, x, y, loss, metrics, batch_size or len(x))
+    try:
+        return _mean_logs(model, x, y, loss, metrics, batch_size or len(x))
+    finally:
+        model.release()
 
 
 def predict(model: Model, x: object, batch_size: int | None) -> np.ndarray:
     owner = "Model.predict"
     x = model.prepare_input(x, owner)
     model.set_training(False)
-    if batch_size is None:
-        return model.forward(x)
-    batch_size = positive_int(batch_size, "batch_size", owner, example=256)
-    return np.concatenate([model.forward(x[batch]) for batch in _batches(len(x), batch_size, None)])
+    if batch_size is not None:
+        batch_size = positive_int(batch_size, "batch_size", owner, example=256)
+    try:
+        if batch_size is None:
+            return model.forward(x)
+        return np.concatenate([model.forward(x[batch]) for batch in _batches(len(x), batch_size, None)])
+    finally:
+        model.release()
