@@ -185,7 +185,7 @@ def train(args: argparse.Namespace) -> int:
     say = (lambda text: None) if args.quiet else print
     if args.config is None:
         say("training lamina's default: an MLP on the 8x8 digits (lamina train CONFIG.toml for your own)")
-    run.train(config, output=args.out, epochs=args.epochs, verbose=not args.quiet, say=say)
+    run.train(config, output=args.out, epochs=args.epochs, verbose=not args.quiet, say=say, resume=args.resume)
     return 0
 
 
@@ -305,6 +305,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("config", nargs="?", metavar="CONFIG.toml", help="the run's config (see examples/configs/)")
     p.add_argument("--out", metavar="DIR", help="output folder (default: the config's output, or runs/<name>)")
     p.add_argument("--epochs", type=int, metavar="N", help="override the config's number of epochs")
+    p.add_argument("--resume", action="store_true", help="continue from the output folder's checkpoint.npz")
     p.set_defaults(run=train)
 
     p = commands.add_parser(

@@ -17,6 +17,14 @@ class History:
         self.history: dict[str, list[float]] = {}
         self.epoch: list[int] = []
 
+    @classmethod
+    def from_dict(cls, history: dict[str, list[float]]) -> History:
+        """A History holding the given per-epoch values (e.g. a checkpoint's), epochs 0..n-1."""
+        made = cls()
+        made.history = {key: [float(v) for v in values] for key, values in history.items()}
+        made.epoch = list(range(max((len(v) for v in made.history.values()), default=0)))
+        return made
+
     def record(self, epoch: int, logs: dict[str, float]) -> None:
         self.epoch.append(epoch)
         for key, value in logs.items():

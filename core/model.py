@@ -45,6 +45,8 @@ class Model:
         self.loss: Loss | None = None
         self.metrics: list[Metric] = []
         self.stop_training = False
+        self.history: History | None = None  # the History being built while training
+        self.progress: dict[str, Any] | None = None  # epochs done, when loaded from a checkpoint
         # The shape (without the batch axis) and dtype of the first input: a saved model is
         # rebuilt from them, since layers create their parameters on their first input.
         self.input_shape: tuple[int, ...] | None = None
@@ -156,7 +158,7 @@ class Model:
         self,
         x: object,
         y: object,
-        optim: Optimizer | str = "SGD",
+        optim: Optimizer | str | None = None,
         loss: Loss | str = "MSE",
         epochs: int = 10,
         batch_size: int | None = None,
@@ -167,16 +169,19 @@ class Model:
         callbacks: Iterable[Callback | str] | Callback | str = (),
         verbose: bool = True,
         clip_grad_norm: float | None = None,
+        resume_from: str | os.PathLike[str] | None = None,
     ) -> History:
         """Fit the model to (x, y); returns the History of loss and metrics per epoch.
 
-        `optim`, `loss`, `metrics` and `callbacks` take instances or registered names.
+        `optim` (default SGD), `loss`, `metrics` and `callbacks` take instances or names.
         `batch_size=None` trains on the whole set as one batch; otherwise on mini-batches,
         reshuffled each epoch (one permutation from lamina's generator) unless `shuffle=False`.
         Validation data comes from `validation_data=(x_val, y_val)` or the last
         `validation_split` fraction of (x, y). `clip_grad_norm` caps the gradients' global norm.
         A NaN or infinite loss or gradient stops training with a NonFiniteError, before the
-        step that would have spoiled the weights.
+        step that would have spoiled the weights. `resume_from` names a checkpoint (written by
+        the Checkpoint callback): its weights, optimizer state, random generator and history are
+        restored and training continues up to `epochs` in all, exactly as if never interrupted.
         """
         return training.fit(
             self,
@@ -193,17 +198,24 @@ class Model:
             callbacks=callbacks,
             verbose=verbose,
             clip_grad_norm=clip_grad_norm,
+            resume_from=resume_from,
         )
 
     # -- files and description -------------------------------------------------------------
 
-    def save(self, path: str | os.PathLike[str], include_optimizer: bool = False) -> Path:
+    def save(
+        self,
+        path: str | os.PathLike[str],
+        include_optimizer: bool = False,
+        progress: dict[str, Any] | None = None,
+    ) -> Path:
         """Write the model to one file (a zip of JSON and .npy arrays; no pickle), atomically.
 
         `include_optimizer=True` also stores the optimizer's state and lamina's random
-        generator, so that `lamina.load(path)` followed by `train` continues exactly.
+        generator, so that `lamina.load(path)` followed by `train` continues exactly;
+        `progress` ({"epoch": epochs done, "history": ...}) makes it a resumable checkpoint.
         """
-        return saving.save_model(self, path, include_optimizer)
+        return saving.save_model(self, path, include_optimizer, progress)
 
     def summary(self) -> str:
         """A table of the layers, their output shapes and parameter counts, and the total."""

@@ -69,3 +69,11 @@ class Optimizer(Configurable):
             state = states[param] = {}
         return state
 
+
+    def rekey_state(self, mapping: Mapping[Parameter, Parameter]) -> None:
+        """Move per-parameter state from one set of Parameter objects to another (old -> new),
+        as when training resumes into a model rebuilt from a checkpoint."""
+        states = self.__dict__.setdefault("_states", {})
+        moved = {mapping[param]: state for param, state in states.items() if param in mapping}
+        states.clear()
+        states.update(moved)

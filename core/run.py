@@ -9,7 +9,8 @@ from typing import Any
 from attrs import frozen
 
 from lamina import runconfig
-from lamina.errors import LaminaError
+from lamina.errors import ConfigError, LaminaError
+from lamina.registry import get_registry
 from lamina.history import History
 from lamina.io import atomic_write
 from lamina.model import Model
@@ -33,8 +34,11 @@ def train(
     epochs: int | None = None,
     verbose: bool = True,
     say: Callable[[str], None] = print,
+    resume: bool = False,
 ) -> RunResult:
-    """Train what `config` describes; write model.npz, metrics.json and curves.png into the output folder."""
+    """Train what `config` describes; write model.npz, metrics.json and curves.png into the
+    output folder, and checkpoint.npz after every epoch. With `resume`, continue from that
+    checkpoint exactly as if the run had never stopped."""
     folder = Path(output or config.get("output"))
     folder.mkdir(parents=True, exist_ok=True)
     seed(config.get("seed", 0))
@@ -45,11 +49,15 @@ def train(
     optim = runconfig.build_optimizer(config)
     metrics = runconfig.build_list(config, "metric", "metrics")
     callbacks = runconfig.build_list(config, "callback", "callbacks")
+    checkpoint = folder / "checkpoint.npz"
+    callbacks.append(get_registry().build("callback", "Checkpoint", checkpoint))
+    if resume and not checkpoint.is_file():
+        raise ConfigError(f"{config.source}: --resume: no checkpoint at {checkpoint}; train without --resume first")
     try:
         history = model.train(
             x_train,
             y_train,
-            optim=optim,
+            optim=None if resume else optim,
             loss=loss,
             epochs=epochs or config.get("epochs", 10),
             batch_size=config.get("batch_size"),
@@ -59,6 +67,7 @@ def train(
             callbacks=callbacks,
             verbose=verbose,
             clip_grad_norm=config.get("clip_grad_norm"),
+            resume_from=checkpoint if resume else None,
         )
     except LaminaError as err:
         raise type(err)(f"{config.source}: training failed: {err}") from None
@@ -78,7 +87,7 @@ def train(
         say(f"  final {key}: {value[-1]:.4f}")
     for key, value in test.items():
         say(f"  test {key}: {value:.4f}")
-    say(f"model: {files['model']}")
+    say(f"model: {files['model']}" + (f" (resumed from {checkpoint})" if resume else ""))
     say(f"metrics: {files['metrics']}")
     if have_matplotlib():
         files["curves"] = plot_curves(history, folder / "curves.png")

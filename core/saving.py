@@ -36,9 +36,15 @@ def _write_array(archive: zipfile.ZipFile, name: str, array: np.ndarray) -> None
     archive.writestr(name, buffer.getvalue())
 
 
-def save_model(model: Model, path: str | os.PathLike[str], include_optimizer: bool = False) -> Path:
+def save_model(
+    model: Model,
+    path: str | os.PathLike[str],
+    include_optimizer: bool = False,
+    progress: dict[str, Any] | None = None,
+) -> Path:
     """Write `model` to `path` atomically; with `include_optimizer`, also the optimizer's state
-    and lamina's random generator, so that training resumes exactly."""
+    and lamina's random generator, so that training resumes exactly. `progress` (the epochs
+    done and the history so far) makes the file a checkpoint that `train(resume_from=...)` reads."""
     params = model.parameters()
     buffers = model.buffers()
     layers = [describe_plugin(layer, "layer", f"Model.layers[{i}]") for i, layer in enumerate(model.layers)]
@@ -67,6 +73,8 @@ def save_model(model: Model, path: str | os.PathLike[str], include_optimizer: bo
         config["optimizer"], state_arrays = _optimizer_record(optim, params)
         arrays.update(state_arrays)
         config["rng_state"] = rng().bit_generator.state
+    if progress is not None:
+        config["progress"] = to_json(progress, "progress")
     records = [config["layers"], [config.get("loss")], config.get("metrics", []), [config.get("optimizer")]]
     config["plugins"] = _plugins(records)
 
@@ -204,6 +212,11 @@ def load_model(path: str | os.PathLike[str]) -> Model:
             ) from None
 
 
+# A file's claims are checked before they are believed: a forged input shape must not make
+# the loader allocate gigabytes.
+MAX_INPUT_VALUES = 10**8
+
+
 def _rebuild(model_cls: type, archive: zipfile.ZipFile, config: dict[str, Any], path: Path) -> Model:
     layers = [build_plugin(record, f"{path}: layers[{i}]") for i, record in enumerate(config["layers"])]
     model = model_cls(layers)
@@ -212,7 +225,12 @@ def _rebuild(model_cls: type, archive: zipfile.ZipFile, config: dict[str, Any], 
         dtype = np.dtype(config["input_dtype"])
         if dtype.kind not in "biuf":
             raise ValueError(f"input_dtype {dtype} is not a number type")
-        model.predict(np.zeros((1, *shape), dtype=dtype))  # builds every layer's parameters
+        if any(n < 0 for n in shape) or np.prod(shape, dtype=np.float64) > MAX_INPUT_VALUES:
+            raise FileFormatError(f"{path}: the input shape {shape} in the file is not plausible; it is corrupted")
+        try:
+            model.predict(np.zeros((1, *shape), dtype=dtype))  # builds every layer's parameters
+        except MemoryError:
+            raise FileFormatError(f"{path}: the layers the file describes are too large to build; it is corrupted") from None
     params = model.parameters()
     saved = config["weights"]
     if set(saved) != set(params):
@@ -244,7 +262,11 @@ def _rebuild(model_cls: type, archive: zipfile.ZipFile, config: dict[str, Any], 
         model.optimizer = _restore_optimizer(archive, config["optimizer"], params, path)
     if "rng_state" in config:
         # A checkpoint continues exactly: the shuffling and dropout draws resume where they were.
-        rng().bit_generator.state = config["rng_state"]
+        try:
+            rng().bit_generator.state = config["rng_state"]
+        except (TypeError, ValueError, KeyError) as err:
+            raise FileFormatError(f"{path}: the random generator state in the file is invalid ({err})") from None
+    model.progress = config.get("progress")
     return model
 
 

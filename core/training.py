@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -204,8 +205,8 @@ def fit(
     callbacks: Iterable[Callback | str] | Callback | str,
     verbose: bool,
     clip_grad_norm: float | None,
+    resume_from: str | os.PathLike[str] | None = None,
 ) -> History:
-    optim = resolve("optimizer", optim, "optim", OWNER)
     loss = resolve("loss", loss, "loss", OWNER)
     metrics = _as_list(metrics, "metric", "metrics", OWNER)
     callbacks = _as_list(callbacks, "callback", "callbacks", OWNER)
@@ -218,6 +219,11 @@ def fit(
         clip_grad_norm = positive_number(clip_grad_norm, "clip_grad_norm", OWNER, example=1.0)
 
     x = model.prepare_input(x, OWNER)
+    history, start = History(), 0
+    if resume_from is not None:
+        optim, history, start = _resume(model, x, optim, resume_from)
+    else:
+        optim = resolve("optimizer", "SGD" if optim is None else optim, "optim", OWNER)
     dtype = x.dtype if x.dtype.kind == "f" else model.dtype
     y = loss.prepare_target(y, dtype)
     _check_pair(x, y, OWNER)
@@ -247,7 +253,7 @@ def fit(
     n_batches = math.ceil(n / size)
     step = _Step(model, loss, optim, clip_grad_norm)
     model.optimizer, model.loss, model.metrics, model.stop_training = optim, loss, metrics, False
-    history = History()
+    model.history = history
     logs: dict[str, float] = {}
     for callback in callbacks:
         callback.set_model(model)
@@ -259,7 +265,7 @@ def fit(
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         model.set_training(True)
         try:
-            for epoch in range(epochs):
+            for epoch in range(start, epochs):
                 for callback in callbacks:
                     callback.on_epoch_begin(epoch, {})
                 bar = _bar(verbose and n_batches > 1, total=n_batches, desc=f"epoch {epoch + 1}/{epochs}", unit="batch")
@@ -300,6 +306,40 @@ def fit(
     for callback in callbacks:
         callback.on_train_end(logs)
     return history
+
+
+def _resume(model: Model, x: np.ndarray, optim: Any, path: str | os.PathLike[str]) -> tuple[Optimizer, History, int]:
+    """Restore a checkpoint into `model`: weights, buffers, optimizer state, the generator and
+    the history; returns (optimizer, history, epochs done)."""
+    from lamina.saving import load_model
+
+    owner = f"{OWNER}(resume_from={str(path)!r})"
+    if not model.parameters() and len(x):
+        model.predict(x[:1])  # build the layers first: building draws from the generator
+    saved = load_model(path)  # ...which the checkpoint then puts back where it was
+    if saved.progress is None or saved.optimizer is None:
+        raise ArgumentError(f"{owner}: the file is a saved model, not a checkpoint; write checkpoints with the Checkpoint callback")
+    mine, theirs = model.parameters(), saved.parameters()
+    if {k: p.shape for k, p in mine.items()} != {k: p.shape for k, p in theirs.items()}:
+        raise ShapeError(
+            f"{owner}: the checkpoint's weights ({', '.join(f'{k} {p.shape}' for k, p in theirs.items())}) "
+            f"do not fit this model's ({', '.join(f'{k} {p.shape}' for k, p in mine.items())}); resume the same architecture"
+        )
+    for name, param in mine.items():
+        param.value[...] = theirs[name].value
+    for name, buffer in model.buffers().items():
+        buffer[...] = saved.buffers()[name]
+    restored = saved.optimizer
+    if optim is not None:
+        given = resolve("optimizer", optim, "optim", OWNER)
+        if type(given) is not type(restored):
+            raise ArgumentError(
+                f"{owner}: the checkpoint was trained with {restored!r} but optim={given!r} was given; "
+                "leave optim out to continue with the checkpoint's optimizer"
+            )
+    restored.rekey_state({theirs[name]: mine[name] for name in mine})
+    progress = saved.progress
+    return restored, History.from_dict(progress.get("history", {})), int(progress["epoch"])
 
 
 def evaluate(

@@ -13,7 +13,7 @@ from lamina.plugins.activations import (
     Softplus,
     Tanh,
 )
-from lamina.plugins.callbacks import CSVLogger, EarlyStopping, LearningRateLogger
+from lamina.plugins.callbacks import Checkpoint, CSVLogger, EarlyStopping, LearningRateLogger
 from lamina.plugins.conv import Conv2D
 from lamina.plugins.dropout import Dropout
 from lamina.plugins.embedding import Embedding
@@ -45,5 +45,5 @@ __all__ = [
     "MeanSquaredError", "Normal", "Ones", "RMSProp", "Relu", "Sigmoid", "Softmax", "StepDecay",
     "Tanh", "Zeros", "Csv", "Digits", "Npz", "Spirals", "Xor", "Elu", "Gelu", "LeakyRelu",
     "LogSoftmax", "Silu", "Softplus", "Conv2D", "Dropout", "Embedding", "BatchNorm", "LayerNorm",
-    "AvgPool2D", "GlobalAvgPool2D", "MaxPool2D", "Flatten", "Reshape",
+    "AvgPool2D", "GlobalAvgPool2D", "MaxPool2D", "Flatten", "Reshape", "Checkpoint",
 ]

@@ -31,7 +31,7 @@ def test_default_train_writes_the_model_metrics_and_curves(default_run):
     folder, result = default_run
     assert result.returncode == 0, result.stderr
     out = folder / "runs" / "default"
-    assert sorted(p.name for p in out.iterdir()) == ["curves.png", "metrics.json", "model.npz"]
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.npz", "curves.png", "metrics.json", "model.npz"]
     assert "training lamina's default: an MLP on the 8x8 digits" in result.stdout
     test_accuracy = float(result.stdout.split("test accuracy: ")[1].split()[0])
     assert test_accuracy > 0.95
@@ -212,4 +212,4 @@ def test_without_matplotlib_train_says_how_to_get_the_curves(tmp_path, monkeypat
     assert cli.main(["train", str(config), "--out", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
     assert "curves: skipped, matplotlib is not installed; for curves.png: pip install 'lamina[plot]'" in out
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["metrics.json", "model.npz"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["checkpoint.npz", "metrics.json", "model.npz"]

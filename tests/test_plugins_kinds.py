@@ -251,7 +251,7 @@ def test_the_same_seed_gives_the_same_initial_weights():
 
 TESTED = {
     "metric": {"accuracy", "binary_accuracy", "mae", "mse"},
-    "callback": {"EarlyStopping", "LearningRateLogger", "CSVLogger"},
+    "callback": {"EarlyStopping", "LearningRateLogger", "CSVLogger", "Checkpoint"},  # +test_reliability.py
     "initializer": {"glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_normal",
                     "zeros", "ones", "normal"},
     "schedule": {"Constant", "StepDecay", "ExponentialDecay", "CosineDecay"},  # test_optimizers.py
