@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -51,12 +52,15 @@ class Model:
         # rebuilt from them, since layers create their parameters on their first input.
         self.input_shape: tuple[int, ...] | None = None
         self.input_dtype: np.dtype | None = None
+        # Layers keep per-call state between forward and backward, so calls on one model take
+        # turns: predict, evaluate and train from several threads are safe, not parallel.
+        self.lock = threading.RLock()
 
     # -- inference -----------------------------------------------------------------------
 
     def __call__(self, x: object) -> np.ndarray:
         """Predict in inference mode, as `predict(x)` (bools and ints become the model's float dtype)."""
-        return training.predict(self, x, None)
+        return self.predict(x)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Run an array through every layer; errors name the layer and its position."""
@@ -86,7 +90,8 @@ class Model:
 
     def predict(self, x: object, batch_size: int | None = None) -> np.ndarray:
         """Outputs for `x` in inference mode, computed `batch_size` rows at a time (all at once by default)."""
-        return training.predict(self, x, batch_size)
+        with self.lock:
+            return training.predict(self, x, batch_size)
 
     def evaluate(
         self,
@@ -98,7 +103,8 @@ class Model:
     ) -> dict[str, float]:
         """{"loss": ..., metric name: ...} over (x, y) in inference mode; `loss` defaults to
         the one the model was last trained with."""
-        return training.evaluate(self, x, y, loss, metrics, batch_size)
+        with self.lock:
+            return training.evaluate(self, x, y, loss, metrics, batch_size)
 
     # -- parameters ----------------------------------------------------------------------
 
@@ -183,23 +189,24 @@ class Model:
         the Checkpoint callback): its weights, optimizer state, random generator and history are
         restored and training continues up to `epochs` in all, exactly as if never interrupted.
         """
-        return training.fit(
-            self,
-            x,
-            y,
-            optim=optim,
-            loss=loss,
-            epochs=epochs,
-            batch_size=batch_size,
-            shuffle=shuffle,
-            validation_data=validation_data,
-            validation_split=validation_split,
-            metrics=metrics,
-            callbacks=callbacks,
-            verbose=verbose,
-            clip_grad_norm=clip_grad_norm,
-            resume_from=resume_from,
-        )
+        with self.lock:
+            return training.fit(
+                self,
+                x,
+                y,
+                optim=optim,
+                loss=loss,
+                epochs=epochs,
+                batch_size=batch_size,
+                shuffle=shuffle,
+                validation_data=validation_data,
+                validation_split=validation_split,
+                metrics=metrics,
+                callbacks=callbacks,
+                verbose=verbose,
+                clip_grad_norm=clip_grad_norm,
+                resume_from=resume_from,
+            )
 
     # -- files and description -------------------------------------------------------------
 
