@@ -101,6 +101,7 @@ class Case:
     target: Callable[[np.random.Generator, np.ndarray], np.ndarray] = normal_for
     wrong_shape: tuple[int, ...] | None = None
     tolerance: float = 1e-6
+    min_batch: int = 1  # e.g. 2 for BatchNorm over (batch, features) in training
 
 
 @frozen

@@ -205,7 +205,7 @@ def load_model(path: str | os.PathLike[str]) -> Model:
             return _rebuild(Model, archive, config, path)
         except (LaminaError, FileNotFoundError):
             raise
-        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as err:
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError, ArithmeticError, RecursionError) as err:
             raise FileFormatError(
                 f"{path}: the model file is malformed ({type(err).__name__}: {err}); it is corrupted "
                 "or was not written by lamina"
@@ -264,7 +264,7 @@ def _rebuild(model_cls: type, archive: zipfile.ZipFile, config: dict[str, Any], 
         # A checkpoint continues exactly: the shuffling and dropout draws resume where they were.
         try:
             rng().bit_generator.state = config["rng_state"]
-        except (TypeError, ValueError, KeyError) as err:
+        except (TypeError, ValueError, KeyError, OverflowError) as err:
             raise FileFormatError(f"{path}: the random generator state in the file is invalid ({err})") from None
     model.progress = config.get("progress")
     return model

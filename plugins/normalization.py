@@ -17,7 +17,12 @@ class BatchNorm(lamina.Layer):
     Backward (training): dx = inv_std / n * (n dxhat - sum dxhat - xhat sum(dxhat xhat)).
     """
 
-    conformance_cases = [Case(shape=(4, 3), wrong_shape=(4, 5)), Case({"momentum": 0.5}, (2, 3, 4, 4), wrong_shape=(2, 2, 4, 4))]
+    # Over (batch, features), a batch of 2 normalises each feature to about +-1 whatever the
+    # input, so the input gradient is ~eps/var and its finite-difference check is noise.
+    conformance_cases = [
+        Case(shape=(4, 3), wrong_shape=(4, 5), min_batch=3),
+        Case({"momentum": 0.5}, (2, 3, 4, 4), wrong_shape=(2, 2, 4, 4)),
+    ]
 
     def __init__(self, momentum: float = 0.1, eps: float = 1e-5) -> None:
         self.momentum = lamina.checks.fraction(momentum, "momentum", "BatchNorm", high_open=False)

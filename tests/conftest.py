@@ -9,6 +9,15 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Bounded hypothesis profiles: "ci" (the default, and what .ci/run uses) is derandomised so that
+# CI is reproducible; "dev" draws fresh examples each run; "fuzz" is for long local runs.
+_common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+settings.register_profile("ci", max_examples=20, derandomize=True, **_common)
+settings.register_profile("dev", max_examples=20, **_common)
+settings.register_profile("fuzz", max_examples=500, **_common)  # fuzzers: 10x, 5,000 each
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 ROOT = Path(__file__).resolve().parent.parent
 

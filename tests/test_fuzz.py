@@ -1,0 +1,184 @@
+"""Fuzzing the two doors through which outside data comes in: model files (`lamina.load`) and
+`lamina train` configs. Every outcome must be a result or one of lamina's documented errors:
+never another exception, a hang, or code run from the file (files hold no pickle at all).
+
+    HYPOTHESIS_PROFILE=fuzz python -m pytest tests/test_fuzz.py     # 5,000 examples each
+"""
+from __future__ import annotations
+
+import io
+import json
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import lamina
+from lamina import runconfig
+
+FUZZ = settings(max_examples=settings().max_examples * 10)  # 200 in CI
+
+
+def _valid_model_bytes() -> bytes:
+    lamina.seed(0)
+    model = lamina.Model([
+        lamina.layer("Linear", 4, bias_init=lamina.initializer("normal", std=0.1)), lamina.layer("BatchNorm"),
+        "Relu", lamina.layer("Dropout", 0.1), lamina.layer("Linear", 2), "Softmax",
+    ])
+    x = np.random.default_rng(0).normal(size=(8, 3))
+    model.train(x, np.arange(8) % 2, optim="Adam", loss="CrossEntropy", metrics=["accuracy"], epochs=2, verbose=False)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "m.npz"
+        model.save(path, include_optimizer=True, progress={"epoch": 2, "history": {"loss": [1.0, 0.5]}})
+        return path.read_bytes()
+
+
+VALID = _valid_model_bytes()
+with zipfile.ZipFile(io.BytesIO(VALID)) as _archive:
+    MEMBERS = {name: _archive.read(name) for name in _archive.namelist()}
+CONFIG = json.loads(MEMBERS["config.json"])
+
+
+def load_bytes(data: bytes) -> None:
+    """Load `data` as a model file: a Model, or a LaminaError; anything else fails the test."""
+    state = lamina.rng().bit_generator.state  # a checkpoint restores the generator; keep ours
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "fuzzed.npz"
+        path.write_bytes(data)
+        try:
+            model = lamina.load(path)
+        except lamina.LaminaError:
+            return
+        finally:
+            lamina.rng().bit_generator.state = state
+    assert isinstance(model, lamina.Model)
+
+
+def test_the_unmutated_file_loads():
+    load_bytes(VALID)
+
+
+@FUZZ
+@given(st.binary(max_size=4096))
+def test_random_bytes(data):
+    load_bytes(data)
+
+
+@FUZZ
+@given(st.binary(min_size=1, max_size=64), st.integers(0, len(VALID)))
+def test_random_bytes_after_a_zip_header(tail, cut):
+    load_bytes(VALID[:cut] + tail)
+
+
+@FUZZ
+@given(st.lists(st.tuples(st.integers(0, len(VALID) - 1), st.integers(0, 255)), min_size=1, max_size=8),
+       st.integers(1, len(VALID)))
+def test_flipped_and_truncated_bytes(flips, length):
+    data = bytearray(VALID[:length])
+    for position, value in flips:
+        if position < len(data):
+            data[position] = value
+    load_bytes(bytes(data))
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.floats(allow_nan=True) | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=8,
+)
+
+
+def _paths(value, prefix=()):
+    """Every key path in a JSON document."""
+    yield prefix
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _paths(item, (*prefix, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _paths(item, (*prefix, index))
+
+
+PATHS = [p for p in _paths(CONFIG) if p]
+
+
+def _rewrite(config: dict | list | None = None, members: dict[str, bytes] | None = None) -> bytes:
+    members = dict(MEMBERS if members is None else members)
+    if config is not None:
+        members["config.json"] = json.dumps(config).encode()
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+@FUZZ
+@given(st.lists(st.tuples(st.sampled_from(PATHS), JSON_VALUES), min_size=1, max_size=3))
+def test_mutated_config_values(changes):
+    config = json.loads(MEMBERS["config.json"])
+    for path, value in changes:
+        target = config
+        try:
+            for key in path[:-1]:
+                target = target[key]
+            target[path[-1]] = value
+        except (KeyError, IndexError, TypeError):
+            continue  # an earlier change removed this path
+    load_bytes(_rewrite(config))
+
+
+@FUZZ
+@given(st.sampled_from(sorted(MEMBERS)), st.binary(max_size=256))
+def test_a_replaced_member(name, data):
+    load_bytes(_rewrite(members={**MEMBERS, name: data}))
+
+
+# -- lamina train configs ------------------------------------------------------------------------------
+
+DIGITS_TOML = (Path(__file__).resolve().parent.parent / "examples" / "configs" / "digits.toml").read_text()
+
+
+def parse_and_build(text: str) -> None:
+    """Parse a config and build what it describes (not the training): a result or a ConfigError."""
+    try:
+        config = runconfig.parse(text, "fuzzed.toml")
+        for i, spec in enumerate(config.get("layers")):
+            runconfig.build(config, "layer", spec, f"layers[{i}]")
+        runconfig.build(config, "loss", config.get("loss", "MSE"), "loss")
+        runconfig.build_optimizer(config)
+        runconfig.build_list(config, "metric", "metrics")
+        runconfig.build_list(config, "callback", "callbacks")
+    except lamina.ConfigError:
+        return
+
+
+def test_the_unmutated_config_builds():
+    parse_and_build(DIGITS_TOML)
+
+
+@FUZZ
+@given(st.text(max_size=400))
+def test_random_text_as_a_config(text):
+    parse_and_build(text)
+
+
+@FUZZ
+@given(st.lists(st.tuples(st.integers(0, len(DIGITS_TOML)), st.integers(0, 6), st.text(max_size=6)), min_size=1, max_size=5))
+def test_mutated_configs(edits):
+    text = DIGITS_TOML
+    for position, removed, inserted in edits:
+        position = min(position, len(text))
+        text = text[:position] + inserted + text[position + removed :]
+    parse_and_build(text)
+
+
+@FUZZ
+@given(st.sampled_from(["epochs", "batch_size", "seed", "validation_split", "metrics", "output", "shuffle", "clip_grad_norm"]),
+       st.sampled_from(["0", "-1", "1.5", "'x'", "[]", "[1, 2]", "true", "{a = 1}", "1e400", "nan", "inf", "9999999999999999999"]))
+def test_top_level_values_of_every_type(key, value):
+    parse_and_build(f"{key} = {value}\n" + DIGITS_TOML.replace(f"\n{key} =", "\n_removed_" + key + " ="))
