@@ -48,8 +48,10 @@ from lamina.registry import (
     register_plugin,
     resolve,
     schedule,
+    strategy,
 )
 from lamina.schedule import Schedule
+from lamina.strategy import Strategy, active_strategy
 from lamina.seeding import rng, seed
 from lamina.saving import load_model as load
 from lamina.training import clip_grad_norm
@@ -82,9 +84,11 @@ __all__ = [
     "PluginWarning",
     "Registry",
     "Schedule",
+    "Strategy",
     "ShapeError",
     "UnknownPluginError",
     "__version__",
+    "active_strategy",
     "atomic_write",
     "callback",
     "checks",
@@ -106,4 +110,5 @@ __all__ = [
     "rng",
     "schedule",
     "seed",
+    "strategy",
 ]

@@ -130,3 +130,17 @@ def register_datasets(register):
         def register_datasets(register):
             register(FashionMnist, name="fashion_mnist")
     """
+
+
+@hookspec
+def register_strategies(register):
+    """Register training strategy classes (subclasses of `lamina.Strategy`).
+
+    A strategy spreads training over processes: it shards each global batch, sums gradients
+    with `allreduce`, and keeps all processes in step. `model.train(..., strategy="name")`
+    and `strategy = "name"` in a `lamina train` config pick one; "local" is the default.
+
+        @lamina.hookimpl
+        def register_strategies(register):
+            register(Gloo, name="gloo")
+    """

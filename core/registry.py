@@ -32,6 +32,7 @@ from lamina.loss import Loss
 from lamina.metric import Metric
 from lamina.optimizer import Optimizer
 from lamina.schedule import Schedule
+from lamina.strategy import Strategy
 
 ENTRY_POINT_GROUP = "lamina"
 BUILTIN_PACKAGE = "lamina"
@@ -58,6 +59,7 @@ KINDS: dict[str, Kind] = {
         Kind("initializer", "initializers", "register_initializers", Initializer),
         Kind("schedule", "schedules", "register_schedules", Schedule),
         Kind("dataset", "datasets", "register_datasets", Dataset),
+        Kind("strategy", "strategies", "register_strategies", Strategy),
     )
 }
 
@@ -539,6 +541,11 @@ def schedule(name: str, /, *args: Any, **kwargs: Any) -> Schedule:
 def dataset(name: str, /, **options: Any) -> Arrays:
     """Load a registered dataset by name: `x_train, y_train, x_test, y_test = lamina.dataset("digits")`."""
     return _default.build("dataset", name, **options).load()
+
+
+def strategy(name: str, /, *args: Any, **kwargs: Any) -> Strategy:
+    """Build a registered training strategy by name: `lamina.strategy("mpi")`."""
+    return _default.build("strategy", name, *args, **kwargs)
 
 
 def info_for(obj: object) -> PluginInfo | None:

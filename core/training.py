@@ -18,7 +18,7 @@ from lamina.metric import Metric
 from lamina.optimizer import Optimizer
 from lamina.parameter import Parameter
 from lamina.registry import resolve
-from lamina.seeding import rng
+from lamina.strategy import Strategy, activated
 
 if TYPE_CHECKING:
     from lamina.model import Model
@@ -82,24 +82,28 @@ def _finite(array: np.ndarray) -> bool:
 
 
 class _Step:
-    """One training step on a batch, with the non-finite guard and gradient clipping."""
+    """One training step on this process's shard of a global batch: forward, backward, the sum
+    of gradients over processes, the non-finite guard, gradient clipping and the update."""
 
-    def __init__(self, model: Model, loss: Loss, optim: Optimizer, clip_grad_norm: float | None) -> None:
-        self.model, self.loss, self.optim = model, loss, optim
+    def __init__(
+        self, model: Model, loss: Loss, optim: Optimizer, clip_grad_norm: float | None, strategy: Strategy
+    ) -> None:
+        self.model, self.loss, self.optim, self.strategy = model, loss, optim, strategy
         self.clip = clip_grad_norm
         # The loss may take over the last layer's backward (CrossEntropy after Softmax).
         self.fused = loss.fuses_with(model.layers[-1])
         self.params: list[Parameter] | None = None
 
     def __call__(
-        self, xb: np.ndarray, yb: np.ndarray, where: tuple[int, int, int, int]
-    ) -> tuple[float, np.ndarray]:
-        """Forward, loss, backward, clip and update; `where` is (epoch, epochs, batch, batches)."""
-        model, loss = self.model, self.loss
+        self, xb: np.ndarray, yb: np.ndarray, count: int, metrics: list[Metric], where: tuple[int, int, int, int]
+    ) -> list[float]:
+        """Returns the sums over the global batch of `count` rows: [loss, *metrics] (each a mean
+        per row times the rows). `where` is (epoch, epochs, batch, batches) for messages."""
+        model, loss, strategy = self.model, self.loss, self.strategy
+        rows = len(xb)
+        strategy.fraction = rows / count
         pred = model.forward(xb)
         value = float(loss(pred, yb))
-        if not math.isfinite(value):
-            raise NonFiniteError(self._diagnose(xb, yb, where))
         if self.params is None:  # layers build their parameters on the first forward pass
             self.params = list(model.parameters().values())
         for param in self.params:
@@ -108,12 +112,30 @@ class _Step:
             model.backward(loss.fused_backward(), from_layer=len(model.layers) - 2)
         else:
             model.backward(loss.backward())
+        sums = [value * rows, *(float(metric(pred, yb)) * rows for metric in metrics)]
+        if strategy.size > 1:
+            sums = self._reduce(sums, strategy.fraction)
+        if not math.isfinite(sums[0]):
+            raise NonFiniteError(self._diagnose(xb, yb, where))
         if not all(_finite(param.grad) for param in self.params):
             raise NonFiniteError(self._diagnose(xb, yb, where))
         if self.clip is not None:
             clip_grad_norm(self.params, self.clip)
         self.optim.step(self.params)
-        return value, pred
+        return sums
+
+    def _reduce(self, sums: list[float], fraction: float) -> list[float]:
+        """One allreduce per step: every gradient, weighted by this shard's share of the global
+        batch (so the sum is the gradient of the global batch's mean loss), and the sums."""
+        grads = [param.grad for param in self.params]
+        buffer = np.concatenate([*(g.ravel() * fraction for g in grads), np.asarray(sums, dtype=np.float64)])
+        buffer = buffer.astype(np.float64, copy=False)
+        self.strategy.allreduce(buffer)
+        offset = 0
+        for grad in grads:
+            grad[...] = buffer[offset : offset + grad.size].reshape(grad.shape)
+            offset += grad.size
+        return buffer[offset:].tolist()
 
     def _diagnose(self, xb: np.ndarray, yb: np.ndarray, where: tuple[int, int, int, int]) -> str:
         """Replay the step layer by layer to name the first non-finite output or gradient."""
@@ -166,17 +188,27 @@ def clip_grad_norm(params: Sequence[Parameter], max_norm: float) -> float:
 
 
 def _mean_logs(
-    model: Model, x: np.ndarray, y: np.ndarray, loss: Loss, metrics: list[Metric], batch_size: int
+    model: Model,
+    x: np.ndarray,
+    y: np.ndarray,
+    loss: Loss,
+    metrics: list[Metric],
+    batch_size: int,
+    strategy: Strategy | None = None,
 ) -> dict[str, float]:
-    """Sample-weighted means of the loss and metrics over (x, y), in batches, without training."""
-    totals = dict.fromkeys(["loss", *(m.name for m in metrics)], 0.0)
-    for batch in _batches(len(x), batch_size, None):
-        xb, yb = x[batch], y[batch]
+    """Sample-weighted means of the loss and metrics over (x, y), in batches, without training;
+    with a strategy of several processes, each computes its shard and the sums are combined."""
+    names = ["loss", *(m.name for m in metrics)]
+    totals = np.zeros(len(names))
+    part = strategy.shard(len(x)) if strategy is not None else slice(0, len(x))
+    xs, ys = x[part], y[part]
+    for batch in _batches(len(xs), batch_size, None):
+        xb, yb = xs[batch], ys[batch]
         pred = model.forward(xb)
-        totals["loss"] += float(loss(pred, yb)) * len(xb)
-        for metric in metrics:
-            totals[metric.name] += float(metric(pred, yb)) * len(xb)
-    return {key: total / len(x) for key, total in totals.items()}
+        totals += [float(loss(pred, yb)) * len(xb), *(float(m(pred, yb)) * len(xb) for m in metrics)]
+    if strategy is not None and strategy.size > 1:
+        strategy.allreduce(totals)
+    return {name: float(total) / len(x) for name, total in zip(names, totals)}
 
 
 def _check_metric_names(metrics: list[Metric], owner: str) -> None:
@@ -206,6 +238,33 @@ def fit(
     verbose: bool,
     clip_grad_norm: float | None,
     resume_from: str | os.PathLike[str] | None = None,
+    strategy: Strategy | str | None = None,
+) -> History:
+    strategy = resolve("strategy", "local" if strategy is None else strategy, "strategy", OWNER)
+    with activated(strategy):
+        return _fit(
+            model, x, y, optim, loss, epochs, batch_size, shuffle, validation_data, validation_split,
+            metrics, callbacks, verbose and strategy.is_main, clip_grad_norm, resume_from, strategy,
+        )
+
+
+def _fit(
+    model: Model,
+    x: object,
+    y: object,
+    optim: Optimizer | str | None,
+    loss: Loss | str,
+    epochs: int,
+    batch_size: int | None,
+    shuffle: bool,
+    validation_data: tuple[object, object] | None,
+    validation_split: float,
+    metrics: Iterable[Metric | str] | Metric | str,
+    callbacks: Iterable[Callback | str] | Callback | str,
+    verbose: bool,
+    clip_grad_norm: float | None,
+    resume_from: str | os.PathLike[str] | None,
+    strategy: Strategy,
 ) -> History:
     loss = resolve("loss", loss, "loss", OWNER)
     metrics = _as_list(metrics, "metric", "metrics", OWNER)
@@ -251,7 +310,20 @@ def fit(
     n = len(x)
     size = n if batch_size is None else min(batch_size, n)
     n_batches = math.ceil(n / size)
-    step = _Step(model, loss, optim, clip_grad_norm)
+    smallest = n - (n_batches - 1) * size
+    if strategy.size > 1 and smallest < strategy.size:
+        raise ArgumentError(
+            f"{OWNER}(batch_size={batch_size}): with {strategy.size} processes every batch needs at "
+            f"least {strategy.size} rows, but {'the last batch' if smallest < size else 'each batch'} "
+            f"of the {n} training rows has {smallest}; use a batch_size of at least {strategy.size} "
+            f"that leaves no smaller remainder"
+        )
+    if not model.parameters() and n:
+        # Build the layers before the first permutation, in every strategy, so that processes
+        # and single runs draw from the generator in the same order.
+        model.predict(x[:1])
+    strategy.begin(model)
+    step = _Step(model, loss, optim, clip_grad_norm, strategy)
     model.optimizer, model.loss, model.metrics, model.stop_training = optim, loss, metrics, False
     model.history = history
     logs: dict[str, float] = {}
@@ -270,23 +342,26 @@ def fit(
                     callback.on_epoch_begin(epoch, {})
                 bar = _bar(verbose and n_batches > 1, total=n_batches, desc=f"epoch {epoch + 1}/{epochs}", unit="batch")
                 # One permutation per epoch from lamina's generator; batches are slices of it.
-                order = rng().permutation(n) if shuffle and n_batches > 1 else None
-                totals = dict.fromkeys(["loss", *(m.name for m in metrics)], 0.0)
+                order = strategy.permutation(n) if shuffle and n_batches > 1 else None
+                names = ["loss", *(m.name for m in metrics)]
+                totals = np.zeros(len(names))
                 seen = 0
                 for index, batch in enumerate(_batches(n, size, order)):
-                    xb, yb = x[batch], y[batch]
-                    value, pred = step(xb, yb, (epoch, epochs, index, n_batches))
-                    seen += len(xb)
-                    totals["loss"] += value * len(xb)
-                    for metric in metrics:
-                        totals[metric.name] += float(metric(pred, yb)) * len(xb)
+                    count = len(range(n)[batch]) if isinstance(batch, slice) else len(batch)
+                    mine = strategy.shard(count)
+                    rows = range(n)[batch][mine] if isinstance(batch, slice) else batch[mine]
+                    if isinstance(rows, range):
+                        rows = slice(rows.start, rows.stop)  # a view, not a copy
+                    xb, yb = x[rows], y[rows]
+                    totals += step(xb, yb, count, metrics, (epoch, epochs, index, n_batches))
+                    seen += count
                     if bar.shown and index % 10 == 0:  # running means, cheaply
-                        bar.set_postfix({k: f"{v / seen:.4g}" for k, v in totals.items()}, refresh=False)
+                        bar.set_postfix({k: f"{v / seen:.4g}" for k, v in zip(names, totals)}, refresh=False)
                     bar.update(1)
-                logs = {key: total / n for key, total in totals.items()}
+                logs = {key: float(total) / n for key, total in zip(names, totals)}
                 if x_val is not None:
                     model.set_training(False)
-                    val = _mean_logs(model, x_val, y_val, loss, metrics, batch_size or len(x_val))
+                    val = _mean_logs(model, x_val, y_val, loss, metrics, batch_size or len(x_val), strategy)
                     logs.update({f"val_{key}": value for key, value in val.items()})
                     model.set_training(True)
                 for callback in callbacks:
@@ -300,6 +375,9 @@ def fit(
                 epoch_bar.update(1)
                 if model.stop_training:
                     break
+        except BaseException as err:
+            strategy.fail(err)  # other processes must not wait for this one in a collective
+            raise
         finally:
             model.set_training(False)
             epoch_bar.close()

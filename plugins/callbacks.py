@@ -106,6 +106,8 @@ class CSVLogger(lamina.Callback):
         columns: list[str] = []
         for row in self._rows:
             columns.extend(key for key in row if key not in columns)
+        if not lamina.active_strategy().is_main:
+            return  # with several processes, one writes the file
         text = io.StringIO()
         writer = csv.DictWriter(text, fieldnames=columns, delimiter=self.separator, lineterminator="\n")
         writer.writeheader()
@@ -136,6 +138,9 @@ class Checkpoint(lamina.Callback):
             self._save(done, None)
 
     def _save(self, done: int, logs: dict[str, float] | None) -> None:
+        if not lamina.active_strategy().is_main:
+            self._saved = done
+            return  # with several processes, one writes the file
         # The history so far: what the model's History holds, plus this epoch's logs, which
         # the training loop records only after the callbacks have run.
         history = {key: list(values) for key, values in self.model.history.items()}

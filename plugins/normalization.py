@@ -57,14 +57,22 @@ class BatchNorm(lamina.Layer):
         axes = (0, *range(2, x.ndim))
         view = (1, channels) + (1,) * (x.ndim - 2)
         if self.training:
+            strategy = lamina.active_strategy()
             count = x.size // channels
+            if strategy.size > 1:  # statistics over the global batch, summed over processes
+                sums = np.concatenate([x.sum(axis=axes), (x * x).sum(axis=axes), [count]]).astype(np.float64)
+                strategy.allreduce(sums)
+                count = int(sums[-1])
+                mean = (sums[:channels] / count).astype(x.dtype)
+                var = np.maximum(sums[channels : 2 * channels] / count - (sums[:channels] / count) ** 2, 0).astype(x.dtype)
             if count < 2:
                 raise lamina.ShapeError(
                     f"BatchNorm in training needs more than one value per channel, got shape "
                     f"{x.shape}; use batches of at least 2 samples"
                 )
-            mean = x.mean(axis=axes)
-            var = x.var(axis=axes)
+            if strategy.size == 1:
+                mean = x.mean(axis=axes)
+                var = x.var(axis=axes)
             self.running_mean *= 1 - self.momentum
             self.running_mean += self.momentum * mean
             self.running_var *= 1 - self.momentum
@@ -89,6 +97,16 @@ class BatchNorm(lamina.Layer):
         n = self._count
         sum_dxhat = dxhat.sum(axis=axes, keepdims=True)
         sum_dxhat_xhat = (dxhat * xhat).sum(axis=axes, keepdims=True)
+        strategy = lamina.active_strategy()
+        if strategy.size > 1:
+            # Global sums of the global loss's gradient: this process's loss is the mean over
+            # its shard, i.e. 1 / fraction times its share of the global batch's mean loss.
+            w = strategy.fraction
+            sums = np.concatenate([sum_dxhat.ravel(), sum_dxhat_xhat.ravel()]).astype(np.float64) * w
+            strategy.allreduce(sums)
+            c = sum_dxhat.size
+            sum_dxhat = (sums[:c] / w).reshape(sum_dxhat.shape).astype(dxhat.dtype)
+            sum_dxhat_xhat = (sums[c:] / w).reshape(sum_dxhat_xhat.shape).astype(dxhat.dtype)
         return (inv_std / n) * (n * dxhat - sum_dxhat - xhat * sum_dxhat_xhat)
 
 

@@ -256,6 +256,7 @@ TESTED = {
                     "zeros", "ones", "normal"},
     "schedule": {"Constant", "StepDecay", "ExponentialDecay", "CosineDecay"},  # test_optimizers.py
     "dataset": {"xor", "spirals", "digits", "npz", "csv"},  # test_datasets.py
+    "strategy": {"local", "mpi"},  # test_mpi.py
 }
 
 

@@ -111,7 +111,7 @@ def test_wrong_constructor_arguments_name_the_plugin_and_its_signature():
 
 
 def test_unknown_kind_lists_the_kinds():
-    with pytest.raises(lamina.ArgumentError, match="layer, loss, optimizer, metric, callback, initializer, schedule, dataset"):
+    with pytest.raises(lamina.ArgumentError, match="layer, loss, optimizer, metric, callback, initializer, schedule, dataset, strategy"):
         lamina.get_registry().get("metrics_", "accuracy")
 
 
@@ -246,6 +246,7 @@ KIND_EXAMPLES = {
     "initializer": lamina.Initializer,
     "schedule": lamina.Schedule,
     "dataset": lamina.Dataset,
+    "strategy": lamina.Strategy,
 }
 
 

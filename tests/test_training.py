@@ -74,14 +74,15 @@ def test_without_shuffle_batches_are_in_order():
     x = np.arange(7, dtype=np.float64).reshape(7, 1)
     recorder = Recorder()
     lamina.Model([recorder, Linear(1)]).train(x, x, epochs=2, batch_size=3, shuffle=False, verbose=False)
-    assert [b.ravel().tolist() for b in recorder.batches[:3]] == [[0, 1, 2], [3, 4, 5], [6]]
+    # (the first pass, on x[:1], builds the layers before the first epoch)
+    assert [b.ravel().tolist() for b in recorder.batches[1:4]] == [[0, 1, 2], [3, 4, 5], [6]]
 
 
 def test_full_batch_by_default():
     x = np.arange(7, dtype=np.float64).reshape(7, 1)
     recorder = Recorder()
     lamina.Model([recorder, Linear(1)]).train(x, x, epochs=2, verbose=False)
-    assert [b.ravel().tolist() for b in recorder.batches] == [list(range(7))] * 2
+    assert [b.ravel().tolist() for b in recorder.batches[1:]] == [list(range(7))] * 2
 
 
 def test_the_same_seed_gives_the_same_history_and_weights():
@@ -109,8 +110,8 @@ def test_validation_data_is_evaluated_in_inference_mode():
     model = lamina.Model([recorder, Linear(3), Softmax()])
     model.train(x, y, loss="CrossEntropy", epochs=2, batch_size=10, shuffle=False,
                 validation_data=(x[:5], y[:5]), verbose=False)
-    # per epoch: two training batches, then one validation pass
-    assert recorder.modes == [True, True, False] * 2
+    # a building pass, then per epoch: two training batches and one validation pass
+    assert recorder.modes == [False] + [True, True, False] * 2
     assert recorder.training is False
 
 
@@ -208,7 +209,7 @@ def test_a_non_finite_layer_output_is_named_with_its_position():
     with pytest.raises(lamina.NonFiniteError) as info:
         model.train(x, y, loss="CrossEntropy", epochs=5, verbose=False)
     message = str(info.value)
-    assert "epoch 3/5, batch 1/1" in message
+    assert "epoch 2/5, batch 1/1" in message  # the third call: after the building pass and epoch 1
     assert "the output of Model.layers[2], Exploding(), is not finite" in message
 
 
