@@ -19,6 +19,7 @@ from lamina.loss import Loss
 from lamina.metric import Metric
 from lamina.optimizer import Optimizer
 from lamina.parameter import Parameter
+from lamina.strategy import Strategy
 from lamina.registry import get_registry
 
 
@@ -176,6 +177,7 @@ class Model:
         verbose: bool = True,
         clip_grad_norm: float | None = None,
         resume_from: str | os.PathLike[str] | None = None,
+        strategy: Strategy | str | None = None,
     ) -> History:
         """Fit the model to (x, y); returns the History of loss and metrics per epoch.
 
@@ -188,6 +190,8 @@ class Model:
         step that would have spoiled the weights. `resume_from` names a checkpoint (written by
         the Checkpoint callback): its weights, optimizer state, random generator and history are
         restored and training continues up to `epochs` in all, exactly as if never interrupted.
+        `strategy` spreads training over processes ("local", the default, or "mpi" under
+        `mpiexec -n N`); with the same seed and global batch size it reaches the same weights.
         """
         with self.lock:
             return training.fit(
@@ -206,6 +210,7 @@ class Model:
                 verbose=verbose,
                 clip_grad_norm=clip_grad_norm,
                 resume_from=resume_from,
+                strategy=strategy,
             )
 
     # -- files and description -------------------------------------------------------------

@@ -38,7 +38,11 @@ def train(
 ) -> RunResult:
     """Train what `config` describes; write model.npz, metrics.json and curves.png into the
     output folder, and checkpoint.npz after every epoch. With `resume`, continue from that
-    checkpoint exactly as if the run had never stopped."""
+    checkpoint exactly as if the run had never stopped. With several processes (strategy
+    "mpi"), only the main one prints and writes files."""
+    strategy = runconfig.build(config, "strategy", config.get("strategy", "local"), "strategy")
+    if not strategy.is_main:
+        say, verbose = (lambda text: None), False
     folder = Path(output or config.get("output"))
     folder.mkdir(parents=True, exist_ok=True)
     seed(config.get("seed", 0))
@@ -68,10 +72,13 @@ def train(
             verbose=verbose,
             clip_grad_norm=config.get("clip_grad_norm"),
             resume_from=checkpoint if resume else None,
+            strategy=strategy,
         )
     except LaminaError as err:
         raise type(err)(f"{config.source}: training failed: {err}") from None
     test = model.evaluate(x_test, y_test, metrics=metrics) if len(x_test) else {}
+    if not strategy.is_main:  # the main process writes the files
+        return RunResult(model, history, test, folder, {})
 
     files = {"model": model.save(folder / "model.npz", include_optimizer=True)}
     report = {

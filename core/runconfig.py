@@ -76,6 +76,7 @@ KEYS = {
     "optimizer": 'an optimizer name or a table with "type" (default "SGD")',
     "schedule": 'a table with "type": the optimizer\'s learning-rate schedule',
     "callbacks": "a list of callback names or tables",
+    "strategy": 'a training strategy: "local" (default) or "mpi" (run under mpiexec -n N)',
 }
 REQUIRED = ("dataset", "layers")
 

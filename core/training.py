@@ -126,16 +126,22 @@ class _Step:
 
     def _reduce(self, sums: list[float], fraction: float) -> list[float]:
         """One allreduce per step: every gradient, weighted by this shard's share of the global
-        batch (so the sum is the gradient of the global batch's mean loss), and the sums."""
+        batch (so the sum is the gradient of the global batch's mean loss), and the sums, packed
+        into one buffer in the gradients' own dtype (float32 halves the bytes sent)."""
         grads = [param.grad for param in self.params]
-        buffer = np.concatenate([*(g.ravel() * fraction for g in grads), np.asarray(sums, dtype=np.float64)])
-        buffer = buffer.astype(np.float64, copy=False)
+        total = sum(g.size for g in grads)
+        buffer = np.empty(total + len(sums), dtype=grads[0].dtype if grads else np.float64)
+        offset = 0
+        for grad in grads:
+            np.multiply(grad.ravel(), fraction, out=buffer[offset : offset + grad.size])
+            offset += grad.size
+        buffer[offset:] = sums
         self.strategy.allreduce(buffer)
         offset = 0
         for grad in grads:
             grad[...] = buffer[offset : offset + grad.size].reshape(grad.shape)
             offset += grad.size
-        return buffer[offset:].tolist()
+        return buffer[offset:].astype(np.float64).tolist()
 
     def _diagnose(self, xb: np.ndarray, yb: np.ndarray, where: tuple[int, int, int, int]) -> str:
         """Replay the step layer by layer to name the first non-finite output or gradient."""

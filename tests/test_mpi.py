@@ -1,0 +1,166 @@
+"""Data-parallel training over MPI: `mpiexec -n 2` and `-n 3` reach the weights of one process.
+
+These tests need the `mpi` extra (mpi4py and MPICH); .ci/run installs it.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import lamina
+from conftest import ROOT
+
+try:
+    import mpi4py  # noqa: F401
+
+    MPIEXEC = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
+except ImportError:
+    MPIEXEC = None
+
+needs_mpi = pytest.mark.skipif(MPIEXEC is None, reason="needs the mpi extra: pip install -e '.[mpi]'")
+
+SCRIPT = '''
+import os, sys
+import numpy as np
+import lamina
+
+strategy, dtype, out = sys.argv[1], sys.argv[2], sys.argv[3]
+fail = os.environ.get("FAIL", "")
+x, y, _, _ = lamina.dataset("spirals", n_samples=int(os.environ.get("ROWS", "240")))
+x = x.astype(dtype)
+lamina.seed(5)
+width = 16 + (lamina.strategy(strategy).rank if fail == "shapes" else 0)
+model = lamina.Model([lamina.layer("Linear", width), "Relu", lamina.layer("BatchNorm"), lamina.layer("Linear", 3)])
+
+
+class Trouble(lamina.Callback):
+    def on_epoch_end(self, epoch, logs):
+        rank = lamina.active_strategy().rank
+        if fail == "raise" and rank == 1 and epoch == 1:
+            raise RuntimeError("rank 1 gives up")
+        if fail == "kill" and rank == 1 and epoch == 1:
+            os.kill(os.getpid(), 9)
+
+
+history = model.train(
+    x, y, optim=lamina.optimizer("Adam", lr=0.01), loss=lamina.loss("CrossEntropy", from_logits=True),
+    epochs=3, batch_size=int(os.environ.get("BATCH", "16")), metrics=["accuracy"], validation_split=0.2,
+    callbacks=[Trouble()], verbose=True, strategy=strategy,
+)
+if lamina.active_strategy().is_main:
+    np.savez(out, *[p.value for p in model.parameters().values()], *model.buffers().values(),
+             **{key: np.array(values) for key, values in history.items()})
+'''
+
+
+def run(tmp_path, ranks, dtype="float64", env=None, timeout=180):
+    script = tmp_path / "train.py"
+    script.write_text(SCRIPT)
+    out = tmp_path / f"out-{ranks}-{dtype}.npz"
+    command = [sys.executable, str(script), "local" if ranks == 0 else "mpi", dtype, str(out)]
+    if ranks:
+        command = [MPIEXEC, "-n", str(ranks), *command]
+    environment = dict(os.environ, OPENBLAS_NUM_THREADS="1", **(env or {}))
+    start = time.monotonic()
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=environment, cwd=tmp_path)
+    return result, out, time.monotonic() - start
+
+
+@pytest.fixture(scope="module")
+def local_runs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("local")
+    outputs = {}
+    for dtype in ("float64", "float32"):
+        result, out, _ = run(folder, 0, dtype)
+        assert result.returncode == 0, result.stderr
+        outputs[dtype] = dict(np.load(out))
+    return outputs
+
+
+@needs_mpi
+@pytest.mark.parametrize("ranks", [2, 3])
+@pytest.mark.parametrize("dtype, tolerance", [("float64", 1e-10), ("float32", 1e-5)])
+def test_mpi_reaches_the_weights_and_history_of_one_process(tmp_path, local_runs, ranks, dtype, tolerance):
+    result, out, _ = run(tmp_path, ranks, dtype)
+    assert result.returncode == 0, result.stderr
+    expected, got = local_runs[dtype], dict(np.load(out))
+    assert set(got) == set(expected)
+    for key, value in expected.items():
+        scale = max(float(np.max(np.abs(value))), 1e-30)
+        assert float(np.max(np.abs(got[key] - value))) / scale < tolerance, key
+    # only rank 0 showed progress: one bar line per epoch, not one per process
+    assert result.stderr.count("epoch 1/3") >= 1
+    assert result.stderr.count("epoch 1/3") == result.stderr.count("epoch 3/3")
+
+
+@needs_mpi
+def test_a_killed_rank_stops_the_others_quickly(tmp_path):
+    result, out, elapsed = run(tmp_path, 2, env={"FAIL": "kill"}, timeout=120)
+    assert result.returncode != 0 and not out.exists()
+    assert elapsed < 60
+
+
+@needs_mpi
+def test_an_error_on_one_rank_stops_every_rank_with_the_error(tmp_path):
+    result, out, elapsed = run(tmp_path, 3, env={"FAIL": "raise"}, timeout=120)
+    assert result.returncode != 0 and not out.exists()
+    assert "process 1 of 3 failed" in result.stderr and "rank 1 gives up" in result.stderr
+    assert elapsed < 60
+
+
+@needs_mpi
+def test_ranks_that_build_different_models_get_a_clear_error(tmp_path):
+    result, _, _ = run(tmp_path, 2, env={"FAIL": "shapes"}, timeout=120)
+    assert result.returncode != 0
+    assert "the 2 processes built models with different parameters" in result.stderr
+
+
+@needs_mpi
+def test_batches_smaller_than_the_number_of_ranks_are_refused(tmp_path):
+    result, _, _ = run(tmp_path, 3, env={"BATCH": "2"}, timeout=120)
+    assert result.returncode != 0
+    assert "with 3 processes every batch needs at least 3 rows" in result.stderr
+
+
+def test_mpi_without_mpi4py_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "mpi4py", None)
+    with pytest.raises(lamina.ArgumentError, match=r"pip install 'lamina\[mpi\]'"):
+        lamina.strategy("mpi")
+
+
+def test_the_local_strategy_is_the_default_and_changes_nothing():
+    x, y, _, _ = lamina.dataset("xor")
+    histories = []
+    for strategy in (None, "local", lamina.strategy("local")):
+        lamina.seed(0)
+        model = lamina.Model([lamina.layer("Linear", 4), "Tanh", lamina.layer("Linear", 1)])
+        histories.append(model.train(x, y, epochs=5, verbose=False, strategy=strategy)["loss"])
+    assert histories[0] == histories[1] == histories[2]
+
+
+@needs_mpi
+def test_lamina_train_with_strategy_mpi_writes_once_and_matches_one_process(tmp_path):
+    config = tmp_path / "spirals.toml"
+    text = (ROOT / "examples" / "configs" / "spirals.toml").read_text().replace("epochs = 150", "epochs = 4")
+    config.write_text('strategy = "mpi"\n' + text)
+    local = tmp_path / "local.toml"
+    local.write_text(text)
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
+    one = subprocess.run([sys.executable, "-m", "lamina", "train", str(local), "--out", str(tmp_path / "one"), "--quiet"],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert one.returncode == 0, one.stderr
+    two = subprocess.run([MPIEXEC, "-n", "2", sys.executable, "-m", "lamina", "train", str(config), "--out", str(tmp_path / "two")],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert two.returncode == 0, two.stderr
+    assert two.stdout.count("trained 4 epochs") == 1  # only rank 0 prints
+    a = lamina.load(tmp_path / "one" / "model.npz").parameters()
+    b = lamina.load(tmp_path / "two" / "model.npz").parameters()
+    for key in a:
+        assert np.allclose(a[key].value, b[key].value, rtol=1e-5, atol=1e-6), key
