@@ -232,29 +232,8 @@ def _rebuild(model_cls: type, archive: zipfile.ZipFile, config: dict[str, Any], 
         except MemoryError:
             raise FileFormatError(f"{path}: the layers the file describes are too large to build; it is corrupted") from None
     params = model.parameters()
-    saved = config["weights"]
-    if set(saved) != set(params):
-        raise FileFormatError(
-            f"{path}: the file's weights ({', '.join(saved) or 'none'}) do not fit the layers it "
-            f"describes ({', '.join(params) or 'none'}); it is corrupted, or a plugin changed"
-        )
-    for name, param in params.items():
-        array = _array(archive, f"weights/{name}.npy", path)
-        if array.shape != param.shape:
-            raise FileFormatError(f"{path}: weight {name!r} has shape {array.shape}, the layer needs {param.shape}")
-        param.value[...] = array
-    buffers = model.buffers()
-    saved = config.get("buffers", {})
-    if set(saved) != set(buffers):
-        raise FileFormatError(
-            f"{path}: the file's buffers ({', '.join(saved) or 'none'}) do not fit the layers it "
-            f"describes ({', '.join(buffers) or 'none'}); it is corrupted, or a plugin changed"
-        )
-    for name, buffer in buffers.items():
-        array = _array(archive, f"buffers/{name}.npy", path)
-        if array.shape != buffer.shape:
-            raise FileFormatError(f"{path}: buffer {name!r} has shape {array.shape}, the layer needs {buffer.shape}")
-        buffer[...] = array
+    _fill(archive, path, "weight", config["weights"], {name: p.value for name, p in params.items()})
+    _fill(archive, path, "buffer", config.get("buffers", {}), model.buffers())
     if "loss" in config:
         model.loss = build_plugin(config["loss"], f"{path}: loss")
     model.metrics = [build_plugin(r, f"{path}: metrics[{i}]") for i, r in enumerate(config.get("metrics", []))]
@@ -268,6 +247,21 @@ def _rebuild(model_cls: type, archive: zipfile.ZipFile, config: dict[str, Any], 
             raise FileFormatError(f"{path}: the random generator state in the file is invalid ({err})") from None
     model.progress = config.get("progress")
     return model
+
+
+def _fill(archive: zipfile.ZipFile, path: Path, kind: str, saved: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+    """Copy the file's weights (or buffers) into the freshly built layers' arrays, in place,
+    after checking that the file names exactly these arrays, with these shapes."""
+    if set(saved) != set(arrays):
+        raise FileFormatError(
+            f"{path}: the file's {kind}s ({', '.join(saved) or 'none'}) do not fit the layers it "
+            f"describes ({', '.join(arrays) or 'none'}); it is corrupted, or a plugin changed"
+        )
+    for name, target in arrays.items():
+        array = _array(archive, f"{kind}s/{name}.npy", path)
+        if array.shape != target.shape:
+            raise FileFormatError(f"{path}: {kind} {name!r} has shape {array.shape}, the layer needs {target.shape}")
+        target[...] = array
 
 
 def _restore_optimizer(archive: zipfile.ZipFile, record: dict[str, Any], params: dict[str, Any], path: Path) -> Any:

@@ -227,37 +227,19 @@ def _check_metric_names(metrics: list[Metric], owner: str) -> None:
             )
 
 
-def fit(
-    model: Model,
-    x: object,
-    y: object,
-    *,
-    optim: Optimizer | str,
-    loss: Loss | str,
-    epochs: int,
-    batch_size: int | None,
-    shuffle: bool,
-    validation_data: tuple[object, object] | None,
-    validation_split: float,
-    metrics: Iterable[Metric | str] | Metric | str,
-    callbacks: Iterable[Callback | str] | Callback | str,
-    verbose: bool,
-    clip_grad_norm: float | None,
-    resume_from: str | os.PathLike[str] | None = None,
-    strategy: Strategy | str | None = None,
-) -> History:
+def fit(model: Model, x: object, y: object, *, strategy: Strategy | str | None = None, **options: Any) -> History:
+    """Model.train's loop, run under its strategy (only the main process shows progress)."""
     strategy = resolve("strategy", "local" if strategy is None else strategy, "strategy", OWNER)
+    options["verbose"] = options["verbose"] and strategy.is_main
     with activated(strategy):
-        return _fit(
-            model, x, y, optim, loss, epochs, batch_size, shuffle, validation_data, validation_split,
-            metrics, callbacks, verbose and strategy.is_main, clip_grad_norm, resume_from, strategy,
-        )
+        return _fit(model, x, y, strategy=strategy, **options)
 
 
 def _fit(
     model: Model,
     x: object,
     y: object,
+    *,
     optim: Optimizer | str | None,
     loss: Loss | str,
     epochs: int,
