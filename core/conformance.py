@@ -22,7 +22,6 @@ from attrs import field, frozen
 from lamina.errors import LaminaError, ShapeError
 from lamina.hookspecs import hookimpl
 from lamina.layer import Layer
-from lamina.loss import Loss
 from lamina.optimizer import Optimizer
 from lamina.parameter import Parameter
 from lamina.registry import KINDS, get_registry

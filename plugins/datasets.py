@@ -13,7 +13,7 @@ from importlib.resources import files
 import numpy as np
 
 import lamina
-from lamina.checks import fraction, positive_int, positive_number
+from lamina.checks import fraction, positive_int
 
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 

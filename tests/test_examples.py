@@ -8,7 +8,6 @@ import re
 import runpy
 import sys
 
-import numpy as np
 import pytest
 
 from conftest import ROOT, run_python

@@ -3,7 +3,6 @@ thread safety, no reliance on assert, and documented errors."""
 from __future__ import annotations
 
 import ast
-import os
 import signal
 import subprocess
 import sys
