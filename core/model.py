@@ -229,8 +229,11 @@ class Model:
         """
         return saving.save_model(self, path, include_optimizer, progress)
 
-    def summary(self) -> str:
-        """A table of the layers, their output shapes and parameter counts, and the total."""
+    def summary(self) -> Summary:
+        """A table of the layers, their output shapes and parameter counts, and the total.
+
+        It is a str (print it, or read it); at the interactive prompt it shows as the table.
+        """
         shapes: list[str] = ["?"] * len(self.layers)
         if self.input_shape is not None:
             self.set_training(False)
@@ -250,10 +253,17 @@ class Model:
         footer = f"Total params: {total:,}"
         if self.input_shape is None:
             footer += " (layers are built on the first input: call the model on data to see all)"
-        return "\n".join([lines[0], rule, *lines[1:], rule, footer])
+        return Summary("\n".join([lines[0], rule, *lines[1:], rule, footer]))
 
     def __repr__(self) -> str:
         return f"Model([{', '.join(repr(layer) for layer in self.layers)}])"
+
+
+class Summary(str):
+    """The text of `Model.summary()`, shown as the table itself at the interactive prompt."""
+
+    def __repr__(self) -> str:
+        return str(self)
 
 
 def _build_layer(position: int, item: object) -> Layer:

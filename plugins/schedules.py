@@ -33,11 +33,12 @@ class StepDecay(lamina.Schedule):
 
 
 class ExponentialDecay(lamina.Schedule):
-    """initial_lr * decay_rate ** (step / decay_steps); whole periods only when `staircase`."""
+    """initial_lr * decay_rate ** (step / decay_steps); whole periods only when `staircase`.
 
-    def __init__(
-        self, initial_lr: float, decay_rate: float, decay_steps: int = 1, staircase: bool = False
-    ) -> None:
+    The arguments come in Keras' order; decay_steps=1 gives PyTorch's ExponentialLR(gamma).
+    """
+
+    def __init__(self, initial_lr: float, decay_steps: int, decay_rate: float, staircase: bool = False) -> None:
         self.initial_lr = positive_number(initial_lr, "initial_lr", "ExponentialDecay")
         self.decay_rate = positive_number(decay_rate, "decay_rate", "ExponentialDecay", example=0.96)
         self.decay_steps = positive_int(decay_steps, "decay_steps", "ExponentialDecay", example=1000)

@@ -182,7 +182,7 @@ def test_schedules_match_torch_lr_schedulers_step_by_step():
 
     S = torch.optim.lr_scheduler
     assert [StepDecay(0.5, 3, 0.2)(s) for s in range(12)] == pytest.approx(torch_lrs(lambda o: S.StepLR(o, 3, 0.2)))
-    assert [ExponentialDecay(0.5, 0.9)(s) for s in range(12)] == pytest.approx(torch_lrs(lambda o: S.ExponentialLR(o, 0.9)))
+    assert [ExponentialDecay(0.5, 1, 0.9)(s) for s in range(12)] == pytest.approx(torch_lrs(lambda o: S.ExponentialLR(o, 0.9)))
     ours = [CosineDecay(0.5, 10, min_lr=0.01)(s) for s in range(11)]
     assert ours == pytest.approx(torch_lrs(lambda o: S.CosineAnnealingLR(o, 10, eta_min=0.01), 11))
 
@@ -216,7 +216,8 @@ def test_a_schedule_that_returns_a_negative_rate_is_an_error_naming_it():
     "make, message",
     [
         (lambda: StepDecay(0.1, step_size=0), "step_size must be a positive int"),
-        (lambda: ExponentialDecay(0.1, decay_rate=-0.5), "decay_rate must be a positive number"),
+        (lambda: ExponentialDecay(0.1, 10, decay_rate=-0.5), "decay_rate must be a positive number"),
+        (lambda: ExponentialDecay(0.1, 0, 0.5), "decay_steps must be a positive int"),
         (lambda: CosineDecay(0.1, 100, min_lr=-1.0), "min_lr must be a number >= 0"),
         (lambda: CosineDecay(0.1, 100, min_lr=0.5), "min_lr must not exceed initial_lr"),
         (lambda: CosineDecay(0.1, 100, warmup_steps=-1), "warmup_steps must be an int >= 0"),
