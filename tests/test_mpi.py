@@ -98,22 +98,22 @@ def test_mpi_reaches_the_weights_and_history_of_one_process(tmp_path, local_runs
         assert float(np.max(np.abs(got[key] - value))) / scale < tolerance, key
     # only rank 0 showed progress; the others wrote nothing at all
     assert "epoch 3/3" in result.stderr
-    assert set(re.findall(r"\[(\d+)\] ", result.stderr)) == {"0"}
+    assert set(re.findall(r"\[(\d+)\] ", result.stderr)) == {"0"}, result.stderr
 
 
 @needs_mpi
 def test_a_killed_rank_stops_the_others_quickly(tmp_path):
     result, out, elapsed = run(tmp_path, 2, env={"FAIL": "kill"}, timeout=120)
-    assert result.returncode != 0 and not out.exists()
-    assert elapsed < 60
+    assert result.returncode != 0 and not out.exists(), result.stderr
+    assert elapsed < 60, result.stderr
 
 
 @needs_mpi
 def test_an_error_on_one_rank_stops_every_rank_with_the_error(tmp_path):
     result, out, elapsed = run(tmp_path, 3, env={"FAIL": "raise"}, timeout=120)
-    assert result.returncode != 0 and not out.exists()
-    assert "process 1 of 3 failed" in result.stderr and "rank 1 gives up" in result.stderr
-    assert elapsed < 60
+    assert result.returncode != 0 and not out.exists(), result.stderr
+    assert "process 1 of 3 failed" in result.stderr and "rank 1 gives up" in result.stderr, result.stderr
+    assert elapsed < 60, result.stderr
 
 
 @needs_mpi
