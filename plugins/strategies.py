@@ -8,6 +8,7 @@ the gradient of the global batch's mean loss; every process takes the same optim
 from __future__ import annotations
 
 import sys
+import time
 import traceback
 import zlib
 
@@ -70,9 +71,13 @@ class Mpi(lamina.Strategy):
     def fail(self, error: BaseException) -> None:
         if self.size == 1:
             return
-        print(f"lamina: process {self.rank} of {self.size} failed, stopping all of them:", file=sys.stderr)
+        # The one-line reason first: when MPI_Abort ends the job, the launcher may cut what
+        # follows. The traceback comes after, and a moment for the launcher to forward it.
+        print(f"lamina: process {self.rank} of {self.size} failed ({type(error).__name__}: {error}); "
+              "stopping all of them", file=sys.stderr, flush=True)
         traceback.print_exception(error, file=sys.stderr)
         sys.stderr.flush()
+        time.sleep(0.2)
         self._comm.Abort(1)
 
 
