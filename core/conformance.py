@@ -315,11 +315,11 @@ def _layer_accumulates(cls: type, case: Case) -> None:
     layer = _make_layer(cls, case)
     layer.training = True
     x = _layer_input(cls, case)
-    _ = layer(x)
+    y = layer(x)
     params = layer.parameters()
     if not params:
         raise _NotApplicable("no parameters")
-    grad = np.random.default_rng(2).normal(size=layer(x).shape)
+    grad = np.random.default_rng(2).normal(size=y.shape)
     for param in params.values():
         param.zero_grad()
     layer.backward(grad)

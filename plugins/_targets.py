@@ -19,6 +19,13 @@ def check_same_shape(owner: str, pred: np.ndarray, y: np.ndarray) -> None:
         )
 
 
+def same_shape_target(owner: str, pred: np.ndarray, y: object) -> np.ndarray:
+    """`y` as a numeric array of pred's shape and dtype, for element-wise losses and metrics."""
+    y = lamina.checks.as_numeric(y, "y", owner)
+    check_same_shape(owner, pred, y)
+    return y if y.dtype == pred.dtype else y.astype(pred.dtype)
+
+
 def as_labels(y: object, owner: str) -> np.ndarray | None:
     """Integer class labels of shape (n,) from (n,) or (n, 1) integers, or integral floats of
     shape (n,); None when `y` holds one-hot or probability rows instead."""

@@ -9,18 +9,12 @@ import numpy as np
 
 import lamina
 from lamina.testing import Case, binary_for, labels_for, open_unit, probabilities
-from lamina.plugins._targets import as_labels, check_same_shape, class_targets
+from lamina.plugins._targets import as_labels, class_targets, same_shape_target
 from lamina.plugins.activations import Sigmoid, Softmax
 
 # Probabilities are clipped to [EPS, 1 - EPS] before the log, as Keras does; the gradient is
 # that of the clipped value (zero where clipping is active), so it matches what is returned.
 EPS = 1e-7
-
-
-def _same_shape_target(owner: str, pred: np.ndarray, y: object) -> np.ndarray:
-    y = lamina.checks.as_numeric(y, "y", owner)
-    check_same_shape(owner, pred, y)
-    return y if y.dtype == pred.dtype else y.astype(pred.dtype)
 
 
 class MSE(lamina.Loss):
@@ -30,7 +24,7 @@ class MSE(lamina.Loss):
     """
 
     def forward(self, pred: np.ndarray, y: np.ndarray) -> float:
-        self._diff = pred - _same_shape_target("MSE", pred, y)
+        self._diff = pred - same_shape_target("MSE", pred, y)
         return float(np.mean(np.square(self._diff)))
 
     def backward(self) -> np.ndarray:
@@ -43,7 +37,7 @@ class L1(lamina.Loss):
     conformance_cases = [Case(shape=(4, 3))]
 
     def forward(self, pred: np.ndarray, y: np.ndarray) -> float:
-        self._diff = pred - _same_shape_target("L1", pred, y)
+        self._diff = pred - same_shape_target("L1", pred, y)
         return float(np.mean(np.abs(self._diff)))
 
     def backward(self) -> np.ndarray:
@@ -62,7 +56,7 @@ class Huber(lamina.Loss):
         self.delta = lamina.checks.positive_number(delta, "delta", "Huber", example=1.0)
 
     def forward(self, pred: np.ndarray, y: np.ndarray) -> float:
-        d = pred - _same_shape_target("Huber", pred, y)
+        d = pred - same_shape_target("Huber", pred, y)
         self._diff = d
         a = np.abs(d)
         values = np.where(a <= self.delta, 0.5 * d * d, self.delta * (a - 0.5 * self.delta))
@@ -158,7 +152,7 @@ class BinaryCrossEntropy(lamina.Loss):
         self.from_logits = bool(from_logits)
 
     def forward(self, pred: np.ndarray, y: np.ndarray) -> float:
-        y = _same_shape_target("BinaryCrossEntropy", pred, y)
+        y = same_shape_target("BinaryCrossEntropy", pred, y)
         self._pred, self._y = pred, y
         if self.from_logits:
             z = pred

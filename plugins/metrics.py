@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 import lamina
-from lamina.plugins._targets import check_same_shape, class_targets
+from lamina.plugins._targets import class_targets, same_shape_target
 
 
 class Accuracy(lamina.Metric):
@@ -45,8 +45,7 @@ class BinaryAccuracy(lamina.Metric):
         self.threshold = float(threshold)
 
     def __call__(self, pred: np.ndarray, y: np.ndarray) -> float:
-        y = lamina.checks.as_numeric(y, "y", "binary_accuracy")
-        check_same_shape("binary_accuracy", pred, y)
+        y = same_shape_target("binary_accuracy", pred, y)
         return float(np.mean((pred > self.threshold) == (y > 0.5)))
 
 
@@ -56,8 +55,7 @@ class MeanAbsoluteError(lamina.Metric):
     name = "mae"
 
     def __call__(self, pred: np.ndarray, y: np.ndarray) -> float:
-        y = lamina.checks.as_numeric(y, "y", "mae")
-        check_same_shape("mae", pred, y)
+        y = same_shape_target("mae", pred, y)
         return float(np.mean(np.abs(pred - y)))
 
 
@@ -67,8 +65,7 @@ class MeanSquaredError(lamina.Metric):
     name = "mse"
 
     def __call__(self, pred: np.ndarray, y: np.ndarray) -> float:
-        y = lamina.checks.as_numeric(y, "y", "mse")
-        check_same_shape("mse", pred, y)
+        y = same_shape_target("mse", pred, y)
         return float(np.mean(np.square(pred - y)))
 
 
