@@ -7,6 +7,7 @@
 from lamina import checks
 from lamina.callback import Callback
 from lamina.checks import DEFAULT_DTYPE
+from lamina.console import echo
 from lamina.dataset import Dataset
 from lamina.errors import (
     AmbiguousPluginError,
@@ -50,13 +51,12 @@ from lamina.registry import (
     schedule,
     strategy,
 )
-from lamina.schedule import Schedule
-from lamina.strategy import Strategy, active_strategy
-from lamina.seeding import rng, seed
 from lamina.saving import load_model as load
+from lamina.schedule import Schedule
+from lamina.seeding import rng, seed
+from lamina.strategy import Strategy, active_strategy
 from lamina.training import clip_grad_norm
 from lamina.version import __version__
-
 
 __all__ = [
     "DEFAULT_DTYPE",
@@ -94,6 +94,7 @@ __all__ = [
     "checks",
     "clip_grad_norm",
     "dataset",
+    "echo",
     "fans",
     "get_registry",
     "hookimpl",

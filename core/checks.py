@@ -1,7 +1,10 @@
 """Input validation shared by the core and by plugins; messages name the object, expected and actual."""
 from __future__ import annotations
 
+import difflib
 import numbers
+from collections.abc import Iterable
+from typing import TypeVar
 
 import numpy as np
 
@@ -9,6 +12,7 @@ from lamina.errors import ArgumentError
 from lamina.schedule import Schedule
 
 DEFAULT_DTYPE = np.dtype(np.float32)
+T = TypeVar("T")
 
 
 def describe(value: object) -> str:
@@ -34,7 +38,7 @@ def positive_number(value: object, name: str, owner: str, example: float = 0.01)
     if (
         isinstance(value, bool)
         or not isinstance(value, numbers.Real)
-        or not np.isfinite(value)
+        or not np.isfinite(np.asarray(value))
         or value <= 0
     ):
         raise ArgumentError(
@@ -53,7 +57,7 @@ def learning_rate(value: object, owner: str, example: float = 0.01) -> float | S
             f"{owner}(lr={value.__name__}): lr is a schedule class, not an instance; "
             f"write e.g. lr=lamina.schedule({value.__name__!r}, ...)"
         )
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value) or value <= 0:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(np.asarray(value)) or value <= 0:
         raise ArgumentError(
             f"{owner}(lr={value!r}): lr must be a positive number or a lamina.Schedule, got "
             f"{describe(value)}; pass e.g. {owner}(lr={example})"
@@ -63,7 +67,7 @@ def learning_rate(value: object, owner: str, example: float = 0.01) -> float | S
 
 def non_negative_number(value: object, name: str, owner: str, example: float = 0.0) -> float:
     """Return `value` as a float, or raise ArgumentError unless it is a finite number >= 0."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(np.asarray(value)) or value < 0:
         raise ArgumentError(
             f"{owner}({name}={value!r}): {name} must be a number >= 0, got {describe(value)}; "
             f"pass e.g. {owner}({name}={example})"
@@ -73,10 +77,11 @@ def non_negative_number(value: object, name: str, owner: str, example: float = 0
 
 def fraction(value: object, name: str, owner: str, low_open: bool = False, high_open: bool = True) -> float:
     """Return `value` as a float in [0, 1) (or the interval the flags give), else ArgumentError."""
-    ok = not isinstance(value, bool) and isinstance(value, numbers.Real) and np.isfinite(value)
+    ok = not isinstance(value, bool) and isinstance(value, numbers.Real) and bool(np.isfinite(np.asarray(value)))
     if ok:
-        ok = (value > 0 if low_open else value >= 0) and (value < 1 if high_open else value <= 1)
-    if not ok:
+        number = np.asarray(value)  # a finite real: as a 0-d array it compares as `value` does
+        ok = bool(number > 0 if low_open else number >= 0) and bool(number < 1 if high_open else number <= 1)
+    if not ok or not isinstance(value, numbers.Real):  # ok implies Real; the isinstance narrows value for mypy
         interval = f"{'(' if low_open else '['}0, 1{')' if high_open else ']'}"
         raise ArgumentError(
             f"{owner}({name}={value!r}): {name} must be a number in {interval}, got {describe(value)}"
@@ -128,3 +133,41 @@ def as_integers(x: object, name: str, owner: str) -> np.ndarray:
         f"{owner}: {name} must hold integer indices, got an array of dtype {arr.dtype} with "
         "non-integer values; pass token or category ids as ints"
     )
+
+
+def boolean(value: object, name: str, owner: str) -> bool:
+    """Return `value` unless it is not exactly True or False (1, "yes" and None are refused)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ArgumentError(
+            f"{owner}({name}={value!r}): {name} must be True or False, got {describe(value)}"
+        )
+    return bool(value)
+
+
+def non_negative_int(value: object, name: str, owner: str, example: int = 0) -> int:
+    """Return `value` as an int, or raise ArgumentError unless it is a whole number >= 0."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise ArgumentError(
+            f"{owner}({name}={value!r}): {name} must be an int >= 0, got {describe(value)}; "
+            f"pass a whole number >= 0, e.g. {owner}({name}={example})"
+        )
+    return int(value)
+
+
+def one_of(value: T, name: str, owner: str, choices: Iterable[object]) -> T:
+    """Return `value` if it is one of `choices`, else an ArgumentError listing them (with the
+    closest one for a misspelt string)."""
+    options = list(choices)
+    try:
+        found = value in options
+    except TypeError:  # an unhashable or incomparable value
+        found = False
+    if not found:
+        hint = ""
+        if isinstance(value, str):
+            spelled = {str(option).lower(): option for option in options if isinstance(option, str)}
+            close = difflib.get_close_matches(value.lower(), list(spelled), n=1)
+            hint = f" Did you mean {spelled[close[0]]!r}?" if close else ""
+        listed = ", ".join(map(repr, options[:-1])) + (" or " if len(options) > 1 else "") + repr(options[-1])
+        raise ArgumentError(f"{owner}({name}={value!r}): {name} must be {listed}, got {describe(value)}.{hint}")
+    return value

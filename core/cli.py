@@ -10,6 +10,7 @@ import io
 import json
 import os
 import sys
+import tomllib
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,9 +19,10 @@ import numpy as np
 
 import lamina
 from lamina import run, runconfig, saving
+from lamina.console import silenced
 from lamina.errors import ArgumentError, LaminaError, PluginWarning
 from lamina.io import atomic_write
-from lamina.registry import KINDS, PluginInfo, get_registry
+from lamina.registry import KINDS, PluginInfo, Registry, get_registry, normalize_package
 
 
 def _table(header: Sequence[str], rows: list[Sequence[str]]) -> str:
@@ -119,15 +121,11 @@ def check_plugins(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PluginWarning)
         registry.load()
-    if args.names:
-        chosen = []
-        for name in args.names:
-            found = [registry.get(kind, name) for kind in PROPERTIES if _has(registry, kind, name)]
-            if not found:
-                registry.get("layer", name)  # raises the usual "unknown ... Did you mean" error
-            chosen.extend(found)
-    else:
-        chosen = [info for kind in PROPERTIES for info in registry.plugins(kind)]
+    chosen, uncovered = _chosen(registry, args.names, args.package)
+    if uncovered and not chosen:
+        raise ArgumentError(" ".join(uncovered))
+    for line in uncovered:
+        print(f"lamina: {line}", file=sys.stderr)
 
     report, failures = [], []
     for info in chosen:
@@ -169,7 +167,34 @@ def check_plugins(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-def _has(registry, kind: str, name: str) -> bool:
+def _chosen(registry: Registry, names: list[str], package: str | None) -> tuple[list[PluginInfo], list[str]]:
+    """The plugins to check (by name, by distribution or all), and a note for each one asked
+    for whose kind the kit does not cover."""
+    from lamina.conformance import PROPERTIES, not_covered
+
+    if package is not None:
+        mine = [i for i in registry.plugins() if normalize_package(i.package) == normalize_package(package)]
+        if not mine:
+            packages = sorted({i.package for i in registry.plugins()})
+            raise ArgumentError(
+                f"check-plugins --package {package}: no installed distribution of that name registers "
+                f"plugins; these do: {', '.join(packages)}"
+            )
+    elif names:
+        mine = []
+        for name in names:
+            found = [registry.get(kind, name) for kind in KINDS if _has(registry, kind, name)]
+            if not found:
+                registry.get("layer", name)  # raises the usual "unknown ... Did you mean" error
+            mine.extend(found)
+    else:
+        mine = [info for kind in PROPERTIES for info in registry.plugins(kind)]
+    checked = [info for info in mine if info.kind in PROPERTIES]
+    notes = [not_covered(info.cls, "check-plugins") for info in mine if info.kind not in PROPERTIES]
+    return checked, notes
+
+
+def _has(registry: Registry, kind: str, name: str) -> bool:
     try:
         registry.get(kind, name)
     except LookupError:
@@ -192,12 +217,12 @@ def train(args: argparse.Namespace) -> int:
 # -- evaluate, predict, info -------------------------------------------------------------------------
 
 
-def _data(spec: str, target: str | None) -> tuple[np.ndarray, np.ndarray]:
+def _data(spec: str, target: str | None, options: dict[str, object]) -> tuple[np.ndarray, np.ndarray]:
     """(x, y) from a registered dataset's test part, or from all of an .npz / .csv file."""
     path = Path(spec)
     if path.suffix.lower() in (".npz", ".csv") or path.exists():
         kind = "csv" if path.suffix.lower() == ".csv" else "npz"
-        options: dict[str, object] = {"path": str(path)}
+        options = {**options, "path": str(path)}
         if target is not None:
             options["target"] = int(target) if target.lstrip("-").isdigit() else target
         if not path.is_file():
@@ -206,13 +231,29 @@ def _data(spec: str, target: str | None) -> tuple[np.ndarray, np.ndarray]:
         return x, y
     if target is not None:
         raise ArgumentError(f"--target applies to .npz and .csv files, not to the dataset {spec!r}")
-    _, _, x_test, y_test = lamina.dataset(spec)
+    _, _, x_test, y_test = lamina.dataset(spec, **options)
     return x_test, y_test
+
+
+def _options(pairs: list[str] | None) -> dict[str, object]:
+    """--data-option KEY=VALUE pairs; VALUE is read as TOML (numbers, true/false, "strings",
+    [lists]) as in a `lamina train` config, and as plain text when it is not valid TOML."""
+    options: dict[str, object] = {}
+    for pair in pairs or ():
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise ArgumentError(f"--data-option {pair!r}: expected KEY=VALUE, e.g. --data-option test_split=0.25")
+        try:
+            options[key] = tomllib.loads(f"value = {value.strip()}")["value"]
+        except tomllib.TOMLDecodeError:
+            options[key] = value.strip()
+    return options
 
 
 def evaluate(args: argparse.Namespace) -> int:
     model = lamina.load(args.model)
-    x, y = _data(args.data, args.target)
+    x, y = _data(args.data, args.target, _options(args.data_option))
     metrics = args.metrics if args.metrics is not None else model.metrics
     result = model.evaluate(x, y, loss=args.loss, metrics=metrics, batch_size=args.batch_size)
     if args.json:
@@ -316,6 +357,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("model", metavar="MODEL", help="a file written by model.save or lamina train")
     p.add_argument("--data", required=True, metavar="NAME|PATH", help="a dataset name (e.g. digits) or an .npz/.csv file")
     p.add_argument("--target", metavar="COLUMN", help="the target column or array of a data file")
+    p.add_argument(
+        "--data-option", action="append", metavar="KEY=VALUE",
+        help="an option of the dataset, as in a config's [dataset] table (repeatable; VALUE is TOML, e.g. test_split=0.25)",
+    )
     p.add_argument("--loss", help="the loss (default: the one the model was trained with)")
     p.add_argument("--metrics", nargs="*", metavar="METRIC", help="metrics (default: those of training)")
     p.add_argument("--batch-size", type=int, metavar="N", help="rows per forward pass")
@@ -352,6 +397,7 @@ def _parser() -> argparse.ArgumentParser:
         "lamina.seed, clear shape errors. Exit status 1 when any property fails.",
     )
     p.add_argument("names", nargs="*", metavar="NAME", help="plugin names (default: every layer, loss and optimizer)")
+    p.add_argument("--package", metavar="DIST", help="check every plugin this installed distribution registers")
     p.add_argument("--json", action="store_true", help="print a JSON array instead of tables")
     p.set_defaults(run=check_plugins)
 
@@ -379,7 +425,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return args.run(args)
+        with silenced(args.quiet):
+            return args.run(args)
     except (LaminaError, OSError) as err:
         if args.debug:
             raise

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
 from typing import Any
 
 
@@ -23,6 +24,7 @@ def constructor_config(obj: object) -> dict[str, Any]:
 
 def config_repr(obj: object, config: dict[str, Any]) -> str:
     """`Linear(units=8)`: the class name and the arguments that differ from their defaults."""
+    params: Mapping[str, inspect.Parameter]
     try:
         params = inspect.signature(type(obj).__init__).parameters
     except (TypeError, ValueError):

@@ -19,14 +19,14 @@ from typing import Any
 import numpy as np
 from attrs import field, frozen
 
-from lamina.errors import LaminaError, ShapeError
+from lamina.errors import ArgumentError, LaminaError, ShapeError
+from lamina.gradcheck import check_layer_gradients, check_loss_gradients
 from lamina.hookspecs import hookimpl
 from lamina.layer import Layer
 from lamina.optimizer import Optimizer
 from lamina.parameter import Parameter
 from lamina.registry import KINDS, get_registry
-from lamina.gradcheck import check_layer_gradients, check_loss_gradients
-from lamina.seeding import seed
+from lamina.seeding import rng, seed
 
 Maker = Callable[[np.random.Generator, tuple[int, ...]], np.ndarray]
 
@@ -118,7 +118,7 @@ class Result:
 
 
 PROPERTIES = {
-    "layer": ("gradients", "dtype", "shape", "accumulates", "no_mutation", "round_trip", "seeded", "shape_error"),
+    "layer": ("gradients", "dtype", "shape", "accumulates", "no_mutation", "round_trip", "seeded", "shape_error", "rejected_input"),
     "loss": ("gradients", "dtype", "value", "no_mutation", "round_trip", "seeded", "shape_error"),
     "optimizer": ("in_place", "descends", "zero_grad", "per_parameter", "round_trip", "seeded"),
 }
@@ -175,7 +175,19 @@ def checks_for(
                 label = cls.__name__ if len(cases) == 1 else f"{cls.__name__}[{number}]"
                 checks.extend(Check(label, name, cls, case, function) for name, function in table())
             return checks
-    raise TypeError(f"the conformance kit checks Layer, Loss and Optimizer classes, not {cls!r}")
+    raise ArgumentError(not_covered(cls, "check_plugin"))
+
+
+def not_covered(cls: object, owner: str) -> str:
+    """Why the kit cannot check `cls`: another kind of plugin, or no plugin class at all."""
+    others = ", ".join(kind.plural for kind in KINDS.values() if kind.name not in PROPERTIES)
+    for kind in KINDS.values():
+        if isinstance(cls, type) and issubclass(cls, kind.base):
+            return (
+                f"{owner}: {cls.__name__} is a {kind.name}; the conformance kit checks Layer, Loss and "
+                f"Optimizer classes only ({others} have no conformance checks): test it with your own tests"
+            )
+    return f"{owner}: {cls!r} is not a plugin class; pass a subclass of lamina.Layer, lamina.Loss or lamina.Optimizer"
 
 
 def check_plugin(
@@ -258,6 +270,7 @@ def _layer_checks() -> list[tuple[str, Callable[[type, Case], str | None]]]:
         ("round_trip", _layer_round_trip),
         ("seeded", _layer_seeded),
         ("shape_error", _layer_shape_error),
+        ("rejected_input", _layer_rejected_input),
     ]
 
 
@@ -403,6 +416,39 @@ def _layer_shape_error(cls: type, case: Case) -> None:
     raise _Failed(f"input of shape {case.wrong_shape} was accepted; it should raise a lamina.ShapeError")
 
 
+def _layer_rejected_input(cls: type, case: Case) -> str | None:
+    """A fresh layer that rejects its first input with a ShapeError stays as it was: the next,
+    correct input gives what it gives a fresh layer (the layer was not built for the wrong shape)."""
+    x = _layer_input(cls, case)
+    shapes = [case.wrong_shape] if case.wrong_shape is not None else []
+    shapes += [x.shape[:-1], (*x.shape, 2)]  # one axis fewer, one more
+    expected = _make_layer(cls, case)(x)
+    rejected = []
+    for shape in shapes:
+        layer = _make_layer(cls, case)
+        state = rng().bit_generator.state  # what a fresh layer's first forward draws from
+        try:
+            layer(_layer_input(cls, Case(case.kwargs, shape, case.input)))
+        except ShapeError:
+            rejected.append(shape)
+        except Exception:  # another error for a malformed input is shape_error's business
+            continue
+        else:
+            continue
+        rng().bit_generator.state = state
+        try:
+            again = layer(x)
+        except Exception as err:
+            raise _Failed(f"after rejecting an input of shape {shape} with a ShapeError, the correct input "
+                          f"raised {type(err).__name__}: {err}; build only after the input is checked") from None
+        _require(again.shape == expected.shape and np.array_equal(again, expected),
+                 f"after rejecting an input of shape {shape} with a ShapeError, the correct input gives another "
+                 "output than on a fresh layer; build only after the input is checked")
+    if not rejected:
+        raise _NotApplicable("no input shape tried was rejected")
+    return f"rejected {', '.join(map(str, rejected))} and stayed as it was"
+
+
 # -- losses ----------------------------------------------------------------------------------------
 
 
@@ -541,7 +587,7 @@ def _optimizer_per_parameter(cls: type, case: Case) -> None:
     _steps(cls(**case.kwargs), together, lambda s, p: grads[index[id(p)]] * (s + 1), 3)
     for i in range(2):
         alone = Parameter(np.zeros(case.shape))
-        _steps(cls(**case.kwargs), [alone], lambda s, p: grads[i] * (s + 1), 3)
+        _steps(cls(**case.kwargs), [alone], lambda s, p, i=i: grads[i] * (s + 1), 3)
         _require(np.allclose(alone.value, together[i].value, rtol=1e-12, atol=0),
                  f"parameter {i} stepped with another parameter ends elsewhere than alone: state must be kept per parameter")
 

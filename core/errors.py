@@ -1,6 +1,9 @@
 """lamina's public error types; every one derives from LaminaError."""
 from __future__ import annotations
 
+import sys
+import warnings
+
 
 class LaminaError(Exception):
     """Base class of every error lamina raises on purpose."""
@@ -46,4 +49,21 @@ class MissingPluginError(LaminaError, LookupError):
 
 
 class PluginWarning(UserWarning):
-    """Warned once when an installed plugin fails to load; lamina stays usable."""
+    """An installed plugin failed to load (lamina stays usable), or a model file was written
+    with a newer version of a plugin than the one installed."""
+
+
+def warn(message: str, category: type[Warning] = PluginWarning) -> None:
+    """Warn, pointing at the first caller outside lamina (the user's line, not lamina's own).
+
+    Python 3.12's `skip_file_prefixes` does this by path; module names also cover
+    lamina.plugins wherever it is installed.
+    """
+    level, frame = 2, sys._getframe(1)
+    while frame is not None and _inside_lamina(frame.f_globals.get("__name__", "")):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level if frame is not None else 2)
+
+
+def _inside_lamina(module: str) -> bool:
+    return module == "lamina" or module.startswith("lamina.")

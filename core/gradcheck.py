@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from lamina.errors import ArgumentError
 from lamina.layer import Layer
 from lamina.loss import Loss
 from lamina.seeding import rng
@@ -23,7 +24,7 @@ def relative_error(analytic: np.ndarray, numeric: np.ndarray) -> float:
     numeric = np.asarray(numeric, dtype=np.float64)
     if analytic.shape != numeric.shape:
         raise ValueError(f"gradient shapes differ: analytic {analytic.shape}, numeric {numeric.shape}")
-    scale = np.linalg.norm(analytic) + np.linalg.norm(numeric)
+    scale = float(np.linalg.norm(analytic) + np.linalg.norm(numeric))
     return float(np.linalg.norm(analytic - numeric) / max(scale, 1e-12))
 
 
@@ -53,6 +54,16 @@ def check_layer_gradients(
     """
     integer = layer.integer_input
     x = np.array(x, dtype=np.int64 if integer else np.float64)
+    narrow = {name: str(p.value.dtype) for name, p in layer.parameters().items() if p.value.dtype != np.float64}
+    if narrow:
+        # Finite differences with eps=1e-6 on float32 weights measure rounding, not the gradient
+        # (errors of ~1e-3 that look like a bug in backward).
+        listed = ", ".join(f"{name} ({dtype})" for name, dtype in narrow.items())
+        raise ArgumentError(
+            f"check_layer_gradients: {type(layer).__name__}'s parameters {listed} are not float64 "
+            "(it was built on an earlier, narrower input); finite differences need float64 "
+            "parameters: pass a fresh, unbuilt layer, which builds in float64 from the float64 x"
+        )
     layer.training = training
     generator = rng()
     start = generator.bit_generator.state

@@ -19,8 +19,8 @@ from lamina.loss import Loss
 from lamina.metric import Metric
 from lamina.optimizer import Optimizer
 from lamina.parameter import Parameter
-from lamina.strategy import Strategy
 from lamina.registry import get_registry
+from lamina.strategy import Strategy
 
 
 class Model:
@@ -73,7 +73,7 @@ class Model:
             except ShapeError as err:
                 raise ShapeError(f"Model.layers[{i}] ({type(layer).__name__}): {err}") from None
             except Exception as err:
-                _note(err, f"raised in the forward pass of Model.layers[{i}], {layer!r}")
+                err.add_note(f"raised in the forward pass of Model.layers[{i}], {layer!r}")
                 raise
         return x
 
@@ -85,7 +85,7 @@ class Model:
             try:
                 grad = layer.backward(grad)
             except Exception as err:
-                _note(err, f"raised in the backward pass of Model.layers[{i}], {layer!r}")
+                err.add_note(f"raised in the backward pass of Model.layers[{i}], {layer!r}")
                 raise
         return grad
 
@@ -289,7 +289,3 @@ def _build_layer(position: int, item: object) -> Layer:
         "registered name such as 'Relu', or a dict such as {'type': 'Linear', 'units': 8}"
     )
 
-
-def _note(err: BaseException, note: str) -> None:
-    if hasattr(err, "add_note"):  # Python >= 3.11
-        err.add_note(note)

@@ -7,8 +7,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from lamina.checks import describe
-from lamina.errors import ArgumentError
 from lamina.config import Configurable
+from lamina.errors import ArgumentError
 from lamina.parameter import Parameter
 from lamina.schedule import Schedule
 
@@ -50,7 +50,8 @@ class Optimizer(Configurable):
         if not isinstance(lr, Schedule):
             return lr
         value = lr(self.iterations)
-        if not (isinstance(value, numbers.Real) and math.isfinite(value) and value >= 0):
+        # `not value < 0` is `value >= 0` for a finite number; numbers.Real types only < and <=
+        if not (isinstance(value, numbers.Real) and math.isfinite(value) and not value < 0):
             raise ArgumentError(
                 f"{type(self).__name__}: its schedule {lr!r} returned lr={value!r} at step "
                 f"{self.iterations}; a schedule must return a finite number >= 0. Check the "

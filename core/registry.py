@@ -7,7 +7,6 @@ import os
 import re
 import sys
 import threading
-import warnings
 from collections.abc import Callable, Iterable
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
@@ -16,16 +15,16 @@ import pluggy
 from attrs import frozen
 
 from lamina import hookspecs
+from lamina.callback import Callback
 from lamina.checks import describe as _describe
+from lamina.dataset import Arrays, Dataset
 from lamina.errors import (
     AmbiguousPluginError,
     ArgumentError,
     PluginError,
-    PluginWarning,
     UnknownPluginError,
+    warn,
 )
-from lamina.callback import Callback
-from lamina.dataset import Arrays, Dataset
 from lamina.initializer import Initializer
 from lamina.layer import Layer
 from lamina.loss import Loss
@@ -36,6 +35,11 @@ from lamina.strategy import Strategy
 
 ENTRY_POINT_GROUP = "lamina"
 BUILTIN_PACKAGE = "lamina"
+# The one rule for names, quoted by every error that enforces it.
+NAMING_RULE = (
+    "lookups ignore case, so within one package and kind every name and alias must differ "
+    "in more than case (register each class once, with its extra names as aliases)"
+)
 
 
 @frozen
@@ -105,6 +109,7 @@ class PluginSkip:
     package: str
     version: str
     reason: str
+    fix: str = ""  # how to load it after all
 
     def __str__(self) -> str:
         return f"{self.package} {self.version} (plugin {self.plugin!r}): {self.reason}"
@@ -197,21 +202,19 @@ class Registry:
             for ep in entry_points(group=self._group):
                 self._load_entry_point(ep)
             for failure in self._failures:
-                warnings.warn(
+                warn(
                     f"lamina plugin from {failure} -- it was skipped; the other plugins work. "
-                    "Run 'lamina list-plugins' to see every plugin and its status.",
-                    PluginWarning,
-                    stacklevel=4,
+                    "Run 'lamina list-plugins' to see every plugin and its status."
                 )
 
     def _load_entry_point(self, ep: EntryPoint) -> None:
         dist = getattr(ep, "dist", None)
         package = dist.name if dist is not None else "unknown"
         version = dist.version if dist is not None else ""
-        reason = self._skip_reason(package)
-        if reason:  # decided before importing: a disabled plugin's code never runs
-            self._skipped.append(PluginSkip(ep.name, package, version, reason))
-            self._say(f"skipped {package} {version} (plugin {ep.name!r}): {reason}")
+        skip = self._skip(ep.name, package, version)
+        if skip is not None:  # decided before importing: a disabled plugin's code never runs
+            self._skipped.append(skip)
+            self._say(f"skipped {skip}")
             return
         try:
             plugin = ep.load()
@@ -220,14 +223,16 @@ class Registry:
             message = str(err) if isinstance(err, PluginError) else f"{type(err).__name__}: {err}"
             self._failures.append(PluginFailure(ep.name, package, version, message))
 
-    def _skip_reason(self, package: str) -> str | None:
+    def _skip(self, plugin: str, package: str, version: str) -> PluginSkip | None:
         name = normalize_package(package)
         if name == BUILTIN_PACKAGE:
             return None  # the built-ins always load
         if name in self._deny:
-            return "disabled by LAMINA_DISABLE_PLUGINS"
+            return PluginSkip(plugin, package, version, "disabled by LAMINA_DISABLE_PLUGINS",
+                              f"remove {package} from LAMINA_DISABLE_PLUGINS")
         if self._allow is not None and name not in self._allow:
-            return "not in LAMINA_PLUGINS (the allow-list)"
+            return PluginSkip(plugin, package, version, "not in LAMINA_PLUGINS (the allow-list)",
+                              f"add {package} to LAMINA_PLUGINS")
         return None
 
     def _say(self, message: str) -> None:
@@ -261,6 +266,7 @@ class Registry:
             raise PluginError(f"{where} is already registered: {err}") from None
         try:
             staged = self._call_hooks(plugin, manager_name, where, package, version, plugin_name)
+            self._require_registrations(plugin, staged, where)
             self._commit(staged, where)
         except BaseException as err:
             self._manager.unregister(name=manager_name)
@@ -303,6 +309,30 @@ class Registry:
                     ) from err
         return staged
 
+    def _require_registrations(self, plugin: object, staged: list[PluginInfo], where: str) -> None:
+        """A plugin that registers nothing is a mistake, most often a hook without its marker."""
+        unmarked = [
+            kind.hook
+            for kind in KINDS.values()
+            if callable(getattr(plugin, kind.hook, None)) and self._manager.parse_hookimpl_opts(plugin, kind.hook) is None
+        ]
+        if unmarked:
+            names = " and ".join(unmarked)
+            raise PluginError(
+                f"{where} defines {names} without the @lamina.hookimpl marker, so lamina never "
+                f"calls it; decorate {names} with @lamina.hookimpl"
+            )
+        if not staged:
+            hooks = sorted(c.name for c in self._manager.get_hookcallers(plugin) or ())
+            if hooks:
+                problem = f"its {', '.join(hooks)} called register() for no class"
+            else:
+                problem = f"it implements none of lamina's hooks ({', '.join(k.hook for k in KINDS.values())})"
+            raise PluginError(
+                f"{where} registers nothing: {problem}; a plugin module's hook calls "
+                "register(MyClass), e.g. @lamina.hookimpl def register_layers(register): register(MyLayer)"
+            )
+
     def _commit(self, staged: list[PluginInfo], where: str) -> None:
         package = normalize_package(staged[0].package) if staged else ""
         seen: dict[tuple[str, str], PluginInfo] = {}
@@ -314,11 +344,12 @@ class Registry:
                         if normalize_package(other.package) == package:
                             clash = other
                 if clash is not None and clash is not info:
-                    raise PluginError(
-                        f"{where} registers two {info.kind}s under the name {key!r} "
-                        f"({clash.cls.__name__} and {info.cls.__name__}); names and aliases "
-                        "ignore case and must be unique within a package"
+                    what = (
+                        f"{info.cls.__name__} twice"
+                        if clash.cls is info.cls
+                        else f"two {info.kind}s ({clash.cls.__name__} and {info.cls.__name__})"
                     )
+                    raise PluginError(f"{where} registers {what} under the name {key!r}; {NAMING_RULE}")
                 seen[(info.kind, key)] = info
         for info in staged:
             self._entries.append(info)
@@ -402,6 +433,16 @@ class Registry:
                 return info
         return None
 
+    def unavailable(self, package: str) -> PluginSkip | PluginFailure | None:
+        """Why an installed `package` registered nothing here: it was skipped (an allow- or
+        deny-list) or failed to load; None when it loaded or is not installed."""
+        self.load()
+        wanted = normalize_package(package)
+        for record in (*self._skipped, *self._failures):
+            if normalize_package(record.package) == wanted:
+                return record
+        return None
+
     @property
     def failures(self) -> list[PluginFailure]:
         """Plugins that failed to load or to register, with their errors."""
@@ -465,12 +506,19 @@ def _registrar(
             )
         name = cls.__name__ if name is None else name
         aliases = (aliases,) if isinstance(aliases, str) else tuple(aliases)
+        seen: set[str] = set()
         for label in (name, *aliases):
             if not isinstance(label, str) or not label.strip() or ":" in label or label != label.strip():
                 raise PluginError(
                     f"{where}: {kind.hook} registered {cls.__name__} under the name {label!r}; "
                     "names and aliases must be non-empty strings without ':' or surrounding spaces"
                 )
+            if label.lower() in seen:
+                raise PluginError(
+                    f"{where}: {kind.hook} registered {cls.__name__} as {name!r} with the alias "
+                    f"{label!r}, which repeats a name; {NAMING_RULE}"
+                )
+            seen.add(label.lower())
         staged.append(PluginInfo(name, kind.name, cls, package, version, aliases, plugin_name))
         return cls
 

@@ -10,12 +10,14 @@ from attrs import frozen
 
 from lamina import runconfig
 from lamina.errors import ConfigError, LaminaError
-from lamina.registry import get_registry
 from lamina.history import History
 from lamina.io import atomic_write
 from lamina.model import Model
 from lamina.plotting import INSTALL_HINT, have_matplotlib, plot_curves
+from lamina.registry import get_registry, normalize_package
 from lamina.seeding import seed
+from lamina.serialize import older, why_missing
+from lamina.training import validation_split_point
 from lamina.version import __version__
 
 
@@ -89,7 +91,9 @@ def train(
         "test": test,
     }
     files["metrics"] = atomic_write(folder / "metrics.json", json.dumps(report, indent=2) + "\n")
-    say(f"trained {len(history)} epochs on {len(x_train)} samples")
+    trained = validation_split_point(len(x_train), config.get("validation_split", 0.0))
+    held_out = f" ({len(x_train) - trained} held out for validation)" if trained < len(x_train) else ""
+    say(f"trained {len(history)} epochs on {trained} samples{held_out}")
     for key, value in history.history.items():
         say(f"  final {key}: {value[-1]:.4f}")
     for key, value in test.items():
@@ -106,12 +110,15 @@ def train(
 
 def describe_model_file(config: dict[str, Any]) -> list[str]:
     """What `lamina info` says about a file's provenance and the plugins it needs."""
-    from lamina.registry import get_registry
-
-    installed = {i.package: i.version for i in get_registry().plugins()}
+    installed = {normalize_package(i.package): i.version for i in get_registry().plugins()}
     lines = [f"written by lamina {config.get('lamina_version', '?')}", "plugins it needs:"]
     for package, version in sorted(config.get("plugins", {}).items()):
-        have = installed.get(package)
-        status = f"installed ({have})" if have else f"NOT installed: pip install '{package}>={version}'"
+        have = installed.get(normalize_package(package))
+        if have is None:
+            status = f"NOT available: {why_missing(package, version)}"
+        elif older(have, version):
+            status = f"installed ({have}), OLDER than the file's {version}: pip install '{package}>={version}'"
+        else:
+            status = f"installed ({have})"
         lines.append(f"  {package} {version}: {status}")
     return lines

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import difflib
 import numbers
-import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +15,6 @@ from attrs import field, frozen
 from lamina.checks import describe
 from lamina.errors import ConfigError, LaminaError
 from lamina.registry import get_registry
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
 
 # The embedded default of `lamina train` with no CONFIG: an MLP on the shipped digits.
 DEFAULT_CONFIG = """\

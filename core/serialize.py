@@ -1,13 +1,14 @@
 """Plugin objects to JSON and back: how configs, model files and `lamina train` name plugins."""
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
 
 from lamina.checks import describe
-from lamina.errors import ArgumentError, MissingPluginError, UnknownPluginError
-from lamina.registry import KINDS, get_registry
+from lamina.errors import ArgumentError, MissingPluginError, UnknownPluginError, warn
+from lamina.registry import KINDS, PluginFailure, PluginSkip, get_registry, normalize_package
 
 MARK = "__lamina_plugin__"
 
@@ -79,17 +80,50 @@ def build_plugin(record: dict[str, Any], where: str) -> Any:
         raise ValueError(f"{where}.config must be a table of arguments")
     registry = get_registry()
     try:
-        registry.get(kind, f"{package}:{name}" if package else name)
+        info = registry.get(kind, f"{package}:{name}" if package else name)
     except UnknownPluginError:
-        need = f"'{package}>={version}'" if version else package
-        installed = any(i.package == package for i in registry.plugins())
-        reason = (
-            f"{package} is installed but registers no {kind} named {name!r} (a different version?)"
-            if installed
-            else f"{package} is not installed"
-        )
         raise MissingPluginError(
-            f"{where} needs the {kind} {name!r} from {package} {version}".rstrip()
-            + f", but {reason}; install it with: pip install {need}"
+            f"{where} needs the {kind} {name!r} from {package} {version}".rstrip() + f", but {why_missing(package, version, kind, name)}"
         ) from None
-    return registry.build(kind, f"{package}:{name}" if package else name, **config)
+    if isinstance(version, str) and older(info.version, version):
+        warn(
+            f"{where}: the file was written with {info.package} {version}, but {info.version} is "
+            f"installed; its {kind} {name!r} may behave differently. To be safe: pip install "
+            f"'{info.package}>={version}'"
+        )
+    return registry.build(kind, info.qualified_name, **config)
+
+
+def why_missing(package: str, version: str, kind: str | None = None, name: str | None = None) -> str:
+    """Why `package`'s plugins are not available, and what to do: 'it is not installed;
+    install it with ...', or that it is installed but was skipped or failed to load."""
+    registry = get_registry()
+    need = f"'{package}>={version}'" if version else package
+    record = registry.unavailable(package)
+    if isinstance(record, PluginSkip):
+        return f"{package} {record.version} is installed but was not loaded: {record.reason}; {record.fix}"
+    if isinstance(record, PluginFailure):
+        return (
+            f"{package} {record.version} is installed but failed to load: {record.error}; fix or "
+            f"reinstall it ('lamina list-plugins' shows every plugin's status)"
+        )
+    if kind is not None and any(normalize_package(i.package) == normalize_package(package) for i in registry.plugins()):
+        return f"{package} is installed but registers no {kind} named {name!r} (a different version?); install it with: pip install {need}"
+    return f"{package} is not installed; install it with: pip install {need}"
+
+
+def older(installed: str, recorded: str) -> bool:
+    """True when version `installed` is below `recorded`, compared by their release numbers
+    (1.2.10 > 1.2.9; pre-release and local parts are ignored)."""
+    mine, theirs = _release(installed), _release(recorded)
+    return bool(mine and theirs) and mine < theirs
+
+
+def _release(version: str) -> tuple[int, ...]:
+    match = re.match(r"v?(\d+(?:\.\d+)*)", version.strip()) if isinstance(version, str) else None
+    if match is None:
+        return ()
+    numbers = [int(part) for part in match.group(1).split(".")]
+    while len(numbers) > 1 and numbers[-1] == 0:  # 1.0 == 1.0.0
+        numbers.pop()
+    return tuple(numbers)

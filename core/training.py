@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 
 from lamina.callback import Callback
 from lamina.checks import describe, fraction, positive_int, positive_number
+from lamina.console import silenced
 from lamina.errors import ArgumentError, NonFiniteError, ShapeError
 from lamina.history import History
 from lamina.loss import Loss
@@ -32,6 +33,21 @@ def _as_list(value: object, kind: str, argument: str, owner: str) -> list[Any]:
     if isinstance(value, (str, Metric, Callback)) or not isinstance(value, Iterable):
         value = [value]
     return [resolve(kind, item, argument, owner) for item in value]
+
+
+def validation_split_point(n: int, validation_split: float) -> int:
+    """How many of n rows train when the last `validation_split` of them validate: like Keras,
+    the tail of the data, taken before any shuffling."""
+    return int(n * (1 - validation_split))
+
+
+def require_rows(x: np.ndarray, owner: str, purpose: str, name: str = "x") -> None:
+    """A ShapeError unless `x` has at least one row: an empty array leaves nothing to do."""
+    if x.ndim == 0 or len(x) == 0:
+        raise ShapeError(
+            f"{owner}: {name} has no rows (shape {x.shape}), so there is nothing to {purpose}; "
+            "pass an array with at least one sample along the first axis"
+        )
 
 
 def _check_pair(x: np.ndarray, y: np.ndarray, owner: str, names: str = "x and y") -> None:
@@ -231,7 +247,7 @@ def fit(model: Model, x: object, y: object, *, strategy: Strategy | str | None =
     """Model.train's loop, run under its strategy (only the main process shows progress)."""
     strategy = resolve("strategy", "local" if strategy is None else strategy, "strategy", OWNER)
     options["verbose"] = options["verbose"] and strategy.is_main
-    with activated(strategy):
+    with activated(strategy), silenced(not options["verbose"]):
         return _fit(model, x, y, strategy=strategy, **options)
 
 
@@ -266,6 +282,7 @@ def _fit(
         clip_grad_norm = positive_number(clip_grad_norm, "clip_grad_norm", OWNER, example=1.0)
 
     x = model.prepare_input(x, OWNER)
+    require_rows(x, OWNER, "train on")
     history, start = History(), 0
     if resume_from is not None:
         optim, history, start = _resume(model, x, optim, resume_from)
@@ -283,11 +300,11 @@ def _fit(
                 f"{OWNER}(validation_data={describe(validation_data)}): expected a pair (x_val, y_val)"
             )
         x_val = model.prepare_input(validation_data[0], OWNER)
+        require_rows(x_val, OWNER, "validate on", "validation_data's x_val")
         y_val = loss.prepare_target(validation_data[1], dtype)
         _check_pair(x_val, y_val, OWNER, "validation_data's x_val and y_val")
     elif validation_split:
-        # Like Keras: the last fraction of the samples, taken before any shuffling.
-        split_at = int(len(x) * (1 - validation_split))
+        split_at = validation_split_point(len(x), validation_split)
         if split_at == len(x) or split_at == 0:
             raise ArgumentError(
                 f"{OWNER}(validation_split={validation_split}): with {len(x)} samples this leaves "
@@ -427,6 +444,7 @@ def evaluate(
     if batch_size is not None:
         batch_size = positive_int(batch_size, "batch_size", owner, example=256)
     x = model.prepare_input(x, owner)
+    require_rows(x, owner, "evaluate")
     y = loss.prepare_target(y, x.dtype if x.dtype.kind == "f" else model.dtype)
     _check_pair(x, y, owner)
     model.set_training(False)
@@ -439,6 +457,7 @@ def evaluate(
 def predict(model: Model, x: object, batch_size: int | None) -> np.ndarray:
     owner = "Model.predict"
     x = model.prepare_input(x, owner)
+    require_rows(x, owner, "predict")
     model.set_training(False)
     if batch_size is not None:
         batch_size = positive_int(batch_size, "batch_size", owner, example=256)

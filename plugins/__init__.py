@@ -15,12 +15,9 @@ from lamina.plugins.activations import (
 )
 from lamina.plugins.callbacks import Checkpoint, CSVLogger, EarlyStopping, LearningRateLogger
 from lamina.plugins.conv import Conv2D
+from lamina.plugins.datasets import Csv, Digits, Npz, Spirals, Xor
 from lamina.plugins.dropout import Dropout
 from lamina.plugins.embedding import Embedding
-from lamina.plugins.normalization import BatchNorm, LayerNorm
-from lamina.plugins.pooling import AvgPool2D, GlobalAvgPool2D, MaxPool2D
-from lamina.plugins.reshaping import Flatten, Reshape
-from lamina.plugins.datasets import Csv, Digits, Npz, Spirals, Xor
 from lamina.plugins.initializers import (
     GlorotNormal,
     GlorotUniform,
@@ -34,7 +31,10 @@ from lamina.plugins.initializers import (
 from lamina.plugins.linear import Linear
 from lamina.plugins.losses import L1, MSE, BinaryCrossEntropy, CrossEntropy, Huber
 from lamina.plugins.metrics import Accuracy, BinaryAccuracy, MeanAbsoluteError, MeanSquaredError
+from lamina.plugins.normalization import BatchNorm, LayerNorm
 from lamina.plugins.optimizers import SGD, Adagrad, Adam, AdamW, RMSProp
+from lamina.plugins.pooling import AvgPool2D, GlobalAvgPool2D, MaxPool2D
+from lamina.plugins.reshaping import Flatten, Reshape
 from lamina.plugins.schedules import Constant, CosineDecay, ExponentialDecay, StepDecay
 
 __all__ = [

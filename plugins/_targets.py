@@ -21,27 +21,27 @@ def check_same_shape(owner: str, pred: np.ndarray, y: np.ndarray) -> None:
 
 def same_shape_target(owner: str, pred: np.ndarray, y: object) -> np.ndarray:
     """`y` as a numeric array of pred's shape and dtype, for element-wise losses and metrics."""
-    y = lamina.checks.as_numeric(y, "y", owner)
-    check_same_shape(owner, pred, y)
-    return y if y.dtype == pred.dtype else y.astype(pred.dtype)
+    target = lamina.checks.as_numeric(y, "y", owner)
+    check_same_shape(owner, pred, target)
+    return target if target.dtype == pred.dtype else target.astype(pred.dtype)
 
 
 def as_labels(y: object, owner: str) -> np.ndarray | None:
     """Integer class labels of shape (n,) from (n,) or (n, 1) integers, or integral floats of
     shape (n,); None when `y` holds one-hot or probability rows instead."""
-    y = lamina.checks.as_numeric(y, "y", owner)
-    if y.ndim == 2 and y.shape[1] == 1 and y.dtype.kind in "iu":
-        y = y[:, 0]
-    if y.ndim != 1:
+    labels = lamina.checks.as_numeric(y, "y", owner)
+    if labels.ndim == 2 and labels.shape[1] == 1 and labels.dtype.kind in "iu":
+        labels = labels[:, 0]
+    if labels.ndim != 1:
         return None
-    if y.dtype.kind == "f":
-        if not np.array_equal(y, np.round(y)):
+    if labels.dtype.kind == "f":
+        if not np.array_equal(labels, np.round(labels)):
             raise lamina.ArgumentError(
                 f"{owner}: a 1-D y holds class labels, but it has non-integer values; pass "
                 "integer labels (n,) or one-hot rows (n, classes)"
             )
-        y = y.astype(np.int64)
-    return y
+        labels = labels.astype(np.int64)
+    return labels
 
 
 def class_targets(pred: np.ndarray, y: object, owner: str) -> tuple[np.ndarray | None, np.ndarray | None]:

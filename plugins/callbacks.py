@@ -30,15 +30,11 @@ class EarlyStopping(lamina.Callback):
     ) -> None:
         if not isinstance(monitor, str) or not monitor:
             raise lamina.ArgumentError(f"EarlyStopping(monitor={monitor!r}): monitor must name a logged value, e.g. 'val_loss'")
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
-            raise lamina.ArgumentError(f"EarlyStopping(patience={patience!r}): patience must be an int >= 0")
-        if mode not in ("auto", "min", "max"):
-            raise lamina.ArgumentError(f"EarlyStopping(mode={mode!r}): mode must be 'auto', 'min' or 'max'")
         self.monitor = monitor
-        self.patience = patience
+        self.patience = lamina.checks.non_negative_int(patience, "patience", "EarlyStopping", example=5)
         self.min_delta = lamina.checks.non_negative_number(min_delta, "min_delta", "EarlyStopping")
-        self.restore_best = bool(restore_best)
-        self.mode = mode
+        self.restore_best = lamina.checks.boolean(restore_best, "restore_best", "EarlyStopping")
+        self.mode = lamina.checks.one_of(mode, "mode", "EarlyStopping", ("auto", "min", "max"))
 
     def on_train_begin(self, logs: dict[str, float] | None = None) -> None:
         mode = self.mode if self.mode != "auto" else ("max" if "acc" in self.monitor else "min")
@@ -68,9 +64,16 @@ class EarlyStopping(lamina.Callback):
             self.model.stop_training = True
 
     def on_train_end(self, logs: dict[str, float] | None = None) -> None:
-        if self.restore_best and self._best_weights is not None:
+        restored = self.restore_best and self._best_weights is not None
+        if restored:
             for param, best in zip(self.model.parameters().values(), self._best_weights):
                 param.value[...] = best
+        if self.stopped_epoch is not None and self.best_epoch is not None:
+            lamina.echo(
+                f"EarlyStopping: stopped after epoch {self.stopped_epoch + 1}: {self.monitor} has not "
+                f"improved for {self.patience} epochs (best {self.best_value:.4g} at epoch {self.best_epoch + 1}"
+                + ("; its weights restored)" if restored else ")")
+            )
 
     @property
     def best_value(self) -> float:
@@ -126,7 +129,7 @@ class Checkpoint(lamina.Callback):
 
     def on_train_begin(self, logs: dict[str, float] | None = None) -> None:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._saved = None
+        self._saved: int | None = None
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
         if (epoch + 1) % self.every == 0:

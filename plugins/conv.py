@@ -5,8 +5,8 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 import lamina
-from lamina.testing import Case
 from lamina.plugins._spatial import as_given, check_images, pair, windows_out
+from lamina.testing import Case
 
 
 class Conv2D(lamina.Layer):
@@ -69,7 +69,7 @@ class Conv2D(lamina.Layer):
     def forward(self, x: np.ndarray) -> np.ndarray:
         check_images(x, f"Conv2D(filters={self.filters})")
         kh, kw = self._kernel
-        if self.weight is None:
+        if self.weight is None or self.bias is None:
             dtype = x.dtype if x.dtype.kind == "f" else lamina.DEFAULT_DTYPE
             shape = (self.filters, x.shape[1], kh, kw)
             self.weight = lamina.Parameter(self._weight_init(shape, dtype))
@@ -102,6 +102,8 @@ class Conv2D(lamina.Layer):
         return out.reshape(self.filters, n, oh, ow).transpose(1, 0, 2, 3)
 
     def backward(self, grad: np.ndarray) -> np.ndarray | None:
+        if self.weight is None or self.bias is None:
+            raise lamina.LaminaError(f"{self!r}: backward was called before forward; call the layer on an input first")
         kh, kw = self._kernel
         (sh, sw), (dh, dw) = self._stride, self._dilation
         n, channels = self._x_shape[:2]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import csv
 import os
-from importlib.resources import files
+from importlib.resources import as_file, files
 
 import numpy as np
 
@@ -81,7 +81,7 @@ class Digits(lamina.Dataset):
         self.normalize = bool(normalize)
 
     def load(self) -> Arrays:
-        with np.load(files("lamina.plugins") / "data" / "digits.npz", allow_pickle=False) as data:
+        with as_file(files("lamina.plugins") / "data" / "digits.npz") as path, np.load(path, allow_pickle=False) as data:
             images, labels = data["images"], data["labels"]
         x = images.astype(np.float32)
         if self.normalize:
@@ -131,9 +131,16 @@ class Npz(lamina.Dataset):
             raise lamina.ArgumentError(f"npz(path={self.path!r}): the file holds one array, not an .npz archive of named arrays")
         try:
             with data:
-                return {key: data[key] for key in data.files}
+                arrays = {key: data[key] for key in data.files}
         except ValueError as err:  # a member that is a pickled object array
             raise lamina.ArgumentError(f"npz(path={self.path!r}): cannot read it as an .npz of numeric arrays ({err})") from None
+        for key, array in arrays.items():  # an empty test part is allowed: it is only not scored
+            if (array.ndim == 0 or len(array) == 0) and key not in ("x_test", "y_test"):
+                raise lamina.ShapeError(
+                    f"npz(path={self.path!r}): the array {key!r} has no rows (shape {array.shape}); "
+                    "a dataset needs at least one sample"
+                )
+        return arrays
 
     def _pick(self, arrays: dict[str, np.ndarray], key: str) -> np.ndarray:
         if key not in arrays:
@@ -183,6 +190,8 @@ def read_csv(path: str, delimiter: str = ",") -> tuple[list[str] | None, np.ndar
         [float(cell) for cell in rows[0]]
     except ValueError:
         header, rows = [cell.strip() for cell in rows[0]], rows[1:]
+    if not rows:
+        raise lamina.ArgumentError(f"csv(path={path!r}): the file has a header row but no data rows")
     width = len(rows[0]) if rows else 0
     for number, row in enumerate(rows, start=2 if header else 1):
         if len(row) != width:

@@ -8,9 +8,9 @@ from __future__ import annotations
 import numpy as np
 
 import lamina
-from lamina.testing import Case, binary_for, labels_for, open_unit, probabilities
 from lamina.plugins._targets import as_labels, class_targets, same_shape_target
 from lamina.plugins.activations import Sigmoid, Softmax
+from lamina.testing import Case, binary_for, labels_for, open_unit, probabilities
 
 # Probabilities are clipped to [EPS, 1 - EPS] before the log, as Keras does; the gradient is
 # that of the clipped value (zero where clipping is active), so it matches what is returned.

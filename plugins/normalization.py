@@ -36,7 +36,7 @@ class BatchNorm(lamina.Layer):
         return {} if self.weight is None else {"weight": self.weight, "bias": self.bias}
 
     def buffers(self) -> dict[str, np.ndarray]:
-        if self.running_mean is None:
+        if self.running_mean is None or self.running_var is None:
             return {}
         return {"running_mean": self.running_mean, "running_var": self.running_var}
 
@@ -44,7 +44,7 @@ class BatchNorm(lamina.Layer):
         if x.ndim < 2:
             raise lamina.ShapeError(f"BatchNorm needs (batch, channels, ...) input, got shape {x.shape}")
         channels = x.shape[1]
-        if self.weight is None:
+        if self.weight is None or self.bias is None or self.running_mean is None or self.running_var is None:
             dtype = x.dtype if x.dtype.kind == "f" else lamina.DEFAULT_DTYPE
             self.weight = lamina.Parameter(np.ones(channels, dtype=dtype))
             self.bias = lamina.Parameter(np.zeros(channels, dtype=dtype))
@@ -87,6 +87,8 @@ class BatchNorm(lamina.Layer):
         return xhat * self.weight.value.reshape(view) + self.bias.value.reshape(view)
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
+        if self.weight is None or self.bias is None:
+            raise lamina.LaminaError(f"{self!r}: backward was called before forward; call the layer on an input first")
         xhat, axes, view = self._xhat, self._axes, self._view
         self.weight.grad += (grad * xhat).sum(axis=axes)
         self.bias.grad += grad.sum(axis=axes)
@@ -128,7 +130,7 @@ class LayerNorm(lamina.Layer):
         if x.ndim < 1:
             raise lamina.ShapeError("LayerNorm needs at least one axis to normalise over")
         features = x.shape[-1]
-        if self.weight is None:
+        if self.weight is None or self.bias is None:
             dtype = x.dtype if x.dtype.kind == "f" else lamina.DEFAULT_DTYPE
             self.weight = lamina.Parameter(np.ones(features, dtype=dtype))
             self.bias = lamina.Parameter(np.zeros(features, dtype=dtype))
@@ -141,6 +143,8 @@ class LayerNorm(lamina.Layer):
         return self._xhat * self.weight.value + self.bias.value
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
+        if self.weight is None or self.bias is None:
+            raise lamina.LaminaError(f"{self!r}: backward was called before forward; call the layer on an input first")
         xhat = self._xhat
         features = xhat.shape[-1]
         lead = tuple(range(grad.ndim - 1))

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 
 import lamina
-from lamina.testing import Case
 from lamina.checks import fraction, learning_rate, non_negative_number, positive_number
+from lamina.testing import Case
 
 
 def _betas(betas: object, owner: str) -> tuple[float, float]:

@@ -136,8 +136,8 @@ def test_layer_norm_matches_torch():
         ("Elu", {"alpha": 0.7}, lambda x: F.elu(x, 0.7)),
         ("Gelu", {}, lambda x: F.gelu(x)),
         ("Gelu", {"approximate": "tanh"}, lambda x: F.gelu(x, approximate="tanh")),
-        ("Softplus", {}, F.softplus),
-        ("Silu", {}, F.silu),
+        ("Softplus", {}, lambda x: F.softplus(x)),
+        ("Silu", {}, lambda x: F.silu(x)),
         ("LogSoftmax", {}, lambda x: F.log_softmax(x, dim=-1)),
     ],
 )

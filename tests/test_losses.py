@@ -47,12 +47,12 @@ def test_values_match_torch():
 @pytest.mark.parametrize(
     "ours, theirs, pred, y",
     [
-        (lambda: MSE(), F.mse_loss, PRED, TARGET),
-        (lambda: L1(), F.l1_loss, PRED, TARGET),
+        (lambda: MSE(), lambda p, y: F.mse_loss(p, y), PRED, TARGET),
+        (lambda: L1(), lambda p, y: F.l1_loss(p, y), PRED, TARGET),
         (lambda: Huber(0.5), lambda p, y: F.huber_loss(p, y, delta=0.5), PRED, TARGET),
-        (lambda: CrossEntropy(from_logits=True), F.cross_entropy, LOGITS, LABELS),
-        (lambda: CrossEntropy(from_logits=True), F.cross_entropy, LOGITS, ONEHOT),
-        (lambda: BinaryCrossEntropy(from_logits=True), F.binary_cross_entropy_with_logits, BINARY_LOGITS, BINARY),
+        (lambda: CrossEntropy(from_logits=True), lambda p, y: F.cross_entropy(p, y), LOGITS, LABELS),
+        (lambda: CrossEntropy(from_logits=True), lambda p, y: F.cross_entropy(p, y), LOGITS, ONEHOT),
+        (lambda: BinaryCrossEntropy(from_logits=True), lambda p, y: F.binary_cross_entropy_with_logits(p, y), BINARY_LOGITS, BINARY),
     ],
 )
 def test_gradients_match_torch_autograd(ours, theirs, pred, y):

@@ -178,7 +178,7 @@ def test_a_broken_plugin_is_recorded_and_warned_about_once_and_lamina_stays_usab
         (layer_plugin("Bad").replace("def register_layers", "def register_layer"), "Did you mean 'register_layers'?"),
         (layer_plugin("Bad").replace("register(Bad)", "register(42)"), "not a subclass of lamina.Layer"),
         (layer_plugin("Bad").replace("register(Bad)", "register(Bad, name='a:b')"), "without ':'"),
-        (layer_plugin("Bad").replace("register(Bad)", "register(Bad); register(Bad, name='BAD')"), "two layers under the name 'bad'"),
+        (layer_plugin("Bad").replace("register(Bad)", "register(Bad); register(Bad, name='BAD')"), "registers Bad twice under the name 'bad'"),
         (layer_plugin("Bad").replace("register(Bad)", "1 / 0"), "ZeroDivisionError"),
     ],
     ids=["wrong-signature", "unknown-hook", "not-a-layer", "bad-name", "duplicate-in-package", "raises"],
