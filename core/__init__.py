@@ -6,6 +6,8 @@
 """
 from lamina import checks
 from lamina.callback import Callback
+from lamina.case import Case
+from lamina.checkpoint import Checkpoint
 from lamina.checks import DEFAULT_DTYPE
 from lamina.console import echo
 from lamina.dataset import Dataset
@@ -30,7 +32,9 @@ from lamina.layer import Layer
 from lamina.loss import Loss
 from lamina.metric import Metric
 from lamina.model import Model
+from lamina.model import load_model as load
 from lamina.optimizer import Optimizer
+from lamina.options import TrainOptions
 from lamina.parameter import Parameter
 from lamina.registry import (
     KINDS,
@@ -51,11 +55,10 @@ from lamina.registry import (
     schedule,
     strategy,
 )
-from lamina.saving import load_model as load
 from lamina.schedule import Schedule
 from lamina.seeding import rng, seed
+from lamina.step import clip_grad_norm
 from lamina.strategy import Strategy, active_strategy
-from lamina.training import clip_grad_norm
 from lamina.version import __version__
 
 __all__ = [
@@ -66,6 +69,8 @@ __all__ = [
     "ConfigError",
     "FileFormatError",
     "Callback",
+    "Case",
+    "Checkpoint",
     "Dataset",
     "History",
     "Initializer",
@@ -85,6 +90,7 @@ __all__ = [
     "Registry",
     "Schedule",
     "Strategy",
+    "TrainOptions",
     "ShapeError",
     "UnknownPluginError",
     "__version__",

@@ -26,6 +26,11 @@ class Callback(Configurable):
     def on_epoch_begin(self, epoch: int, logs: dict[str, float] | None = None) -> None:
         """Called at the start of each epoch."""
 
+    def on_train_batch_end(self, batch: int, logs: dict[str, float]) -> None:
+        """Called after each training step, with `batch` counted from 0 in the epoch and the
+        epoch's running means so far. Only callbacks that override it are called, so the
+        others cost the step nothing."""
+
     def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
         """Called after each epoch, with its training and validation values."""
 

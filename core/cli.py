@@ -25,7 +25,7 @@ from lamina.io import atomic_write
 from lamina.registry import KINDS, PluginInfo, Registry, get_registry, normalize_package
 
 
-def _table(header: Sequence[str], rows: list[Sequence[str]]) -> str:
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [header, *rows]]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -73,13 +73,13 @@ def list_plugins(args: argparse.Namespace) -> int:
         for skip in registry.skipped:
             print(f"lamina: plugin skipped: {skip}", file=sys.stderr)
     else:
-        rows = []
+        rows: list[tuple[str, ...]] = []
         for info in plugins:
             note = ""
             if any((info.kind, key) in clashes for key in info.keys()):
                 note = f"name shared with another package: use {info.qualified_name!r}"
             rows.append((info.name, info.kind, info.package, info.version, ", ".join(info.aliases), note))
-        header = ("NAME", "KIND", "PACKAGE", "VERSION", "ALIASES", "NOTE")
+        header: tuple[str, ...] = ("NAME", "KIND", "PACKAGE", "VERSION", "ALIASES", "NOTE")
         if not any(row[-1] for row in rows):  # the NOTE column only when a name is shared
             header, rows = header[:-1], [row[:-1] for row in rows]
         print(_table(header, rows))
@@ -115,7 +115,7 @@ def _verbose(registry, plugins: list[PluginInfo]) -> str:
 
 
 def check_plugins(args: argparse.Namespace) -> int:
-    from lamina.conformance import PROPERTIES, check_plugin
+    from lamina.testing.conformance import PROPERTIES, Result, check_plugin
 
     registry = get_registry()
     with warnings.catch_warnings():
@@ -127,10 +127,11 @@ def check_plugins(args: argparse.Namespace) -> int:
     for line in uncovered:
         print(f"lamina: {line}", file=sys.stderr)
 
-    report, failures = [], []
+    report = []
+    failures: list[tuple[PluginInfo, Result]] = []
     for info in chosen:
         results = check_plugin(info.cls)
-        status = {}
+        status: dict[str, bool | None] = {}
         for prop in PROPERTIES[info.kind]:
             mine = [r for r in results if r.property == prop]
             if any(r.ok is False for r in mine):
@@ -170,7 +171,7 @@ def check_plugins(args: argparse.Namespace) -> int:
 def _chosen(registry: Registry, names: list[str], package: str | None) -> tuple[list[PluginInfo], list[str]]:
     """The plugins to check (by name, by distribution or all), and a note for each one asked
     for whose kind the kit does not cover."""
-    from lamina.conformance import PROPERTIES, not_covered
+    from lamina.testing.conformance import PROPERTIES, not_covered
 
     if package is not None:
         mine = [i for i in registry.plugins() if normalize_package(i.package) == normalize_package(package)]

@@ -19,7 +19,8 @@ class Dataset(Configurable):
     def load(self) -> Arrays:
         raise NotImplementedError(f"{type(self).__name__} must implement load()")
 
-    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        """All of (x, y); by default the train and test parts joined."""
+    def arrays(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """All of (x, y); by default the train and test parts joined. y may be None in a
+        dataset built for inputs only (e.g. `npz(target=None)`, for predictions)."""
         x_train, y_train, x_test, y_test = self.load()
         return np.concatenate([x_train, x_test]), np.concatenate([y_train, y_test])

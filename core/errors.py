@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import sys
 import warnings
+from types import FrameType
 
 
 class LaminaError(Exception):
@@ -59,7 +60,8 @@ def warn(message: str, category: type[Warning] = PluginWarning) -> None:
     Python 3.12's `skip_file_prefixes` does this by path; module names also cover
     lamina.plugins wherever it is installed.
     """
-    level, frame = 2, sys._getframe(1)
+    level = 2
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None and _inside_lamina(frame.f_globals.get("__name__", "")):
         frame, level = frame.f_back, level + 1
     warnings.warn(message, category, stacklevel=level if frame is not None else 2)

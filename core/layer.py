@@ -1,6 +1,8 @@
 """Layer: the protocol every layer plugin implements."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from lamina.config import Configurable
@@ -18,6 +20,8 @@ class Layer(Configurable):
     model then passes integers through, and its `backward` returns None.
     `needs_input_grad` is False while the layer is the first of a model in training: its
     input gradient is thrown away, so `backward` may skip computing it and return None.
+    `keeps` names the attributes forward stores for backward (e.g. `("_x",)`); `release()`
+    drops them after inference.
 
     >>> class Double(Layer):
     ...     def forward(self, x): return 2 * x
@@ -27,6 +31,9 @@ class Layer(Configurable):
     training: bool = False
     integer_input: bool = False
     needs_input_grad: bool = True
+    # What forward keeps for backward. None (a layer written before lamina 0.2 declared it):
+    # release() then drops every underscore attribute that holds an array.
+    keeps: tuple[str, ...] | None = None
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self.forward(x)
@@ -34,7 +41,7 @@ class Layer(Configurable):
     def forward(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError(f"{type(self).__name__} must implement forward(x)")
 
-    def backward(self, grad: np.ndarray) -> np.ndarray:
+    def backward(self, grad: np.ndarray) -> np.ndarray | None:
         raise NotImplementedError(f"{type(self).__name__} must implement backward(grad)")
 
     def parameters(self) -> dict[str, Parameter]:
@@ -49,15 +56,30 @@ class Layer(Configurable):
         return {}
 
     def release(self) -> None:
-        """Drop what forward kept for backward: the underscore attributes that hold arrays.
+        """Drop what forward kept for backward (the attributes named in `keeps`).
 
         The model calls it after `predict` and `evaluate`, so that inference leaves no per-call
-        state behind. A layer that caches in other ways overrides it.
+        state behind.
         """
-        for name, value in list(vars(self).items()):
+        state = vars(self)
+        if self.keeps is not None:
+            for name in self.keeps:
+                state.pop(name, None)
+            return
+        for name, value in list(state.items()):
             if name.startswith("_") and isinstance(value, np.ndarray):
-                delattr(self, name)
+                del state[name]
 
     def zero_grad(self) -> None:
         for param in self.parameters().values():
             param.zero_grad()
+
+
+def named_parameters(layers: Sequence[Layer]) -> dict[str, Parameter]:
+    """Every layer's parameters, named '<layer index>.<name>' (e.g. '0.weight')."""
+    return {f"{i}.{name}": param for i, layer in enumerate(layers) for name, param in layer.parameters().items()}
+
+
+def named_buffers(layers: Sequence[Layer]) -> dict[str, np.ndarray]:
+    """Every layer's buffers, named like their parameters (e.g. '2.running_mean')."""
+    return {f"{i}.{name}": array for i, layer in enumerate(layers) for name, array in layer.buffers().items()}

@@ -1,6 +1,7 @@
 """Model: a stack of layers, trained end to end by backpropagation."""
 from __future__ import annotations
 
+import inspect
 import os
 import threading
 from collections.abc import Iterable, Mapping
@@ -10,17 +11,16 @@ from typing import Any
 import numpy as np
 
 from lamina import saving, training
-from lamina.callback import Callback
 from lamina.checks import DEFAULT_DTYPE, as_floating, as_integers, describe
 from lamina.errors import ArgumentError, ShapeError
 from lamina.history import History
-from lamina.layer import Layer
+from lamina.layer import Layer, named_buffers, named_parameters
 from lamina.loss import Loss
 from lamina.metric import Metric
 from lamina.optimizer import Optimizer
+from lamina.options import TrainOptions, defaults
 from lamina.parameter import Parameter
 from lamina.registry import get_registry
-from lamina.strategy import Strategy
 
 
 class Model:
@@ -111,19 +111,17 @@ class Model:
 
     def parameters(self) -> dict[str, Parameter]:
         """Every trainable parameter, named '<layer index>.<name>' (e.g. '0.weight')."""
-        return {
-            f"{i}.{name}": param
-            for i, layer in enumerate(self.layers)
-            for name, param in layer.parameters().items()
-        }
+        return named_parameters(self.layers)
 
     def buffers(self) -> dict[str, np.ndarray]:
         """Every layer's non-trained state (e.g. running statistics), named like parameters."""
-        return {
-            f"{i}.{name}": array
-            for i, layer in enumerate(self.layers)
-            for name, array in layer.buffers().items()
-        }
+        return named_buffers(self.layers)
+
+    def build(self, x: np.ndarray) -> None:
+        """Run one row through the layers when none has parameters yet, so that they build them
+        (before the first permutation: every strategy then draws from the generator alike)."""
+        if not self.parameters() and len(x):
+            self.predict(x[:1])
 
     def zero_grad(self) -> None:
         for layer in self.layers:
@@ -161,30 +159,13 @@ class Model:
 
     # -- training ------------------------------------------------------------------------
 
-    def train(
-        self,
-        x: object,
-        y: object,
-        optim: Optimizer | str | None = None,
-        loss: Loss | str = "MSE",
-        epochs: int = 10,
-        batch_size: int | None = None,
-        shuffle: bool = True,
-        validation_data: tuple[object, object] | None = None,
-        validation_split: float = 0.0,
-        metrics: Iterable[Metric | str] | Metric | str = (),
-        callbacks: Iterable[Callback | str] | Callback | str = (),
-        verbose: bool = True,
-        clip_grad_norm: float | None = None,
-        resume_from: str | os.PathLike[str] | None = None,
-        strategy: Strategy | str | None = None,
-    ) -> History:
+    def train(self, x: object, y: object, *args: Any, **options: Any) -> History:
         """Fit the model to (x, y); returns the History of loss and metrics per epoch.
 
-        `optim` (default SGD), `loss`, `metrics` and `callbacks` take instances or names.
-        `batch_size=None` trains on the whole set as one batch; otherwise on mini-batches,
-        reshuffled each epoch (one permutation from lamina's generator) unless `shuffle=False`.
-        Validation data comes from `validation_data=(x_val, y_val)` or the last
+        `optim` (default SGD) and `loss` (default MSE), `metrics` and `callbacks` take instances
+        or registered names. `batch_size=None` trains on the whole set as one batch; otherwise
+        on mini-batches, reshuffled each epoch (one permutation from lamina's generator) unless
+        `shuffle=False`. Validation data comes from `validation_data=(x_val, y_val)` or the last
         `validation_split` fraction of (x, y). `clip_grad_norm` caps the gradients' global norm.
         A NaN or infinite loss or gradient stops training with a NonFiniteError, before the
         step that would have spoiled the weights. `resume_from` names a checkpoint (written by
@@ -192,26 +173,17 @@ class Model:
         restored and training continues up to `epochs` in all, exactly as if never interrupted.
         `strategy` spreads training over processes ("local", the default, or "mpi" under
         `mpiexec -n N`); with the same seed and global batch size it reaches the same weights.
+        The options, their order and defaults are `lamina.TrainOptions`'s.
         """
+        names = list(defaults())
+        if len(args) > len(names):
+            raise ArgumentError(f"Model.train takes at most {len(names) + 2} positional arguments; pass options by name")
+        for name, value in zip(names, args):
+            if name in options:
+                raise ArgumentError(f"Model.train: {name} was given twice, by position and by name")
+            options[name] = value
         with self.lock:
-            return training.fit(
-                self,
-                x,
-                y,
-                optim=optim,
-                loss=loss,
-                epochs=epochs,
-                batch_size=batch_size,
-                shuffle=shuffle,
-                validation_data=validation_data,
-                validation_split=validation_split,
-                metrics=metrics,
-                callbacks=callbacks,
-                verbose=verbose,
-                clip_grad_norm=clip_grad_norm,
-                resume_from=resume_from,
-                strategy=strategy,
-            )
+            return training.fit(self, x, y, TrainOptions.make(options))
 
     # -- files and description -------------------------------------------------------------
 
@@ -257,6 +229,27 @@ class Model:
 
     def __repr__(self) -> str:
         return f"Model([{', '.join(repr(layer) for layer in self.layers)}])"
+
+
+def load_model(path: str | os.PathLike[str]) -> Model:
+    """`lamina.load`: the model a file written by `Model.save` describes; nothing in the file is
+    executed. A file saved with its optimizer also restores lamina's generator, so that
+    training continues exactly."""
+    saved = saving.read_model(path)
+    model = Model(saved.layers)
+    model.input_shape, model.input_dtype = saved.input_shape, saved.input_dtype
+    model.loss, model.metrics, model.optimizer = saved.loss, saved.metrics, saved.optimizer
+    model.progress = saved.progress
+    saving.restore_generator(saved, path)
+    return model
+
+
+# help(Model.train) and IDEs show the options themselves, made from TrainOptions.
+Model.train.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+    [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD) for name in ("self", "x", "y")]
+    + [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=value) for name, value in defaults().items()],
+    return_annotation=History,
+)
 
 
 class Summary(str):

@@ -17,13 +17,21 @@ class Optimizer(Configurable):
     """Base class of optimizers: `step(parameters)` updates each `Parameter.value` in place.
 
     Subclasses implement `update(param, state)`, called once per parameter per step;
-    `state` is that parameter's own dict, kept between steps (momentum buffers and the like).
+    `state` is that parameter's own dict, kept between steps (momentum buffers and the like):
+    `self.state[param]`, as in torch.optim, where `self.state` maps each Parameter to its dict.
     `self.current_lr` is the step's learning rate (from `self.lr`, a number or a Schedule),
     and `self.iterations` counts the steps taken. Subclasses need not call `super().__init__()`.
     """
 
     iterations: int = 0
     current_lr: float | None = None
+    state: dict[Parameter, dict[str, Any]]
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Optimizer:
+        # Made here, not in __init__, so that subclasses need not call super().__init__().
+        optimizer = super().__new__(cls)
+        optimizer.state = {}
+        return optimizer
 
     def step(self, parameters: Iterable[Parameter] | Mapping[str, Parameter]) -> None:
         """Apply one update to every parameter from its `.grad`."""
@@ -63,18 +71,13 @@ class Optimizer(Configurable):
         raise NotImplementedError(f"{type(self).__name__} must implement update(param, state)")
 
     def state_for(self, param: Parameter) -> dict[str, Any]:
-        """The per-parameter state dict, created empty on first use."""
-        states = self.__dict__.setdefault("_states", {})
-        state = states.get(param)
+        """`self.state[param]`, created empty on first use."""
+        state = self.state.get(param)
         if state is None:
-            state = states[param] = {}
+            state = self.state[param] = {}
         return state
-
 
     def rekey_state(self, mapping: Mapping[Parameter, Parameter]) -> None:
         """Move per-parameter state from one set of Parameter objects to another (old -> new),
         as when training resumes into a model rebuilt from a checkpoint."""
-        states = self.__dict__.setdefault("_states", {})
-        moved = {mapping[param]: state for param, state in states.items() if param in mapping}
-        states.clear()
-        states.update(moved)
+        self.state = {mapping[param]: state for param, state in self.state.items() if param in mapping}

@@ -50,14 +50,16 @@ class Kind:
     plural: str
     hook: str
     base: type
+    default: str | None = None  # the registered name that an argument left as None means
 
 
 KINDS: dict[str, Kind] = {
     kind.name: kind
     for kind in (
         Kind("layer", "layers", "register_layers", Layer),
-        Kind("loss", "losses", "register_losses", Loss),
-        Kind("optimizer", "optimizers", "register_optimizers", Optimizer),
+        # The defaults of Model.train's loss and optim, as the blog post's API had them.
+        Kind("loss", "losses", "register_losses", Loss, default="MSE"),
+        Kind("optimizer", "optimizers", "register_optimizers", Optimizer, default="SGD"),
         Kind("metric", "metrics", "register_metrics", Metric),
         Kind("callback", "callbacks", "register_callbacks", Callback),
         Kind("initializer", "initializers", "register_initializers", Initializer),
@@ -248,8 +250,9 @@ class Registry:
         Raises PluginError when the plugin is invalid.
         """
         self.load()
+        fallback: str = getattr(plugin, "__name__", repr(plugin))
         with self._lock:
-            return self._add(plugin, name or getattr(plugin, "__name__", repr(plugin)), package, version)
+            return self._add(plugin, name or fallback, package, version)
 
     def _add(self, plugin: object, plugin_name: str, package: str, version: str) -> list[PluginInfo]:
         where = f"{package} plugin {plugin_name!r}"
@@ -438,7 +441,8 @@ class Registry:
         deny-list) or failed to load; None when it loaded or is not installed."""
         self.load()
         wanted = normalize_package(package)
-        for record in (*self._skipped, *self._failures):
+        records: list[PluginSkip | PluginFailure] = [*self._skipped, *self._failures]
+        for record in records:
             if normalize_package(record.package) == wanted:
                 return record
         return None
@@ -475,7 +479,7 @@ class Registry:
                     f"no package {package!r} provides the {spec.name} {bare!r}; "
                     f"it is provided as {qualified}"
                 )
-        spelled = {}
+        spelled: dict[str, str] = {}
         for info in entries:
             for alias in (info.name, *info.aliases):
                 spelled.setdefault(alias.lower(), alias)
@@ -599,6 +603,14 @@ def strategy(name: str, /, *args: Any, **kwargs: Any) -> Strategy:
 def info_for(obj: object) -> PluginInfo | None:
     """The registration of `obj`'s class (the first, if several packages registered it)."""
     return _default.info_for(type(obj))
+
+
+def default_plugin(kind: str, value: object, argument: str, owner: str) -> Any:
+    """As `resolve`, with None meaning the kind's default (`KINDS[kind].default`)."""
+    spec = resolve_kind(kind)
+    if value is None and spec.default is not None:
+        value = spec.default
+    return resolve(spec.name, value, argument, owner)
 
 
 def resolve(kind: str, value: object, argument: str, owner: str) -> Any:

@@ -9,14 +9,16 @@ from typing import Any
 from attrs import frozen
 
 from lamina import runconfig
+from lamina.checkpoint import Checkpoint
 from lamina.errors import ConfigError, LaminaError
 from lamina.history import History
 from lamina.io import atomic_write
 from lamina.model import Model
 from lamina.plotting import INSTALL_HINT, have_matplotlib, plot_curves
-from lamina.registry import get_registry, normalize_package
+from lamina.registry import KINDS, get_registry, normalize_package
 from lamina.seeding import seed
 from lamina.serialize import older, why_missing
+from lamina.strategy import Strategy
 from lamina.training import validation_split_point
 from lamina.version import __version__
 
@@ -42,7 +44,8 @@ def train(
     output folder, and checkpoint.npz after every epoch. With `resume`, continue from that
     checkpoint exactly as if the run had never stopped. With several processes (strategy
     "mpi"), only the main one prints and writes files."""
-    strategy = runconfig.build(config, "strategy", config.get("strategy", "local"), "strategy")
+    spec = config.get("strategy")
+    strategy = Strategy() if spec is None else runconfig.build(config, "strategy", spec, "strategy")
     if not strategy.is_main:
         say, verbose = (lambda text: None), False
     folder = Path(output or config.get("output"))
@@ -51,37 +54,46 @@ def train(
     x_train, y_train, x_test, y_test = runconfig.load_dataset(config)
     layers = [runconfig.build(config, "layer", spec, f"layers[{i}]") for i, spec in enumerate(config.get("layers"))]
     model = Model(layers)
-    loss = runconfig.build(config, "loss", config.get("loss", "MSE"), "loss")
+    loss = runconfig.build(config, "loss", config.get("loss", KINDS["loss"].default), "loss")
     optim = runconfig.build_optimizer(config)
     metrics = runconfig.build_list(config, "metric", "metrics")
     callbacks = runconfig.build_list(config, "callback", "callbacks")
     checkpoint = folder / "checkpoint.npz"
-    callbacks.append(get_registry().build("callback", "Checkpoint", checkpoint))
+    callbacks.append(Checkpoint(checkpoint))
     if resume and not checkpoint.is_file():
         raise ConfigError(f"{config.source}: --resume: no checkpoint at {checkpoint}; train without --resume first")
+    options = runconfig.training_options(config) | ({"epochs": epochs} if epochs else {})
     try:
         history = model.train(
-            x_train,
-            y_train,
-            optim=None if resume else optim,
-            loss=loss,
-            epochs=epochs or config.get("epochs", 10),
-            batch_size=config.get("batch_size"),
-            shuffle=config.get("shuffle", True),
-            validation_split=config.get("validation_split", 0.0),
-            metrics=metrics,
-            callbacks=callbacks,
-            verbose=verbose,
-            clip_grad_norm=config.get("clip_grad_norm"),
-            resume_from=checkpoint if resume else None,
-            strategy=strategy,
+            x_train, y_train, optim=None if resume else optim, loss=loss, metrics=metrics, callbacks=callbacks,
+            verbose=verbose, resume_from=checkpoint if resume else None, strategy=strategy, **options,
         )
     except LaminaError as err:
         raise type(err)(f"{config.source}: training failed: {err}") from None
     test = model.evaluate(x_test, y_test, metrics=metrics) if len(x_test) else {}
     if not strategy.is_main:  # the main process writes the files
         return RunResult(model, history, test, folder, {})
+    trained = validation_split_point(len(x_train), config.get("validation_split", 0.0))
+    files = _write_reports(config, model, history, test, folder)
+    held_out = f" ({len(x_train) - trained} held out for validation)" if trained < len(x_train) else ""
+    say(f"trained {len(history)} epochs on {trained} samples{held_out}")
+    for key, value in history.history.items():
+        say(f"  final {key}: {value[-1]:.4f}")
+    for key, value in test.items():
+        say(f"  test {key}: {value:.4f}")
+    say(f"model: {files['model']}" + (f" (resumed from {checkpoint})" if resume else ""))
+    say(f"metrics: {files['metrics']}")
+    if "curves" in files:
+        say(f"curves: {files['curves']}")
+    else:
+        say(f"curves: skipped, matplotlib is not installed; for curves.png: {INSTALL_HINT}")
+    return RunResult(model, history, test, folder, files)
 
+
+def _write_reports(
+    config: runconfig.RunConfig, model: Model, history: History, test: dict[str, float], folder: Path
+) -> dict[str, Path]:
+    """model.npz, metrics.json and (with matplotlib) curves.png in the output folder."""
     files = {"model": model.save(folder / "model.npz", include_optimizer=True)}
     report = {
         "lamina_version": __version__,
@@ -91,21 +103,9 @@ def train(
         "test": test,
     }
     files["metrics"] = atomic_write(folder / "metrics.json", json.dumps(report, indent=2) + "\n")
-    trained = validation_split_point(len(x_train), config.get("validation_split", 0.0))
-    held_out = f" ({len(x_train) - trained} held out for validation)" if trained < len(x_train) else ""
-    say(f"trained {len(history)} epochs on {trained} samples{held_out}")
-    for key, value in history.history.items():
-        say(f"  final {key}: {value[-1]:.4f}")
-    for key, value in test.items():
-        say(f"  test {key}: {value:.4f}")
-    say(f"model: {files['model']}" + (f" (resumed from {checkpoint})" if resume else ""))
-    say(f"metrics: {files['metrics']}")
     if have_matplotlib():
         files["curves"] = plot_curves(history, folder / "curves.png")
-        say(f"curves: {files['curves']}")
-    else:
-        say(f"curves: skipped, matplotlib is not installed; for curves.png: {INSTALL_HINT}")
-    return RunResult(model, history, test, folder, files)
+    return files
 
 
 def describe_model_file(config: dict[str, Any]) -> list[str]:

@@ -5,7 +5,6 @@ Every error names the file, the key and the problem; unknown keys are errors, ne
 from __future__ import annotations
 
 import difflib
-import numbers
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -13,8 +12,9 @@ from typing import Any
 from attrs import field, frozen
 
 from lamina.checks import describe
-from lamina.errors import ConfigError, LaminaError
-from lamina.registry import get_registry
+from lamina.errors import ArgumentError, ConfigError, LaminaError
+from lamina.options import TrainOptions, config_keys
+from lamina.registry import KINDS, get_registry
 
 # The embedded default of `lamina train` with no CONFIG: an MLP on the shipped digits.
 DEFAULT_CONFIG = """\
@@ -56,24 +56,20 @@ monitor = "val_loss"
 patience = 10
 """
 
+# The run's own keys; the training options (epochs, batch_size, ...) come from TrainOptions.
 KEYS = {
     "seed": "an int >= 0 seeding lamina's generator (default 0)",
-    "epochs": "a positive int (default 10)",
-    "batch_size": "a positive int; leave it out for full-batch training",
-    "shuffle": "true or false (default true)",
-    "validation_split": "a number in [0, 1) (default 0)",
-    "clip_grad_norm": "a positive number",
-    "metrics": "a list of metric names or tables",
     "output": "the output folder (default runs/<config name>)",
     "dataset": 'a dataset name or a table with "name" and its options',
     "layers": 'a list of layer names or tables with "type" and its arguments',
-    "loss": 'a loss name or a table with "type" (default "MSE")',
-    "optimizer": 'an optimizer name or a table with "type" (default "SGD")',
+    "loss": f'a loss name or a table with "type" (default "{KINDS["loss"].default}")',
+    "optimizer": f'an optimizer name or a table with "type" (default "{KINDS["optimizer"].default}")',
     "schedule": 'a table with "type": the optimizer\'s learning-rate schedule',
-    "callbacks": "a list of callback names or tables",
-    "strategy": 'a training strategy: "local" (default) or "mpi" (run under mpiexec -n N)',
+    **config_keys(),
 }
 REQUIRED = ("dataset", "layers")
+# Options whose config value names plugins (built below), not a value TrainOptions checks.
+PLUGIN_OPTIONS = ("metrics", "callbacks", "strategy")
 
 
 @frozen
@@ -120,14 +116,13 @@ def parse(text: str, source: str, name: str = "run") -> RunConfig:
         if key not in data:
             raise config.error(key, f"missing; it is required: {KEYS[key]}")
     _check_int(config, "seed", minimum=0)
-    _check_int(config, "epochs", minimum=1)
-    _check_int(config, "batch_size", minimum=1)
-    _check_type(config, "shuffle", bool, "true or false")
     _check_type(config, "output", str, "a folder path as a string")
-    for key in ("validation_split", "clip_grad_norm"):
-        value = data.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
-            raise config.error(key, f"expected {KEYS[key]}, got {describe(value)}")
+    for key in config_keys():  # each training option is checked by TrainOptions itself
+        if key in data and key not in PLUGIN_OPTIONS:
+            try:
+                TrainOptions.make({key: data[key]})
+            except ArgumentError:
+                raise config.error(key, f"expected {KEYS[key]}, got {describe(data[key])}") from None
     for key in ("layers", "metrics", "callbacks"):
         if key in data and not isinstance(data[key], list):
             raise config.error(key, f"expected {KEYS[key]}, got {describe(data[key])}")
@@ -176,7 +171,7 @@ def build_list(config: RunConfig, kind: str, key: str) -> list[Any]:
 
 
 def build_optimizer(config: RunConfig) -> Any:
-    spec = config.get("optimizer", "SGD")
+    spec = config.get("optimizer", KINDS["optimizer"].default)
     if config.get("schedule") is None:
         return build(config, "optimizer", spec, "optimizer")
     schedule = build(config, "schedule", config.get("schedule"), "schedule")
@@ -192,3 +187,8 @@ def load_dataset(config: RunConfig) -> tuple[Any, Any, Any, Any]:
         return dataset.load()
     except (LaminaError, OSError) as err:
         raise config.error("dataset", str(err)) from None
+
+
+def training_options(config: RunConfig) -> dict[str, Any]:
+    """The training options the config sets (checked by `parse`), as Model.train's keywords."""
+    return {key: config.get(key) for key in config_keys() if key in config.data and key not in PLUGIN_OPTIONS}

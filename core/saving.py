@@ -16,14 +16,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from attrs import define
 
 from lamina.errors import ArgumentError, FileFormatError, LaminaError
 from lamina.io import atomic_write
+from lamina.layer import Layer, named_buffers, named_parameters
+from lamina.loss import Loss
+from lamina.metric import Metric
+from lamina.optimizer import Optimizer
 from lamina.seeding import rng
 from lamina.serialize import build_plugin, describe_plugin, from_json, to_json
 from lamina.version import __version__
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # saving is below model: it takes a model, but never makes one
     from lamina.model import Model
 
 FORMAT = "lamina.model"
@@ -194,15 +199,28 @@ def _array(archive: zipfile.ZipFile, name: str, path: Path) -> np.ndarray:
     return array
 
 
-def load_model(path: str | os.PathLike[str]) -> Model:
-    """Rebuild a model from a file written by `Model.save`; nothing in the file is executed."""
-    from lamina.model import Model
+@define(eq=False)
+class SavedModel:
+    """What a model file holds, rebuilt: the layers with their weights and buffers, and what
+    training left (loss, metrics, optimizer with its state, generator state, progress)."""
 
+    layers: list[Layer]
+    input_shape: tuple[int, ...] | None
+    input_dtype: np.dtype | None
+    loss: Loss | None
+    metrics: list[Metric]
+    optimizer: Optimizer | None
+    rng_state: dict[str, Any] | None
+    progress: dict[str, Any] | None
+
+
+def read_model(path: str | os.PathLike[str]) -> SavedModel:
+    """Rebuild what a file written by `Model.save` holds; nothing in the file is executed."""
     path = Path(path)
     with _open(path) as archive:
         config = _config(archive, path)
         try:
-            return _rebuild(Model, archive, config, path)
+            return _rebuild(archive, config, path)
         except (LaminaError, FileNotFoundError):
             raise
         except (KeyError, TypeError, ValueError, IndexError, AttributeError, ArithmeticError, RecursionError) as err:
@@ -217,9 +235,11 @@ def load_model(path: str | os.PathLike[str]) -> Model:
 MAX_INPUT_VALUES = 10**8
 
 
-def _rebuild(model_cls: type, archive: zipfile.ZipFile, config: dict[str, Any], path: Path) -> Model:
+def _rebuild(archive: zipfile.ZipFile, config: dict[str, Any], path: Path) -> SavedModel:
     layers = [build_plugin(record, f"{path}: layers[{i}]") for i, record in enumerate(config["layers"])]
-    model = model_cls(layers)
+    if not layers:
+        raise ValueError("the file lists no layers")
+    shape = dtype = None
     if config.get("input_shape") is not None:
         shape = tuple(int(n) for n in config["input_shape"])
         dtype = np.dtype(config["input_dtype"])
@@ -228,25 +248,38 @@ def _rebuild(model_cls: type, archive: zipfile.ZipFile, config: dict[str, Any], 
         if any(n < 0 for n in shape) or np.prod(shape, dtype=np.float64) > MAX_INPUT_VALUES:
             raise FileFormatError(f"{path}: the input shape {shape} in the file is not plausible; it is corrupted")
         try:
-            model.predict(np.zeros((1, *shape), dtype=dtype))  # builds every layer's parameters
+            _build(layers, np.zeros((1, *shape), dtype=dtype))
         except MemoryError:
             raise FileFormatError(f"{path}: the layers the file describes are too large to build; it is corrupted") from None
-    params = model.parameters()
+    params = named_parameters(layers)
     _fill(archive, path, "weight", config["weights"], {name: p.value for name, p in params.items()})
-    _fill(archive, path, "buffer", config.get("buffers", {}), model.buffers())
-    if "loss" in config:
-        model.loss = build_plugin(config["loss"], f"{path}: loss")
-    model.metrics = [build_plugin(r, f"{path}: metrics[{i}]") for i, r in enumerate(config.get("metrics", []))]
-    if "optimizer" in config:
-        model.optimizer = _restore_optimizer(archive, config["optimizer"], params, path)
-    if "rng_state" in config:
-        # A checkpoint continues exactly: the shuffling and dropout draws resume where they were.
-        try:
-            rng().bit_generator.state = config["rng_state"]
-        except (TypeError, ValueError, KeyError, OverflowError) as err:
-            raise FileFormatError(f"{path}: the random generator state in the file is invalid ({err})") from None
-    model.progress = config.get("progress")
-    return model
+    _fill(archive, path, "buffer", config.get("buffers", {}), named_buffers(layers))
+    loss = build_plugin(config["loss"], f"{path}: loss") if "loss" in config else None
+    metrics = [build_plugin(r, f"{path}: metrics[{i}]") for i, r in enumerate(config.get("metrics", []))]
+    optim = _restore_optimizer(archive, config["optimizer"], params, path) if "optimizer" in config else None
+    rng_state = config.get("rng_state")
+    if rng_state is not None and not isinstance(rng_state, dict):
+        raise FileFormatError(f"{path}: the random generator state in the file is invalid (not a table)")
+    return SavedModel(layers, shape, dtype, loss, metrics, optim, rng_state, config.get("progress"))
+
+
+def restore_generator(saved: SavedModel, path: str | os.PathLike[str]) -> None:
+    """Put lamina's generator where the file's training left it (for an exact resume)."""
+    if saved.rng_state is None:
+        return
+    try:
+        rng().bit_generator.state = saved.rng_state
+    except (TypeError, ValueError, KeyError, OverflowError) as err:
+        raise FileFormatError(f"{path}: the random generator state in the file is invalid ({err})") from None
+
+
+def _build(layers: list[Layer], x: np.ndarray) -> None:
+    """Run one input through the layers in inference mode, so that each builds its parameters."""
+    for layer in layers:
+        layer.training = False
+        x = layer(x)
+    for layer in layers:
+        layer.release()
 
 
 def _fill(archive: zipfile.ZipFile, path: Path, kind: str, saved: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:

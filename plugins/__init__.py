@@ -1,6 +1,7 @@
 """lamina's built-in plugins. They reach the registry through the `lamina` entry-point group,
 exactly as a third-party package's plugins do; importing them here is only for users who
 prefer classes to names (`from lamina.plugins import Linear`)."""
+from lamina import Checkpoint  # core's class, registered by the callbacks plugin
 from lamina.plugins.activations import (
     Elu,
     Gelu,
@@ -13,7 +14,7 @@ from lamina.plugins.activations import (
     Softplus,
     Tanh,
 )
-from lamina.plugins.callbacks import Checkpoint, CSVLogger, EarlyStopping, LearningRateLogger
+from lamina.plugins.callbacks import CSVLogger, EarlyStopping, LearningRateLogger
 from lamina.plugins.conv import Conv2D
 from lamina.plugins.datasets import Csv, Digits, Npz, Spirals, Xor
 from lamina.plugins.dropout import Dropout

@@ -10,7 +10,7 @@ import math
 import numpy as np
 
 import lamina
-from lamina.testing import Case, away_from_zero
+from lamina.case import Case, away_from_zero
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Callbacks: EarlyStopping, LearningRateLogger, CSVLogger."""
+"""Callbacks: EarlyStopping, LearningRateLogger, CSVLogger, and core's Checkpoint by name."""
 from __future__ import annotations
 
 import csv
@@ -64,9 +64,10 @@ class EarlyStopping(lamina.Callback):
             self.model.stop_training = True
 
     def on_train_end(self, logs: dict[str, float] | None = None) -> None:
-        restored = self.restore_best and self._best_weights is not None
-        if restored:
-            for param, best in zip(self.model.parameters().values(), self._best_weights):
+        best_weights = self._best_weights if self.restore_best else None
+        restored = best_weights is not None
+        if best_weights is not None:
+            for param, best in zip(self.model.parameters().values(), best_weights):
                 param.value[...] = best
         if self.stopped_epoch is not None and self.best_epoch is not None:
             lamina.echo(
@@ -118,45 +119,9 @@ class CSVLogger(lamina.Callback):
         lamina.atomic_write(self.path, text.getvalue())
 
 
-class Checkpoint(lamina.Callback):
-    """Every `every` epochs (and at the end), save the model with its optimizer state, lamina's
-    random generator and the history so far, atomically, to `path`: a crash at any moment
-    leaves the last complete checkpoint. `model.train(..., resume_from=path)` continues it."""
-
-    def __init__(self, path: str | os.PathLike[str], every: int = 1) -> None:
-        self.path = os.fspath(path)
-        self.every = lamina.checks.positive_int(every, "every", "Checkpoint", example=1)
-
-    def on_train_begin(self, logs: dict[str, float] | None = None) -> None:
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._saved: int | None = None
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
-        if (epoch + 1) % self.every == 0:
-            self._save(epoch + 1, logs)
-
-    def on_train_end(self, logs: dict[str, float] | None = None) -> None:
-        done = len(self.model.history) if self.model.history is not None else 0
-        if done and self._saved != done:
-            self._save(done, None)
-
-    def _save(self, done: int, logs: dict[str, float] | None) -> None:
-        if not lamina.active_strategy().is_main:
-            self._saved = done
-            return  # with several processes, one writes the file
-        # The history so far: what the model's History holds, plus this epoch's logs, which
-        # the training loop records only after the callbacks have run.
-        history = {key: list(values) for key, values in self.model.history.items()}
-        if logs is not None:
-            for key, value in logs.items():
-                history.setdefault(key, [float("nan")] * (done - 1)).append(float(value))
-        self.model.save(self.path, include_optimizer=True, progress={"epoch": done, "history": history})
-        self._saved = done
-
-
 @lamina.hookimpl
 def register_callbacks(register):
     register(EarlyStopping)
     register(LearningRateLogger)
     register(CSVLogger)
-    register(Checkpoint)
+    register(lamina.Checkpoint)  # core's own: `lamina train --resume` relies on it

@@ -5,8 +5,8 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 import lamina
+from lamina.case import Case
 from lamina.plugins._spatial import as_given, check_images, pair, windows_out
-from lamina.testing import Case
 
 
 class Conv2D(lamina.Layer):
@@ -55,7 +55,7 @@ class Conv2D(lamina.Layer):
         self.bias: lamina.Parameter | None = None
 
     def parameters(self) -> dict[str, lamina.Parameter]:
-        return {} if self.weight is None else {"weight": self.weight, "bias": self.bias}
+        return {} if self.weight is None or self.bias is None else {"weight": self.weight, "bias": self.bias}
 
     def _pads(self) -> tuple[tuple[int, int], tuple[int, int]]:
         if self.padding == "valid":

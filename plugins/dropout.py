@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 import lamina
-from lamina.testing import Case
+from lamina.case import Case
 
 
 class Dropout(lamina.Layer):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 import lamina
-from lamina.testing import Case, integers
+from lamina.case import Case, integers
 
 
 class Embedding(lamina.Layer):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 import lamina
-from lamina.testing import Case
+from lamina.case import Case
 
 
 class Linear(lamina.Layer):
@@ -34,11 +34,12 @@ class Linear(lamina.Layer):
         self.bias: lamina.Parameter | None = None
 
     def parameters(self) -> dict[str, lamina.Parameter]:
-        if self.weight is None:
+        if self.weight is None or self.bias is None:
             return {}
         return {"weight": self.weight, "bias": self.bias}
 
-    def _build(self, x: np.ndarray) -> None:
+    def _build(self, x: np.ndarray) -> tuple[lamina.Parameter, lamina.Parameter]:
+        """The new (weight, bias) for inputs like `x`."""
         if x.ndim == 0:
             raise lamina.ShapeError(
                 f"Linear(units={self.units}) needs input of shape (..., features), got a scalar; "
@@ -48,12 +49,13 @@ class Linear(lamina.Layer):
         fan_in = x.shape[-1]
         # He-uniform by default: on the blog post's XOR networks it converges for more seeds
         # than Glorot-uniform (84% against 66% of 200 seeds).
-        self.weight = lamina.Parameter(self._weight_init((fan_in, self.units), dtype))
-        self.bias = lamina.Parameter(self._bias_init((self.units,), dtype, fan_in, self.units))
+        weight = lamina.Parameter(self._weight_init((fan_in, self.units), dtype))
+        bias = lamina.Parameter(self._bias_init((self.units,), dtype, fan_in, self.units))
+        return weight, bias
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        if self.weight is None:
-            self._build(x)
+        if self.weight is None or self.bias is None:
+            self.weight, self.bias = self._build(x)
         weight = self.weight.value
         if x.ndim == 0 or x.shape[-1] != weight.shape[0]:
             got = x.shape[-1] if x.ndim else "no"
@@ -69,7 +71,9 @@ class Linear(lamina.Layer):
         out += self.bias.value
         return out
 
-    def backward(self, grad: np.ndarray) -> np.ndarray:
+    def backward(self, grad: np.ndarray) -> np.ndarray | None:
+        if self.weight is None or self.bias is None:
+            raise lamina.LaminaError(f"{self!r}: backward was called before forward; call the layer on an input first")
         x = self._x
         x2 = x.reshape(-1, x.shape[-1])
         g2 = grad.reshape(-1, self.units)

@@ -8,9 +8,9 @@ from __future__ import annotations
 import numpy as np
 
 import lamina
+from lamina.case import Case, binary_for, labels_for, open_unit, probabilities
 from lamina.plugins._targets import as_labels, class_targets, same_shape_target
 from lamina.plugins.activations import Sigmoid, Softmax
-from lamina.testing import Case, binary_for, labels_for, open_unit, probabilities
 
 # Probabilities are clipped to [EPS, 1 - EPS] before the log, as Keras does; the gradient is
 # that of the clipped value (zero where clipping is active), so it matches what is returned.
@@ -110,14 +110,14 @@ class CrossEntropy(lamina.Loss):
     def backward(self) -> np.ndarray:
         if self.from_logits:
             return self._softmax_grad(self._p)
-        pred, labels, n = self._pred, self._labels, self._pred.shape[0]
+        pred, labels, target_rows, n = self._pred, self._labels, self._rows, self._pred.shape[0]
         inside = (pred >= EPS) & (pred <= 1.0)
-        if labels is not None:
+        if target_rows is None:  # integer labels (class_targets gives exactly one of the two)
             grad = np.zeros_like(pred)
             rows = np.arange(n)
             grad[rows, labels] = -1.0 / (n * self._clipped[rows, labels])
         else:
-            grad = -self._rows / (n * self._clipped)
+            grad = -target_rows / (n * self._clipped)
         return grad * inside
 
     def fuses_with(self, layer: object) -> bool:
@@ -129,7 +129,7 @@ class CrossEntropy(lamina.Loss):
     def _softmax_grad(self, p: np.ndarray) -> np.ndarray:
         """(p * sum(y) - y) / n: dL/dlogits when p = softmax(logits)."""
         n = p.shape[0]
-        if self._labels is not None:
+        if self._rows is None:  # integer labels
             grad = p.copy()
             grad[np.arange(n), self._labels] -= 1.0
         else:

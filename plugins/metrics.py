@@ -23,7 +23,7 @@ class Accuracy(lamina.Metric):
                 "output use the metric 'binary_accuracy'"
             )
         labels, rows = class_targets(pred, y, "accuracy")
-        if labels is None:
+        if rows is not None:  # one-hot or probability rows (class_targets gives exactly one of the two)
             labels = rows.argmax(axis=1)
         return float(np.mean(pred.argmax(axis=1) == labels))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 import lamina
-from lamina.testing import Case
+from lamina.case import Case
 
 
 class BatchNorm(lamina.Layer):
@@ -33,7 +33,7 @@ class BatchNorm(lamina.Layer):
         self.running_var: np.ndarray | None = None
 
     def parameters(self) -> dict[str, lamina.Parameter]:
-        return {} if self.weight is None else {"weight": self.weight, "bias": self.bias}
+        return {} if self.weight is None or self.bias is None else {"weight": self.weight, "bias": self.bias}
 
     def buffers(self) -> dict[str, np.ndarray]:
         if self.running_mean is None or self.running_var is None:
@@ -57,22 +57,13 @@ class BatchNorm(lamina.Layer):
         axes = (0, *range(2, x.ndim))
         view = (1, channels) + (1,) * (x.ndim - 2)
         if self.training:
-            strategy = lamina.active_strategy()
-            count = x.size // channels
-            if strategy.size > 1:  # statistics over the global batch, summed over processes
-                sums = np.concatenate([x.sum(axis=axes), (x * x).sum(axis=axes), [count]]).astype(np.float64)
-                strategy.allreduce(sums)
-                count = int(sums[-1])
-                mean = (sums[:channels] / count).astype(x.dtype)
-                var = np.maximum(sums[channels : 2 * channels] / count - (sums[:channels] / count) ** 2, 0).astype(x.dtype)
+            # Over the whole global batch: with several processes, the strategy sums their shards.
+            mean, var, count = lamina.active_strategy().batch_statistics(x, axes)
             if count < 2:
                 raise lamina.ShapeError(
                     f"BatchNorm in training needs more than one value per channel, got shape "
                     f"{x.shape}; use batches of at least 2 samples"
                 )
-            if strategy.size == 1:
-                mean = x.mean(axis=axes)
-                var = x.var(axis=axes)
             self.running_mean *= 1 - self.momentum
             self.running_mean += self.momentum * mean
             self.running_var *= 1 - self.momentum
@@ -99,16 +90,7 @@ class BatchNorm(lamina.Layer):
         n = self._count
         sum_dxhat = dxhat.sum(axis=axes, keepdims=True)
         sum_dxhat_xhat = (dxhat * xhat).sum(axis=axes, keepdims=True)
-        strategy = lamina.active_strategy()
-        if strategy.size > 1:
-            # Global sums of the global loss's gradient: this process's loss is the mean over
-            # its shard, i.e. 1 / fraction times its share of the global batch's mean loss.
-            w = strategy.fraction
-            sums = np.concatenate([sum_dxhat.ravel(), sum_dxhat_xhat.ravel()]).astype(np.float64) * w
-            strategy.allreduce(sums)
-            c = sum_dxhat.size
-            sum_dxhat = (sums[:c] / w).reshape(sum_dxhat.shape).astype(dxhat.dtype)
-            sum_dxhat_xhat = (sums[c:] / w).reshape(sum_dxhat_xhat.shape).astype(dxhat.dtype)
+        sum_dxhat, sum_dxhat_xhat = lamina.active_strategy().batch_gradient_sums(sum_dxhat, sum_dxhat_xhat)
         return (inv_std / n) * (n * dxhat - sum_dxhat - xhat * sum_dxhat_xhat)
 
 
@@ -124,7 +106,7 @@ class LayerNorm(lamina.Layer):
         self.bias: lamina.Parameter | None = None
 
     def parameters(self) -> dict[str, lamina.Parameter]:
-        return {} if self.weight is None else {"weight": self.weight, "bias": self.bias}
+        return {} if self.weight is None or self.bias is None else {"weight": self.weight, "bias": self.bias}
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         if x.ndim < 1:

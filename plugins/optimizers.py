@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 
 import lamina
+from lamina.case import Case
 from lamina.checks import fraction, learning_rate, non_negative_number, positive_number
-from lamina.testing import Case
 
 
 def _betas(betas: object, owner: str) -> tuple[float, float]:
@@ -122,7 +122,12 @@ class AdamW(Adam):
 
     def gradient(self, param: lamina.Parameter) -> np.ndarray:
         if self.weight_decay:
-            param.value *= 1.0 - self.current_lr * self.weight_decay
+            lr = self.current_lr
+            if lr is None:  # set by step(), which calls update() and so gradient()
+                raise lamina.LaminaError(
+                    f"{type(self).__name__}: gradient() was called outside step(); call step(parameters)"
+                )
+            param.value *= 1.0 - lr * self.weight_decay
         return param.grad
 
 

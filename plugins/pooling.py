@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 
 import lamina
+from lamina.case import Case, distinct
 from lamina.plugins._spatial import as_given, check_images, pair, windows_out
-from lamina.testing import Case, distinct
 
 
 def _like(layout: np.ndarray, values: np.ndarray) -> np.ndarray:

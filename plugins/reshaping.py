@@ -6,7 +6,7 @@ import math
 import numpy as np
 
 import lamina
-from lamina.testing import Case
+from lamina.case import Case
 
 
 class Flatten(lamina.Layer):

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import lamina
-from lamina.conformance import Case, cases_for, checks_for
+from lamina.testing import Case, cases_for, checks_for
 
 REGISTRY = lamina.get_registry()
 PROPERTIES = {

@@ -60,7 +60,7 @@ TRAIN = '''
 import os, signal, sys
 import numpy as np
 import lamina
-from lamina import training
+from lamina import step as step_module
 
 mode, checkpoint, out = sys.argv[1], sys.argv[2], sys.argv[3]
 x, y, _, _ = lamina.dataset("spirals", n_samples=240)
@@ -68,13 +68,13 @@ lamina.seed(3)
 model = lamina.Model([lamina.layer("Linear", 16), "Relu", lamina.layer("Dropout", 0.2), lamina.layer("Linear", 3)])
 
 if mode == "kill-mid-epoch":  # SIGKILL at step 40 of 72 (12 a epoch): in the middle of epoch 4
-    steps, original = [0], training._Step.__call__
+    steps, original = [0], step_module.Step.__call__
     def step(self, *args):
         steps[0] += 1
         if steps[0] == 40:
             os.kill(os.getpid(), signal.SIGKILL)
         return original(self, *args)
-    training._Step.__call__ = step
+    step_module.Step.__call__ = step
 if mode == "kill-in-save":  # SIGKILL while the third checkpoint is being written
     calls, fsync = [0], os.fsync
     def dying_fsync(fd):

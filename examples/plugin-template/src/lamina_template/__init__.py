@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 import lamina
-from lamina.testing import Case
+from lamina.case import Case
 
 __version__ = "0.1.0"
 

@@ -1,4 +1,6 @@
-"""lamina.testing: the tools that check plugins, for lamina's tests and for plugin authors.
+"""lamina.testing: the conformance kit, the gradient checker and the pytest plugin.
+
+The tools that check plugins, for lamina's tests and for plugin authors.
 
 Finite-difference gradient checks (float64, central differences):
 
@@ -11,27 +13,29 @@ The conformance kit (every contract of a layer, loss or optimizer class, by prop
 >>> results = check_plugin(Snake, sample_shapes=[(4, 3)])
 >>> test_snake = lamina_conformance(Snake, sample_shapes=[(4, 3)])   # in a pytest module
 """
-from lamina.conformance import (
-    PROPERTIES,
+from lamina.case import (
     Case,
-    Check,
-    Result,
     away_from_zero,
     binary_for,
-    cases_for,
-    check_plugin,
-    checks_for,
     distinct,
-    format_failures,
     integers,
     labels_for,
-    lamina_conformance,
     normal,
     normal_for,
     open_unit,
     probabilities,
 )
-from lamina.gradcheck import check_layer_gradients, check_loss_gradients, numerical_gradient, relative_error
+from lamina.testing.conformance import (
+    PROPERTIES,
+    Check,
+    Result,
+    cases_for,
+    check_plugin,
+    checks_for,
+    format_failures,
+    lamina_conformance,
+)
+from lamina.testing.gradcheck import check_layer_gradients, check_loss_gradients, numerical_gradient, relative_error
 
 __all__ = [
     "PROPERTIES",

@@ -25,7 +25,7 @@ def pytest_generate_tests(metafunc: Any) -> None:
     marker = metafunc.definition.get_closest_marker("lamina_conformance")
     if marker is None or "lamina_check" not in metafunc.fixturenames:
         return
-    from lamina.conformance import checks_for
+    from lamina.testing.conformance import checks_for
 
     checks = checks_for(*marker.args, **marker.kwargs)
     metafunc.parametrize("lamina_check", checks, ids=[check.id for check in checks])

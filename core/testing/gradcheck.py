@@ -79,7 +79,14 @@ def check_layer_gradients(
     for param in params.values():
         param.zero_grad()
     input_grad = layer.backward(weights.copy())
-    analytic = {} if integer else {"input": input_grad}
+    analytic: dict[str, np.ndarray] = {}
+    if not integer:
+        if input_grad is None:
+            raise ArgumentError(
+                f"check_layer_gradients: {type(layer).__name__}.backward returned None, not the input "
+                "gradient; set layer.needs_input_grad = True (a model sets it False on its first layer)"
+            )
+        analytic["input"] = input_grad
     analytic.update({name: param.grad.copy() for name, param in params.items()})
 
     def objective() -> float:

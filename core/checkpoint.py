@@ -1,0 +1,87 @@
+"""Checkpoints: the callback that writes them during training, and resuming from one."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lamina.callback import Callback
+from lamina.checks import positive_int
+from lamina.errors import ArgumentError, ShapeError
+from lamina.history import History
+from lamina.layer import named_buffers, named_parameters
+from lamina.optimizer import Optimizer
+from lamina.registry import resolve
+from lamina.saving import read_model, restore_generator, save_model
+from lamina.strategy import active_strategy
+
+if TYPE_CHECKING:
+    from lamina.model import Model
+
+
+class Checkpoint(Callback):
+    """Every `every` epochs (and at the end), save the model with its optimizer state, lamina's
+    random generator and the history so far, atomically, to `path`: a crash at any moment
+    leaves the last complete checkpoint. `model.train(..., resume_from=path)` continues it."""
+
+    def __init__(self, path: str | os.PathLike[str], every: int = 1) -> None:
+        self.path = os.fspath(path)
+        self.every = positive_int(every, "every", "Checkpoint", example=1)
+
+    def on_train_begin(self, logs: dict[str, float] | None = None) -> None:
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._saved: int | None = None
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
+        if (epoch + 1) % self.every == 0:
+            self._save(epoch + 1, logs)
+
+    def on_train_end(self, logs: dict[str, float] | None = None) -> None:
+        done = len(self.model.history) if self.model.history is not None else 0
+        if done and self._saved != done:
+            self._save(done, None)
+
+    def _save(self, done: int, logs: dict[str, float] | None) -> None:
+        if not active_strategy().is_main:
+            self._saved = done
+            return  # with several processes, one writes the file
+        # The history so far: what the model's History holds, plus this epoch's logs, which
+        # the history records only after the other callbacks have run.
+        history = {key: list(values) for key, values in self.model.history.items()}
+        if logs is not None:
+            for key, value in logs.items():
+                history.setdefault(key, [float("nan")] * (done - 1)).append(float(value))
+        save_model(self.model, self.path, include_optimizer=True, progress={"epoch": done, "history": history})
+        self._saved = done
+
+
+def resume(model: Model, path: str | os.PathLike[str], optim: object, owner: str) -> tuple[Optimizer, History, int]:
+    """Restore a checkpoint into `model` (already built): weights, buffers, optimizer state,
+    lamina's generator and the history; returns (optimizer, history, epochs done)."""
+    where = f"{owner}(resume_from={str(path)!r})"
+    saved = read_model(path)
+    if saved.progress is None or saved.optimizer is None:
+        raise ArgumentError(f"{where}: the file is a saved model, not a checkpoint; write checkpoints with the Checkpoint callback")
+    restore_generator(saved, path)  # building the layers drew from it; the checkpoint puts it back
+    mine, theirs = model.parameters(), named_parameters(saved.layers)
+    if {k: p.shape for k, p in mine.items()} != {k: p.shape for k, p in theirs.items()}:
+        raise ShapeError(
+            f"{where}: the checkpoint's weights ({', '.join(f'{k} {p.shape}' for k, p in theirs.items())}) "
+            f"do not fit this model's ({', '.join(f'{k} {p.shape}' for k, p in mine.items())}); resume the same architecture"
+        )
+    for name, param in mine.items():
+        param.value[...] = theirs[name].value
+    saved_buffers = named_buffers(saved.layers)
+    for name, buffer in model.buffers().items():
+        buffer[...] = saved_buffers[name]
+    restored = saved.optimizer
+    if optim is not None:
+        given = resolve("optimizer", optim, "optim", owner)
+        if type(given) is not type(restored):
+            raise ArgumentError(
+                f"{where}: the checkpoint was trained with {restored!r} but optim={given!r} was given; "
+                "leave optim out to continue with the checkpoint's optimizer"
+            )
+    restored.rekey_state({theirs[name]: mine[name] for name in mine})
+    progress = saved.progress
+    return restored, History.from_dict(progress.get("history", {})), int(progress["epoch"])

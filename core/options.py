@@ -1,0 +1,109 @@
+"""TrainOptions: every option of `Model.train`, with its default and its check, defined once.
+
+`Model.train(x, y, **options)` takes exactly these keywords (its signature is made from this
+class), `lamina train` configs take the ones marked as config keys under the same names, and
+the config checker's list of keys and their descriptions comes from here too.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Iterable
+from typing import Any
+
+import attrs
+from attrs import field, frozen
+
+from lamina.callback import Callback
+from lamina.checks import boolean, describe, fraction, positive_int, positive_number
+from lamina.errors import ArgumentError
+from lamina.metric import Metric
+
+OWNER = "Model.train"
+
+
+def _field(default: Any, check: Any = None, config: str | None = None) -> Any:
+    """An option: its default, its check (run when the options are made) and, for the options
+    a `lamina train` config may set, the description its key gets in config errors."""
+    return field(default=default, converter=check, metadata={"config": config})
+
+
+def _epochs(value: object) -> int:
+    return positive_int(value, "epochs", OWNER, example=100)
+
+
+def _batch_size(value: object) -> int | None:
+    return None if value is None else positive_int(value, "batch_size", OWNER, example=32)
+
+
+def _shuffle(value: object) -> bool:
+    return boolean(value, "shuffle", OWNER)
+
+
+def _verbose(value: object) -> bool:
+    return boolean(value, "verbose", OWNER)
+
+
+def _validation_split(value: object) -> float:
+    return fraction(value, "validation_split", OWNER)
+
+
+def _clip(value: object) -> float | None:
+    return None if value is None else positive_number(value, "clip_grad_norm", OWNER, example=1.0)
+
+
+def _validation_data(value: object) -> tuple[object, object] | None:
+    if value is not None and not (isinstance(value, (tuple, list)) and len(value) == 2):
+        raise ArgumentError(f"{OWNER}(validation_data={describe(value)}): expected a pair (x_val, y_val)")
+    return None if value is None else (value[0], value[1])
+
+
+def as_list(value: object) -> list[Any]:
+    """One plugin or name, or an iterable of them, as a list."""
+    if value is None:
+        return []
+    if isinstance(value, (str, Metric, Callback)) or not isinstance(value, Iterable):
+        return [value]
+    return list(value)
+
+
+@frozen
+class TrainOptions:
+    """The options of `Model.train`, checked as they are made; see `Model.train` for each."""
+
+    optim: Any = _field(None)  # None: the registry's default optimizer
+    loss: Any = _field(None)  # None: the registry's default loss
+    epochs: int = _field(10, _epochs, "a positive int (default 10)")
+    batch_size: int | None = _field(None, _batch_size, "a positive int; leave it out for full-batch training")
+    shuffle: bool = _field(True, _shuffle, "true or false (default true)")
+    validation_data: tuple[object, object] | None = _field(None, _validation_data)
+    validation_split: float = _field(0.0, _validation_split, "a number in [0, 1) (default 0)")
+    metrics: list[Any] = _field((), as_list, "a list of metric names or tables")
+    callbacks: list[Any] = _field((), as_list, "a list of callback names or tables")
+    verbose: bool = _field(True, _verbose)
+    clip_grad_norm: float | None = _field(None, _clip, "a positive number")
+    resume_from: str | os.PathLike[str] | None = _field(None)
+    strategy: Any = _field(None, config='a training strategy: "local" (default) or "mpi" (run under mpiexec -n N)')
+
+    @classmethod
+    def make(cls, options: dict[str, Any], owner: str = OWNER) -> TrainOptions:
+        """TrainOptions from keyword arguments; an unknown one is an ArgumentError that names it."""
+        known = [a.name for a in attrs.fields(cls)]
+        unknown = [name for name in options if name not in known]
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], known, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ArgumentError(
+                f"{owner}: unknown option {unknown[0]!r}.{hint} The options are: {', '.join(known)}"
+            )
+        return cls(**options)
+
+
+def config_keys() -> dict[str, str]:
+    """The training options a `lamina train` config sets directly, with their descriptions."""
+    return {a.name: a.metadata["config"] for a in attrs.fields(TrainOptions) if a.metadata["config"]}
+
+
+def defaults() -> dict[str, Any]:
+    """Each option's default, as `Model.train`'s signature shows it."""
+    return {a.name: a.default for a in attrs.fields(TrainOptions)}

@@ -1,0 +1,64 @@
+"""The callbacks every training run gets: the History it returns, and the progress bars."""
+from __future__ import annotations
+
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from lamina.callback import Callback
+from lamina.history import History
+
+
+class RecordHistory(Callback):
+    """Appends each epoch's logs to `history`, after every other callback has added its own."""
+
+    def __init__(self, history: History) -> None:
+        self.history = history
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
+        self.history.record(epoch, logs)
+
+
+class ProgressBar(Callback):
+    """One tqdm bar per epoch with running means, or one bar over the epochs when each epoch
+    is a single batch. Bars go to stderr; `lamina.echo` writes above them."""
+
+    def __init__(self, epochs: int, batches: int) -> None:
+        self.epochs, self.batches = epochs, batches
+        self._bar: Any = None
+        self._epoch_bar: Any = None
+
+    def on_train_begin(self, logs: dict[str, float] | None = None) -> None:
+        if self.batches == 1:
+            self._epoch_bar = tqdm(total=self.epochs, desc="train", unit="epoch")
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        if self.batches > 1:
+            self._bar = tqdm(total=self.batches, desc=f"epoch {epoch + 1}/{self.epochs}", unit="batch")
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, float]) -> None:
+        if self._bar is not None:
+            if batch % 10 == 0:  # running means, cheaply
+                self._bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()}, refresh=False)
+            self._bar.update(1)
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
+        shown = {key: f"{value:.4g}" for key, value in logs.items()}
+        for bar in (self._bar, self._epoch_bar):
+            if bar is not None:
+                bar.set_postfix(shown, refresh=False)
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        if self._epoch_bar is not None:
+            self._epoch_bar.update(1)
+
+    def on_train_end(self, logs: dict[str, float] | None = None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """End any open bar (also when training stops with an error)."""
+        for bar in (self._bar, self._epoch_bar):
+            if bar is not None:
+                bar.close()
+        self._bar = self._epoch_bar = None
