@@ -14,6 +14,7 @@ import tomllib
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -218,20 +219,41 @@ def train(args: argparse.Namespace) -> int:
 # -- evaluate, predict, info -------------------------------------------------------------------------
 
 
-def _data(spec: str, target: str | None, options: dict[str, object]) -> tuple[np.ndarray, np.ndarray]:
-    """(x, y) from a registered dataset's test part, or from all of an .npz / .csv file."""
+def _reader(path: Path) -> str:
+    """The registered dataset that reads files with `path`'s suffix (its `suffixes`)."""
+    datasets = get_registry().plugins("dataset")
+    suffix = path.suffix.lower()
+    readers = [info for info in datasets if suffix and suffix in getattr(info.cls, "suffixes", ())]
+    if len(readers) == 1:
+        return readers[0].qualified_name
+    if readers:
+        names = ", ".join(info.qualified_name for info in readers)
+        raise ArgumentError(f"{path}: several datasets read {suffix} files ({names}); name one with --data NAME --data-option path=...")
+    known = ", ".join(sorted(f"{s} ({info.name})" for info in datasets for s in getattr(info.cls, "suffixes", ())))
+    raise ArgumentError(f"{path}: no installed dataset reads {suffix or 'suffix-less'} files; these do: {known}")
+
+
+def _is_file(spec: str) -> bool:
     path = Path(spec)
-    if path.suffix.lower() in (".npz", ".csv") or path.exists():
-        kind = "csv" if path.suffix.lower() == ".csv" else "npz"
+    return path.exists() or any(path.suffix.lower() in getattr(info.cls, "suffixes", ()) for info in get_registry().plugins("dataset"))
+
+
+def _data(spec: str, target: str | None, options: dict[str, object]) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y) from a registered dataset's test part, or from all of a data file."""
+    path = Path(spec)
+    if _is_file(spec):
+        kind = _reader(path)
         options = {**options, "path": str(path)}
         if target is not None:
             options["target"] = int(target) if target.lstrip("-").isdigit() else target
         if not path.is_file():
             raise FileNotFoundError(f"no data file at {spec!r}")
         x, y = get_registry().build("dataset", kind, **options).arrays()
+        if y is None:
+            raise ArgumentError(f"{spec}: the file has no target to score against; name its column or array with --target")
         return x, y
     if target is not None:
-        raise ArgumentError(f"--target applies to .npz and .csv files, not to the dataset {spec!r}")
+        raise ArgumentError(f"--target applies to data files, not to the dataset {spec!r}")
     _, _, x_test, y_test = lamina.dataset(spec, **options)
     return x_test, y_test
 
@@ -274,8 +296,7 @@ def _inputs(spec: str) -> np.ndarray:
             return lamina.checks.as_floating(np.load(path, allow_pickle=False), "x", "lamina predict")
         except ValueError as err:
             raise ArgumentError(f"{spec}: cannot read it as a numeric .npy array ({err})") from None
-    kind = "csv" if path.suffix.lower() == ".csv" else "npz"
-    x, _ = get_registry().build("dataset", kind, path=str(path), target=None).arrays()
+    x, _ = get_registry().build("dataset", _reader(path), path=str(path), target=None).arrays()
     return x
 
 
@@ -335,7 +356,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"lamina {lamina.__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_train(commands, common)
+    _add_evaluate(commands, common)
+    _add_predict(commands, common)
+    _add_info(commands, common)
+    _add_check_plugins(commands, common)
+    _add_list_plugins(commands, common)
+    return parser
 
+
+def _add_train(commands: Any, common: argparse.ArgumentParser) -> None:
     p = commands.add_parser(
         "train",
         parents=[common],
@@ -350,6 +380,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the output folder's checkpoint.npz")
     p.set_defaults(run=train)
 
+
+def _add_evaluate(commands: Any, common: argparse.ArgumentParser) -> None:
     p = commands.add_parser(
         "evaluate", parents=[common], help="score a saved model on a dataset or a data file",
         description="Print the loss and metrics of a saved model on a registered dataset's test "
@@ -368,6 +400,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON object")
     p.set_defaults(run=evaluate)
 
+
+def _add_predict(commands: Any, common: argparse.ArgumentParser) -> None:
     p = commands.add_parser(
         "predict", parents=[common], help="write a saved model's predictions for an input file",
         description="Run a saved model on the rows of INPUT (.npz with an array 'x' or a single "
@@ -379,6 +413,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, metavar="N", help="rows per forward pass")
     p.set_defaults(run=predict)
 
+
+def _add_info(commands: Any, common: argparse.ArgumentParser) -> None:
     p = commands.add_parser(
         "info", parents=[common], help="show a saved model's layers and the plugins it needs",
         description="Show a saved model's summary, the lamina version that wrote it, and the "
@@ -388,6 +424,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON object")
     p.set_defaults(run=info)
 
+
+def _add_check_plugins(commands: Any, common: argparse.ArgumentParser) -> None:
     p = commands.add_parser(
         "check-plugins",
         parents=[common],
@@ -402,6 +440,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON array instead of tables")
     p.set_defaults(run=check_plugins)
 
+
+def _add_list_plugins(commands: Any, common: argparse.ArgumentParser) -> None:
     p = commands.add_parser(
         "list-plugins",
         parents=[common],
@@ -420,7 +460,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", help="exit with status 1 when any plugin failed to load")
     p.add_argument("--verbose", "-v", action="store_true", help="also show each plugin's module, hooks and classes")
     p.set_defaults(run=list_plugins)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,6 +16,10 @@ class Dataset(Configurable):
     (x, y) without a train/test split (`lamina evaluate --data PATH` uses it).
     """
 
+    # File suffixes (".csv") this dataset reads when given `path=...`: `lamina evaluate --data
+    # FILE` and `lamina predict MODEL FILE` pick the dataset by the file's suffix.
+    suffixes: tuple[str, ...] = ()
+
     def load(self) -> Arrays:
         raise NotImplementedError(f"{type(self).__name__} must implement load()")
 

@@ -77,17 +77,25 @@ class Model:
                 raise
         return x
 
-    def backward(self, grad: np.ndarray, from_layer: int | None = None) -> np.ndarray:
-        """Backpropagate dL/d(output of layer `from_layer`, default the last) down to the input."""
+    def backward(self, grad: np.ndarray, from_layer: int | None = None) -> np.ndarray | None:
+        """Backpropagate dL/d(output of layer `from_layer`, default the last) down to the input;
+        returns dL/dx, or None when the first layer skips it (integer input, or not needed)."""
         start = len(self.layers) - 1 if from_layer is None else from_layer
+        result: np.ndarray | None = grad
         for i in range(start, -1, -1):
             layer = self.layers[i]
+            if result is None:
+                raise ShapeError(
+                    f"Model.layers[{i + 1}] ({type(self.layers[i + 1]).__name__}) returned no input gradient, "
+                    f"but Model.layers[{i}] ({type(layer).__name__}) before it needs one; a layer that takes "
+                    "integer input must be the model's first"
+                )
             try:
-                grad = layer.backward(grad)
+                result = layer.backward(result)
             except Exception as err:
                 err.add_note(f"raised in the backward pass of Model.layers[{i}], {layer!r}")
                 raise
-        return grad
+        return result
 
     def predict(self, x: object, batch_size: int | None = None) -> np.ndarray:
         """Outputs for `x` in inference mode, computed `batch_size` rows at a time (all at once by default)."""

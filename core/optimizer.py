@@ -67,6 +67,15 @@ class Optimizer(Configurable):
             )
         return float(value)
 
+    def step_lr(self) -> float:
+        """This step's learning rate, inside `update` (an ArgumentError outside `step`)."""
+        if self.current_lr is None:
+            raise ArgumentError(
+                f"{type(self).__name__}: there is no learning rate outside a step; call step(parameters), "
+                "which calls update(param, state)"
+            )
+        return self.current_lr
+
     def update(self, param: Parameter, state: dict[str, Any]) -> None:
         raise NotImplementedError(f"{type(self).__name__} must implement update(param, state)")
 

@@ -79,8 +79,8 @@ def train(
     say(f"trained {len(history)} epochs on {trained} samples{held_out}")
     for key, value in history.history.items():
         say(f"  final {key}: {value[-1]:.4f}")
-    for key, value in test.items():
-        say(f"  test {key}: {value:.4f}")
+    for key, score in test.items():
+        say(f"  test {key}: {score:.4f}")
     say(f"model: {files['model']}" + (f" (resumed from {checkpoint})" if resume else ""))
     say(f"metrics: {files['metrics']}")
     if "curves" in files:

@@ -86,9 +86,11 @@ def diagnose(model: Model, loss: Loss, xb: np.ndarray, yb: np.ndarray) -> str:
     if not math.isfinite(float(loss(out, yb))):
         return f"the loss {loss!r} is not finite although its input is"
     model.zero_grad()
-    grad = loss.backward()
+    grad: np.ndarray | None = loss.backward()
     for i in range(len(model.layers) - 1, -1, -1):
         layer = model.layers[i]
+        if grad is None:
+            break
         grad = layer.backward(grad)
         bad = [n for n, p in layer.parameters().items() if not np.isfinite(p.grad).all()]
         if bad or (grad is not None and not np.isfinite(grad).all()):

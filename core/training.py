@@ -213,22 +213,20 @@ def mean_logs(
 
 def evaluate(model: Model, x: object, y: object, loss: object, metrics: object, batch_size: int | None) -> dict[str, float]:
     owner = "Model.evaluate"
-    if loss is None:
-        loss = model.loss
-        if loss is None:
-            raise ArgumentError(f"{owner}: pass loss=... (the model has not been trained with one)")
-    loss = resolve("loss", loss, "loss", owner)
+    if loss is None and model.loss is None:
+        raise ArgumentError(f"{owner}: pass loss=... (the model has not been trained with one)")
+    chosen_loss: Loss = resolve("loss", model.loss if loss is None else loss, "loss", owner)
     chosen = [resolve("metric", m, "metrics", owner) for m in as_list(metrics)]
     check_metric_names(chosen, owner)
     if batch_size is not None:
         batch_size = positive_int(batch_size, "batch_size", owner, example=256)
     x = model.prepare_input(x, owner)
     require_rows(x, owner, "evaluate")
-    y = loss.prepare_target(y, x.dtype if x.dtype.kind == "f" else model.dtype)
-    check_pair(x, y, owner)
+    target = chosen_loss.prepare_target(y, x.dtype if x.dtype.kind == "f" else model.dtype)
+    check_pair(x, target, owner)
     model.set_training(False)
     try:
-        return mean_logs(model, x, y, loss, chosen, batch_size or len(x))
+        return mean_logs(model, x, target, chosen_loss, chosen, batch_size or len(x))
     finally:
         model.release()
 

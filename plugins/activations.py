@@ -33,6 +33,8 @@ except ImportError:  # pragma: no cover - depends on the environment
 class Sigmoid(lamina.Layer):
     """y = 1 / (1 + exp(-x)), element-wise; any shape. dy/dx = y (1 - y)."""
 
+    keeps = ("_y",)  # what forward keeps for backward
+
     def forward(self, x: np.ndarray) -> np.ndarray:
         self._y = _sigmoid(x)
         return self._y
@@ -44,6 +46,8 @@ class Sigmoid(lamina.Layer):
 
 class Relu(lamina.Layer):
     """y = max(0, x), element-wise; any shape. dy/dx = 1 where x > 0, else 0."""
+
+    keeps = ("_y",)  # what forward keeps for backward
 
     conformance_cases = [Case(input=away_from_zero)]
 
@@ -58,6 +62,8 @@ class Relu(lamina.Layer):
 class Tanh(lamina.Layer):
     """y = tanh(x), element-wise; any shape. dy/dx = 1 - y^2."""
 
+    keeps = ("_y",)  # what forward keeps for backward
+
     def forward(self, x: np.ndarray) -> np.ndarray:
         self._y = np.tanh(x)
         return self._y
@@ -71,6 +77,8 @@ class Softmax(lamina.Layer):
 
     Backward in O(n) per row, without the (n, n) Jacobian: dx = y * (g - sum(g * y)).
     """
+
+    keeps = ("_y",)  # what forward keeps for backward
 
     conformance_cases = [Case(), Case(shape=(2, 3, 4))]
 
@@ -89,6 +97,8 @@ class Softmax(lamina.Layer):
 class LeakyRelu(lamina.Layer):
     """y = x where x > 0, else alpha x (PyTorch's negative_slope); dy/dx = 1 or alpha."""
 
+    keeps = ("_slope",)  # what forward keeps for backward
+
     conformance_cases = [Case({"alpha": 0.1}, input=away_from_zero)]
 
     def __init__(self, alpha: float = 0.01) -> None:
@@ -104,6 +114,8 @@ class LeakyRelu(lamina.Layer):
 
 class Elu(lamina.Layer):
     """y = x where x > 0, else alpha (exp(x) - 1); dy/dx = 1, or y + alpha below 0."""
+
+    keeps = ("_positive", "_negative")  # what forward keeps for backward
 
     conformance_cases = [Case({"alpha": 1.5}, input=away_from_zero)]
 
@@ -126,6 +138,8 @@ class Gelu(lamina.Layer):
     approximate="none": Phi(x) = (1 + erf(x / sqrt 2)) / 2, dy/dx = Phi(x) + x phi(x).
     approximate="tanh": Phi(x) ~ (1 + tanh(u)) / 2 with u = sqrt(2/pi) (x + 0.044715 x^3).
     """
+
+    keeps = ("_x", "_t", "_cdf")  # what forward keeps for backward
 
     conformance_cases = [Case(), Case({"approximate": "tanh"}, (2, 3, 4))]
 
@@ -159,6 +173,8 @@ class Gelu(lamina.Layer):
 class Softplus(lamina.Layer):
     """y = log(1 + exp(x)), computed as logaddexp(0, x) (finite for any x); dy/dx = sigmoid(x)."""
 
+    keeps = ("_x",)  # what forward keeps for backward
+
     def forward(self, x: np.ndarray) -> np.ndarray:
         self._x = x
         return np.logaddexp(0, x).astype(x.dtype, copy=False)
@@ -169,6 +185,8 @@ class Softplus(lamina.Layer):
 
 class Silu(lamina.Layer):
     """y = x sigmoid(x) (swish); dy/dx = s (1 + x (1 - s)) with s = sigmoid(x)."""
+
+    keeps = ("_x", "_s")  # what forward keeps for backward
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self._x, self._s = x, _sigmoid(x)
@@ -182,6 +200,8 @@ class Silu(lamina.Layer):
 class LogSoftmax(lamina.Layer):
     """y = x - logsumexp(x) along the last axis, with each row's max subtracted first;
     dx = g - softmax(x) * sum(g). Follow it with CrossEntropy(from_logits=True)."""
+
+    keeps = ("_y",)  # what forward keeps for backward
 
     conformance_cases = [Case(), Case(shape=(2, 3, 4))]
 

@@ -107,6 +107,8 @@ class Npz(lamina.Dataset):
     """Arrays from a user's .npz file (never unpickled): `x_train`, `y_train`, `x_test`,
     `y_test` when it has them, else `x` and `target` split by `test_split`."""
 
+    suffixes = (".npz",)
+
     def __init__(
         self,
         path: str | os.PathLike[str],
@@ -206,6 +208,8 @@ def read_csv(path: str, delimiter: str = ",") -> tuple[list[str] | None, np.ndar
 class Csv(lamina.Dataset):
     """Rows of a numeric CSV file; `target` is the label column (a name from the header or an
     index, default the last; None for inputs only); the other columns are the inputs."""
+
+    suffixes = (".csv",)
 
     def __init__(
         self,

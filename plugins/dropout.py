@@ -11,6 +11,8 @@ class Dropout(lamina.Layer):
     """In training, zero each element with probability `rate` and scale the rest by 1 / (1 - rate),
     so that inference (where the layer is the identity) needs no rescaling. Any shape."""
 
+    keeps = ("_mask",)  # what forward keeps for backward
+
     conformance_cases = [Case({"rate": 0.3})]
 
     def __init__(self, rate: float = 0.5) -> None:

@@ -14,6 +14,8 @@ class Embedding(lamina.Layer):
     each output gradient into its id's row (ids that repeat accumulate); ids get no gradient.
     """
 
+    keeps = ("_ids",)  # what forward keeps for backward
+
     conformance_cases = [Case({"num_embeddings": 7, "dim": 3, "dtype": "float64"}, (4, 3), input=integers(7))]
 
     integer_input = True

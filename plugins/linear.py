@@ -16,6 +16,8 @@ class Linear(lamina.Layer):
     instance; by default weights are He-uniform and biases zero.
     """
 
+    keeps = ("_x",)  # what forward keeps for backward
+
     conformance_cases = [Case({"units": 3}, (4, 5), wrong_shape=(4, 6)), Case({"units": 2}, (2, 3, 4), wrong_shape=(2, 3, 5))]
 
     def __init__(

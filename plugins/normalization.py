@@ -17,6 +17,8 @@ class BatchNorm(lamina.Layer):
     Backward (training): dx = inv_std / n * (n dxhat - sum dxhat - xhat sum(dxhat xhat)).
     """
 
+    keeps = ("_xhat", "_inv_std")  # what forward keeps for backward
+
     # Over (batch, features), a batch of 2 normalises each feature to about +-1 whatever the
     # input, so the input gradient is ~eps/var and its finite-difference check is noise.
     conformance_cases = [
@@ -97,6 +99,8 @@ class BatchNorm(lamina.Layer):
 class LayerNorm(lamina.Layer):
     """Normalise each sample over its last axis, then scale and shift: "weight" and "bias" of
     shape (features,), as torch.nn.LayerNorm(features). Backward as BatchNorm's, per row."""
+
+    keeps = ("_xhat", "_inv_std")  # what forward keeps for backward
 
     conformance_cases = [Case(shape=(3, 4), wrong_shape=(3, 5)), Case(shape=(2, 3, 4))]
 

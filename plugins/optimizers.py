@@ -87,11 +87,11 @@ class Adam(lamina.Optimizer):
         self.eps = positive_number(eps, "eps", owner, example=1e-8)
         self.weight_decay = non_negative_number(weight_decay, "weight_decay", owner, example=0.01)
 
-    def gradient(self, param: lamina.Parameter) -> np.ndarray:
-        return _with_weight_decay(param, self.weight_decay)
-
     def update(self, param: lamina.Parameter, state: dict[str, Any]) -> None:
-        g = self.gradient(param)
+        self.adam_step(param, state, _with_weight_decay(param, self.weight_decay))
+
+    def adam_step(self, param: lamina.Parameter, state: dict[str, Any], g: np.ndarray) -> None:
+        """The Adam update of `param` from the gradient `g`, with its moments in `state`."""
         beta1, beta2 = self.betas
         if not state:
             state.update(step=0, exp_avg=np.zeros_like(param.value), exp_avg_sq=np.zeros_like(param.value))
@@ -120,15 +120,10 @@ class AdamW(Adam):
     ) -> None:
         super().__init__(lr, betas, eps, weight_decay)
 
-    def gradient(self, param: lamina.Parameter) -> np.ndarray:
-        if self.weight_decay:
-            lr = self.current_lr
-            if lr is None:  # set by step(), which calls update() and so gradient()
-                raise lamina.LaminaError(
-                    f"{type(self).__name__}: gradient() was called outside step(); call step(parameters)"
-                )
-            param.value *= 1.0 - lr * self.weight_decay
-        return param.grad
+    def update(self, param: lamina.Parameter, state: dict[str, Any]) -> None:
+        if self.weight_decay:  # decoupled: the weights shrink, the gradient stays as computed
+            param.value *= 1.0 - self.step_lr() * self.weight_decay
+        self.adam_step(param, state, param.grad)
 
 
 class RMSProp(lamina.Optimizer):

@@ -48,6 +48,8 @@ class MaxPool2D(_Pool2D):
     records which window position won, so backward is one compare and multiply per position.
     """
 
+    keeps = ("_x_like", "_winner", "_windows")  # what forward keeps for backward
+
     conformance_cases = [Case({"pool_size": 2}, (2, 2, 4, 4), input=distinct, wrong_shape=(2, 16)), Case({"pool_size": 3, "stride": 1}, (1, 2, 4, 5), input=distinct)]
 
     def forward(self, x: np.ndarray) -> np.ndarray:
@@ -87,6 +89,8 @@ class MaxPool2D(_Pool2D):
 class AvgPool2D(_Pool2D):
     """y = the mean of each pool_size window (stride defaults to pool_size); (n, c, h, w) -> (n, c, oh, ow)."""
 
+    keeps = ("_windows",)  # what forward keeps for backward
+
     conformance_cases = [Case({"pool_size": 2}, (2, 2, 4, 4), wrong_shape=(2, 16)), Case({"pool_size": (2, 3), "stride": 1}, (1, 2, 4, 5))]
 
     def forward(self, x: np.ndarray) -> np.ndarray:
@@ -108,6 +112,8 @@ class AvgPool2D(_Pool2D):
 
 class GlobalAvgPool2D(lamina.Layer):
     """y = the mean over height and width; (n, c, h, w) -> (n, c)."""
+
+    keeps = ("_shape",)  # what forward keeps for backward
 
     conformance_cases = [Case(shape=(2, 3, 4, 4), wrong_shape=(2, 3))]
 

@@ -12,6 +12,8 @@ from lamina.case import Case
 class Flatten(lamina.Layer):
     """(batch, ...) -> (batch, product of the rest)."""
 
+    keeps = ("_shape",)  # what forward keeps for backward
+
     conformance_cases = [Case(shape=(2, 3, 2, 2))]
 
     def forward(self, x: np.ndarray) -> np.ndarray:
@@ -26,6 +28,8 @@ class Flatten(lamina.Layer):
 
 class Reshape(lamina.Layer):
     """(batch, ...) -> (batch, *shape); one entry of `shape` may be -1."""
+
+    keeps = ("_shape",)  # what forward keeps for backward
 
     conformance_cases = [Case({"shape": (2, -1)}, (3, 2, 4), wrong_shape=(3, 5))]
 
