@@ -124,11 +124,11 @@ class _Run:
     def _epoch(self, step: Step, epoch: int) -> dict[str, float]:
         """Train on every batch once; the epoch's logs (sample-weighted means, and val_*)."""
         names = ["loss", *(m.name for m in self.metrics)]
-        totals = np.zeros(len(names))
+        totals = [0.0] * len(names)
         x, y, seen = self.x, self.y, 0
         for index, (rows, count) in enumerate(self.batches):
             try:
-                totals += step(x[rows], y[rows])
+                totals = [total + value for total, value in zip(totals, step(x[rows], y[rows]))]
             except NonFiniteError as err:
                 raise NonFiniteError(
                     f"training stopped at epoch {epoch + 1}/{self.options.epochs}, batch {index + 1}/"

@@ -57,7 +57,8 @@ def class_targets(pred: np.ndarray, y: object, owner: str) -> tuple[np.ndarray |
     if labels is not None:
         if len(labels) != n:
             raise lamina.ShapeError(f"{owner}: pred has {n} samples but y has {len(labels)} labels")
-        if n and (labels.min() < 0 or labels.max() >= classes):
+        # One reduction instead of min() and max(): as unsigned, a negative label is huge.
+        if n and int(labels.astype(np.int64, copy=False).view(np.uint64).max()) >= classes:
             raise lamina.ArgumentError(
                 f"{owner}: labels must be integers in [0, {classes}) for pred with {classes} "
                 f"classes, got values from {labels.min()} to {labels.max()}; give the last layer one "

@@ -94,18 +94,20 @@ class CrossEntropy(lamina.Loss):
         n = pred.shape[0]
         self._labels, self._rows, self._pred = labels, rows, pred
         if self.from_logits:
+            # log p = shifted - log(sum(exp(shifted))), with each row's max taken out first
             shifted = pred - pred.max(axis=1, keepdims=True)
             exps = np.exp(shifted)
             sums = exps.sum(axis=1, keepdims=True)
-            logp = shifted - np.log(sums)
-            self._p = exps / sums  # the softmax, kept for backward
-        else:
-            self._clipped = np.clip(pred, EPS, 1.0)
-            logp = np.log(self._clipped)
-        self._logp = logp
+            log_sums = np.log(sums)
+            exps /= sums
+            self._p = exps  # the softmax, kept for backward
+            if labels is not None:  # only the labels' log-probabilities are needed
+                return float((log_sums.sum() - shifted[np.arange(n), labels].sum()) / n)
+            return float(-(rows * (shifted - log_sums)).sum() / n)
+        self._clipped = np.clip(pred, EPS, 1.0)
         if labels is not None:
-            return float(-logp[np.arange(n), labels].sum() / n)
-        return float(-(rows * logp).sum() / n)
+            return float(-np.log(self._clipped[np.arange(n), labels]).sum() / n)
+        return float(-(rows * np.log(self._clipped)).sum() / n)
 
     def backward(self) -> np.ndarray:
         if self.from_logits:

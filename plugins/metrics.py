@@ -25,7 +25,8 @@ class Accuracy(lamina.Metric):
         labels, rows = class_targets(pred, y, "accuracy")
         if rows is not None:  # one-hot or probability rows (class_targets gives exactly one of the two)
             labels = rows.argmax(axis=1)
-        return float(np.mean(pred.argmax(axis=1) == labels))
+        # count_nonzero / n rather than np.mean: the same number, without mean's Python overhead
+        return np.count_nonzero(pred.argmax(axis=1) == labels) / len(labels)
 
 
 class BinaryAccuracy(lamina.Metric):

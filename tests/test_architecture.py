@@ -1,0 +1,141 @@
+"""The shape of the core: small functions, one-way imports, options defined once, explicit
+state, and a one-process training step that does no distribution work."""
+from __future__ import annotations
+
+import ast
+import inspect
+import subprocess
+import sys
+
+import attrs
+import numpy as np
+import pytest
+
+import lamina
+from conftest import ROOT
+from lamina import runconfig
+from lamina.options import config_keys, defaults
+from lamina.strategy import Strategy
+
+CORE = ROOT / "core"
+
+
+def functions(folder):
+    for path in sorted(folder.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                yield path, node
+
+
+def test_no_function_in_core_is_longer_than_60_lines():
+    long = [f"{path.relative_to(ROOT)}:{node.name} ({node.end_lineno - node.lineno + 1} lines)"
+            for path, node in functions(CORE) if node.end_lineno - node.lineno + 1 > 60]
+    assert long == []
+
+
+def test_model_saving_and_training_import_each_other_only_at_module_level():
+    modules = {"model", "saving", "training", "checkpoint", "step", "batches", "progress", "options"}
+    hidden = []
+    for path, node in functions(CORE):
+        for inner in ast.walk(node):
+            if isinstance(inner, ast.ImportFrom) and inner.module and inner.module.split(".")[-1] in modules:
+                hidden.append(f"{path.name}:{node.name} imports {inner.module}")
+    assert hidden == []
+
+
+def test_looking_up_a_layer_does_not_import_the_conformance_kit():
+    code = "import sys, lamina; lamina.layer('Relu'); print(sorted(m for m in sys.modules if m.startswith('lamina.testing')))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_the_training_options_are_defined_once():
+    options = [a.name for a in attrs.fields(lamina.TrainOptions)]
+    signature = list(inspect.signature(lamina.Model.train).parameters)
+    assert signature == ["self", "x", "y", *options]
+    assert all(inspect.signature(lamina.Model.train).parameters[k].default == v for k, v in defaults().items())
+    assert set(config_keys()) <= set(runconfig.KEYS)
+    assert {"epochs", "batch_size", "shuffle", "validation_split", "clip_grad_norm"} <= set(config_keys())
+
+
+def test_train_refuses_an_unknown_option_and_a_duplicate():
+    model = lamina.Model([lamina.layer("Linear", 1)])
+    with pytest.raises(lamina.ArgumentError, match="unknown option 'epoch'. Did you mean 'epochs'?"):
+        model.train(np.ones((2, 1)), np.ones((2, 1)), epoch=3)
+    with pytest.raises(lamina.ArgumentError, match="optim was given twice"):
+        model.train(np.ones((2, 1)), np.ones((2, 1)), "SGD", optim="SGD")
+
+
+def test_positional_options_keep_the_blog_posts_order():
+    model = lamina.Model([lamina.layer("Linear", 1)])
+    history = model.train(np.ones((4, 2)), np.ones((4, 1)), lamina.optimizer("SGD", lr=0.1), "MSE", 3, verbose=False)
+    assert len(history) == 3 and type(model.optimizer).__name__ == "SGD"
+
+
+def test_the_one_process_strategy_does_no_work():
+    local = Strategy()
+    rows = np.arange(5)
+    assert local.shard(rows, 5) is rows
+    sums = [1.0, 2.0]
+    assert local.reduce_step([], sums) is sums
+    a, b = np.ones(3), np.zeros(3)
+    assert all(x is y for x, y in zip(local.batch_gradient_sums(a, b), (a, b)))
+
+
+def test_every_built_in_layer_declares_what_forward_keeps_and_release_drops_it():
+    for info in lamina.get_registry().plugins("layer"):
+        if info.package != "lamina":
+            continue
+        assert isinstance(info.cls.keeps, tuple), f"{info.name} does not declare keeps"
+    model = lamina.Model([lamina.layer("Linear", 4), "Relu", lamina.layer("BatchNorm"), lamina.layer("Dropout", 0.5),
+                          lamina.layer("Linear", 2), "Softmax"])
+    model.predict(np.ones((3, 5)))
+    left = {f"{i}.{name}" for i, layer in enumerate(model.layers) for name in layer.keeps if name in vars(layer)}
+    assert left == set()
+
+
+def test_a_layer_without_keeps_still_releases_its_underscore_arrays():
+    class Old(lamina.Layer):
+        def forward(self, x):
+            self._x, self._note = x, "kept"
+            return x
+
+    layer = Old()
+    layer(np.ones(2))
+    layer.release()
+    assert not hasattr(layer, "_x") and layer._note == "kept"
+
+
+def test_optimizer_state_is_a_mapping_per_parameter_and_adamw_decay_is_in_update():
+    param = lamina.Parameter(np.ones(3))
+    param.grad[...] = 0.0
+    adamw = lamina.optimizer("AdamW", lr=0.1, weight_decay=0.5)
+    assert adamw.state == {}
+    adamw.step([param])
+    assert set(adamw.state) == {param} and adamw.state[param]["step"] == 1
+    np.testing.assert_allclose(param.value, 0.95)  # zero gradient: only the decoupled decay moved it
+    assert not hasattr(type(adamw), "gradient")
+
+
+def test_defaults_come_from_the_registry_by_kind():
+    assert lamina.KINDS["loss"].default == "MSE" and lamina.KINDS["optimizer"].default == "SGD"
+    model = lamina.Model([lamina.layer("Linear", 1)])
+    model.train(np.ones((2, 1)), np.ones((2, 1)), epochs=1, verbose=False)
+    assert (type(model.loss).__name__, type(model.optimizer).__name__) == ("MSE", "SGD")
+
+
+def test_core_names_no_built_in_plugin():
+    names = {info.name for info in lamina.get_registry().plugins() if info.package == "lamina"}
+    names -= {"Checkpoint"}  # core's own class, registered by name by the built-ins
+    quoted = []
+    for path in sorted(CORE.rglob("*.py")):
+        if path.name == "registry.py":  # the documented defaults table
+            continue
+        tree = ast.parse(path.read_text())
+        exported = {id(c) for node in tree.body if isinstance(node, ast.Assign)  # __all__ lists core's own names
+                    and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets) for c in ast.walk(node)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in names and id(node) not in exported:
+                quoted.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.value!r}")
+    assert quoted == []
