@@ -26,7 +26,7 @@ class Accuracy(lamina.Metric):
         if rows is not None:  # one-hot or probability rows (class_targets gives exactly one of the two)
             labels = rows.argmax(axis=1)
         # count_nonzero / n rather than np.mean: the same number, without mean's Python overhead
-        return np.count_nonzero(pred.argmax(axis=1) == labels) / len(labels)
+        return np.count_nonzero(pred.argmax(axis=1) == labels) / len(pred)
 
 
 class BinaryAccuracy(lamina.Metric):
