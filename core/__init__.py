@@ -58,7 +58,7 @@ from lamina.registry import (
 from lamina.schedule import Schedule
 from lamina.seeding import rng, seed
 from lamina.step import clip_grad_norm
-from lamina.strategy import Strategy, active_strategy
+from lamina.strategy import DataParallel, Strategy, active_strategy
 from lamina.version import __version__
 
 __all__ = [
@@ -71,6 +71,7 @@ __all__ = [
     "Callback",
     "Case",
     "Checkpoint",
+    "DataParallel",
     "Dataset",
     "History",
     "Initializer",

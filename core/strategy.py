@@ -9,11 +9,14 @@ with no work at all. Layers that need statistics over the whole batch (BatchNorm
 from __future__ import annotations
 
 import contextlib
+import zlib
 from collections.abc import Iterator, Sequence
 
 import numpy as np
 
 from lamina.config import Configurable
+from lamina.errors import ArgumentError, ShapeError
+from lamina.layer import named_buffers, named_parameters
 from lamina.parameter import Parameter
 from lamina.seeding import rng
 
@@ -75,6 +78,109 @@ class Strategy(Configurable):
     def fail(self, error: BaseException) -> None:
         """Called when training raises in this process: stop the others instead of leaving
         them waiting in a collective (nothing to do in one process)."""
+
+
+class DataParallel(Strategy):
+    """Base class of data-parallel strategies over several processes, like Horovod's: every
+    process holds the same model, computes its shard of each global batch, and one allreduce
+    per step sums the shards' gradients into the gradient of the global batch's mean loss.
+
+    A subclass supplies the communication: `rank`, `size`, `allreduce` and `broadcast` (and
+    `fail`); everything else here is written in terms of those.
+    """
+
+    _share: float = 1.0  # this process's share of the current global batch, set by shard()
+
+    def begin(self, model: object) -> None:
+        """Check that every process built the same parameters, then start from rank 0's."""
+        params = named_parameters(getattr(model, "layers", []))
+        buffers = named_buffers(getattr(model, "layers", []))
+        layout = repr([(name, p.shape, str(p.value.dtype)) for name, p in params.items()])
+        mine = np.array([zlib.crc32(layout.encode())], dtype=np.float64)  # exact: below 2^53
+        first = mine.copy()
+        self.broadcast(first)
+        differ = np.array([float(first[0] != mine[0])])
+        self.allreduce(differ)  # every process learns whether any differs: all raise, none waits
+        if differ[0]:
+            raise ShapeError(
+                f"strategy {type(self).__name__.lower()!r}: the {self.size} processes built models with different "
+                f"parameters (this is process {self.rank}: {layout}); every process must build the same model "
+                "from the same data shapes"
+            )
+        arrays = [p.value for p in params.values()] + list(buffers.values())
+        if arrays:
+            packed = np.concatenate([a.ravel().astype(np.float64) for a in arrays])
+            self.broadcast(packed)
+            offset = 0
+            for array in arrays:
+                array[...] = packed[offset : offset + array.size].reshape(array.shape)
+                offset += array.size
+
+    def check_batches(self, rows: int, batch_size: int, owner: str) -> None:
+        smallest = rows - (-(-rows // batch_size) - 1) * batch_size
+        if smallest < self.size:
+            raise ArgumentError(
+                f"{owner}(batch_size={batch_size}): with {self.size} processes every batch needs at "
+                f"least {self.size} rows, but {'the last batch' if smallest < batch_size else 'each batch'} "
+                f"of the {rows} training rows has {smallest}; use a batch_size of at least {self.size} "
+                "that leaves no smaller remainder"
+            )
+
+    def permutation(self, n: int) -> np.ndarray:
+        order = super().permutation(n)  # every process draws, keeping the generators in step
+        self.broadcast(order)  # and rank 0's order is the one used
+        return order
+
+    def shard(self, rows: Rows, count: int) -> Rows:
+        """A near-equal, disjoint part of the global batch per process; remembers its share."""
+        bounds = np.linspace(0, count, self.size + 1).round().astype(int)
+        low, high = int(bounds[self.rank]), int(bounds[self.rank + 1])
+        self._share = (high - low) / count
+        if isinstance(rows, slice):
+            return slice(rows.start + low, rows.start + high)
+        return rows[low:high]
+
+    def reduce_step(self, params: Sequence[Parameter], sums: list[float]) -> list[float]:
+        """One allreduce per step: every gradient, weighted by this shard's share of the global
+        batch (so the sum is the gradient of the global batch's mean loss), and the sums, packed
+        into one buffer in the gradients' own dtype (float32 halves the bytes sent)."""
+        grads = [param.grad for param in params]
+        total = sum(g.size for g in grads)
+        buffer = np.empty(total + len(sums), dtype=grads[0].dtype if grads else np.float64)
+        offset = 0
+        for grad in grads:
+            np.multiply(grad.ravel(), self._share, out=buffer[offset : offset + grad.size])
+            offset += grad.size
+        buffer[offset:] = sums
+        self.allreduce(buffer)
+        offset = 0
+        for grad in grads:
+            grad[...] = buffer[offset : offset + grad.size].reshape(grad.shape)
+            offset += grad.size
+        return [float(v) for v in buffer[offset:]]
+
+    def batch_statistics(self, x: np.ndarray, axes: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, int]:
+        """Mean and variance over every process's shard: sums of x and x^2 and the count, summed."""
+        total = x.sum(axis=axes)
+        channels = total.size
+        sums = np.concatenate([total, (x * x).sum(axis=axes), [x.size // channels]]).astype(np.float64)
+        self.allreduce(sums)
+        count = int(sums[-1])
+        mean = sums[:channels] / count
+        var = np.maximum(sums[channels : 2 * channels] / count - mean**2, 0)
+        return mean.astype(x.dtype), var.astype(x.dtype), count
+
+    def batch_gradient_sums(self, *sums: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Global sums of the global loss's gradient terms: this process's loss is the mean
+        over its shard, i.e. 1 / share times its share of the global batch's mean loss."""
+        share = self._share
+        packed = np.concatenate([s.ravel() for s in sums]).astype(np.float64) * share
+        self.allreduce(packed)
+        out, offset = [], 0
+        for s in sums:
+            out.append((packed[offset : offset + s.size] / share).reshape(s.shape).astype(s.dtype))
+            offset += s.size
+        return tuple(out)
 
 
 _active: Strategy = Strategy()
