@@ -10,9 +10,10 @@ from lamina.checks import positive_int
 from lamina.errors import ArgumentError, ShapeError
 from lamina.history import History
 from lamina.layer import named_buffers, named_parameters
+from lamina.loading import read_model, restore_generator
 from lamina.optimizer import Optimizer
 from lamina.registry import resolve
-from lamina.saving import read_model, restore_generator, save_model
+from lamina.saving import save_model
 from lamina.strategy import active_strategy
 
 if TYPE_CHECKING:
@@ -62,7 +63,7 @@ def resume(model: Model, path: str | os.PathLike[str], optim: object, owner: str
     saved = read_model(path)
     if saved.progress is None or saved.optimizer is None:
         raise ArgumentError(f"{where}: the file is a saved model, not a checkpoint; write checkpoints with the Checkpoint callback")
-    restore_generator(saved, path)  # building the layers drew from it; the checkpoint puts it back
+    restore_generator(saved.rng_state, path)  # building the layers drew from it; the checkpoint puts it back
     mine, theirs = model.parameters(), named_parameters(saved.layers)
     if {k: p.shape for k, p in mine.items()} != {k: p.shape for k, p in theirs.items()}:
         raise ShapeError(

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 import lamina
-from lamina import run, runconfig, saving
+from lamina import loading, run, runconfig
 from lamina.console import silenced
 from lamina.errors import ArgumentError, LaminaError, PluginWarning
 from lamina.io import atomic_write
@@ -321,7 +321,7 @@ def predict(args: argparse.Namespace) -> int:
 
 
 def info(args: argparse.Namespace) -> int:
-    config = saving.read_config(args.model)
+    config = loading.read_config(args.model)
     lines = [f"{args.model}:", *run.describe_model_file(config)]
     try:
         model = lamina.load(args.model)

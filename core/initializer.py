@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 
+from lamina.budget import charge
 from lamina.checks import DEFAULT_DTYPE
 from lamina.config import Configurable
 
@@ -40,6 +41,7 @@ class Initializer(Configurable):
         fan_out: int | None = None,
     ) -> np.ndarray:
         shape = tuple(int(n) for n in shape)
+        charge(shape, dtype, f"a {type(self).__name__} weight of shape {shape}")  # while loading a file
         default_in, default_out = fans(shape)
         values = self.sample(shape, fan_in or default_in, fan_out or default_out)
         return np.asarray(values, dtype=dtype).reshape(shape)

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from lamina import saving, training
+from lamina import loading, saving, training
 from lamina.checks import DEFAULT_DTYPE, as_floating, as_integers, describe
 from lamina.errors import ArgumentError, ShapeError
 from lamina.history import History
@@ -49,6 +49,9 @@ class Model:
         self.stop_training = False
         self.history: History | None = None  # the History being built while training
         self.progress: dict[str, Any] | None = None  # epochs done, when loaded from a checkpoint
+        # A loaded file's generator state goes back into lamina's generator when this model
+        # trains again (resuming), never at load time.
+        self.saved_generator: dict[str, Any] | None = None
         # The shape (without the batch axis) and dtype of the first input: a saved model is
         # rebuilt from them, since layers create their parameters on their first input.
         self.input_shape: tuple[int, ...] | None = None
@@ -239,16 +242,22 @@ class Model:
         return f"Model([{', '.join(repr(layer) for layer in self.layers)}])"
 
 
-def load_model(path: str | os.PathLike[str]) -> Model:
-    """`lamina.load`: the model a file written by `Model.save` describes; nothing in the file is
-    executed. A file saved with its optimizer also restores lamina's generator, so that
-    training continues exactly."""
-    saved = saving.read_model(path)
+def load_model(path: str | os.PathLike[str], max_bytes: int | None = None) -> Model:
+    """`lamina.load`: the model a file written by `Model.save` describes.
+
+    Nothing in the file is executed, and nothing it claims is believed unchecked: a damaged or
+    hostile file raises a FileFormatError (or a MissingPluginError), never another exception,
+    and is refused before its arrays pass `max_bytes` (default 16 GiB, or the environment
+    variable LAMINA_MAX_LOAD_BYTES). Loading never touches lamina's random generator; a file
+    saved with its optimizer keeps the generator's state for the first `train`, which
+    continues exactly where the saved training stopped.
+    """
+    saved = loading.read_model(path, max_bytes)
     model = Model(saved.layers)
     model.input_shape, model.input_dtype = saved.input_shape, saved.input_dtype
     model.loss, model.metrics, model.optimizer = saved.loss, saved.metrics, saved.optimizer
     model.progress = saved.progress
-    saving.restore_generator(saved, path)
+    model.saved_generator = saved.rng_state
     return model
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 from attrs import define, field, setters
 
+from lamina.budget import charge
 from lamina.checks import as_floating
 
 
@@ -28,6 +29,8 @@ class Parameter:
     grad: np.ndarray = field(init=False)
 
     def __attrs_post_init__(self) -> None:
+        # While a file loads, its gradient is charged to the loading budget before it exists.
+        charge(self.value.shape, self.value.dtype, f"a parameter's gradient of shape {self.value.shape}", parameters=False)
         self.grad = np.zeros_like(self.value)
 
     @property

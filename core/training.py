@@ -18,6 +18,7 @@ from lamina.checks import positive_int
 from lamina.console import silenced
 from lamina.errors import ArgumentError, NonFiniteError, ShapeError
 from lamina.history import History
+from lamina.loading import restore_generator
 from lamina.loss import Loss
 from lamina.metric import Metric
 from lamina.options import OWNER, TrainOptions, as_list
@@ -50,6 +51,9 @@ class _Run:
         callbacks: list[Callback] = [resolve("callback", c, "callbacks", OWNER) for c in options.callbacks]
         self.x, self.y, self.validation = self._data(x, y)
         model.build(self.x[:1])  # before the first permutation, so that every strategy draws alike
+        if model.saved_generator is not None:  # a loaded file's training goes on: its generator too
+            restore_generator(model.saved_generator, "the model's file")
+            model.saved_generator = None
         self.history, self.start = History(), 0
         if options.resume_from is not None:
             self.optim, self.history, self.start = resume(model, options.resume_from, options.optim, OWNER)

@@ -34,10 +34,9 @@ class Embedding(lamina.Layer):
         self.weight_init = weight_init
         self.dtype = dtype
         shape = (self.num_embeddings, self.dim)
-        if weight_init is None:
-            values = lamina.rng().standard_normal(shape).astype(dtype)
-        else:
-            values = lamina.resolve("initializer", weight_init, "weight_init", "Embedding")(shape, dtype)
+        # N(0, 1) by default, as torch.nn.Embedding
+        init = lamina.initializer("normal", std=1.0) if weight_init is None else weight_init
+        values = lamina.resolve("initializer", init, "weight_init", "Embedding")(shape, dtype)
         self.weight = lamina.Parameter(values)
 
     def parameters(self) -> dict[str, lamina.Parameter]:

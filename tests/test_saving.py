@@ -176,7 +176,7 @@ def test_a_third_party_layer_with_get_config_saves_and_loads_like_a_built_in(tmp
     loaded = lamina.load(tmp_path / "m.npz")
     assert loaded.layers[1].get_config() == {"factor": 2.5, "name": "double-ish"}
     np.testing.assert_array_equal(loaded.predict(X), before)
-    config = lamina.saving.read_config(tmp_path / "m.npz")
+    config = lamina.loading.read_config(tmp_path / "m.npz")
     assert config["plugins"]["test-plugins"] == "3.1"
 
 
