@@ -30,13 +30,25 @@ class Budget:
     where: str
     max_bytes: int
     max_parameters: int = DEFAULT_MAX_PARAMETERS
+    # What building the layers may allocate: set from the weights the file declares, so that a
+    # config whose layers would build far more than its own weights is refused before it does.
+    build_bytes: int | None = None
     used_bytes: int = 0
     used_parameters: int = 0
+    built_bytes: int = 0
 
-    def charge(self, shape: tuple[int, ...], dtype: np.dtype | type, what: str, parameters: bool = True) -> None:
+    def charge(self, shape: tuple[int, ...], dtype: np.dtype | type, what: str, kind: str = "weight") -> None:
+        """Count an allocation about to happen: a layer's "weight", its "gradient", or "other"
+        arrays (the sample input, optimizer state); refuse it when it passes a limit."""
         count = math.prod(int(n) for n in shape)
         size = count * np.dtype(dtype).itemsize
-        if parameters and self.used_parameters + count > self.max_parameters:
+        built = kind in ("weight", "gradient")
+        if built and self.build_bytes is not None and self.built_bytes + size > self.build_bytes:
+            raise FileFormatError(
+                f"{self.where}: {what} would make the layers allocate more than the weights the file declares "
+                f"({self.build_bytes:,} bytes with their gradients); the file is corrupted or forged"
+            )
+        if kind == "weight" and self.used_parameters + count > self.max_parameters:
             raise FileFormatError(
                 f"{self.where}: {what} would bring the model to {self.used_parameters + count:,} parameters, over the "
                 f"loading limit of {self.max_parameters:,}; the file is corrupted, or describes a model this "
@@ -49,17 +61,18 @@ class Budget:
                 f"lamina.load(path, max_bytes=...) or the environment variable {ENVIRONMENT}"
             )
         self.used_bytes += size
-        self.used_parameters += count if parameters else 0
+        self.built_bytes += size if built else 0
+        self.used_parameters += count if kind == "weight" else 0
 
 
 _active: contextvars.ContextVar[Budget | None] = contextvars.ContextVar("lamina_load_budget", default=None)
 
 
-def charge(shape: tuple[int, ...], dtype: np.dtype | type, what: str, parameters: bool = True) -> None:
+def charge(shape: tuple[int, ...], dtype: np.dtype | type, what: str, kind: str = "weight") -> None:
     """Charge an allocation about to happen to the load in progress (nothing outside a load)."""
     budget = _active.get()
     if budget is not None:
-        budget.charge(shape, dtype, what, parameters)
+        budget.charge(shape, dtype, what, kind)
 
 
 @contextlib.contextmanager

@@ -23,6 +23,13 @@ def describe(value: object) -> str:
     return f"{text} ({type(value).__name__})"
 
 
+def printable(text: object, limit: int = 200) -> str:
+    """`text` safe to print: control characters (terminal escapes, newlines) shown escaped, and
+    cut at `limit` characters. For text that comes from files, which is data, never commands."""
+    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
+
+
 def positive_int(value: object, name: str, owner: str, example: int = 8) -> int:
     """Return `value` as an int, or raise ArgumentError unless it is a whole number >= 1."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import zipfile
 from pathlib import Path
 from typing import IO, Any
@@ -27,7 +26,7 @@ from lamina.metric import Metric
 from lamina.optimizer import Optimizer
 from lamina.parameter import Parameter
 from lamina.saving import FORMAT, FORMAT_VERSION
-from lamina.seeding import rng
+from lamina.seeding import private_generator, rng
 from lamina.serialize import build_plugin, from_json
 
 MAX_CONFIG_BYTES = 64 * 2**20  # config.json: the layers' arguments, the history; never this big
@@ -66,7 +65,7 @@ def read_model(path: str | os.PathLike[str], max_bytes: int | None = None) -> Sa
         config = archive.config()
         archive.check_declared(config, budget)
         try:
-            with loading(budget):
+            with loading(budget), private_generator():  # building draws weights; not from lamina's generator
                 return _rebuild(archive, config, budget)
         except LaminaError:
             raise
@@ -153,6 +152,12 @@ class _Archive:
             for group in ("weights", "buffers")
             for entry in config.get(group, {}).values()
         )
+        count = sum(math.prod(entry["shape"]) for entry in config.get("weights", {}).values())
+        if count > budget.max_parameters:
+            raise self.fail(
+                f"its weights declare {count:,} parameters, over the loading limit of {budget.max_parameters:,} "
+                "parameters; the file is corrupted, or describes a model this lamina will not build"
+            )
         members = sum(info.file_size for info in self.zip.infolist() if info.filename != "config.json")
         for what, size in (("its weights and buffers", declared), ("its members", members)):
             if size > budget.max_bytes:
@@ -160,43 +165,55 @@ class _Archive:
                     f"{what} declare {size:,} bytes, over the loading limit of {budget.max_bytes:,} bytes. If you "
                     "trust the file, raise the limit: lamina.load(path, max_bytes=...) or LAMINA_MAX_LOAD_BYTES"
                 )
+        budget.build_bytes = 2 * declared + 2**26  # weights, their gradients, and a little room
+        # Before any layer is built: every declared array is there, with a header that matches.
+        for group, kind in (("weights", "weight"), ("buffers", "buffer")):
+            for name, entry in config.get(group, {}).items():
+                self.header(f"{kind}s/{name}.npy", tuple(entry["shape"]))
 
     def array(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
         """The .npy member `name`, which must hold a numeric array of `shape`: its header is
         checked before any data is read, and exactly that much data is read."""
-        try:
-            info = self.zip.getinfo(name)
-        except KeyError:
-            raise self.fail(f"the model file has no {name!r} member; is it truncated or corrupted?") from None
         with self._open(name) as stream:
-            try:
-                version = np.lib.format.read_magic(stream)
-                if version == (1, 0):
-                    header = np.lib.format.read_array_header_1_0(stream)
-                elif version == (2, 0):
-                    header = np.lib.format.read_array_header_2_0(stream)
-                else:
-                    raise ValueError(f".npy format version {version} (lamina writes 1.0 and 2.0)")
-            except Exception as err:
-                raise self.fail(f"the array {name!r} is corrupted ({type(err).__name__}: {err})") from None
-            found_shape, fortran, found_dtype = header
-            if found_dtype.kind not in NUMBER_KINDS or found_dtype.hasobject:
-                raise self.fail(f"the array {name!r} has dtype {found_dtype}, not a number type; it is corrupted or forged")
-            if tuple(found_shape) != tuple(shape):
-                raise self.fail(
-                    f"the array {name!r} has shape {tuple(found_shape)}, the layer needs {tuple(shape)}; it is "
-                    "corrupted, or a plugin changed"
-                )
+            found_dtype, fortran = self._header(stream, name, shape)
             array = np.empty(shape, dtype=found_dtype, order="F" if fortran else "C")
-            size = array.nbytes
-            if info.file_size < size:
-                raise self.fail(f"the array {name!r} declares {info.file_size:,} bytes, less than its {size:,} bytes of data")
             filled = self._read_into(stream, array.reshape(-1, order="A").view(np.uint8).data, name)
-            if filled != size:
-                raise self.fail(f"the array {name!r} is truncated: {filled:,} of {size:,} bytes")
+            if filled != array.nbytes:
+                raise self.fail(f"the array {name!r} is truncated: {filled:,} of {array.nbytes:,} bytes")
             if self._read(stream, 1, name):
                 raise self.fail(f"the array {name!r} holds more data than its header says; it is corrupted or forged")
         return array
+
+    def header(self, name: str, shape: tuple[int, ...]) -> None:
+        """Check the .npy member `name` without reading its data: present, numeric, of `shape`,
+        and declared (in the zip directory) large enough to hold it."""
+        with self._open(name) as stream:
+            found_dtype, _ = self._header(stream, name, shape)
+        needed = math.prod(shape) * found_dtype.itemsize
+        if self.zip.getinfo(name).file_size < needed:
+            raise self.fail(f"the array {name!r} declares fewer bytes than its {needed:,} bytes of data; it is truncated")
+
+    def _header(self, stream: IO[bytes], name: str, shape: tuple[int, ...]) -> tuple[np.dtype, bool]:
+        """Read a .npy header from the stream; (dtype, Fortran order) once it is checked."""
+        try:
+            version = np.lib.format.read_magic(stream)
+            if version == (1, 0):
+                header = np.lib.format.read_array_header_1_0(stream)
+            elif version == (2, 0):
+                header = np.lib.format.read_array_header_2_0(stream)
+            else:
+                raise ValueError(f".npy format version {version} (lamina writes 1.0 and 2.0)")
+        except Exception as err:
+            raise self.fail(f"the array {name!r} is corrupted ({type(err).__name__}: {err})") from None
+        found_shape, fortran, found_dtype = header
+        if found_dtype.kind not in NUMBER_KINDS or found_dtype.hasobject:
+            raise self.fail(f"the array {name!r} has dtype {found_dtype}, not a number type; it is corrupted or forged")
+        if tuple(found_shape) != tuple(shape):
+            raise self.fail(
+                f"the array {name!r} has shape {tuple(found_shape)}, the layer needs {tuple(shape)}; it is "
+                "corrupted, or a plugin changed"
+            )
+        return found_dtype, bool(fortran)
 
     def _read_into(self, stream: IO[bytes], buffer: memoryview, name: str) -> int:
         """Fill `buffer` from the stream (no second copy of the data); the bytes read."""
@@ -235,9 +252,6 @@ def _itemsize(dtype: object, archive: _Archive) -> int:
     if found.kind not in NUMBER_KINDS or found.hasobject:
         raise archive.fail(f"an array's dtype {dtype!r} is not a number type; it is corrupted")
     return found.itemsize
-
-
-_PACKAGE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,98}[A-Za-z0-9])?$")
 
 
 def _check_structure(config: Any, archive: _Archive) -> None:
@@ -298,18 +312,23 @@ def _is_progress(progress: object) -> bool:
 
 
 def _is_optimizer(record: object) -> bool:
+    """Steps taken, and per parameter a table of state: arrays (named members) and numbers."""
     return (
         isinstance(record, dict)
         and _is_size(record.get("iterations"))
         and isinstance(record.get("state"), dict)
-        and all(isinstance(entry, dict) and all(isinstance(item, dict) for item in entry.values())
+        and all(isinstance(entry, dict) and all(_is_state_item(item) for item in entry.values())
                 for entry in record["state"].values())
     )
 
 
-def valid_package_name(name: object) -> bool:
-    """True for a name that the packaging grammar allows (so that it may appear in a pip command)."""
-    return isinstance(name, str) and bool(_PACKAGE.match(name))
+def _is_state_item(item: object) -> bool:
+    if not isinstance(item, dict):
+        return False
+    if "array" in item:
+        return isinstance(item["array"], str)
+    value = item.get("value")
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 # -- rebuilding ----------------------------------------------------------------------------------------
@@ -328,7 +347,7 @@ def _rebuild(archive: _Archive, config: dict[str, Any], budget: Budget) -> Saved
             raise archive.fail(f"its input dtype {dtype} is not a number type")
         if math.prod(shape) > MAX_INPUT_VALUES:
             raise archive.fail(f"the input shape {shape} in the file is not plausible; it is corrupted")
-        budget.charge(shape, dtype, "the sample input", parameters=False)
+        budget.charge(shape, dtype, "the sample input", "other")
         _build(layers, np.zeros((1, *shape), dtype=dtype))
     params = named_parameters(layers)
     _fill(archive, "weight", config.get("weights", {}), {name: p.value for name, p in params.items()})
@@ -377,7 +396,7 @@ def _restore_optimizer(archive: _Archive, record: dict[str, Any], params: dict[s
         state = optim.state_for(param)
         for key, item in entry.items():
             if "array" in item:
-                budget.charge(param.shape, param.value.dtype, f"the optimizer's {key} for {name}", parameters=False)
+                budget.charge(param.shape, param.value.dtype, f"the optimizer's {key} for {name}", "other")
                 state[key] = archive.array(str(item["array"]), param.shape).astype(param.value.dtype, copy=False)
             elif "value" in item:
                 state[key] = from_json(item["value"], f"{path}: optimizer state")

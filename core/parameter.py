@@ -30,7 +30,7 @@ class Parameter:
 
     def __attrs_post_init__(self) -> None:
         # While a file loads, its gradient is charged to the loading budget before it exists.
-        charge(self.value.shape, self.value.dtype, f"a parameter's gradient of shape {self.value.shape}", parameters=False)
+        charge(self.value.shape, self.value.dtype, f"a parameter's gradient of shape {self.value.shape}", "gradient")
         self.grad = np.zeros_like(self.value)
 
     @property

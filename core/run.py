@@ -10,6 +10,7 @@ from attrs import frozen
 
 from lamina import runconfig
 from lamina.checkpoint import Checkpoint
+from lamina.checks import printable
 from lamina.errors import ConfigError, LaminaError
 from lamina.history import History
 from lamina.io import atomic_write
@@ -17,7 +18,7 @@ from lamina.model import Model
 from lamina.plotting import INSTALL_HINT, have_matplotlib, plot_curves
 from lamina.registry import KINDS, get_registry, normalize_package
 from lamina.seeding import seed
-from lamina.serialize import older, why_missing
+from lamina.serialize import older, valid_package_name, why_missing
 from lamina.strategy import Strategy
 from lamina.training import validation_split_point
 from lamina.version import __version__
@@ -111,14 +112,15 @@ def _write_reports(
 def describe_model_file(config: dict[str, Any]) -> list[str]:
     """What `lamina info` says about a file's provenance and the plugins it needs."""
     installed = {normalize_package(i.package): i.version for i in get_registry().plugins()}
-    lines = [f"written by lamina {config.get('lamina_version', '?')}", "plugins it needs:"]
+    lines = [f"written by lamina {printable(config.get('lamina_version', '?'))}", "plugins it needs:"]
     for package, version in sorted(config.get("plugins", {}).items()):
-        have = installed.get(normalize_package(package))
+        # Text from the file is data: shown escaped, and in a pip command only when valid.
+        have = installed.get(normalize_package(package)) if valid_package_name(package) else None
         if have is None:
             status = f"NOT available: {why_missing(package, version)}"
         elif older(have, version):
             status = f"installed ({have}), OLDER than the file's {version}: pip install '{package}>={version}'"
         else:
             status = f"installed ({have})"
-        lines.append(f"  {package} {version}: {status}")
+        lines.append(f"  {printable(package)} {printable(version)}: {status}")
     return lines

@@ -1,11 +1,17 @@
 """lamina's one random generator: every random draw lamina makes comes from `rng()`."""
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from collections.abc import Iterator
+
 import numpy as np
 
 from lamina.errors import ArgumentError
 
 _generator = np.random.default_rng()
+# A generator of its own for the code inside `private_generator()` (in this thread only).
+_private: contextvars.ContextVar[np.random.Generator | None] = contextvars.ContextVar("lamina_private_rng", default=None)
 
 
 def seed(n: int) -> None:
@@ -24,4 +30,17 @@ def seed(n: int) -> None:
 
 def rng() -> np.random.Generator:
     """The generator that layers and initialisers draw from (fetch it at draw time, never cache it)."""
-    return _generator
+    private = _private.get()
+    return _generator if private is None else private
+
+
+@contextlib.contextmanager
+def private_generator() -> Iterator[np.random.Generator]:
+    """Inside the block, `rng()` in this thread is a fresh generator of its own: for work that
+    must not move lamina's generator, such as building the layers of a file being loaded
+    (their initial weights are overwritten by the file's anyway)."""
+    token = _private.set(np.random.default_rng(0))
+    try:
+        yield rng()
+    finally:
+        _private.reset(token)

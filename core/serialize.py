@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from lamina.checks import describe
+from lamina.checks import describe, printable
 from lamina.errors import ArgumentError, MissingPluginError, UnknownPluginError, warn
 from lamina.registry import KINDS, PluginFailure, PluginSkip, get_registry, normalize_package
 
@@ -83,7 +83,8 @@ def build_plugin(record: dict[str, Any], where: str) -> Any:
         info = registry.get(kind, f"{package}:{name}" if package else name)
     except UnknownPluginError:
         raise MissingPluginError(
-            f"{where} needs the {kind} {name!r} from {package} {version}".rstrip() + f", but {why_missing(package, version, kind, name)}"
+            f"{where} needs the {kind} {name!r} from {printable(package)} {printable(version)}".rstrip()
+            + f", but {why_missing(package, version, kind, name)}"
         ) from None
     if isinstance(version, str) and older(info.version, version):
         warn(
@@ -98,7 +99,9 @@ def why_missing(package: str, version: str, kind: str | None = None, name: str |
     """Why `package`'s plugins are not available, and what to do: 'it is not installed;
     install it with ...', or that it is installed but was skipped or failed to load."""
     registry = get_registry()
-    need = f"'{package}>={version}'" if version else package
+    if not valid_package_name(package):  # text from a file is data: never put it in a command unchecked
+        return f"the file names the package {printable(package)!r}, which is not a valid package name; the file is corrupted or forged"
+    need = f"'{package}>={version}'" if valid_version(version) else package
     record = registry.unavailable(package)
     if isinstance(record, PluginSkip):
         return f"{package} {record.version} is installed but was not loaded: {record.reason}; {record.fix}"
@@ -110,6 +113,20 @@ def why_missing(package: str, version: str, kind: str | None = None, name: str |
     if kind is not None and any(normalize_package(i.package) == normalize_package(package) for i in registry.plugins()):
         return f"{package} is installed but registers no {kind} named {name!r} (a different version?); install it with: pip install {need}"
     return f"{package} is not installed; install it with: pip install {need}"
+
+
+_PACKAGE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]{0,98}[A-Za-z0-9])?")
+_VERSION = re.compile(r"[A-Za-z0-9.+!_-]{1,64}")
+
+
+def valid_package_name(name: object) -> bool:
+    """True for a distribution name that the packaging grammar allows (PEP 508)."""
+    return isinstance(name, str) and _PACKAGE.fullmatch(name) is not None
+
+
+def valid_version(version: object) -> bool:
+    """True for text made of the characters a version may have (PEP 440), at most 64 of them."""
+    return isinstance(version, str) and _VERSION.fullmatch(version) is not None
 
 
 def older(installed: str, recorded: str) -> bool:
