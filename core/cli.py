@@ -9,7 +9,10 @@ import argparse
 import io
 import json
 import os
+import shlex
+import signal
 import sys
+import threading
 import tomllib
 import warnings
 from collections.abc import Sequence
@@ -212,6 +215,8 @@ def train(args: argparse.Namespace) -> int:
     say = (lambda text: None) if args.quiet else print
     if args.config is None:
         say("training lamina's default: an MLP on the 8x8 digits (lamina train CONFIG.toml for your own)")
+    command = ["lamina", "train", *([args.config] if args.config else []), *(["--out", args.out] if args.out else [])]
+    args.resume_hint = shlex.join([*command, "--resume"])
     run.train(config, output=args.out, epochs=args.epochs, verbose=not args.quiet, say=say, resume=args.resume)
     return 0
 
@@ -462,8 +467,19 @@ def _add_list_plugins(commands: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(run=list_plugins)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as SIGINT is: the run stops where it is, its last checkpoint intact."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         with silenced(args.quiet):
             return args.run(args)
@@ -475,6 +491,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         print(f"lamina: error: {err}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("lamina: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:
+        what = "terminated" if isinstance(err, Terminated) else "interrupted"
+        hint = getattr(args, "resume_hint", None)
+        print(f"lamina: {what}" + (f"; continue from the last checkpoint with: {hint}" if hint else ""), file=sys.stderr)
+        return 143 if isinstance(err, Terminated) else 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

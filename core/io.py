@@ -18,7 +18,11 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str) -> Path:
     payload = data.encode("utf-8") if isinstance(data, str) else data
     if not path.parent.is_dir():
         raise FileNotFoundError(f"cannot write {str(path)!r}: the folder {str(path.parent)!r} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    stage = "creating a temporary file beside it"
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise _naming(err, path, stage) from None
     try:
         try:
             mode = path.stat().st_mode & 0o777  # replacing a file keeps its permissions
@@ -26,13 +30,18 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str) -> Path:
             mode = 0o666 & ~_UMASK
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as handle:
+            stage = f"writing {len(payload):,} bytes to a temporary file"
             handle.write(payload)
             handle.flush()
+            stage = "syncing the temporary file to disk"
             os.fsync(handle.fileno())
+        stage = "renaming the temporary file into place"
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(err, OSError):
+            raise _naming(err, path, stage) from None
         raise
     with contextlib.suppress(OSError):  # make the rename itself durable where the OS allows it
         dir_fd = os.open(path.parent, os.O_RDONLY)
@@ -41,3 +50,8 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str) -> Path:
         finally:
             os.close(dir_fd)
     return path
+
+
+def _naming(err: OSError, path: Path, stage: str) -> OSError:
+    """The same kind of OSError, saying which file and which step of writing it failed."""
+    return type(err)(err.errno, f"cannot write {path} ({stage}): {err.strerror or err}")

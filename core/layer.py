@@ -6,6 +6,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from lamina.config import Configurable
+from lamina.errors import LaminaError
 from lamina.parameter import Parameter
 
 
@@ -37,6 +38,17 @@ class Layer(Configurable):
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self.forward(x)
+
+    def __getattr__(self, name: str) -> object:
+        # Only reached when normal lookup fails: what forward keeps is missing, so backward
+        # came before any forward (or after release()). Costs nothing on the normal path.
+        keeps = type(self).keeps
+        if keeps is not None and name in keeps:
+            raise LaminaError(
+                f"{type(self).__name__}: backward was called before forward (it has no {name}, which forward "
+                "keeps for it); call the layer on an input first, and backward after each forward"
+            )
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError(f"{type(self).__name__} must implement forward(x)")

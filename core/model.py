@@ -1,10 +1,11 @@
 """Model: a stack of layers, trained end to end by backpropagation."""
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -57,8 +58,12 @@ class Model:
         self.input_shape: tuple[int, ...] | None = None
         self.input_dtype: np.dtype | None = None
         # Layers keep per-call state between forward and backward, so calls on one model take
-        # turns: predict, evaluate and train from several threads are safe, not parallel.
+        # turns: predict, evaluate, save and summary from several threads are safe, not
+        # parallel. Training holds the lock one step at a time, so that a save from another
+        # thread waits for the step to end and writes a consistent model; two trainings of one
+        # model run one after the other (`training_lock`).
         self.lock = threading.RLock()
+        self.training_lock = threading.Lock()
 
     # -- inference -----------------------------------------------------------------------
 
@@ -68,6 +73,10 @@ class Model:
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Run an array through every layer; errors name the layer and its position."""
+        with self.lock:
+            return self._forward(x)
+
+    def _forward(self, x: np.ndarray) -> np.ndarray:
         if self.input_shape is None and x.ndim > 0:
             self.input_shape, self.input_dtype = x.shape[1:], x.dtype
         for i, layer in enumerate(self.layers):
@@ -102,7 +111,7 @@ class Model:
 
     def predict(self, x: object, batch_size: int | None = None) -> np.ndarray:
         """Outputs for `x` in inference mode, computed `batch_size` rows at a time (all at once by default)."""
-        with self.lock:
+        with self.lock, self.inference():
             return training.predict(self, x, batch_size)
 
     def evaluate(
@@ -115,7 +124,7 @@ class Model:
     ) -> dict[str, float]:
         """{"loss": ..., metric name: ...} over (x, y) in inference mode; `loss` defaults to
         the one the model was last trained with."""
-        with self.lock:
+        with self.lock, self.inference():
             return training.evaluate(self, x, y, loss, metrics, batch_size)
 
     # -- parameters ----------------------------------------------------------------------
@@ -157,6 +166,18 @@ class Model:
                 return param.value.dtype
         return DEFAULT_DTYPE
 
+    @contextlib.contextmanager
+    def inference(self) -> Iterator[None]:
+        """Inference mode inside the block, and the layers' modes as they were after it (so that
+        a predict from another thread between two training steps leaves training as it was)."""
+        modes = [(layer.training, layer.needs_input_grad) for layer in self.layers]
+        self.set_training(False)
+        try:
+            yield
+        finally:
+            for layer, (mode, needs) in zip(self.layers, modes):
+                layer.training, layer.needs_input_grad = mode, needs
+
     def set_training(self, training: bool) -> None:
         """Put every layer in training (True) or inference (False) mode.
 
@@ -193,7 +214,7 @@ class Model:
             if name in options:
                 raise ArgumentError(f"Model.train: {name} was given twice, by position and by name")
             options[name] = value
-        with self.lock:
+        with self.training_lock:
             return training.fit(self, x, y, TrainOptions.make(options))
 
     # -- files and description -------------------------------------------------------------
@@ -210,7 +231,8 @@ class Model:
         generator, so that `lamina.load(path)` followed by `train` continues exactly;
         `progress` ({"epoch": epochs done, "history": ...}) makes it a resumable checkpoint.
         """
-        return saving.save_model(self, path, include_optimizer, progress)
+        with self.lock:
+            return saving.save_model(self, path, include_optimizer, progress)
 
     def summary(self) -> Summary:
         """A table of the layers, their output shapes and parameter counts, and the total.
@@ -219,11 +241,12 @@ class Model:
         """
         shapes: list[str] = ["?"] * len(self.layers)
         if self.input_shape is not None:
-            self.set_training(False)
-            out = np.zeros((1, *self.input_shape), dtype=self.input_dtype)
-            for i, layer in enumerate(self.layers):
-                out = layer(out)
-                shapes[i] = str((None, *out.shape[1:]))
+            with self.lock, self.inference():
+                out = np.zeros((1, *self.input_shape), dtype=self.input_dtype)
+                for i, layer in enumerate(self.layers):
+                    out = layer(out)
+                    shapes[i] = str((None, *out.shape[1:]))
+                self.release()
         rows = [("#", "Layer", "Output shape", "Params")]
         total = 0
         for i, layer in enumerate(self.layers):

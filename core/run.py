@@ -15,6 +15,7 @@ from lamina.errors import ConfigError, LaminaError
 from lamina.history import History
 from lamina.io import atomic_write
 from lamina.model import Model
+from lamina.outputs import output_folder, remove_stale_temporaries
 from lamina.plotting import INSTALL_HINT, have_matplotlib, plot_curves
 from lamina.registry import KINDS, get_registry, normalize_package
 from lamina.seeding import seed
@@ -50,7 +51,18 @@ def train(
     if not strategy.is_main:
         say, verbose = (lambda text: None), False
     folder = Path(output or config.get("output"))
-    folder.mkdir(parents=True, exist_ok=True)
+    if not strategy.is_main:
+        return _train(config, folder, strategy, epochs, verbose, say, resume)
+    with output_folder(folder, config.source):  # checked writable, and held by this run alone
+        if resume:
+            remove_stale_temporaries(folder)  # what an interrupted save left behind
+        return _train(config, folder, strategy, epochs, verbose, say, resume)
+
+
+def _train(
+    config: runconfig.RunConfig, folder: Path, strategy: Strategy, epochs: int | None, verbose: bool,
+    say: Callable[[str], None], resume: bool,
+) -> RunResult:
     seed(config.get("seed", 0))
     x_train, y_train, x_test, y_test = runconfig.load_dataset(config)
     layers = [runconfig.build(config, "layer", spec, f"layers[{i}]") for i, spec in enumerate(config.get("layers"))]

@@ -106,6 +106,8 @@ def parse(text: str, source: str, name: str = "run") -> RunConfig:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{source}: not valid TOML: {err}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: not valid TOML: its tables or arrays nest too deeply") from None
     config = RunConfig(source, data)
     for key in data:
         if key not in KEYS:
@@ -117,6 +119,8 @@ def parse(text: str, source: str, name: str = "run") -> RunConfig:
             raise config.error(key, f"missing; it is required: {KEYS[key]}")
     _check_int(config, "seed", minimum=0)
     _check_type(config, "output", str, "a folder path as a string")
+    if "output" in data and (not data["output"].strip() or "\0" in data["output"]):
+        raise config.error("output", f"{describe(data['output'])} is no folder name; name the folder, e.g. output = \"runs/{name}\"")
     for key in config_keys():  # each training option is checked by TrainOptions itself
         if key in data and key not in PLUGIN_OPTIONS:
             try:

@@ -129,10 +129,12 @@ class _Run:
         """Train on every batch once; the epoch's logs (sample-weighted means, and val_*)."""
         names = ["loss", *(m.name for m in self.metrics)]
         totals = [0.0] * len(names)
-        x, y, seen = self.x, self.y, 0
+        x, y, seen, lock = self.x, self.y, 0, self.model.lock
         for index, (rows, count) in enumerate(self.batches):
             try:
-                totals = [total + value for total, value in zip(totals, step(take(x, rows), take(y, rows)))]
+                with lock:  # one step at a time: other threads' saves and predicts come between steps
+                    sums = step(take(x, rows), take(y, rows))
+                totals = [total + value for total, value in zip(totals, sums)]
             except NonFiniteError as err:
                 raise NonFiniteError(
                     f"training stopped at epoch {epoch + 1}/{self.options.epochs}, batch {index + 1}/"
@@ -144,17 +146,17 @@ class _Run:
                 callback.on_train_batch_end(index, {k: float(v) / seen for k, v in zip(names, totals)})
         logs = {name: float(total) / len(x) for name, total in zip(names, totals)}
         if self.validation is not None:
-            self.model.set_training(False)
             x_val, y_val = self.validation
             size = self.options.batch_size or len(x_val)
-            val = mean_logs(self.model, x_val, y_val, self.loss, self.metrics, size, self.strategy)
+            with lock, self.model.inference():
+                val = mean_logs(self.model, x_val, y_val, self.loss, self.metrics, size, self.strategy)
             logs.update({f"val_{key}": value for key, value in val.items()})
-            self.model.set_training(True)
         return logs
 
     def _tell(self, hook: str, *args: Any) -> None:
-        for callback in self.callbacks:
-            getattr(callback, hook)(*args)
+        with self.model.lock:
+            for callback in self.callbacks:
+                getattr(callback, hook)(*args)
 
 
 # -- checks and helpers shared by the three loops ---------------------------------------------------
@@ -233,8 +235,7 @@ def evaluate(model: Model, x: object, y: object, loss: object, metrics: object, 
     require_rows(x, owner, "evaluate")
     target = chosen_loss.prepare_target(y, x.dtype if x.dtype.kind == "f" else model.dtype)
     check_pair(x, target, owner)
-    model.set_training(False)
-    try:
+    try:  # in inference mode: Model.evaluate runs this inside model.inference()
         return mean_logs(model, x, target, chosen_loss, chosen, batch_size or len(x))
     finally:
         model.release()
@@ -244,7 +245,6 @@ def predict(model: Model, x: object, batch_size: int | None) -> np.ndarray:
     owner = "Model.predict"
     x = model.prepare_input(x, owner)
     require_rows(x, owner, "predict")
-    model.set_training(False)
     if batch_size is not None:
         batch_size = positive_int(batch_size, "batch_size", owner, example=256)
     try:

@@ -30,11 +30,18 @@ def as_labels(y: object, owner: str) -> np.ndarray | None:
     """Integer class labels of shape (n,) from (n,) or (n, 1) integers, or integral floats of
     shape (n,); None when `y` holds one-hot or probability rows instead."""
     labels = lamina.checks.as_numeric(y, "y", owner)
-    if labels.ndim == 2 and labels.shape[1] == 1 and labels.dtype.kind in "iu":
+    if labels.ndim == 2 and labels.shape[1] == 1:  # one label per row, as a column
         labels = labels[:, 0]
     if labels.ndim != 1:
         return None
+    if labels.dtype.kind == "b":
+        raise lamina.ArgumentError(
+            f"{owner}: y holds booleans, which are not class labels; for two classes pass integers "
+            "(y.astype(int)), or use BinaryCrossEntropy with one output"
+        )
     if labels.dtype.kind == "f":
+        if not np.isfinite(labels).all():
+            raise lamina.ArgumentError(f"{owner}: y holds NaN or infinity where class labels belong; clean the labels first")
         if not np.array_equal(labels, np.round(labels)):
             raise lamina.ArgumentError(
                 f"{owner}: a 1-D y holds class labels, but it has non-integer values; pass "

@@ -6,6 +6,7 @@ drew from lamina's generator.
 """
 from __future__ import annotations
 
+import codecs
 import csv
 import os
 from importlib.resources import as_file, files
@@ -181,10 +182,23 @@ class Npz(lamina.Dataset):
         return x.astype(np.float32, copy=False), y
 
 
-def read_csv(path: str, delimiter: str = ",") -> tuple[list[str] | None, np.ndarray]:
-    """(header or None, float64 matrix) of a numeric CSV file; a first row with a non-number is a header."""
-    with open(path, newline="") as handle:
-        rows = [row for row in csv.reader(handle, delimiter=delimiter) if row and any(c.strip() for c in row)]
+def read_csv(path: str, delimiter: str = ",", encoding: str = "utf-8") -> tuple[list[str] | None, np.ndarray]:
+    """(header or None, float64 matrix) of a numeric CSV file; a first row with a non-number is a header.
+
+    UTF-8 may start with a byte-order mark (Excel writes one); it is not part of the first cell.
+    """
+    codec = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+    try:
+        with open(path, newline="", encoding=codec) as handle:
+            rows = [row for row in csv.reader(handle, delimiter=delimiter) if row and any(c.strip() for c in row)]
+    except UnicodeDecodeError as err:
+        raise lamina.ArgumentError(
+            f"csv(path={path!r}): the file is not {encoding} text (byte {err.object[err.start]:#04x} at offset "
+            f"{err.start}); pass its encoding, e.g. encoding='latin-1' (in a config: encoding = \"latin-1\" "
+            "in the [dataset] table)"
+        ) from None
+    except csv.Error as err:
+        raise lamina.ArgumentError(f"csv(path={path!r}): cannot read it as CSV ({err})") from None
     if not rows:
         raise lamina.ArgumentError(f"csv(path={path!r}): the file has no rows")
     header = None
@@ -219,16 +233,27 @@ class Csv(lamina.Dataset):
         test_split: float = 0.2,
         seed: int = 0,
         classification: bool | None = None,
+        encoding: str = "utf-8",
     ) -> None:
         self.path = os.fspath(path)
         self.target = target
+        if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in "\r\n\"":
+            raise lamina.ArgumentError(
+                f"csv(delimiter={delimiter!r}): the delimiter must be one character other than a quote or a "
+                "line break, e.g. ',' or ';' or '\\t'"
+            )
+        try:
+            codecs.lookup(encoding)
+        except (LookupError, TypeError):
+            raise lamina.ArgumentError(f"csv(encoding={encoding!r}): not a known text encoding; e.g. 'utf-8' or 'latin-1'") from None
         self.delimiter = delimiter
+        self.encoding = encoding
         self.test_split = fraction(test_split, "test_split", "csv")
         self.seed = _seed(seed, "csv")
         self.classification = classification
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray | None]:
-        header, values = read_csv(self.path, self.delimiter)
+        header, values = read_csv(self.path, self.delimiter, self.encoding)
         if self.target is None:
             return values.astype(np.float32), None
         if isinstance(self.target, str):

@@ -89,7 +89,7 @@ class MaxPool2D(_Pool2D):
 class AvgPool2D(_Pool2D):
     """y = the mean of each pool_size window (stride defaults to pool_size); (n, c, h, w) -> (n, c, oh, ow)."""
 
-    keeps = ("_windows",)  # what forward keeps for backward
+    keeps = ("_shape", "_windows")  # what forward keeps for backward
 
     conformance_cases = [Case({"pool_size": 2}, (2, 2, 4, 4), wrong_shape=(2, 16)), Case({"pool_size": (2, 3), "stride": 1}, (1, 2, 4, 5))]
 

@@ -137,6 +137,34 @@ def test_a_replaced_member(name, data):
     load_bytes(_rewrite(members={**MEMBERS, name: data}))
 
 
+ARRAYS = sorted(name for name in MEMBERS if name.endswith(".npy"))
+COMPRESSIONS = [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA]
+
+
+def _compressed(members: dict[str, bytes], compression: dict[str, int]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data, compress_type=compression.get(name, zipfile.ZIP_STORED))
+    return buffer.getvalue()
+
+
+@FUZZ
+@given(st.sampled_from(ARRAYS), st.lists(st.integers(0, 10**7), max_size=4), st.sampled_from(["<f4", "<f8", "|u1", "<i8", "|O", "<U3"]),
+       st.integers(0, 2**16), st.sampled_from(COMPRESSIONS))
+def test_a_lying_npy_header_in_a_compressed_member(name, shape, descr, padding, compression):
+    """A header that claims any shape and dtype, over zeros that may be longer or shorter than it says."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": descr, "fortran_order": False, "shape": tuple(shape)})
+    load_bytes(_compressed({**MEMBERS, name: header.getvalue() + bytes(padding)}, {name: compression}))
+
+
+@FUZZ
+@given(st.sampled_from(sorted(MEMBERS)), st.binary(max_size=512), st.sampled_from(COMPRESSIONS))
+def test_a_replaced_compressed_member(name, data, compression):
+    load_bytes(_compressed({**MEMBERS, name: data}, {name: compression}))
+
+
 # -- lamina train configs ------------------------------------------------------------------------------
 
 DIGITS_TOML = (Path(__file__).resolve().parent.parent / "examples" / "configs" / "digits.toml").read_text()
