@@ -6,7 +6,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from lamina.config import Configurable
-from lamina.errors import LaminaError
+from lamina.errors import LaminaError, ShapeError
 from lamina.parameter import Parameter
 
 
@@ -22,7 +22,11 @@ class Layer(Configurable):
     `needs_input_grad` is False while the layer is the first of a model in training: its
     input gradient is thrown away, so `backward` may skip computing it and return None.
     `keeps` names the attributes forward stores for backward (e.g. `("_x",)`); `release()`
-    drops them after inference.
+    drops them after inference. `build(x)`, if a layer defines it, is called once by the base
+    class before the first forward, with the first input: the place to create weights whose
+    shape depends on the input. A ShapeError from `build` or the first forward leaves the layer
+    as it was before, unbuilt. `parameters()` by default finds the Parameter attributes and
+    those of sublayer attributes (a Layer, or a list or tuple of Layers) by name.
 
     >>> class Double(Layer):
     ...     def forward(self, x): return 2 * x
@@ -35,9 +39,30 @@ class Layer(Configurable):
     # What forward keeps for backward. None (a layer written before lamina 0.2 declared it):
     # release() then drops every underscore attribute that holds an array.
     keeps: tuple[str, ...] | None = None
+    _built: bool = False  # True once build and the first forward have succeeded
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self.forward(x)
+        if self._built:
+            return self.forward(x)
+        return self._first_call(x)
+
+    def _first_call(self, x: np.ndarray) -> np.ndarray:
+        before = dict(vars(self))
+        try:
+            self.build(x)
+            out = self.forward(x)
+        except ShapeError:
+            # A rejected first input leaves nothing behind: no weights built for its shape.
+            state = vars(self)
+            state.clear()
+            state.update(before)
+            raise
+        self._built = True
+        return out
+
+    def build(self, x: np.ndarray) -> None:
+        """Create what depends on the input (weights of the right width), once, before the first
+        forward; `x` is the first input. Nothing to do by default."""
 
     def __getattr__(self, name: str) -> object:
         # Only reached when normal lookup fails: what forward keeps is missing, so backward
@@ -57,15 +82,36 @@ class Layer(Configurable):
         raise NotImplementedError(f"{type(self).__name__} must implement backward(grad)")
 
     def parameters(self) -> dict[str, Parameter]:
-        """The layer's trainable parameters by name; empty for layers without any."""
-        return {}
+        """The layer's trainable parameters by name: by default its Parameter attributes by
+        attribute name, then its sublayers' as "name.param" or "name.0.param"."""
+        found: dict[str, Parameter] = {}
+        for name, value in vars(self).items():
+            if isinstance(value, Parameter):
+                found[name] = value
+        for prefix, layer in self._sublayers():
+            found.update({f"{prefix}.{key}": param for key, param in layer.parameters().items()})
+        return found
 
     def buffers(self) -> dict[str, np.ndarray]:
         """Arrays that are part of the layer's state but not trained; saved with the model.
 
-        Loading writes into them in place, so return the arrays the layer itself uses.
+        Loading writes into them in place, so return the arrays the layer itself uses. By
+        default: the sublayers' buffers (a layer's own buffers are declared by overriding this).
         """
-        return {}
+        found: dict[str, np.ndarray] = {}
+        for prefix, layer in self._sublayers():
+            found.update({f"{prefix}.{key}": array for key, array in layer.buffers().items()})
+        return found
+
+    def _sublayers(self) -> list[tuple[str, Layer]]:
+        """The Layer attributes, and the Layers in list or tuple attributes, with their names."""
+        found: list[tuple[str, Layer]] = []
+        for name, value in vars(self).items():
+            if isinstance(value, Layer):
+                found.append((name, value))
+            elif isinstance(value, (list, tuple)) and value and all(isinstance(item, Layer) for item in value):
+                found.extend((f"{name}.{i}", item) for i, item in enumerate(value))
+        return found
 
     def release(self) -> None:
         """Drop what forward kept for backward (the attributes named in `keeps`).

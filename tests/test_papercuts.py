@@ -283,12 +283,29 @@ class ChecksThenBuilds(BuildsThenRejects):
         return super().forward(x)
 
 
+class BypassesTheBaseCall(BuildsThenRejects):
+    """Calls forward directly, so the base class cannot undo what a rejected input built."""
+
+    def __call__(self, x):
+        return self.forward(x)
+
+
 def test_the_kit_catches_a_layer_that_stays_built_for_a_rejected_input():
-    [result] = [r for r in check_plugin(BuildsThenRejects, sample_shapes=[(4, 3)]) if r.property == "rejected_input"]
+    [result] = [r for r in check_plugin(BypassesTheBaseCall, sample_shapes=[(4, 3)]) if r.property == "rejected_input"]
     assert result.ok is False
     assert "after rejecting an input of shape (4,) with a ShapeError, the correct input raised ShapeError" in result.detail
     [result] = [r for r in check_plugin(ChecksThenBuilds, sample_shapes=[(4, 3)]) if r.property == "rejected_input"]
     assert result.ok is True, result.detail
+
+
+def test_the_base_class_undoes_what_a_rejected_first_input_built():
+    [result] = [r for r in check_plugin(BuildsThenRejects, sample_shapes=[(4, 3)]) if r.property == "rejected_input"]
+    assert result.ok is True, result.detail
+    layer = BuildsThenRejects()
+    with pytest.raises(lamina.ShapeError):
+        layer(np.ones(4))
+    assert layer.w is None and layer.parameters() == {}
+    assert layer(np.ones((2, 3))).shape == (2, 3)
 
 
 def test_the_built_ins_pass_rejected_input_where_they_reject_something():
