@@ -5,6 +5,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from lamina.autodiff import Tape, Traced, tracing
 from lamina.config import Configurable
 from lamina.errors import LaminaError, ShapeError
 from lamina.parameter import Parameter
@@ -40,24 +41,57 @@ class Layer(Configurable):
     # release() then drops every underscore attribute that holds an array.
     keeps: tuple[str, ...] | None = None
     _built: bool = False  # True once build and the first forward have succeeded
+    _autodiff: bool = False  # no hand-written backward: lamina derives it from forward
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._autodiff = cls.backward is Layer.backward
+        if cls._autodiff and cls.keeps is None:
+            cls.keeps = ("_tape", "_out", "_leaf")
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        if self._built:
-            return self.forward(x)
-        return self._first_call(x)
+        if isinstance(x, Traced):  # called inside another layer's traced forward
+            return self._call_traced(x)
+        if not self._built:
+            return self._first_call(x)
+        return self._run(x)
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        if not (self._autodiff and self.training):
+            return self.forward(x)  # inference records nothing
+        tape = Tape()
+        leaf = tape.leaf(x)
+        with tracing(tape):
+            out = self.forward(leaf)  # type: ignore[arg-type]
+        self._tape, self._out, self._leaf = tape, out, leaf
+        return out.value if isinstance(out, Traced) else np.asarray(out)
+
+    def _call_traced(self, x: Traced) -> object:
+        if not self._built:
+            self.build(x.value)
+            self._built = True
+        if self._autodiff:
+            return self.forward(x)  # type: ignore[arg-type]  # the same tape: shared weights add up
+        if id(self) in x.tape.handwritten:
+            raise LaminaError(
+                f"{type(self).__name__} has a hand-written backward and keeps one forward's state, so it cannot be "
+                "called twice in one traced forward; use two instances, or a layer without a hand-written backward"
+            )
+        x.tape.handwritten.add(id(self))
+        return x.tape.record(self.forward(x.value), [x], lambda g: [self.backward(g)])
 
     def _first_call(self, x: np.ndarray) -> np.ndarray:
         before = dict(vars(self))
         try:
             self.build(x)
-            out = self.forward(x)
+            self._built = True
+            out = self._run(x)
         except ShapeError:
             # A rejected first input leaves nothing behind: no weights built for its shape.
             state = vars(self)
             state.clear()
             state.update(before)
             raise
-        self._built = True
         return out
 
     def build(self, x: np.ndarray) -> None:
@@ -79,7 +113,21 @@ class Layer(Configurable):
         raise NotImplementedError(f"{type(self).__name__} must implement forward(x)")
 
     def backward(self, grad: np.ndarray) -> np.ndarray | None:
-        raise NotImplementedError(f"{type(self).__name__} must implement backward(grad)")
+        """dL/dx from dL/dy, adding each parameter's gradient into its `.grad`. A layer that does
+        not write it gets it derived from its forward (recorded while training)."""
+        if not self._autodiff:
+            raise NotImplementedError(f"{type(self).__name__} must implement backward(grad)")
+        tape, out, leaf = self._tape, self._out, self._leaf
+        if not isinstance(out, Traced):  # the output depends on neither the input nor a parameter
+            return None if not self.needs_input_grad else np.zeros_like(leaf.value)
+        grads = tape.backward(out, grad)
+        for param, node in tape.params.values():
+            if node in grads:
+                param.grad += grads[node]
+        if self.integer_input or not self.needs_input_grad:
+            return None
+        found = grads.get(leaf.node)
+        return np.zeros_like(leaf.value) if found is None else found
 
     def parameters(self) -> dict[str, Parameter]:
         """The layer's trainable parameters by name: by default its Parameter attributes by

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from lamina.autodiff import Tape, Traced, tracing
 from lamina.checks import as_numeric
 from lamina.config import Configurable
 
@@ -14,14 +15,34 @@ class Loss(Configurable):
     shape and dtype of `pred`. Subclasses implement `forward(pred, y)` and `backward()`.
     """
 
+    _autodiff: bool = False  # no hand-written backward: lamina derives it from forward
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._autodiff = cls.backward is Loss.backward
+
     def __call__(self, pred: np.ndarray, y: np.ndarray) -> float:
-        return self.forward(pred, y)
+        if not self._autodiff:
+            return self.forward(pred, y)
+        tape = Tape()
+        leaf = tape.leaf(np.asarray(pred))
+        with tracing(tape):
+            out = self.forward(leaf, y)  # type: ignore[arg-type]
+        self._tape, self._out, self._leaf = tape, out, leaf
+        return float(out.value) if isinstance(out, Traced) else float(out)
 
     def forward(self, pred: np.ndarray, y: np.ndarray) -> float:
         raise NotImplementedError(f"{type(self).__name__} must implement forward(pred, y)")
 
     def backward(self) -> np.ndarray:
-        raise NotImplementedError(f"{type(self).__name__} must implement backward()")
+        """dL/dpred of the last call; derived from forward for a loss that does not write it."""
+        if not self._autodiff:
+            raise NotImplementedError(f"{type(self).__name__} must implement backward()")
+        out, leaf = self._out, self._leaf
+        if not isinstance(out, Traced):
+            return np.zeros_like(leaf.value)
+        found = self._tape.backward(out, np.ones((), dtype=leaf.value.dtype)).get(leaf.node)
+        return np.zeros_like(leaf.value) if found is None else found
 
     def fuses_with(self, layer: object) -> bool:
         """True when `fused_backward` can replace this loss's and `layer`'s backward together.

@@ -1,0 +1,507 @@
+"""Automatic differentiation of plain numpy code, for layers and losses without a backward.
+
+Inside a traced forward, the input is a `Traced` array: numpy's operators, ufuncs and
+functions see it through the `__array_ufunc__` / `__array_function__` protocols, compute the
+value on the plain arrays, and record one node with its derivative rule (a vector-Jacobian
+product) next to it. `Tape.backward` then runs the rules in reverse. What has no rule, or
+would drop the trace (np.asarray, in-place writes), raises a LaminaError instead of a wrong
+gradient. Integer, boolean and comparison results are constants.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import itertools
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from lamina import parameter
+from lamina.errors import LaminaError
+from lamina.parameter import Parameter
+
+Vjp = Callable[[np.ndarray], Sequence[np.ndarray | None]]
+_ids = itertools.count()
+WAYS_OUT = "use an operation lamina can differentiate (see lamina.autodiff.SUPPORTED), or write backward() by hand"
+
+
+_active: contextvars.ContextVar[Tape | None] = contextvars.ContextVar("lamina_tape", default=None)
+
+
+@contextlib.contextmanager
+def tracing(tape: Tape) -> Iterator[Tape]:
+    """Record into `tape` inside the block: Parameters used in numpy operations become its leaves."""
+    token = _active.set(tape)
+    try:
+        yield tape
+    finally:
+        _active.reset(token)
+
+
+def active_tape() -> Tape | None:
+    return _active.get()
+
+
+class Node:
+    """One recorded value: its parents and the rule that maps its gradient to theirs."""
+
+    __slots__ = ("id", "parents", "vjp", "shape", "dtype")
+
+    def __init__(self, parents: tuple[Node | None, ...], vjp: Vjp | None, shape: tuple[int, ...], dtype: np.dtype) -> None:
+        self.id = next(_ids)
+        self.parents, self.vjp, self.shape, self.dtype = parents, vjp, shape, dtype
+
+
+class Tape:
+    """The record of one traced forward: its leaves (the input, the Parameters) and nodes."""
+
+    def __init__(self) -> None:
+        self.params: dict[int, tuple[Parameter, Node]] = {}
+        self.handwritten: set[int] = set()
+
+    def leaf(self, value: np.ndarray) -> Traced:
+        return Traced(value, Node((), None, value.shape, value.dtype), self)
+
+    def parameter(self, param: Parameter) -> Traced:
+        """The leaf that stands for `param` in this forward (the same one each time it is used)."""
+        entry = self.params.get(id(param))
+        if entry is None:
+            entry = self.params[id(param)] = (param, Node((), None, param.shape, param.value.dtype))
+        return Traced(param.value, entry[1], self)
+
+    def record(self, value: Any, parents: Sequence[Traced | None], vjp: Vjp) -> Any:
+        value = np.asarray(value)
+        if value.dtype.kind not in "fc" or all(p is None for p in parents):
+            return value  # integers, booleans and values of constants carry no gradient
+        nodes = tuple(p.node if p is not None else None for p in parents)
+        return Traced(value, Node(nodes, vjp, value.shape, value.dtype), self)
+
+    def backward(self, out: Traced, grad: np.ndarray) -> dict[Node, np.ndarray]:
+        """Gradients of every node reachable from `out`, given dL/d(out) = grad."""
+        order, seen, stack = [], set(), [out.node]
+        while stack:
+            node = stack.pop()
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+            order.append(node)
+            stack.extend(p for p in node.parents if p is not None)
+        order.sort(key=lambda n: n.id, reverse=True)  # children were recorded after their parents
+        grads: dict[Node, np.ndarray] = {out.node: np.asarray(grad, dtype=out.node.dtype)}
+        for node in order:
+            g = grads.get(node)
+            if g is None or node.vjp is None:
+                continue
+            for parent, pg in zip(node.parents, node.vjp(g)):
+                if parent is None or pg is None:
+                    continue
+                pg = np.asarray(pg, dtype=parent.dtype)
+                if pg.shape != parent.shape:
+                    pg = np.broadcast_to(pg, parent.shape)
+                grads[parent] = grads[parent] + pg if parent in grads else pg
+        return grads
+
+
+def _value(x: Any) -> Any:
+    if isinstance(x, Traced):
+        return x.value
+    if isinstance(x, Parameter):
+        return x.value
+    if isinstance(x, (list, tuple)):
+        return type(x)(_value(v) for v in x)
+    return x
+
+
+def _tape_of(items: Sequence[Any]) -> Tape | None:
+    for item in items:
+        if isinstance(item, Traced):
+            return item.tape
+        if isinstance(item, (list, tuple)):
+            found = _tape_of(item)
+            if found is not None:
+                return found
+    return None
+
+
+def _traced(x: Any, tape: Tape) -> Traced | None:
+    """`x` as a traced operand of this tape (a Parameter becomes its leaf), or None for constants."""
+    if isinstance(x, Traced):
+        return x
+    if isinstance(x, Parameter):
+        return tape.parameter(x)
+    return None
+
+
+def unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Sum `g` over the axes that broadcasting added or stretched, back to `shape`."""
+    while g.ndim > len(shape):
+        g = g.sum(axis=0)
+    for axis, size in enumerate(shape):
+        if size == 1 and g.shape[axis] != 1:
+            g = g.sum(axis=axis, keepdims=True)
+    return g
+
+
+class Traced(np.lib.mixins.NDArrayOperatorsMixin):
+    """An array inside a traced forward: numpy operations on it are recorded for backward."""
+
+    __array_priority__ = 100.0
+
+    def __init__(self, value: np.ndarray, node: Node, tape: Tape) -> None:
+        self.value, self.node, self.tape = value, node, tape
+
+    shape = property(lambda self: self.value.shape)
+    dtype = property(lambda self: self.value.dtype)
+    ndim = property(lambda self: self.value.ndim)
+    size = property(lambda self: self.value.size)
+    T = property(lambda self: np.transpose(self))
+
+    def __len__(self) -> int:
+        return len(self.value)
+
+    def __repr__(self) -> str:
+        return f"Traced({self.value!r})"
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        raise LaminaError(
+            "a traced array was converted to a plain numpy array (np.asarray, np.array or a numpy "
+            f"function without a derivative rule), which would drop its gradient; {WAYS_OUT}"
+        )
+
+    def __float__(self) -> float:
+        raise LaminaError(f"float() of a traced value drops its gradient; keep it an array, or {WAYS_OUT}")
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        raise LaminaError(f"writing into a traced array in place drops its gradient; build a new array instead (np.where, np.concatenate), or {WAYS_OUT}")
+
+    def __getitem__(self, key: Any) -> Any:
+        key = _value(key)
+        out = self.value[key]
+        shape, dtype = self.value.shape, self.value.dtype
+
+        def vjp(g: np.ndarray) -> list[np.ndarray]:
+            full = np.zeros(shape, dtype=dtype)
+            np.add.at(full, key, g)  # repeated indices add up
+            return [full]
+
+        return self.tape.record(out, [self], vjp)
+
+    def reshape(self, *shape: Any, **kwargs: Any) -> Any:
+        return np.reshape(self, shape[0] if len(shape) == 1 else shape, **kwargs)
+
+    def transpose(self, *axes: Any) -> Any:
+        return np.transpose(self, axes[0] if len(axes) == 1 else (axes or None))
+
+    def swapaxes(self, axis1: int, axis2: int) -> Any:
+        return np.swapaxes(self, axis1, axis2)
+
+    def squeeze(self, axis: Any = None) -> Any:
+        return np.squeeze(self, axis)
+
+    def sum(self, *args: Any, **kwargs: Any) -> Any:
+        return np.sum(self, *args, **kwargs)
+
+    def mean(self, *args: Any, **kwargs: Any) -> Any:
+        return np.mean(self, *args, **kwargs)
+
+    def max(self, *args: Any, **kwargs: Any) -> Any:
+        return np.max(self, *args, **kwargs)
+
+    def min(self, *args: Any, **kwargs: Any) -> Any:
+        return np.min(self, *args, **kwargs)
+
+    def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        tape = self.tape
+        if method != "__call__" or kwargs.get("out") is not None:
+            raise LaminaError(f"np.{ufunc.__name__}.{method} (or out=) on a traced array has no derivative rule; {WAYS_OUT}")
+        values = [_value(i) for i in inputs]
+        out = ufunc(*values, **kwargs)
+        if ufunc in CONSTANT_UFUNCS:
+            return out
+        rule = UFUNC_RULES.get(ufunc)
+        if rule is None:
+            raise LaminaError(f"np.{ufunc.__name__} has no derivative rule in lamina; {WAYS_OUT}")
+        traced = [_traced(i, tape) for i in inputs]
+        return tape.record(out, traced, lambda g: rule(g, out, *values))
+
+    def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
+        rule = FUNCTION_RULES.get(func)
+        if rule is None:
+            raise LaminaError(f"np.{func.__name__} has no derivative rule in lamina; {WAYS_OUT}")
+        return rule(self.tape, *args, **kwargs)
+
+
+# -- ufunc rules: (g, out, *input values) -> one gradient per input ------------------------------------
+
+
+def _binary(da: Callable[..., np.ndarray], db: Callable[..., np.ndarray]) -> Callable[..., list[np.ndarray]]:
+    def rule(g: np.ndarray, out: np.ndarray, a: Any, b: Any) -> list[np.ndarray]:
+        return [unbroadcast(da(g, out, a, b), np.shape(a)), unbroadcast(db(g, out, a, b), np.shape(b))]
+
+    return rule
+
+
+def _unary(d: Callable[..., np.ndarray]) -> Callable[..., list[np.ndarray]]:
+    return lambda g, out, a: [d(g, out, a)]
+
+
+def _matmul(g: np.ndarray, out: np.ndarray, a: Any, b: Any) -> list[np.ndarray]:
+    a, b = np.asarray(a), np.asarray(b)
+    a2 = a[None, :] if a.ndim == 1 else a
+    b2 = b[:, None] if b.ndim == 1 else b
+    g2 = g
+    if a.ndim == 1:
+        g2 = np.expand_dims(g2, -2)
+    if b.ndim == 1:
+        g2 = np.expand_dims(g2, -1)
+    ga = g2 @ np.swapaxes(b2, -1, -2)
+    gb = np.swapaxes(a2, -1, -2) @ g2
+    ga = ga[..., 0, :] if a.ndim == 1 else ga
+    gb = gb[..., 0] if b.ndim == 1 else gb
+    return [unbroadcast(ga, a.shape), unbroadcast(gb, b.shape)]
+
+
+def _tie(a: Any, b: Any, bigger: bool) -> tuple[np.ndarray, np.ndarray]:
+    wins = (a > b) if bigger else (a < b)
+    ties = (a == b) * 0.5  # as PyTorch: an exact tie shares the gradient
+    return wins + ties, (~wins & (a != b)) + ties
+
+
+def _power_b(g: np.ndarray, out: np.ndarray, a: Any, b: Any) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return g * out * np.where(np.asarray(a) > 0, np.log(np.where(np.asarray(a) > 0, a, 1)), 0)
+
+
+UFUNC_RULES: dict[np.ufunc, Callable[..., list[np.ndarray]]] = {
+    np.add: _binary(lambda g, o, a, b: g, lambda g, o, a, b: g),
+    np.subtract: _binary(lambda g, o, a, b: g, lambda g, o, a, b: -g),
+    np.multiply: _binary(lambda g, o, a, b: g * b, lambda g, o, a, b: g * a),
+    np.true_divide: _binary(lambda g, o, a, b: g / b, lambda g, o, a, b: -g * o / b),
+    np.power: _binary(lambda g, o, a, b: g * b * np.power(a, b - 1), _power_b),
+    np.maximum: _binary(lambda g, o, a, b: g * _tie(a, b, True)[0], lambda g, o, a, b: g * _tie(a, b, True)[1]),
+    np.minimum: _binary(lambda g, o, a, b: g * _tie(a, b, False)[0], lambda g, o, a, b: g * _tie(a, b, False)[1]),
+    np.matmul: _matmul,
+    np.negative: _unary(lambda g, o, a: -g),
+    np.positive: _unary(lambda g, o, a: g),
+    np.exp: _unary(lambda g, o, a: g * o),
+    np.log: _unary(lambda g, o, a: g / a),
+    np.log1p: _unary(lambda g, o, a: g / (1 + a)),
+    np.expm1: _unary(lambda g, o, a: g * (o + 1)),
+    np.sqrt: _unary(lambda g, o, a: g / (2 * o)),
+    np.square: _unary(lambda g, o, a: 2 * a * g),
+    np.reciprocal: _unary(lambda g, o, a: -g * o * o),
+    np.absolute: _unary(lambda g, o, a: g * np.sign(a)),
+    np.tanh: _unary(lambda g, o, a: g * (1 - o * o)),
+    np.sin: _unary(lambda g, o, a: g * np.cos(a)),
+    np.cos: _unary(lambda g, o, a: -g * np.sin(a)),
+}
+CONSTANT_UFUNCS = {
+    np.greater, np.greater_equal, np.less, np.less_equal, np.equal, np.not_equal, np.sign, np.floor,
+    np.ceil, np.rint, np.trunc, np.isfinite, np.isnan, np.isinf, np.logical_and, np.logical_or, np.logical_not,
+}
+
+
+# -- function rules: (tape, *args, **kwargs) -> result ---------------------------------------------------
+
+
+def _reduced_like(g: np.ndarray, shape: tuple[int, ...], axis: Any, keepdims: bool) -> np.ndarray:
+    """`g` of a reduction over `axis` put back in the input's shape (broadcast over that axis)."""
+    if axis is None:
+        axes: tuple[int, ...] = tuple(range(len(shape)))
+    else:
+        axes = tuple(a % len(shape) for a in (axis if isinstance(axis, tuple) else (axis,)))
+    if not keepdims:
+        for a in sorted(axes):
+            g = np.expand_dims(g, a)
+    return np.broadcast_to(g, shape)
+
+
+def _sum(tape: Tape, a: Any, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: bool = False, **_: Any) -> Any:
+    x = _traced(a, tape)
+    value = np.sum(_value(a), axis=axis, keepdims=keepdims)
+    shape = np.shape(_value(a))
+    return tape.record(value, [x], lambda g: [_reduced_like(g, shape, axis, keepdims)])
+
+
+def _mean(tape: Tape, a: Any, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: bool = False, **_: Any) -> Any:
+    x = _traced(a, tape)
+    v = _value(a)
+    value = np.mean(v, axis=axis, keepdims=keepdims)
+    count = v.size // max(np.size(value), 1)
+    return tape.record(value, [x], lambda g: [_reduced_like(g, v.shape, axis, keepdims) / count])
+
+
+def _extreme(np_func: Callable[..., Any]) -> Callable[..., Any]:
+    def rule(tape: Tape, a: Any, axis: Any = None, out: Any = None, keepdims: bool = False, **_: Any) -> Any:
+        x = _traced(a, tape)
+        v = _value(a)
+        value = np_func(v, axis=axis, keepdims=keepdims)
+
+        def vjp(g: np.ndarray) -> list[np.ndarray]:
+            hit = v == _reduced_like(np.asarray(value), v.shape, axis, keepdims)
+            share = hit / _reduced_like(np.sum(hit, axis=axis, keepdims=keepdims), v.shape, axis, keepdims)
+            return [share * _reduced_like(g, v.shape, axis, keepdims)]
+
+        return tape.record(value, [x], vjp)
+
+    return rule
+
+
+def _var(tape: Tape, a: Any, axis: Any = None, dtype: Any = None, out: Any = None, ddof: int = 0, keepdims: bool = False, **_: Any) -> Any:
+    centred = a - np.mean(a, axis=axis, keepdims=True)
+    count = np.size(_value(a)) // max(np.size(np.mean(_value(a), axis=axis)), 1)
+    return np.sum(centred * centred, axis=axis, keepdims=keepdims) / (count - ddof)
+
+
+def _std(tape: Tape, a: Any, axis: Any = None, dtype: Any = None, out: Any = None, ddof: int = 0, keepdims: bool = False, **_: Any) -> Any:
+    return np.sqrt(_var(tape, a, axis=axis, ddof=ddof, keepdims=keepdims))
+
+
+def _reshape(tape: Tape, a: Any, *args: Any, **kwargs: Any) -> Any:
+    x = _traced(a, tape)
+    shape = np.shape(_value(a))
+    return tape.record(np.reshape(_value(a), *args, **kwargs), [x], lambda g: [np.reshape(g, shape)])
+
+
+def _transpose(tape: Tape, a: Any, axes: Any = None) -> Any:
+    x = _traced(a, tape)
+    value = np.transpose(_value(a), axes)
+    inverse = None if axes is None else np.argsort(axes)
+    return tape.record(value, [x], lambda g: [np.transpose(g, inverse)])
+
+
+def _swapaxes(tape: Tape, a: Any, axis1: int, axis2: int) -> Any:
+    x = _traced(a, tape)
+    return tape.record(np.swapaxes(_value(a), axis1, axis2), [x], lambda g: [np.swapaxes(g, axis1, axis2)])
+
+
+def _moveaxis(tape: Tape, a: Any, source: Any, destination: Any) -> Any:
+    x = _traced(a, tape)
+    return tape.record(np.moveaxis(_value(a), source, destination), [x], lambda g: [np.moveaxis(g, destination, source)])
+
+
+def _expand_dims(tape: Tape, a: Any, axis: Any) -> Any:
+    x = _traced(a, tape)
+    return tape.record(np.expand_dims(_value(a), axis), [x], lambda g: [np.squeeze(g, axis)])
+
+
+def _squeeze(tape: Tape, a: Any, axis: Any = None) -> Any:
+    x = _traced(a, tape)
+    shape = np.shape(_value(a))
+    return tape.record(np.squeeze(_value(a), axis), [x], lambda g: [np.reshape(g, shape)])
+
+
+def _concatenate(tape: Tape, arrays: Sequence[Any], axis: int = 0, **kwargs: Any) -> Any:
+    values = [_value(a) for a in arrays]
+    value = np.concatenate(values, axis=axis)
+    bounds = np.cumsum([np.shape(v)[axis] for v in values])[:-1]
+    return tape.record(value, [_traced(a, tape) for a in arrays], lambda g: np.split(g, bounds, axis=axis))
+
+
+def _stack(tape: Tape, arrays: Sequence[Any], axis: int = 0, **kwargs: Any) -> Any:
+    value = np.stack([_value(a) for a in arrays], axis=axis)
+    count = len(arrays)
+    return tape.record(value, [_traced(a, tape) for a in arrays],
+                       lambda g: [np.take(g, i, axis=axis) for i in range(count)])
+
+
+def _split(tape: Tape, a: Any, indices_or_sections: Any, axis: int = 0) -> list[Any]:
+    value = _value(a)
+    pieces = np.split(np.arange(value.shape[axis]), indices_or_sections)
+    return [_take_range(tape, a, int(p[0]) if len(p) else 0, len(p), axis) for p in pieces]
+
+
+def _take_range(tape: Tape, a: Any, start: int, length: int, axis: int) -> Any:
+    index = [slice(None)] * np.ndim(_value(a))
+    index[axis] = slice(start, start + length)
+    return _traced(a, tape)[tuple(index)]  # type: ignore[index]
+
+
+def _where(tape: Tape, condition: Any, a: Any, b: Any) -> Any:
+    cond = np.asarray(_value(condition), dtype=bool)
+    va, vb = _value(a), _value(b)
+    value = np.where(cond, va, vb)
+    return tape.record(value, [None, _traced(a, tape), _traced(b, tape)],
+                       lambda g: [None, unbroadcast(g * cond, np.shape(va)), unbroadcast(g * ~cond, np.shape(vb))])
+
+
+def _clip(tape: Tape, a: Any, a_min: Any = None, a_max: Any = None, **kwargs: Any) -> Any:
+    v = _value(a)
+    value = np.clip(v, a_min, a_max)
+    inside = np.ones(v.shape, dtype=bool)
+    if a_min is not None:
+        inside &= v >= a_min
+    if a_max is not None:
+        inside &= v <= a_max
+    return tape.record(value, [_traced(a, tape)], lambda g: [g * inside])
+
+
+def _matmul_function(tape: Tape, a: Any, b: Any, **kwargs: Any) -> Any:
+    va, vb = _value(a), _value(b)
+    return tape.record(np.matmul(va, vb), [_traced(a, tape), _traced(b, tape)], lambda g: _matmul(g, None, va, vb))  # type: ignore[arg-type]
+
+
+def _dot(tape: Tape, a: Any, b: Any, out: Any = None) -> Any:
+    if np.ndim(_value(a)) > 2 or np.ndim(_value(b)) > 2:
+        raise LaminaError(f"np.dot of arrays above 2-D has no derivative rule in lamina; use np.matmul or np.einsum, or {WAYS_OUT}")
+    return _matmul_function(tape, a, b)
+
+
+def _einsum(tape: Tape, subscripts: str, *operands: Any, **kwargs: Any) -> Any:
+    if not isinstance(subscripts, str) or "->" not in subscripts or "." in subscripts:
+        raise LaminaError(f"np.einsum needs explicit subscripts with '->' and no '...' to be differentiated; {WAYS_OUT}")
+    inputs, output = subscripts.replace(" ", "").split("->")
+    terms = inputs.split(",")
+    values = [_value(o) for o in operands]
+    value = np.einsum(subscripts, *values)
+
+    def vjp(g: np.ndarray) -> list[np.ndarray]:
+        grads = []
+        for i, term in enumerate(terms):
+            others = [t for j, t in enumerate(terms) if j != i]
+            spec = ",".join([output, *others]) + "->" + term
+            grads.append(np.einsum(spec, g, *[v for j, v in enumerate(values) if j != i]))
+        return grads
+
+    return tape.record(value, [_traced(o, tape) for o in operands], vjp)
+
+
+def _pad(tape: Tape, a: Any, pad_width: Any, mode: str = "constant", **kwargs: Any) -> Any:
+    if mode != "constant":
+        raise LaminaError(f"np.pad(mode={mode!r}) has no derivative rule in lamina (only 'constant'); {WAYS_OUT}")
+    v = _value(a)
+    value = np.pad(v, pad_width, mode="constant", **kwargs)
+    widths = np.broadcast_to(np.asarray(pad_width, dtype=int), (v.ndim, 2))
+    index = tuple(slice(int(lo), int(lo) + n) for (lo, _), n in zip(widths, v.shape))
+    return tape.record(value, [_traced(a, tape)], lambda g: [g[index]])
+
+
+def _flip(tape: Tape, a: Any, axis: Any = None) -> Any:
+    return tape.record(np.flip(_value(a), axis), [_traced(a, tape)], lambda g: [np.flip(g, axis)])
+
+
+def _cumsum(tape: Tape, a: Any, axis: Any = None, **kwargs: Any) -> Any:
+    v = _value(a)
+    if axis is None:
+        return _cumsum(tape, np.reshape(a, -1), axis=0)
+    value = np.cumsum(v, axis=axis)
+    return tape.record(value, [_traced(a, tape)], lambda g: [np.flip(np.cumsum(np.flip(g, axis), axis=axis), axis)])
+
+
+FUNCTION_RULES: dict[Any, Callable[..., Any]] = {
+    np.sum: _sum, np.mean: _mean, np.max: _extreme(np.max), np.min: _extreme(np.min),
+    np.amax: _extreme(np.max), np.amin: _extreme(np.min), np.var: _var, np.std: _std,
+    np.reshape: _reshape, np.transpose: _transpose, np.swapaxes: _swapaxes, np.moveaxis: _moveaxis,
+    np.expand_dims: _expand_dims, np.squeeze: _squeeze, np.concatenate: _concatenate, np.stack: _stack,
+    np.split: _split, np.where: _where, np.clip: _clip, np.matmul: _matmul_function, np.dot: _dot,
+    np.einsum: _einsum, np.pad: _pad, np.flip: _flip, np.cumsum: _cumsum,
+}
+
+SUPPORTED = sorted(
+    [f"np.{u.__name__}" for u in UFUNC_RULES] + [f"np.{f.__name__}" for f in FUNCTION_RULES]
+    + ["+ - * / ** @ (operators)", "indexing (basic and integer arrays)", ".T .reshape .transpose .swapaxes .squeeze .sum .mean .max .min"]
+)
+
+
+parameter.tracing_hook = active_tape  # Parameters ask it whether a forward is being traced
