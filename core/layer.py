@@ -168,6 +168,9 @@ class Layer(Configurable):
         state behind.
         """
         state = vars(self)
+        if self._autodiff:  # the recorded forward, whatever else the layer declares
+            for name in ("_tape", "_out", "_leaf"):
+                state.pop(name, None)
         if self.keeps is not None:
             for name in self.keeps:
                 state.pop(name, None)
