@@ -4,7 +4,7 @@
 >>> model = lamina.Model([lamina.layer("Linear", 8), "Relu", {"type": "Linear", "units": 1}])
 >>> history = model.train(x, y, optim="SGD", loss="MSE", epochs=100, verbose=False)
 """
-from lamina import checks
+from lamina import checks, ops
 from lamina.callback import Callback
 from lamina.case import Case
 from lamina.checkpoint import Checkpoint
@@ -112,6 +112,7 @@ __all__ = [
     "load",
     "loss",
     "metric",
+    "ops",
     "optimizer",
     "register_plugin",
     "resolve",

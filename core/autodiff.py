@@ -248,6 +248,8 @@ def _unary(d: Callable[..., np.ndarray]) -> Callable[..., list[np.ndarray]]:
 
 def _matmul(g: np.ndarray, out: np.ndarray, a: Any, b: Any) -> list[np.ndarray]:
     a, b = np.asarray(a), np.asarray(b)
+    if a.ndim == 1 and b.ndim == 1:  # an inner product: g is a scalar
+        return [g * b, g * a]
     a2 = a[None, :] if a.ndim == 1 else a
     b2 = b[:, None] if b.ndim == 1 else b
     g2 = g
@@ -453,6 +455,8 @@ def _einsum(tape: Tape, subscripts: str, *operands: Any, **kwargs: Any) -> Any:
         raise LaminaError(f"np.einsum needs explicit subscripts with '->' and no '...' to be differentiated; {WAYS_OUT}")
     inputs, output = subscripts.replace(" ", "").split("->")
     terms = inputs.split(",")
+    if any(len(set(term)) != len(term) for term in terms):
+        raise LaminaError(f"np.einsum({subscripts!r}) repeats an index within one operand (a diagonal or trace), which has no derivative rule in lamina; {WAYS_OUT}")
     values = [_value(o) for o in operands]
     value = np.einsum(subscripts, *values)
 
@@ -460,8 +464,13 @@ def _einsum(tape: Tape, subscripts: str, *operands: Any, **kwargs: Any) -> Any:
         grads = []
         for i, term in enumerate(terms):
             others = [t for j, t in enumerate(terms) if j != i]
-            spec = ",".join([output, *others]) + "->" + term
-            grads.append(np.einsum(spec, g, *[v for j, v in enumerate(values) if j != i]))
+            # An index only this operand has was summed away: its gradient is the same along it.
+            known = set(output).union(*others)
+            kept = "".join(c for c in term if c in known)
+            spec = ",".join([output, *others]) + "->" + kept
+            partial = np.einsum(spec, g, *[v for j, v in enumerate(values) if j != i])
+            partial = np.expand_dims(partial, tuple(k for k, c in enumerate(term) if c not in known))
+            grads.append(np.broadcast_to(partial, np.shape(values[i])))
         return grads
 
     return tape.record(value, [_traced(o, tape) for o in operands], vjp)
@@ -500,7 +509,7 @@ FUNCTION_RULES: dict[Any, Callable[..., Any]] = {
 
 SUPPORTED = sorted(
     [f"np.{u.__name__}" for u in UFUNC_RULES] + [f"np.{f.__name__}" for f in FUNCTION_RULES]
-    + ["+ - * / ** @ (operators)", "indexing (basic and integer arrays)", ".T .reshape .transpose .swapaxes .squeeze .sum .mean .max .min"]
+    + ["lamina.ops: " + ", ".join(["sigmoid", "relu", "leaky_relu", "elu", "softplus", "silu", "erf", "gelu", "logsumexp", "softmax", "log_softmax"]), "+ - * / ** @ (operators)", "indexing (basic and integer arrays)", ".T .reshape .transpose .swapaxes .squeeze .sum .mean .max .min"]
 )
 
 

@@ -1,7 +1,9 @@
 """Layer: the protocol every layer plugin implements."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -34,7 +36,7 @@ class Layer(Configurable):
     ...     def backward(self, grad): return 2 * grad
     """
 
-    training: bool = False
+    _training: bool = False
     integer_input: bool = False
     needs_input_grad: bool = True
     # What forward keeps for backward. None (a layer written before lamina 0.2 declared it):
@@ -49,12 +51,27 @@ class Layer(Configurable):
         if cls._autodiff and cls.keeps is None:
             cls.keeps = ("_tape", "_out", "_leaf")
 
+    @property
+    def training(self) -> bool:
+        """True while training (the model sets it), else False; setting it sets the sublayers' too."""
+        return self._training
+
+    @training.setter
+    def training(self, mode: bool) -> None:
+        self._training = mode
+        for _, layer in self._sublayers():
+            layer.training = mode
+
     def __call__(self, x: np.ndarray) -> np.ndarray:
         if isinstance(x, Traced):  # called inside another layer's traced forward
-            return self._call_traced(x)
-        if not self._built:
-            return self._first_call(x)
-        return self._run(x)
+            out = self._call_traced(x)
+        elif not self._built:
+            out = self._first_call(x)
+        else:
+            out = self._run(x)
+        if _observer is not None:
+            _observer(self, out)
+        return out
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         if not (self._autodiff and self.training):
@@ -70,6 +87,7 @@ class Layer(Configurable):
         if not self._built:
             self.build(x.value)
             self._built = True
+            self.training = self.training  # sublayers made by build take the layer's mode
         if self._autodiff:
             return self.forward(x)  # type: ignore[arg-type]  # the same tape: shared weights add up
         if id(self) in x.tape.handwritten:
@@ -81,16 +99,18 @@ class Layer(Configurable):
         return x.tape.record(self.forward(x.value), [x], lambda g: [self.backward(g)])
 
     def _first_call(self, x: np.ndarray) -> np.ndarray:
-        before = dict(vars(self))
+        # A rejected first input leaves nothing behind, here or in a sublayer: no weights
+        # built for its shape.
+        before = [(layer, dict(vars(layer))) for layer in self.walk()]
         try:
             self.build(x)
             self._built = True
+            self.training = self.training  # sublayers made by build take the layer's mode
             out = self._run(x)
         except ShapeError:
-            # A rejected first input leaves nothing behind: no weights built for its shape.
-            state = vars(self)
-            state.clear()
-            state.update(before)
+            for layer, state in before:
+                vars(layer).clear()
+                vars(layer).update(state)
             raise
         return out
 
@@ -152,14 +172,27 @@ class Layer(Configurable):
         return found
 
     def _sublayers(self) -> list[tuple[str, Layer]]:
-        """The Layer attributes, and the Layers in list or tuple attributes, with their names."""
+        """The Layer attributes, and the Layers in list or tuple attributes (lists of lists
+        too: "branches.1.0"), with their names."""
         found: list[tuple[str, Layer]] = []
         for name, value in vars(self).items():
             if isinstance(value, Layer):
                 found.append((name, value))
-            elif isinstance(value, (list, tuple)) and value and all(isinstance(item, Layer) for item in value):
-                found.extend((f"{name}.{i}", item) for i, item in enumerate(value))
+            elif isinstance(value, (list, tuple)) and _holds_layers(value):
+                found.extend(_named_layers(name, value))
         return found
+
+    def sublayers(self) -> dict[str, Layer]:
+        """The layers this layer is made of, by name ("layers.0"), not recursively."""
+        return dict(self._sublayers())
+
+    def walk(self) -> list[Layer]:
+        """This layer and every layer inside it, recursively, each once."""
+        found: dict[int, Layer] = {id(self): self}
+        for _, layer in self._sublayers():
+            for inner in layer.walk():
+                found.setdefault(id(inner), inner)
+        return list(found.values())
 
     def release(self) -> None:
         """Drop what forward kept for backward (the attributes named in `keeps`).
@@ -167,6 +200,8 @@ class Layer(Configurable):
         The model calls it after `predict` and `evaluate`, so that inference leaves no per-call
         state behind.
         """
+        for _, layer in self._sublayers():
+            layer.release()
         state = vars(self)
         if self._autodiff:  # the recorded forward, whatever else the layer declares
             for name in ("_tape", "_out", "_leaf"):
@@ -182,6 +217,38 @@ class Layer(Configurable):
     def zero_grad(self) -> None:
         for param in self.parameters().values():
             param.zero_grad()
+
+
+def _holds_layers(items: list[Any] | tuple[Any, ...]) -> bool:
+    """True for a non-empty list of Layers, or of such lists."""
+    return bool(items) and all(
+        isinstance(item, Layer) or (isinstance(item, (list, tuple)) and _holds_layers(item)) for item in items
+    )
+
+
+def _named_layers(prefix: str, items: list[Any] | tuple[Any, ...]) -> list[tuple[str, Layer]]:
+    found: list[tuple[str, Layer]] = []
+    for i, item in enumerate(items):
+        if isinstance(item, Layer):
+            found.append((f"{prefix}.{i}", item))
+        else:
+            found.extend(_named_layers(f"{prefix}.{i}", item))
+    return found
+
+
+# Set by Model.summary while it runs an input through: told of every layer call and its output.
+_observer: Callable[[Layer, object], None] | None = None
+
+
+@contextlib.contextmanager
+def observing(observer: Callable[[Layer, object], None]) -> Iterator[None]:
+    """Call `observer(layer, output)` after every layer call inside the block (sublayers too)."""
+    global _observer
+    before, _observer = _observer, observer
+    try:
+        yield
+    finally:
+        _observer = before
 
 
 def named_parameters(layers: Sequence[Layer]) -> dict[str, Parameter]:

@@ -13,15 +13,16 @@ import numpy as np
 
 from lamina import loading, saving, training
 from lamina.checks import DEFAULT_DTYPE, as_floating, as_integers, describe
+from lamina.config import config_repr
 from lamina.errors import ArgumentError, ShapeError
 from lamina.history import History
-from lamina.layer import Layer, named_buffers, named_parameters
+from lamina.layer import Layer, named_buffers, named_parameters, observing
 from lamina.loss import Loss
 from lamina.metric import Metric
 from lamina.optimizer import Optimizer
 from lamina.options import TrainOptions, defaults
 from lamina.parameter import Parameter
-from lamina.registry import get_registry
+from lamina.registry import resolve
 
 
 class Model:
@@ -235,24 +236,30 @@ class Model:
             return saving.save_model(self, path, include_optimizer, progress)
 
     def summary(self) -> Summary:
-        """A table of the layers, their output shapes and parameter counts, and the total.
+        """A table of the layers (layers made of layers as a tree, e.g. '1.layers.0'), their
+        output shapes and parameter counts, and the total.
 
         It is a str (print it, or read it); at the interactive prompt it shows as the table.
         """
-        shapes: list[str] = ["?"] * len(self.layers)
+        shapes: dict[int, str] = {}
         if self.input_shape is not None:
-            with self.lock, self.inference():
-                out = np.zeros((1, *self.input_shape), dtype=self.input_dtype)
-                for i, layer in enumerate(self.layers):
-                    out = layer(out)
-                    shapes[i] = str((None, *out.shape[1:]))
+
+            def note(layer: Layer, out: object) -> None:
+                shape = getattr(out, "shape", None)
+                if shape is not None:
+                    shapes[id(layer)] = str((None, *shape[1:]))
+
+            with self.lock, self.inference(), observing(note):
+                self._forward(np.zeros((1, *self.input_shape), dtype=self.input_dtype))
                 self.release()
         rows = [("#", "Layer", "Output shape", "Params")]
         total = 0
         for i, layer in enumerate(self.layers):
             count = sum(p.size for p in layer.parameters().values())
             total += count
-            rows.append((str(i), repr(layer), shapes[i], f"{count:,}"))
+            for name, depth, inner in _tree(str(i), layer, 0):
+                params = count if inner is layer else sum(p.size for p in inner.parameters().values())
+                rows.append((name, "  " * depth + _label(inner), shapes.get(id(inner), "?"), f"{params:,}"))
         widths = [max(len(row[c]) for row in rows) for c in range(4)]
         lines = ["  ".join(cell.ljust(w) if c < 3 else cell.rjust(w) for c, (cell, w) in enumerate(zip(row, widths))) for row in rows]
         rule = "-" * len(lines[0])
@@ -299,19 +306,35 @@ class Summary(str):
         return str(self)
 
 
+def _tree(name: str, layer: Layer, depth: int) -> Iterator[tuple[str, int, Layer]]:
+    """`layer` and the layers inside it, depth first, with their parameter-name prefixes."""
+    yield name, depth, layer
+    for inner_name, inner in layer.sublayers().items():
+        yield from _tree(f"{name}.{inner_name}", inner, depth + 1)
+
+
+def _label(layer: Layer) -> str:
+    """The layer's repr, without the layers it holds (they get rows of their own)."""
+    if not layer.sublayers():
+        return repr(layer)
+    config = {key: value for key, value in layer.get_config().items() if not _holds_layer(value)}
+    return config_repr(layer, config)
+
+
+def _holds_layer(value: object) -> bool:
+    if isinstance(value, (Layer, Mapping)):
+        return True
+    return isinstance(value, (list, tuple)) and any(_holds_layer(item) for item in value)
+
+
 def _build_layer(position: int, item: object) -> Layer:
-    if isinstance(item, Layer):
-        return item
-    if isinstance(item, str):
-        return get_registry().build("layer", item)
-    if isinstance(item, Mapping):
-        kwargs = dict(item)
-        if "type" not in kwargs:
-            raise ArgumentError(
-                f"Model: layers[{position}] is a dict without a 'type' key ({item!r}); "
-                "name the layer, e.g. {'type': 'Linear', 'units': 8}"
-            )
-        return get_registry().build("layer", kwargs.pop("type"), **kwargs)
+    if isinstance(item, Mapping) and "type" not in item:
+        raise ArgumentError(
+            f"Model: layers[{position}] is a dict without a 'type' key ({item!r}); "
+            "name the layer, e.g. {'type': 'Linear', 'units': 8}"
+        )
+    if isinstance(item, (Layer, str, Mapping)):
+        return resolve("layer", item, f"layers[{position}]", "Model")
     if isinstance(item, type) and issubclass(item, Layer):
         raise ArgumentError(
             f"Model: layers[{position}] is the class {item.__name__}, not an instance; "
@@ -321,4 +344,3 @@ def _build_layer(position: int, item: object) -> Layer:
         f"Model: layers[{position}] is {describe(item)}; expected a Layer instance, a "
         "registered name such as 'Relu', or a dict such as {'type': 'Linear', 'units': 8}"
     )
-

@@ -7,7 +7,7 @@ import os
 import re
 import sys
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
@@ -614,17 +614,25 @@ def default_plugin(kind: str, value: object, argument: str, owner: str) -> Any:
 
 
 def resolve(kind: str, value: object, argument: str, owner: str) -> Any:
-    """`value` as a plugin of `kind`: an instance passes through, a name is built with no arguments.
+    """`value` as a plugin of `kind`: an instance passes through, a name is built with no
+    arguments, a dict `{"type": name, **arguments}` is built with its arguments.
 
-    For arguments such as `loss="MSE"` or `weight_init="he_uniform"`; errors name the argument.
+    For arguments such as `loss="MSE"`, `weight_init="he_uniform"` or a composite layer's
+    `layers=[{"type": "Linear", "units": 8}, "Relu"]`; errors name the argument.
     """
     spec = resolve_kind(kind)
     if isinstance(value, spec.base):
         return value
     if isinstance(value, str):
         return _default.build(spec.name, value)
-    if isinstance(value, type) and issubclass(value, spec.base):
+    if isinstance(value, Mapping):
+        arguments = dict(value)
+        name = arguments.pop("type", None)
+        if isinstance(name, str):
+            return _default.build(spec.name, name, **arguments)
+        hint = f"a dict must name the {spec.name} under 'type', e.g. {{'type': {_default._example(spec)!r}}}"
+    elif isinstance(value, type) and issubclass(value, spec.base):
         hint = f"write {value.__name__}(...) or the name {value.__name__!r}"
     else:
-        hint = f"pass a lamina.{spec.base.__name__} instance or a registered {spec.name} name"
+        hint = f"pass a lamina.{spec.base.__name__} instance, a registered {spec.name} name or a dict with its 'type'"
     raise ArgumentError(f"{owner}({argument}={_describe(value)}): {hint}")

@@ -15,6 +15,7 @@ from lamina.plugins.activations import (
     Tanh,
 )
 from lamina.plugins.callbacks import CSVLogger, EarlyStopping, LearningRateLogger
+from lamina.plugins.composite import Parallel, Residual, Sequential
 from lamina.plugins.conv import Conv2D
 from lamina.plugins.datasets import Csv, Digits, Npz, Spirals, Xor
 from lamina.plugins.dropout import Dropout
@@ -47,4 +48,5 @@ __all__ = [
     "Tanh", "Zeros", "Csv", "Digits", "Npz", "Spirals", "Xor", "Elu", "Gelu", "LeakyRelu",
     "LogSoftmax", "Silu", "Softplus", "Conv2D", "Dropout", "Embedding", "BatchNorm", "LayerNorm",
     "AvgPool2D", "GlobalAvgPool2D", "MaxPool2D", "Flatten", "Reshape", "Checkpoint",
+    "Parallel", "Residual", "Sequential",
 ]

@@ -21,15 +21,6 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return y
 
 
-try:  # scipy's erf is vectorised; without scipy, math.erf per element gives the same values
-    from scipy.special import erf as _erf
-except ImportError:  # pragma: no cover - depends on the environment
-    _erf_scalar = np.frompyfunc(math.erf, 1, 1)
-
-    def _erf(x: np.ndarray) -> np.ndarray:
-        return _erf_scalar(x).astype(x.dtype if x.dtype.kind == "f" else np.float64)
-
-
 class Sigmoid(lamina.Layer):
     """y = 1 / (1 + exp(-x)), element-wise; any shape. dy/dx = y (1 - y)."""
 
@@ -156,7 +147,7 @@ class Gelu(lamina.Layer):
             c = math.sqrt(2.0 / math.pi)
             self._t = np.tanh(c * (x + 0.044715 * x**3))
             return 0.5 * x * (1.0 + self._t)
-        self._cdf = 0.5 * (1.0 + _erf(x * (1.0 / math.sqrt(2.0))))
+        self._cdf = 0.5 * (1.0 + lamina.ops.erf(x * (1.0 / math.sqrt(2.0))))
         return x * self._cdf
 
     def backward(self, grad: np.ndarray) -> np.ndarray:

@@ -10,9 +10,9 @@ import sys
 import attrs
 import numpy as np
 import pytest
+from conftest import ROOT
 
 import lamina
-from conftest import ROOT
 from lamina import runconfig
 from lamina.options import config_keys, defaults
 from lamina.strategy import Strategy

@@ -59,6 +59,12 @@ CASES = {
     "indexing": (lambda x, w: x[np.array([0, 2, 2, 1])] * w + x[1:, ::2].sum() + x[..., -1:] * w, (4, 3), (3,)),
     "einsum-dot": (lambda x, w: np.einsum("ij,jk->ik", x, w) + np.dot(x, w), (4, 3), (3, 2)),
     "pad-flip-cumsum": (lambda x, w: np.pad(x * w, ((1, 0), (0, 2)))[1:, :3] + np.flip(np.cumsum(x, axis=-1), 0), (4, 3), (3,)),
+    "inner-product-einsum-sum": (lambda x, w: (x[0] @ w) * np.einsum("ij->i", x) + np.einsum("ij,j->", x, w), (4, 3), (3,)),
+    "ops-activations": (lambda x, w: lamina.ops.sigmoid(x * w) + lamina.ops.relu(x) * lamina.ops.softplus(w) + lamina.ops.silu(x)
+                        + lamina.ops.elu(x - w, 0.5) + lamina.ops.leaky_relu(x, 0.1), (4, 3), (3,)),
+    "ops-gelu-erf": (lambda x, w: lamina.ops.gelu(x * w) + lamina.ops.gelu(x, approximate="tanh") + lamina.ops.erf(x + w), (4, 3), (3,)),
+    "ops-softmax": (lambda x, w: lamina.ops.softmax(x * w) * lamina.ops.log_softmax(x, axis=0) + lamina.ops.logsumexp(x + w, axis=-1, keepdims=True)
+                    + lamina.ops.logsumexp(x, axis=None), (4, 3), (3,)),
 }
 
 

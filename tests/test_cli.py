@@ -6,10 +6,10 @@ import sys
 from pathlib import Path
 
 import pytest
-
-import lamina
 from conftest import make_distribution, run_python
 from test_registry import layer_plugin, unique
+
+import lamina
 
 BUILTINS = {
     ("Linear", "layer"), ("Sigmoid", "layer"), ("Relu", "layer"), ("Softmax", "layer"),

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ROOT, run_python
 
 import lamina
-from conftest import ROOT, run_python
 from lamina import runconfig
 
 CONFIGS = ROOT / "examples" / "configs"

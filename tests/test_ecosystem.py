@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ROOT, make_distribution, run_python
+from test_registry import layer_plugin, unique
 
 import lamina
-from conftest import ROOT, make_distribution, run_python
 from lamina.testing import Case, check_plugin, format_failures, lamina_conformance
-from test_registry import layer_plugin, unique
 
 # -- the kit on broken classes: each property catches its own mistake ------------------------------
 

@@ -9,7 +9,6 @@ import runpy
 import sys
 
 import pytest
-
 from conftest import ROOT, run_python
 
 XOR_EXAMPLES = ["xor.py", "xor_softmax.py"]

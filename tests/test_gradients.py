@@ -72,6 +72,10 @@ def _conv(rng):
     )
 
 
+def _sequence_of(features):
+    return lambda rng: rng.normal(size=(int(rng.integers(1, 4)), int(rng.integers(1, 4)), features))
+
+
 def _batch(rng):
     return rng.normal(size=(int(rng.integers(2, 6)), int(rng.integers(1, 5))))
 
@@ -106,6 +110,21 @@ LAYER_CASES = {
     "lamina:BatchNorm": [(lambda rng: lamina.layer("BatchNorm"), _batch), (lambda rng: lamina.layer("BatchNorm"), lambda rng: _images(rng) + 1)],
     "lamina:LayerNorm": [(lambda rng: lamina.layer("LayerNorm"), lambda rng: rng.normal(size=(3, 4))), (lambda rng: lamina.layer("LayerNorm"), _sequence)],
     "lamina:Embedding": [(lambda rng: lamina.layer("Embedding", 7, 3, dtype="float64"), lambda rng: rng.integers(0, 7, size=(4, 3)))],
+    "lamina:Sequential": [
+        (lambda rng: lamina.layer("Sequential", [Linear(4), Tanh(), Linear(2), "Softmax"]), _normal),
+        (lambda rng: lamina.layer("Sequential", [{"type": "Embedding", "num_embeddings": 7, "dim": 3, "dtype": "float64"}, Linear(2)]),
+         lambda rng: rng.integers(0, 7, size=(4, 3))),
+    ],
+    "lamina:Residual": [
+        (lambda rng: lamina.layer("Residual", [Linear(5), Tanh(), Linear(3)]), lambda rng: rng.normal(size=(4, 3))),
+        (lambda rng: lamina.layer("Residual", [{"type": "Residual", "layers": [Linear(4), Sigmoid()]}, "LayerNorm"]), _sequence_of(4)),
+    ],
+    "lamina:Parallel": [
+        (lambda rng: lamina.layer("Parallel", [[Linear(2), Tanh()], [Linear(3)], ["Sigmoid"]]), _normal),
+        (lambda rng: lamina.layer("Parallel", [[Linear(3), Tanh()], [Linear(3), Sigmoid()]], merge="mul"), _normal),
+        (lambda rng: lamina.layer("Parallel", [[Linear(3)], [Linear(3), Tanh()], ["LayerNorm"]], merge="add"), lambda rng: rng.normal(size=(4, 3))),
+        (lambda rng: lamina.layer("Parallel", [["Tanh"], [Linear(4)]], axis=-2), _sequence_of(4)),
+    ],
 }
 LAYER_PARAMS = [(name, i) for name, cases in sorted(LAYER_CASES.items()) for i in range(len(cases))]
 

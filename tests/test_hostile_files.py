@@ -17,9 +17,9 @@ import zipfile
 
 import numpy as np
 import pytest
+from conftest import ROOT
 
 import lamina
-from conftest import ROOT
 
 
 @pytest.fixture

@@ -221,9 +221,9 @@ def test_epochs_must_be_a_positive_int(epochs):
     "kwargs, expected",
     [
         ({"optim": SGD}, "write SGD(...) or the name 'SGD'"),
-        ({"optim": 0.1}, "pass a lamina.Optimizer instance or a registered optimizer name"),
+        ({"optim": 0.1}, "pass a lamina.Optimizer instance, a registered optimizer name"),
         ({"loss": MSE}, "write MSE(...) or the name 'MSE'"),
-        ({"loss": Relu()}, "pass a lamina.Loss instance or a registered loss name"),
+        ({"loss": Relu()}, "pass a lamina.Loss instance, a registered loss name"),
     ],
 )
 def test_optimizer_and_loss_must_be_instances_or_names(kwargs, expected):

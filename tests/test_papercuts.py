@@ -14,10 +14,10 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import ROOT, make_distribution
 
 import lamina
-from conftest import ROOT, make_distribution
-from lamina.testing import Case, check_layer_gradients, check_plugin
+from lamina.testing import check_layer_gradients, check_plugin
 
 GAMMA = """
     import os

@@ -6,9 +6,9 @@ import types
 import warnings
 
 import pytest
+from conftest import make_distribution, run_python
 
 import lamina
-from conftest import make_distribution, run_python
 from lamina.plugins import MSE, SGD, Linear, Relu
 
 _ids = itertools.count()

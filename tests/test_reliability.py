@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ROOT
 
 import lamina
-from conftest import ROOT
 
 # -- numerical stability -----------------------------------------------------------------------------
 

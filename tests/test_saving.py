@@ -8,9 +8,9 @@ import zipfile
 
 import numpy as np
 import pytest
+from conftest import run_python
 
 import lamina
-from conftest import run_python
 from lamina.plugins import Adam, CrossEntropy, Linear, Relu, Sigmoid, Softmax, Tanh
 
 X = np.random.default_rng(0).normal(size=(16, 5)).astype(np.float32)
@@ -42,6 +42,9 @@ ROUND_TRIPS = {
     "lamina:Flatten": (lambda: [lamina.layer("Flatten"), Linear(2)], IMAGES),
     "lamina:Reshape": (lambda: [lamina.layer("Reshape", (2, 36, -1)), lamina.layer("Flatten")], IMAGES),
     "lamina:Embedding": (lambda: [lamina.layer("Embedding", 9, 4), lamina.layer("Flatten"), Linear(2)], IDS),
+    "lamina:Sequential": (lambda: [lamina.layer("Sequential", [Linear(4), "Relu", {"type": "BatchNorm", "momentum": 0.3}]), Linear(2)], X),
+    "lamina:Residual": (lambda: [Linear(4), lamina.layer("Residual", [{"type": "Sequential", "layers": [Linear(4), "Tanh"]}, "LayerNorm"])], X),
+    "lamina:Parallel": (lambda: [lamina.layer("Parallel", [[Linear(3), "Relu"], [Linear(2), "Dropout"]]), Linear(2)], X),
 }
 
 

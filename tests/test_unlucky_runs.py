@@ -16,9 +16,9 @@ import zipfile
 
 import numpy as np
 import pytest
+from conftest import ROOT
 
 import lamina
-from conftest import ROOT
 from lamina.testing import cases_for
 
 CONFIG = """

@@ -1,0 +1,181 @@
+"""`lamina.ops`: what numpy lacks for writing layers, as stable primitives with their derivatives.
+
+Each function takes a numpy array (or a Parameter) and returns one, computed so that it stays
+finite for inputs of any magnitude. Inside a forward-only layer's traced forward it records one
+node with its exact derivative, so `lamina.ops.softmax(x)` is both faster and more accurate to
+differentiate than the same formula spelled out in numpy operations.
+
+>>> lamina.ops.softmax(np.array([[1.0, 2.0, 3.0]]))
+array([[0.09003057, 0.24472847, 0.66524096]])
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from lamina.autodiff import Tape, Traced, active_tape
+from lamina.errors import ArgumentError
+from lamina.parameter import Parameter
+
+__all__ = [
+    "elu", "erf", "gelu", "leaky_relu", "log_softmax", "logsumexp", "relu", "sigmoid", "silu",
+    "softmax", "softplus",
+]
+
+try:  # scipy's erf is vectorised; without scipy, math.erf per element gives the same values
+    from scipy.special import erf as _scipy_erf
+except ImportError:  # pragma: no cover - depends on the environment
+    _scipy_erf = None
+_erf_scalar = np.frompyfunc(math.erf, 1, 1)
+
+
+def _erf(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x)
+    dtype = x.dtype if x.dtype.kind == "f" else np.dtype(np.float64)
+    if _scipy_erf is not None:
+        return np.asarray(_scipy_erf(x), dtype=dtype)
+    return np.asarray(_erf_scalar(x), dtype=dtype)
+
+
+def _primitive(
+    x: Any, value: Callable[[np.ndarray], np.ndarray], derivative: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+) -> Any:
+    """`value(x)`, recorded with `derivative(g, out, x)` -> dL/dx when `x` is being traced."""
+    tape: Tape | None
+    traced: Traced | None
+    if isinstance(x, Traced):
+        tape, traced = x.tape, x
+        v = x.value
+    elif isinstance(x, Parameter):
+        tape, v = active_tape(), x.value
+        traced = tape.parameter(x) if tape is not None else None
+    else:
+        tape, traced, v = None, None, np.asarray(x)
+    out = value(v)
+    if tape is None or traced is None:
+        return out
+    return tape.record(out, [traced], lambda g: [derivative(g, out, v)])
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    # The tanh form equals the logistic function and cannot overflow for large |x|.
+    return 0.5 * (np.tanh(0.5 * x) + 1)
+
+
+def sigmoid(x: Any) -> Any:
+    """1 / (1 + exp(-x)), element-wise."""
+    return _primitive(x, _sigmoid, lambda g, out, v: g * out * (1 - out))
+
+
+def relu(x: Any) -> Any:
+    """max(x, 0), element-wise; the derivative at 0 is 0 (as PyTorch's)."""
+    return _primitive(x, lambda v: np.maximum(v, 0), lambda g, out, v: g * (v > 0))
+
+
+def leaky_relu(x: Any, alpha: float = 0.01) -> Any:
+    """x where x > 0, else alpha * x."""
+    return _primitive(x, lambda v: np.where(v > 0, v, alpha * v), lambda g, out, v: g * np.where(v > 0, 1, alpha).astype(v.dtype))
+
+
+def elu(x: Any, alpha: float = 1.0) -> Any:
+    """x where x > 0, else alpha * (exp(x) - 1)."""
+    return _primitive(
+        x,
+        lambda v: np.where(v > 0, v, alpha * np.expm1(np.minimum(v, 0))),
+        lambda g, out, v: g * np.where(v > 0, 1, out + alpha),
+    )
+
+
+def softplus(x: Any) -> Any:
+    """log(1 + exp(x)), finite for any x; its derivative is sigmoid(x)."""
+    return _primitive(x, lambda v: np.logaddexp(0, v).astype(v.dtype, copy=False), lambda g, out, v: g * _sigmoid(v))
+
+
+def silu(x: Any) -> Any:
+    """x * sigmoid(x) (swish)."""
+
+    def derivative(g: np.ndarray, out: np.ndarray, v: np.ndarray) -> np.ndarray:
+        s = _sigmoid(v)
+        return g * (s * (1 + v * (1 - s)))
+
+    return _primitive(x, lambda v: v * _sigmoid(v), derivative)
+
+
+def erf(x: Any) -> Any:
+    """The error function, element-wise; d/dx = 2/sqrt(pi) exp(-x^2)."""
+    return _primitive(x, _erf, lambda g, out, v: g * (2 / math.sqrt(math.pi)) * np.exp(-v * v))
+
+
+def gelu(x: Any, approximate: str = "none") -> Any:
+    """x * Phi(x), Phi the standard normal CDF (as torch.nn.functional.gelu); approximate="tanh"
+    uses Phi(x) ~ (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) / 2."""
+    if approximate not in ("none", "tanh"):
+        raise ArgumentError(f"lamina.ops.gelu(approximate={approximate!r}): approximate must be 'none' or 'tanh'")
+    c = math.sqrt(2.0 / math.pi)
+    if approximate == "tanh":
+
+        def value(v: np.ndarray) -> np.ndarray:
+            return 0.5 * v * (1.0 + np.tanh(c * (v + 0.044715 * v**3)))
+
+        def derivative(g: np.ndarray, out: np.ndarray, v: np.ndarray) -> np.ndarray:
+            t = np.tanh(c * (v + 0.044715 * v**3))
+            return g * (0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * c * (1.0 + 3 * 0.044715 * v * v))
+
+        return _primitive(x, value, derivative)
+
+    def cdf(v: np.ndarray) -> np.ndarray:
+        return 0.5 * (1.0 + _erf(v * (1.0 / math.sqrt(2.0))))
+
+    def exact(g: np.ndarray, out: np.ndarray, v: np.ndarray) -> np.ndarray:
+        return g * (cdf(v) + v * np.exp(-0.5 * v * v) * (1.0 / math.sqrt(2.0 * math.pi)))
+
+    return _primitive(x, lambda v: v * cdf(v), exact)
+
+
+def logsumexp(x: Any, axis: int | tuple[int, ...] | None = -1, keepdims: bool = False) -> Any:
+    """log(sum(exp(x))) over `axis` (the last by default), with the max subtracted first."""
+
+    def value(v: np.ndarray) -> np.ndarray:
+        top = np.max(v, axis=axis, keepdims=True)
+        top = np.where(np.isfinite(top), top, 0)
+        with np.errstate(divide="ignore"):  # every value -inf: the answer is -inf
+            out = np.log(np.sum(np.exp(v - top), axis=axis, keepdims=True)) + top
+        return out if keepdims else np.squeeze(out, axis=axis)
+
+    def derivative(g: np.ndarray, out: np.ndarray, v: np.ndarray) -> np.ndarray:
+        if not keepdims:
+            g, out = _keep(g, axis, v.ndim), _keep(out, axis, v.ndim)
+        return g * np.exp(v - out)
+
+    return _primitive(x, value, derivative)
+
+
+def _keep(a: np.ndarray, axis: int | tuple[int, ...] | None, ndim: int) -> np.ndarray:
+    """`a`, reduced over `axis` without keepdims, with those axes put back as size 1."""
+    axes = range(ndim) if axis is None else (axis if isinstance(axis, tuple) else (axis,))
+    for ax in sorted(a % ndim for a in axes):
+        a = np.expand_dims(a, ax)
+    return a
+
+
+def softmax(x: Any, axis: int = -1) -> Any:
+    """exp(x) / sum(exp(x)) along `axis` (the last by default)."""
+
+    def value(v: np.ndarray) -> np.ndarray:
+        e = np.exp(v - np.max(v, axis=axis, keepdims=True))
+        return e / np.sum(e, axis=axis, keepdims=True)
+
+    return _primitive(x, value, lambda g, out, v: out * (g - np.sum(g * out, axis=axis, keepdims=True)))
+
+
+def log_softmax(x: Any, axis: int = -1) -> Any:
+    """x - logsumexp(x) along `axis` (the last by default); pair it with a negative log-likelihood."""
+
+    def value(v: np.ndarray) -> np.ndarray:
+        shifted = v - np.max(v, axis=axis, keepdims=True)
+        return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+
+    return _primitive(x, value, lambda g, out, v: g - np.exp(out) * np.sum(g, axis=axis, keepdims=True))

@@ -1,0 +1,259 @@
+"""Layers made of layers: Sequential (a list as one layer), Residual (y = x + f(x)) and
+Parallel (branches on the same input, merged).
+
+Each writes its backward by hand (the fast path): it runs its sublayers' backward in reverse,
+so a skip connection costs one addition, not a recorded graph. Sublayers are given as
+instances, registered names or dicts (`{"type": "Linear", "units": 8}`), and nest; their
+parameters are named after the nesting ("layers.0.weight", "branches.1.0.bias").
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+import lamina
+from lamina.case import Case
+
+MERGES = ("concat", "add", "mul")
+
+
+def as_layers(items: object, argument: str, owner: str) -> list[lamina.Layer]:
+    """A list of layer specs (instances, names, dicts) as Layer instances; errors name the item."""
+    if isinstance(items, (str, dict, lamina.Layer)) or not isinstance(items, (list, tuple)) or not items:
+        raise lamina.ArgumentError(
+            f"{owner}({argument}={items!r}): {argument} must be a non-empty list of layers, e.g. "
+            "[{'type': 'Linear', 'units': 8}, 'Relu']"
+        )
+    return [lamina.resolve("layer", item, f"{argument}[{i}]", owner) for i, item in enumerate(items)]
+
+
+def run(layers: Sequence[lamina.Layer], x: np.ndarray, owner: str) -> np.ndarray:
+    """Apply `layers` in order; a ShapeError names the layer's place."""
+    for i, layer in enumerate(layers):
+        try:
+            x = layer(x)
+        except lamina.ShapeError as err:
+            raise lamina.ShapeError(f"{owner}[{i}] ({type(layer).__name__}): {err}") from None
+    return x
+
+
+def run_backward(layers: Sequence[lamina.Layer], grad: np.ndarray | None, owner: str) -> np.ndarray | None:
+    """Backpropagate through `layers` in reverse; None when the first layer skips its input gradient."""
+    for i in range(len(layers) - 1, -1, -1):
+        if grad is None:
+            raise lamina.ShapeError(
+                f"{owner}[{i + 1}] ({type(layers[i + 1]).__name__}) returned no input gradient, but "
+                f"{owner}[{i}] ({type(layers[i]).__name__}) before it needs one; a layer that takes "
+                "integer input must come first"
+            )
+        try:
+            grad = layers[i].backward(grad)
+        except lamina.LaminaError as err:  # name the place inside this layer, keep the error's type
+            raise type(err)(f"{owner}[{i}] ({type(layers[i]).__name__}): {err}") from None
+    return grad
+
+
+class Sequential(lamina.Layer):
+    """`layers` applied in order, as one layer: `Sequential([Linear(64), "Relu"])`."""
+
+    keeps = ()  # the sublayers keep what their backward needs
+    conformance_cases = [
+        Case({"layers": [{"type": "Linear", "units": 4}, "Tanh", {"type": "Linear", "units": 2}]}, (4, 3), wrong_shape=(4, 5)),
+        Case({"layers": [{"type": "LayerNorm"}, {"type": "Sequential", "layers": [{"type": "Linear", "units": 3}, "Sigmoid"]}]}, (3, 4)),
+    ]
+
+    def __init__(self, layers: Sequence[Any]) -> None:
+        self.layers = as_layers(layers, "layers", "Sequential")
+        self._needs_input_grad = True
+
+    @property
+    def integer_input(self) -> bool:  # type: ignore[override]
+        return self.layers[0].integer_input
+
+    @property
+    def needs_input_grad(self) -> bool:
+        return self._needs_input_grad
+
+    @needs_input_grad.setter
+    def needs_input_grad(self, needed: bool) -> None:
+        # Only the first sublayer's input gradient is this layer's; the others are always needed.
+        self._needs_input_grad = needed
+        self.layers[0].needs_input_grad = needed
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return run(self.layers, x, "Sequential.layers")
+
+    def backward(self, grad: np.ndarray) -> np.ndarray | None:
+        return run_backward(self.layers, grad, "Sequential.layers")
+
+
+class Residual(lamina.Layer):
+    """`y = x + f(x)`, f the `layers` in order (a skip connection): `Residual([Linear(64), "Relu"])`.
+
+    f must keep the input's shape.
+    """
+
+    keeps = ()
+    # Widths drawn by the property tests vary, so the cases keep the width whatever it is.
+    conformance_cases = [
+        Case({"layers": ["LayerNorm", "Tanh"]}, (4, 3), wrong_shape=(4, 2)),
+        Case({"layers": [{"type": "Residual", "layers": ["Sigmoid"]}, "Tanh"]}, (2, 3, 4)),
+    ]
+
+    def __init__(self, layers: Sequence[Any]) -> None:
+        self.layers = as_layers(layers, "layers", "Residual")
+        if self.layers[0].integer_input:
+            raise lamina.ArgumentError(
+                f"Residual(layers=[{type(self.layers[0]).__name__}, ...]): its first layer takes integer "
+                "indices, which cannot be added to its output; put it before the Residual"
+            )
+        self._needs_input_grad = True
+
+    @property
+    def needs_input_grad(self) -> bool:
+        return self._needs_input_grad
+
+    @needs_input_grad.setter
+    def needs_input_grad(self, needed: bool) -> None:
+        self._needs_input_grad = needed
+        self.layers[0].needs_input_grad = needed
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        fx = run(self.layers, x, "Residual.layers")
+        if fx.shape != x.shape:
+            raise lamina.ShapeError(
+                f"Residual: its layers turned the input of shape {x.shape} into shape {fx.shape}, but "
+                f"y = x + f(x) needs both the same; make the last layer give {x.shape[-1]} features "
+                f"(e.g. Linear({x.shape[-1]})) or take the layers that change the shape out of the Residual"
+            )
+        return x + fx
+
+    def backward(self, grad: np.ndarray) -> np.ndarray | None:
+        inner = run_backward(self.layers, grad, "Residual.layers")
+        if inner is None:  # nobody needs the input gradient (first layer of a model)
+            return None
+        return grad + inner
+
+
+class Parallel(lamina.Layer):
+    """Each branch (a list of layers, or one layer) on the same input, the outputs merged by
+    `merge`: "concat" along `axis` (default: the features), "add" or "mul" (same shapes).
+
+    `Parallel([[Linear(8), "Relu"], [Linear(8), "Sigmoid"]], merge="mul")` is a gated unit.
+    """
+
+    keeps = ("_outputs",)
+    conformance_cases = [
+        Case({"branches": [[{"type": "Linear", "units": 2}, "Tanh"], [{"type": "Linear", "units": 3}]]}, (4, 3), wrong_shape=(4, 5)),
+        Case({"branches": [["LayerNorm"], ["Sigmoid"]], "merge": "mul"}, (4, 3)),
+        Case({"branches": [["Tanh"], ["LayerNorm", "Sigmoid"], ["Tanh", "Tanh"]], "merge": "add"}, (4, 3)),
+        Case({"branches": [["Tanh"], ["Sigmoid", "Tanh"]], "axis": 1}, (2, 3, 2)),
+    ]
+
+    def __init__(self, branches: Sequence[Any], merge: str = "concat", axis: int = -1) -> None:
+        if isinstance(branches, (str, dict, lamina.Layer)) or not isinstance(branches, (list, tuple)) or len(branches) < 2:
+            raise lamina.ArgumentError(
+                f"Parallel(branches={branches!r}): branches must be a list of at least two branches, each a "
+                "list of layers, e.g. [[{'type': 'Linear', 'units': 8}], ['Relu']]"
+            )
+        self.branches = [
+            as_layers(branch if isinstance(branch, (list, tuple)) else [branch], f"branches[{b}]", "Parallel")
+            for b, branch in enumerate(branches)
+        ]
+        if merge not in MERGES:
+            raise lamina.ArgumentError(f"Parallel(merge={merge!r}): merge must be one of {', '.join(map(repr, MERGES))}")
+        if isinstance(axis, bool) or not isinstance(axis, int) or axis == 0:
+            raise lamina.ArgumentError(
+                f"Parallel(axis={axis!r}): axis must be a non-zero int (axis 0 is the batch); -1, the "
+                "features, is the usual one"
+            )
+        kinds = {branch[0].integer_input for branch in self.branches}
+        if len(kinds) > 1:
+            raise lamina.ArgumentError(
+                "Parallel(branches=...): some branches start with a layer that takes integer indices and "
+                "some with one that takes floats; they all get the same input, so make them agree"
+            )
+        self.merge, self.axis = merge, axis
+        self._needs_input_grad = True
+
+    @property
+    def integer_input(self) -> bool:  # type: ignore[override]
+        return self.branches[0][0].integer_input
+
+    @property
+    def needs_input_grad(self) -> bool:
+        return self._needs_input_grad
+
+    @needs_input_grad.setter
+    def needs_input_grad(self, needed: bool) -> None:
+        self._needs_input_grad = needed
+        for branch in self.branches:
+            branch[0].needs_input_grad = needed
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        outputs = [run(branch, x, f"Parallel.branches[{b}]") for b, branch in enumerate(self.branches)]
+        shapes = [out.shape for out in outputs]
+        if self.merge == "concat":
+            axis = self._concat_axis(outputs)
+            rest = {shape[:axis] + shape[axis + 1 :] for shape in shapes}
+            if len(rest) > 1:
+                raise lamina.ShapeError(
+                    f"Parallel(merge='concat', axis={self.axis}): the branches gave shapes "
+                    f"{', '.join(map(str, shapes))}, which differ on an axis other than {self.axis}; "
+                    "make the branches agree there"
+                )
+            self._outputs = [out.shape[axis] for out in outputs]
+            return np.concatenate(outputs, axis=axis)
+        if len(set(shapes)) > 1:
+            raise lamina.ShapeError(
+                f"Parallel(merge={self.merge!r}): the branches gave shapes {', '.join(map(str, shapes))}, "
+                f"but {self.merge!r} needs them all the same; make the branches' last layers agree"
+            )
+        if self.merge == "add":
+            self._outputs = []
+            return np.sum(outputs, axis=0, dtype=outputs[0].dtype) if len(outputs) > 2 else outputs[0] + outputs[1]
+        self._outputs = outputs
+        out = outputs[0] * outputs[1]
+        for other in outputs[2:]:
+            out *= other
+        return out
+
+    def _concat_axis(self, outputs: list[np.ndarray]) -> int:
+        ndim = outputs[0].ndim
+        if any(out.ndim != ndim for out in outputs) or not -ndim <= self.axis < ndim or self.axis % ndim == 0:
+            raise lamina.ShapeError(
+                f"Parallel(merge='concat', axis={self.axis}): the branches gave shapes "
+                f"{', '.join(str(out.shape) for out in outputs)}, which have no axis {self.axis} besides "
+                "the batch axis to join them on"
+            )
+        return self.axis % ndim
+
+    def backward(self, grad: np.ndarray) -> np.ndarray | None:
+        if self.merge == "concat":
+            bounds = np.cumsum(self._outputs)[:-1]
+            grads = np.split(grad, bounds, axis=self.axis % grad.ndim)
+        elif self.merge == "add":
+            grads = [grad] * len(self.branches)
+        else:
+            grads = []
+            for b in range(len(self.branches)):
+                g = grad
+                for other, out in enumerate(self._outputs):
+                    if other != b:
+                        g = g * out
+                grads.append(g)
+        total: np.ndarray | None = None
+        for b, (branch, g) in enumerate(zip(self.branches, grads)):
+            inner = run_backward(branch, g, f"Parallel.branches[{b}]")
+            if inner is not None:
+                total = inner if total is None else total + inner
+        return total
+
+
+@lamina.hookimpl
+def register_layers(register):
+    register(Sequential)
+    register(Residual)
+    register(Parallel)

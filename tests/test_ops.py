@@ -1,0 +1,40 @@
+"""lamina.ops on plain arrays: values equal the built-in layers', stay finite at any magnitude,
+and keep the dtype. (Their derivatives: test_autodiff.py and test_autodiff_torch.py.)"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import lamina
+from lamina.plugins import Gelu, LogSoftmax, Relu, Sigmoid, Silu, Softmax, Softplus
+
+X = np.random.default_rng(0).normal(size=(5, 4)) * 3
+
+
+@pytest.mark.parametrize("op, layer", [
+    (lamina.ops.sigmoid, Sigmoid()), (lamina.ops.relu, Relu()), (lamina.ops.softmax, Softmax()),
+    (lamina.ops.log_softmax, LogSoftmax()), (lamina.ops.softplus, Softplus()), (lamina.ops.silu, Silu()),
+    (lamina.ops.gelu, Gelu()), (lambda x: lamina.ops.gelu(x, "tanh"), Gelu(approximate="tanh")),
+])
+def test_ops_equal_the_built_in_layers(op, layer):
+    np.testing.assert_allclose(op(X), layer(X), rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("op", [lamina.ops.sigmoid, lamina.ops.softmax, lamina.ops.log_softmax, lamina.ops.logsumexp,
+                                lamina.ops.softplus, lamina.ops.silu, lamina.ops.gelu, lamina.ops.elu, lamina.ops.erf])
+def test_ops_stay_finite_and_keep_float32(op):
+    x = np.array([[-1e4, -50.0, 0.0, 50.0, 1e4]], dtype=np.float32)
+    y = op(x)
+    assert y.dtype == np.float32
+    assert np.isfinite(y).all(), y
+
+
+def test_logsumexp_values_and_infinities():
+    np.testing.assert_allclose(lamina.ops.logsumexp(X, axis=0), np.log(np.exp(X).sum(axis=0)))
+    assert lamina.ops.logsumexp(X, axis=None, keepdims=True).shape == (1, 1)
+    assert lamina.ops.logsumexp(np.array([-np.inf, -np.inf])) == -np.inf  # no NaN from inf - inf
+
+
+def test_ops_reject_unknown_arguments():
+    with pytest.raises(lamina.ArgumentError, match="approximate must be 'none' or 'tanh'"):
+        lamina.ops.gelu(X, approximate="fast")
