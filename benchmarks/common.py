@@ -67,3 +67,45 @@ def lamina_mlp(sizes: list[int]) -> lamina.Model:
         if i < len(sizes) - 2:
             layers.append(lamina.layer("Relu"))
     return lamina.Model(layers)
+
+
+class ForwardLinear(lamina.Layer):
+    """Linear written forward-only (lamina derives its backward), as a plugin author would."""
+
+    def __init__(self, units: int) -> None:
+        self.units = units
+
+    def build(self, x: np.ndarray) -> None:
+        init = lamina.initializer("he_uniform")
+        self.weight = lamina.Parameter(init((x.shape[-1], self.units), x.dtype))
+        self.bias = lamina.Parameter(np.zeros(self.units, x.dtype))
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return x @ self.weight + self.bias
+
+
+class ForwardRelu(lamina.Layer):
+    """Relu written forward-only, in plain numpy."""
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return np.maximum(x, 0)
+
+
+def forward_only_mlp(sizes: list[int]) -> lamina.Model:
+    """`lamina_mlp` with forward-only Linear and Relu layers."""
+    layers: list = []
+    for i, units in enumerate(sizes[1:]):
+        layers.append(ForwardLinear(units))
+        if i < len(sizes) - 2:
+            layers.append(ForwardRelu())
+    return lamina.Model(layers)
+
+
+def residual_mlp(width: int, blocks: int, classes: int, skip: bool = True) -> lamina.Model:
+    """Linear(width), then `blocks` x [Linear(width), Relu] each inside a Residual (or, with
+    skip=False, the same layers in a plain stack), then Linear(classes)."""
+    middle: list = []
+    for _ in range(blocks):
+        block = [lamina.layer("Linear", width), lamina.layer("Relu")]
+        middle += [lamina.layer("Residual", block)] if skip else block
+    return lamina.Model([lamina.layer("Linear", width), lamina.layer("Relu"), *middle, lamina.layer("Linear", classes)])

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import itertools
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -21,8 +20,6 @@ from lamina import parameter
 from lamina.errors import LaminaError
 from lamina.parameter import Parameter
 
-Vjp = Callable[[np.ndarray], Sequence[np.ndarray | None]]
-_ids = itertools.count()
 WAYS_OUT = "use an operation lamina can differentiate (see lamina.autodiff.SUPPORTED), or write backward() by hand"
 
 
@@ -39,67 +36,90 @@ def tracing(tape: Tape) -> Iterator[Tape]:
         _active.reset(token)
 
 
+def start(tape: Tape) -> contextvars.Token[Tape | None]:
+    """Begin recording into `tape` (the fast form of `tracing`, for Layer and Loss)."""
+    return _active.set(tape)
+
+
+def stop(token: contextvars.Token[Tape | None]) -> None:
+    _active.reset(token)
+
+
 def active_tape() -> Tape | None:
     return _active.get()
 
 
-class Node:
-    """One recorded value: its parents and the rule that maps its gradient to theirs."""
-
-    __slots__ = ("id", "parents", "vjp", "shape", "dtype")
-
-    def __init__(self, parents: tuple[Node | None, ...], vjp: Vjp | None, shape: tuple[int, ...], dtype: np.dtype) -> None:
-        self.id = next(_ids)
-        self.parents, self.vjp, self.shape, self.dtype = parents, vjp, shape, dtype
-
-
 class Tape:
-    """The record of one traced forward: its leaves (the input, the Parameters) and nodes."""
+    """The record of one traced forward: its leaves (the input, the Parameters) and the traced
+    values computed from them, in the order they were computed."""
+
+    __slots__ = ("params", "handwritten", "nodes")
 
     def __init__(self) -> None:
-        self.params: dict[int, tuple[Parameter, Node]] = {}
+        self.params: dict[int, tuple[Parameter, Traced]] = {}  # id(Parameter) -> (it, its leaf)
         self.handwritten: set[int] = set()
+        self.nodes: list[Traced] = []  # parents always come before their children
 
-    def leaf(self, value: np.ndarray) -> Traced:
-        return Traced(value, Node((), None, value.shape, value.dtype), self)
+    def close(self) -> None:
+        """Drop the record. Its values point back at the tape, a reference cycle that only the
+        garbage collector would free; closing frees them (and their arrays) at once."""
+        self.nodes.clear()
+        self.params.clear()
+
+    def leaf(self, value: np.ndarray, needed: bool = True) -> Traced:
+        """The traced stand-in for an input; `needed=False` when nobody needs its gradient."""
+        return Traced(value, self, (), None, (), needed)
 
     def parameter(self, param: Parameter) -> Traced:
         """The leaf that stands for `param` in this forward (the same one each time it is used)."""
         entry = self.params.get(id(param))
-        if entry is None:
-            entry = self.params[id(param)] = (param, Node((), None, param.shape, param.value.dtype))
-        return Traced(param.value, entry[1], self)
+        if entry is None or entry[1].value is not param.value:
+            entry = self.params[id(param)] = (param, Traced(param.value, self, (), None, (), True))
+        return entry[1]
 
-    def record(self, value: Any, parents: Sequence[Traced | None], vjp: Vjp) -> Any:
-        value = np.asarray(value)
-        if value.dtype.kind not in "fc" or all(p is None for p in parents):
-            return value  # integers, booleans and values of constants carry no gradient
-        nodes = tuple(p.node if p is not None else None for p in parents)
-        return Traced(value, Node(nodes, vjp, value.shape, value.dtype), self)
+    def record(self, value: Any, parents: Sequence[Traced | None], rule: Callable[..., Any], args: tuple[Any, ...] = (),
+               needed: bool = False) -> Any:
+        """`value`, computed from `parents`, as a traced value whose gradient `rule(g, *args)`
+        maps to one gradient per parent (None for a parent that needs none). A constant when
+        it is not floating or no parent is traced; `needed=True` keeps it in the backward pass
+        even when no parent needs a gradient (a hand-written sublayer's parameters do)."""
+        if type(value) is not np.ndarray:
+            value = np.asarray(value)
+        if value.dtype.kind not in "fc":
+            return value  # integers, booleans and comparisons carry no gradient
+        traced = False
+        for p in parents:
+            if p is not None:
+                traced = True
+                needed = needed or p.needed
+        if not traced:
+            return value  # a value of constants only
+        node = Traced(value, self, parents if type(parents) is tuple else tuple(parents), rule, args, needed)
+        self.nodes.append(node)
+        return node
 
-    def backward(self, out: Traced, grad: np.ndarray) -> dict[Node, np.ndarray]:
-        """Gradients of every node reachable from `out`, given dL/d(out) = grad."""
-        order, seen, stack = [], set(), [out.node]
-        while stack:
-            node = stack.pop()
-            if id(node) in seen:
+    def backward(self, out: Traced, grad: np.ndarray) -> dict[Traced, np.ndarray]:
+        """The gradients of the leaves `out` depends on, given dL/d(out) = grad: the recorded
+        rules run in reverse order of recording."""
+        grads: dict[Traced, np.ndarray] = {out: np.asarray(grad, dtype=out.value.dtype)}
+        for node in reversed(self.nodes):
+            g = grads.pop(node, None)
+            if g is None:
                 continue
-            seen.add(id(node))
-            order.append(node)
-            stack.extend(p for p in node.parents if p is not None)
-        order.sort(key=lambda n: n.id, reverse=True)  # children were recorded after their parents
-        grads: dict[Node, np.ndarray] = {out.node: np.asarray(grad, dtype=out.node.dtype)}
-        for node in order:
-            g = grads.get(node)
-            if g is None or node.vjp is None:
-                continue
-            for parent, pg in zip(node.parents, node.vjp(g)):
-                if parent is None or pg is None:
+            for parent, pg in zip(node.parents, node.rule(g, *node.args)):  # type: ignore[misc]
+                if pg is None or parent is None or not parent.needed:
                     continue
-                pg = np.asarray(pg, dtype=parent.dtype)
-                if pg.shape != parent.shape:
-                    pg = np.broadcast_to(pg, parent.shape)
-                grads[parent] = grads[parent] + pg if parent in grads else pg
+                if type(pg) is not np.ndarray:
+                    pg = np.asarray(pg)
+                target = parent.value
+                if pg.dtype != target.dtype:
+                    pg = pg.astype(target.dtype)
+                if pg.shape != target.shape:
+                    pg = np.broadcast_to(pg, target.shape)
+                if parent in grads:
+                    grads[parent] = grads[parent] + pg
+                else:
+                    grads[parent] = pg
         return grads
 
 
@@ -135,6 +155,10 @@ def _traced(x: Any, tape: Tape) -> Traced | None:
 
 def unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """Sum `g` over the axes that broadcasting added or stretched, back to `shape`."""
+    if g.shape == shape:
+        return g
+    if len(shape) == 1 and g.ndim == 2 and g.shape[1] == shape[0]:  # a bias: one call
+        return g.sum(axis=0)
     while g.ndim > len(shape):
         g = g.sum(axis=0)
     for axis, size in enumerate(shape):
@@ -144,12 +168,21 @@ def unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 
 class Traced(np.lib.mixins.NDArrayOperatorsMixin):
-    """An array inside a traced forward: numpy operations on it are recorded for backward."""
+    """An array inside a traced forward: numpy operations on it are recorded for backward.
 
+    It is also the record's node: its parents, the rule that maps its gradient to theirs (with
+    the arguments the rule needs), and whether any gradient is wanted through it (False for
+    values that depend only on an input whose gradient nobody needs: the rules then skip that
+    input's gradient, as a hand-written first layer does).
+    """
+
+    __slots__ = ("value", "tape", "parents", "rule", "args", "needed")
     __array_priority__ = 100.0
+    __hash__ = object.__hash__  # a node is a key by identity (== is numpy's element-wise ==)
 
-    def __init__(self, value: np.ndarray, node: Node, tape: Tape) -> None:
-        self.value, self.node, self.tape = value, node, tape
+    def __init__(self, value: np.ndarray, tape: Tape, parents: tuple[Traced | None, ...], rule: Callable[..., Any] | None,
+                 args: tuple[Any, ...], needed: bool) -> None:
+        self.value, self.tape, self.parents, self.rule, self.args, self.needed = value, tape, parents, rule, args, needed
 
     shape = property(lambda self: self.value.shape)
     dtype = property(lambda self: self.value.dtype)
@@ -212,18 +245,43 @@ class Traced(np.lib.mixins.NDArrayOperatorsMixin):
         return np.min(self, *args, **kwargs)
 
     def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
-        tape = self.tape
         if method != "__call__" or kwargs.get("out") is not None:
             raise LaminaError(f"np.{ufunc.__name__}.{method} (or out=) on a traced array has no derivative rule; {WAYS_OUT}")
-        values = [_value(i) for i in inputs]
-        out = ufunc(*values, **kwargs)
-        if ufunc in CONSTANT_UFUNCS:
-            return out
-        rule = UFUNC_RULES.get(ufunc)
-        if rule is None:
-            raise LaminaError(f"np.{ufunc.__name__} has no derivative rule in lamina; {WAYS_OUT}")
-        traced = [_traced(i, tape) for i in inputs]
-        return tape.record(out, traced, lambda g: rule(g, out, *values))
+        return _apply(self.tape, ufunc, inputs, kwargs)
+
+    # The common operators go straight to the rule, without numpy's dispatch in between.
+    def __add__(self, other: Any) -> Any:
+        return _binop(self.tape, np.add, self, other)
+
+    def __radd__(self, other: Any) -> Any:
+        return _binop(self.tape, np.add, other, self)
+
+    def __sub__(self, other: Any) -> Any:
+        return _binop(self.tape, np.subtract, self, other)
+
+    def __rsub__(self, other: Any) -> Any:
+        return _binop(self.tape, np.subtract, other, self)
+
+    def __mul__(self, other: Any) -> Any:
+        return _binop(self.tape, np.multiply, self, other)
+
+    def __rmul__(self, other: Any) -> Any:
+        return _binop(self.tape, np.multiply, other, self)
+
+    def __truediv__(self, other: Any) -> Any:
+        return _binop(self.tape, np.true_divide, self, other)
+
+    def __rtruediv__(self, other: Any) -> Any:
+        return _binop(self.tape, np.true_divide, other, self)
+
+    def __matmul__(self, other: Any) -> Any:
+        return _binop(self.tape, np.matmul, self, other)
+
+    def __rmatmul__(self, other: Any) -> Any:
+        return _binop(self.tape, np.matmul, other, self)
+
+    def __neg__(self) -> Any:
+        return _apply(self.tape, np.negative, (self,))
 
     def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
         rule = FUNCTION_RULES.get(func)
@@ -232,22 +290,82 @@ class Traced(np.lib.mixins.NDArrayOperatorsMixin):
         return rule(self.tape, *args, **kwargs)
 
 
-# -- ufunc rules: (g, out, *input values) -> one gradient per input ------------------------------------
+def _apply(tape: Tape, ufunc: np.ufunc, inputs: tuple[Any, ...], kwargs: dict[str, Any] | None = None) -> Any:
+    """`ufunc(*inputs)` on the values, recorded with its rule (which computes only the gradients
+    of the inputs that need one). The hot path of every traced forward: kept flat."""
+    values: list[Any] = []
+    traced: list[Traced | None] = []
+    needs: list[bool] = []
+    for item in inputs:
+        if type(item) is Traced:
+            values.append(item.value)
+            traced.append(item)
+            needs.append(item.needed)
+        elif isinstance(item, Parameter):
+            values.append(item.value)
+            traced.append(tape.parameter(item))
+            needs.append(True)
+        else:
+            values.append(item)
+            traced.append(None)
+            needs.append(False)
+    out = ufunc(*values, **kwargs) if kwargs else ufunc(*values)
+    rule = UFUNC_RULES.get(ufunc)
+    if rule is None:
+        if ufunc in CONSTANT_UFUNCS:
+            return out
+        raise LaminaError(f"np.{ufunc.__name__} has no derivative rule in lamina; {WAYS_OUT}")
+    return tape.record(out, traced, rule, (tuple(needs), out, *values))
 
 
-def _binary(da: Callable[..., np.ndarray], db: Callable[..., np.ndarray]) -> Callable[..., list[np.ndarray]]:
-    def rule(g: np.ndarray, out: np.ndarray, a: Any, b: Any) -> list[np.ndarray]:
-        return [unbroadcast(da(g, out, a, b), np.shape(a)), unbroadcast(db(g, out, a, b), np.shape(b))]
+def _operand(item: Any, tape: Tape) -> tuple[Any, Traced | None, bool]:
+    """(value, traced node or None, whether it wants a gradient) of one operand."""
+    if type(item) is Traced:
+        return item.value, item, item.needed
+    if isinstance(item, Parameter):
+        return item.value, tape.parameter(item), True
+    return item, None, False
+
+
+def _binop(tape: Tape, ufunc: np.ufunc, a: Any, b: Any) -> Any:
+    """`_apply` for the binary operators, on the hot path of every Linear and activation."""
+    va, ta, na = _operand(a, tape)
+    vb, tb, nb = _operand(b, tape)
+    out = ufunc(va, vb)
+    return tape.record(out, (ta, tb), UFUNC_RULES[ufunc], ((na, nb), out, va, vb))
+
+
+# -- ufunc rules: (g, needs: which inputs want a gradient, out, *input values) -> one per input -------
+
+
+def _binary(da: Callable[..., np.ndarray], db: Callable[..., np.ndarray]) -> Callable[..., list[np.ndarray | None]]:
+    def rule(g: np.ndarray, needs: tuple[bool, ...], out: np.ndarray, a: Any, b: Any) -> list[np.ndarray | None]:
+        return [
+            unbroadcast(da(g, out, a, b), np.shape(a)) if needs[0] else None,
+            unbroadcast(db(g, out, a, b), np.shape(b)) if needs[1] else None,
+        ]
 
     return rule
 
 
+def _shape(a: Any) -> tuple[int, ...]:
+    return a.shape if type(a) is np.ndarray else np.shape(a)
+
+
+def _add(g: np.ndarray, needs: tuple[bool, ...], out: np.ndarray, a: Any, b: Any) -> tuple[np.ndarray | None, ...]:
+    # The most common rule of all (every bias), written out.
+    return (unbroadcast(g, _shape(a)) if needs[0] else None, unbroadcast(g, _shape(b)) if needs[1] else None)
+
+
 def _unary(d: Callable[..., np.ndarray]) -> Callable[..., list[np.ndarray]]:
-    return lambda g, out, a: [d(g, out, a)]
+    return lambda g, needs, out, a: [d(g, out, a)]
 
 
-def _matmul(g: np.ndarray, out: np.ndarray, a: Any, b: Any) -> list[np.ndarray]:
-    a, b = np.asarray(a), np.asarray(b)
+def _matmul(g: np.ndarray, needs: tuple[bool, ...], out: Any, a: Any, b: Any) -> list[np.ndarray | None]:
+    if type(a) is not np.ndarray or type(b) is not np.ndarray:
+        a, b = np.asarray(a), np.asarray(b)
+    if a.ndim == 2 and b.ndim == 2:  # the common case, in one product per gradient
+        return [g @ b.T if needs[0] else None, a.T @ g if needs[1] else None]
     if a.ndim == 1 and b.ndim == 1:  # an inner product: g is a scalar
         return [g * b, g * a]
     a2 = a[None, :] if a.ndim == 1 else a
@@ -264,10 +382,15 @@ def _matmul(g: np.ndarray, out: np.ndarray, a: Any, b: Any) -> list[np.ndarray]:
     return [unbroadcast(ga, a.shape), unbroadcast(gb, b.shape)]
 
 
-def _tie(a: Any, b: Any, bigger: bool) -> tuple[np.ndarray, np.ndarray]:
-    wins = (a > b) if bigger else (a < b)
-    ties = (a == b) * 0.5  # as PyTorch: an exact tie shares the gradient
-    return wins + ties, (~wins & (a != b)) + ties
+def _share(g: np.ndarray, a: Any, b: Any, first: bool, bigger: bool) -> np.ndarray:
+    """g times the share of a (first) or b in max(a, b) (bigger) or min(a, b): 1 where it wins,
+    0 where it loses, 1/2 on an exact tie (as PyTorch)."""
+    mine, other = (a, b) if first else (b, a)
+    wins = np.greater(mine, other) if bigger else np.less(mine, other)
+    ties = np.equal(a, b)
+    if not ties.any():
+        return g * wins
+    return g * (wins + 0.5 * ties)
 
 
 def _power_b(g: np.ndarray, out: np.ndarray, a: Any, b: Any) -> np.ndarray:
@@ -275,14 +398,14 @@ def _power_b(g: np.ndarray, out: np.ndarray, a: Any, b: Any) -> np.ndarray:
         return g * out * np.where(np.asarray(a) > 0, np.log(np.where(np.asarray(a) > 0, a, 1)), 0)
 
 
-UFUNC_RULES: dict[np.ufunc, Callable[..., list[np.ndarray]]] = {
-    np.add: _binary(lambda g, o, a, b: g, lambda g, o, a, b: g),
+UFUNC_RULES: dict[np.ufunc, Callable[..., Sequence[np.ndarray | None]]] = {
+    np.add: _add,
     np.subtract: _binary(lambda g, o, a, b: g, lambda g, o, a, b: -g),
     np.multiply: _binary(lambda g, o, a, b: g * b, lambda g, o, a, b: g * a),
     np.true_divide: _binary(lambda g, o, a, b: g / b, lambda g, o, a, b: -g * o / b),
     np.power: _binary(lambda g, o, a, b: g * b * np.power(a, b - 1), _power_b),
-    np.maximum: _binary(lambda g, o, a, b: g * _tie(a, b, True)[0], lambda g, o, a, b: g * _tie(a, b, True)[1]),
-    np.minimum: _binary(lambda g, o, a, b: g * _tie(a, b, False)[0], lambda g, o, a, b: g * _tie(a, b, False)[1]),
+    np.maximum: _binary(lambda g, o, a, b: _share(g, a, b, True, True), lambda g, o, a, b: _share(g, a, b, False, True)),
+    np.minimum: _binary(lambda g, o, a, b: _share(g, a, b, True, False), lambda g, o, a, b: _share(g, a, b, False, False)),
     np.matmul: _matmul,
     np.negative: _unary(lambda g, o, a: -g),
     np.positive: _unary(lambda g, o, a: g),
@@ -441,7 +564,9 @@ def _clip(tape: Tape, a: Any, a_min: Any = None, a_max: Any = None, **kwargs: An
 
 def _matmul_function(tape: Tape, a: Any, b: Any, **kwargs: Any) -> Any:
     va, vb = _value(a), _value(b)
-    return tape.record(np.matmul(va, vb), [_traced(a, tape), _traced(b, tape)], lambda g: _matmul(g, None, va, vb))  # type: ignore[arg-type]
+    traced = [_traced(a, tape), _traced(b, tape)]
+    needs = tuple(t is not None and t.needed for t in traced)
+    return tape.record(np.matmul(va, vb), traced, _matmul, (needs, None, va, vb))
 
 
 def _dot(tape: Tape, a: Any, b: Any, out: Any = None) -> Any:

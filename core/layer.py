@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from lamina.autodiff import Tape, Traced, tracing
+from lamina import autodiff
+from lamina.autodiff import Tape, Traced
 from lamina.config import Configurable
 from lamina.errors import LaminaError, ShapeError
 from lamina.parameter import Parameter
@@ -76,10 +77,16 @@ class Layer(Configurable):
     def _run(self, x: np.ndarray) -> np.ndarray:
         if not (self._autodiff and self.training):
             return self.forward(x)  # inference records nothing
+        previous = self.__dict__.get("_tape")
+        if previous is not None:
+            previous.close()
         tape = Tape()
-        leaf = tape.leaf(x)
-        with tracing(tape):
+        leaf = tape.leaf(x, needed=self.needs_input_grad and not self.integer_input)
+        token = autodiff.start(tape)
+        try:
             out = self.forward(leaf)  # type: ignore[arg-type]
+        finally:
+            autodiff.stop(token)
         self._tape, self._out, self._leaf = tape, out, leaf
         return out.value if isinstance(out, Traced) else np.asarray(out)
 
@@ -96,7 +103,8 @@ class Layer(Configurable):
                 "called twice in one traced forward; use two instances, or a layer without a hand-written backward"
             )
         x.tape.handwritten.add(id(self))
-        return x.tape.record(self.forward(x.value), [x], lambda g: [self.backward(g)])
+        # needed: its parameters want gradients even when its input does not
+        return x.tape.record(self.forward(x.value), [x], lambda g: [self.backward(g)], needed=True)
 
     def _first_call(self, x: np.ndarray) -> np.ndarray:
         # A rejected first input leaves nothing behind, here or in a sublayer: no weights
@@ -140,13 +148,15 @@ class Layer(Configurable):
         tape, out, leaf = self._tape, self._out, self._leaf
         if not isinstance(out, Traced):  # the output depends on neither the input nor a parameter
             return None if not self.needs_input_grad else np.zeros_like(leaf.value)
+        if not out.needed:  # it depends on nothing that wants a gradient
+            return None
         grads = tape.backward(out, grad)
         for param, node in tape.params.values():
             if node in grads:
                 param.grad += grads[node]
         if self.integer_input or not self.needs_input_grad:
             return None
-        found = grads.get(leaf.node)
+        found = grads.get(leaf)
         return np.zeros_like(leaf.value) if found is None else found
 
     def parameters(self) -> dict[str, Parameter]:
@@ -204,6 +214,9 @@ class Layer(Configurable):
             layer.release()
         state = vars(self)
         if self._autodiff:  # the recorded forward, whatever else the layer declares
+            tape = state.get("_tape")
+            if tape is not None:
+                tape.close()
             for name in ("_tape", "_out", "_leaf"):
                 state.pop(name, None)
         if self.keeps is not None:

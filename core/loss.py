@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from lamina.autodiff import Tape, Traced, tracing
+from lamina import autodiff
+from lamina.autodiff import Tape, Traced
 from lamina.checks import as_numeric
 from lamina.config import Configurable
 
@@ -24,10 +25,16 @@ class Loss(Configurable):
     def __call__(self, pred: np.ndarray, y: np.ndarray) -> float:
         if not self._autodiff:
             return self.forward(pred, y)
+        previous = self.__dict__.get("_tape")
+        if previous is not None:
+            previous.close()
         tape = Tape()
         leaf = tape.leaf(np.asarray(pred))
-        with tracing(tape):
+        token = autodiff.start(tape)
+        try:
             out = self.forward(leaf, y)  # type: ignore[arg-type]
+        finally:
+            autodiff.stop(token)
         self._tape, self._out, self._leaf = tape, out, leaf
         return float(out.value) if isinstance(out, Traced) else float(out)
 
@@ -41,7 +48,7 @@ class Loss(Configurable):
         out, leaf = self._out, self._leaf
         if not isinstance(out, Traced):
             return np.zeros_like(leaf.value)
-        found = self._tape.backward(out, np.ones((), dtype=leaf.value.dtype)).get(leaf.node)
+        found = self._tape.backward(out, np.ones((), dtype=leaf.value.dtype)).get(leaf)
         return np.zeros_like(leaf.value) if found is None else found
 
     def fuses_with(self, layer: object) -> bool:

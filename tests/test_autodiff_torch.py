@@ -100,7 +100,7 @@ def lamina_gradients(f, arrays, upstream):
         out = f(*leaves)
     assert isinstance(out, Traced)
     grads = tape.backward(out, upstream)
-    return out.value, [grads.get(leaf.node, np.zeros_like(a)) for leaf, a in zip(leaves, arrays)]
+    return out.value, [grads.get(leaf, np.zeros_like(a)) for leaf, a in zip(leaves, arrays)]
 
 
 def torch_gradients(f, arrays, upstream):
