@@ -85,19 +85,26 @@ class ForwardLinear(lamina.Layer):
 
 
 class ForwardRelu(lamina.Layer):
-    """Relu written forward-only, in plain numpy."""
+    """Relu written forward-only with lamina.ops (one recorded primitive)."""
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return lamina.ops.relu(x)
+
+
+class ForwardMaximumRelu(lamina.Layer):
+    """Relu written forward-only in plain numpy (np.maximum's rule also handles ties)."""
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         return np.maximum(x, 0)
 
 
-def forward_only_mlp(sizes: list[int]) -> lamina.Model:
+def forward_only_mlp(sizes: list[int], relu: type[lamina.Layer] = ForwardRelu) -> lamina.Model:
     """`lamina_mlp` with forward-only Linear and Relu layers."""
     layers: list = []
     for i, units in enumerate(sizes[1:]):
         layers.append(ForwardLinear(units))
         if i < len(sizes) - 2:
-            layers.append(ForwardRelu())
+            layers.append(relu())
     return lamina.Model(layers)
 
 

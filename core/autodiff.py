@@ -24,6 +24,7 @@ WAYS_OUT = "use an operation lamina can differentiate (see lamina.autodiff.SUPPO
 
 
 _active: contextvars.ContextVar[Tape | None] = contextvars.ContextVar("lamina_tape", default=None)
+current = _active  # Layer and Loss set it around a traced forward
 
 
 @contextlib.contextmanager
@@ -34,15 +35,6 @@ def tracing(tape: Tape) -> Iterator[Tape]:
         yield tape
     finally:
         _active.reset(token)
-
-
-def start(tape: Tape) -> contextvars.Token[Tape | None]:
-    """Begin recording into `tape` (the fast form of `tracing`, for Layer and Loss)."""
-    return _active.set(tape)
-
-
-def stop(token: contextvars.Token[Tape | None]) -> None:
-    _active.reset(token)
 
 
 def active_tape() -> Tape | None:
@@ -101,7 +93,9 @@ class Tape:
     def backward(self, out: Traced, grad: np.ndarray) -> dict[Traced, np.ndarray]:
         """The gradients of the leaves `out` depends on, given dL/d(out) = grad: the recorded
         rules run in reverse order of recording."""
-        grads: dict[Traced, np.ndarray] = {out: np.asarray(grad, dtype=out.value.dtype)}
+        if type(grad) is not np.ndarray or grad.dtype != out.value.dtype:
+            grad = np.asarray(grad, dtype=out.value.dtype)
+        grads: dict[Traced, np.ndarray] = {out: grad}
         for node in reversed(self.nodes):
             g = grads.pop(node, None)
             if g is None:
@@ -332,7 +326,11 @@ def _binop(tape: Tape, ufunc: np.ufunc, a: Any, b: Any) -> Any:
     va, ta, na = _operand(a, tape)
     vb, tb, nb = _operand(b, tape)
     out = ufunc(va, vb)
-    return tape.record(out, (ta, tb), UFUNC_RULES[ufunc], ((na, nb), out, va, vb))
+    if type(out) is not np.ndarray or out.dtype.kind not in "fc" or (ta is None and tb is None):
+        return tape.record(out, (ta, tb), UFUNC_RULES[ufunc], ((na, nb), out, va, vb))  # the rare cases
+    node = Traced(out, tape, (ta, tb), UFUNC_RULES[ufunc], ((na, nb), out, va, vb), na or nb)
+    tape.nodes.append(node)
+    return node
 
 
 # -- ufunc rules: (g, needs: which inputs want a gradient, out, *input values) -> one per input -------
@@ -382,15 +380,23 @@ def _matmul(g: np.ndarray, needs: tuple[bool, ...], out: Any, a: Any, b: Any) ->
     return [unbroadcast(ga, a.shape), unbroadcast(gb, b.shape)]
 
 
-def _share(g: np.ndarray, a: Any, b: Any, first: bool, bigger: bool) -> np.ndarray:
-    """g times the share of a (first) or b in max(a, b) (bigger) or min(a, b): 1 where it wins,
-    0 where it loses, 1/2 on an exact tie (as PyTorch)."""
-    mine, other = (a, b) if first else (b, a)
-    wins = np.greater(mine, other) if bigger else np.less(mine, other)
-    ties = np.equal(a, b)
-    if not ties.any():
-        return g * wins
-    return g * (wins + 0.5 * ties)
+def _extremum(bigger: bool) -> Callable[..., list[np.ndarray | None]]:
+    """The rule of np.maximum (bigger) or np.minimum: the gradient goes to the operand that
+    wins, and half to each on an exact tie (as PyTorch's)."""
+
+    def rule(g: np.ndarray, needs: tuple[bool, ...], out: np.ndarray, a: Any, b: Any) -> list[np.ndarray | None]:
+        ties = np.equal(a, b)
+        tied = bool(ties.any())
+        grads: list[np.ndarray | None] = []
+        for need, mine, other in ((needs[0], a, b), (needs[1], b, a)):
+            if not need:
+                grads.append(None)
+                continue
+            wins = np.greater(mine, other) if bigger else np.less(mine, other)
+            grads.append(unbroadcast(g * (wins + 0.5 * ties) if tied else g * wins, _shape(mine)))
+        return grads
+
+    return rule
 
 
 def _power_b(g: np.ndarray, out: np.ndarray, a: Any, b: Any) -> np.ndarray:
@@ -404,8 +410,8 @@ UFUNC_RULES: dict[np.ufunc, Callable[..., Sequence[np.ndarray | None]]] = {
     np.multiply: _binary(lambda g, o, a, b: g * b, lambda g, o, a, b: g * a),
     np.true_divide: _binary(lambda g, o, a, b: g / b, lambda g, o, a, b: -g * o / b),
     np.power: _binary(lambda g, o, a, b: g * b * np.power(a, b - 1), _power_b),
-    np.maximum: _binary(lambda g, o, a, b: _share(g, a, b, True, True), lambda g, o, a, b: _share(g, a, b, False, True)),
-    np.minimum: _binary(lambda g, o, a, b: _share(g, a, b, True, False), lambda g, o, a, b: _share(g, a, b, False, False)),
+    np.maximum: _extremum(True),
+    np.minimum: _extremum(False),
     np.matmul: _matmul,
     np.negative: _unary(lambda g, o, a: -g),
     np.positive: _unary(lambda g, o, a: g),

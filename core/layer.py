@@ -82,11 +82,11 @@ class Layer(Configurable):
             previous.close()
         tape = Tape()
         leaf = tape.leaf(x, needed=self.needs_input_grad and not self.integer_input)
-        token = autodiff.start(tape)
+        token = _tracing.set(tape)
         try:
             out = self.forward(leaf)  # type: ignore[arg-type]
         finally:
-            autodiff.stop(token)
+            _tracing.reset(token)
         self._tape, self._out, self._leaf = tape, out, leaf
         return out.value if isinstance(out, Traced) else np.asarray(out)
 
@@ -248,6 +248,8 @@ def _named_layers(prefix: str, items: list[Any] | tuple[Any, ...]) -> list[tuple
             found.extend(_named_layers(f"{prefix}.{i}", item))
     return found
 
+
+_tracing = autodiff.current  # the tape being recorded into, if any
 
 # Set by Model.summary while it runs an input through: told of every layer call and its output.
 _observer: Callable[[Layer, object], None] | None = None

@@ -30,11 +30,11 @@ class Loss(Configurable):
             previous.close()
         tape = Tape()
         leaf = tape.leaf(np.asarray(pred))
-        token = autodiff.start(tape)
+        token = autodiff.current.set(tape)
         try:
             out = self.forward(leaf, y)  # type: ignore[arg-type]
         finally:
-            autodiff.stop(token)
+            autodiff.current.reset(token)
         self._tape, self._out, self._leaf = tape, out, leaf
         return float(out.value) if isinstance(out, Traced) else float(out)
 
