@@ -98,7 +98,7 @@ def test_evaluate_on_a_csv_file_with_a_target_column(default_run, tmp_path):
     assert float(result.stdout.split("accuracy: ")[1]) > 0.95
 
 
-@pytest.mark.parametrize("name", ["xor", "spirals", "digits", "digits_cnn"])
+@pytest.mark.parametrize("name", ["xor", "spirals", "digits", "digits_cnn", "digits_residual"])
 def test_example_configs_train(name, tmp_path):
     result = lamina_cli("train", str(CONFIGS / f"{name}.toml"), "--out", str(tmp_path / name), "--quiet", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -106,7 +106,7 @@ def test_example_configs_train(name, tmp_path):
     report = json.loads((tmp_path / name / "metrics.json").read_text())
     if name == "xor":
         assert report["test"]["loss"] < 0.01
-    elif name == "digits_cnn":
+    elif name in ("digits_cnn", "digits_residual"):
         assert report["test"]["accuracy"] >= 0.98
     else:
         assert report["test"]["accuracy"] > 0.95

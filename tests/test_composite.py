@@ -4,13 +4,15 @@ checked with every layer's in test_gradients.py, their save/load in test_saving.
 test_mpi.py.)"""
 from __future__ import annotations
 
+import types
+
 import numpy as np
 import pytest
 from conftest import run_python
 
 import lamina
 from lamina.plugins import Dropout, Linear, Parallel, Relu, Residual, Sequential, Tanh
-from lamina.testing import check_layer_gradients
+from lamina.testing import check_layer_gradients, check_plugin, format_failures
 
 X = np.random.default_rng(0).normal(size=(32, 4)).astype(np.float32)
 Y = (X[:, :1] * X[:, 1:2] + np.sin(X[:, 2:3])).astype(np.float32)
@@ -283,3 +285,35 @@ def test_check_plugins_runs_on_composites():
     result = run_python("-m", "lamina", "check-plugins", "Sequential", "Residual", "Parallel")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "FAILED" not in result.stdout
+
+
+class Highway(lamina.Layer):
+    """docs/writing-plugins.md's example of a layer made of layers, verbatim."""
+
+    def __init__(self, transform="Tanh"):
+        # stored as a Layer under the argument's name: saved with the model, its parameters
+        # found as "transform.weight", ...
+        self.transform = lamina.resolve("layer", transform, "transform", "Highway")
+
+    def build(self, x):
+        self.gate = lamina.layer("Linear", x.shape[-1])     # found as "gate.weight", "gate.bias"
+
+    def forward(self, x):
+        t = lamina.ops.sigmoid(self.gate(x))
+        return t * self.transform(x) + (1 - t) * x
+
+
+def test_the_guides_highway_example_passes_the_kit_and_saves(tmp_path):
+    plugin = types.SimpleNamespace(register_layers=lamina.hookimpl(lambda register: register(Highway)))
+    lamina.register_plugin(plugin, package="lamina-test-highway")
+    try:
+        spec = {"type": "Sequential", "layers": [{"type": "Linear", "units": 3}, "Relu"]}
+        results = check_plugin(Highway, sample_shapes=[(4, 3)], transform=spec)
+        assert all(r.ok is not False for r in results), format_failures(results)
+        model = lamina.Model([Linear(4), {"type": "Highway", "transform": {"type": "Linear", "units": 4}}, Linear(1)])
+        model.train(X, Y, optim="Adam", epochs=3, verbose=False)
+        assert list(model.parameters())[2:6] == ["1.transform.weight", "1.transform.bias", "1.gate.weight", "1.gate.bias"]
+        model.save(tmp_path / "highway.npz")
+        np.testing.assert_array_equal(lamina.load(tmp_path / "highway.npz")(X), model(X))
+    finally:
+        lamina.get_registry().remove_package("lamina-test-highway")

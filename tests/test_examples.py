@@ -61,16 +61,30 @@ history = model.train(x, y, optim="SGD", loss="MSE", epochs=300, verbose=False)
 snake = model.layers[1]
 info = lamina.get_registry().get("layer", "snake")
 errors = check_layer_gradients(lamina.layer("lamina-snake:Snake", alpha=1.5), np.random.default_rng(0).normal(size=(3, 4)))
-print(type(snake).__name__, info.package, info.version, history[-1] < history[0], max(errors.values()))
+# the forward-only Snake and the hand-written FastSnake agree
+pair = [lamina.layer(name, alpha=1.5) for name in ("Snake", "FastSnake")]
+xs, g = np.random.default_rng(1).normal(size=(5, 4)), np.random.default_rng(2).normal(size=(5, 4))
+outs = []
+for layer in pair:
+    layer.training = True
+    outs.append((layer(xs), layer.backward(g), layer.parameters()["alpha"].grad.copy()))
+agree = all(np.allclose(a, b, rtol=1e-12, atol=1e-14) for a, b in zip(*outs))
+print(type(snake).__name__, info.package, info.version, history[-1] < history[0], max(errors.values()), agree)
 """
 
 
 def test_a_third_party_plugin_is_used_by_name_once_installed(snake_site):
     result = run_python("-c", USE_SNAKE, pythonpath=snake_site)
     assert result.returncode == 0, result.stderr
-    name, package, version, improved, worst = result.stdout.split()
-    assert (name, package, version, improved) == ("Snake", "lamina-snake", "0.1.0", "True")
+    name, package, version, improved, worst, agree = result.stdout.split()
+    assert (name, package, version, improved, agree) == ("Snake", "lamina-snake", "0.1.0", "True", "True")
     assert float(worst) < 1e-7
+
+
+def test_the_example_package_passes_check_plugins_in_both_styles(snake_site):
+    result = run_python("-m", "lamina", "check-plugins", "--package", "lamina-snake", pythonpath=snake_site)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Snake" in result.stdout and "FastSnake" in result.stdout
 
 
 def test_a_third_party_plugin_shows_in_list_plugins(snake_site):
