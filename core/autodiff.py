@@ -23,22 +23,34 @@ from lamina.parameter import Parameter
 WAYS_OUT = "use an operation lamina can differentiate (see lamina.autodiff.SUPPORTED), or write backward() by hand"
 
 
-_active: contextvars.ContextVar[Tape | None] = contextvars.ContextVar("lamina_tape", default=None)
-current = _active  # Layer and Loss set it around a traced forward
+# The tape being recorded into, if any: Layer and Loss set it around a traced forward.
+current: contextvars.ContextVar[Tape | None] = contextvars.ContextVar("lamina_tape", default=None)
+# False inside `no_recording()`: model inference (predict, evaluate, validation) records nothing.
+recording: contextvars.ContextVar[bool] = contextvars.ContextVar("lamina_recording", default=True)
 
 
 @contextlib.contextmanager
 def tracing(tape: Tape) -> Iterator[Tape]:
     """Record into `tape` inside the block: Parameters used in numpy operations become its leaves."""
-    token = _active.set(tape)
+    token = current.set(tape)
     try:
         yield tape
     finally:
-        _active.reset(token)
+        current.reset(token)
+
+
+@contextlib.contextmanager
+def no_recording() -> Iterator[None]:
+    """Forward-only layers and losses record nothing inside the block (inference)."""
+    token = recording.set(False)
+    try:
+        yield
+    finally:
+        recording.reset(token)
 
 
 def active_tape() -> Tape | None:
-    return _active.get()
+    return current.get()
 
 
 class Tape:
@@ -127,17 +139,6 @@ def _value(x: Any) -> Any:
     return x
 
 
-def _tape_of(items: Sequence[Any]) -> Tape | None:
-    for item in items:
-        if isinstance(item, Traced):
-            return item.tape
-        if isinstance(item, (list, tuple)):
-            found = _tape_of(item)
-            if found is not None:
-                return found
-    return None
-
-
 def _traced(x: Any, tape: Tape) -> Traced | None:
     """`x` as a traced operand of this tape (a Parameter becomes its leaf), or None for constants."""
     if isinstance(x, Traced):
@@ -145,6 +146,13 @@ def _traced(x: Any, tape: Tape) -> Traced | None:
     if isinstance(x, Parameter):
         return tape.parameter(x)
     return None
+
+
+def _is_basic(key: Any) -> bool:
+    """True for basic indexing (ints, slices, None, Ellipsis), which never repeats an element."""
+    items = key if isinstance(key, tuple) else (key,)
+    return all(item is None or item is Ellipsis or isinstance(item, (int, np.integer, slice)) and not isinstance(item, bool)
+               for item in items)
 
 
 def unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -207,9 +215,14 @@ class Traced(np.lib.mixins.NDArrayOperatorsMixin):
         out = self.value[key]
         shape, dtype = self.value.shape, self.value.dtype
 
+        basic = _is_basic(key)
+
         def vjp(g: np.ndarray) -> list[np.ndarray]:
             full = np.zeros(shape, dtype=dtype)
-            np.add.at(full, key, g)  # repeated indices add up
+            if basic:  # ints, slices, None, ...: each element at most once, so a plain write
+                full[key] = g
+            else:
+                np.add.at(full, key, g)  # integer arrays may repeat an index: those add up
             return [full]
 
         return self.tape.record(out, [self], vjp)
@@ -281,35 +294,54 @@ class Traced(np.lib.mixins.NDArrayOperatorsMixin):
         rule = FUNCTION_RULES.get(func)
         if rule is None:
             raise LaminaError(f"np.{func.__name__} has no derivative rule in lamina; {WAYS_OUT}")
+        allowed = KEYWORDS.get(func)
+        if allowed is not None:
+            extra = sorted(key for key, value in kwargs.items() if key not in allowed and value is not None)
+            if extra:
+                raise LaminaError(
+                    f"np.{func.__name__}({', '.join(f'{key}=...' for key in extra)}) on a traced array: lamina's "
+                    f"rule takes only {', '.join(sorted(allowed)) or 'no keyword arguments'}; {WAYS_OUT}"
+                )
         return rule(self.tape, *args, **kwargs)
+
+    # Array methods beyond the operators, as numpy's; others raise a LaminaError (below).
+    def astype(self, dtype: Any, copy: bool = True) -> Any:
+        target = np.dtype(dtype)
+        value = self.value.astype(target)
+        if target.kind not in "fc":
+            return value  # an integer or boolean copy is a constant
+        source = self.value.dtype
+        return self.tape.record(value, [self], lambda g: [g.astype(source)])
+
+    def ravel(self) -> Any:
+        return np.reshape(self, -1)
+
+    flatten = ravel
+
+    def clip(self, a_min: Any = None, a_max: Any = None) -> Any:
+        return np.clip(self, a_min, a_max)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise LaminaError(
+            f"a traced array has no method .{name}() with a derivative rule in lamina (it has .T, .shape, "
+            ".dtype, .ndim, .size, .reshape, .transpose, .swapaxes, .squeeze, .sum, .mean, .max, .min, "
+            f".astype, .ravel, .flatten, .clip); use np.{name}(...) if lamina supports it, or {WAYS_OUT}"
+        )
 
 
 def _apply(tape: Tape, ufunc: np.ufunc, inputs: tuple[Any, ...], kwargs: dict[str, Any] | None = None) -> Any:
     """`ufunc(*inputs)` on the values, recorded with its rule (which computes only the gradients
-    of the inputs that need one). The hot path of every traced forward: kept flat."""
-    values: list[Any] = []
-    traced: list[Traced | None] = []
-    needs: list[bool] = []
-    for item in inputs:
-        if type(item) is Traced:
-            values.append(item.value)
-            traced.append(item)
-            needs.append(item.needed)
-        elif isinstance(item, Parameter):
-            values.append(item.value)
-            traced.append(tape.parameter(item))
-            needs.append(True)
-        else:
-            values.append(item)
-            traced.append(None)
-            needs.append(False)
+    of the inputs that need one)."""
+    values, traced, needs = zip(*(_operand(item, tape) for item in inputs))
     out = ufunc(*values, **kwargs) if kwargs else ufunc(*values)
     rule = UFUNC_RULES.get(ufunc)
     if rule is None:
         if ufunc in CONSTANT_UFUNCS:
             return out
         raise LaminaError(f"np.{ufunc.__name__} has no derivative rule in lamina; {WAYS_OUT}")
-    return tape.record(out, traced, rule, (tuple(needs), out, *values))
+    return tape.record(out, traced, rule, (needs, out, *values))
 
 
 def _operand(item: Any, tape: Tape) -> tuple[Any, Traced | None, bool]:
@@ -492,13 +524,14 @@ def _std(tape: Tape, a: Any, axis: Any = None, dtype: Any = None, out: Any = Non
 def _reshape(tape: Tape, a: Any, *args: Any, **kwargs: Any) -> Any:
     x = _traced(a, tape)
     shape = np.shape(_value(a))
-    return tape.record(np.reshape(_value(a), *args, **kwargs), [x], lambda g: [np.reshape(g, shape)])
+    order = kwargs.get("order") or "C"  # the gradient goes back in the order the values came
+    return tape.record(np.reshape(_value(a), *args, **kwargs), [x], lambda g: [np.reshape(g, shape, order=order)])  # type: ignore[arg-type]
 
 
 def _transpose(tape: Tape, a: Any, axes: Any = None) -> Any:
     x = _traced(a, tape)
     value = np.transpose(_value(a), axes)
-    inverse = None if axes is None else np.argsort(axes)
+    inverse = None if axes is None else np.argsort([axis % np.ndim(value) for axis in axes])
     return tape.record(value, [x], lambda g: [np.transpose(g, inverse)])
 
 
@@ -557,8 +590,15 @@ def _where(tape: Tape, condition: Any, a: Any, b: Any) -> Any:
                        lambda g: [None, unbroadcast(g * cond, np.shape(va)), unbroadcast(g * ~cond, np.shape(vb))])
 
 
-def _clip(tape: Tape, a: Any, a_min: Any = None, a_max: Any = None, **kwargs: Any) -> Any:
+def _clip(tape: Tape, a: Any, a_min: Any = None, a_max: Any = None, *, min: Any = None, max: Any = None, **kwargs: Any) -> Any:  # noqa: A002
+    a_min = min if a_min is None else a_min  # numpy 2.1 also names them min= and max=
+    a_max = max if a_max is None else a_max
+    if isinstance(a_min, (Traced, Parameter)) or isinstance(a_max, (Traced, Parameter)):
+        raise LaminaError(f"np.clip with traced bounds has no derivative rule in lamina; use np.maximum(np.minimum(x, high), low), or {WAYS_OUT}")
     v = _value(a)
+    wider = np.broadcast_shapes(v.shape, np.shape(a_min), np.shape(a_max))
+    if wider != v.shape:
+        raise LaminaError(f"np.clip: bounds of shapes {np.shape(a_min)}, {np.shape(a_max)} would widen the traced array of shape {v.shape} to {wider}; broadcast the array first, or {WAYS_OUT}")
     value = np.clip(v, a_min, a_max)
     inside = np.ones(v.shape, dtype=bool)
     if a_min is not None:
@@ -589,6 +629,12 @@ def _einsum(tape: Tape, subscripts: str, *operands: Any, **kwargs: Any) -> Any:
     if any(len(set(term)) != len(term) for term in terms):
         raise LaminaError(f"np.einsum({subscripts!r}) repeats an index within one operand (a diagonal or trace), which has no derivative rule in lamina; {WAYS_OUT}")
     values = [_value(o) for o in operands]
+    sizes: dict[str, set[int]] = {}
+    for term, v in zip(terms, values):
+        for letter, size in zip(term, np.shape(v)):
+            sizes.setdefault(letter, set()).add(size)
+    if any(len(found) > 1 for found in sizes.values()):
+        raise LaminaError(f"np.einsum({subscripts!r}) broadcasts an index of size 1 against a larger one, which has no derivative rule in lamina; give both operands the full size (e.g. with np.repeat on a constant), or {WAYS_OUT}")
     value = np.einsum(subscripts, *values)
 
     def vjp(g: np.ndarray) -> list[np.ndarray]:
@@ -629,6 +675,12 @@ def _cumsum(tape: Tape, a: Any, axis: Any = None, **kwargs: Any) -> Any:
     return tape.record(value, [_traced(a, tape)], lambda g: [np.flip(np.cumsum(np.flip(g, axis), axis=axis), axis)])
 
 
+def _inspect(np_func: Callable[..., Any]) -> Callable[..., Any]:
+    """np.shape, np.ndim, np.size, np.zeros_like, ...: they read a traced array's shape or
+    dtype, not its values, so the result is a constant."""
+    return lambda tape, *args, **kwargs: np_func(*_value(args), **{k: _value(v) for k, v in kwargs.items()})
+
+
 FUNCTION_RULES: dict[Any, Callable[..., Any]] = {
     np.sum: _sum, np.mean: _mean, np.max: _extreme(np.max), np.min: _extreme(np.min),
     np.amax: _extreme(np.max), np.amin: _extreme(np.min), np.var: _var, np.std: _std,
@@ -636,12 +688,25 @@ FUNCTION_RULES: dict[Any, Callable[..., Any]] = {
     np.expand_dims: _expand_dims, np.squeeze: _squeeze, np.concatenate: _concatenate, np.stack: _stack,
     np.split: _split, np.where: _where, np.clip: _clip, np.matmul: _matmul_function, np.dot: _dot,
     np.einsum: _einsum, np.pad: _pad, np.flip: _flip, np.cumsum: _cumsum,
+    **{f: _inspect(f) for f in (np.shape, np.ndim, np.size, np.zeros_like, np.ones_like, np.empty_like, np.full_like)},
+}
+
+# The keyword arguments each rule honours; any other (out=, where=, initial=, dtype=, ...) is
+# refused with a LaminaError rather than silently ignored.
+KEYWORDS: dict[Any, set[str]] = {
+    **{f: {"axis", "keepdims"} for f in (np.sum, np.mean, np.max, np.min, np.amax, np.amin)},
+    np.var: {"axis", "keepdims", "ddof"}, np.std: {"axis", "keepdims", "ddof"},
+    np.reshape: {"newshape", "shape", "order"}, np.transpose: {"axes"}, np.squeeze: {"axis"},
+    np.expand_dims: {"axis"}, np.concatenate: {"axis"}, np.stack: {"axis"}, np.split: {"axis", "indices_or_sections"},
+    np.pad: {"pad_width", "mode", "constant_values"}, np.flip: {"axis"}, np.cumsum: {"axis"},
+    np.clip: {"a_min", "a_max", "min", "max"}, np.matmul: set(), np.dot: set(), np.einsum: set(),
 }
 
 SUPPORTED = sorted(
     [f"np.{u.__name__}" for u in UFUNC_RULES] + [f"np.{f.__name__}" for f in FUNCTION_RULES]
-    + ["lamina.ops: " + ", ".join(["sigmoid", "relu", "leaky_relu", "elu", "softplus", "silu", "erf", "gelu", "logsumexp", "softmax", "log_softmax"]), "+ - * / ** @ (operators)", "indexing (basic and integer arrays)", ".T .reshape .transpose .swapaxes .squeeze .sum .mean .max .min"]
-)
+    + ["+ - * / ** @ (operators)", "indexing (basic and integer arrays)",
+       ".T .reshape .transpose .swapaxes .squeeze .sum .mean .max .min .astype .ravel .flatten .clip"]
+)  # lamina.ops adds its functions here when it is imported
 
 
 parameter.tracing_hook = active_tape  # Parameters ask it whether a forward is being traced

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import difflib
 import numbers
-from collections.abc import Iterable
-from typing import TypeVar
+from collections.abc import Iterable, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -178,3 +178,19 @@ def one_of(value: T, name: str, owner: str, choices: Iterable[object]) -> T:
         listed = ", ".join(map(repr, options[:-1])) + (" or " if len(options) > 1 else "") + repr(options[-1])
         raise ArgumentError(f"{owner}({name}={value!r}): {name} must be {listed}, got {describe(value)}.{hint}")
     return value
+
+
+def distinct_layers(layers: Sequence[Any], owner: str, argument: str) -> None:
+    """An ArgumentError when one layer instance appears twice among `layers` (or inside them,
+    through each layer's `walk()`): a layer keeps its last forward's state for its backward, so
+    a second use in the same pass would overwrite it and give wrong gradients."""
+    seen: dict[int, int] = {}
+    for i, layer in enumerate(layers):
+        for inner in layer.walk():
+            first = seen.setdefault(id(inner), i)
+            if first != i:
+                raise ArgumentError(
+                    f"{owner}: {argument}[{i}] uses the same {type(inner).__name__} instance as {argument}[{first}]; "
+                    "a layer keeps one forward's state for its backward, so each place needs its own instance "
+                    "(to share weights, call one forward-only layer twice inside a layer's forward)"
+                )

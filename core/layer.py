@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -70,13 +71,20 @@ class Layer(Configurable):
             out = self._first_call(x)
         else:
             out = self._run(x)
-        if _observer is not None:
-            _observer(self, out)
+        observer = _observer.get()
+        if observer is not None:
+            observer(self, out)
         return out
 
     def _run(self, x: np.ndarray) -> np.ndarray:
-        if not (self._autodiff and self.training):
-            return self.forward(x)  # inference records nothing
+        if not self._autodiff or not _recording.get():  # model inference records nothing
+            if _tracing.get() is None:
+                return self.forward(x)
+            token = _tracing.set(None)  # plain arrays here, even inside another layer's traced forward
+            try:
+                return self.forward(x)
+            finally:
+                _tracing.reset(token)
         previous = self.__dict__.get("_tape")
         if previous is not None:
             previous.close()
@@ -103,8 +111,13 @@ class Layer(Configurable):
                 "called twice in one traced forward; use two instances, or a layer without a hand-written backward"
             )
         x.tape.handwritten.add(id(self))
+        token = _tracing.set(None)  # its forward works on plain arrays: its Parameters too
+        try:
+            out = self.forward(x.value)
+        finally:
+            _tracing.reset(token)
         # needed: its parameters want gradients even when its input does not
-        return x.tape.record(self.forward(x.value), [x], lambda g: [self.backward(g)], needed=True)
+        return x.tape.record(out, [x], lambda g: [self.backward(g)], needed=True)
 
     def _first_call(self, x: np.ndarray) -> np.ndarray:
         # A rejected first input leaves nothing behind, here or in a sublayer: no weights
@@ -146,18 +159,22 @@ class Layer(Configurable):
         if not self._autodiff:
             raise NotImplementedError(f"{type(self).__name__} must implement backward(grad)")
         tape, out, leaf = self._tape, self._out, self._leaf
+        no_input_grad = self.integer_input or not self.needs_input_grad
         if not isinstance(out, Traced):  # the output depends on neither the input nor a parameter
-            return None if not self.needs_input_grad else np.zeros_like(leaf.value)
+            return None if no_input_grad else np.zeros_like(leaf.value)
         if not out.needed:  # it depends on nothing that wants a gradient
             return None
         grads = tape.backward(out, grad)
         for param, node in tape.params.values():
             if node in grads:
                 param.grad += grads[node]
-        if self.integer_input or not self.needs_input_grad:
+        if no_input_grad:
             return None
         found = grads.get(leaf)
-        return np.zeros_like(leaf.value) if found is None else found
+        if found is None:
+            return np.zeros_like(leaf.value)
+        # a broadcast view is read-only, and `x + 1` passes the caller's own array back
+        return found.copy() if not found.flags.writeable or found is grad else found
 
     def parameters(self) -> dict[str, Parameter]:
         """The layer's trainable parameters by name: by default its Parameter attributes by
@@ -250,20 +267,21 @@ def _named_layers(prefix: str, items: list[Any] | tuple[Any, ...]) -> list[tuple
 
 
 _tracing = autodiff.current  # the tape being recorded into, if any
+_recording = autodiff.recording  # False in model inference
 
 # Set by Model.summary while it runs an input through: told of every layer call and its output.
-_observer: Callable[[Layer, object], None] | None = None
+_observer: contextvars.ContextVar[Callable[[Layer, object], None] | None] = contextvars.ContextVar("lamina_observer", default=None)
 
 
 @contextlib.contextmanager
 def observing(observer: Callable[[Layer, object], None]) -> Iterator[None]:
-    """Call `observer(layer, output)` after every layer call inside the block (sublayers too)."""
-    global _observer
-    before, _observer = _observer, observer
+    """Call `observer(layer, output)` after every layer call inside the block (sublayers too),
+    in this thread (or task) only."""
+    token = _observer.set(observer)
     try:
         yield
     finally:
-        _observer = before
+        _observer.reset(token)
 
 
 def named_parameters(layers: Sequence[Layer]) -> dict[str, Parameter]:

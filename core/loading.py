@@ -18,6 +18,7 @@ from typing import IO, Any
 import numpy as np
 from attrs import define
 
+from lamina.autodiff import no_recording
 from lamina.budget import Budget, loading, max_load_bytes
 from lamina.errors import FileFormatError, LaminaError
 from lamina.layer import Layer, named_buffers, named_parameters
@@ -366,9 +367,10 @@ def _rebuild(archive: _Archive, config: dict[str, Any], budget: Budget) -> Saved
 
 def _build(layers: list[Layer], x: np.ndarray) -> None:
     """Run one input through the layers in inference mode, so that each builds its parameters."""
-    for layer in layers:
-        layer.training = False
-        x = layer(x)
+    with no_recording():
+        for layer in layers:
+            layer.training = False
+            x = layer(x)
     for layer in layers:
         layer.release()
 

@@ -25,6 +25,8 @@ class Loss(Configurable):
     def __call__(self, pred: np.ndarray, y: np.ndarray) -> float:
         if not self._autodiff:
             return self.forward(pred, y)
+        if not autodiff.recording.get():  # evaluation records nothing
+            return float(self.forward(pred, y))
         previous = self.__dict__.get("_tape")
         if previous is not None:
             previous.close()
@@ -50,6 +52,14 @@ class Loss(Configurable):
             return np.zeros_like(leaf.value)
         found = self._tape.backward(out, np.ones((), dtype=leaf.value.dtype)).get(leaf)
         return np.zeros_like(leaf.value) if found is None else found
+
+    def release(self) -> None:
+        """Drop what the last call kept for backward (a forward-only loss's recorded graph)."""
+        tape = self.__dict__.pop("_tape", None)
+        if tape is not None:
+            tape.close()
+        for name in ("_out", "_leaf"):
+            self.__dict__.pop(name, None)
 
     def fuses_with(self, layer: object) -> bool:
         """True when `fused_backward` can replace this loss's and `layer`'s backward together.

@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 
 from lamina import loading, saving, training
-from lamina.checks import DEFAULT_DTYPE, as_floating, as_integers, describe
+from lamina.autodiff import no_recording
+from lamina.checks import DEFAULT_DTYPE, as_floating, as_integers, describe, distinct_layers
 from lamina.config import config_repr
 from lamina.errors import ArgumentError, ShapeError
 from lamina.history import History
@@ -45,6 +46,7 @@ class Model:
         self.layers: list[Layer] = [_build_layer(i, item) for i, item in enumerate(layers)]
         if not self.layers:
             raise ArgumentError("Model(layers=[]): a model needs at least one layer")
+        distinct_layers(self.layers, "Model", "layers")
         self.optimizer: Optimizer | None = None  # set by train; callbacks and save read them
         self.loss: Loss | None = None
         self.metrics: list[Metric] = []
@@ -174,7 +176,8 @@ class Model:
         modes = [(layer.training, layer.needs_input_grad) for layer in self.layers]
         self.set_training(False)
         try:
-            yield
+            with no_recording():  # forward-only layers and losses record no graph
+                yield
         finally:
             for layer, (mode, needs) in zip(self.layers, modes):
                 layer.training, layer.needs_input_grad = mode, needs

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from lamina.autodiff import Tape, Traced, active_tape
+from lamina.autodiff import SUPPORTED, Tape, Traced, active_tape
 from lamina.errors import ArgumentError
 from lamina.parameter import Parameter
 
@@ -179,3 +179,6 @@ def log_softmax(x: Any, axis: int = -1) -> Any:
         return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
 
     return _primitive(x, value, lambda g, out, v: g - np.exp(out) * np.sum(g, axis=axis, keepdims=True))
+
+
+SUPPORTED.append("lamina.ops: " + ", ".join(__all__))

@@ -122,6 +122,8 @@ class _Run:
                 raise
             finally:
                 model.set_training(False)
+                model.release()  # the last step's forward state (recorded graphs too) is not kept
+                self.loss.release()
         self._tell("on_train_end", logs)
         return self.history
 

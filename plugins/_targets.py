@@ -1,6 +1,8 @@
 """Target checks shared by losses and metrics (private to the built-in plugins)."""
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 import lamina
@@ -49,6 +51,24 @@ def as_labels(y: object, owner: str) -> np.ndarray | None:
             )
         labels = labels.astype(np.int64)
     return labels
+
+
+def fold_steps(pred: np.ndarray, y: Any, owner: str) -> tuple[np.ndarray, Any]:
+    """Sequence predictions as rows: pred (batch, time, ..., classes) becomes (positions,
+    classes), and y either labels (batch, time, ...) -> (positions,) or rows of pred's shape ->
+    (positions, classes). 2-D pred passes through unchanged."""
+    if pred.ndim <= 2:
+        return pred, y
+    target = lamina.checks.as_numeric(y, "y", owner)
+    classes = pred.shape[-1]
+    if target.shape == pred.shape[:-1]:
+        return pred.reshape(-1, classes), target.reshape(-1)
+    if target.shape == pred.shape:
+        return pred.reshape(-1, classes), target.reshape(-1, classes)
+    raise lamina.ShapeError(
+        f"{owner}: pred has shape {pred.shape} (batch, time, ..., classes), so y must hold integer "
+        f"labels of shape {pred.shape[:-1]} or one-hot rows of shape {pred.shape}; got shape {target.shape}"
+    )
 
 
 def class_targets(pred: np.ndarray, y: object, owner: str) -> tuple[np.ndarray | None, np.ndarray | None]:

@@ -26,7 +26,9 @@ def as_layers(items: object, argument: str, owner: str) -> list[lamina.Layer]:
             f"{owner}({argument}={items!r}): {argument} must be a non-empty list of layers, e.g. "
             "[{'type': 'Linear', 'units': 8}, 'Relu']"
         )
-    return [lamina.resolve("layer", item, f"{argument}[{i}]", owner) for i, item in enumerate(items)]
+    layers = [lamina.resolve("layer", item, f"{argument}[{i}]", owner) for i, item in enumerate(items)]
+    lamina.checks.distinct_layers(layers, owner, argument)
+    return layers
 
 
 def run(layers: Sequence[lamina.Layer], x: np.ndarray, owner: str) -> np.ndarray:
@@ -55,7 +57,27 @@ def run_backward(layers: Sequence[lamina.Layer], grad: np.ndarray | None, owner:
     return grad
 
 
-class Sequential(lamina.Layer):
+class _Container(lamina.Layer):
+    """What the three share: the input gradient is theirs only through their first layers."""
+
+    _needs_input_grad = True
+
+    def _first_layers(self) -> list[lamina.Layer]:
+        raise NotImplementedError
+
+    @property
+    def needs_input_grad(self) -> bool:
+        return self._needs_input_grad
+
+    @needs_input_grad.setter
+    def needs_input_grad(self, needed: bool) -> None:
+        # Only the first layers' input gradients are this layer's; the others are always needed.
+        self._needs_input_grad = needed
+        for layer in self._first_layers():
+            layer.needs_input_grad = needed
+
+
+class Sequential(_Container):
     """`layers` applied in order, as one layer: `Sequential([Linear(64), "Relu"])`."""
 
     keeps = ()  # the sublayers keep what their backward needs
@@ -66,21 +88,13 @@ class Sequential(lamina.Layer):
 
     def __init__(self, layers: Sequence[Any]) -> None:
         self.layers = as_layers(layers, "layers", "Sequential")
-        self._needs_input_grad = True
+
+    def _first_layers(self) -> list[lamina.Layer]:
+        return [self.layers[0]]
 
     @property
     def integer_input(self) -> bool:  # type: ignore[override]
         return self.layers[0].integer_input
-
-    @property
-    def needs_input_grad(self) -> bool:
-        return self._needs_input_grad
-
-    @needs_input_grad.setter
-    def needs_input_grad(self, needed: bool) -> None:
-        # Only the first sublayer's input gradient is this layer's; the others are always needed.
-        self._needs_input_grad = needed
-        self.layers[0].needs_input_grad = needed
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         return run(self.layers, x, "Sequential.layers")
@@ -89,7 +103,7 @@ class Sequential(lamina.Layer):
         return run_backward(self.layers, grad, "Sequential.layers")
 
 
-class Residual(lamina.Layer):
+class Residual(_Container):
     """`y = x + f(x)`, f the `layers` in order (a skip connection): `Residual([Linear(64), "Relu"])`.
 
     f must keep the input's shape.
@@ -109,16 +123,9 @@ class Residual(lamina.Layer):
                 f"Residual(layers=[{type(self.layers[0]).__name__}, ...]): its first layer takes integer "
                 "indices, which cannot be added to its output; put it before the Residual"
             )
-        self._needs_input_grad = True
 
-    @property
-    def needs_input_grad(self) -> bool:
-        return self._needs_input_grad
-
-    @needs_input_grad.setter
-    def needs_input_grad(self, needed: bool) -> None:
-        self._needs_input_grad = needed
-        self.layers[0].needs_input_grad = needed
+    def _first_layers(self) -> list[lamina.Layer]:
+        return [self.layers[0]]
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         fx = run(self.layers, x, "Residual.layers")
@@ -137,7 +144,7 @@ class Residual(lamina.Layer):
         return grad + inner
 
 
-class Parallel(lamina.Layer):
+class Parallel(_Container):
     """Each branch (a list of layers, or one layer) on the same input, the outputs merged by
     `merge`: "concat" along `axis` (default: the features), "add" or "mul" (same shapes).
 
@@ -175,22 +182,15 @@ class Parallel(lamina.Layer):
                 "Parallel(branches=...): some branches start with a layer that takes integer indices and "
                 "some with one that takes floats; they all get the same input, so make them agree"
             )
+        lamina.checks.distinct_layers([layer for branch in self.branches for layer in branch], "Parallel", "branches (flattened)")
         self.merge, self.axis = merge, axis
-        self._needs_input_grad = True
+
+    def _first_layers(self) -> list[lamina.Layer]:
+        return [branch[0] for branch in self.branches]
 
     @property
     def integer_input(self) -> bool:  # type: ignore[override]
         return self.branches[0][0].integer_input
-
-    @property
-    def needs_input_grad(self) -> bool:
-        return self._needs_input_grad
-
-    @needs_input_grad.setter
-    def needs_input_grad(self, needed: bool) -> None:
-        self._needs_input_grad = needed
-        for branch in self.branches:
-            branch[0].needs_input_grad = needed
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         outputs = [run(branch, x, f"Parallel.branches[{b}]") for b, branch in enumerate(self.branches)]

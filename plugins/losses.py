@@ -9,7 +9,7 @@ import numpy as np
 
 import lamina
 from lamina.case import Case, binary_for, labels_for, open_unit, probabilities
-from lamina.plugins._targets import as_labels, class_targets, same_shape_target
+from lamina.plugins._targets import as_labels, class_targets, fold_steps, same_shape_target
 from lamina.plugins.activations import Sigmoid, Softmax
 
 # Probabilities are clipped to [EPS, 1 - EPS] before the log, as Keras does; the gradient is
@@ -73,13 +73,16 @@ class CrossEntropy(lamina.Loss):
     pred holds probabilities (e.g. after Softmax), or logits when `from_logits=True`, where a
     log-softmax with each row's max keeps it stable. y holds integer labels (samples,) or
     one-hot (or probability) rows (samples, classes). After a Softmax layer the model uses
-    the fused gradient (p - y) / n with respect to the softmax's input.
+    the fused gradient (p - y) / n with respect to the softmax's input. Sequences: pred
+    (batch, time, classes) with labels (batch, time) (or one-hot rows of pred's shape) is the
+    mean over every position, as PyTorch's cross_entropy over (batch, classes, time).
     """
 
     conformance_cases = [
         Case(shape=(5, 4), input=probabilities, target=labels_for),
         Case({"from_logits": True}, (5, 4), target=labels_for),
         Case(shape=(5, 3), input=probabilities, target=lambda g, p: np.eye(p.shape[1])[labels_for(g, p)]),
+        Case({"from_logits": True}, (2, 3, 4), target=lambda g, p: g.integers(0, p.shape[-1], size=p.shape[:-1])),
     ]
 
     def __init__(self, from_logits: bool = False) -> None:
@@ -87,9 +90,16 @@ class CrossEntropy(lamina.Loss):
 
     def prepare_target(self, y: object, dtype: np.dtype) -> np.ndarray:
         labels = as_labels(y, "CrossEntropy")
-        return labels if labels is not None else super().prepare_target(y, dtype)
+        if labels is not None:
+            return labels
+        target = lamina.checks.as_numeric(y, "y", "CrossEntropy")
+        if target.dtype.kind in "iu":  # labels per time step (batch, time): kept as integers
+            return target.astype(np.int64, copy=False)
+        return super().prepare_target(y, dtype)
 
     def forward(self, pred: np.ndarray, y: np.ndarray) -> float:
+        self._shape = pred.shape
+        pred, y = fold_steps(pred, y, "CrossEntropy")
         labels, rows = class_targets(pred, y, "CrossEntropy")
         n = pred.shape[0]
         self._labels, self._rows, self._pred = labels, rows, pred
@@ -111,7 +121,7 @@ class CrossEntropy(lamina.Loss):
 
     def backward(self) -> np.ndarray:
         if self.from_logits:
-            return self._softmax_grad(self._p)
+            return self._softmax_grad(self._p).reshape(self._shape)
         pred, labels, target_rows, n = self._pred, self._labels, self._rows, self._pred.shape[0]
         inside = (pred >= EPS) & (pred <= 1.0)
         if target_rows is None:  # integer labels (class_targets gives exactly one of the two)
@@ -120,13 +130,13 @@ class CrossEntropy(lamina.Loss):
             grad[rows, labels] = -1.0 / (n * self._clipped[rows, labels])
         else:
             grad = -target_rows / (n * self._clipped)
-        return grad * inside
+        return (grad * inside).reshape(self._shape)
 
     def fuses_with(self, layer: object) -> bool:
         return not self.from_logits and isinstance(layer, Softmax)
 
     def fused_backward(self) -> np.ndarray:
-        return self._softmax_grad(self._pred)
+        return self._softmax_grad(self._pred).reshape(self._shape)
 
     def _softmax_grad(self, p: np.ndarray) -> np.ndarray:
         """(p * sum(y) - y) / n: dL/dlogits when p = softmax(logits)."""

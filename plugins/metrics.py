@@ -4,19 +4,21 @@ from __future__ import annotations
 import numpy as np
 
 import lamina
-from lamina.plugins._targets import class_targets, same_shape_target
+from lamina.plugins._targets import class_targets, fold_steps, same_shape_target
 
 
 class Accuracy(lamina.Metric):
     """Fraction of samples whose highest-scoring class is the true one.
 
     pred (samples, classes) holds probabilities or logits (argmax is the same for both);
-    y holds integer labels (samples,) or one-hot rows (samples, classes).
+    y holds integer labels (samples,) or one-hot rows (samples, classes). Sequences: pred
+    (batch, time, classes) with labels (batch, time): the fraction of positions.
     """
 
     name = "accuracy"
 
     def __call__(self, pred: np.ndarray, y: np.ndarray) -> float:
+        pred, y = fold_steps(pred, y, "accuracy")
         if pred.ndim == 2 and pred.shape[1] == 1:
             raise lamina.ShapeError(
                 "accuracy: pred has a single column, so argmax is always 0; for one sigmoid "

@@ -230,15 +230,124 @@ def test_what_would_drop_the_trace_is_an_error_naming_it_and_the_ways_out(forwar
     assert "write backward() by hand" in str(info.value)
 
 
-def test_inference_records_nothing_and_release_frees_the_graph():
+def test_model_inference_records_nothing_and_release_frees_the_graph():
     layer = ForwardLinear(2)
-    layer(np.ones((3, 4)))  # inference: no tape
+    model = lamina.Model([layer])
+    model.predict(np.ones((3, 4)))  # inference: no tape
     assert "_tape" not in vars(layer)
-    layer.training = True
-    layer(np.ones((3, 4)))
+    layer(np.ones((3, 4)))  # a direct call records, in either mode (as PyTorch outside no_grad)
     assert "_tape" in vars(layer)
     layer.release()
     assert "_tape" not in vars(layer)
+    model.train(np.ones((3, 4)), np.ones((3, 2)), epochs=1, verbose=False)
+    assert "_tape" not in vars(layer)  # training releases the last step's graph
+
+
+def test_inference_mode_gradients_of_a_forward_only_layer_with_dropout():
+    class Noisy(lamina.Layer):
+        def __init__(self):
+            self.dense = ForwardLinear(3)
+            self.drop = lamina.layer("Dropout", 0.5)
+
+        def forward(self, x):
+            return self.drop(np.tanh(self.dense(x)))
+
+    layer, x = Noisy(), RNG.normal(size=(4, 3))
+    layer.training = True
+    layer(x)
+    for training in (True, False):  # inference: Dropout is the identity, and the gradient says so
+        errors = check_layer_gradients(layer, x, training=training)
+        assert max(errors.values()) < 1e-7, (training, errors)
+
+
+def test_hand_written_sublayers_see_plain_arrays_and_parameters():
+    class Hand(lamina.Layer):  # uses its Parameter as an operand, as the docs allow
+        def build(self, x):
+            self.w = lamina.Parameter(RNG.normal(size=(x.shape[-1], 3)))
+
+        def forward(self, x):
+            assert type(x) is np.ndarray
+            self._x = x
+            return x @ self.w
+
+        def backward(self, grad):
+            self.w.grad += self._x.T @ grad
+            return grad @ self.w.value.T
+
+    class Outer(lamina.Layer):
+        def __init__(self):
+            self.hand = Hand()
+            self.block = lamina.layer("Sequential", [Hand(), "Tanh"])
+
+        def forward(self, x):
+            return self.block(self.hand(x)) * x
+
+    layer, x = Outer(), RNG.normal(size=(4, 3))
+    layer(x)
+    assert max(check_layer_gradients(layer, x).values()) < 1e-7
+
+
+def test_one_instance_twice_in_a_model_or_composite_is_refused():
+    tanh = lamina.layer("Tanh")
+    with pytest.raises(lamina.ArgumentError, match=r"Model: layers\[2\] uses the same Tanh instance as layers\[0\]"):
+        lamina.Model([tanh, lamina.layer("Linear", 2), tanh])
+    with pytest.raises(lamina.ArgumentError, match=r"Sequential: layers\[1\] uses the same Tanh instance"):
+        lamina.layer("Sequential", [tanh, tanh])
+    inner = lamina.layer("Linear", 2)
+    with pytest.raises(lamina.ArgumentError, match="uses the same Linear instance"):
+        lamina.layer("Parallel", [[inner], [lamina.layer("Residual", [inner])]])
+
+
+@pytest.mark.parametrize("forward, message", [
+    (lambda self, x: np.sum(x, where=x > 0), r"np.sum\(where=...\) on a traced array: lamina's rule takes only axis, keepdims"),
+    (lambda self, x: np.max(x, initial=10.0), r"np.max\(initial=...\)"),
+    (lambda self, x: np.sum(x, dtype=np.float32), r"np.sum\(dtype=...\)"),
+    (lambda self, x: np.einsum("ij,jk->ik", x[:, :1], np.ones((3, 2))), "broadcasts an index of size 1"),
+    (lambda self, x: np.clip(x, np.zeros((5, 4, 3)), 1.0), "would widen the traced array"),
+    (lambda self, x: x.argsort(), r"no method .argsort\(\)"),
+])
+def test_what_a_rule_cannot_honour_is_refused(forward, message):
+    layer = type("Odd", (lamina.Layer,), {"forward": forward})()
+    with pytest.raises(lamina.LaminaError, match=message):
+        layer(np.ones((4, 3)))
+
+
+def test_array_methods_and_orders():
+    cases = {
+        "transpose-negative-axes": (lambda x, w: np.transpose(x * w, (0, -1, 1)), (2, 3, 4), (4,)),
+        "reshape-order-F": (lambda x, w: np.reshape(x * w, (4, 3), order="F") @ np.arange(3.0), (3, 4), (4,)),
+        "astype-ravel-flatten-clip": (lambda x, w: (x * w).astype(np.float64).ravel() + x.flatten() * x.clip(-0.5, 0.5).ravel(), (2, 3), (3,)),
+    }
+    for name, (f, x_shape, w_shape) in cases.items():
+        errors = check_layer_gradients(Expression(f, w_shape), RNG.normal(size=x_shape))
+        assert max(errors.values()) < 1e-7, (name, errors)
+
+
+def test_returned_input_gradients_are_writable_and_not_the_callers_array():
+    class Shift(lamina.Layer):
+        def forward(self, x):
+            return x + 1.0
+
+    class Spread(lamina.Layer):
+        def forward(self, x):
+            return np.sum(x, axis=1, keepdims=True) * np.ones((1, 3))
+
+    for layer, shape in ((Shift(), (2, 3)), (Spread(), (2, 3))):
+        layer(np.ones(shape))
+        grad = np.ones(shape)
+        dx = layer.backward(grad)
+        assert dx.flags.writeable and dx is not grad
+
+
+def test_a_forward_only_loss_records_nothing_in_evaluate():
+    class Square(lamina.Loss):
+        def forward(self, pred, y):
+            return np.mean((pred - y) ** 2)
+
+    loss = Square()
+    model = lamina.Model([lamina.layer("Linear", 1)])
+    model.evaluate(np.ones((4, 2)), np.ones((4, 1)), loss=loss)
+    assert "_tape" not in vars(loss)
 
 
 def test_float32_stays_float32():

@@ -119,6 +119,17 @@ LAYER_CASES = {
         (lambda rng: lamina.layer("Residual", [Linear(5), Tanh(), Linear(3)]), lambda rng: rng.normal(size=(4, 3))),
         (lambda rng: lamina.layer("Residual", [{"type": "Residual", "layers": [Linear(4), Sigmoid()]}, "LayerNorm"]), _sequence_of(4)),
     ],
+    "lamina:MultiHeadAttention": [
+        (lambda rng: lamina.layer("MultiHeadAttention", 2), lambda rng: rng.normal(size=(int(rng.integers(1, 3)), int(rng.integers(1, 5)), 4))),
+        (lambda rng: lamina.layer("MultiHeadAttention", 3, causal=True), lambda rng: rng.normal(size=(2, int(rng.integers(1, 5)), 6))),
+    ],
+    "lamina:TransformerBlock": [
+        (lambda rng: lamina.layer("TransformerBlock", 2, 5, dropout=0.0), lambda rng: rng.normal(size=(2, int(rng.integers(1, 4)), 4))),
+        (lambda rng: lamina.layer("TransformerBlock", 1, 3, dropout=0.0, causal=True, norm_first=False, activation="relu"),
+         lambda rng: rng.normal(size=(2, 3, 3))),
+    ],
+    "lamina:PositionalEmbedding": [(lambda rng: lamina.layer("PositionalEmbedding", 6), _sequence)],
+    "lamina:SinusoidalPositions": [(lambda rng: lamina.layer("SinusoidalPositions"), _sequence)],
     "lamina:Parallel": [
         (lambda rng: lamina.layer("Parallel", [[Linear(2), Tanh()], [Linear(3)], ["Sigmoid"]]), _normal),
         (lambda rng: lamina.layer("Parallel", [[Linear(3), Tanh()], [Linear(3), Sigmoid()]], merge="mul"), _normal),

@@ -18,6 +18,7 @@ LABELS = np.random.default_rng(1).integers(0, 3, size=16)
 
 IMAGES = np.random.default_rng(2).normal(size=(4, 2, 6, 6)).astype(np.float32)
 IDS = np.random.default_rng(3).integers(0, 9, size=(4, 5))
+SEQ = np.random.default_rng(4).normal(size=(4, 6, 4)).astype(np.float32)  # (batch, time, features)
 
 # Every built-in layer inside a small model, with an input it takes (the meta-test keeps this complete).
 ROUND_TRIPS = {
@@ -45,6 +46,10 @@ ROUND_TRIPS = {
     "lamina:Sequential": (lambda: [lamina.layer("Sequential", [Linear(4), "Relu", {"type": "BatchNorm", "momentum": 0.3}]), Linear(2)], X),
     "lamina:Residual": (lambda: [Linear(4), lamina.layer("Residual", [{"type": "Sequential", "layers": [Linear(4), "Tanh"]}, "LayerNorm"])], X),
     "lamina:Parallel": (lambda: [lamina.layer("Parallel", [[Linear(3), "Relu"], [Linear(2), "Dropout"]]), Linear(2)], X),
+    "lamina:MultiHeadAttention": (lambda: [lamina.layer("MultiHeadAttention", 2, causal=True), Linear(2)], SEQ),
+    "lamina:TransformerBlock": (lambda: [lamina.layer("TransformerBlock", 2, 8), Linear(2)], SEQ),
+    "lamina:PositionalEmbedding": (lambda: [lamina.layer("Embedding", 9, 4), lamina.layer("PositionalEmbedding", 8), Linear(2)], IDS),
+    "lamina:SinusoidalPositions": (lambda: [lamina.layer("SinusoidalPositions"), Linear(2)], SEQ),
 }
 
 

@@ -1,0 +1,232 @@
+"""Attention and Transformers: MultiHeadAttention, TransformerBlock, and position encodings.
+
+MultiHeadAttention and TransformerBlock are written forward-only (lamina derives their
+backward); the block is made of lamina's own layers (MultiHeadAttention, LayerNorm, Linear,
+Dropout) as sublayers. Shapes and parameter layouts follow PyTorch's batch_first modules.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+import lamina
+from lamina.case import Case
+
+ACTIVATIONS = ("gelu", "relu")
+
+
+def _sequences(x: np.ndarray, owner: str) -> None:
+    if np.ndim(x) != 3:
+        raise lamina.ShapeError(
+            f"{owner} needs input of shape (batch, time, features), got {np.shape(x)}; an Embedding "
+            "before it turns (batch, time) ids into that"
+        )
+
+
+class MultiHeadAttention(lamina.Layer):
+    """Self-attention over (batch, time, embed) -> (batch, time, embed), as
+    torch.nn.MultiheadAttention(embed, num_heads, batch_first=True) called as mha(x, x, x).
+
+    Parameters "in_proj_weight" (3E, E), "in_proj_bias" (3E,), "out_proj_weight" (E, E),
+    "out_proj_bias" (E,) (PyTorch's out_proj.weight and out_proj.bias). Each head attends with
+    softmax(q k^T / sqrt(E / num_heads)); `causal=True` hides later positions from each
+    position; `dropout` drops attention weights while training.
+    """
+
+    # One head: the property tests widen the input by 0-3 features, which must still split
+    # into the heads (several heads are checked in lamina's gradient and PyTorch tests).
+    conformance_cases = [
+        Case({"num_heads": 1}, (2, 3, 4), wrong_shape=(2, 3, 6)),
+        Case({"num_heads": 1, "causal": True, "dropout": 0.2}, (2, 4, 3)),
+    ]
+
+    def __init__(self, num_heads: int, causal: bool = False, dropout: float = 0.0) -> None:
+        self.num_heads = lamina.checks.positive_int(num_heads, "num_heads", "MultiHeadAttention", example=4)
+        self.causal = lamina.checks.boolean(causal, "causal", "MultiHeadAttention")
+        self.dropout = lamina.checks.fraction(dropout, "dropout", "MultiHeadAttention")
+
+    def build(self, x: np.ndarray) -> None:
+        owner = f"MultiHeadAttention(num_heads={self.num_heads})"
+        _sequences(x, owner)
+        embed = x.shape[-1]
+        if embed % self.num_heads:
+            raise lamina.ShapeError(
+                f"{owner}: the embedding width {embed} (last axis of {x.shape}) does not split into "
+                f"{self.num_heads} heads; make it a multiple of {self.num_heads}"
+            )
+        dtype = x.dtype if x.dtype.kind == "f" else lamina.DEFAULT_DTYPE
+        # PyTorch's initialisation: Glorot-uniform in_proj, U(+-1/sqrt(E)) out_proj, zero biases.
+        glorot = lamina.initializer("glorot_uniform")
+        self.in_proj_weight = lamina.Parameter(glorot((3 * embed, embed), dtype, embed, 3 * embed))
+        self.in_proj_bias = lamina.Parameter(np.zeros(3 * embed, dtype))
+        bound = 1.0 / math.sqrt(embed)
+        self.out_proj_weight = lamina.Parameter(lamina.rng().uniform(-bound, bound, (embed, embed)).astype(dtype))
+        self.out_proj_bias = lamina.Parameter(np.zeros(embed, dtype))
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        owner = f"MultiHeadAttention(num_heads={self.num_heads})"
+        _sequences(x, owner)
+        batch, time, embed = x.shape
+        if embed != self.out_proj_bias.shape[0]:
+            raise lamina.ShapeError(
+                f"{owner} was built for an embedding width of {self.out_proj_bias.shape[0]} (last axis) "
+                f"but got shape {x.shape}; give it inputs of that width, or use a new layer"
+            )
+        heads, width = self.num_heads, embed // self.num_heads
+        qkv = x @ self.in_proj_weight.T + self.in_proj_bias
+        qkv = np.transpose(qkv.reshape(batch, time, 3, heads, width), (2, 0, 3, 1, 4))  # (3, b, h, t, d)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        scores = (q @ np.swapaxes(k, -1, -2)) * (1.0 / math.sqrt(width))
+        if self.causal:  # position i sees positions <= i only
+            scores = np.where(np.tri(time, dtype=bool), scores, -np.inf)
+        weights = lamina.ops.softmax(scores, axis=-1)
+        if self.training and self.dropout > 0:
+            keep = lamina.rng().random(weights.shape) >= self.dropout
+            weights = weights * (keep * (1.0 / (1.0 - self.dropout))).astype(x.dtype)
+        out = np.transpose(weights @ v, (0, 2, 1, 3)).reshape(batch, time, embed)
+        return out @ self.out_proj_weight.T + self.out_proj_bias
+
+
+class TransformerBlock(lamina.Layer):
+    """A Transformer encoder layer on (batch, time, embed), as torch.nn.TransformerEncoderLayer(
+    embed, num_heads, ff_units, dropout, activation, batch_first=True, norm_first=norm_first).
+
+    norm_first=True:  h = x + drop(attention(norm1(x)));  y = h + drop(ff(norm2(h)))
+    norm_first=False: h = norm1(x + drop(attention(x)));  y = norm2(h + drop(ff(h)))
+    with ff(z) = linear2(drop(activation(linear1(z)))). Its sublayers, and how their parameters
+    map to PyTorch's: attention.in_proj_weight / in_proj_bias = self_attn.in_proj_weight / bias;
+    attention.out_proj_weight / out_proj_bias = self_attn.out_proj.weight / bias; norm1, norm2
+    weight / bias = the same; linear1.weight = linear1.weight.T and linear2.weight =
+    linear2.weight.T (lamina's Linear keeps (in, out)), biases the same.
+    """
+
+    conformance_cases = [
+        Case({"num_heads": 1, "ff_units": 6, "dropout": 0.0}, (2, 3, 4), wrong_shape=(2, 3, 6)),
+        Case({"num_heads": 1, "ff_units": 5, "dropout": 0.0, "causal": True, "norm_first": False, "activation": "relu"}, (2, 4, 3)),
+    ]
+
+    def __init__(
+        self,
+        num_heads: int,
+        ff_units: int,
+        dropout: float = 0.1,
+        causal: bool = False,
+        norm_first: bool = True,
+        activation: str = "gelu",
+    ) -> None:
+        owner = "TransformerBlock"
+        self.num_heads = lamina.checks.positive_int(num_heads, "num_heads", owner, example=4)
+        self.ff_units = lamina.checks.positive_int(ff_units, "ff_units", owner, example=512)
+        self.dropout = lamina.checks.fraction(dropout, "dropout", owner)
+        self.causal = lamina.checks.boolean(causal, "causal", owner)
+        self.norm_first = lamina.checks.boolean(norm_first, "norm_first", owner)
+        self.activation = lamina.checks.one_of(activation, "activation", owner, ACTIVATIONS)
+        self.attention = lamina.layer("MultiHeadAttention", num_heads, causal=causal, dropout=dropout)
+        self.norm1, self.norm2 = lamina.layer("LayerNorm"), lamina.layer("LayerNorm")
+        self.drop1, self.drop2, self.drop_ff = (lamina.layer("Dropout", dropout) for _ in range(3))
+
+    def build(self, x: np.ndarray) -> None:
+        _sequences(x, f"TransformerBlock(num_heads={self.num_heads})")
+        self.linear1 = lamina.layer("Linear", self.ff_units, weight_init="glorot_uniform")
+        self.linear2 = lamina.layer("Linear", x.shape[-1], weight_init="glorot_uniform")
+
+    def _feed_forward(self, z: np.ndarray) -> np.ndarray:
+        h = self.linear1(z)
+        h = lamina.ops.gelu(h) if self.activation == "gelu" else lamina.ops.relu(h)
+        return self.linear2(self.drop_ff(h))
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        owner = f"TransformerBlock(num_heads={self.num_heads})"
+        _sequences(x, owner)
+        if x.shape[-1] != self.linear2.units:
+            raise lamina.ShapeError(
+                f"{owner} was built for an embedding width of {self.linear2.units} (last axis) but got "
+                f"shape {x.shape}; give it inputs of that width, or use a new block"
+            )
+        if self.norm_first:
+            h = x + self.drop1(self.attention(self.norm1(x)))
+            return h + self.drop2(self._feed_forward(self.norm2(h)))
+        h = self.norm1(x + self.drop1(self.attention(x)))
+        return self.norm2(h + self.drop2(self._feed_forward(h)))
+
+
+class PositionalEmbedding(lamina.Layer):
+    """Adds a learned vector per position: x (batch, time, features) + weight[:time], with
+    "weight" (max_len, features), N(0, 0.02^2) (the width is taken from the first input)."""
+
+    keeps = ("_time",)
+    conformance_cases = [Case({"max_len": 6}, (2, 4, 3), wrong_shape=(2, 7, 3))]
+
+    def __init__(self, max_len: int) -> None:
+        self.max_len = lamina.checks.positive_int(max_len, "max_len", "PositionalEmbedding", example=512)
+
+    def _check(self, x: np.ndarray) -> None:
+        _sequences(x, f"PositionalEmbedding(max_len={self.max_len})")
+        if x.shape[1] > self.max_len:
+            raise lamina.ShapeError(
+                f"PositionalEmbedding(max_len={self.max_len}) got a sequence of {x.shape[1]} steps "
+                f"(shape {x.shape}); raise max_len or feed shorter windows"
+            )
+
+    def build(self, x: np.ndarray) -> None:
+        self._check(x)
+        dtype = x.dtype if x.dtype.kind == "f" else lamina.DEFAULT_DTYPE
+        self.weight = lamina.Parameter(lamina.rng().normal(0.0, 0.02, (self.max_len, x.shape[-1])).astype(dtype))
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self._check(x)
+        if x.shape[-1] != self.weight.shape[1]:
+            raise lamina.ShapeError(
+                f"PositionalEmbedding(max_len={self.max_len}) was built for {self.weight.shape[1]} features "
+                f"(last axis) but got shape {x.shape}"
+            )
+        self._time = x.shape[1]
+        return x + self.weight.value[: x.shape[1]]
+
+    def backward(self, grad: np.ndarray) -> np.ndarray:
+        time = self._time  # first: before any forward, this is the error that says so
+        self.weight.grad[:time] += grad.sum(axis=0)
+        return grad
+
+
+class SinusoidalPositions(lamina.Layer):
+    """Adds the fixed sin/cos position encoding of "Attention Is All You Need" to x (batch,
+    time, features): PE[t, 2i] = sin(t / 10000^(2i/features)), PE[t, 2i+1] = cos(the same)."""
+
+    keeps = ("_shape",)
+    conformance_cases = [Case(shape=(2, 4, 6)), Case(shape=(1, 3, 5))]
+
+    def __init__(self) -> None:
+        self._table: np.ndarray | None = None
+
+    def table(self, time: int, features: int, dtype: np.dtype) -> np.ndarray:
+        """The (time, features) encoding, computed once per shape and dtype."""
+        cached = self._table
+        if cached is None or cached.shape != (time, features) or cached.dtype != dtype:
+            position = np.arange(time)[:, None]
+            rate = np.exp(np.arange(0, features, 2) * (-math.log(10000.0) / features))
+            table = np.zeros((time, features))
+            table[:, 0::2] = np.sin(position * rate)
+            table[:, 1::2] = np.cos(position * rate)[:, : features // 2]
+            self._table = cached = table.astype(dtype)
+        return cached
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        _sequences(x, "SinusoidalPositions")
+        dtype = x.dtype if x.dtype.kind == "f" else lamina.DEFAULT_DTYPE
+        self._shape = x.shape
+        return x + self.table(x.shape[1], x.shape[2], dtype)
+
+    def backward(self, grad: np.ndarray) -> np.ndarray:
+        if grad.shape != self._shape:
+            raise lamina.ShapeError(f"SinusoidalPositions: the gradient has shape {grad.shape}, the last output {self._shape}")
+        return grad
+
+
+@lamina.hookimpl
+def register_layers(register):
+    register(MultiHeadAttention)
+    register(TransformerBlock)
+    register(PositionalEmbedding)
+    register(SinusoidalPositions)
