@@ -24,6 +24,7 @@ from lamina.errors import (
     ShapeError,
     UnknownPluginError,
 )
+from lamina.generate import generate
 from lamina.history import History
 from lamina.hookspecs import hookimpl, hookspec
 from lamina.initializer import Initializer, fans
@@ -103,6 +104,7 @@ __all__ = [
     "dataset",
     "echo",
     "fans",
+    "generate",
     "get_registry",
     "hookimpl",
     "hookspec",

@@ -325,6 +325,13 @@ def predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def generate(args: argparse.Namespace) -> int:
+    model = lamina.load(args.model)
+    text = lamina.generate(model, args.prompt, length=args.length, temperature=args.temperature, seed=args.seed)
+    print(text)
+    return 0
+
+
 def info(args: argparse.Namespace) -> int:
     config = loading.read_config(args.model)
     lines = [f"{args.model}:", *run.describe_model_file(config)]
@@ -364,6 +371,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_train(commands, common)
     _add_evaluate(commands, common)
     _add_predict(commands, common)
+    _add_generate(commands, common)
     _add_info(commands, common)
     _add_check_plugins(commands, common)
     _add_list_plugins(commands, common)
@@ -404,6 +412,21 @@ def _add_evaluate(commands: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, metavar="N", help="rows per forward pass")
     p.add_argument("--json", action="store_true", help="print a JSON object")
     p.set_defaults(run=evaluate)
+
+
+def _add_generate(commands: Any, common: argparse.ArgumentParser) -> None:
+    p = commands.add_parser(
+        "generate", parents=[common], help="sample text from a saved character language model",
+        description="Print PROMPT followed by LENGTH characters sampled from a character model "
+        "trained on a text dataset (its vocabulary is in the model file).",
+    )
+    p.add_argument("model", metavar="MODEL", help="a file written by lamina train on a text dataset")
+    p.add_argument("--prompt", default="", metavar="TEXT", help="the text to continue (default: one random character)")
+    p.add_argument("--length", type=int, default=300, metavar="N", help="characters to sample (default 300)")
+    p.add_argument("--temperature", type=float, default=0.8, metavar="T",
+                   help="below 1: safer, above 1: wilder, 0: always the likeliest (default 0.8)")
+    p.add_argument("--seed", type=int, metavar="S", help="repeatable samples")
+    p.set_defaults(run=generate)
 
 
 def _add_predict(commands: Any, common: argparse.ArgumentParser) -> None:

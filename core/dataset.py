@@ -1,11 +1,26 @@
 """Dataset: the protocol of datasets, `Dataset(**options).load() -> (x_train, y_train, x_test, y_test)`."""
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from lamina.config import Configurable
 
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+class Data(tuple):
+    """What `lamina.dataset(...)` returns: the tuple (x_train, y_train, x_test, y_test), plus the
+    dataset's `metadata` (e.g. a text dataset's vocabulary), which a model trained on it keeps
+    in `model.metadata` and in its file."""
+
+    metadata: dict[str, Any]
+
+    def __new__(cls, arrays: Arrays, metadata: dict[str, Any] | None = None) -> Data:
+        data = super().__new__(cls, arrays)
+        data.metadata = dict(metadata or {})
+        return data
 
 
 class Dataset(Configurable):
@@ -22,6 +37,11 @@ class Dataset(Configurable):
 
     def load(self) -> Arrays:
         raise NotImplementedError(f"{type(self).__name__} must implement load()")
+
+    def metadata(self) -> dict[str, Any]:
+        """What a model trained on this data needs to use it later, as JSON values (a text
+        dataset's vocabulary and window length); saved with the model. Nothing by default."""
+        return {}
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray | None]:
         """All of (x, y); by default the train and test parts joined. y may be None in a

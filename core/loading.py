@@ -49,6 +49,7 @@ class SavedModel:
     optimizer: Optimizer | None
     rng_state: dict[str, Any] | None
     progress: dict[str, Any] | None
+    metadata: dict[str, Any]
 
 
 def read_config(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -279,6 +280,9 @@ def _check_structure(config: Any, archive: _Archive) -> None:
     shape = config.get("input_shape")
     if shape is not None and not (isinstance(shape, list) and all(_is_size(n) for n in shape)):
         problems.append("'input_shape' is not a list of sizes")
+    metadata = config.get("metadata", {})
+    if not isinstance(metadata, dict):
+        problems.append("'metadata' is not a table")
     progress = config.get("progress")
     if progress is not None and not _is_progress(progress):
         problems.append("'progress' is not a table of the epochs done and the history")
@@ -362,7 +366,7 @@ def _rebuild(archive: _Archive, config: dict[str, Any], budget: Budget) -> Saved
             type(rng().bit_generator)().state = rng_state
         except (TypeError, ValueError, KeyError, OverflowError) as err:
             raise archive.fail(f"the random generator state in the file is invalid ({err})") from None
-    return SavedModel(layers, shape, dtype, loss, metrics, optim, rng_state, config.get("progress"))
+    return SavedModel(layers, shape, dtype, loss, metrics, optim, rng_state, config.get("progress"), config.get("metadata", {}))
 
 
 def _build(layers: list[Layer], x: np.ndarray) -> None:

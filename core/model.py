@@ -53,6 +53,9 @@ class Model:
         self.stop_training = False
         self.history: History | None = None  # the History being built while training
         self.progress: dict[str, Any] | None = None  # epochs done, when loaded from a checkpoint
+        # What using the model needs besides its layers (a text model's vocabulary), as JSON
+        # values; saved in its file. `lamina train` copies the dataset's metadata here.
+        self.metadata: dict[str, Any] = {}
         # A loaded file's generator state goes back into lamina's generator when this model
         # trains again (resuming), never at load time.
         self.saved_generator: dict[str, Any] | None = None
@@ -290,6 +293,7 @@ def load_model(path: str | os.PathLike[str], max_bytes: int | None = None) -> Mo
     model.input_shape, model.input_dtype = saved.input_shape, saved.input_dtype
     model.loss, model.metrics, model.optimizer = saved.loss, saved.metrics, saved.optimizer
     model.progress = saved.progress
+    model.metadata = saved.metadata
     model.saved_generator = saved.rng_state
     return model
 

@@ -17,7 +17,7 @@ from attrs import frozen
 from lamina import hookspecs
 from lamina.callback import Callback
 from lamina.checks import describe as _describe
-from lamina.dataset import Arrays, Dataset
+from lamina.dataset import Data, Dataset
 from lamina.errors import (
     AmbiguousPluginError,
     ArgumentError,
@@ -590,9 +590,11 @@ def schedule(name: str, /, *args: Any, **kwargs: Any) -> Schedule:
     return _default.build("schedule", name, *args, **kwargs)
 
 
-def dataset(name: str, /, **options: Any) -> Arrays:
-    """Load a registered dataset by name: `x_train, y_train, x_test, y_test = lamina.dataset("digits")`."""
-    return _default.build("dataset", name, **options).load()
+def dataset(name: str, /, **options: Any) -> Data:
+    """Load a registered dataset by name: `x_train, y_train, x_test, y_test = lamina.dataset("digits")`;
+    the result's `.metadata` holds what a model needs to use the data later (a vocabulary)."""
+    source = _default.build("dataset", name, **options)
+    return Data(source.load(), source.metadata())
 
 
 def strategy(name: str, /, *args: Any, **kwargs: Any) -> Strategy:

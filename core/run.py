@@ -64,9 +64,11 @@ def _train(
     say: Callable[[str], None], resume: bool,
 ) -> RunResult:
     seed(config.get("seed", 0))
-    x_train, y_train, x_test, y_test = runconfig.load_dataset(config)
+    data = runconfig.load_dataset(config)
+    x_train, y_train, x_test, y_test = data
     layers = [runconfig.build(config, "layer", spec, f"layers[{i}]") for i, spec in enumerate(config.get("layers"))]
     model = Model(layers)
+    model.metadata.update(data.metadata)  # e.g. a text dataset's vocabulary, saved with the model
     loss = runconfig.build(config, "loss", config.get("loss", KINDS["loss"].default), "loss")
     optim = runconfig.build_optimizer(config)
     metrics = runconfig.build_list(config, "metric", "metrics")

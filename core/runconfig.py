@@ -12,6 +12,7 @@ from typing import Any
 from attrs import field, frozen
 
 from lamina.checks import describe
+from lamina.dataset import Data
 from lamina.errors import ArgumentError, ConfigError, LaminaError
 from lamina.options import TrainOptions, config_keys
 from lamina.registry import KINDS, get_registry
@@ -184,11 +185,12 @@ def build_optimizer(config: RunConfig) -> Any:
     return build(config, "optimizer", spec, "optimizer", lr=schedule)
 
 
-def load_dataset(config: RunConfig) -> tuple[Any, Any, Any, Any]:
+def load_dataset(config: RunConfig) -> Data:
+    """The config's dataset: its four arrays, and in `.metadata` what the model keeps of it."""
     spec = config.get("dataset")
     dataset = build(config, "dataset", spec, "dataset", name_key="name")
     try:
-        return dataset.load()
+        return Data(dataset.load(), dataset.metadata())
     except (LaminaError, OSError) as err:
         raise config.error("dataset", str(err)) from None
 

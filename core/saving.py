@@ -77,6 +77,8 @@ def save_model(
         config["rng_state"] = rng().bit_generator.state
     if progress is not None:
         config["progress"] = to_json(progress, "progress")
+    if model.metadata:
+        config["metadata"] = to_json(model.metadata, "Model.metadata")
     records = [config["layers"], [config.get("loss")], config.get("metrics", []), [config.get("optimizer")]]
     config["plugins"] = _plugins(records)
 

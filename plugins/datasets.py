@@ -1,4 +1,5 @@
-"""Datasets: xor, spirals, digits (shipped), and npz / csv loaders for a user's own files.
+"""Datasets: xor, spirals, digits and moby_dick (shipped), and npz / csv / text loaders for a
+user's own files.
 
 Each returns (x_train, y_train, x_test, y_test) with float32 inputs; class labels are int64.
 Splits and synthetic draws use the dataset's own `seed`, so data never depends on what else
@@ -277,6 +278,89 @@ class Csv(lamina.Dataset):
         return split(x, y, self.test_split, self.seed)
 
 
+class Text(lamina.Dataset):
+    """A character language-modelling set from a UTF-8 text file: x holds windows of `seq_len`
+    character ids (n, seq_len) and y the next character at each position (n, seq_len).
+
+    The vocabulary is the text's distinct characters in code-point order (id = position); it
+    travels with the model in `metadata()` (`lamina.generate` encodes and decodes with it).
+    The last `test_split` of the text is the test part, so no test character was seen in
+    training. Windows start every `stride` characters (default `seq_len`: no overlap).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        seq_len: int = 64,
+        test_split: float = 0.1,
+        stride: int | None = None,
+        encoding: str = "utf-8",
+    ) -> None:
+        self.path = os.fspath(path)
+        self.seq_len = positive_int(seq_len, "seq_len", "text", example=64)
+        self.test_split = fraction(test_split, "test_split", "text")
+        self.stride = None if stride is None else positive_int(stride, "stride", "text", example=self.seq_len)
+        try:
+            codecs.lookup(encoding)
+        except (LookupError, TypeError):
+            raise lamina.ArgumentError(f"text(encoding={encoding!r}): not a known text encoding; e.g. 'utf-8' or 'latin-1'") from None
+        self.encoding = encoding
+        self._text: str | None = None
+
+    def text(self) -> str:
+        """The whole text (read once)."""
+        if self._text is None:
+            try:
+                with open(self.path, encoding=self.encoding) as handle:
+                    self._text = handle.read()
+            except UnicodeDecodeError as err:
+                raise lamina.ArgumentError(f"text(path={self.path!r}): not {self.encoding} text ({err}); pass encoding=...") from None
+            if len(self._text) < 2 * (self.seq_len + 1):
+                raise lamina.ArgumentError(
+                    f"text(path={self.path!r}): the text has {len(self._text)} characters, too few for windows "
+                    f"of seq_len={self.seq_len} in both the training and the test part; use a longer text or a "
+                    "smaller seq_len"
+                )
+        return self._text
+
+    def vocabulary(self) -> str:
+        return "".join(sorted(set(self.text())))
+
+    def metadata(self) -> dict[str, object]:
+        return {"vocabulary": self.vocabulary(), "seq_len": self.seq_len}
+
+    def _windows(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        stride = self.stride or self.seq_len
+        starts = np.arange(0, len(ids) - self.seq_len, stride)
+        index = starts[:, None] + np.arange(self.seq_len)
+        return ids[index], ids[index + 1]
+
+    def load(self) -> Arrays:
+        text = self.text()
+        lookup = {char: i for i, char in enumerate(self.vocabulary())}
+        ids = np.fromiter((lookup[char] for char in text), dtype=np.int64, count=len(text))
+        cut = len(ids) - max(int(round(len(ids) * self.test_split)), self.seq_len + 1 if self.test_split else 0)
+        x_train, y_train = self._windows(ids[:cut])
+        if cut >= len(ids):
+            empty = np.zeros((0, self.seq_len), dtype=np.int64)
+            return x_train, y_train, empty, empty
+        x_test, y_test = self._windows(ids[cut:])
+        return x_train, y_train, x_test, y_test
+
+
+class MobyDick(Text):
+    """The first 39 chapters of Herman Melville's Moby-Dick (1851; public domain), 353,144
+    characters, as a `text` set (plugins/data/MOBY_DICK.md has its source)."""
+
+    def __init__(self, seq_len: int = 64, test_split: float = 0.1, stride: int | None = None) -> None:
+        with as_file(files("lamina.plugins") / "data" / "moby_dick.txt") as path:
+            super().__init__(path, seq_len=seq_len, test_split=test_split, stride=stride)
+        self.text()  # read now: the path may be a temporary copy
+
+    def get_config(self) -> dict[str, object]:
+        return {"seq_len": self.seq_len, "test_split": self.test_split, "stride": self.stride}
+
+
 @lamina.hookimpl
 def register_datasets(register):
     register(Xor, name="xor")
@@ -284,3 +368,5 @@ def register_datasets(register):
     register(Digits, name="digits")
     register(Npz, name="npz")
     register(Csv, name="csv")
+    register(Text, name="text")
+    register(MobyDick, name="moby_dick")

@@ -119,6 +119,20 @@ LAYER_CASES = {
         (lambda rng: lamina.layer("Residual", [Linear(5), Tanh(), Linear(3)]), lambda rng: rng.normal(size=(4, 3))),
         (lambda rng: lamina.layer("Residual", [{"type": "Residual", "layers": [Linear(4), Sigmoid()]}, "LayerNorm"]), _sequence_of(4)),
     ],
+    "lamina:RNN": [
+        (lambda rng: lamina.layer("RNN", int(rng.integers(1, 5))), _sequence),
+        (lambda rng: lamina.layer("RNN", 3, nonlinearity="relu", return_sequences=True, bidirectional=True), _sequence),
+    ],
+    "lamina:LSTM": [
+        (lambda rng: lamina.layer("LSTM", int(rng.integers(1, 5))), _sequence),
+        (lambda rng: lamina.layer("LSTM", 2, bidirectional=True), _sequence),
+        (lambda rng: lamina.layer("LSTM", 3, return_sequences=True, bidirectional=True), _sequence),
+    ],
+    "lamina:GRU": [
+        (lambda rng: lamina.layer("GRU", int(rng.integers(1, 5))), _sequence),
+        (lambda rng: lamina.layer("GRU", 2, bidirectional=True), _sequence),
+        (lambda rng: lamina.layer("GRU", 3, return_sequences=True, bidirectional=True), _sequence),
+    ],
     "lamina:MultiHeadAttention": [
         (lambda rng: lamina.layer("MultiHeadAttention", 2), lambda rng: rng.normal(size=(int(rng.integers(1, 3)), int(rng.integers(1, 5)), 4))),
         (lambda rng: lamina.layer("MultiHeadAttention", 3, causal=True), lambda rng: rng.normal(size=(2, int(rng.integers(1, 5)), 6))),

@@ -1,0 +1,89 @@
+"""`lamina.generate`: sample text from a character language model, one character at a time."""
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from lamina.checks import non_negative_int, non_negative_number
+from lamina.errors import ArgumentError
+
+if TYPE_CHECKING:
+    from lamina.model import Model
+
+
+def vocabulary_of(model: Model, owner: str = "lamina.generate") -> str:
+    """The characters the model's ids stand for (id = position), from `model.metadata`."""
+    vocabulary = model.metadata.get("vocabulary")
+    if not isinstance(vocabulary, str) or not vocabulary:
+        raise ArgumentError(
+            f"{owner}: the model has no vocabulary in model.metadata['vocabulary'], so its ids mean no "
+            "characters; train it on a text dataset (lamina train with [dataset] name = \"text\" or "
+            "\"moby_dick\"), or set model.metadata.update(data.metadata) from lamina.dataset(...)"
+        )
+    return vocabulary
+
+
+def encode(text: str, vocabulary: str, owner: str = "lamina.generate") -> np.ndarray:
+    """Character ids of `text`; a character outside the vocabulary is an ArgumentError naming it."""
+    lookup = {char: i for i, char in enumerate(vocabulary)}
+    unknown = sorted({char for char in text if char not in lookup})
+    if unknown:
+        raise ArgumentError(
+            f"{owner}: the prompt has characters the model never saw ({', '.join(map(repr, unknown[:10]))}); "
+            "use only characters of its training text"
+        )
+    return np.array([lookup[char] for char in text], dtype=np.int64)
+
+
+def generate(
+    model: Model, prompt: str = "", length: int = 200, temperature: float = 1.0, seed: int | None = None
+) -> str:
+    """`prompt` followed by `length` characters sampled from `model`, a character language model
+    (ids (batch, time) -> next-character scores (batch, time, vocabulary), logits or
+    probabilities) trained on a text dataset, whose vocabulary is in `model.metadata`.
+
+    Each character is drawn from softmax(scores / temperature) at the last position of the
+    last `seq_len` characters (the training window); temperature 0 takes the likeliest. `seed`
+    makes the sample repeatable; sampling never draws from lamina's generator.
+    """
+    owner = "lamina.generate"
+    vocabulary = vocabulary_of(model, owner)
+    length = non_negative_int(length, "length", owner, example=200)
+    temperature = non_negative_number(temperature, "temperature", owner, example=0.8)
+    if not isinstance(prompt, str):
+        raise ArgumentError(f"{owner}(prompt={prompt!r}): the prompt must be a string")
+    window = _window(model)
+    draws = np.random.default_rng(seed)
+    ids = list(encode(prompt, vocabulary, owner)) or [int(draws.integers(len(vocabulary)))]
+    start = len(ids) - (0 if prompt else 1)
+    for _ in range(length):
+        context = np.array(ids[-window:], dtype=np.int64)[None]
+        scores = np.asarray(model.predict(context), dtype=np.float64)
+        if scores.ndim != 3 or scores.shape[-1] != len(vocabulary):
+            raise ArgumentError(
+                f"{owner}: the model maps (1, {context.shape[1]}) ids to shape {scores.shape}, not to scores over its "
+                f"{len(vocabulary)} characters per position (1, {context.shape[1]}, {len(vocabulary)})"
+            )
+        ids.append(_draw(scores[0, -1], temperature, draws))
+    return prompt + "".join(vocabulary[i] for i in ids[start:])
+
+
+def _window(model: Model) -> int:
+    seq_len: Any = model.metadata.get("seq_len")
+    if isinstance(seq_len, int) and not isinstance(seq_len, bool) and seq_len > 0:
+        return seq_len
+    if model.input_shape:
+        return int(model.input_shape[0])
+    return 64
+
+
+def _draw(scores: np.ndarray, temperature: float, draws: np.random.Generator) -> int:
+    probabilities = scores.min() >= 0 and math.isclose(float(scores.sum()), 1.0, rel_tol=1e-4)
+    logits = np.log(np.maximum(scores, 1e-30)) if probabilities else scores
+    if temperature == 0:
+        return int(np.argmax(logits))
+    logits = (logits - logits.max()) / temperature
+    weights = np.exp(logits)
+    return int(draws.choice(len(weights), p=weights / weights.sum()))
