@@ -54,11 +54,14 @@ def main() -> None:
     parser.add_argument("--model", choices=["transformer", "gru"], default="transformer")
     parser.add_argument("--epochs", type=int, default=None, help="default: 6 (transformer) or 5 (gru)")
     parser.add_argument("--out", default="runs/char_lm", help="folder for model.npz")
+    parser.add_argument("--quick", action="store_true", help="one epoch on 640 windows: a smoke test, not a model")
     args = parser.parse_args()
 
     seq_len = 64
     data = lamina.dataset("moby_dick", seq_len=seq_len)
     x_train, y_train, x_test, y_test = data
+    if args.quick:
+        x_train, y_train, x_test, y_test, args.epochs = x_train[:640], y_train[:640], x_test[:64], y_test[:64], 1
     size = len(data.metadata["vocabulary"])
     unigram, bigram = baselines(x_train, y_train, x_test, y_test, size)
     print(f"{len(x_train)} training windows of {seq_len} characters, {size} distinct characters")
@@ -72,13 +75,14 @@ def main() -> None:
     model.train(
         x_train, y_train, optim=lamina.optimizer("Adam", lr=3e-3 if args.model == "transformer" else 5e-3),
         loss=lamina.loss("CrossEntropy", from_logits=True), epochs=args.epochs or (6 if args.model == "transformer" else 5),
-        batch_size=32, clip_grad_norm=1.0,
+        batch_size=32, clip_grad_norm=1.0, verbose=not args.quick,
     )
     minutes = (time.perf_counter() - start) / 60
     held_out = model.evaluate(x_test, y_test)["loss"]
     print(f"held-out loss: {held_out:.3f} nats per character after {minutes:.1f} minutes "
           f"({held_out / unigram:.2f} of the unigram baseline, {held_out / bigram:.2f} of the bigram)")
     print(lamina.generate(model, "Call me Ishmael. ", length=300, temperature=0.8, seed=0))
+    Path(args.out).mkdir(parents=True, exist_ok=True)
     path = model.save(Path(args.out) / "model.npz")
     print(f"model: {path}  (lamina generate {path} --prompt \"...\")")
 

@@ -14,10 +14,12 @@ from lamina.plugins.activations import (
     Softplus,
     Tanh,
 )
+from lamina.plugins.attention import MultiHeadAttention, PositionalEmbedding, SinusoidalPositions, TransformerBlock
 from lamina.plugins.callbacks import CSVLogger, EarlyStopping, LearningRateLogger
 from lamina.plugins.composite import Parallel, Residual, Sequential
 from lamina.plugins.conv import Conv2D
-from lamina.plugins.datasets import Csv, Digits, Npz, Spirals, Xor
+from lamina.plugins.conv1d import AvgPool1D, Conv1D, GlobalAvgPool1D, GlobalMaxPool1D, MaxPool1D
+from lamina.plugins.datasets import Csv, Digits, MobyDick, Npz, Spirals, Text, Xor
 from lamina.plugins.dropout import Dropout
 from lamina.plugins.embedding import Embedding
 from lamina.plugins.initializers import (
@@ -36,6 +38,7 @@ from lamina.plugins.metrics import Accuracy, BinaryAccuracy, MeanAbsoluteError, 
 from lamina.plugins.normalization import BatchNorm, LayerNorm
 from lamina.plugins.optimizers import SGD, Adagrad, Adam, AdamW, RMSProp
 from lamina.plugins.pooling import AvgPool2D, GlobalAvgPool2D, MaxPool2D
+from lamina.plugins.recurrent import GRU, LSTM, RNN
 from lamina.plugins.reshaping import Flatten, Reshape
 from lamina.plugins.schedules import Constant, CosineDecay, ExponentialDecay, StepDecay
 
@@ -48,5 +51,7 @@ __all__ = [
     "Tanh", "Zeros", "Csv", "Digits", "Npz", "Spirals", "Xor", "Elu", "Gelu", "LeakyRelu",
     "LogSoftmax", "Silu", "Softplus", "Conv2D", "Dropout", "Embedding", "BatchNorm", "LayerNorm",
     "AvgPool2D", "GlobalAvgPool2D", "MaxPool2D", "Flatten", "Reshape", "Checkpoint",
-    "Parallel", "Residual", "Sequential",
+    "Parallel", "Residual", "Sequential", "MultiHeadAttention", "PositionalEmbedding", "SinusoidalPositions",
+    "TransformerBlock", "AvgPool1D", "Conv1D", "GlobalAvgPool1D", "GlobalMaxPool1D", "MaxPool1D", "GRU", "LSTM", "RNN",
+    "MobyDick", "Text",
 ]

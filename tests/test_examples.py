@@ -101,3 +101,13 @@ def test_a_third_party_plugin_shows_in_list_plugins(snake_site):
 def test_without_the_package_its_layer_is_unknown():
     result = run_python("-c", "import lamina; lamina.layer('Snake')")
     assert result.returncode != 0 and "UnknownPluginError: unknown layer 'Snake'" in result.stderr
+
+
+@pytest.mark.parametrize("model", ["transformer", "gru"])
+def test_the_char_lm_example_runs_end_to_end(model, tmp_path):
+    result = run_python(str(ROOT / "examples" / "char_lm.py"), "--quick", "--model", model, "--out", str(tmp_path / "lm"))
+    assert result.returncode == 0, result.stderr
+    assert "held-out baselines: unigram 3.0" in result.stdout and "held-out loss:" in result.stdout
+    assert "Call me Ishmael. " in result.stdout
+    generated = run_python("-m", "lamina", "generate", str(tmp_path / "lm" / "model.npz"), "--prompt", "The whale", "--length", "20")
+    assert generated.returncode == 0 and generated.stdout.startswith("The whale"), generated.stderr

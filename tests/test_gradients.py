@@ -76,6 +76,31 @@ def _sequence_of(features):
     return lambda rng: rng.normal(size=(int(rng.integers(1, 4)), int(rng.integers(1, 4)), features))
 
 
+def _signals(rng, channels=None):
+    n, c = int(rng.integers(1, 3)), channels or int(rng.integers(1, 4))
+    return rng.normal(size=(n, c, int(rng.integers(8, 13))))
+
+
+def _distinct_signals(rng):
+    # MaxPool's derivative jumps where two window values swap order; keep them 0.01 apart.
+    x = _signals(rng)
+    return (rng.permutation(x.size).reshape(x.shape) * 0.01).astype(np.float64)
+
+
+def _conv1d(rng):
+    padding = [0, 1, 2, "valid", "same"][int(rng.integers(0, 5))]
+    stride = 1 if padding == "same" else int(rng.integers(1, 3))
+    return lamina.layer(
+        "Conv1D",
+        filters=int(rng.integers(1, 4)),
+        kernel_size=int(rng.integers(1, 4)),
+        stride=stride,
+        padding=padding,
+        dilation=int(rng.integers(1, 3)),
+        bias_init="normal",
+    )
+
+
 def _batch(rng):
     return rng.normal(size=(int(rng.integers(2, 6)), int(rng.integers(1, 5))))
 
@@ -119,6 +144,18 @@ LAYER_CASES = {
         (lambda rng: lamina.layer("Residual", [Linear(5), Tanh(), Linear(3)]), lambda rng: rng.normal(size=(4, 3))),
         (lambda rng: lamina.layer("Residual", [{"type": "Residual", "layers": [Linear(4), Sigmoid()]}, "LayerNorm"]), _sequence_of(4)),
     ],
+    "lamina:Conv1D": [(_conv1d, _signals), (_conv1d, _signals), (_conv1d, _signals)],
+    "lamina:MaxPool1D": [
+        (lambda rng: lamina.layer("MaxPool1D", 2), _distinct_signals),
+        (lambda rng: lamina.layer("MaxPool1D", 3, stride=1), _distinct_signals),
+        (lambda rng: lamina.layer("MaxPool1D", 3, stride=2), _distinct_signals),
+    ],
+    "lamina:AvgPool1D": [
+        (lambda rng: lamina.layer("AvgPool1D", 2), _signals),
+        (lambda rng: lamina.layer("AvgPool1D", 3, stride=1), _signals),
+    ],
+    "lamina:GlobalAvgPool1D": [(lambda rng: lamina.layer("GlobalAvgPool1D"), _signals)],
+    "lamina:GlobalMaxPool1D": [(lambda rng: lamina.layer("GlobalMaxPool1D"), _distinct_signals)],
     "lamina:RNN": [
         (lambda rng: lamina.layer("RNN", int(rng.integers(1, 5))), _sequence),
         (lambda rng: lamina.layer("RNN", 3, nonlinearity="relu", return_sequences=True, bidirectional=True), _sequence),

@@ -19,6 +19,7 @@ LABELS = np.random.default_rng(1).integers(0, 3, size=16)
 IMAGES = np.random.default_rng(2).normal(size=(4, 2, 6, 6)).astype(np.float32)
 IDS = np.random.default_rng(3).integers(0, 9, size=(4, 5))
 SEQ = np.random.default_rng(4).normal(size=(4, 6, 4)).astype(np.float32)  # (batch, time, features)
+SIGNALS = np.random.default_rng(5).normal(size=(4, 3, 12)).astype(np.float32)  # (batch, channels, length)
 
 # Every built-in layer inside a small model, with an input it takes (the meta-test keeps this complete).
 ROUND_TRIPS = {
@@ -46,6 +47,11 @@ ROUND_TRIPS = {
     "lamina:Sequential": (lambda: [lamina.layer("Sequential", [Linear(4), "Relu", {"type": "BatchNorm", "momentum": 0.3}]), Linear(2)], X),
     "lamina:Residual": (lambda: [Linear(4), lamina.layer("Residual", [{"type": "Sequential", "layers": [Linear(4), "Tanh"]}, "LayerNorm"])], X),
     "lamina:Parallel": (lambda: [lamina.layer("Parallel", [[Linear(3), "Relu"], [Linear(2), "Dropout"]]), Linear(2)], X),
+    "lamina:Conv1D": (lambda: [lamina.layer("Conv1D", 3, 3, stride=2, padding=1, dilation=2, bias_init="normal")], SIGNALS),
+    "lamina:MaxPool1D": (lambda: [lamina.layer("MaxPool1D", 3, stride=2)], SIGNALS),
+    "lamina:AvgPool1D": (lambda: [lamina.layer("AvgPool1D", 2)], SIGNALS),
+    "lamina:GlobalAvgPool1D": (lambda: [lamina.layer("Conv1D", 2, 3, padding="same"), lamina.layer("GlobalAvgPool1D")], SIGNALS),
+    "lamina:GlobalMaxPool1D": (lambda: [lamina.layer("Conv1D", 2, 3), lamina.layer("GlobalMaxPool1D")], SIGNALS),
     "lamina:RNN": (lambda: [lamina.layer("RNN", 4, nonlinearity="relu", return_sequences=True), lamina.layer("Flatten"), Linear(2)], SEQ),
     "lamina:LSTM": (lambda: [lamina.layer("LSTM", 4, bidirectional=True), Linear(2)], SEQ),
     "lamina:GRU": (lambda: [lamina.layer("GRU", 3, return_sequences=True, bidirectional=True), lamina.layer("GRU", 4)], SEQ),

@@ -1,0 +1,338 @@
+"""Layers over sequences laid out (batch, channels, length), as in PyTorch: Conv1D, MaxPool1D,
+AvgPool1D, GlobalAvgPool1D and GlobalMaxPool1D.
+
+Conv1D gathers its input windows once (im2col, from a strided view) and multiplies them with the
+kernels in one matrix product; the pools visit their windows as pool_size strided slices, each a
+whole-array operation, never a loop over samples or positions.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+import lamina
+from lamina.case import Case, distinct
+from lamina.plugins._spatial import as_given
+
+
+def _single(value: object, name: str, owner: str, minimum: int = 1) -> int:
+    """An int >= minimum, or a 1-tuple of one (PyTorch takes both), as an int."""
+    items = value if isinstance(value, (tuple, list)) else (value,)
+    if len(items) != 1 or isinstance(items[0], bool) or not isinstance(items[0], (int, np.integer)) or items[0] < minimum:
+        raise lamina.ArgumentError(
+            f"{owner}({name}={value!r}): {name} must be an int >= {minimum} (or a 1-tuple of one), "
+            f"got {lamina.checks.describe(value)}; pass e.g. {name}={max(minimum, 2)}"
+        )
+    return int(items[0])
+
+
+def _check_sequences(x: np.ndarray, owner: str) -> None:
+    if x.ndim != 3:
+        hint = (
+            "add a channel axis, e.g. x[:, None, :] or a Reshape((1, -1)) layer"
+            if x.ndim == 2
+            else "reshape it, e.g. with a Reshape((channels, -1)) layer"
+        )
+        raise lamina.ShapeError(
+            f"{owner} expects sequences laid out as (batch, channels, length), got shape {x.shape} "
+            f"({x.ndim} dimensions); {hint}"
+        )
+
+
+def _windows_out(x: np.ndarray, padded: int, window: int, stride: int, owner: str, fix: str) -> int:
+    """How many windows of `window` fit in the (padded) length at `stride`; a ShapeError when none does."""
+    if padded < window:
+        pad = f" ({padded} with padding)" if padded != x.shape[2] else ""
+        raise lamina.ShapeError(
+            f"{owner}: the input of shape {x.shape} has length {x.shape[2]}{pad}, shorter than the "
+            f"window of {window}; expected a length of at least {window - padded + x.shape[2]}: {fix}"
+        )
+    return (padded - window) // stride + 1
+
+
+class Conv1D(lamina.Layer):
+    """x (batch, channels, length) -> y (batch, filters, out_length); "weight" (filters, channels, k), "bias" (filters,).
+
+    y[n, f, o] = bias[f] + sum over c, j of weight[f, c, j] * xpad[n, c, s*o + d*j], as torch.nn.Conv1d.
+    `padding` is an int, "valid" (0) or "same" (output length = input length; stride 1; the odd
+    position goes at the end, as in PyTorch).
+    """
+
+    keeps = ("_cols",)  # what forward keeps for backward
+
+    conformance_cases = [
+        Case({"filters": 2, "kernel_size": 3, "padding": 1}, (2, 3, 6), wrong_shape=(2, 2, 6)),
+        Case({"filters": 3, "kernel_size": 2, "stride": 2, "dilation": 2, "bias_init": "normal"}, (2, 2, 7), wrong_shape=(2, 14)),
+        Case({"filters": 2, "kernel_size": 4, "padding": "same", "bias_init": "normal"}, (1, 2, 5), wrong_shape=(1, 2, 5, 1)),
+    ]
+
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: int | tuple[int],
+        stride: int | tuple[int] = 1,
+        padding: int | tuple[int] | str = 0,
+        dilation: int | tuple[int] = 1,
+        weight_init: str | lamina.Initializer = "he_uniform",
+        bias_init: str | lamina.Initializer = "zeros",
+    ) -> None:
+        self.filters = lamina.checks.positive_int(filters, "filters", "Conv1D", example=16)
+        self.kernel_size = as_given(kernel_size)
+        self.stride = as_given(stride)
+        self.padding = as_given(padding)
+        self.dilation = as_given(dilation)
+        self.weight_init = weight_init
+        self.bias_init = bias_init
+        self._kernel = _single(kernel_size, "kernel_size", "Conv1D")
+        self._stride = _single(stride, "stride", "Conv1D")
+        self._dilation = _single(dilation, "dilation", "Conv1D")
+        if isinstance(padding, str):
+            lamina.checks.one_of(padding, "padding", "Conv1D", ("valid", "same"))
+            if padding == "same" and self._stride != 1:
+                raise lamina.ArgumentError(
+                    f"Conv1D(padding='same', stride={stride!r}): 'same' padding needs stride=1, as in PyTorch; "
+                    "pass an int padding for strided convolutions"
+                )
+            total = 0 if padding == "valid" else self._dilation * (self._kernel - 1)
+            self._pads = (total // 2, total - total // 2)  # PyTorch puts the odd position at the end
+        else:
+            pad = _single(padding, "padding", "Conv1D", minimum=0)
+            self._pads = (pad, pad)
+        self._weight_init = lamina.resolve("initializer", weight_init, "weight_init", "Conv1D")
+        self._bias_init = lamina.resolve("initializer", bias_init, "bias_init", "Conv1D")
+        self.weight: lamina.Parameter | None = None
+        self.bias: lamina.Parameter | None = None
+
+    def _owner(self) -> str:
+        return f"Conv1D(filters={self.filters}, kernel_size={self.kernel_size!r})"
+
+    def parameters(self) -> dict[str, lamina.Parameter]:
+        return {} if self.weight is None or self.bias is None else {"weight": self.weight, "bias": self.bias}
+
+    def build(self, x: np.ndarray) -> None:
+        _check_sequences(x, self._owner())
+        if x.shape[1] == 0:
+            raise lamina.ShapeError(f"{self._owner()} got shape {x.shape}, with no channels (axis 1); give it at least one")
+        dtype = x.dtype if x.dtype.kind == "f" else lamina.DEFAULT_DTYPE
+        shape = (self.filters, x.shape[1], self._kernel)
+        self.weight = lamina.Parameter(self._weight_init(shape, dtype))
+        self.bias = lamina.Parameter(self._bias_init((self.filters,), dtype, *lamina.fans(shape)))
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        owner = self._owner()
+        _check_sequences(x, owner)
+        if self.weight is None or self.bias is None:  # forward called directly, not through layer(x)
+            self.build(x)
+        weight, bias = self.weight, self.bias
+        if weight is None or bias is None:
+            raise lamina.LaminaError(f"{owner}: build() made no weights")
+        channels = weight.shape[1]
+        if x.shape[1] != channels:
+            raise lamina.ShapeError(
+                f"{owner} was built for {channels} input channels (axis 1), expected shape (batch, {channels}, length), "
+                f"but got shape {x.shape}, with {x.shape[1]}; give it {channels} channels, or use a new Conv1D"
+            )
+        if x.dtype.kind != "f":
+            x = x.astype(weight.value.dtype)
+        k, s, d = self._kernel, self._stride, self._dilation
+        left, right = self._pads
+        n, length = x.shape[0], x.shape[2]
+        span = d * (k - 1) + 1
+        out_len = _windows_out(x, length + left + right, span, s, owner,
+                               "use a smaller kernel_size or dilation, more padding, or longer inputs")
+        if left or right:
+            xp = np.zeros((n, channels, length + left + right), dtype=x.dtype)
+            xp[:, :, left : left + length] = x
+        else:
+            xp = x
+        # (c, k, n, out_len) view of every window, copied once (im2col) into rows of cols, one row
+        # per kernel tap (contiguous runs along the length: faster to copy than a row per output).
+        # A last row of ones makes the bias the weight of a constant input: the one matrix product
+        # adds it, and backward's product gives its gradient.
+        rows = channels * k
+        windows = sliding_window_view(xp, span, axis=2)[:, :, ::s, ::d]
+        cols = np.empty((rows + 1, n * out_len), dtype=x.dtype)
+        cols[:rows].reshape(channels, k, n, out_len)[...] = windows.transpose(1, 3, 0, 2)
+        cols[rows] = 1
+        kernels = np.concatenate((weight.value.reshape(self.filters, rows), bias.value[:, None]), axis=1)
+        out = kernels @ cols
+        self._cols, self._xp_shape, self._length = cols, xp.shape, length
+        # (f, n, out_len) memory seen as (n, f, out_len): no copy; backward undoes the view for free.
+        return out.reshape(self.filters, n, out_len).transpose(1, 0, 2)
+
+    def backward(self, grad: np.ndarray) -> np.ndarray | None:
+        if self.weight is None or self.bias is None:
+            raise lamina.LaminaError(f"{self!r}: backward was called before forward; call the layer on an input first")
+        cols = self._cols
+        n, channels, padded = self._xp_shape
+        k, s, d = self._kernel, self._stride, self._dilation
+        out_len = grad.shape[2]
+        # [dL/dW, dL/db] = g cols^T (the bias row of cols is ones), dL/dcols = W^T g.
+        g = grad.transpose(1, 0, 2).reshape(self.filters, n * out_len)
+        rows = channels * k
+        both = cols @ g.T  # (rows + 1, filters): OpenBLAS runs it faster than g @ cols.T
+        self.weight.grad += both[:rows].T.reshape(self.weight.shape)
+        self.bias.grad += both[rows]
+        if not self.needs_input_grad:  # the model's first layer: no col2im at all
+            return None
+        dcols = (self.weight.value.reshape(self.filters, rows).T @ g).reshape(channels, k, n, out_len)
+        # col2im: tap j of output o read xpad[s*o + d*j], so one strided add per tap. dxp is laid
+        # out (c, n, length) like dcols, so each add runs over matching strides; at stride 1 the
+        # first tap covers the start of each row, so it is written, not added to zeros.
+        if s == 1:
+            dxp = np.empty((channels, n, padded), dtype=dcols.dtype)
+            dxp[:, :, :out_len] = dcols[:, 0]
+            dxp[:, :, out_len:] = 0
+        else:
+            dxp = np.zeros((channels, n, padded), dtype=dcols.dtype)
+            dxp[:, :, : s * (out_len - 1) + 1 : s] = dcols[:, 0]
+        for j in range(1, k):
+            dxp[:, :, j * d : j * d + s * (out_len - 1) + 1 : s] += dcols[:, j]
+        left = self._pads[0]
+        return dxp[:, :, left : left + self._length].transpose(1, 0, 2)
+
+
+class _Pool1D(lamina.Layer):
+    def __init__(self, pool_size: int | tuple[int], stride: int | tuple[int] | None = None) -> None:
+        owner = type(self).__name__
+        self.pool_size = as_given(pool_size)
+        self.stride = as_given(stride)
+        self._pool = _single(pool_size, "pool_size", owner)
+        self._stride = self._pool if stride is None else _single(stride, "stride", owner)
+
+    def _slices(self, x: np.ndarray) -> list[slice]:
+        """The slice of x's length for each position in the window, sized to the output."""
+        owner = f"{type(self).__name__}(pool_size={self.pool_size!r})"
+        _check_sequences(x, owner)
+        p, s = self._pool, self._stride
+        out_len = _windows_out(x, x.shape[2], p, s, owner, "use a smaller pool_size, or longer inputs")
+        return [slice(i, i + s * (out_len - 1) + 1, s) for i in range(p)]
+
+
+class MaxPool1D(_Pool1D):
+    """y = the max of each pool_size window (stride defaults to pool_size); (n, c, length) -> (n, c, out_length).
+
+    The gradient goes to the window's max (the first one on ties), as in PyTorch. Forward
+    records which window position won, so backward is one compare and multiply per position.
+    """
+
+    keeps = ("_x_like", "_winner", "_windows")  # what forward keeps for backward
+
+    conformance_cases = [
+        Case({"pool_size": 2}, (2, 3, 6), input=distinct, wrong_shape=(2, 6)),
+        Case({"pool_size": 3, "stride": 1}, (1, 2, 5), input=distinct, wrong_shape=(1, 2, 5, 5)),
+        Case({"pool_size": 3, "stride": 2}, (2, 2, 7), input=distinct),
+    ]
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        slices = self._slices(x)
+        out = x[:, :, slices[0]].copy(order="K")  # keeps x's memory layout (a Conv1D output is channel-major)
+        winner = np.zeros_like(out, dtype=np.min_scalar_type(len(slices) - 1))
+        for k, window in enumerate(slices[1:], start=1):
+            candidate = x[:, :, window]
+            # Positions come in increasing k, so the winner is the last k that was strictly
+            # greater than the max so far (ties stay with the first): a running max of k * beat.
+            beat = np.multiply(candidate > out, k, dtype=winner.dtype)
+            np.maximum(winner, beat, out=winner)
+            np.maximum(out, candidate, out=out)
+        self._x_like, self._winner, self._windows = x, winner, slices
+        return out
+
+    def backward(self, grad: np.ndarray) -> np.ndarray:
+        # dx[window k of o] = grad[o] where position k won window o. zeros_like keeps x's layout,
+        # so the gradient flows on without a copy; a gradient in another layout (from Flatten) is
+        # first copied into the output's, since element-wise passes over mismatched strides are
+        # several times slower.
+        dx = np.zeros_like(self._x_like, dtype=grad.dtype)
+        winner = self._winner
+        if grad.strides != tuple(stride // winner.itemsize * grad.itemsize for stride in winner.strides):
+            laid_out = np.empty_like(winner, dtype=grad.dtype)
+            laid_out[...] = grad
+            grad = laid_out
+        overlapping = self._stride < self._pool
+        for k, window in enumerate(self._windows):
+            hit = winner == k
+            if overlapping:
+                dx[:, :, window] += grad * hit
+            else:  # each input position is in one window: write the product in place
+                np.multiply(grad, hit, out=dx[:, :, window])
+        return dx
+
+
+class AvgPool1D(_Pool1D):
+    """y = the mean of each pool_size window (stride defaults to pool_size); (n, c, length) -> (n, c, out_length)."""
+
+    keeps = ("_shape", "_windows")  # what forward keeps for backward
+
+    conformance_cases = [
+        Case({"pool_size": 2}, (2, 3, 6), wrong_shape=(2, 6)),
+        Case({"pool_size": 3, "stride": 1}, (1, 2, 5), wrong_shape=(1, 2, 5, 5)),
+    ]
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        slices = self._slices(x)
+        out = x[:, :, slices[0]].copy(order="K")
+        for window in slices[1:]:
+            out += x[:, :, window]
+        out *= 1.0 / len(slices)
+        self._shape, self._windows = x.shape, slices
+        return out
+
+    def backward(self, grad: np.ndarray) -> np.ndarray:
+        # Each position of a window gets grad / pool_size.
+        dx = np.zeros(self._shape, dtype=grad.dtype)
+        share = grad * (1.0 / len(self._windows))
+        for window in self._windows:
+            dx[:, :, window] += share
+        return dx
+
+
+def _check_global(x: np.ndarray, owner: str) -> None:
+    _check_sequences(x, owner)
+    if x.shape[2] == 0:
+        raise lamina.ShapeError(f"{owner} got shape {x.shape}, of length 0; give it sequences of length >= 1")
+
+
+class GlobalAvgPool1D(lamina.Layer):
+    """y = the mean over the length; (n, c, length) -> (n, c)."""
+
+    keeps = ("_shape",)  # what forward keeps for backward
+
+    conformance_cases = [Case(shape=(2, 3, 5), wrong_shape=(2, 3))]
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        _check_global(x, "GlobalAvgPool1D")
+        self._shape = x.shape
+        return x.mean(axis=2)
+
+    def backward(self, grad: np.ndarray) -> np.ndarray:
+        # Every position gets grad / length.
+        return np.broadcast_to((grad * (1.0 / self._shape[2]))[:, :, None], self._shape).copy()
+
+
+class GlobalMaxPool1D(lamina.Layer):
+    """y = the max over the length; (n, c, length) -> (n, c). The gradient goes to the first max, as in PyTorch."""
+
+    keeps = ("_shape", "_argmax")  # what forward keeps for backward
+
+    conformance_cases = [Case(shape=(2, 3, 5), input=distinct, wrong_shape=(2, 3))]
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        _check_global(x, "GlobalMaxPool1D")
+        argmax = x.argmax(axis=2)[:, :, None]  # argmax picks the first of equal maxima
+        self._shape, self._argmax = x.shape, argmax
+        return np.take_along_axis(x, argmax, axis=2)[:, :, 0]
+
+    def backward(self, grad: np.ndarray) -> np.ndarray:
+        dx = np.zeros(self._shape, dtype=grad.dtype)
+        np.put_along_axis(dx, self._argmax, grad[:, :, None], axis=2)
+        return dx
+
+
+@lamina.hookimpl
+def register_layers(register):
+    register(Conv1D)
+    register(MaxPool1D)
+    register(AvgPool1D)
+    register(GlobalAvgPool1D)
+    register(GlobalMaxPool1D)
