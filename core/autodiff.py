@@ -357,7 +357,7 @@ def _binop(tape: Tape, ufunc: np.ufunc, a: Any, b: Any) -> Any:
     """`_apply` for the binary operators, on the hot path of every Linear and activation."""
     va, ta, na = _operand(a, tape)
     vb, tb, nb = _operand(b, tape)
-    out = ufunc(va, vb)
+    out = _folded_matmul(va, vb) if ufunc is np.matmul else ufunc(va, vb)
     if type(out) is not np.ndarray or out.dtype.kind not in "fc" or (ta is None and tb is None):
         return tape.record(out, (ta, tb), UFUNC_RULES[ufunc], ((na, nb), out, va, vb))  # the rare cases
     node = Traced(out, tape, (ta, tb), UFUNC_RULES[ufunc], ((na, nb), out, va, vb), na or nb)
@@ -391,11 +391,23 @@ def _unary(d: Callable[..., np.ndarray]) -> Callable[..., list[np.ndarray]]:
     return lambda g, needs, out, a: [d(g, out, a)]
 
 
+def _folded_matmul(a: Any, b: Any) -> Any:
+    """a @ b, with a's leading axes folded into one when b is a matrix: one large product
+    instead of numpy's loop of small ones (1.5x faster for (32, 64, 128) @ (128, 384))."""
+    if type(a) is np.ndarray and type(b) is np.ndarray and a.ndim > 2 and b.ndim == 2:
+        return (a.reshape(-1, a.shape[-1]) @ b).reshape(*a.shape[:-1], b.shape[-1])
+    return np.matmul(a, b)
+
+
 def _matmul(g: np.ndarray, needs: tuple[bool, ...], out: Any, a: Any, b: Any) -> list[np.ndarray | None]:
     if type(a) is not np.ndarray or type(b) is not np.ndarray:
         a, b = np.asarray(a), np.asarray(b)
     if a.ndim == 2 and b.ndim == 2:  # the common case, in one product per gradient
         return [g @ b.T if needs[0] else None, a.T @ g if needs[1] else None]
+    if a.ndim > 2 and b.ndim == 2:  # a stack of rows times a matrix (x @ weight): fold the stack
+        g2 = g.reshape(-1, g.shape[-1])
+        return [(g2 @ b.T).reshape(a.shape) if needs[0] else None,
+                a.reshape(-1, a.shape[-1]).T @ g2 if needs[1] else None]
     if a.ndim == 1 and b.ndim == 1:  # an inner product: g is a scalar
         return [g * b, g * a]
     a2 = a[None, :] if a.ndim == 1 else a

@@ -1,7 +1,8 @@
 """Attention and Transformers: MultiHeadAttention, TransformerBlock, and position encodings.
 
-MultiHeadAttention and TransformerBlock are written forward-only (lamina derives their
-backward); the block is made of lamina's own layers (MultiHeadAttention, LayerNorm, Linear,
+TransformerBlock is written forward-only (lamina derives its backward); MultiHeadAttention
+writes its backward by hand (the fast path: it is most of a Transformer's step). The block is
+made of lamina's own layers (MultiHeadAttention, LayerNorm, Linear,
 Dropout) as sublayers. Shapes and parameter layouts follow PyTorch's batch_first modules.
 """
 from __future__ import annotations
@@ -33,6 +34,8 @@ class MultiHeadAttention(lamina.Layer):
     softmax(q k^T / sqrt(E / num_heads)); `causal=True` hides later positions from each
     position; `dropout` drops attention weights while training.
     """
+
+    keeps = ("_rows", "_q", "_k", "_v", "_weights", "_mask", "_context")
 
     # One head: the property tests widen the input by 0-3 features, which must still split
     # into the heads (several heads are checked in lamina's gradient and PyTorch tests).
@@ -73,19 +76,62 @@ class MultiHeadAttention(lamina.Layer):
                 f"{owner} was built for an embedding width of {self.out_proj_bias.shape[0]} (last axis) "
                 f"but got shape {x.shape}; give it inputs of that width, or use a new layer"
             )
+        if x.dtype.kind != "f":
+            x = x.astype(self.in_proj_weight.value.dtype)
         heads, width = self.num_heads, embed // self.num_heads
-        qkv = x @ self.in_proj_weight.T + self.in_proj_bias
-        qkv = np.transpose(qkv.reshape(batch, time, 3, heads, width), (2, 0, 3, 1, 4))  # (3, b, h, t, d)
-        q, k, v = qkv[0], qkv[1], qkv[2]
-        scores = (q @ np.swapaxes(k, -1, -2)) * (1.0 / math.sqrt(width))
+        rows = x.reshape(-1, embed)
+        qkv = rows @ self.in_proj_weight.value.T
+        qkv += self.in_proj_bias.value
+        # (batch, time, 3, heads, width) -> (3, batch, heads, time, width): views, no copies
+        q, k, v = qkv.reshape(batch, time, 3, heads, width).transpose(2, 0, 3, 1, 4)
+        scores = q @ k.swapaxes(-1, -2)
+        scores *= 1.0 / math.sqrt(width)
         if self.causal:  # position i sees positions <= i only
-            scores = np.where(np.tri(time, dtype=bool), scores, -np.inf)
-        weights = lamina.ops.softmax(scores, axis=-1)
+            scores[..., ~np.tri(time, dtype=bool)] = -np.inf
+        scores -= scores.max(axis=-1, keepdims=True)
+        weights = np.exp(scores, out=scores)  # the softmax, in place
+        weights /= weights.sum(axis=-1, keepdims=True)
+        mask = None
         if self.training and self.dropout > 0:
-            keep = lamina.rng().random(weights.shape) >= self.dropout
-            weights = weights * (keep * (1.0 / (1.0 - self.dropout))).astype(x.dtype)
-        out = np.transpose(weights @ v, (0, 2, 1, 3)).reshape(batch, time, embed)
-        return out @ self.out_proj_weight.T + self.out_proj_bias
+            mask = (lamina.rng().random(weights.shape) >= self.dropout) * np.asarray(1.0 / (1.0 - self.dropout), weights.dtype)
+        attended = weights if mask is None else weights * mask
+        context = (attended @ v).transpose(0, 2, 1, 3).reshape(batch * time, embed)
+        out = context @ self.out_proj_weight.value.T
+        out += self.out_proj_bias.value
+        self._rows, self._q, self._k, self._v = rows, q, k, v
+        self._weights, self._mask, self._context = weights, mask, context
+        return out.reshape(batch, time, embed)
+
+    def backward(self, grad: np.ndarray) -> np.ndarray | None:
+        # Written by hand (the fast path): the forward-only version spent half a Transformer
+        # step re-slicing the projections. Checked against finite differences and torch.
+        weights, mask, q, k, v = self._weights, self._mask, self._q, self._k, self._v
+        batch, heads, time, width = q.shape
+        embed = heads * width
+        g = grad.reshape(-1, embed)
+        self.out_proj_weight.grad += g.T @ self._context
+        self.out_proj_bias.grad += g.sum(axis=0)
+        d_context = (g @ self.out_proj_weight.value).reshape(batch, time, heads, width).transpose(0, 2, 1, 3)
+        attended = weights if mask is None else weights * mask
+        d_v = attended.swapaxes(-1, -2) @ d_context
+        d_weights = d_context @ v.swapaxes(-1, -2)
+        if mask is not None:
+            d_weights *= mask
+        # softmax: dscores = w * (dw - sum(dw * w)); then the 1/sqrt(width) scale
+        d_scores = d_weights
+        d_scores -= (d_weights * weights).sum(axis=-1, keepdims=True)
+        d_scores *= weights
+        d_scores *= 1.0 / math.sqrt(width)
+        d_qkv = np.empty((batch, time, 3, heads, width), dtype=grad.dtype)
+        d_qkv[:, :, 0] = (d_scores @ k).transpose(0, 2, 1, 3)
+        d_qkv[:, :, 1] = (d_scores.swapaxes(-1, -2) @ q).transpose(0, 2, 1, 3)
+        d_qkv[:, :, 2] = d_v.transpose(0, 2, 1, 3)
+        d_rows = d_qkv.reshape(-1, 3 * embed)
+        self.in_proj_weight.grad += d_rows.T @ self._rows
+        self.in_proj_bias.grad += d_rows.sum(axis=0)
+        if not self.needs_input_grad:
+            return None
+        return (d_rows @ self.in_proj_weight.value).reshape(batch, time, embed)
 
 
 class TransformerBlock(lamina.Layer):

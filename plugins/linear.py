@@ -69,7 +69,10 @@ class Linear(lamina.Layer):
         if x.dtype.kind != "f":
             x = x.astype(weight.dtype)
         self._x = x
-        out = x @ weight
+        if x.ndim > 2:  # one product over all rows, not numpy's loop of one per leading index
+            out = (x.reshape(-1, x.shape[-1]) @ weight).reshape(*x.shape[:-1], self.units)
+        else:
+            out = x @ weight
         out += self.bias.value
         return out
 
@@ -84,6 +87,8 @@ class Linear(lamina.Layer):
         self.bias.grad += g2.sum(axis=0)
         if not self.needs_input_grad:  # the model's first layer: skip a whole matrix product
             return None
+        if grad.ndim > 2:  # one product over all rows (see forward)
+            return (g2 @ self.weight.value.T).reshape(x.shape)
         return grad @ self.weight.value.T
 
 
