@@ -144,9 +144,11 @@ class Model:
         return named_buffers(self.layers)
 
     def build(self, x: np.ndarray) -> None:
-        """Run one row through the layers when none has parameters yet, so that they build them
-        (before the first permutation: every strategy then draws from the generator alike)."""
-        if not self.parameters() and len(x):
+        """Run one row through the layers when the model has seen no input yet, so that every
+        layer builds its parameters (before the first permutation: every strategy then draws
+        from the generator alike, and a checkpoint finds every parameter to restore). A first
+        layer made with its weights (Embedding) does not mean the others have theirs."""
+        if self.input_shape is None and len(x):
             self.predict(x[:1])
 
     def zero_grad(self) -> None:

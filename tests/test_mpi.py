@@ -106,6 +106,48 @@ def test_mpi_reaches_the_weights_and_history_of_one_process(tmp_path, local_runs
     assert set(re.findall(r"\[(\d+)\] ", result.stderr)) == {"0"}, result.stderr
 
 
+SEQUENCE_SCRIPT = '''
+import sys
+import numpy as np
+import lamina
+
+strategy, out = sys.argv[1], sys.argv[2]
+generator = np.random.default_rng(0)
+x = generator.normal(size=(96, 6, 4))
+y = (x[:, :, 0].cumsum(axis=1) > 0).astype(np.int64)  # a label per time step
+lamina.seed(2)
+model = lamina.Model([
+    {"type": "GRU", "units": 8, "return_sequences": True, "bidirectional": True},
+    {"type": "TransformerBlock", "num_heads": 2, "ff_units": 12, "dropout": 0.0, "causal": True},
+    {"type": "Linear", "units": 2},
+])
+model.train(x, y, optim=lamina.optimizer("Adam", lr=0.01), loss=lamina.loss("CrossEntropy", from_logits=True),
+            epochs=2, batch_size=16, verbose=False, strategy=strategy)
+if lamina.active_strategy().is_main:
+    np.savez(out, *[p.value for p in model.parameters().values()])
+'''
+
+
+@needs_mpi
+def test_sequence_layers_train_over_mpi_as_in_one_process(tmp_path):
+    script = tmp_path / "seq.py"
+    script.write_text(SEQUENCE_SCRIPT)
+    environment = dict(os.environ, OPENBLAS_NUM_THREADS="1")
+    runs = {}
+    for ranks in (0, 2):
+        out = tmp_path / f"seq-{ranks}.npz"
+        command = [sys.executable, str(script), "local" if ranks == 0 else "mpi", str(out)]
+        if ranks:
+            command = [MPIEXEC, "-n", str(ranks), *command]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=180, env=environment, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        with np.load(out) as data:
+            runs[ranks] = [data[key] for key in sorted(data.files, key=lambda k: int(k.split("_")[1]))]
+    for local, parallel in zip(runs[0], runs[2]):
+        scale = max(float(np.abs(local).max()), 1e-30)
+        assert float(np.abs(local - parallel).max()) / scale < 1e-10
+
+
 @needs_mpi
 def test_a_killed_rank_stops_the_others_quickly(tmp_path):
     result, out, elapsed = run(tmp_path, 2, env={"FAIL": "kill"}, timeout=120)

@@ -157,3 +157,29 @@ def test_lamina_train_then_lamina_generate(text_file, tmp_path):
     assert result.stdout.startswith("the cat sat on the mat")
     bad = run_python("-m", "lamina", "generate", str(model_file), "--prompt", "zebra", cwd=tmp_path)
     assert bad.returncode != 0 and "characters the model never saw" in bad.stderr
+
+
+def test_resume_of_a_sequence_model_reaches_the_uninterrupted_weights(text_file, tmp_path):
+    data = lamina.dataset("text", path=str(text_file), seq_len=12, stride=4)
+    x, y = data[0][:64], data[1][:64]
+    size = len(data.metadata["vocabulary"])
+
+    def make():
+        lamina.seed(5)
+        return lamina.Model([
+            {"type": "Embedding", "num_embeddings": size, "dim": 8},
+            {"type": "SinusoidalPositions"},
+            {"type": "LSTM", "units": 8, "return_sequences": True},
+            {"type": "TransformerBlock", "num_heads": 2, "ff_units": 16, "dropout": 0.2, "causal": True},
+            {"type": "Linear", "units": size},
+        ])
+
+    options = dict(optim="Adam", loss=lamina.loss("CrossEntropy", from_logits=True), batch_size=16, verbose=False)
+    whole = make()
+    whole.train(x, y, epochs=4, **options)
+    first = make()
+    first.train(x, y, epochs=2, callbacks=[lamina.Checkpoint(tmp_path / "ck.npz")], **options)
+    resumed = make()
+    resumed.train(x, y, epochs=4, resume_from=tmp_path / "ck.npz", **options)
+    for a, b in zip(resumed.parameters().values(), whole.parameters().values()):
+        assert a.value.tobytes() == b.value.tobytes()
