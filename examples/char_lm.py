@@ -52,7 +52,7 @@ def gru(vocabulary: int, seq_len: int) -> list:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", choices=["transformer", "gru"], default="transformer")
-    parser.add_argument("--epochs", type=int, default=None, help="default: 6 (transformer) or 5 (gru)")
+    parser.add_argument("--epochs", type=int, default=None, help="default: 10 (transformer) or 5 (gru)")
     parser.add_argument("--out", default="runs/char_lm", help="folder for model.npz")
     parser.add_argument("--quick", action="store_true", help="one epoch on 640 windows: a smoke test, not a model")
     args = parser.parse_args()
@@ -74,7 +74,7 @@ def main() -> None:
     start = time.perf_counter()
     model.train(
         x_train, y_train, optim=lamina.optimizer("Adam", lr=3e-3 if args.model == "transformer" else 5e-3),
-        loss=lamina.loss("CrossEntropy", from_logits=True), epochs=args.epochs or (6 if args.model == "transformer" else 5),
+        loss=lamina.loss("CrossEntropy", from_logits=True), epochs=args.epochs or (10 if args.model == "transformer" else 5),
         batch_size=32, clip_grad_norm=1.0, verbose=not args.quick,
     )
     minutes = (time.perf_counter() - start) / 60
