@@ -715,9 +715,9 @@ KEYWORDS: dict[Any, set[str]] = {
 }
 
 SUPPORTED = sorted(
-    [f"np.{u.__name__}" for u in UFUNC_RULES] + [f"np.{f.__name__}" for f in FUNCTION_RULES]
-    + ["+ - * / ** @ (operators)", "indexing (basic and integer arrays)",
-       ".T .reshape .transpose .swapaxes .squeeze .sum .mean .max .min .astype .ravel .flatten .clip"]
+    {f"np.{u.__name__}" for u in UFUNC_RULES} | {f"np.{f.__name__}" for f in FUNCTION_RULES}
+    | {"+ - * / ** @ (operators)", "indexing (basic and integer arrays)",
+       ".T .reshape .transpose .swapaxes .squeeze .sum .mean .max .min .astype .ravel .flatten .clip"}
 )  # lamina.ops adds its functions here when it is imported
 
 

@@ -16,6 +16,12 @@ if TYPE_CHECKING:
 def vocabulary_of(model: Model, owner: str = "lamina.generate") -> str:
     """The characters the model's ids stand for (id = position), from `model.metadata`."""
     vocabulary = model.metadata.get("vocabulary")
+    if isinstance(vocabulary, str) and vocabulary and not _sound(vocabulary):
+        raise ArgumentError(
+            f"{owner}: the model's vocabulary (model.metadata['vocabulary']) repeats a character or holds one "
+            "that is not valid text; the file is corrupted, or the metadata was set by hand: set it from the "
+            "dataset (model.metadata.update(data.metadata))"
+        )
     if not isinstance(vocabulary, str) or not vocabulary:
         raise ArgumentError(
             f"{owner}: the model has no vocabulary in model.metadata['vocabulary'], so its ids mean no "
@@ -23,6 +29,15 @@ def vocabulary_of(model: Model, owner: str = "lamina.generate") -> str:
             "\"moby_dick\"), or set model.metadata.update(data.metadata) from lamina.dataset(...)"
         )
     return vocabulary
+
+
+def _sound(vocabulary: str) -> bool:
+    """Distinct characters that can be printed (no lone surrogates)."""
+    try:
+        vocabulary.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return len(set(vocabulary)) == len(vocabulary)
 
 
 def encode(text: str, vocabulary: str, owner: str = "lamina.generate") -> np.ndarray:
@@ -41,8 +56,8 @@ def generate(
     model: Model, prompt: str = "", length: int = 200, temperature: float = 1.0, seed: int | None = None
 ) -> str:
     """`prompt` followed by `length` characters sampled from `model`, a character language model
-    (ids (batch, time) -> next-character scores (batch, time, vocabulary), logits or
-    probabilities) trained on a text dataset, whose vocabulary is in `model.metadata`.
+    (ids (batch, time) -> next-character scores (batch, time, vocabulary): logits, or
+    probabilities when it was trained with CrossEntropy(from_logits=False)) trained on a text dataset, whose vocabulary is in `model.metadata`.
 
     Each character is drawn from softmax(scores / temperature) at the last position of the
     last `seq_len` characters (the training window); temperature 0 takes the likeliest. `seed`
@@ -56,9 +71,14 @@ def generate(
         raise ArgumentError(f"{owner}(prompt={prompt!r}): the prompt must be a string")
     window = _window(model)
     draws = np.random.default_rng(seed)
-    ids = list(encode(prompt, vocabulary, owner)) or [int(draws.integers(len(vocabulary)))]
-    start = len(ids) - (0 if prompt else 1)
-    for _ in range(length):
+    ids = [int(i) for i in encode(prompt, vocabulary, owner)]
+    start, steps = len(ids), length
+    if not ids and length:  # no prompt: the first character is drawn uniformly, and counts
+        ids, steps = [int(draws.integers(len(vocabulary)))], length - 1
+    # What the scores are: the loss it was trained with says (CrossEntropy(from_logits=...));
+    # without one, scores that are non-negative and sum to 1 are taken as probabilities.
+    from_logits = getattr(model.loss, "from_logits", None)
+    for _ in range(steps):
         context = np.array(ids[-window:], dtype=np.int64)[None]
         scores = np.asarray(model.predict(context), dtype=np.float64)
         if scores.ndim != 3 or scores.shape[-1] != len(vocabulary):
@@ -66,7 +86,16 @@ def generate(
                 f"{owner}: the model maps (1, {context.shape[1]}) ids to shape {scores.shape}, not to scores over its "
                 f"{len(vocabulary)} characters per position (1, {context.shape[1]}, {len(vocabulary)})"
             )
-        ids.append(_draw(scores[0, -1], temperature, draws))
+        last = scores[0, -1]
+        if not np.isfinite(last).all():
+            raise ArgumentError(
+                f"{owner}: the model gives scores that are not finite (NaN or infinity) for the context "
+                f"{''.join(vocabulary[i] for i in ids[-window:])!r}; its weights diverged or the file is corrupted: "
+                "retrain it (a lower learning rate, clip_grad_norm)"
+            )
+        probabilities = (not from_logits) if isinstance(from_logits, bool) else bool(
+            last.min() >= 0 and math.isclose(float(last.sum()), 1.0, rel_tol=1e-4))
+        ids.append(_draw(last, probabilities, temperature, draws))
     return prompt + "".join(vocabulary[i] for i in ids[start:])
 
 
@@ -79,8 +108,8 @@ def _window(model: Model) -> int:
     return 64
 
 
-def _draw(scores: np.ndarray, temperature: float, draws: np.random.Generator) -> int:
-    probabilities = scores.min() >= 0 and math.isclose(float(scores.sum()), 1.0, rel_tol=1e-4)
+def _draw(scores: np.ndarray, probabilities: bool, temperature: float, draws: np.random.Generator) -> int:
+    """One id from logits, or from probabilities (a model ending in Softmax)."""
     logits = np.log(np.maximum(scores, 1e-30)) if probabilities else scores
     if temperature == 0:
         return int(np.argmax(logits))

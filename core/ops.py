@@ -44,6 +44,8 @@ def _erf(x: np.ndarray) -> np.ndarray:
         return np.asarray(_scipy_erf(x), dtype=dtype)
     if dtype != np.float32:
         return np.asarray(_erf_scalar(x), dtype=dtype)
+    if x.ndim == 0:  # the in-place steps need an array to write into
+        return _erf32(x.reshape(1)).reshape(())
     if x.size > _CHUNK:  # in cache-sized pieces: a dozen passes over each piece while it is hot
         flat, out = np.ascontiguousarray(x).reshape(-1), np.empty(x.size, dtype=np.float32)
         for start in range(0, x.size, _CHUNK):

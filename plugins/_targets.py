@@ -1,6 +1,7 @@
 """Target checks shared by losses and metrics (private to the built-in plugins)."""
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -61,8 +62,8 @@ def fold_steps(pred: np.ndarray, y: Any, owner: str) -> tuple[np.ndarray, Any]:
         return pred, y
     target = lamina.checks.as_numeric(y, "y", owner)
     classes = pred.shape[-1]
-    if target.shape == pred.shape[:-1]:
-        return pred.reshape(-1, classes), target.reshape(-1)
+    if target.shape == pred.shape[:-1] or (target.ndim == 1 and target.size == math.prod(pred.shape[:-1])):
+        return pred.reshape(-1, classes), target.reshape(-1)  # labels (the latter: flattened by prepare_target)
     if target.shape == pred.shape:
         return pred.reshape(-1, classes), target.reshape(-1, classes)
     raise lamina.ShapeError(

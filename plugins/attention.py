@@ -63,8 +63,9 @@ class MultiHeadAttention(lamina.Layer):
         glorot = lamina.initializer("glorot_uniform")
         self.in_proj_weight = lamina.Parameter(glorot((3 * embed, embed), dtype, embed, 3 * embed))
         self.in_proj_bias = lamina.Parameter(np.zeros(3 * embed, dtype))
-        bound = 1.0 / math.sqrt(embed)
-        self.out_proj_weight = lamina.Parameter(lamina.rng().uniform(-bound, bound, (embed, embed)).astype(dtype))
+        # Glorot-uniform with fans summing to 6E is U(+-1/sqrt(E)); an initializer, so that
+        # loading counts the weights against its budget before drawing them.
+        self.out_proj_weight = lamina.Parameter(glorot((embed, embed), dtype, 3 * embed, 3 * embed))
         self.out_proj_bias = lamina.Parameter(np.zeros(embed, dtype))
 
     def forward(self, x: np.ndarray) -> np.ndarray:
@@ -218,7 +219,8 @@ class PositionalEmbedding(lamina.Layer):
     def build(self, x: np.ndarray) -> None:
         self._check(x)
         dtype = x.dtype if x.dtype.kind == "f" else lamina.DEFAULT_DTYPE
-        self.weight = lamina.Parameter(lamina.rng().normal(0.0, 0.02, (self.max_len, x.shape[-1])).astype(dtype))
+        init = lamina.initializer("normal", std=0.02)  # counted against a loading budget before drawing
+        self.weight = lamina.Parameter(init((self.max_len, x.shape[-1]), dtype))
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self._check(x)
@@ -240,7 +242,7 @@ class SinusoidalPositions(lamina.Layer):
     """Adds the fixed sin/cos position encoding of "Attention Is All You Need" to x (batch,
     time, features): PE[t, 2i] = sin(t / 10000^(2i/features)), PE[t, 2i+1] = cos(the same)."""
 
-    keeps = ("_shape",)
+    keeps = ("_shape", "_table")  # the table is a cache: dropped after inference too
     conformance_cases = [Case(shape=(2, 4, 6)), Case(shape=(1, 3, 5))]
 
     def __init__(self) -> None:
@@ -248,7 +250,7 @@ class SinusoidalPositions(lamina.Layer):
 
     def table(self, time: int, features: int, dtype: np.dtype) -> np.ndarray:
         """The (time, features) encoding, computed once per shape and dtype."""
-        cached = self._table
+        cached = self.__dict__.get("_table")  # release() drops it
         if cached is None or cached.shape != (time, features) or cached.dtype != dtype:
             position = np.arange(time)[:, None]
             rate = np.exp(np.arange(0, features, 2) * (-math.log(10000.0) / features))

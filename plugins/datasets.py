@@ -315,11 +315,12 @@ class Text(lamina.Dataset):
                     self._text = handle.read()
             except UnicodeDecodeError as err:
                 raise lamina.ArgumentError(f"text(path={self.path!r}): not {self.encoding} text ({err}); pass encoding=...") from None
-            if len(self._text) < 2 * (self.seq_len + 1):
+            parts = 2 if self.test_split else 1
+            if len(self._text) < parts * (self.seq_len + 1):
                 raise lamina.ArgumentError(
                     f"text(path={self.path!r}): the text has {len(self._text)} characters, too few for windows "
-                    f"of seq_len={self.seq_len} in both the training and the test part; use a longer text or a "
-                    "smaller seq_len"
+                    f"of seq_len={self.seq_len} in {'both the training and the test part' if parts == 2 else 'training'}; "
+                    "use a longer text or a smaller seq_len"
                 )
         return self._text
 
@@ -340,6 +341,11 @@ class Text(lamina.Dataset):
         lookup = {char: i for i, char in enumerate(self.vocabulary())}
         ids = np.fromiter((lookup[char] for char in text), dtype=np.int64, count=len(text))
         cut = len(ids) - max(int(round(len(ids) * self.test_split)), self.seq_len + 1 if self.test_split else 0)
+        if cut < self.seq_len + 1:
+            raise lamina.ArgumentError(
+                f"text(test_split={self.test_split}): the {len(ids)} characters leave {max(cut, 0)} for training, "
+                f"fewer than one window of seq_len={self.seq_len} needs; lower test_split or seq_len"
+            )
         x_train, y_train = self._windows(ids[:cut])
         if cut >= len(ids):
             empty = np.zeros((0, self.seq_len), dtype=np.int64)
@@ -355,7 +361,7 @@ class MobyDick(Text):
     def __init__(self, seq_len: int = 64, test_split: float = 0.1, stride: int | None = None) -> None:
         with as_file(files("lamina.plugins") / "data" / "moby_dick.txt") as path:
             super().__init__(path, seq_len=seq_len, test_split=test_split, stride=stride)
-        self.text()  # read now: the path may be a temporary copy
+            self.text()  # read now, while the path exists: it may be a temporary copy
 
     def get_config(self) -> dict[str, object]:
         return {"seq_len": self.seq_len, "test_split": self.test_split, "stride": self.stride}

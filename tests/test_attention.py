@@ -201,3 +201,21 @@ def test_transformer_block_equals_torch(norm_first, causal, activation):
     for theirs, (mine, transposed) in mapping.items():
         expected = ref.get_parameter(theirs).grad.numpy()
         close(grads[mine], expected.T if transposed else expected)
+
+
+def test_a_forged_huge_positional_embedding_is_refused_by_the_loading_budget(tmp_path):
+    model = lamina.Model([lamina.layer("PositionalEmbedding", 4)])
+    model(np.zeros((1, 2, 3), dtype=np.float32))
+    model.save(tmp_path / "pos.npz")
+    import json
+    import zipfile
+    with zipfile.ZipFile(tmp_path / "pos.npz") as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    config = json.loads(members["config.json"])
+    config["layers"][0]["config"]["max_len"] = 10**9
+    members["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(tmp_path / "forged.npz", "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    with pytest.raises(lamina.FileFormatError, match="budget|exceed|bytes"):
+        lamina.load(tmp_path / "forged.npz", max_bytes=10**8)

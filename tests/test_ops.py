@@ -38,3 +38,10 @@ def test_logsumexp_values_and_infinities():
 def test_ops_reject_unknown_arguments():
     with pytest.raises(lamina.ArgumentError, match="approximate must be 'none' or 'tanh'"):
         lamina.ops.gelu(X, approximate="fast")
+
+
+def test_ops_take_zero_dimensional_arrays():
+    for x in (np.array(0.5, dtype=np.float32), np.array(0.5)):
+        y = lamina.ops.gelu(x)
+        assert y.shape == () and y.dtype == x.dtype
+        np.testing.assert_allclose(lamina.ops.erf(x), 0.5204998778, rtol=1e-6)
