@@ -56,8 +56,9 @@ def generate(
     model: Model, prompt: str = "", length: int = 200, temperature: float = 1.0, seed: int | None = None
 ) -> str:
     """`prompt` followed by `length` characters sampled from `model`, a character language model
-    (ids (batch, time) -> next-character scores (batch, time, vocabulary): logits, or
-    probabilities when it was trained with CrossEntropy(from_logits=False)) trained on a text dataset, whose vocabulary is in `model.metadata`.
+    trained on a text dataset (its vocabulary is in `model.metadata`): ids (batch, time) ->
+    next-character scores (batch, time, vocabulary), logits, or probabilities when it was
+    trained with CrossEntropy(from_logits=False).
 
     Each character is drawn from softmax(scores / temperature) at the last position of the
     last `seq_len` characters (the training window); temperature 0 takes the likeliest. `seed`
