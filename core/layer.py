@@ -180,7 +180,7 @@ class Layer(Configurable):
         """The layer's trainable parameters by name: by default its Parameter attributes by
         attribute name, then its sublayers' as "name.param" or "name.0.param"."""
         found: dict[str, Parameter] = {}
-        for name, value in vars(self).items():
+        for name, value in list(vars(self).items()):  # a snapshot: another thread may be in forward
             if isinstance(value, Parameter):
                 found[name] = value
         for prefix, layer in self._sublayers():
@@ -202,7 +202,7 @@ class Layer(Configurable):
         """The Layer attributes, and the Layers in list or tuple attributes (lists of lists
         too: "branches.1.0"), with their names."""
         found: list[tuple[str, Layer]] = []
-        for name, value in vars(self).items():
+        for name, value in list(vars(self).items()):  # a snapshot: another thread may be in forward
             if isinstance(value, Layer):
                 found.append((name, value))
             elif isinstance(value, (list, tuple)) and _holds_layers(value):

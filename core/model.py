@@ -249,6 +249,10 @@ class Model:
 
         It is a str (print it, or read it); at the interactive prompt it shows as the table.
         """
+        with self.lock:  # training changes the layers' state a step at a time: read between steps
+            return self._summary()
+
+    def _summary(self) -> Summary:
         shapes: dict[int, str] = {}
         if self.input_shape is not None:
 
@@ -257,7 +261,7 @@ class Model:
                 if shape is not None:
                     shapes[id(layer)] = str((None, *shape[1:]))
 
-            with self.lock, self.inference(), observing(note):
+            with self.inference(), observing(note):
                 self._forward(np.zeros((1, *self.input_shape), dtype=self.input_dtype))
                 self.release()
         rows = [("#", "Layer", "Output shape", "Params")]
