@@ -1,6 +1,9 @@
 """Argument and shape checks shared by the image layers (private to the built-in plugins)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 
 import lamina
@@ -39,3 +42,49 @@ def windows_out(size: int, window: int, stride: int, owner: str, axis: str) -> i
             f"{window}; use a smaller kernel or pool, more padding, or larger inputs"
         )
     return (size - window) // stride + 1
+
+
+# -- max pooling over windows, any number of spatial axes ---------------------------------------
+
+
+def _at(window: tuple[slice, ...]) -> Any:
+    """The index of one window position: its slices of the trailing axes."""
+    return (Ellipsis, *window)
+
+
+def max_windows(x: np.ndarray, windows: Sequence[tuple[slice, ...]]) -> tuple[np.ndarray, np.ndarray]:
+    """(the max over the windows, which window position won) for `windows`, the slices of the
+    trailing axes that pick window position k of every output; the first maximum wins ties."""
+    # order="K" keeps x's memory layout (a convolution's output is channel-major), so that the
+    # element-wise passes below run over matching strides.
+    out = x[_at(windows[0])].copy(order="K")
+    winner = np.zeros_like(out, dtype=np.min_scalar_type(len(windows) - 1))
+    for k, window in enumerate(windows[1:], start=1):
+        candidate = x[_at(window)]
+        # Positions come in increasing k, so the winner is the last k that was strictly
+        # greater than the max so far (ties stay with the first): a running max of k * beat.
+        beat = np.multiply(candidate > out, k, dtype=winner.dtype)
+        np.maximum(winner, beat, out=winner)
+        np.maximum(out, candidate, out=out)
+    return out, winner
+
+
+def max_windows_backward(
+    x_like: np.ndarray, winner: np.ndarray, windows: Sequence[tuple[slice, ...]], grad: np.ndarray, overlapping: bool
+) -> np.ndarray:
+    """dL/dx of `max_windows`: each output's gradient goes to the position that won its window."""
+    # zeros_like keeps the input's memory layout, so the gradient flows on without a copy; a
+    # gradient in another layout (from Flatten) is first copied into the output's, since
+    # element-wise passes over mismatched strides are several times slower.
+    dx = np.zeros_like(x_like, dtype=grad.dtype)
+    if grad.strides != tuple(stride // winner.itemsize * grad.itemsize for stride in winner.strides):
+        laid_out = np.empty_like(winner, dtype=grad.dtype)
+        laid_out[...] = grad
+        grad = laid_out
+    for k, window in enumerate(windows):
+        hit = winner == k
+        if overlapping:
+            dx[_at(window)] += grad * hit
+        else:  # each input position is in one window: write the product in place
+            np.multiply(grad, hit, out=dx[_at(window)])
+    return dx

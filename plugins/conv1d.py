@@ -12,7 +12,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 import lamina
 from lamina.case import Case, distinct
-from lamina.plugins._spatial import as_given
+from lamina.plugins._spatial import as_given, max_windows, max_windows_backward
 
 
 def _single(value: object, name: str, owner: str, minimum: int = 1) -> int:
@@ -225,38 +225,14 @@ class MaxPool1D(_Pool1D):
     ]
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        slices = self._slices(x)
-        out = x[:, :, slices[0]].copy(order="K")  # keeps x's memory layout (a Conv1D output is channel-major)
-        winner = np.zeros_like(out, dtype=np.min_scalar_type(len(slices) - 1))
-        for k, window in enumerate(slices[1:], start=1):
-            candidate = x[:, :, window]
-            # Positions come in increasing k, so the winner is the last k that was strictly
-            # greater than the max so far (ties stay with the first): a running max of k * beat.
-            beat = np.multiply(candidate > out, k, dtype=winner.dtype)
-            np.maximum(winner, beat, out=winner)
-            np.maximum(out, candidate, out=out)
+        slices = [(window,) for window in self._slices(x)]
+        out, winner = max_windows(x, slices)
         self._x_like, self._winner, self._windows = x, winner, slices
         return out
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
-        # dx[window k of o] = grad[o] where position k won window o. zeros_like keeps x's layout,
-        # so the gradient flows on without a copy; a gradient in another layout (from Flatten) is
-        # first copied into the output's, since element-wise passes over mismatched strides are
-        # several times slower.
-        dx = np.zeros_like(self._x_like, dtype=grad.dtype)
-        winner = self._winner
-        if grad.strides != tuple(stride // winner.itemsize * grad.itemsize for stride in winner.strides):
-            laid_out = np.empty_like(winner, dtype=grad.dtype)
-            laid_out[...] = grad
-            grad = laid_out
         overlapping = self._stride < self._pool
-        for k, window in enumerate(self._windows):
-            hit = winner == k
-            if overlapping:
-                dx[:, :, window] += grad * hit
-            else:  # each input position is in one window: write the product in place
-                np.multiply(grad, hit, out=dx[:, :, window])
-        return dx
+        return max_windows_backward(self._x_like, self._winner, self._windows, grad, overlapping)
 
 
 class AvgPool1D(_Pool1D):

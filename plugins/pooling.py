@@ -9,14 +9,7 @@ import numpy as np
 
 import lamina
 from lamina.case import Case, distinct
-from lamina.plugins._spatial import as_given, check_images, pair, windows_out
-
-
-def _like(layout: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """`values` copied into an array with `layout`'s memory order."""
-    out = np.empty_like(layout, dtype=values.dtype)
-    out[...] = values
-    return out
+from lamina.plugins._spatial import as_given, check_images, max_windows, max_windows_backward, pair, windows_out
 
 
 class _Pool2D(lamina.Layer):
@@ -54,36 +47,13 @@ class MaxPool2D(_Pool2D):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         slices = self._slices(x)
-        # order="K" keeps x's memory layout (a Conv2D output is channel-major), so that the
-        # element-wise passes below run over matching strides.
-        out = x[(..., *slices[0])].copy(order="K")
-        winner = np.zeros_like(out, dtype=np.uint8)
-        for k, (rows, cols) in enumerate(slices[1:], start=1):
-            candidate = x[:, :, rows, cols]
-            # Positions come in increasing k, so the winner is the last k that was strictly
-            # greater than the max so far (ties stay with the first): a running max of k * beat.
-            beat = np.multiply(candidate > out, k, dtype=np.uint8)
-            np.maximum(winner, beat, out=winner)
-            np.maximum(out, candidate, out=out)
+        out, winner = max_windows(x, slices)
         self._x_like, self._winner, self._windows = x, winner, slices
         return out
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
-        # zeros_like keeps the input's memory layout, so the gradient flows on without a copy;
-        # a gradient in another layout (from Flatten) is first copied into the output's, since
-        # element-wise passes over mismatched strides are several times slower.
-        dx = np.zeros_like(self._x_like, dtype=grad.dtype)
-        if grad.strides != tuple(stride * grad.itemsize for stride in self._winner.strides):
-            grad = _like(self._winner, grad)
         (ph, pw), (sh, sw) = self._pool, self._stride
-        overlapping = sh < ph or sw < pw
-        for k, (rows, cols) in enumerate(self._windows):
-            hit = self._winner == k
-            if overlapping:
-                dx[:, :, rows, cols] += grad * hit
-            else:  # each input pixel is in one window: write the product in place
-                np.multiply(grad, hit, out=dx[:, :, rows, cols])
-        return dx
+        return max_windows_backward(self._x_like, self._winner, self._windows, grad, sh < ph or sw < pw)
 
 
 class AvgPool2D(_Pool2D):
