@@ -3,6 +3,7 @@ of GRU, LSTM, TransformerBlock and Conv1D, side by side in one process.
 
     python benchmarks/sequences.py              # 7 rounds x 10 steps per contender
     python benchmarks/sequences.py --quick      # 3 rounds
+    python benchmarks/sequences.py --only LSTM  # the cases whose name contains LSTM
 
 The contenders alternate whole blocks of steps (never single calls: numpy's and torch's thread
 pools would fight on two cores); the table shows the median and min-max milliseconds per step,
@@ -82,6 +83,7 @@ def cases() -> list[dict]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="3 rounds instead of 7")
+    parser.add_argument("--only", default="", help="run the cases whose name contains this text (e.g. LSTM)")
     args = parser.parse_args(argv)
     if torch is not None:
         torch.set_num_threads(2)
@@ -90,6 +92,8 @@ def main(argv: list[str] | None = None) -> None:
     print(header)
     print("-" * len(header))
     for case in cases():
+        if args.only not in case["name"]:
+            continue
         lamina.seed(0)
         contenders = {"lamina": case["lamina"]()}
         if torch is not None:

@@ -67,12 +67,67 @@ def _erf32(x: np.ndarray) -> np.ndarray:
     for c in (_AS[3], _AS[2], _AS[1], _AS[0]):
         poly += np.float32(c)
         poly *= t
-    np.square(a, out=a)
+    with np.errstate(over="ignore"):  # x^2 overflowing to inf gives exp(-x^2) = 0, as it should
+        np.square(a, out=a)
     np.negative(a, out=a)
     np.exp(a, out=a)
     poly *= a  # poly * exp(-x^2) = erfc(|x|)
     np.subtract(1, poly, out=poly)
     return np.copysign(poly, x, out=poly)
+
+
+# GELU in float32: with z = |x| / sqrt 2, A&S 7.1.26 gives Phi(-|x|) = erfc(z) / 2 =
+# t (a1 + ... + a5 t^4) exp(-z^2) / 2 with t = 1 / (1 + p z), and exp(-z^2) = sqrt(2 pi) phi(x):
+# so the 1/2 and sqrt(2 pi) ride on the coefficients and phi(x), which dy/dx needs too, is
+# computed once.
+_GELU_A = tuple(np.float32(a * 0.5 * math.sqrt(2 * math.pi)) for a in _AS)
+_GELU_P = np.float32(0.3275911 / math.sqrt(2.0))
+_LOG_SQRT_2PI = np.float32(0.5 * math.log(2 * math.pi))
+_GELU_CHUNK = 1 << 16
+_SIGN_BIT = np.int32(-(2**31))
+
+
+def _gelu32(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """x Phi(x) and its derivative Phi(x) + x phi(x), float32, in one sweep over cache-sized
+    pieces (~25 passes over each while it is hot, instead of ~35 over the whole array);
+    within 5e-7 of the exact values."""
+    flat = np.ascontiguousarray(x, dtype=np.float32).reshape(-1)
+    out, slope = np.empty_like(flat), np.empty_like(flat)
+    _gelu32_into(flat, out, slope)
+    return out.reshape(np.shape(x)), slope.reshape(np.shape(x))
+
+
+def _gelu32_into(flat: np.ndarray, out: np.ndarray, slope: np.ndarray) -> None:
+    size = min(_GELU_CHUNK, flat.size)
+    a_buffer, t_buffer = np.empty(size, np.float32), np.empty(size, np.float32)
+    with np.errstate(over="ignore"):  # x^2 overflowing to inf gives phi = 0, as it should
+        for start in range(0, flat.size, _GELU_CHUNK):
+            xs = flat[start : start + _GELU_CHUNK]
+            n = xs.size
+            a, t, q, e = a_buffer[:n], t_buffer[:n], out[start : start + n], slope[start : start + n]
+            np.abs(xs, out=a)
+            np.multiply(a, _GELU_P, out=t)
+            t += 1
+            np.divide(np.float32(1), t, out=t)  # faster than np.reciprocal here
+            np.multiply(t, _GELU_A[4], out=q)
+            for c in (_GELU_A[3], _GELU_A[2], _GELU_A[1], _GELU_A[0]):
+                q += c
+                q *= t
+            np.square(a, out=e)  # e = phi(x) = exp(-x^2 / 2 - log sqrt(2 pi))
+            e *= np.float32(-0.5)
+            e -= _LOG_SQRT_2PI
+            np.exp(e, out=e)
+            q *= e  # Phi(-|x|)
+            # Phi(x) = 1/2 + sign(x) (1/2 - Phi(-|x|)); the sign moved over as a bit (np.sign
+            # and np.copysign are several times slower than integer operations)
+            np.subtract(np.float32(0.5), q, out=q)
+            sign_bit = a.view(np.int32)
+            np.bitwise_and(xs.view(np.int32), _SIGN_BIT, out=sign_bit)
+            np.bitwise_xor(q.view(np.int32), sign_bit, out=q.view(np.int32))
+            q += np.float32(0.5)
+            e *= xs
+            e += q  # dy/dx = Phi(x) + x phi(x)
+            q *= xs  # y = x Phi(x)
 
 
 def _primitive(
@@ -161,9 +216,12 @@ def gelu(x: Any, approximate: str = "none") -> Any:
 
         return _primitive(x, tanh_form, derivative)
 
-    kept: dict[str, np.ndarray] = {}  # the forward's Phi(x), for the derivative: erf once a step
+    kept: dict[str, np.ndarray] = {}  # what the forward computed for the derivative
 
     def value(v: np.ndarray) -> np.ndarray:
+        if v.dtype == np.float32 and v.ndim:  # training's dtype: value and slope in one sweep
+            out, kept["slope"] = _gelu32(v)
+            return out
         cdf = _erf(v * (1.0 / math.sqrt(2.0)))
         cdf += 1.0
         cdf *= 0.5
@@ -171,6 +229,8 @@ def gelu(x: Any, approximate: str = "none") -> Any:
         return v * cdf
 
     def exact(g: np.ndarray, out: np.ndarray, v: np.ndarray) -> np.ndarray:
+        if "slope" in kept:
+            return g * kept["slope"]
         d = np.square(v)  # dy/dx = Phi(x) + x phi(x), computed in one buffer
         d *= -0.5
         np.exp(d, out=d)

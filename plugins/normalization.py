@@ -113,8 +113,8 @@ class LayerNorm(lamina.Layer):
         return {} if self.weight is None or self.bias is None else {"weight": self.weight, "bias": self.bias}
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        if x.ndim < 1:
-            raise lamina.ShapeError("LayerNorm needs at least one axis to normalise over")
+        if x.ndim < 1 or x.shape[-1] == 0:
+            raise lamina.ShapeError(f"LayerNorm needs at least one feature on the last axis to normalise over, got shape {np.shape(x)}")
         features = x.shape[-1]
         if self.weight is None or self.bias is None:
             dtype = x.dtype if x.dtype.kind == "f" else lamina.DEFAULT_DTYPE
@@ -122,26 +122,44 @@ class LayerNorm(lamina.Layer):
             self.bias = lamina.Parameter(np.zeros(features, dtype=dtype))
         if features != self.weight.shape[0]:
             raise lamina.ShapeError(f"LayerNorm was built for {self.weight.shape[0]} features (last axis) but got shape {x.shape}")
-        mean = x.mean(axis=-1, keepdims=True)
-        var = x.var(axis=-1, keepdims=True)
-        self._inv_std = 1.0 / np.sqrt(var + self.eps)
-        self._xhat = (x - mean) * self._inv_std
-        return self._xhat * self.weight.value + self.bias.value
+        if x.dtype.kind != "f":
+            x = x.astype(self.weight.value.dtype)
+        # Per row of (rows, features): the row sums are matrix-vector products and every
+        # element-wise step writes into an existing buffer (a few passes where numpy's
+        # mean/var take a dozen).
+        rows = x.reshape(-1, features)
+        mean = rows @ np.full(features, 1.0 / features, dtype=rows.dtype)
+        xhat = rows - mean[:, None]
+        var = np.einsum("ij,ij->i", xhat, xhat)
+        var *= 1.0 / features
+        var += self.eps
+        inv_std = 1.0 / np.sqrt(var)
+        xhat *= inv_std[:, None]
+        self._xhat, self._inv_std = xhat, inv_std
+        out = xhat * self.weight.value
+        out += self.bias.value
+        return out.reshape(x.shape)
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
         if self.weight is None or self.bias is None:
             raise lamina.LaminaError(f"{self!r}: backward was called before forward; call the layer on an input first")
-        xhat = self._xhat
+        xhat, inv_std = self._xhat, self._inv_std
         features = xhat.shape[-1]
-        lead = tuple(range(grad.ndim - 1))
-        self.weight.grad += (grad * xhat).sum(axis=lead)
-        self.bias.grad += grad.sum(axis=lead)
-        dxhat = grad * self.weight.value
-        return (self._inv_std / features) * (
-            features * dxhat
-            - dxhat.sum(axis=-1, keepdims=True)
-            - xhat * (dxhat * xhat).sum(axis=-1, keepdims=True)
-        )
+        g = grad.reshape(-1, features)
+        w = self.weight.value
+        gx = g * xhat
+        ones = np.ones(g.shape[0], dtype=g.dtype)
+        self.weight.grad += ones @ gx
+        self.bias.grad += ones @ g
+        # dx = inv_std (dxhat - mean(dxhat) - xhat mean(dxhat xhat)), dxhat = g w, per row
+        mean_d = (g @ w) * (1.0 / features)
+        mean_dx = (gx @ w) * (1.0 / features)
+        dx = g * w
+        np.multiply(xhat, mean_dx[:, None], out=gx)
+        dx -= gx
+        dx -= mean_d[:, None]
+        dx *= inv_std[:, None]
+        return dx.reshape(grad.shape)
 
 
 @lamina.hookimpl

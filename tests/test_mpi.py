@@ -143,9 +143,11 @@ def test_sequence_layers_train_over_mpi_as_in_one_process(tmp_path):
         assert result.returncode == 0, result.stderr
         with np.load(out) as data:
             runs[ranks] = [data[key] for key in sorted(data.files, key=lambda k: int(k.split("_")[1]))]
+    # float64 sums over two shards round differently from one sum, and Adam divides the
+    # gradients by their own size: 12 steps take a few elements to ~1e-10 of their parameter.
     for local, parallel in zip(runs[0], runs[2]):
         scale = max(float(np.abs(local).max()), 1e-30)
-        assert float(np.abs(local - parallel).max()) / scale < 1e-10
+        assert float(np.abs(local - parallel).max()) / scale < 1e-9
 
 
 @needs_mpi
