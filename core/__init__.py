@@ -4,7 +4,7 @@
 >>> model = lamina.Model([lamina.layer("Linear", 8), "Relu", {"type": "Linear", "units": 1}])
 >>> history = model.train(x, y, optim="SGD", loss="MSE", epochs=100, verbose=False)
 """
-from lamina import checks, ops
+from lamina import checks, export, ops
 from lamina.callback import Callback
 from lamina.case import Case
 from lamina.checkpoint import Checkpoint
@@ -103,6 +103,7 @@ __all__ = [
     "clip_grad_norm",
     "dataset",
     "echo",
+    "export",
     "fans",
     "generate",
     "get_registry",

@@ -332,6 +332,14 @@ def generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def export(args: argparse.Namespace) -> int:
+    model = lamina.load(args.model)
+    path = model.export_onnx(args.out, opset=args.opset)
+    shape = ("batch", *(model.input_shape or ()))
+    print(f"wrote {path}: ONNX opset {args.opset}, input 'input' of shape {shape}, output 'output'")
+    return 0
+
+
 def info(args: argparse.Namespace) -> int:
     config = loading.read_config(args.model)
     lines = [f"{args.model}:", *run.describe_model_file(config)]
@@ -372,6 +380,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_evaluate(commands, common)
     _add_predict(commands, common)
     _add_generate(commands, common)
+    _add_export(commands, common)
     _add_info(commands, common)
     _add_check_plugins(commands, common)
     _add_list_plugins(commands, common)
@@ -427,6 +436,18 @@ def _add_generate(commands: Any, common: argparse.ArgumentParser) -> None:
                    help="below 1: safer, above 1: wilder, 0: always the likeliest (default 0.8)")
     p.add_argument("--seed", type=int, metavar="S", help="repeatable samples")
     p.set_defaults(run=generate)
+
+
+def _add_export(commands: Any, common: argparse.ArgumentParser) -> None:
+    p = commands.add_parser(
+        "export", parents=[common], help="write a saved model as an ONNX file",
+        description="Write MODEL (a file from model.save or lamina train) as an ONNX file that computes "
+        "its predictions, for onnxruntime and other runtimes (needs: pip install 'lamina[onnx]').",
+    )
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("out", metavar="OUT", help="the .onnx file to write")
+    p.add_argument("--opset", type=int, default=17, metavar="N", help="the ONNX opset, 17 to 21 (default 17)")
+    p.set_defaults(run=export)
 
 
 def _add_predict(commands: Any, common: argparse.ArgumentParser) -> None:

@@ -67,6 +67,10 @@ class Layer(Configurable):
     def __call__(self, x: np.ndarray) -> np.ndarray:
         if isinstance(x, Traced):  # called inside another layer's traced forward
             out = self._call_traced(x)
+        elif type(x) is not np.ndarray and getattr(x, "exporting", False):  # inside an ONNX export's trace
+            from lamina.export.exporter import call_sublayer
+
+            return call_sublayer(self, x)  # type: ignore[arg-type,return-value]
         elif not self._built:
             out = self._first_call(x)
         else:

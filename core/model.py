@@ -243,6 +243,19 @@ class Model:
         with self.lock:
             return saving.save_model(self, path, include_optimizer, progress)
 
+    def export_onnx(self, path: str | os.PathLike[str], opset: int = 17) -> Path:
+        """Write the model as an ONNX file (needs `pip install 'lamina[onnx]'`), atomically.
+
+        The file computes `model.predict`: inference mode (Dropout is the identity, BatchNorm
+        uses its running statistics), one input named "input" of shape (batch, *input_shape)
+        and one output named "output", the batch axis free. `opset` is the ONNX operator set,
+        17 to 21. Every built-in layer exports; a third-party layer exports if it is written
+        forward-only or has a `to_onnx(graph, x)` method (docs/writing-plugins.md).
+        """
+        from lamina.export import export_onnx
+
+        return export_onnx(self, path, opset)
+
     def summary(self) -> Summary:
         """A table of the layers (layers made of layers as a tree, e.g. '1.layers.0'), their
         output shapes and parameter counts, and the total.

@@ -131,9 +131,13 @@ def _gelu32_into(flat: np.ndarray, out: np.ndarray, slope: np.ndarray) -> None:
 
 
 def _primitive(
-    x: Any, value: Callable[[np.ndarray], np.ndarray], derivative: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+    x: Any,
+    value: Callable[[np.ndarray], np.ndarray],
+    derivative: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray],
+    onnx: Callable[[Any, str], str],
 ) -> Any:
-    """`value(x)`, recorded with `derivative(g, out, x)` -> dL/dx when `x` is being traced."""
+    """`value(x)`, recorded with `derivative(g, out, x)` -> dL/dx when `x` is being traced, or
+    written as `onnx(graph, name)` -> ONNX nodes when a model is being exported."""
     tape: Tape | None
     traced: Traced | None
     if isinstance(x, Traced):
@@ -142,12 +146,58 @@ def _primitive(
     elif isinstance(x, Parameter):
         tape, v = active_tape(), x.value
         traced = tape.parameter(x) if tape is not None else None
+        if traced is not None and not isinstance(traced, Traced):  # an ONNX export's initializer
+            return traced.apply(value, onnx)
+    elif getattr(x, "exporting", False):  # a value of an ONNX export's trace
+        return x.apply(value, onnx)
     else:
         tape, traced, v = None, None, np.asarray(x)
     out = value(v)
     if tape is None or traced is None:
         return out
     return tape.record(out, [traced], lambda g: [derivative(g, out, v)])
+
+
+def _constant(graph: Any, x: str, number: float) -> str:
+    """A scalar constant of `x`'s dtype, for the ONNX forms below."""
+    return graph.constant(np.asarray(number, dtype=graph.examples[x].dtype), "c", dtype=graph.examples[x].dtype)
+
+
+# ONNX's float attributes are float32 and onnxruntime has no double Elu or Softplus: in double,
+# these are written out in operators that keep every digit.
+def _onnx_leaky_relu(graph: Any, x: str, alpha: float) -> str:
+    if graph.examples[x].dtype != np.float64:
+        return graph.op("LeakyRelu", x, alpha=float(alpha))
+    positive = graph.op("Greater", x, _constant(graph, x, 0.0))
+    return graph.op("Where", positive, x, graph.op("Mul", x, _constant(graph, x, alpha)))
+
+
+def _onnx_elu(graph: Any, x: str, alpha: float) -> str:
+    if graph.examples[x].dtype != np.float64:
+        return graph.op("Elu", x, alpha=float(alpha))
+    negative = graph.op("Sub", graph.op("Exp", graph.op("Min", x, _constant(graph, x, 0.0))), _constant(graph, x, 1.0))
+    positive = graph.op("Greater", x, _constant(graph, x, 0.0))
+    return graph.op("Where", positive, x, graph.op("Mul", negative, _constant(graph, x, alpha)))
+
+
+def _onnx_softplus(graph: Any, x: str) -> str:
+    if graph.examples[x].dtype != np.float64:
+        return graph.op("Softplus", x)
+    # max(x, 0) + log(1 + exp(-|x|)): finite for any x
+    tail = graph.op("Log", graph.op("Add", graph.op("Exp", graph.op("Neg", graph.op("Abs", x))), _constant(graph, x, 1.0)))
+    return graph.op("Add", graph.op("Relu", x), tail)
+
+
+def _onnx_gelu(graph: Any, x: str, approximate: str) -> str:
+    """0.5 x (1 + erf(x / sqrt 2)), or with tanh(sqrt(2/pi) (x + 0.044715 x^3)) for "tanh"."""
+    if approximate == "tanh":
+        cube = graph.op("Mul", graph.op("Mul", x, x), x)
+        inner = graph.op("Add", x, graph.op("Mul", cube, _constant(graph, x, 0.044715)))
+        shape = graph.op("Tanh", graph.op("Mul", inner, _constant(graph, x, math.sqrt(2.0 / math.pi))))
+    else:
+        shape = graph.op("Erf", graph.op("Mul", x, _constant(graph, x, 1.0 / math.sqrt(2.0))))
+    half = graph.op("Mul", x, _constant(graph, x, 0.5))
+    return graph.op("Mul", half, graph.op("Add", shape, _constant(graph, x, 1.0)))
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -157,17 +207,18 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 def sigmoid(x: Any) -> Any:
     """1 / (1 + exp(-x)), element-wise."""
-    return _primitive(x, _sigmoid, lambda g, out, v: g * out * (1 - out))
+    return _primitive(x, _sigmoid, lambda g, out, v: g * out * (1 - out), lambda graph, v: graph.op("Sigmoid", v))
 
 
 def relu(x: Any) -> Any:
     """max(x, 0), element-wise; the derivative at 0 is 0 (as PyTorch's)."""
-    return _primitive(x, lambda v: np.maximum(v, 0), lambda g, out, v: g * (v > 0))
+    return _primitive(x, lambda v: np.maximum(v, 0), lambda g, out, v: g * (v > 0), lambda graph, v: graph.op("Relu", v))
 
 
 def leaky_relu(x: Any, alpha: float = 0.01) -> Any:
     """x where x > 0, else alpha * x."""
-    return _primitive(x, lambda v: np.where(v > 0, v, alpha * v), lambda g, out, v: g * np.where(v > 0, 1, alpha).astype(v.dtype))
+    return _primitive(x, lambda v: np.where(v > 0, v, alpha * v), lambda g, out, v: g * np.where(v > 0, 1, alpha).astype(v.dtype),
+                      lambda graph, v: _onnx_leaky_relu(graph, v, alpha))
 
 
 def elu(x: Any, alpha: float = 1.0) -> Any:
@@ -176,12 +227,14 @@ def elu(x: Any, alpha: float = 1.0) -> Any:
         x,
         lambda v: np.where(v > 0, v, alpha * np.expm1(np.minimum(v, 0))),
         lambda g, out, v: g * np.where(v > 0, 1, out + alpha),
+        lambda graph, v: _onnx_elu(graph, v, alpha),
     )
 
 
 def softplus(x: Any) -> Any:
     """log(1 + exp(x)), finite for any x; its derivative is sigmoid(x)."""
-    return _primitive(x, lambda v: np.logaddexp(0, v).astype(v.dtype, copy=False), lambda g, out, v: g * _sigmoid(v))
+    return _primitive(x, lambda v: np.logaddexp(0, v).astype(v.dtype, copy=False), lambda g, out, v: g * _sigmoid(v),
+                      lambda graph, v: _onnx_softplus(graph, v))
 
 
 def silu(x: Any) -> Any:
@@ -191,12 +244,12 @@ def silu(x: Any) -> Any:
         s = _sigmoid(v)
         return g * (s * (1 + v * (1 - s)))
 
-    return _primitive(x, lambda v: v * _sigmoid(v), derivative)
+    return _primitive(x, lambda v: v * _sigmoid(v), derivative, lambda graph, v: graph.op("Mul", v, graph.op("Sigmoid", v)))
 
 
 def erf(x: Any) -> Any:
     """The error function, element-wise; d/dx = 2/sqrt(pi) exp(-x^2)."""
-    return _primitive(x, _erf, lambda g, out, v: g * (2 / math.sqrt(math.pi)) * np.exp(-v * v))
+    return _primitive(x, _erf, lambda g, out, v: g * (2 / math.sqrt(math.pi)) * np.exp(-v * v), lambda graph, v: graph.op("Erf", v))
 
 
 def gelu(x: Any, approximate: str = "none") -> Any:
@@ -214,7 +267,7 @@ def gelu(x: Any, approximate: str = "none") -> Any:
             t = np.tanh(c * (v + 0.044715 * v**3))
             return g * (0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * c * (1.0 + 3 * 0.044715 * v * v))
 
-        return _primitive(x, tanh_form, derivative)
+        return _primitive(x, tanh_form, derivative, lambda graph, v: _onnx_gelu(graph, v, "tanh"))
 
     kept: dict[str, np.ndarray] = {}  # what the forward computed for the derivative
 
@@ -240,7 +293,7 @@ def gelu(x: Any, approximate: str = "none") -> Any:
         d *= g
         return d
 
-    return _primitive(x, value, exact)
+    return _primitive(x, value, exact, lambda graph, v: _onnx_gelu(graph, v, "none"))
 
 
 def logsumexp(x: Any, axis: int | tuple[int, ...] | None = -1, keepdims: bool = False) -> Any:
@@ -258,7 +311,15 @@ def logsumexp(x: Any, axis: int | tuple[int, ...] | None = -1, keepdims: bool = 
             g, out = _keep(g, axis, v.ndim), _keep(out, axis, v.ndim)
         return g * np.exp(v - out)
 
-    return _primitive(x, value, derivative)
+    def onnx(graph: Any, v: str) -> str:  # max + log(sum(exp(x - max))), stable as above
+        ndim = graph.examples[v].ndim
+        axes = list(range(ndim)) if axis is None else sorted(a % ndim for a in (axis if isinstance(axis, tuple) else (axis,)))
+        top = graph.reduce("ReduceMax", v, axes, keepdims=True)
+        total = graph.reduce("ReduceSum", graph.op("Exp", graph.op("Sub", v, top)), axes, keepdims=True)
+        out = graph.op("Add", graph.op("Log", total), top)
+        return out if keepdims else graph.op("Squeeze", out, graph.ints(axes, "axes"))
+
+    return _primitive(x, value, derivative, onnx)
 
 
 def _keep(a: np.ndarray, axis: int | tuple[int, ...] | None, ndim: int) -> np.ndarray:
@@ -276,7 +337,8 @@ def softmax(x: Any, axis: int = -1) -> Any:
         e = np.exp(v - np.max(v, axis=axis, keepdims=True))
         return e / np.sum(e, axis=axis, keepdims=True)
 
-    return _primitive(x, value, lambda g, out, v: out * (g - np.sum(g * out, axis=axis, keepdims=True)))
+    return _primitive(x, value, lambda g, out, v: out * (g - np.sum(g * out, axis=axis, keepdims=True)),
+                      lambda graph, v: graph.op("Softmax", v, axis=int(axis)))
 
 
 def log_softmax(x: Any, axis: int = -1) -> Any:
@@ -286,7 +348,8 @@ def log_softmax(x: Any, axis: int = -1) -> Any:
         shifted = v - np.max(v, axis=axis, keepdims=True)
         return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
 
-    return _primitive(x, value, lambda g, out, v: g - np.exp(out) * np.sum(g, axis=axis, keepdims=True))
+    return _primitive(x, value, lambda g, out, v: g - np.exp(out) * np.sum(g, axis=axis, keepdims=True),
+                      lambda graph, v: graph.op("LogSoftmax", v, axis=int(axis)))
 
 
 SUPPORTED.append("lamina.ops: " + ", ".join(__all__))

@@ -1,12 +1,16 @@
-"""Argument and shape checks shared by the image layers (private to the built-in plugins)."""
+"""Argument and shape checks, max pooling and ONNX export shared by the image and sequence
+layers (private to the built-in plugins)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 import lamina
+
+if TYPE_CHECKING:
+    from lamina.export import Graph
 
 
 def pair(value: object, name: str, owner: str, minimum: int = 1) -> tuple[int, int]:
@@ -88,3 +92,19 @@ def max_windows_backward(
         else:  # each input position is in one window: write the product in place
             np.multiply(grad, hit, out=dx[_at(window)])
     return dx
+
+
+# -- ONNX export, any number of spatial axes -------------------------------------------------
+
+
+def conv_to_onnx(
+    graph: Graph, x: str, weight: lamina.Parameter | None, bias: lamina.Parameter | None,
+    strides: Sequence[int], dilations: Sequence[int], pads: Sequence[tuple[int, int]],
+) -> str:
+    """An ONNX Conv of x (batch, channels, *spatial): lamina's weight layout (filters, channels,
+    *kernel) is ONNX's; `pads` holds one (before, after) pair per spatial axis."""
+    if weight is None or bias is None:
+        raise lamina.LaminaError(f"ONNX export of {graph.scope}: the layer has no weights yet; call it on an input first")
+    befores, afters = zip(*pads)
+    return graph.op("Conv", x, graph.parameter(weight, "weight"), graph.parameter(bias, "bias"),
+                    strides=list(strides), dilations=list(dilations), pads=[*befores, *afters])

@@ -1,5 +1,7 @@
 """Activations, element-wise or along the last axis. No parameters.
 
+Each exports to ONNX as its operator (`to_onnx`); Gelu, forward-only, is traced.
+
 Sigmoid, Relu, Tanh, Softmax, LeakyRelu, Elu, Gelu, Softplus, Silu, LogSoftmax; each
 formula is written so that it stays finite for inputs of any magnitude.
 """
@@ -32,6 +34,9 @@ class Sigmoid(lamina.Layer):
         y = self._y
         return grad * y * (1 - y)
 
+    def to_onnx(self, graph, x):
+        return graph.op("Sigmoid", x)
+
 
 class Relu(lamina.Layer):
     """y = max(0, x), element-wise; any shape. dy/dx = 1 where x > 0, else 0."""
@@ -47,6 +52,9 @@ class Relu(lamina.Layer):
     def backward(self, grad: np.ndarray) -> np.ndarray:
         return grad * (self._y > 0)
 
+    def to_onnx(self, graph, x):
+        return graph.op("Relu", x)
+
 
 class Tanh(lamina.Layer):
     """y = tanh(x), element-wise; any shape. dy/dx = 1 - y^2."""
@@ -59,6 +67,9 @@ class Tanh(lamina.Layer):
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
         return grad * (1 - self._y**2)
+
+    def to_onnx(self, graph, x):
+        return graph.op("Tanh", x)
 
 
 class Softmax(lamina.Layer):
@@ -82,6 +93,9 @@ class Softmax(lamina.Layer):
         y = self._y
         return y * (grad - (grad * y).sum(axis=-1, keepdims=True))
 
+    def to_onnx(self, graph, x):
+        return graph.op("Softmax", x, axis=-1)
+
 
 class LeakyRelu(lamina.Layer):
     """y = x where x > 0, else alpha x (PyTorch's negative_slope); dy/dx = 1 or alpha."""
@@ -99,6 +113,9 @@ class LeakyRelu(lamina.Layer):
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
         return grad * self._slope
+
+    def to_onnx(self, graph, x):
+        return lamina.ops.leaky_relu(lamina.export.Symbolic(graph, x, graph.examples[x]), self.alpha).name  # as ops writes it
 
 
 class Elu(lamina.Layer):
@@ -119,6 +136,9 @@ class Elu(lamina.Layer):
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
         return grad * np.where(self._positive, 1.0, self._negative + self.alpha).astype(grad.dtype, copy=False)
+
+    def to_onnx(self, graph, x):
+        return lamina.ops.elu(lamina.export.Symbolic(graph, x, graph.examples[x]), self.alpha).name  # as ops writes it
 
 
 class Gelu(lamina.Layer):
@@ -155,6 +175,9 @@ class Softplus(lamina.Layer):
     def backward(self, grad: np.ndarray) -> np.ndarray:
         return grad * _sigmoid(self._x)
 
+    def to_onnx(self, graph, x):
+        return lamina.ops.softplus(lamina.export.Symbolic(graph, x, graph.examples[x])).name  # as ops writes it
+
 
 class Silu(lamina.Layer):
     """y = x sigmoid(x) (swish); dy/dx = s (1 + x (1 - s)) with s = sigmoid(x)."""
@@ -168,6 +191,9 @@ class Silu(lamina.Layer):
     def backward(self, grad: np.ndarray) -> np.ndarray:
         s = self._s
         return grad * (s * (1 + self._x * (1 - s)))
+
+    def to_onnx(self, graph, x):
+        return graph.op("Mul", x, graph.op("Sigmoid", x))
 
 
 class LogSoftmax(lamina.Layer):
@@ -186,6 +212,9 @@ class LogSoftmax(lamina.Layer):
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
         return grad - np.exp(self._y) * grad.sum(axis=-1, keepdims=True)
+
+    def to_onnx(self, graph, x):
+        return graph.op("LogSoftmax", x, axis=-1)
 
 
 @lamina.hookimpl

@@ -138,6 +138,27 @@ class MultiHeadAttention(lamina.Layer):
             return None
         return (d_rows @ self.in_proj_weight.value).reshape(batch, time, embed)
 
+    def to_onnx(self, graph, x):
+        """The same computation in ONNX operators (the opsets lamina writes have no attention op)."""
+        _, time, embed = graph.shape(x)
+        heads, width = self.num_heads, embed // self.num_heads
+
+        def project(rows: str, weight: lamina.Parameter, bias: lamina.Parameter, name: str) -> str:
+            w = graph.op("Transpose", graph.parameter(weight, f"{name}_weight"), perm=[1, 0])
+            return graph.op("Add", graph.op("MatMul", rows, w), graph.parameter(bias, f"{name}_bias"))
+
+        qkv = graph.op("Reshape", project(x, self.in_proj_weight, self.in_proj_bias, "in_proj"),
+                       graph.ints([0, 0, 3, heads, width], "shape"))
+        qkv = graph.op("Transpose", qkv, perm=[2, 0, 3, 1, 4])  # (3, batch, heads, time, width)
+        q, k, v = (graph.op("Gather", qkv, graph.constant(np.int64(i), "index", np.int64), axis=0) for i in range(3))
+        q = graph.op("Mul", q, graph.constant(1.0 / math.sqrt(width), "scale"))
+        scores = graph.op("MatMul", q, graph.op("Transpose", k, perm=[0, 1, 3, 2]))  # (batch, heads, query, key)
+        if self.causal:
+            scores = graph.op("Add", scores, graph.constant(_causal_bias(time, graph.dtype).T, "causal_mask"))
+        context = graph.op("MatMul", graph.op("Softmax", scores, axis=-1), v)
+        context = graph.op("Reshape", graph.op("Transpose", context, perm=[0, 2, 1, 3]), graph.ints([0, 0, -1], "shape"))
+        return project(context, self.out_proj_weight, self.out_proj_bias, "out_proj")
+
 
 def _causal_bias(time: int, dtype: np.dtype) -> np.ndarray:
     """(key, query) additions hiding later keys: 0 where key <= query, -inf where key > query."""
@@ -248,6 +269,12 @@ class PositionalEmbedding(lamina.Layer):
         self.weight.grad[:time] += grad.sum(axis=0)
         return grad
 
+    def to_onnx(self, graph, x):
+        time = graph.shape(x)[1]  # the time axis is fixed in an exported model; only the batch is free
+        table = graph.op("Slice", graph.parameter(self.weight, "weight"), graph.ints([0], "starts"), graph.ints([time], "ends"),
+                         graph.ints([0], "axes"))
+        return graph.op("Add", x, table)
+
 
 class SinusoidalPositions(lamina.Layer):
     """Adds the fixed sin/cos position encoding of "Attention Is All You Need" to x (batch,
@@ -281,6 +308,10 @@ class SinusoidalPositions(lamina.Layer):
         if grad.shape != self._shape:
             raise lamina.ShapeError(f"SinusoidalPositions: the gradient has shape {grad.shape}, the last output {self._shape}")
         return grad
+
+    def to_onnx(self, graph, x):
+        _, time, features = graph.shape(x)
+        return graph.op("Add", x, graph.constant(self.table(time, features, graph.dtype), "positions"))
 
 
 @lamina.hookimpl

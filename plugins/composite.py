@@ -57,6 +57,13 @@ def run_backward(layers: Sequence[lamina.Layer], grad: np.ndarray | None, owner:
     return grad
 
 
+def export_chain(graph, layers: Sequence[lamina.Layer], x: str, prefix: str) -> str:
+    """ONNX export of `layers` in order, each under its path ("layers.0", ...)."""
+    for i, layer in enumerate(layers):
+        x = graph.layer(layer, x, f"{prefix}.{i}")
+    return x
+
+
 class _Container(lamina.Layer):
     """What the three share: the input gradient is theirs only through their first layers."""
 
@@ -102,6 +109,9 @@ class Sequential(_Container):
     def backward(self, grad: np.ndarray) -> np.ndarray | None:
         return run_backward(self.layers, grad, "Sequential.layers")
 
+    def to_onnx(self, graph, x):
+        return export_chain(graph, self.layers, x, "layers")
+
 
 class Residual(_Container):
     """`y = x + f(x)`, f the `layers` in order (a skip connection): `Residual([Linear(64), "Relu"])`.
@@ -142,6 +152,9 @@ class Residual(_Container):
         if inner is None:  # nobody needs the input gradient (first layer of a model)
             return None
         return grad + inner
+
+    def to_onnx(self, graph, x):
+        return graph.op("Add", x, export_chain(graph, self.layers, x, "layers"))
 
 
 class Parallel(_Container):
@@ -250,6 +263,21 @@ class Parallel(_Container):
             if inner is not None:
                 total = inner if total is None else total + inner
         return total
+
+    def to_onnx(self, graph, x):
+        outputs = [export_chain(graph, branch, x, f"branches.{b}") for b, branch in enumerate(self.branches)]
+        if self.merge == "concat":
+            return graph.op("Concat", *outputs, axis=self.axis % graph.examples[outputs[0]].ndim)
+        if self.merge == "add":
+            return graph.op("Sum", *outputs)
+        return _product(graph, outputs)
+
+
+def _product(graph, outputs: list[str]) -> str:
+    out = outputs[0]
+    for other in outputs[1:]:
+        out = graph.op("Mul", out, other)
+    return out
 
 
 @lamina.hookimpl

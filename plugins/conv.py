@@ -1,12 +1,17 @@
 """Conv2D: 2-D convolution (cross-correlation, as in PyTorch) by im2col and one matrix product."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 import lamina
 from lamina.case import Case
-from lamina.plugins._spatial import as_given, check_images, pair, windows_out
+from lamina.plugins._spatial import as_given, check_images, conv_to_onnx, pair, windows_out
+
+if TYPE_CHECKING:
+    from lamina.export import Graph
 
 
 class Conv2D(lamina.Layer):
@@ -126,6 +131,10 @@ class Conv2D(lamina.Layer):
         (pt, _), (pl, _) = self._pads()
         h, w = self._x_shape[2:]
         return dxp[:, :, pt : pt + h, pl : pl + w]
+
+    def to_onnx(self, graph: Graph, x: str) -> str:
+        """One ONNX Conv with forward's explicit padding (so "same" keeps PyTorch's split)."""
+        return conv_to_onnx(graph, x, self.weight, self.bias, self._stride, self._dilation, self._pads())
 
 
 @lamina.hookimpl

@@ -7,12 +7,17 @@ whole-array operation, never a loop over samples or positions.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 import lamina
 from lamina.case import Case, distinct
-from lamina.plugins._spatial import as_given, max_windows, max_windows_backward
+from lamina.plugins._spatial import as_given, conv_to_onnx, max_windows, max_windows_backward
+
+if TYPE_CHECKING:
+    from lamina.export import Graph
 
 
 def _single(value: object, name: str, owner: str, minimum: int = 1) -> int:
@@ -191,8 +196,14 @@ class Conv1D(lamina.Layer):
         left = self._pads[0]
         return dxp[:, :, left : left + self._length].transpose(1, 0, 2)
 
+    def to_onnx(self, graph: Graph, x: str) -> str:
+        """One ONNX Conv with forward's explicit padding (so "same" keeps PyTorch's split)."""
+        return conv_to_onnx(graph, x, self.weight, self.bias, [self._stride], [self._dilation], [self._pads])
+
 
 class _Pool1D(lamina.Layer):
+    _onnx_op = ""  # the ONNX pooling operator
+
     def __init__(self, pool_size: int | tuple[int], stride: int | tuple[int] | None = None) -> None:
         owner = type(self).__name__
         self.pool_size = as_given(pool_size)
@@ -208,6 +219,10 @@ class _Pool1D(lamina.Layer):
         out_len = _windows_out(x, x.shape[2], p, s, owner, "use a smaller pool_size, or longer inputs")
         return [slice(i, i + s * (out_len - 1) + 1, s) for i in range(p)]
 
+    def to_onnx(self, graph: Graph, x: str) -> str:
+        """ONNX MaxPool or AveragePool, unpadded and in floor mode: whole windows only, as forward."""
+        return graph.op(self._onnx_op, x, kernel_shape=[self._pool], strides=[self._stride])
+
 
 class MaxPool1D(_Pool1D):
     """y = the max of each pool_size window (stride defaults to pool_size); (n, c, length) -> (n, c, out_length).
@@ -217,6 +232,7 @@ class MaxPool1D(_Pool1D):
     """
 
     keeps = ("_x_like", "_winner", "_windows")  # what forward keeps for backward
+    _onnx_op = "MaxPool"
 
     conformance_cases = [
         Case({"pool_size": 2}, (2, 3, 6), input=distinct, wrong_shape=(2, 6)),
@@ -239,6 +255,7 @@ class AvgPool1D(_Pool1D):
     """y = the mean of each pool_size window (stride defaults to pool_size); (n, c, length) -> (n, c, out_length)."""
 
     keeps = ("_shape", "_windows")  # what forward keeps for backward
+    _onnx_op = "AveragePool"
 
     conformance_cases = [
         Case({"pool_size": 2}, (2, 3, 6), wrong_shape=(2, 6)),
@@ -285,6 +302,11 @@ class GlobalAvgPool1D(lamina.Layer):
         # Every position gets grad / length.
         return np.broadcast_to((grad * (1.0 / self._shape[2]))[:, :, None], self._shape).copy()
 
+    def to_onnx(self, graph: Graph, x: str) -> str:
+        """ReduceMean over the length: unlike GlobalAveragePool, it drops that axis and runs
+        in float64 on onnxruntime."""
+        return graph.reduce("ReduceMean", x, [2])
+
 
 class GlobalMaxPool1D(lamina.Layer):
     """y = the max over the length; (n, c, length) -> (n, c). The gradient goes to the first max, as in PyTorch."""
@@ -303,6 +325,11 @@ class GlobalMaxPool1D(lamina.Layer):
         dx = np.zeros(self._shape, dtype=grad.dtype)
         np.put_along_axis(dx, self._argmax, grad[:, :, None], axis=2)
         return dx
+
+    def to_onnx(self, graph: Graph, x: str) -> str:
+        """ReduceMax over the length: unlike GlobalMaxPool, it drops that axis and runs
+        in float64 on onnxruntime."""
+        return graph.reduce("ReduceMax", x, [2])
 
 
 @lamina.hookimpl

@@ -30,6 +30,9 @@ class Dropout(lamina.Layer):
     def backward(self, grad: np.ndarray) -> np.ndarray:
         return grad if self._mask is None else grad * self._mask
 
+    def to_onnx(self, graph, x):
+        return graph.op("Identity", x)  # exported models run in inference mode
+
 
 @lamina.hookimpl
 def register_layers(register):

@@ -57,6 +57,11 @@ class Embedding(lamina.Layer):
         np.add.at(self.weight.grad, self._ids.ravel(), grad.reshape(-1, self.dim))
         return None
 
+    def to_onnx(self, graph, x):
+        if graph.examples[x].dtype != np.int64:
+            x = graph.op("Cast", x, to=7)  # int64
+        return graph.op("Gather", graph.parameter(self.weight, "weight"), x, axis=0)
+
 
 @lamina.hookimpl
 def register_layers(register):

@@ -95,6 +95,15 @@ class BatchNorm(lamina.Layer):
         sum_dxhat, sum_dxhat_xhat = lamina.active_strategy().batch_gradient_sums(sum_dxhat, sum_dxhat_xhat)
         return (inv_std / n) * (n * dxhat - sum_dxhat - xhat * sum_dxhat_xhat)
 
+    def to_onnx(self, graph, x):  # inference: the running statistics
+        if self.weight is None or self.bias is None or self.running_mean is None or self.running_var is None:
+            raise lamina.LaminaError(f"{self!r}: it has no weights yet; call the model on data before exporting it")
+        return graph.op(
+            "BatchNormalization", x, graph.parameter(self.weight, "weight"), graph.parameter(self.bias, "bias"),
+            graph.constant(self.running_mean, "running_mean", self.running_mean.dtype),
+            graph.constant(self.running_var, "running_var", self.running_var.dtype), epsilon=float(self.eps),
+        )
+
 
 class LayerNorm(lamina.Layer):
     """Normalise each sample over its last axis, then scale and shift: "weight" and "bias" of
@@ -160,6 +169,20 @@ class LayerNorm(lamina.Layer):
         dx -= mean_d[:, None]
         dx *= inv_std[:, None]
         return dx.reshape(grad.shape)
+
+    def to_onnx(self, graph, x):
+        if self.weight is None or self.bias is None:
+            raise lamina.LaminaError(f"{self!r}: it has no weights yet; call the model on data before exporting it")
+        weight, bias = graph.parameter(self.weight, "weight"), graph.parameter(self.bias, "bias")
+        if graph.dtype != np.float64:
+            return graph.op("LayerNormalization", x, weight, bias, axis=-1, epsilon=float(self.eps))
+        # In double, onnxruntime's LayerNormalization kernel is off by ~3e-11; the same maths
+        # spelled out in operators is exact to rounding.
+        axis = [len(graph.shape(x)) - 1]
+        centred = graph.op("Sub", x, graph.reduce("ReduceMean", x, axis, keepdims=True))
+        var = graph.reduce("ReduceMean", graph.op("Mul", centred, centred), axis, keepdims=True)
+        std = graph.op("Sqrt", graph.op("Add", var, graph.constant(self.eps, "eps")))
+        return graph.op("Add", graph.op("Mul", graph.op("Div", centred, std), weight), bias)
 
 
 @lamina.hookimpl

@@ -5,14 +5,21 @@ on numpy this is faster than a reduction over the two window axes of a strided v
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 import lamina
 from lamina.case import Case, distinct
 from lamina.plugins._spatial import as_given, check_images, max_windows, max_windows_backward, pair, windows_out
 
+if TYPE_CHECKING:
+    from lamina.export import Graph
+
 
 class _Pool2D(lamina.Layer):
+    _onnx_op = ""  # the ONNX pooling operator
+
     def __init__(self, pool_size: int | tuple[int, int], stride: int | tuple[int, int] | None = None) -> None:
         owner = type(self).__name__
         self.pool_size = as_given(pool_size)
@@ -33,6 +40,10 @@ class _Pool2D(lamina.Layer):
             for j in range(pw)
         ]
 
+    def to_onnx(self, graph: Graph, x: str) -> str:
+        """ONNX MaxPool or AveragePool, unpadded and in floor mode: whole windows only, as forward."""
+        return graph.op(self._onnx_op, x, kernel_shape=list(self._pool), strides=list(self._stride))
+
 
 class MaxPool2D(_Pool2D):
     """y = the max of each pool_size window (stride defaults to pool_size); (n, c, h, w) -> (n, c, oh, ow).
@@ -42,6 +53,7 @@ class MaxPool2D(_Pool2D):
     """
 
     keeps = ("_x_like", "_winner", "_windows")  # what forward keeps for backward
+    _onnx_op = "MaxPool"
 
     conformance_cases = [Case({"pool_size": 2}, (2, 2, 4, 4), input=distinct, wrong_shape=(2, 16)), Case({"pool_size": 3, "stride": 1}, (1, 2, 4, 5), input=distinct)]
 
@@ -60,6 +72,7 @@ class AvgPool2D(_Pool2D):
     """y = the mean of each pool_size window (stride defaults to pool_size); (n, c, h, w) -> (n, c, oh, ow)."""
 
     keeps = ("_shape", "_windows")  # what forward keeps for backward
+    _onnx_op = "AveragePool"
 
     conformance_cases = [Case({"pool_size": 2}, (2, 2, 4, 4), wrong_shape=(2, 16)), Case({"pool_size": (2, 3), "stride": 1}, (1, 2, 4, 5))]
 
@@ -95,6 +108,11 @@ class GlobalAvgPool2D(lamina.Layer):
     def backward(self, grad: np.ndarray) -> np.ndarray:
         n, c, h, w = self._shape
         return np.broadcast_to((grad * (1.0 / (h * w)))[:, :, None, None], self._shape).copy()
+
+    def to_onnx(self, graph: Graph, x: str) -> str:
+        """ReduceMean over height and width: unlike GlobalAveragePool, it drops those axes and
+        runs in float64 on onnxruntime."""
+        return graph.reduce("ReduceMean", x, [2, 3])
 
 
 @lamina.hookimpl

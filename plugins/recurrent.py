@@ -16,12 +16,15 @@ four gradients (GRU: one more for its n gate's input side), and one more the inp
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 import lamina
 from lamina.case import Case
+
+if TYPE_CHECKING:
+    from lamina.export import Graph
 
 
 class _TorchUniform(lamina.Initializer):
@@ -100,6 +103,8 @@ class _Recurrent(lamina.Layer):
     sigmoids = 0
     shared: int | None = None  # gate blocks (first in internal order) whose two sides get one gradient; None: all
     keeps = ("_weights", "_runs")  # what forward keeps for backward
+    onnx_op = "RNN"  # the ONNX operator, and PyTorch's gate blocks in its order
+    onnx_order: tuple[int, ...] = (0,)
 
     def __init__(self, units: int, return_sequences: bool = False, bidirectional: bool = False) -> None:
         name = type(self).__name__
@@ -149,10 +154,10 @@ class _Recurrent(lamina.Layer):
             )
         return x
 
-    def _rows(self) -> np.ndarray:
-        """The row indices that put PyTorch's gate blocks in the cell's internal order."""
+    def _rows(self, order: tuple[int, ...] | None = None) -> np.ndarray:
+        """The row indices that put PyTorch's gate blocks in `order` (default: the cell's internal order)."""
         units = self.units
-        return np.concatenate([np.arange(block * units, (block + 1) * units) for block in self.order])
+        return np.concatenate([np.arange(block * units, (block + 1) * units) for block in order or self.order])
 
     def _prepared(self, suffix: str, dtype: np.dtype) -> _Weights:
         rows = self._rows()
@@ -174,6 +179,34 @@ class _Recurrent(lamina.Layer):
             param.grad += internal
         else:
             param.grad[self._rows()] += internal
+
+    # -- ONNX export -------------------------------------------------------------------------------
+
+    def _onnx_attributes(self) -> dict[str, Any]:
+        """The cell's own attributes of its ONNX operator (RNN: its activation; GRU: PyTorch's reset)."""
+        return {}
+
+    def to_onnx(self, graph: Graph, x: str) -> str:
+        """One ONNX RNN/LSTM/GRU node over the time-major input, its weights stacked per direction
+        (W (D, G*units, features), R (D, G*units, units), B (D, 2*G*units) = [b_ih | b_hh]) with
+        the gate blocks in ONNX's order; its Y or Y_h back to batch-major, directions side by side."""
+        rows = self._rows(self.onnx_order)
+
+        def stacked(hint: str, *names: str) -> str:
+            arrays = [np.concatenate([getattr(self, n + suffix).value[rows] for n in names], axis=-1)
+                      for suffix in self._suffixes]
+            return graph.constant(np.stack(arrays), hint)
+
+        y, y_h = graph.op(
+            self.onnx_op, graph.op("Transpose", x, perm=[1, 0, 2]),
+            stacked("W", "weight_ih"), stacked("R", "weight_hh"), stacked("B", "bias_ih", "bias_hh"), outputs=2,
+            hidden_size=self.units, direction="bidirectional" if self.bidirectional else "forward",
+            **self._onnx_attributes(),
+        )
+        if self.return_sequences:  # Y (time, D, batch, units) -> (batch, time, D * units)
+            return graph.op("Reshape", graph.op("Transpose", y, perm=[2, 0, 1, 3]), graph.ints([0, 0, -1], "shape"))
+        # Y_h (D, batch, units) -> (batch, D * units)
+        return graph.op("Reshape", graph.op("Transpose", y_h, perm=[1, 0, 2]), graph.ints([0, -1], "shape"))
 
     # -- forward and backward ----------------------------------------------------------------------
 
@@ -290,6 +323,9 @@ class RNN(_Recurrent):
         self.nonlinearity = lamina.checks.one_of(nonlinearity, "nonlinearity", "RNN", ("tanh", "relu"))
         super().__init__(units, return_sequences, bidirectional)
 
+    def _onnx_attributes(self) -> dict[str, Any]:
+        return {"activations": ["Tanh" if self.nonlinearity == "tanh" else "Relu"] * len(self._suffixes)}
+
     def _scan(self, gi, z, w, reverse):
         n = self.units
         flip = _flip(reverse)
@@ -336,6 +372,8 @@ class LSTM(_Recurrent):
     gates = 4
     order = (0, 1, 3, 2)  # i, f, o, g: the three sigmoid gates side by side
     sigmoids = 3
+    onnx_op = "LSTM"
+    onnx_order = (0, 3, 1, 2)  # ONNX's i, o, f, c
 
     conformance_cases = [
         Case({"units": 3}, (3, 4, 2), wrong_shape=(3, 4, 5)),
@@ -426,6 +464,8 @@ class GRU(_Recurrent):
     order = (0, 1, 2)
     sigmoids = 2
     shared = 2  # r and z; n's hidden side is multiplied by r
+    onnx_op = "GRU"
+    onnx_order = (1, 0, 2)  # ONNX's z, r, h
 
     conformance_cases = [
         Case({"units": 3}, (3, 4, 2), wrong_shape=(3, 4, 5)),
@@ -436,6 +476,9 @@ class GRU(_Recurrent):
 
     def __init__(self, units: int, return_sequences: bool = False, bidirectional: bool = False) -> None:
         super().__init__(units, return_sequences, bidirectional)
+
+    def _onnx_attributes(self) -> dict[str, Any]:
+        return {"linear_before_reset": 1}  # PyTorch's n: r * (W_hn h + b_hn)
 
     def _scan(self, gi, z, w, reverse):
         steps, n, batch = gi.shape[0], self.units, gi.shape[2]

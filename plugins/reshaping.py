@@ -25,6 +25,9 @@ class Flatten(lamina.Layer):
     def backward(self, grad: np.ndarray) -> np.ndarray:
         return grad.reshape(self._shape)
 
+    def to_onnx(self, graph, x):
+        return graph.op("Reshape", x, graph.ints([0, -1], "shape"))  # 0: the batch axis as it comes
+
 
 class Reshape(lamina.Layer):
     """(batch, ...) -> (batch, *shape); one entry of `shape` may be -1."""
@@ -59,6 +62,9 @@ class Reshape(lamina.Layer):
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
         return grad.reshape(self._shape)
+
+    def to_onnx(self, graph, x):
+        return graph.op("Reshape", x, graph.ints([0, *self.shape], "shape"))
 
 
 @lamina.hookimpl

@@ -8,6 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
@@ -67,3 +68,44 @@ def snake_site(tmp_path_factory):
     )
     assert list(target.glob("lamina_snake-0.1.0.dist-info"))
     return target
+
+
+# -- ONNX export: run the exported file in onnxruntime ---------------------------------------------
+try:
+    import onnx  # noqa: F401
+    import onnxruntime
+except ImportError:  # the onnx extra and onnxruntime are optional: their tests skip
+    onnxruntime = None
+
+needs_onnx = pytest.mark.skipif(onnxruntime is None, reason="ONNX export: pip install -e '.[onnx]' onnxruntime")
+
+
+def run_onnx(path, x):
+    """The exported file's output for `x`, computed by onnxruntime on the CPU."""
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3  # errors only
+    if x.dtype == np.float64:  # onnxruntime's extended fusions (attention) lose double precision (~1e-8)
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return session.run(None, {"input": x})[0]
+
+
+def onnx_difference(model, tmp_path, batches=(2, 7), opset=17, high=None, seed=0, name="model.onnx"):
+    """Export `model`, run the file in onnxruntime on random inputs of each batch size, and
+    return the largest max|onnx - predict| / max|predict| (integer inputs: 0 <= x < high)."""
+    path = model.export_onnx(tmp_path / name, opset=opset)
+    rng = np.random.default_rng(seed)
+    worst = 0.0
+    for batch in batches:
+        shape = (batch, *model.input_shape)
+        if np.dtype(model.input_dtype).kind in "iu":
+            x = rng.integers(0, high, size=shape).astype(np.int64)
+        else:
+            x = rng.normal(size=shape).astype(model.dtype)
+        expected = model.predict(x)
+        got = run_onnx(path, x)
+        assert got.shape == expected.shape, (got.shape, expected.shape)
+        assert got.dtype == expected.dtype, (got.dtype, expected.dtype)
+        scale = max(float(np.abs(expected).max()), 1e-30)
+        worst = max(worst, float(np.abs(got - expected).max()) / scale)
+    return worst

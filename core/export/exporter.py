@@ -1,0 +1,181 @@
+"""Model.export_onnx: a trained model as an ONNX file, in inference form, with a free batch axis.
+
+Each layer writes its nodes through its `to_onnx(graph, x) -> y` method; a forward-only layer
+without one is traced (its numpy code becomes ONNX nodes, see symbolic.py). The whole model
+is exported twice, with batches of 3 and 5: the two graphs must be the same, or some layer
+baked the batch size into a shape, which would make the file work for one batch size only.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from lamina import autodiff
+from lamina.errors import ArgumentError, LaminaError
+from lamina.export.graph import Graph
+from lamina.export.symbolic import ExportTape, Symbolic, onnx_type
+from lamina.io import atomic_write
+
+if TYPE_CHECKING:
+    from lamina.layer import Layer
+    from lamina.model import Model
+
+OPSETS = range(17, 22)  # what lamina writes and tests: ONNX opsets 17 to 21
+INPUT, OUTPUT = "input", "output"
+_BATCHES = (3, 5)
+
+
+def export_layer(layer: Layer, graph: Graph, x: str) -> str:
+    """Write `layer` applied to the value `x` into `graph`; returns its output's name."""
+    example = graph.examples.get(x)
+    method = getattr(layer, "to_onnx", None)
+    graph.layers.append(layer)
+    try:
+        if callable(method):
+            y = method(graph, x)
+            if not isinstance(y, str):
+                raise LaminaError(f"{type(layer).__name__}.to_onnx must return the name (str) of its output value, got {y!r}")
+            if example is not None and y not in graph.examples:
+                graph.examples[y] = np.asarray(layer(example))  # what later layers read shapes from
+            return y
+        if layer._autodiff:
+            return _trace(layer, graph, x, example).name
+    finally:
+        graph.layers.pop()
+    name = type(layer).__name__
+    raise LaminaError(
+        f"ONNX export: layer {graph.scope or name} ({name}) has a hand-written backward and no to_onnx method, so lamina "
+        f"cannot tell what its forward computes; either write {name} forward-only (no backward: lamina then traces its "
+        "numpy code into ONNX), or add to_onnx(self, graph, x) returning its output's name (docs/writing-plugins.md)"
+    )
+
+
+def call_sublayer(layer: Layer, x: Symbolic) -> Symbolic:
+    """A layer called on a Symbolic inside another layer's traced forward."""
+    graph = x.graph
+    parent = graph.layers[-1] if graph.layers else None
+    name = next((key for key, sub in (parent.sublayers().items() if parent is not None else ()) if sub is layer),
+                type(layer).__name__)
+    y = graph.layer(layer, x.name, name)
+    return Symbolic(graph, y, graph.examples[y])
+
+
+def _trace(layer: Layer, graph: Graph, x: str, example: np.ndarray | None) -> Symbolic:
+    if example is None:
+        raise LaminaError(f"ONNX export of {graph.scope}: no example value for its input {x!r}")
+    names = {id(param): name for name, param in layer.parameters().items()}
+    token = autodiff.current.set(ExportTape(graph, names))  # type: ignore[arg-type]
+    try:
+        out = layer.forward(Symbolic(graph, x, example))  # type: ignore[arg-type]
+    finally:
+        autodiff.current.reset(token)
+    if not isinstance(out, Symbolic):
+        value = np.asarray(out)
+        return Symbolic(graph, graph.constant(value, "output", dtype=value.dtype), value)
+    return out
+
+
+def _build(model: Model, batch: int, opset: int) -> Graph:
+    input_shape = model.input_shape
+    if input_shape is None:
+        raise LaminaError("ONNX export: the model has not seen an input yet; train it, call it on data, or load a saved model")
+    dtype = np.dtype(model.input_dtype or model.dtype)
+    generator = np.random.default_rng(batch)  # its own generator: exporting leaves lamina's alone
+    if dtype.kind in "iu":
+        example = np.zeros((batch, *input_shape), dtype=np.int64)
+    else:
+        example = generator.normal(size=(batch, *input_shape)).astype(model.dtype)
+    graph = Graph(opset, np.dtype(model.dtype))
+    x = graph.reserve(INPUT)
+    graph.reserve(OUTPUT)
+    graph.examples[x] = example
+    for i, layer in enumerate(model.layers):
+        with graph.scoped(str(i)):
+            x = export_layer(layer, graph, x)
+    graph.op("Identity", x, name="final")
+    graph.nodes[-1].outputs = (OUTPUT,)
+    graph.examples[OUTPUT] = graph.examples[x]
+    return graph
+
+
+def _signature(graph: Graph) -> list[tuple[Any, ...]]:
+    def attribute(value: Any) -> Any:
+        if isinstance(value, np.ndarray):
+            return ("array", value.dtype.str, value.shape, value.tobytes())
+        return repr(value)
+
+    found: list[tuple[Any, ...]] = [
+        (node.owner, node.op_type, node.inputs, node.outputs, sorted((k, attribute(v)) for k, v in node.attributes.items()))
+        for node in graph.nodes
+    ]
+    found += [(name.rsplit(".", 1)[0], "initializer", name, attribute(array)) for name, array in graph.initializers.items()]
+    return found
+
+
+def _same_for_any_batch(graphs: list[Graph]) -> None:
+    first, second = (_signature(g) for g in graphs)
+    for a, b in zip(first, second):
+        if a != b:
+            what = f"its {a[1]} node" if a[1] != "initializer" else f"the constant {a[2]!r}"
+            raise LaminaError(
+                f"ONNX export: layer {a[0]} writes a graph that depends on the batch size ({what} differs between "
+                f"batches of {_BATCHES[0]} and {_BATCHES[1]}); the file must work for any batch, so compute shapes "
+                "with -1 or from x.shape[1:] instead of x.shape[0], and make constants without the batch axis (they "
+                "broadcast)"
+            )
+    if len(first) != len(second):
+        raise LaminaError("ONNX export: the model writes a different number of nodes for different batch sizes")
+
+
+def to_proto(graph: Graph, producer: str = "lamina") -> Any:
+    """The finished graph as an onnx.ModelProto (needs the onnx package)."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    def attribute(value: Any) -> Any:
+        return numpy_helper.from_array(value) if isinstance(value, np.ndarray) else value
+
+    nodes = [
+        helper.make_node(node.op_type, list(node.inputs), list(node.outputs), name=f"{node.owner}/{i}",
+                         **{k: attribute(v) for k, v in node.attributes.items()})
+        for i, node in enumerate(graph.nodes)
+    ]
+    initializers = [numpy_helper.from_array(array, name) for name, array in graph.initializers.items()]
+    x, y = graph.examples[INPUT], graph.examples[OUTPUT]
+    inputs = [helper.make_tensor_value_info(INPUT, onnx_type(x.dtype, "input"), ["batch", *x.shape[1:]])]
+    outputs = [helper.make_tensor_value_info(OUTPUT, onnx_type(y.dtype, "output"), ["batch", *y.shape[1:]])]
+    body = helper.make_graph(nodes, "lamina", inputs, outputs, initializers)
+    opsets = [helper.make_opsetid("", graph.opset)]
+    from lamina.version import __version__
+
+    model = helper.make_model(body, opset_imports=opsets, producer_name=producer, producer_version=__version__,
+                              ir_version=helper.find_min_ir_version_for(opsets))
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def export_onnx(model: Model, path: str | os.PathLike[str], opset: int = 17) -> Path:
+    """Write `model` to `path` as ONNX (see Model.export_onnx)."""
+    if isinstance(opset, bool) or not isinstance(opset, (int, np.integer)) or int(opset) not in OPSETS:
+        raise ArgumentError(
+            f"Model.export_onnx(opset={opset!r}): lamina writes ONNX opsets {OPSETS.start} to {OPSETS.stop - 1}; "
+            "pass one of them (17, the default, runs on onnxruntime 1.14 and later)"
+        )
+    target = Path(path)
+    if not target.parent.is_dir():
+        raise LaminaError(f"Model.export_onnx: cannot write {str(target)!r}: the folder {str(target.parent)!r} does not exist; create it first")
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        raise LaminaError("Model.export_onnx needs the onnx package: pip install 'lamina[onnx]'") from None
+    with model.lock, model.inference():
+        try:
+            graphs = [_build(model, batch, int(opset)) for batch in _BATCHES]
+        finally:
+            model.release()
+        _same_for_any_batch(graphs)
+        proto = to_proto(graphs[0])
+    return atomic_write(target, proto.SerializeToString())

@@ -1,0 +1,162 @@
+"""Graph: the small builder that layers write their ONNX nodes with.
+
+A layer's `to_onnx(graph, x) -> y` receives the name of its input value and returns the name
+of its output, adding nodes with `graph.op(...)`, weights with `graph.parameter(...)` and
+other arrays with `graph.constant(...)`. Names are made unique by the graph; nothing here
+imports the `onnx` package (the exporter turns the finished graph into a model at the end).
+
+>>> def to_onnx(self, graph, x):          # y = x @ weight + bias
+...     y = graph.op("MatMul", x, graph.parameter(self.weight, "weight"))
+...     return graph.op("Add", y, graph.parameter(self.bias, "bias"))
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from lamina.errors import ArgumentError, LaminaError
+from lamina.parameter import Parameter
+
+
+@dataclass
+class Node:
+    """One ONNX node: its operator, input and output value names, attributes, and the layer
+    that wrote it (for error messages)."""
+
+    op_type: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    attributes: dict[str, Any]
+    owner: str
+
+
+@dataclass
+class Graph:
+    """The nodes and arrays of a graph being exported, in the order they were added.
+
+    `opset` is the ONNX operator set being written (some operators' inputs and attributes
+    depend on it); `dtype` the model's floating dtype, which constants take by default.
+    """
+
+    opset: int
+    dtype: np.dtype
+    nodes: list[Node] = field(default_factory=list)
+    initializers: dict[str, np.ndarray] = field(default_factory=dict)
+    # Concrete values of names, where the exporter knows them (layer inputs and outputs,
+    # traced values): `shape()` reads them.
+    examples: dict[str, np.ndarray] = field(default_factory=dict)
+    _taken: set[str] = field(default_factory=set)
+    _scope: list[str] = field(default_factory=list)
+    _parameters: dict[int, str] = field(default_factory=dict)
+    layers: list[Any] = field(default_factory=list)  # the layers being exported, outermost first
+
+    # -- names ---------------------------------------------------------------------------------
+
+    @property
+    def scope(self) -> str:
+        """The path of the layer being exported, e.g. "layers.1.attention" (names start with it)."""
+        return ".".join(self._scope)
+
+    @contextmanager
+    def scoped(self, name: str) -> Iterator[None]:
+        """Names made inside the block start with `name` (a layer's path part)."""
+        self._scope.append(name)
+        try:
+            yield
+        finally:
+            self._scope.pop()
+
+    def fresh(self, hint: str) -> str:
+        """A new, unused value name built from the scope and `hint`."""
+        base = ".".join([*self._scope, hint]) if self._scope else hint
+        name, count = base, 1
+        while name in self._taken:
+            count += 1
+            name = f"{base}_{count}"
+        self._taken.add(name)
+        return name
+
+    def reserve(self, name: str) -> str:
+        """Claim an exact name (the graph's input), refusing a duplicate."""
+        if name in self._taken:
+            raise LaminaError(f"ONNX export: the value name {name!r} is used twice")
+        self._taken.add(name)
+        return name
+
+    # -- what layers call ----------------------------------------------------------------------
+
+    def op(self, op_type: str, *inputs: str, outputs: int = 1, name: str | None = None, **attributes: Any) -> Any:
+        """Add a node `op_type(*inputs)` with ONNX attributes given by keyword (ints, floats,
+        strings, lists of them, numpy arrays for tensors); returns its output name, or a tuple
+        of `outputs` names. An empty string stands for an omitted optional input."""
+        if not isinstance(op_type, str) or not op_type:
+            raise ArgumentError(f"Graph.op: op_type must be an ONNX operator name such as 'MatMul', got {op_type!r}")
+        for value in inputs:
+            if not isinstance(value, str):
+                raise ArgumentError(
+                    f"Graph.op({op_type!r}): inputs are value names (str), got {value!r}; pass arrays "
+                    "through graph.constant(...) or graph.parameter(...) first"
+                )
+        hint = name or op_type
+        names = tuple(self.fresh(hint if outputs == 1 else f"{hint}_{i}") for i in range(outputs))
+        self.nodes.append(Node(op_type, tuple(inputs), names, attributes, self.scope or "model"))
+        return names[0] if outputs == 1 else names
+
+    def constant(self, value: Any, name: str = "const", dtype: Any = None) -> str:
+        """An array stored in the file (an initializer). Python floats and float arrays take
+        the model's dtype unless `dtype` says otherwise; integers become int64."""
+        array = np.asarray(value)
+        if dtype is not None:
+            array = array.astype(dtype)
+        elif array.dtype.kind == "f":
+            array = array.astype(self.dtype)
+        elif array.dtype.kind in "iu":
+            array = array.astype(np.int64)
+        elif array.dtype.kind != "b":
+            raise ArgumentError(f"Graph.constant: cannot store an array of dtype {array.dtype} in an ONNX file")
+        label = self.fresh(name)
+        self.initializers[label] = np.asarray(array, order="C")  # (ascontiguousarray would make 0-d arrays 1-d)
+        return label
+
+    def ints(self, values: Any, name: str = "ints") -> str:
+        """A constant int64 vector (shapes, axes, indices)."""
+        return self.constant(np.asarray(values, dtype=np.int64).reshape(-1), name, dtype=np.int64)
+
+    def parameter(self, param: Parameter, name: str) -> str:
+        """A layer's Parameter as an initializer named after its path (e.g. "layers.0.weight"),
+        stored once however often it is used."""
+        if not isinstance(param, Parameter):
+            raise ArgumentError(f"Graph.parameter({name!r}): expected a lamina.Parameter, got {type(param).__name__}")
+        known = self._parameters.get(id(param))
+        if known is not None:
+            return known
+        label = self.fresh(name)
+        self.initializers[label] = np.asarray(param.value, order="C")
+        self._parameters[id(param)] = label
+        return label
+
+    def reduce(self, op_type: str, x: str, axes: list[int], keepdims: bool = False) -> str:
+        """A Reduce* node over `axes`: ReduceSum takes the axes as an input from opset 13, the
+        other reductions from opset 18 (before that, as an attribute)."""
+        if self.opset >= (13 if op_type == "ReduceSum" else 18):
+            return self.op(op_type, x, self.ints(axes, "axes"), keepdims=int(keepdims))
+        return self.op(op_type, x, axes=list(axes), keepdims=int(keepdims))
+
+    def shape(self, value: str) -> tuple[int, ...]:
+        """The shape `value` had in the example the exporter traced (the batch axis included,
+        at its example size: use ONNX's 0 = "copy this dimension" in Reshape to keep it free)."""
+        example = self.examples.get(value)
+        if example is None:
+            raise LaminaError(f"ONNX export: the shape of {value!r} is not known here; only layer inputs and traced values have one")
+        return tuple(example.shape)
+
+    def layer(self, layer: Any, x: str, name: str) -> str:
+        """Export a sublayer on `x` under the path part `name` (what composites call)."""
+        from lamina.export.exporter import export_layer  # the exporter imports this module
+
+        with self.scoped(name):
+            return export_layer(layer, self, x)
