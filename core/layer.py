@@ -14,6 +14,15 @@ from lamina.config import Configurable
 from lamina.errors import LaminaError, ShapeError
 from lamina.parameter import Parameter
 
+# Set by lamina.export (a hook, so that this module stays below it): exports a layer called on
+# one of its Symbolic values inside another layer's traced forward.
+export_hook: Callable[[Any, Any], Any] | None = None
+
+
+def set_export_hook(hook: Callable[[Any, Any], Any]) -> None:
+    global export_hook
+    export_hook = hook
+
 
 class Layer(Configurable):
     """Base class of layers: `forward(x) -> y`, `backward(grad) -> grad_x`, `layer(x)` calls forward.
@@ -67,10 +76,8 @@ class Layer(Configurable):
     def __call__(self, x: np.ndarray) -> np.ndarray:
         if isinstance(x, Traced):  # called inside another layer's traced forward
             out = self._call_traced(x)
-        elif type(x) is not np.ndarray and getattr(x, "exporting", False):  # inside an ONNX export's trace
-            from lamina.export.exporter import call_sublayer
-
-            return call_sublayer(self, x)  # type: ignore[arg-type,return-value]
+        elif type(x) is not np.ndarray and getattr(x, "exporting", False) and export_hook is not None:
+            return export_hook(self, x)  # inside an ONNX export's trace
         elif not self._built:
             out = self._first_call(x)
         else:

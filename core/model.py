@@ -16,6 +16,7 @@ from lamina.autodiff import no_recording
 from lamina.checks import DEFAULT_DTYPE, as_floating, as_integers, describe, distinct_layers
 from lamina.config import config_repr
 from lamina.errors import ArgumentError, ShapeError
+from lamina.export.exporter import export_onnx
 from lamina.history import History
 from lamina.layer import Layer, named_buffers, named_parameters, observing
 from lamina.loss import Loss
@@ -252,8 +253,6 @@ class Model:
         17 to 21. Every built-in layer exports; a third-party layer exports if it is written
         forward-only or has a `to_onnx(graph, x)` method (docs/writing-plugins.md).
         """
-        from lamina.export import export_onnx
-
         return export_onnx(self, path, opset)
 
     def summary(self) -> Summary:

@@ -160,20 +160,20 @@ def _primitive(
 
 def _constant(graph: Any, x: str, number: float) -> str:
     """A scalar constant of `x`'s dtype, for the ONNX forms below."""
-    return graph.constant(np.asarray(number, dtype=graph.examples[x].dtype), "c", dtype=graph.examples[x].dtype)
+    return graph.constant(number, "c", dtype=graph.dtype_of(x))
 
 
 # ONNX's float attributes are float32 and onnxruntime has no double Elu or Softplus: in double,
 # these are written out in operators that keep every digit.
 def _onnx_leaky_relu(graph: Any, x: str, alpha: float) -> str:
-    if graph.examples[x].dtype != np.float64:
+    if graph.dtype_of(x) != np.float64:
         return graph.op("LeakyRelu", x, alpha=float(alpha))
     positive = graph.op("Greater", x, _constant(graph, x, 0.0))
     return graph.op("Where", positive, x, graph.op("Mul", x, _constant(graph, x, alpha)))
 
 
 def _onnx_elu(graph: Any, x: str, alpha: float) -> str:
-    if graph.examples[x].dtype != np.float64:
+    if graph.dtype_of(x) != np.float64:
         return graph.op("Elu", x, alpha=float(alpha))
     negative = graph.op("Sub", graph.op("Exp", graph.op("Min", x, _constant(graph, x, 0.0))), _constant(graph, x, 1.0))
     positive = graph.op("Greater", x, _constant(graph, x, 0.0))
@@ -181,7 +181,7 @@ def _onnx_elu(graph: Any, x: str, alpha: float) -> str:
 
 
 def _onnx_softplus(graph: Any, x: str) -> str:
-    if graph.examples[x].dtype != np.float64:
+    if graph.dtype_of(x) != np.float64:
         return graph.op("Softplus", x)
     # max(x, 0) + log(1 + exp(-|x|)): finite for any x
     tail = graph.op("Log", graph.op("Add", graph.op("Exp", graph.op("Neg", graph.op("Abs", x))), _constant(graph, x, 1.0)))
@@ -312,7 +312,7 @@ def logsumexp(x: Any, axis: int | tuple[int, ...] | None = -1, keepdims: bool = 
         return g * np.exp(v - out)
 
     def onnx(graph: Any, v: str) -> str:  # max + log(sum(exp(x - max))), stable as above
-        ndim = graph.examples[v].ndim
+        ndim = graph.example(v).ndim
         axes = list(range(ndim)) if axis is None else sorted(a % ndim for a in (axis if isinstance(axis, tuple) else (axis,)))
         top = graph.reduce("ReduceMax", v, axes, keepdims=True)
         total = graph.reduce("ReduceSum", graph.op("Exp", graph.op("Sub", v, top)), axes, keepdims=True)

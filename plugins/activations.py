@@ -115,7 +115,7 @@ class LeakyRelu(lamina.Layer):
         return grad * self._slope
 
     def to_onnx(self, graph, x):
-        return lamina.ops.leaky_relu(lamina.export.Symbolic(graph, x, graph.examples[x]), self.alpha).name  # as ops writes it
+        return lamina.ops.leaky_relu(lamina.export.Symbolic(graph, x, graph.example(x)), self.alpha).name  # as ops writes it
 
 
 class Elu(lamina.Layer):
@@ -138,7 +138,7 @@ class Elu(lamina.Layer):
         return grad * np.where(self._positive, 1.0, self._negative + self.alpha).astype(grad.dtype, copy=False)
 
     def to_onnx(self, graph, x):
-        return lamina.ops.elu(lamina.export.Symbolic(graph, x, graph.examples[x]), self.alpha).name  # as ops writes it
+        return lamina.ops.elu(lamina.export.Symbolic(graph, x, graph.example(x)), self.alpha).name  # as ops writes it
 
 
 class Gelu(lamina.Layer):
@@ -176,7 +176,7 @@ class Softplus(lamina.Layer):
         return grad * _sigmoid(self._x)
 
     def to_onnx(self, graph, x):
-        return lamina.ops.softplus(lamina.export.Symbolic(graph, x, graph.examples[x])).name  # as ops writes it
+        return lamina.ops.softplus(lamina.export.Symbolic(graph, x, graph.example(x))).name  # as ops writes it
 
 
 class Silu(lamina.Layer):

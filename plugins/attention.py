@@ -151,10 +151,10 @@ class MultiHeadAttention(lamina.Layer):
                        graph.ints([0, 0, 3, heads, width], "shape"))
         qkv = graph.op("Transpose", qkv, perm=[2, 0, 3, 1, 4])  # (3, batch, heads, time, width)
         q, k, v = (graph.op("Gather", qkv, graph.constant(np.int64(i), "index", np.int64), axis=0) for i in range(3))
-        q = graph.op("Mul", q, graph.constant(1.0 / math.sqrt(width), "scale"))
+        q = graph.op("Mul", q, graph.constant(1.0 / math.sqrt(width), "scale", like=x))
         scores = graph.op("MatMul", q, graph.op("Transpose", k, perm=[0, 1, 3, 2]))  # (batch, heads, query, key)
         if self.causal:
-            scores = graph.op("Add", scores, graph.constant(_causal_bias(time, graph.dtype).T, "causal_mask"))
+            scores = graph.op("Add", scores, graph.constant(_causal_bias(time, graph.dtype_of(x)).T, "causal_mask"))
         context = graph.op("MatMul", graph.op("Softmax", scores, axis=-1), v)
         context = graph.op("Reshape", graph.op("Transpose", context, perm=[0, 2, 1, 3]), graph.ints([0, 0, -1], "shape"))
         return project(context, self.out_proj_weight, self.out_proj_bias, "out_proj")
@@ -311,7 +311,8 @@ class SinusoidalPositions(lamina.Layer):
 
     def to_onnx(self, graph, x):
         _, time, features = graph.shape(x)
-        return graph.op("Add", x, graph.constant(self.table(time, features, graph.dtype), "positions"))
+        dtype = graph.dtype_of(x)
+        return graph.op("Add", x, graph.constant(self.table(time, features, dtype), "positions", dtype=dtype))
 
 
 @lamina.hookimpl

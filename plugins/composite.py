@@ -267,7 +267,7 @@ class Parallel(_Container):
     def to_onnx(self, graph, x):
         outputs = [export_chain(graph, branch, x, f"branches.{b}") for b, branch in enumerate(self.branches)]
         if self.merge == "concat":
-            return graph.op("Concat", *outputs, axis=self.axis % graph.examples[outputs[0]].ndim)
+            return graph.op("Concat", *outputs, axis=self.axis % graph.example(outputs[0]).ndim)
         if self.merge == "add":
             return graph.op("Sum", *outputs)
         return _product(graph, outputs)

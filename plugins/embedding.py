@@ -58,7 +58,7 @@ class Embedding(lamina.Layer):
         return None
 
     def to_onnx(self, graph, x):
-        if graph.examples[x].dtype != np.int64:
+        if graph.dtype_of(x) != np.int64:
             x = graph.op("Cast", x, to=7)  # int64
         return graph.op("Gather", graph.parameter(self.weight, "weight"), x, axis=0)
 

@@ -94,7 +94,7 @@ class Linear(lamina.Layer):
     def to_onnx(self, graph, x):
         if self.weight is None or self.bias is None:
             raise lamina.LaminaError(f"{self!r}: it has no weights yet; call the model on data before exporting it")
-        if graph.examples[x].dtype != self.weight.value.dtype:  # integers or booleans, as forward casts them
+        if graph.dtype_of(x) != self.weight.value.dtype:  # integers or booleans, as forward casts them
             x = graph.op("Cast", x, to={np.dtype(np.float32): 1, np.dtype(np.float64): 11}[self.weight.value.dtype])
         y = graph.op("MatMul", x, graph.parameter(self.weight, "weight"))
         return graph.op("Add", y, graph.parameter(self.bias, "bias"))

@@ -111,3 +111,17 @@ def test_the_char_lm_example_runs_end_to_end(model, tmp_path):
     assert "Call me Ishmael. " in result.stdout
     generated = run_python("-m", "lamina", "generate", str(tmp_path / "lm" / "model.npz"), "--prompt", "The whale", "--length", "20")
     assert generated.returncode == 0 and generated.stdout.startswith("The whale"), generated.stderr
+
+
+def test_the_export_example_trains_exports_and_runs_in_onnxruntime(tmp_path):
+    from conftest import onnxruntime
+
+    if onnxruntime is None:
+        pytest.skip("ONNX export: pip install -e '.[onnx]' onnxruntime")
+    out = tmp_path / "digits_cnn.onnx"
+    result = run_python(str(ROOT / "examples" / "export_onnx.py"), str(out))
+    assert result.returncode == 0, result.stderr
+    assert out.exists()
+    accuracy = float(re.search(r"onnxruntime test accuracy: ([0-9.]+)", result.stdout).group(1))
+    difference = float(re.search(r"largest difference from model.predict: ([0-9.e+-]+)", result.stdout).group(1))
+    assert accuracy >= 0.95 and difference <= 1e-5, result.stdout

@@ -303,7 +303,7 @@ class ScaledTanh(lamina.Layer):
         return grad * self.scale * (1 - self._y ** 2)
 
     def to_onnx(self, graph, x):
-        return graph.op("Mul", graph.op("Tanh", x), graph.constant(self.scale))
+        return graph.op("Mul", graph.op("Tanh", x), graph.constant(self.scale, like=x))
 
 
 @needs_onnx
@@ -318,5 +318,99 @@ def test_without_the_onnx_package_export_says_what_to_install(tmp_path, monkeypa
     model = built([lamina.layer("Linear", 2)], (3,))
     monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx now raises ImportError
     with pytest.raises(lamina.LaminaError, match=r"needs the onnx package: pip install 'lamina\[onnx\]'"):
+        model.export_onnx(tmp_path / "m.onnx")
+    assert list(tmp_path.iterdir()) == []
+
+
+class LookUp(lamina.Layer):
+    """A forward-only embedding: the ids index a table, as a Gather of the traced ids."""
+
+    integer_input = True
+
+    def __init__(self):
+        self.table = lamina.Parameter(np.arange(24, dtype=np.float32).reshape(8, 3) / 10)
+
+    def forward(self, ids):
+        return self.table[ids].reshape(ids.shape[0], -1) * 2.0
+
+
+@needs_onnx
+def test_a_traced_index_stays_a_value_of_the_graph(tmp_path):
+    model = lamina.Model([LookUp(), lamina.layer("Linear", 2)])
+    model(RNG.integers(0, 8, size=(4, 3)))
+    assert onnx_difference(model, tmp_path, high=8) <= 1e-6  # the example's ids are not baked in
+
+
+class Forward(lamina.Layer):
+    """A forward-only layer from a function, for the edge cases below."""
+
+    def __init__(self, function, integer_input=False):
+        self.function = function
+        self.integer_input = integer_input
+
+    def forward(self, x):
+        return self.function(x)
+
+
+TABLE = lamina.Parameter(np.linspace(-1, 1, 30, dtype=np.float32).reshape(10, 3))
+EDGES = {  # numpy's meaning, which the ONNX file must keep
+    "empty axes": lambda x: x - x.mean(axis=(), keepdims=True) + np.sum(x, axis=()) + np.squeeze(x, axis=()),
+    "positional mean, methods": lambda x: np.mean(x, 1, None, None, True) + x.std(axis=-1, keepdims=True) + x.clip(min=0),
+    "booleans": lambda x: ((x > 0) + (x < -1)) * x + (x > 0).sum(axis=-1, keepdims=True) + np.mean(x > 0.5, axis=-1, keepdims=True),
+    "predicates": lambda x: np.where(np.isfinite(x) & ~np.isnan(x), x, 0.0),
+    "log1p, expm1 near 0": lambda x: (np.log1p(x * 1e-6) + np.expm1(x * 1e-6)) * 1e6,
+}
+
+
+@needs_onnx
+@pytest.mark.parametrize("name", list(EDGES))
+def test_numpy_edge_cases_keep_numpys_meaning(tmp_path, name):
+    model = lamina.Model([lamina.layer("Linear", 4), Forward(EDGES[name])])
+    model(RNG.normal(size=(3, 5)).astype(np.float32))
+    assert onnx_difference(model, tmp_path) <= 1e-5
+
+
+@needs_onnx
+def test_integer_means_are_floats_as_in_numpy(tmp_path):
+    model = lamina.Model([Forward(lambda ids: TABLE[ids].sum(axis=1) * ids.mean(axis=1, keepdims=True).astype(np.float32),
+                                  integer_input=True)])
+    model(RNG.integers(0, 10, size=(4, 3)))
+    assert onnx_difference(model, tmp_path, high=10) <= 1e-6
+
+
+class Then(lamina.Layer):
+    """Hand-written, exporting a sublayer on a value made by graph.op (which has no example)."""
+
+    def __init__(self):
+        self.act = lamina.layer("Gelu")
+
+    def forward(self, x):
+        return self.act(np.tanh(x))
+
+    def backward(self, grad):
+        raise NotImplementedError
+
+    def to_onnx(self, graph, x):
+        return graph.layer(self.act, graph.op("Tanh", x), "act")
+
+
+def _in_place(x):
+    y = x * 2
+    y += 1
+    return y
+
+
+@needs_onnx
+@pytest.mark.parametrize("layer, message", [
+    (Forward(_in_place), r"layer 1 \(Forward\): an in-place operation .* write y = y \+ 1"),
+    (Forward(lambda x: np.pad(x, ((0, 0), (1, 1)), constant_values=((0, 0), (1, 2)))), "a different constant per side"),
+    (Forward(lambda x: x[:, : int(x[0, 0] > 0) + 1]), r"int\(\) of a value"),
+    (Forward(lambda x: x[np.where(x > 0)]), "np.where with one argument"),
+    (Then(), "has no example .* export sublayers on the layer's own input"),
+])
+def test_more_that_cannot_be_exported_names_the_layer(tmp_path, layer, message):
+    model = lamina.Model([lamina.layer("Linear", 3), layer])
+    model(RNG.normal(size=(2, 4)).astype(np.float32))
+    with pytest.raises(lamina.LaminaError, match=message):
         model.export_onnx(tmp_path / "m.onnx")
     assert list(tmp_path.iterdir()) == []

@@ -18,6 +18,7 @@ from lamina.errors import ArgumentError, LaminaError
 from lamina.export.graph import Graph
 from lamina.export.symbolic import ExportTape, Symbolic, onnx_type
 from lamina.io import atomic_write
+from lamina.layer import set_export_hook
 
 if TYPE_CHECKING:
     from lamina.layer import Layer
@@ -42,7 +43,7 @@ def export_layer(layer: Layer, graph: Graph, x: str) -> str:
                 graph.examples[y] = np.asarray(layer(example))  # what later layers read shapes from
             return y
         if layer._autodiff:
-            return _trace(layer, graph, x, example).name
+            return _trace(layer, graph, x).name
     finally:
         graph.layers.pop()
     name = type(layer).__name__
@@ -60,12 +61,11 @@ def call_sublayer(layer: Layer, x: Symbolic) -> Symbolic:
     name = next((key for key, sub in (parent.sublayers().items() if parent is not None else ()) if sub is layer),
                 type(layer).__name__)
     y = graph.layer(layer, x.name, name)
-    return Symbolic(graph, y, graph.examples[y])
+    return Symbolic(graph, y, graph.example(y))
 
 
-def _trace(layer: Layer, graph: Graph, x: str, example: np.ndarray | None) -> Symbolic:
-    if example is None:
-        raise LaminaError(f"ONNX export of {graph.scope}: no example value for its input {x!r}")
+def _trace(layer: Layer, graph: Graph, x: str) -> Symbolic:
+    example = graph.example(x)  # a forward-only layer runs on it
     names = {id(param): name for name, param in layer.parameters().items()}
     token = autodiff.current.set(ExportTape(graph, names))  # type: ignore[arg-type]
     try:
@@ -78,6 +78,9 @@ def _trace(layer: Layer, graph: Graph, x: str, example: np.ndarray | None) -> Sy
     return out
 
 
+set_export_hook(call_sublayer)  # Layer.__call__ hands Symbolic inputs here
+
+
 def _build(model: Model, batch: int, opset: int) -> Graph:
     input_shape = model.input_shape
     if input_shape is None:
@@ -88,7 +91,7 @@ def _build(model: Model, batch: int, opset: int) -> Graph:
         example = np.zeros((batch, *input_shape), dtype=np.int64)
     else:
         example = generator.normal(size=(batch, *input_shape)).astype(model.dtype)
-    graph = Graph(opset, np.dtype(model.dtype))
+    graph = Graph(opset, np.dtype(model.dtype), export=export_layer)
     x = graph.reserve(INPUT)
     graph.reserve(OUTPUT)
     graph.examples[x] = example
@@ -153,7 +156,14 @@ def to_proto(graph: Graph, producer: str = "lamina") -> Any:
 
     model = helper.make_model(body, opset_imports=opsets, producer_name=producer, producer_version=__version__,
                               ir_version=helper.find_min_ir_version_for(opsets))
-    onnx.checker.check_model(model, full_check=True)
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except Exception as err:  # onnx's ValidationError, InferenceError, ...: the node names say which layer
+        raise LaminaError(
+            f"ONNX export: the graph fails onnx's check ({type(err).__name__}: {err}); node names are "
+            "'<layer path>/<number>': that layer's to_onnx (or lamina's mapping of one of its numpy operations) "
+            "wrote an invalid node, which is a bug to report"
+        ) from None
     return model
 
 

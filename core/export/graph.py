@@ -11,7 +11,7 @@ imports the `onnx` package (the exporter turns the finished graph into a model a
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,6 +53,8 @@ class Graph:
     _scope: list[str] = field(default_factory=list)
     _parameters: dict[int, str] = field(default_factory=dict)
     layers: list[Any] = field(default_factory=list)  # the layers being exported, outermost first
+    # How a layer is exported (the exporter's export_layer; a field so that this module stays below it)
+    export: Callable[[Any, Graph, str], str] | None = None
 
     # -- names ---------------------------------------------------------------------------------
 
@@ -106,10 +108,13 @@ class Graph:
         self.nodes.append(Node(op_type, tuple(inputs), names, attributes, self.scope or "model"))
         return names[0] if outputs == 1 else names
 
-    def constant(self, value: Any, name: str = "const", dtype: Any = None) -> str:
+    def constant(self, value: Any, name: str = "const", dtype: Any = None, like: str | None = None) -> str:
         """An array stored in the file (an initializer). Python floats and float arrays take
-        the model's dtype unless `dtype` says otherwise; integers become int64."""
+        the dtype of the value named `like`, else the model's, unless `dtype` says otherwise;
+        integers become int64."""
         array = np.asarray(value)
+        if dtype is None and like is not None and array.dtype.kind == "f":
+            dtype = self.dtype_of(like)
         if dtype is not None:
             array = array.astype(dtype)
         elif array.dtype.kind == "f":
@@ -141,22 +146,37 @@ class Graph:
 
     def reduce(self, op_type: str, x: str, axes: list[int], keepdims: bool = False) -> str:
         """A Reduce* node over `axes`: ReduceSum takes the axes as an input from opset 13, the
-        other reductions from opset 18 (before that, as an attribute)."""
+        other reductions from opset 18 (before that, as an attribute). No axes: x itself (ONNX
+        would read an empty list as every axis)."""
+        if not axes:
+            return self.op("Identity", x)
         if self.opset >= (13 if op_type == "ReduceSum" else 18):
             return self.op(op_type, x, self.ints(axes, "axes"), keepdims=int(keepdims))
         return self.op(op_type, x, axes=list(axes), keepdims=int(keepdims))
 
+    def example(self, value: str) -> np.ndarray:
+        """The value `value` had in the traced example (what forward-only layers run on)."""
+        found = self.examples.get(value)
+        if found is None:
+            raise LaminaError(
+                f"ONNX export of {self.scope or 'the model'}: the value {value!r} has no example (values made by "
+                "graph.op have none); export sublayers on the layer's own input or on another graph.layer's output"
+            )
+        return found
+
+    def dtype_of(self, value: str) -> np.dtype:
+        """The dtype of `value` in the traced example, or the model's dtype where none is known."""
+        example = self.examples.get(value)
+        return self.dtype if example is None else example.dtype
+
     def shape(self, value: str) -> tuple[int, ...]:
         """The shape `value` had in the example the exporter traced (the batch axis included,
         at its example size: use ONNX's 0 = "copy this dimension" in Reshape to keep it free)."""
-        example = self.examples.get(value)
-        if example is None:
-            raise LaminaError(f"ONNX export: the shape of {value!r} is not known here; only layer inputs and traced values have one")
-        return tuple(example.shape)
+        return tuple(self.example(value).shape)
 
     def layer(self, layer: Any, x: str, name: str) -> str:
         """Export a sublayer on `x` under the path part `name` (what composites call)."""
-        from lamina.export.exporter import export_layer  # the exporter imports this module
-
+        if self.export is None:
+            raise LaminaError("Graph.layer: this graph was not made by the exporter, which knows how to export layers")
         with self.scoped(name):
-            return export_layer(layer, self, x)
+            return self.export(layer, self, x)

@@ -8,6 +8,7 @@ the operation; Python control flow on values (`if x.max() > 0:`) cannot be expor
 """
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -45,9 +46,15 @@ class ExportTape:
         return Symbolic(self.graph, self.graph.parameter(param, name), param.value)
 
 
+def _who(graph: Graph) -> str:
+    """'layer 1.attention (MultiHeadAttention)': the layer being exported, for messages."""
+    name = type(graph.layers[-1]).__name__ if graph.layers else "the model"
+    return f"layer {graph.scope} ({name})" if graph.scope else name
+
+
 def _unsupported(what: str, graph: Graph) -> LaminaError:
     return LaminaError(
-        f"ONNX export of {graph.scope or 'the model'}: {what} has no ONNX mapping in lamina; write the layer's "
+        f"ONNX export of {_who(graph)}: {what} has no ONNX mapping in lamina; write the layer's "
         "forward with supported operations (see lamina.export.SUPPORTED), or give the layer a to_onnx(graph, x) "
         "method (docs/writing-plugins.md)"
     )
@@ -83,12 +90,17 @@ class Symbolic(np.lib.mixins.NDArrayOperatorsMixin):
 
     def __bool__(self) -> bool:
         raise LaminaError(
-            f"ONNX export of {self.graph.scope or 'the model'}: Python control flow on a value (if, and, or, bool()) cannot "
+            f"ONNX export of {_who(self.graph)}: Python control flow on a value (if, and, or, bool()) cannot "
             "be exported, since the file must work for every input; use np.where, or give the layer a to_onnx method"
         )
 
     def __float__(self) -> float:
         raise _unsupported("float() of a value", self.graph)
+
+    def __int__(self) -> int:
+        raise _unsupported("int() of a value (or using it as a Python index or size)", self.graph)
+
+    __index__ = __int__
 
     def __setitem__(self, key: Any, value: Any) -> None:
         raise _unsupported("writing into an array in place", self.graph)
@@ -101,19 +113,30 @@ class Symbolic(np.lib.mixins.NDArrayOperatorsMixin):
 
     def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
         inputs = _resolved(inputs)
+        if kwargs.get("out") is not None:
+            raise LaminaError(
+                f"ONNX export of {_who(self.graph)}: an in-place operation (y += 1, or out=) cannot be exported; "
+                "write y = y + 1 instead"
+            )
         if method != "__call__" or kwargs:
-            raise _unsupported(f"np.{ufunc.__name__}.{method} (or keyword arguments such as out=)", self.graph)
+            raise _unsupported(f"np.{ufunc.__name__}.{method} (or keyword arguments such as where=)", self.graph)
         mapping = UFUNCS.get(ufunc)
         if mapping is None:
             raise _unsupported(f"np.{ufunc.__name__}", self.graph)
         graph = self.graph
         values = [_example(item) for item in inputs]
         out = np.asarray(ufunc(*values))
-        if ufunc in COMPARISONS or ufunc in LOGICAL:
-            common = np.result_type(*values) if ufunc in COMPARISONS else np.dtype(bool)
-            names = [_as_input(graph, item, common) for item in inputs]
+        if out.dtype == bool and ufunc in BOOLEAN_ARITHMETIC:  # numpy's + and * on booleans: or, and
+            mapping = _op(BOOLEAN_ARITHMETIC[ufunc])
+        if ufunc in BITWISE and any(np.asarray(v).dtype != bool for v in values):
+            raise _unsupported(f"np.{ufunc.__name__} on integers (on booleans it is the logical operation)", graph)
+        if ufunc in COMPARISONS or ufunc in PREDICATES:
+            common = np.result_type(*values)  # compared in the operands' own type
+        elif ufunc in LOGICAL or ufunc in BITWISE:
+            common = np.dtype(bool)
         else:
-            names = [_as_input(graph, item, out.dtype) for item in inputs]
+            common = out.dtype
+        names = [_as_input(graph, item, common) for item in inputs]
         return Symbolic(graph, mapping(graph, *names), out)
 
     def __getitem__(self, key: Any) -> Symbolic:
@@ -145,8 +168,20 @@ class Symbolic(np.lib.mixins.NDArrayOperatorsMixin):
     def min(self, *args: Any, **kwargs: Any) -> Any:
         return np.min(self, *args, **kwargs)
 
-    def clip(self, a_min: Any = None, a_max: Any = None) -> Any:
-        return np.clip(self, a_min, a_max)
+    def clip(self, a_min: Any = None, a_max: Any = None, *, min: Any = None, max: Any = None) -> Any:  # noqa: A002
+        return np.clip(self, min if a_min is None else a_min, max if a_max is None else a_max)
+
+    def var(self, *args: Any, **kwargs: Any) -> Any:
+        return np.var(self, *args, **kwargs)
+
+    def std(self, *args: Any, **kwargs: Any) -> Any:
+        return np.std(self, *args, **kwargs)
+
+    def cumsum(self, *args: Any, **kwargs: Any) -> Any:
+        return np.cumsum(self, *args, **kwargs)
+
+    def dot(self, other: Any) -> Any:
+        return np.dot(self, other)
 
     def ravel(self) -> Any:
         return np.reshape(self, -1)
@@ -221,11 +256,25 @@ def _square(graph: Graph, x: str) -> str:
 
 
 def _log1p(graph: Graph, x: str) -> str:
-    return graph.op("Log", graph.op("Add", x, graph.constant(1.0, dtype=graph.examples[x].dtype)))
+    """log(u) * x / (u - 1) with u = 1 + x (x where u == 1): Log(1 + x) alone loses every digit
+    near 0; the ratio corrects the rounding of 1 + x (Goldberg, after Kahan)."""
+    one = graph.constant(1.0, dtype=graph.dtype_of(x))
+    u = graph.op("Add", x, one)
+    ratio = graph.op("Div", graph.op("Mul", graph.op("Log", u), x), graph.op("Sub", u, one))
+    exact = graph.op("Where", graph.op("Equal", u, one), x, ratio)
+    return graph.op("Where", graph.op("IsInf", u), graph.op("Log", u), exact)
 
 
 def _expm1(graph: Graph, x: str) -> str:
-    return graph.op("Sub", graph.op("Exp", x), graph.constant(1.0, dtype=graph.examples[x].dtype))
+    """(u - 1) * x / log(u) with u = exp(x) (x where u == 1, -1 where u == 0, u where infinite):
+    Exp(x) - 1 alone loses every digit near 0."""
+    dtype = graph.dtype_of(x)
+    one = graph.constant(1.0, dtype=dtype)
+    u = graph.op("Exp", x)
+    ratio = graph.op("Div", graph.op("Mul", graph.op("Sub", u, one), x), graph.op("Log", u))
+    out = graph.op("Where", graph.op("Equal", u, one), x, ratio)
+    out = graph.op("Where", graph.op("Equal", u, graph.constant(0.0, dtype=dtype)), graph.constant(-1.0, dtype=dtype), out)
+    return graph.op("Where", graph.op("IsInf", u), u, out)
 
 
 def _isfinite(graph: Graph, x: str) -> str:
@@ -244,9 +293,13 @@ UFUNCS: dict[np.ufunc, Callable[..., str]] = {
     np.not_equal: lambda graph, a, b: graph.op("Not", graph.op("Equal", a, b)),
     np.isnan: _op("IsNaN"), np.isinf: _op("IsInf"), np.isfinite: _isfinite,
     np.logical_and: _op("And"), np.logical_or: _op("Or"), np.logical_not: _op("Not"),
+    np.bitwise_and: _op("And"), np.bitwise_or: _op("Or"), np.bitwise_xor: _op("Xor"), np.invert: _op("Not"),
 }
 COMPARISONS = {np.greater, np.greater_equal, np.less, np.less_equal, np.equal, np.not_equal}
+PREDICATES = {np.isnan, np.isinf, np.isfinite}
 LOGICAL = {np.logical_and, np.logical_or, np.logical_not}
+BOOLEAN_ARITHMETIC = {np.add: "Or", np.maximum: "Or", np.multiply: "And", np.minimum: "And"}
+BITWISE = {np.bitwise_and, np.bitwise_or, np.bitwise_xor, np.invert}  # ~ & | ^ on booleans
 
 
 # -- functions -------------------------------------------------------------------------------------
@@ -259,15 +312,31 @@ def _axes(axis: Any, ndim: int) -> list[int]:
 
 
 def _reduce(onnx_name: str, np_func: Callable[..., Any]) -> Callable[..., Any]:
-    """np.sum, np.mean, np.max, np.min as the matching Reduce* node."""
+    """np.sum, np.mean, np.max, np.min as the matching Reduce* node, reducing in the dtype
+    numpy's result has (the mean of integers is a float; a count of booleans an integer)."""
+    signature = inspect.signature(np_func)
 
-    def rule(graph: Graph, a: Any, axis: Any = None, keepdims: bool = False, **kwargs: Any) -> Symbolic:
-        extra = sorted(k for k, v in kwargs.items() if v is not None)
+    def rule(graph: Graph, *args: Any, **kwargs: Any) -> Symbolic:
+        try:
+            bound = signature.bind(*args, **kwargs)
+        except TypeError as err:
+            raise _unsupported(f"np.{np_func.__name__} called as ({err})", graph) from None
+        options = dict(bound.arguments)
+        a, axis, keepdims = options.pop("a"), options.pop("axis", None), bool(options.pop("keepdims", False))
+        extra = sorted(k for k, v in options.items() if v is not None and v is not np._NoValue)
         if extra:
             raise _unsupported(f"np.{np_func.__name__}({', '.join(extra)}=...)", graph)
         x = _symbolic(graph, a)
         value = np.asarray(np_func(x.value, axis=axis, keepdims=keepdims))
-        return Symbolic(graph, graph.reduce(onnx_name, x.name, _axes(axis, x.ndim), keepdims), value)
+        name = x.name
+        if value.dtype == bool:  # max/min of booleans: reduced as integers
+            name = graph.op("Cast", name, to=onnx_type(np.int32, graph.scope))
+        elif x.dtype != value.dtype:
+            name = graph.op("Cast", name, to=onnx_type(value.dtype, graph.scope))
+        name = graph.reduce(onnx_name, name, _axes(axis, x.ndim), keepdims)
+        if value.dtype == bool:
+            name = graph.op("Cast", name, to=onnx_type(bool, graph.scope))
+        return Symbolic(graph, name, value)
 
     return rule
 
@@ -278,15 +347,21 @@ _max = _reduce("ReduceMax", np.max)
 _min = _reduce("ReduceMin", np.min)
 
 
-def _var(graph: Graph, a: Any, axis: Any = None, ddof: int = 0, keepdims: bool = False, **kwargs: Any) -> Any:
-    centred = a - _mean(graph, a, axis=axis, keepdims=True)
+def _var(graph: Graph, a: Any, axis: Any = None, dtype: Any = None, out: Any = None, ddof: int = 0, keepdims: bool = False,
+         **kwargs: Any) -> Any:
+    if dtype is not None or out is not None or any(v is not None and v is not np._NoValue for v in kwargs.values()):
+        raise _unsupported("np.var or np.std with dtype=, out= or where=", graph)
     x = _symbolic(graph, a)
+    if x.dtype.kind != "f":
+        x = x.astype(np.float64)  # as numpy: the variance of integers is a float64
+    centred = x - _mean(graph, x, axis=axis, keepdims=True)
     count = x.size // max(np.size(np.mean(x.value, axis=axis)), 1)
     return _sum(graph, centred * centred, axis=axis, keepdims=keepdims) / (count - ddof)
 
 
-def _std(graph: Graph, a: Any, axis: Any = None, ddof: int = 0, keepdims: bool = False, **kwargs: Any) -> Any:
-    return np.sqrt(_var(graph, a, axis=axis, ddof=ddof, keepdims=keepdims))
+def _std(graph: Graph, a: Any, axis: Any = None, dtype: Any = None, out: Any = None, ddof: int = 0, keepdims: bool = False,
+         **kwargs: Any) -> Any:
+    return np.sqrt(_var(graph, a, axis, dtype, out, ddof, keepdims, **kwargs))
 
 
 def _reshape(graph: Graph, a: Any, *args: Any, **kwargs: Any) -> Symbolic:
@@ -341,10 +416,14 @@ def _squeeze(graph: Graph, a: Any, axis: Any = None) -> Symbolic:
     x = _symbolic(graph, a)
     value = np.squeeze(x.value, axis)
     axes = [i for i, s in enumerate(x.shape) if s == 1] if axis is None else _axes(axis, x.ndim)
+    if not axes:  # nothing to squeeze (ONNX's Squeeze with no axes would drop every axis of size 1)
+        return Symbolic(graph, graph.op("Identity", x.name), value)
     return Symbolic(graph, graph.op("Squeeze", x.name, graph.ints(axes, "axes")), value)
 
 
-def _concatenate(graph: Graph, arrays: Sequence[Any], axis: int = 0, **kwargs: Any) -> Symbolic:
+def _concatenate(graph: Graph, arrays: Sequence[Any], axis: int | None = 0, **kwargs: Any) -> Symbolic:
+    if axis is None or any(v is not None for v in kwargs.values()):
+        raise _unsupported("np.concatenate with axis=None, out= or dtype=", graph)
     values = [_example(a) for a in arrays]
     value = np.concatenate(values, axis=axis)
     names = [_as_input(graph, a, value.dtype) for a in arrays]
@@ -370,7 +449,9 @@ def _split(graph: Graph, a: Any, indices_or_sections: Any, axis: int = 0) -> lis
     return found
 
 
-def _where(graph: Graph, condition: Any, a: Any, b: Any) -> Symbolic:
+def _where(graph: Graph, condition: Any, a: Any = None, b: Any = None) -> Symbolic:
+    if a is None or b is None:
+        raise _unsupported("np.where with one argument (the positions: their number depends on the values)", graph)
     value = np.where(_example(condition), _example(a), _example(b))
     cond = _as_input(graph, condition, bool)
     return Symbolic(graph, graph.op("Where", cond, _as_input(graph, a, value.dtype), _as_input(graph, b, value.dtype)), value)
@@ -393,6 +474,14 @@ def _matmul(graph: Graph, a: Any, b: Any, **kwargs: Any) -> Symbolic:
     return Symbolic(graph, graph.op("MatMul", _as_input(graph, a, value.dtype), _as_input(graph, b, value.dtype)), value)
 
 
+def _dot(graph: Graph, a: Any, b: Any, out: Any = None) -> Symbolic:
+    if out is not None or np.ndim(_example(a)) > 2 or np.ndim(_example(b)) > 2:
+        raise _unsupported("np.dot of arrays above 2-D (or with out=); use np.matmul or np.einsum", graph)
+    if np.ndim(_example(a)) == 0 or np.ndim(_example(b)) == 0:
+        return np.multiply(a, b)
+    return _matmul(graph, a, b)
+
+
 def _einsum(graph: Graph, subscripts: str, *operands: Any, **kwargs: Any) -> Symbolic:
     if not isinstance(subscripts, str) or "->" not in subscripts:
         raise _unsupported("np.einsum without explicit '->' subscripts", graph)
@@ -404,6 +493,8 @@ def _einsum(graph: Graph, subscripts: str, *operands: Any, **kwargs: Any) -> Sym
 def _pad(graph: Graph, a: Any, pad_width: Any, mode: str = "constant", constant_values: Any = 0, **kwargs: Any) -> Symbolic:
     if mode != "constant":
         raise _unsupported(f"np.pad(mode={mode!r})", graph)
+    if np.ndim(_example(constant_values)) != 0:
+        raise _unsupported("np.pad with a different constant per side (ONNX's Pad takes one)", graph)
     x = _symbolic(graph, a)
     value = np.pad(x.value, pad_width, mode="constant", constant_values=constant_values)
     widths = np.broadcast_to(np.asarray(pad_width, dtype=np.int64), (x.ndim, 2))
@@ -453,7 +544,7 @@ FUNCTIONS: dict[Any, Callable[..., Any]] = {
     np.sum: _sum, np.mean: _mean, np.max: _max, np.min: _min, np.amax: _max, np.amin: _min, np.var: _var,
     np.std: _std, np.reshape: _reshape, np.transpose: _transpose, np.swapaxes: _swapaxes, np.moveaxis: _moveaxis,
     np.expand_dims: _expand_dims, np.squeeze: _squeeze, np.concatenate: _concatenate, np.stack: _stack,
-    np.split: _split, np.where: _where, np.clip: _clip, np.matmul: _matmul, np.dot: _matmul, np.einsum: _einsum,
+    np.split: _split, np.where: _where, np.clip: _clip, np.matmul: _matmul, np.dot: _dot, np.einsum: _einsum,
     np.pad: _pad, np.flip: _flip, np.cumsum: _cumsum, np.zeros_like: _like(0.0), np.ones_like: _like(1.0),
     np.full_like: _like(None), np.empty_like: _like(0.0),
     np.shape: _inspect(np.shape), np.ndim: _inspect(np.ndim), np.size: _inspect(np.size),
@@ -467,11 +558,11 @@ def _index(x: Symbolic, key: Any) -> Symbolic:
     """Basic indexing (ints, slices, None, ...) as Slice, Gather and Unsqueeze; one integer array
     as a Gather along its axis."""
     graph = x.graph
-    key = _example(key)
-    value = x.value[key]
+    key = _resolved(key)
+    value = x.value[_example(key)]
     items = list(key) if isinstance(key, tuple) else [key]
-    arrays = [i for i, item in enumerate(items) if isinstance(item, (np.ndarray, list))]
-    if arrays:
+    arrays = [i for i, item in enumerate(items) if isinstance(item, (np.ndarray, list, Symbolic))]
+    if arrays:  # a traced index (ids computed in forward) stays a value of the graph
         return _gather(x, items, arrays)
     if items.count(Ellipsis) > 1:
         raise _unsupported("indexing with two Ellipses", graph)
@@ -528,18 +619,22 @@ def _gather(x: Symbolic, items: list[Any], arrays: list[int]) -> Symbolic:
     before = items[: arrays[0]]
     if any(item is Ellipsis for item in before) or any(item != slice(None) for item in before):
         raise _unsupported("indexing with an integer array after a slice other than ':'", graph)
-    index = np.asarray(items[arrays[0]])
+    chosen = items[arrays[0]]
+    index = np.asarray(_example(chosen))
     if index.dtype == bool:
         raise _unsupported("indexing with a boolean mask (its size depends on the values)", graph)
-    out = graph.op("Gather", x.name, graph.constant(index.astype(np.int64), "index", np.int64), axis=arrays[0])
+    if index.dtype.kind not in "iu":
+        raise _unsupported(f"indexing with an array of {index.dtype}", graph)
+    where = _as_input(graph, chosen, np.int64) if isinstance(chosen, Symbolic) else graph.constant(index, "index", np.int64)
+    out = graph.op("Gather", x.name, where, axis=arrays[0])
     rest = items[arrays[0] + 1 :]
-    result = Symbolic(graph, out, x.value[tuple(items[: arrays[0] + 1])])
+    result = Symbolic(graph, out, x.value[tuple(_example(items[: arrays[0] + 1]))])
     return _index(result, (slice(None),) * (arrays[0] + index.ndim) + tuple(rest)) if rest else result
 
 
 SUPPORTED = sorted(
     {f"np.{u.__name__}" for u in UFUNCS} | {f"np.{f.__name__}" for f in FUNCTIONS}
     | {"+ - * / ** @ (operators), comparisons", "indexing (ints, slices, None, ..., one integer array)",
-       ".T .reshape .transpose .swapaxes .squeeze .sum .mean .max .min .astype .ravel .flatten .clip",
+       ".T .reshape .transpose .swapaxes .squeeze .sum .mean .max .min .var .std .cumsum .dot .astype .ravel .flatten .clip",
        "lamina.ops (all)"}
 )
