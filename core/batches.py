@@ -10,7 +10,8 @@ class Batches:
     """The batches of one epoch over n rows: slices in order (views of the data, no copy), or
     index arrays into one permutation per epoch from the strategy (lamina's generator).
 
-    Iterating yields (rows this process computes, rows in the global batch).
+    Iterating yields (the global batch's rows, how many): each process computes its
+    `strategy.shard` of them.
     """
 
     def __init__(self, n: int, batch_size: int | None, shuffle: bool, strategy: Strategy, owner: str) -> None:
@@ -25,12 +26,12 @@ class Batches:
         return self.count
 
     def __iter__(self) -> Iterator[tuple[Rows, int]]:
-        n, size, shard = self.n, self.size, self.strategy.shard
+        n, size = self.n, self.size
         order = self.strategy.permutation(n) if self.shuffle else None
         for start in range(0, n, size):
             stop = min(start + size, n)
             rows: Rows = slice(start, stop) if order is None else order[start:stop]
-            yield shard(rows, stop - start), stop - start
+            yield rows, stop - start
 
 
 def in_order(n: int, batch_size: int) -> Iterator[slice]:

@@ -305,9 +305,53 @@ def _inputs(spec: str) -> np.ndarray:
     return x
 
 
+def _folder_inputs(model: lamina.Model, folder: Path) -> tuple[Any, list[str]]:
+    """The inputs under `folder`, read as the model's training data was (its metadata["inputs"]
+    names the dataset and its options), or by the one installed dataset that reads folders."""
+    spec = model.metadata.get("inputs")
+    if isinstance(spec, dict) and isinstance(spec.get("dataset"), str):
+        given = spec.get("options")
+        options: dict[str, Any] = given if isinstance(given, dict) else {}
+        reader = get_registry().build("dataset", spec["dataset"], path=str(folder), **options)
+    else:
+        readers = [info for info in get_registry().plugins("dataset") if getattr(info.cls, "reads_folders", False)]
+        if len(readers) != 1:
+            names = ", ".join(info.qualified_name for info in readers) or "none is installed"
+            raise ArgumentError(
+                f"{folder}: a folder of inputs needs the dataset that read the model's training data, and the model "
+                f"file does not name one; the datasets that read folders: {names}"
+            )
+        reader = get_registry().build("dataset", readers[0].qualified_name, path=str(folder))
+    return reader.inputs()
+
+
+def _print_classes(model: lamina.Model, names: list[str], predictions: np.ndarray) -> None:
+    """One line per input: its name, the predicted class (by name if the model knows them) and its score."""
+    classes = model.metadata.get("classes")
+    scores = predictions.reshape(len(predictions), -1)
+    if getattr(model.loss, "from_logits", False):  # logits: probabilities by a softmax
+        shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
+        scores = shifted / shifted.sum(axis=1, keepdims=True)
+    best = scores.argmax(axis=1)
+    for name, label, row in zip(names, best, scores):
+        shown = classes[label] if isinstance(classes, list) and label < len(classes) else str(label)
+        print(f"{name}\t{shown}\t{row[label]:.3f}")
+
+
 def predict(args: argparse.Namespace) -> int:
     model = lamina.load(args.model)
-    predictions = model.predict(_inputs(args.input), batch_size=args.batch_size)
+    folder = Path(args.input)
+    if folder.is_dir():
+        inputs, names = _folder_inputs(model, folder)
+        predictions = model.predict(inputs, batch_size=args.batch_size)
+        if not args.quiet:
+            _print_classes(model, names, predictions)
+        if args.out is None:
+            return 0
+    else:
+        if args.out is None:
+            raise ArgumentError(f"lamina predict {args.input}: name where to write the predictions with --out FILE (.csv, .npy or .npz)")
+        predictions = model.predict(_inputs(args.input), batch_size=args.batch_size)
     out = Path(args.out)
     suffix = out.suffix.lower()
     buffer = io.BytesIO()
@@ -452,13 +496,14 @@ def _add_export(commands: Any, common: argparse.ArgumentParser) -> None:
 
 def _add_predict(commands: Any, common: argparse.ArgumentParser) -> None:
     p = commands.add_parser(
-        "predict", parents=[common], help="write a saved model's predictions for an input file",
+        "predict", parents=[common], help="write a saved model's predictions for an input file or folder",
         description="Run a saved model on the rows of INPUT (.npz with an array 'x' or a single "
-        "array, .npy, or .csv of numbers) and write the outputs to FILE (.csv, .npy or .npz).",
+        "array, .npy, or .csv of numbers) and write the outputs to FILE (.csv, .npy or .npz); or on "
+        "every image in the folder INPUT, printing each file's class (and, with --out, writing the outputs).",
     )
     p.add_argument("model", metavar="MODEL")
     p.add_argument("input", metavar="INPUT")
-    p.add_argument("--out", required=True, metavar="FILE", help="where to write the predictions")
+    p.add_argument("--out", metavar="FILE", help="where to write the predictions (needed for file inputs)")
     p.add_argument("--batch-size", type=int, metavar="N", help="rows per forward pass")
     p.set_defaults(run=predict)
 

@@ -34,6 +34,14 @@ class Dataset(Configurable):
     # File suffixes (".csv") this dataset reads when given `path=...`: `lamina evaluate --data
     # FILE` and `lamina predict MODEL FILE` pick the dataset by the file's suffix.
     suffixes: tuple[str, ...] = ()
+    # True for a dataset that reads a folder given as `path=...`; it then implements `inputs()`,
+    # which `lamina predict MODEL FOLDER` uses (with the options the model's metadata["inputs"]
+    # gives: how its training data was read, e.g. the image size).
+    reads_folders: bool = False
+
+    def inputs(self) -> tuple[Any, list[str]]:
+        """Every input under `path` (an array or array-like) and a name for each (its file)."""
+        raise NotImplementedError(f"{type(self).__name__} does not read folders of inputs")
 
     def load(self) -> Arrays:
         raise NotImplementedError(f"{type(self).__name__} must implement load()")

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import attrs
+import numpy as np
 from attrs import field, frozen
 
 from lamina.callback import Callback
@@ -46,6 +47,17 @@ def _verbose(value: object) -> bool:
 
 def _validation_split(value: object) -> float:
     return fraction(value, "validation_split", OWNER)
+
+
+def _prefetch(value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ArgumentError(
+            f"{OWNER}(prefetch={describe(value)}): prefetch is how many batches are read ahead on a background "
+            "thread: a non-negative int (0: none), or leave it out (1 for data read lazily, else 0)"
+        )
+    return int(value)
 
 
 def _clip(value: object) -> float | None:
@@ -84,6 +96,7 @@ class TrainOptions:
     clip_grad_norm: float | None = _field(None, _clip, "a positive number")
     resume_from: str | os.PathLike[str] | None = _field(None)
     strategy: Any = _field(None, config='a training strategy: "local" (default) or "mpi" (run under mpiexec -n N)')
+    prefetch: int | None = _field(None, _prefetch, "batches read ahead on a background thread: a non-negative int")
 
     @classmethod
     def make(cls, options: dict[str, Any], owner: str = OWNER) -> TrainOptions:

@@ -51,7 +51,12 @@ class Strategy(Configurable):
         return rng().permutation(n)
 
     def shard(self, rows: Rows, count: int) -> Rows:
-        """The part of a global batch (`rows`, `count` of them) that this process computes."""
+        """The part of a global batch (`rows`, `count` of them) that this process computes;
+        called just before the step on it (a strategy may remember what it needs for the step)."""
+        return self.part(rows, count)
+
+    def part(self, rows: Rows, count: int) -> Rows:
+        """The same rows as `shard`, remembering nothing: what a loader thread reads ahead."""
         return rows
 
     def reduce_step(self, params: Sequence[Parameter], sums: list[float]) -> list[float]:
@@ -133,12 +138,19 @@ class DataParallel(Strategy):
 
     def shard(self, rows: Rows, count: int) -> Rows:
         """A near-equal, disjoint part of the global batch per process; remembers its share."""
-        bounds = np.linspace(0, count, self.size + 1).round().astype(int)
-        low, high = int(bounds[self.rank]), int(bounds[self.rank + 1])
+        low, high = self._bounds(count)
         self._share = (high - low) / count
+        return self.part(rows, count)
+
+    def part(self, rows: Rows, count: int) -> Rows:
+        low, high = self._bounds(count)
         if isinstance(rows, slice):
             return slice(rows.start + low, rows.start + high)
         return rows[low:high]
+
+    def _bounds(self, count: int) -> tuple[int, int]:
+        bounds = np.linspace(0, count, self.size + 1).round().astype(int)
+        return int(bounds[self.rank]), int(bounds[self.rank + 1])
 
     def reduce_step(self, params: Sequence[Parameter], sums: list[float]) -> list[float]:
         """One allreduce per step: every gradient, weighted by this shard's share of the global

@@ -7,6 +7,7 @@ about several processes is the strategy's business.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -24,8 +25,9 @@ from lamina.metric import Metric
 from lamina.options import OWNER, TrainOptions, as_list
 from lamina.progress import ProgressBar, RecordHistory
 from lamina.registry import default_plugin, resolve
+from lamina.sources import Feed, Lazy, is_lazy, prefetched
 from lamina.step import Step
-from lamina.strategy import Rows, Strategy, activated
+from lamina.strategy import Strategy, activated
 
 if TYPE_CHECKING:
     from lamina.model import Model
@@ -49,8 +51,8 @@ class _Run:
         self.metrics: list[Metric] = [resolve("metric", m, "metrics", OWNER) for m in options.metrics]
         check_metric_names(self.metrics, OWNER)
         callbacks: list[Callback] = [resolve("callback", c, "callbacks", OWNER) for c in options.callbacks]
-        self.x, self.y, self.validation = self._data(x, y)
-        model.build(self.x[:1])  # before the first permutation, so that every strategy draws alike
+        self.feed, self.validation = self._data(x, y)
+        model.build(self.feed.inputs(slice(0, 1)))  # before the first permutation, so that every strategy draws alike
         if model.saved_generator is not None:  # a loaded file's training goes on: its generator too
             restore_generator(model.saved_generator, "the model's file")
             model.saved_generator = None
@@ -59,7 +61,9 @@ class _Run:
             self.optim, self.history, self.start = resume(model, options.resume_from, options.optim, OWNER)
         else:
             self.optim = default_plugin("optimizer", options.optim, "optim", OWNER)
-        self.batches = Batches(len(self.x), options.batch_size, options.shuffle, strategy, OWNER)
+        self.batches = Batches(len(self.feed), options.batch_size, options.shuffle, strategy, OWNER)
+        # batches read ahead on a background thread: by default for data read lazily only
+        self.prefetch = options.prefetch if options.prefetch is not None else int(self.feed.lazy)
         # History records after the user's callbacks (which may add to the logs), the bars last.
         self.callbacks = [*callbacks, RecordHistory(self.history)]
         if verbose:
@@ -67,31 +71,25 @@ class _Run:
         own = Callback.on_train_batch_end
         self.batch_callbacks = [c for c in self.callbacks if type(c).on_train_batch_end is not own]
 
-    def _data(self, x: object, y: object) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
-        """x and y as arrays, with the validation pair from validation_data or split off."""
+    def _data(self, x: object, y: object) -> tuple[Feed, Feed | None]:
+        """The training Feed, and the validation one from validation_data or split off."""
         model, options = self.model, self.options
-        x = model.prepare_input(x, OWNER)
-        require_rows(x, OWNER, "train on")
-        dtype = x.dtype if x.dtype.kind == "f" else model.dtype
-        y = self.loss.prepare_target(y, dtype)
-        check_pair(x, y, OWNER)
+        feed = data_feed(model, self.loss, x, y, OWNER, "train on")
         if options.validation_data is not None:
             if options.validation_split:
                 raise ArgumentError(f"{OWNER}: pass validation_data or validation_split, not both")
-            x_val = model.prepare_input(options.validation_data[0], OWNER)
-            require_rows(x_val, OWNER, "validate on", "validation_data's x_val")
-            y_val = self.loss.prepare_target(options.validation_data[1], dtype)
-            check_pair(x_val, y_val, OWNER, "validation_data's x_val and y_val")
-            return x, y, (x_val, y_val)
+            x_val, y_val = options.validation_data
+            return feed, data_feed(model, self.loss, x_val, y_val, OWNER, "validate on", "validation_data's x_val and y_val",
+                                   "validation_data's x_val")
         if not options.validation_split:
-            return x, y, None
-        split_at = validation_split_point(len(x), options.validation_split)
-        if split_at == len(x) or split_at == 0:
+            return feed, None
+        split_at = validation_split_point(len(feed), options.validation_split)
+        if split_at == len(feed) or split_at == 0:
             raise ArgumentError(
-                f"{OWNER}(validation_split={options.validation_split}): with {len(x)} samples this leaves "
-                f"{len(x) - split_at} for validation and {split_at} for training; both need at least one"
+                f"{OWNER}(validation_split={options.validation_split}): with {len(feed)} samples this leaves "
+                f"{len(feed) - split_at} for validation and {split_at} for training; both need at least one"
             )
-        return x[:split_at], y[:split_at], (x[split_at:], y[split_at:])
+        return feed.part(0, split_at), feed.part(split_at, len(feed))  # the tail, by index: no copy
 
     def train(self) -> History:
         model = self.model
@@ -131,11 +129,16 @@ class _Run:
         """Train on every batch once; the epoch's logs (sample-weighted means, and val_*)."""
         names = ["loss", *(m.name for m in self.metrics)]
         totals = [0.0] * len(names)
-        x, y, seen, lock = self.x, self.y, 0, self.model.lock
-        for index, (rows, count) in enumerate(self.batches):
+        feed, seen, lock = self.feed, 0, self.model.lock
+        plan = list(enumerate(self.batches))  # this epoch's rows, drawn here: the loader thread draws nothing
+        part = self.strategy.part  # this process's rows of a batch, remembering nothing: safe in the loader
+        loaded = prefetched(plan, lambda item: feed.batch(part(*item[1])), self.prefetch,
+                            lambda item: f"the rows of training batch {item[0] + 1}/{len(plan)}")
+        for (index, (rows, count)), (xb, yb) in loaded:
+            self.strategy.shard(rows, count)  # what the step's reduction needs to know of this batch
             try:
                 with lock:  # one step at a time: other threads' saves and predicts come between steps
-                    sums = step(take(x, rows), take(y, rows))
+                    sums = step(xb, yb)
                 totals = [total + value for total, value in zip(totals, sums)]
             except NonFiniteError as err:
                 raise NonFiniteError(
@@ -146,12 +149,11 @@ class _Run:
             seen += count
             for callback in self.batch_callbacks:
                 callback.on_train_batch_end(index, {k: float(v) / seen for k, v in zip(names, totals)})
-        logs = {name: float(total) / len(x) for name, total in zip(names, totals)}
+        logs = {name: float(total) / len(feed) for name, total in zip(names, totals)}
         if self.validation is not None:
-            x_val, y_val = self.validation
-            size = self.options.batch_size or len(x_val)
+            size = self.options.batch_size or len(self.validation)
             with lock, self.model.inference():
-                val = mean_logs(self.model, x_val, y_val, self.loss, self.metrics, size, self.strategy)
+                val = mean_logs(self.model, self.validation, self.loss, self.metrics, size, self.strategy)
             logs.update({f"val_{key}": value for key, value in val.items()})
         return logs
 
@@ -164,9 +166,42 @@ class _Run:
 # -- checks and helpers shared by the three loops ---------------------------------------------------
 
 
-def take(array: np.ndarray, rows: Rows) -> np.ndarray:
-    """array[rows]: a view for a slice; for indices, take() (copies like [], 2 us faster a batch)."""
-    return array[rows] if isinstance(rows, slice) else array.take(rows, axis=0)
+def data_feed(model: Model, loss: Loss, x: object, y: object, owner: str, purpose: str, names: str = "x and y",
+              x_name: str = "x") -> Feed:
+    """(x, y) checked, as a Feed: arrays in memory converted now, array-likes (memmaps, h5py,
+    lazy datasets) per batch, to the model's dtype."""
+    if is_lazy(x):
+        xs: Any = Lazy(x, owner, x_name)
+        require_rows(xs, owner, purpose, x_name)
+        dtype = model.dtype
+        convert_x = _batch_converter(model, owner)
+    else:
+        xs = model.prepare_input(x, owner)
+        require_rows(xs, owner, purpose, x_name)
+        dtype = xs.dtype if xs.dtype.kind == "f" else model.dtype
+        convert_x = _unchanged
+    if is_lazy(y):
+        ys: Any = Lazy(y, owner, "y")
+        convert_y: Any = lambda batch: loss.prepare_target(batch, dtype)  # noqa: E731
+    else:
+        ys, convert_y = loss.prepare_target(y, dtype), _unchanged
+    check_pair(xs, ys, owner, names)
+    return Feed(xs, ys, convert_x, convert_y)
+
+
+def _unchanged(batch: np.ndarray) -> np.ndarray:
+    return batch
+
+
+def _batch_converter(model: Model, owner: str) -> Callable[[np.ndarray], np.ndarray]:
+    """How a batch read from an array-like becomes model input: ids stay integers, everything
+    else becomes the model's float dtype (uint8 images, float64 files)."""
+
+    def convert(batch: np.ndarray) -> np.ndarray:
+        batch = model.prepare_input(batch, owner)
+        return batch if batch.dtype.kind != "f" else batch.astype(model.dtype, copy=False)
+
+    return convert
 
 
 def validation_split_point(n: int, validation_split: float) -> int:
@@ -175,7 +210,7 @@ def validation_split_point(n: int, validation_split: float) -> int:
     return int(n * (1 - validation_split))
 
 
-def require_rows(x: np.ndarray, owner: str, purpose: str, name: str = "x") -> None:
+def require_rows(x: Any, owner: str, purpose: str, name: str = "x") -> None:
     """A ShapeError unless `x` has at least one row: an empty array leaves nothing to do."""
     if x.ndim == 0 or len(x) == 0:
         raise ShapeError(
@@ -184,7 +219,7 @@ def require_rows(x: np.ndarray, owner: str, purpose: str, name: str = "x") -> No
         )
 
 
-def check_pair(x: np.ndarray, y: np.ndarray, owner: str, names: str = "x and y") -> None:
+def check_pair(x: Any, y: Any, owner: str, names: str = "x and y") -> None:
     if x.ndim == 0 or y.ndim == 0 or len(x) != len(y):
         raise ShapeError(
             f"{owner}: {names} have shapes {x.shape} and {y.shape}; they need the same number "
@@ -203,25 +238,27 @@ def check_metric_names(metrics: list[Metric], owner: str) -> None:
 
 
 def mean_logs(
-    model: Model, x: np.ndarray, y: np.ndarray, loss: Loss, metrics: list[Metric], batch_size: int,
-    strategy: Strategy | None = None,
+    model: Model, feed: Feed, loss: Loss, metrics: list[Metric], batch_size: int, strategy: Strategy | None = None,
 ) -> dict[str, float]:
-    """Sample-weighted means of the loss and metrics over (x, y), in batches, without training;
+    """Sample-weighted means of the loss and metrics over the feed, in batches, without training;
     with a strategy of several processes, each computes its shard and the sums are combined."""
     strategy = strategy or Strategy()
     names = ["loss", *(m.name for m in metrics)]
     totals = np.zeros(len(names))
-    part = strategy.shard(slice(0, len(x)), len(x))
-    xs, ys = x[part], y[part]
-    for batch in in_order(len(xs), batch_size):
-        xb, yb = xs[batch], ys[batch]
+    n = len(feed)
+    part = strategy.shard(slice(0, n), n)
+    start, stop = (part.start, part.stop) if isinstance(part, slice) else (0, n)
+    batches = [slice(start + b.start, min(start + b.stop, stop)) for b in in_order(stop - start, batch_size)]
+    for _, (xb, yb) in prefetched(batches, feed.batch, int(feed.lazy), lambda rows: f"rows {rows.start} to {rows.stop - 1}"):
         pred = model.forward(xb)
         totals += [float(loss(pred, yb)) * len(xb), *(float(m(pred, yb)) * len(xb) for m in metrics)]
     strategy.allreduce(totals)
-    return {name: float(total) / len(x) for name, total in zip(names, totals)}
+    return {name: float(total) / n for name, total in zip(names, totals)}
 
 
 # -- evaluate and predict -------------------------------------------------------------------------------
+
+LAZY_BATCH = 256  # rows per forward pass over an array-like when no batch_size is given
 
 
 def evaluate(model: Model, x: object, y: object, loss: object, metrics: object, batch_size: int | None) -> dict[str, float]:
@@ -233,22 +270,29 @@ def evaluate(model: Model, x: object, y: object, loss: object, metrics: object, 
     check_metric_names(chosen, owner)
     if batch_size is not None:
         batch_size = positive_int(batch_size, "batch_size", owner, example=256)
-    x = model.prepare_input(x, owner)
-    require_rows(x, owner, "evaluate")
-    target = chosen_loss.prepare_target(y, x.dtype if x.dtype.kind == "f" else model.dtype)
-    check_pair(x, target, owner)
+    feed = data_feed(model, chosen_loss, x, y, owner, "evaluate")
     try:  # in inference mode: Model.evaluate runs this inside model.inference()
-        return mean_logs(model, x, target, chosen_loss, chosen, batch_size or len(x))
+        return mean_logs(model, feed, chosen_loss, chosen, batch_size or (LAZY_BATCH if feed.lazy else len(feed)))
     finally:
         model.release()
 
 
 def predict(model: Model, x: object, batch_size: int | None) -> np.ndarray:
     owner = "Model.predict"
-    x = model.prepare_input(x, owner)
-    require_rows(x, owner, "predict")
     if batch_size is not None:
         batch_size = positive_int(batch_size, "batch_size", owner, example=256)
+    if is_lazy(x):  # read and converted a batch at a time, the next one read while this one runs
+        source = Lazy(x, owner, "x")
+        require_rows(source, owner, "predict")
+        feed = Feed(source, source, _batch_converter(model, owner), _unchanged)
+        batches = list(in_order(len(source), batch_size or LAZY_BATCH))
+        loaded = prefetched(batches, feed.inputs, 1, lambda rows: f"rows {rows.start} to {rows.stop - 1} of x")
+        try:
+            return np.concatenate([model.forward(xb) for _, xb in loaded])
+        finally:
+            model.release()
+    x = model.prepare_input(x, owner)
+    require_rows(x, owner, "predict")
     try:
         if batch_size is None:
             return model.forward(x)

@@ -15,6 +15,7 @@ from lamina.plugins.activations import (
     Tanh,
 )
 from lamina.plugins.attention import MultiHeadAttention, PositionalEmbedding, SinusoidalPositions, TransformerBlock
+from lamina.plugins.augment import GaussianNoise, RandomCrop, RandomErasing, RandomFlip, RandomTranslation
 from lamina.plugins.callbacks import CSVLogger, EarlyStopping, LearningRateLogger
 from lamina.plugins.composite import Parallel, Residual, Sequential
 from lamina.plugins.conv import Conv2D
@@ -53,5 +54,5 @@ __all__ = [
     "AvgPool2D", "GlobalAvgPool2D", "MaxPool2D", "Flatten", "Reshape", "Checkpoint",
     "Parallel", "Residual", "Sequential", "MultiHeadAttention", "PositionalEmbedding", "SinusoidalPositions",
     "TransformerBlock", "AvgPool1D", "Conv1D", "GlobalAvgPool1D", "GlobalMaxPool1D", "MaxPool1D", "GRU", "LSTM", "RNN",
-    "MobyDick", "Text",
+    "MobyDick", "Text", "GaussianNoise", "RandomCrop", "RandomErasing", "RandomFlip", "RandomTranslation",
 ]

@@ -132,6 +132,26 @@ LAYER_CASES = {
     "lamina:Flatten": [(lambda rng: lamina.layer("Flatten"), _images)],
     "lamina:Reshape": [(lambda rng: lamina.layer("Reshape", (-1, 2)), lambda rng: rng.normal(size=(3, 2, 4)))],
     "lamina:Dropout": [(lambda rng: lamina.layer("Dropout", 0.3), _normal)],
+    "lamina:RandomFlip": [
+        (lambda rng: lamina.layer("RandomFlip", p=0.7), _images),
+        (lambda rng: lamina.layer("RandomFlip", "both", p=0.7), _images),
+        (lambda rng: lamina.layer("RandomFlip", "vertical", p=1.0), _images),
+        (lambda rng: lamina.layer("RandomFlip", p=1.0), _signals),
+    ],
+    "lamina:RandomCrop": [
+        (lambda rng: lamina.layer("RandomCrop", 4, padding=int(rng.integers(0, 3))), _images),
+        (lambda rng: lamina.layer("RandomCrop", (5, 3), padding=(1, 2)), _images),
+        (lambda rng: lamina.layer("RandomCrop", 8, padding=2), _images),  # inference: the center, padding included
+    ],
+    "lamina:RandomTranslation": [
+        (lambda rng: lamina.layer("RandomTranslation", int(rng.integers(1, 4))), _images),
+        (lambda rng: lamina.layer("RandomTranslation", (2, 0)), _images),
+    ],
+    "lamina:GaussianNoise": [(lambda rng: lamina.layer("GaussianNoise", 0.5), _normal), (lambda rng: lamina.layer("GaussianNoise", 0.1), _images)],
+    "lamina:RandomErasing": [
+        (lambda rng: lamina.layer("RandomErasing", p=1.0), _images),
+        (lambda rng: lamina.layer("RandomErasing", scale=(0.1, 0.6), value=0.5), _images),
+    ],
     "lamina:BatchNorm": [(lambda rng: lamina.layer("BatchNorm"), _batch), (lambda rng: lamina.layer("BatchNorm"), lambda rng: _images(rng) + 1)],
     "lamina:LayerNorm": [(lambda rng: lamina.layer("LayerNorm"), lambda rng: rng.normal(size=(3, 4))), (lambda rng: lamina.layer("LayerNorm"), _sequence)],
     "lamina:Embedding": [(lambda rng: lamina.layer("Embedding", 7, 3, dtype="float64"), lambda rng: rng.integers(0, 7, size=(4, 3)))],

@@ -54,6 +54,13 @@ CASES = {
     "Flatten": (lambda: ["Flatten", lamina.layer("Linear", 3)], (2, 3, 2), None),
     "Reshape": (lambda: [lamina.layer("Reshape", (3, -1)), lamina.layer("Linear", 2)], (12,), None),
     "Dropout": (lambda: [lamina.layer("Linear", 5), lamina.layer("Dropout", 0.5)], (4,), None),
+    "RandomFlip": (lambda: [lamina.layer("RandomFlip", "both"), "Flatten", lamina.layer("Linear", 3)], (2, 6, 6), None),
+    "RandomCrop": (lambda: [lamina.layer("RandomCrop", (4, 3)), "Flatten", lamina.layer("Linear", 3)], (2, 6, 6), None),
+    "RandomCrop-padded": (lambda: [lamina.layer("RandomCrop", 7, padding=1), "Flatten", lamina.layer("Linear", 3)], (2, 6, 6), None),
+    "RandomCrop-identity": (lambda: [lamina.layer("RandomCrop", 6, padding=2), "Flatten", lamina.layer("Linear", 3)], (2, 6, 6), None),
+    "RandomTranslation": (lambda: [lamina.layer("RandomTranslation", 2), "Flatten", lamina.layer("Linear", 3)], (2, 6, 6), None),
+    "GaussianNoise": (lambda: [lamina.layer("Linear", 5), lamina.layer("GaussianNoise", 0.3)], (4,), None),
+    "RandomErasing": (lambda: [lamina.layer("RandomErasing", p=1.0), "Flatten", lamina.layer("Linear", 3)], (2, 6, 6), None),
     "BatchNorm": (lambda: [lamina.layer("Linear", 5), "BatchNorm"], (4,), None),
     "BatchNorm-2d": (lambda: ["BatchNorm", "Flatten"], (3, 4, 4), None),
     "LayerNorm": (lambda: [lamina.layer("Linear", 5), "LayerNorm"], (3, 4), None),
@@ -264,6 +271,13 @@ def test_the_file_is_checked_and_names_its_input_and_output(tmp_path):
 @pytest.mark.parametrize("config", sorted(path.name for path in (ROOT / "examples" / "configs").glob("*.toml")))
 def test_the_example_models_export_and_match(tmp_path, config):
     settings = runconfig.read(ROOT / "examples" / "configs" / config)
+    if config == "images.toml":  # its folder of PNG files is written by an example script first
+        pytest.importorskip("PIL", reason="image_folder reads images with Pillow: pip install 'lamina[images]'")
+        out = tmp_path / "digits_png"
+        result = subprocess.run([sys.executable, str(ROOT / "examples" / "make_image_folder.py"), "--out", str(out)],
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        settings.data["dataset"]["path"] = str(out)
     data = runconfig.load_dataset(settings)
     model = lamina.Model(runconfig.build_list(settings, "layer", "layers"))
     x_train = np.asarray(data[0])

@@ -255,7 +255,8 @@ TESTED = {
     "initializer": {"glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_normal",
                     "zeros", "ones", "normal"},
     "schedule": {"Constant", "StepDecay", "ExponentialDecay", "CosineDecay"},  # test_optimizers.py
-    "dataset": {"xor", "spirals", "digits", "npz", "csv", "text", "moby_dick"},  # test_datasets.py, test_text.py
+    "dataset": {"xor", "spirals", "digits", "npz", "csv", "text", "moby_dick",  # test_datasets.py, test_text.py
+                "npy", "image_folder"},  # test_files.py
     "strategy": {"local", "mpi"},  # test_mpi.py
 }
 
