@@ -19,6 +19,9 @@ import numpy as np
 from lamina.errors import LaminaError, ShapeError
 from lamina.strategy import Rows
 
+_MAPPED_ROWS = 64  # rows of a memmap read before their pages are dropped
+DROP_ABOVE = 256 << 20  # memmaps bigger than this (bytes) have their pages dropped as they are read
+
 
 def is_lazy(x: object) -> bool:
     """True for an array-like that is read a batch at a time: a memmap, or a non-numpy object
@@ -79,7 +82,15 @@ class Lazy:
         index = np.asarray(rows, dtype=np.int64) + self.start
         order = np.argsort(index, kind="stable")
         ordered = index[order]
-        data = np.asarray(self._gather(ordered))
+        mapping = self._mapping()
+        if mapping is None:
+            data = np.asarray(self._gather(ordered))
+        else:  # a memmap: each scattered row maps in its page-cache folio (up to 2 MB), so read
+            # 64 rows at a time and drop their pages before the next 64
+            data = np.empty((len(ordered), *self.shape[1:]), dtype=self.dtype)
+            for start in range(0, len(ordered), _MAPPED_ROWS):
+                data[start : start + _MAPPED_ROWS] = self.source[ordered[start : start + _MAPPED_ROWS]]
+                mapping.madvise(mmap.MADV_DONTNEED)
         if len(data) != len(index):
             raise ShapeError(f"{self.owner}: reading {len(index)} rows of {self.name} gave {len(data)}")
         out = np.empty_like(data)
@@ -87,17 +98,18 @@ class Lazy:
         return out
 
     def _mapping(self) -> Any:
-        """A memmap's shared mapping ("r", "r+": dropping its pages loses nothing), else None."""
+        """A memmap's shared mapping ("r", "r+": dropping its pages loses nothing) when it is
+        bigger than DROP_ABOVE, else None (a smaller file may stay mapped: dropping costs time)."""
         mapping = getattr(self.source, "_mmap", None) if isinstance(self.source, np.memmap) else None
-        if mapping is not None and getattr(self.source, "mode", None) in ("r", "r+") and hasattr(mapping, "madvise"):
+        if (mapping is not None and getattr(self.source, "mode", None) in ("r", "r+") and hasattr(mapping, "madvise")
+                and len(mapping) > DROP_ABOVE):
             return mapping
         return None
 
     def _release(self) -> None:
-        """A memmap's pages that a read mapped in (each row faults in the ~64-128 KB around it)
-        count as the process's memory until dropped; dropping them after each batch (they stay
-        in the OS's page cache, and on disk) keeps a pass over a file bigger than memory at
-        about one batch's pages."""
+        """A memmap's pages that a read mapped in count as the process's memory until dropped;
+        dropping them after each read (they stay in the OS's page cache, and on disk) keeps a
+        pass over a file bigger than memory at a few MB of mapped pages."""
         mapping = self._mapping()
         if mapping is not None:
             mapping.madvise(mmap.MADV_DONTNEED)

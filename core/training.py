@@ -173,8 +173,8 @@ def data_feed(model: Model, loss: Loss, x: object, y: object, owner: str, purpos
     if is_lazy(x):
         xs: Any = Lazy(x, owner, x_name)
         require_rows(xs, owner, purpose, x_name)
-        dtype = model.dtype
-        convert_x = _batch_converter(model, owner)
+        convert_x = _batch_converter(model, owner, xs.dtype)
+        dtype = _float_dtype(model, xs.dtype)
     else:
         xs = model.prepare_input(x, owner)
         require_rows(xs, owner, purpose, x_name)
@@ -193,13 +193,21 @@ def _unchanged(batch: np.ndarray) -> np.ndarray:
     return batch
 
 
-def _batch_converter(model: Model, owner: str) -> Callable[[np.ndarray], np.ndarray]:
+def _float_dtype(model: Model, source: np.dtype) -> np.dtype:
+    """The float dtype batches of `source` become: the model's once it has weights; before, a
+    float source's own (as an array in memory would build the model), else float32."""
+    if model.parameters() or source.kind != "f":
+        return model.dtype
+    return source
+
+
+def _batch_converter(model: Model, owner: str, source: np.dtype) -> Callable[[np.ndarray], np.ndarray]:
     """How a batch read from an array-like becomes model input: ids stay integers, everything
-    else becomes the model's float dtype (uint8 images, float64 files)."""
+    else floats of `_float_dtype` (uint8 images become float32)."""
 
     def convert(batch: np.ndarray) -> np.ndarray:
         batch = model.prepare_input(batch, owner)
-        return batch if batch.dtype.kind != "f" else batch.astype(model.dtype, copy=False)
+        return batch if batch.dtype.kind != "f" else batch.astype(_float_dtype(model, source), copy=False)
 
     return convert
 
@@ -284,7 +292,7 @@ def predict(model: Model, x: object, batch_size: int | None) -> np.ndarray:
     if is_lazy(x):  # read and converted a batch at a time, the next one read while this one runs
         source = Lazy(x, owner, "x")
         require_rows(source, owner, "predict")
-        feed = Feed(source, source, _batch_converter(model, owner), _unchanged)
+        feed = Feed(source, source, _batch_converter(model, owner, source.dtype), _unchanged)
         batches = list(in_order(len(source), batch_size or LAZY_BATCH))
         loaded = prefetched(batches, feed.inputs, 1, lambda rows: f"rows {rows.start} to {rows.stop - 1} of x")
         try:

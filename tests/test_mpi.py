@@ -36,6 +36,9 @@ strategy, dtype, out = sys.argv[1], sys.argv[2], sys.argv[3]
 fail = os.environ.get("FAIL", "")
 x, y, _, _ = lamina.dataset("spirals", n_samples=int(os.environ.get("ROWS", "240")))
 x = x.astype(dtype)
+if os.environ.get("MEMMAP"):  # read a batch at a time from a file: each process only its own rows
+    np.save(f"x-{os.getpid()}.npy", x)
+    x = np.load(f"x-{os.getpid()}.npy", mmap_mode="r")
 lamina.seed(5)
 width = 16 + (lamina.strategy(strategy).rank if fail == "shapes" else 0)
 # A skip connection around BatchNorm: nested layers train over MPI like flat ones.
@@ -148,6 +151,16 @@ def test_sequence_layers_train_over_mpi_as_in_one_process(tmp_path):
     for local, parallel in zip(runs[0], runs[2]):
         scale = max(float(np.abs(local).max()), 1e-30)
         assert float(np.abs(local - parallel).max()) / scale < 1e-9
+
+
+@needs_mpi
+def test_mpi_training_from_a_memmap_reaches_the_weights_of_one_process_in_memory(tmp_path, local_runs):
+    result, out, _ = run(tmp_path, 2, "float64", env={"MEMMAP": "1"})
+    assert result.returncode == 0, result.stderr
+    expected, got = local_runs["float64"], dict(np.load(out))
+    for key, value in expected.items():
+        scale = max(float(np.max(np.abs(value))), 1e-30)
+        assert float(np.max(np.abs(got[key] - value))) / scale < 1e-10, key
 
 
 @needs_mpi
