@@ -30,6 +30,8 @@ def is_lazy(x: object) -> bool:
         return True
     if isinstance(x, (np.ndarray, list, tuple, str, bytes)) or np.isscalar(x):
         return False
+    if type(x).__module__.split(".")[0] == "pandas":  # a Series indexes by label: convert it whole, as before
+        return False
     return all(hasattr(x, name) for name in ("__len__", "__getitem__", "shape", "dtype"))
 
 

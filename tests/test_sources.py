@@ -83,6 +83,8 @@ def test_what_counts_as_an_array_like(tmp_path):
     assert is_lazy(np.load(tmp_path / "x.npy", mmap_mode="r"))  # a memmap is read lazily, an ndarray is not
     assert not is_lazy(X) and not is_lazy([[1, 2]]) and not is_lazy((1, 2)) and not is_lazy(3.0)
     assert is_lazy(Increasing(X)) and is_lazy(Orthogonal(X))
+    series = type("Series", (Increasing,), {"__module__": "pandas.core.series"})(X[:, 0])
+    assert not is_lazy(series)  # pandas indexes by label: converted whole, as before
 
 
 @pytest.mark.parametrize("wrap", [lambda path: np.load(path, mmap_mode="r"), lambda path: Increasing(np.load(path)),
