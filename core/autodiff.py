@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -169,7 +169,69 @@ def unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return g
 
 
-class Traced(np.lib.mixins.NDArrayOperatorsMixin):
+class ArrayMethods(np.lib.mixins.NDArrayOperatorsMixin):
+    """numpy's array attributes and methods for a stand-in array that keeps its value in
+    `.value`: each method calls the numpy function, which the subclass's dispatch protocol
+    (`__array_function__`) handles. Shared by autodiff's Traced and the ONNX exporter's Symbolic."""
+
+    __slots__ = ()
+    value: np.ndarray
+
+    shape = property(lambda self: self.value.shape)
+    dtype = property(lambda self: self.value.dtype)
+    ndim = property(lambda self: self.value.ndim)
+    size = property(lambda self: self.value.size)
+    T = property(lambda self: np.transpose(self))
+
+    def __len__(self) -> int:
+        return len(self.value)
+
+    def reshape(self, *shape: Any, **kwargs: Any) -> Any:
+        return np.reshape(cast(Any, self), shape[0] if len(shape) == 1 else shape, **kwargs)
+
+    def transpose(self, *axes: Any) -> Any:
+        return np.transpose(cast(Any, self), axes[0] if len(axes) == 1 else (axes or None))
+
+    def swapaxes(self, axis1: int, axis2: int) -> Any:
+        return np.swapaxes(cast(Any, self), axis1, axis2)
+
+    def squeeze(self, axis: Any = None) -> Any:
+        return np.squeeze(cast(Any, self), axis)
+
+    def sum(self, *args: Any, **kwargs: Any) -> Any:
+        return np.sum(cast(Any, self), *args, **kwargs)
+
+    def mean(self, *args: Any, **kwargs: Any) -> Any:
+        return np.mean(cast(Any, self), *args, **kwargs)
+
+    def max(self, *args: Any, **kwargs: Any) -> Any:
+        return np.max(cast(Any, self), *args, **kwargs)
+
+    def min(self, *args: Any, **kwargs: Any) -> Any:
+        return np.min(cast(Any, self), *args, **kwargs)
+
+    def var(self, *args: Any, **kwargs: Any) -> Any:
+        return np.var(cast(Any, self), *args, **kwargs)
+
+    def std(self, *args: Any, **kwargs: Any) -> Any:
+        return np.std(cast(Any, self), *args, **kwargs)
+
+    def cumsum(self, *args: Any, **kwargs: Any) -> Any:
+        return np.cumsum(cast(Any, self), *args, **kwargs)
+
+    def dot(self, other: Any) -> Any:
+        return np.dot(cast(Any, self), other)
+
+    def ravel(self) -> Any:
+        return np.reshape(cast(Any, self), -1)
+
+    flatten = ravel
+
+    def clip(self, a_min: Any = None, a_max: Any = None, *, min: Any = None, max: Any = None) -> Any:  # noqa: A002
+        return np.clip(cast(Any, self), min if a_min is None else a_min, max if a_max is None else a_max)
+
+
+class Traced(ArrayMethods):
     """An array inside a traced forward: numpy operations on it are recorded for backward.
 
     It is also the record's node: its parents, the rule that maps its gradient to theirs (with
@@ -185,15 +247,6 @@ class Traced(np.lib.mixins.NDArrayOperatorsMixin):
     def __init__(self, value: np.ndarray, tape: Tape, parents: tuple[Traced | None, ...], rule: Callable[..., Any] | None,
                  args: tuple[Any, ...], needed: bool) -> None:
         self.value, self.tape, self.parents, self.rule, self.args, self.needed = value, tape, parents, rule, args, needed
-
-    shape = property(lambda self: self.value.shape)
-    dtype = property(lambda self: self.value.dtype)
-    ndim = property(lambda self: self.value.ndim)
-    size = property(lambda self: self.value.size)
-    T = property(lambda self: np.transpose(self))
-
-    def __len__(self) -> int:
-        return len(self.value)
 
     def __repr__(self) -> str:
         return f"Traced({self.value!r})"
@@ -226,30 +279,6 @@ class Traced(np.lib.mixins.NDArrayOperatorsMixin):
             return [full]
 
         return self.tape.record(out, [self], vjp)
-
-    def reshape(self, *shape: Any, **kwargs: Any) -> Any:
-        return np.reshape(self, shape[0] if len(shape) == 1 else shape, **kwargs)
-
-    def transpose(self, *axes: Any) -> Any:
-        return np.transpose(self, axes[0] if len(axes) == 1 else (axes or None))
-
-    def swapaxes(self, axis1: int, axis2: int) -> Any:
-        return np.swapaxes(self, axis1, axis2)
-
-    def squeeze(self, axis: Any = None) -> Any:
-        return np.squeeze(self, axis)
-
-    def sum(self, *args: Any, **kwargs: Any) -> Any:
-        return np.sum(self, *args, **kwargs)
-
-    def mean(self, *args: Any, **kwargs: Any) -> Any:
-        return np.mean(self, *args, **kwargs)
-
-    def max(self, *args: Any, **kwargs: Any) -> Any:
-        return np.max(self, *args, **kwargs)
-
-    def min(self, *args: Any, **kwargs: Any) -> Any:
-        return np.min(self, *args, **kwargs)
 
     def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
         if method != "__call__" or kwargs.get("out") is not None:
@@ -313,21 +342,13 @@ class Traced(np.lib.mixins.NDArrayOperatorsMixin):
         source = self.value.dtype
         return self.tape.record(value, [self], lambda g: [g.astype(source)])
 
-    def ravel(self) -> Any:
-        return np.reshape(self, -1)
-
-    flatten = ravel
-
-    def clip(self, a_min: Any = None, a_max: Any = None) -> Any:
-        return np.clip(self, a_min, a_max)
-
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
             raise AttributeError(name)
         raise LaminaError(
             f"a traced array has no method .{name}() with a derivative rule in lamina (it has .T, .shape, "
-            ".dtype, .ndim, .size, .reshape, .transpose, .swapaxes, .squeeze, .sum, .mean, .max, .min, "
-            f".astype, .ravel, .flatten, .clip); use np.{name}(...) if lamina supports it, or {WAYS_OUT}"
+            ".dtype, .ndim, .size, .reshape, .transpose, .swapaxes, .squeeze, .sum, .mean, .max, .min, .var, "
+            f".std, .cumsum, .dot, .astype, .ravel, .flatten, .clip); use np.{name}(...) if lamina supports it, or {WAYS_OUT}"
         )
 
 
@@ -717,7 +738,7 @@ KEYWORDS: dict[Any, set[str]] = {
 SUPPORTED = sorted(
     {f"np.{u.__name__}" for u in UFUNC_RULES} | {f"np.{f.__name__}" for f in FUNCTION_RULES}
     | {"+ - * / ** @ (operators)", "indexing (basic and integer arrays)",
-       ".T .reshape .transpose .swapaxes .squeeze .sum .mean .max .min .astype .ravel .flatten .clip"}
+       ".T .reshape .transpose .swapaxes .squeeze .sum .mean .max .min .var .std .cumsum .dot .astype .ravel .flatten .clip"}
 )  # lamina.ops adds its functions here when it is imported
 
 

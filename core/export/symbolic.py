@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from lamina import autodiff
+from lamina.autodiff import ArrayMethods
 from lamina.errors import LaminaError
 from lamina.export.graph import Graph
 from lamina.parameter import Parameter
@@ -60,7 +61,7 @@ def _unsupported(what: str, graph: Graph) -> LaminaError:
     )
 
 
-class Symbolic(np.lib.mixins.NDArrayOperatorsMixin):
+class Symbolic(ArrayMethods):
     """A value of the graph being exported: its ONNX name and its example value."""
 
     exporting = True  # how lamina.ops tells a Symbolic from a plain or traced array
@@ -71,15 +72,6 @@ class Symbolic(np.lib.mixins.NDArrayOperatorsMixin):
         self.graph, self.name = graph, name
         self.value = np.asarray(value)
         graph.examples[name] = self.value
-
-    shape = property(lambda self: self.value.shape)
-    dtype = property(lambda self: self.value.dtype)
-    ndim = property(lambda self: self.value.ndim)
-    size = property(lambda self: self.value.size)
-    T = property(lambda self: np.transpose(self))
-
-    def __len__(self) -> int:
-        return len(self.value)
 
     def __repr__(self) -> str:
         return f"Symbolic({self.name!r}, shape={self.value.shape}, dtype={self.value.dtype})"
@@ -142,51 +134,7 @@ class Symbolic(np.lib.mixins.NDArrayOperatorsMixin):
     def __getitem__(self, key: Any) -> Symbolic:
         return _index(self, key)
 
-    # -- methods --------------------------------------------------------------------------------
-
-    def reshape(self, *shape: Any, **kwargs: Any) -> Any:
-        return np.reshape(self, shape[0] if len(shape) == 1 else shape, **kwargs)
-
-    def transpose(self, *axes: Any) -> Any:
-        return np.transpose(self, axes[0] if len(axes) == 1 else (axes or None))
-
-    def swapaxes(self, axis1: int, axis2: int) -> Any:
-        return np.swapaxes(self, axis1, axis2)
-
-    def squeeze(self, axis: Any = None) -> Any:
-        return np.squeeze(self, axis)
-
-    def sum(self, *args: Any, **kwargs: Any) -> Any:
-        return np.sum(self, *args, **kwargs)
-
-    def mean(self, *args: Any, **kwargs: Any) -> Any:
-        return np.mean(self, *args, **kwargs)
-
-    def max(self, *args: Any, **kwargs: Any) -> Any:
-        return np.max(self, *args, **kwargs)
-
-    def min(self, *args: Any, **kwargs: Any) -> Any:
-        return np.min(self, *args, **kwargs)
-
-    def clip(self, a_min: Any = None, a_max: Any = None, *, min: Any = None, max: Any = None) -> Any:  # noqa: A002
-        return np.clip(self, min if a_min is None else a_min, max if a_max is None else a_max)
-
-    def var(self, *args: Any, **kwargs: Any) -> Any:
-        return np.var(self, *args, **kwargs)
-
-    def std(self, *args: Any, **kwargs: Any) -> Any:
-        return np.std(self, *args, **kwargs)
-
-    def cumsum(self, *args: Any, **kwargs: Any) -> Any:
-        return np.cumsum(self, *args, **kwargs)
-
-    def dot(self, other: Any) -> Any:
-        return np.dot(self, other)
-
-    def ravel(self) -> Any:
-        return np.reshape(self, -1)
-
-    flatten = ravel
+    # -- methods (the rest come from ArrayMethods, through __array_function__) -------------------------
 
     def astype(self, dtype: Any, copy: bool = True) -> Symbolic:
         target = np.dtype(dtype)
