@@ -1,6 +1,10 @@
 """The callbacks every training run gets: the History it returns, and the progress bars."""
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 from tqdm.auto import tqdm
@@ -19,6 +23,25 @@ class RecordHistory(Callback):
         self.history.record(epoch, logs)
 
 
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Ctrl-C and SIGTERM wait until the block ends (then arrive as usual): a bar interrupted
+    while tqdm builds it is left half-made, and its __del__ prints a traceback."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _bar(**options: Any) -> Any:
+    with _signals_held():
+        return tqdm(**options)
+
+
 class ProgressBar(Callback):
     """One tqdm bar per epoch with running means, or one bar over the epochs when each epoch
     is a single batch. Bars go to stderr; `lamina.echo` writes above them."""
@@ -30,11 +53,11 @@ class ProgressBar(Callback):
 
     def on_train_begin(self, logs: dict[str, float] | None = None) -> None:
         if self.batches == 1:
-            self._epoch_bar = tqdm(total=self.epochs, desc="train", unit="epoch")
+            self._epoch_bar = _bar(total=self.epochs, desc="train", unit="epoch")
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, float] | None = None) -> None:
         if self.batches > 1:
-            self._bar = tqdm(total=self.batches, desc=f"epoch {epoch + 1}/{self.epochs}", unit="batch")
+            self._bar = _bar(total=self.batches, desc=f"epoch {epoch + 1}/{self.epochs}", unit="batch")
 
     def on_train_batch_end(self, batch: int, logs: dict[str, float]) -> None:
         if self._bar is not None:
@@ -48,7 +71,8 @@ class ProgressBar(Callback):
             if bar is not None:
                 bar.set_postfix(shown, refresh=False)
         if self._bar is not None:
-            self._bar.close()
+            with _signals_held():  # not left half-closed either
+                self._bar.close()
             self._bar = None
         if self._epoch_bar is not None:
             self._epoch_bar.update(1)
@@ -58,7 +82,8 @@ class ProgressBar(Callback):
 
     def close(self) -> None:
         """End any open bar (also when training stops with an error)."""
-        for bar in (self._bar, self._epoch_bar):
-            if bar is not None:
-                bar.close()
+        with _signals_held():
+            for bar in (self._bar, self._epoch_bar):
+                if bar is not None:
+                    bar.close()
         self._bar = self._epoch_bar = None
