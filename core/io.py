@@ -6,6 +6,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from lamina.interrupts import held
+
 # The process umask, read once (reading it means setting it), so that files get the usual
 # permissions instead of mkstemp's private 0600.
 _UMASK = os.umask(0o022)
@@ -18,6 +20,20 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str) -> Path:
     payload = data.encode("utf-8") if isinstance(data, str) else data
     if not path.parent.is_dir():
         raise FileNotFoundError(f"cannot write {str(path)!r}: the folder {str(path.parent)!r} does not exist")
+    # An interrupt waits for the write to finish or to be undone: Ctrl-C between creating the
+    # temporary file and removing it would leave it behind.
+    with held():
+        _write_through_temporary(path, payload)
+    with contextlib.suppress(OSError):  # make the rename itself durable where the OS allows it
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    return path
+
+
+def _write_through_temporary(path: Path, payload: bytes) -> None:
     stage = "creating a temporary file beside it"
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -43,13 +59,6 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str) -> Path:
         if isinstance(err, OSError):
             raise _naming(err, path, stage) from None
         raise
-    with contextlib.suppress(OSError):  # make the rename itself durable where the OS allows it
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    return path
 
 
 def _naming(err: OSError, path: Path, stage: str) -> OSError:

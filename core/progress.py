@@ -1,16 +1,13 @@
 """The callbacks every training run gets: the History it returns, and the progress bars."""
 from __future__ import annotations
 
-import contextlib
-import signal
-import threading
-from collections.abc import Iterator
 from typing import Any
 
 from tqdm.auto import tqdm
 
 from lamina.callback import Callback
 from lamina.history import History
+from lamina.interrupts import held
 
 
 class RecordHistory(Callback):
@@ -23,22 +20,9 @@ class RecordHistory(Callback):
         self.history.record(epoch, logs)
 
 
-@contextlib.contextmanager
-def _signals_held() -> Iterator[None]:
-    """Ctrl-C and SIGTERM wait until the block ends (then arrive as usual): a bar interrupted
-    while tqdm builds it is left half-made, and its __del__ prints a traceback."""
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
-        yield
-        return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-
 def _bar(**options: Any) -> Any:
-    with _signals_held():
+    """A tqdm bar, built whole: one interrupted half-way prints a traceback when collected."""
+    with held():
         return tqdm(**options)
 
 
@@ -71,7 +55,7 @@ class ProgressBar(Callback):
             if bar is not None:
                 bar.set_postfix(shown, refresh=False)
         if self._bar is not None:
-            with _signals_held():  # not left half-closed either
+            with held():  # not left half-closed either
                 self._bar.close()
             self._bar = None
         if self._epoch_bar is not None:
@@ -82,7 +66,7 @@ class ProgressBar(Callback):
 
     def close(self) -> None:
         """End any open bar (also when training stops with an error)."""
-        with _signals_held():
+        with held():
             for bar in (self._bar, self._epoch_bar):
                 if bar is not None:
                     bar.close()
