@@ -33,9 +33,10 @@ class Model:
     `layers` items are Layer instances, registered names (`"Relu"`) or dicts
     (`{"type": "Linear", "units": 8}`).
 
-    >>> model = Model([Linear(8), "Relu", {"type": "Linear", "units": 1}, "Sigmoid"])
-    >>> history = model.train(x, y, optim=SGD(lr=0.6), loss="MSE", epochs=400)
-    >>> history["loss"][-1], model.predict(x)
+    Examples:
+        >>> model = Model([Linear(8), "Relu", {"type": "Linear", "units": 1}, "Sigmoid"])
+        >>> history = model.train(x, y, optim=SGD(lr=0.6), loss="MSE", epochs=400)
+        >>> history["loss"][-1], model.predict(x)
     """
 
     def __init__(self, layers: Iterable[Layer | str | Mapping[str, Any]]) -> None:
