@@ -7,7 +7,7 @@ about several processes is the strategy's business.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -297,7 +297,7 @@ def adapt(model: Model, feed: Feed, batch_size: int | None, owner: str, every: b
     size = batch_size or (LAZY_BATCH if feed.lazy else len(feed))
     batches = list(in_order(len(feed), size))
 
-    def inputs(stop: int) -> Iterator[np.ndarray]:
+    def inputs(stop: int) -> Generator[np.ndarray, None, None]:
         loaded = prefetched(batches, feed.inputs, int(feed.lazy), lambda rows: f"rows {rows.start} to {rows.stop - 1} of x")
         for _, xb in loaded:
             yield model.forward(xb, stop)

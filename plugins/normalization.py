@@ -225,10 +225,10 @@ class Normalization(lamina.Layer):
             raise lamina.ArgumentError(f"Normalization(variance={self.variance!r}): a variance must be >= 0")
         if self.mean is not None:
             try:
-                np.broadcast_shapes(np.shape(self.mean), np.shape(self.variance))
+                np.broadcast_shapes(np.asarray(self.mean).shape, np.asarray(self.variance).shape)
             except ValueError:
                 raise lamina.ArgumentError(
-                    f"Normalization: mean has shape {np.shape(self.mean)} and variance {np.shape(self.variance)}; "
+                    f"Normalization: mean has shape {np.asarray(self.mean).shape} and variance {np.asarray(self.variance).shape}; "
                     "give one value per feature in each (or one number for all)"
                 ) from None
         # The buffers, made by build() once the feature shape is known.
@@ -257,7 +257,7 @@ class Normalization(lamina.Layer):
                 self.stat_variance = np.broadcast_to(np.asarray(self.variance, dtype=np.float64), features).copy()
             except ValueError:
                 raise lamina.ShapeError(
-                    f"{self!r}: the given mean and variance (shapes {np.shape(self.mean)} and {np.shape(self.variance)}) "
+                    f"{self!r}: the given mean and variance (shapes {np.asarray(self.mean).shape} and {np.asarray(self.variance).shape}) "
                     f"do not fit the features of shape {features} on axis {self.axis} of the input of shape {x.shape}; "
                     "give one value per feature (or one number for all)"
                 ) from None
@@ -360,16 +360,15 @@ class Normalization(lamina.Layer):
 
 def _feature_axes(axis: object) -> int | tuple[int, ...]:
     """`axis` as an int or a tuple of distinct ints, none of them 0 (the batch axis)."""
-    items = [axis] if isinstance(axis, (int, np.integer)) and not isinstance(axis, bool) else axis
-    ok = isinstance(items, (list, tuple)) and len(items) > 0
-    ok = ok and all(isinstance(a, (int, np.integer)) and not isinstance(a, bool) for a in items)  # type: ignore[union-attr]
-    if not ok or 0 in items or len(set(items)) != len(items):  # type: ignore[operator, arg-type]
+    single = isinstance(axis, (int, np.integer)) and not isinstance(axis, bool)
+    items: list[object] = [axis] if single else list(axis) if isinstance(axis, (list, tuple)) else []
+    axes = tuple(int(a) for a in items if isinstance(a, (int, np.integer)) and not isinstance(a, bool))
+    if not axes or len(axes) != len(items) or 0 in axes or len(set(axes)) != len(axes):
         raise lamina.ArgumentError(
             f"Normalization(axis={axis!r}): axis must be a feature axis (an int other than 0, the batch axis) or a "
             "list of distinct ones, e.g. axis=-1 (the last) or axis=[1, 2, 3]"
         )
-    axes = tuple(int(a) for a in items)  # type: ignore[union-attr]
-    return axes[0] if isinstance(axis, (int, np.integer)) else axes
+    return axes[0] if single else axes
 
 
 def _statistic(value: object, name: str) -> float | list | None:
