@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -42,6 +42,13 @@ class Layer(Configurable):
     as it was before, unbuilt. `parameters()` by default finds the Parameter attributes and
     those of sublayer attributes (a Layer, or a list or tuple of Layers) by name.
 
+    A layer that learns something from the data before training (Normalization's mean and
+    variance) defines `adapt(batches)` and an `adapted` property that is False until it has
+    learned it. `Model.train` adapts each such layer at the top level of the model that is not
+    adapted yet, once, before the first step (`Model.adapt(x)` does it on demand); calling a
+    layer that is not adapted raises a LaminaError, except while a model is only being built
+    (`building()`), when it must compute something of the right shape without its statistics.
+
     >>> class Double(Layer):
     ...     def forward(self, x): return 2 * x
     ...     def backward(self, grad): return 2 * grad
@@ -73,7 +80,27 @@ class Layer(Configurable):
         for _, layer in self._sublayers():
             layer.training = mode
 
+    @property
+    def adapted(self) -> bool:
+        """False while the layer has still to learn from data (see `adapt`); True for a layer that learns nothing."""
+        return True
+
+    def adapt(self, batches: Iterable[np.ndarray]) -> None:
+        """Learn from data, afresh, before training: `batches` yields the layer's inputs a batch
+        at a time (every training row once, in order, through the layers before it in inference
+        mode), so that data read lazily is never loaded whole. Afterwards `adapted` is True and
+        what was learned is in `buffers()`, so that it is saved with the model. A layer that
+        learns nothing from data does not define it."""
+        raise LaminaError(f"{type(self).__name__} learns nothing from data: it has no adapt step")
+
     def __call__(self, x: np.ndarray) -> np.ndarray:
+        if not self.adapted and not _building.get():
+            name = type(self).__name__
+            raise LaminaError(
+                f"{self!r} has not learned its statistics from data yet: train the model (train adapts it to the "
+                f"training rows before the first step) or call model.adapt(x) first; or make the layer with its "
+                f"statistics given, if it takes them (help({type(self).__module__}.{name}))"
+            )
         if isinstance(x, Traced):  # called inside another layer's traced forward
             out = self._call_traced(x)
         elif type(x) is not np.ndarray and getattr(x, "exporting", False) and export_hook is not None:
@@ -282,6 +309,27 @@ _recording = autodiff.recording  # False in model inference
 
 # Set by Model.summary while it runs an input through: told of every layer call and its output.
 _observer: contextvars.ContextVar[Callable[[Layer, object], None] | None] = contextvars.ContextVar("lamina_observer", default=None)
+
+
+# True while layers are called only so that they build their weights (a model file being
+# rebuilt before its arrays are read back, the one-row build at the start of training).
+_building: contextvars.ContextVar[bool] = contextvars.ContextVar("lamina_building", default=False)
+
+
+@contextlib.contextmanager
+def building() -> Iterator[None]:
+    """Inside the block (this thread or task only), a layer that has not adapted yet may be called:
+    it computes an output of the right shape without its statistics (they come after)."""
+    token = _building.set(True)
+    try:
+        yield
+    finally:
+        _building.reset(token)
+
+
+def adapts(layer: Layer) -> bool:
+    """True when the layer's class learns from data before training (it defines `adapt`)."""
+    return type(layer).adapt is not Layer.adapt
 
 
 @contextlib.contextmanager

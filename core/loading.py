@@ -21,7 +21,7 @@ from attrs import define
 from lamina.autodiff import no_recording
 from lamina.budget import Budget, loading, max_load_bytes
 from lamina.errors import FileFormatError, LaminaError
-from lamina.layer import Layer, named_buffers, named_parameters
+from lamina.layer import Layer, building, named_buffers, named_parameters
 from lamina.loss import Loss
 from lamina.metric import Metric
 from lamina.optimizer import Optimizer
@@ -370,8 +370,9 @@ def _rebuild(archive: _Archive, config: dict[str, Any], budget: Budget) -> Saved
 
 
 def _build(layers: list[Layer], x: np.ndarray) -> None:
-    """Run one input through the layers in inference mode, so that each builds its parameters."""
-    with no_recording():
+    """Run one input through the layers in inference mode, so that each builds its parameters
+    (a layer that adapts to data builds without its statistics: the file's buffers hold them)."""
+    with no_recording(), building():
         for layer in layers:
             layer.training = False
             x = layer(x)

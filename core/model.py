@@ -79,15 +79,15 @@ class Model:
         """Predict in inference mode, as `predict(x)` (bools and ints become the model's float dtype)."""
         return self.predict(x)
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        """Run an array through every layer; errors name the layer and its position."""
+    def forward(self, x: np.ndarray, stop: int | None = None) -> np.ndarray:
+        """Run an array through every layer (or the first `stop`); errors name the layer and its position."""
         with self.lock:
-            return self._forward(x)
+            return self._forward(x, stop)
 
-    def _forward(self, x: np.ndarray) -> np.ndarray:
+    def _forward(self, x: np.ndarray, stop: int | None = None) -> np.ndarray:
         if self.input_shape is None and x.ndim > 0:
             self.input_shape, self.input_dtype = x.shape[1:], x.dtype
-        for i, layer in enumerate(self.layers):
+        for i, layer in enumerate(self.layers[:stop]):
             try:
                 x = layer(x)
             except ShapeError as err:
@@ -134,6 +134,20 @@ class Model:
         the one the model was last trained with."""
         with self.lock, self.inference():
             return training.evaluate(self, x, y, loss, metrics, batch_size)
+
+    def adapt(self, x: object, batch_size: int | None = None) -> None:
+        """Let every layer that learns from data (Normalization's mean and variance) learn afresh
+        from `x`, as Keras' `adapt`: the rows go `batch_size` at a time (an array in memory all at
+        once by default, an array-like such as a memmap 256 rows at a time, never loaded whole)
+        through the layers before it, in inference mode.
+
+        `train` does this itself, on the training rows (not the validation ones), for each such
+        layer that has not learned yet; call `adapt` to learn from other rows, or again. Only
+        layers at the top level of the model adapt. With several processes (strategy "mpi")
+        each process reads all the rows, so that all learn the same statistics.
+        """
+        with self.lock:
+            training.adapt_to(self, x, batch_size)
 
     # -- parameters ----------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ about several processes is the strategy's business.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -19,6 +19,7 @@ from lamina.checks import positive_int
 from lamina.console import silenced
 from lamina.errors import ArgumentError, NonFiniteError, ShapeError
 from lamina.history import History
+from lamina.layer import adapts, building
 from lamina.loading import restore_generator
 from lamina.loss import Loss
 from lamina.metric import Metric
@@ -52,7 +53,9 @@ class _Run:
         check_metric_names(self.metrics, OWNER)
         callbacks: list[Callback] = [resolve("callback", c, "callbacks", OWNER) for c in options.callbacks]
         self.feed, self.validation = self._data(x, y)
-        model.build(self.feed.inputs(slice(0, 1)))  # before the first permutation, so that every strategy draws alike
+        check_adaptable(model, OWNER)
+        with building():  # a layer that adapts to the data builds now and learns below
+            model.build(self.feed.inputs(slice(0, 1)))  # before the first permutation, so that every strategy draws alike
         if model.saved_generator is not None:  # a loaded file's training goes on: its generator too
             restore_generator(model.saved_generator, "the model's file")
             model.saved_generator = None
@@ -61,6 +64,9 @@ class _Run:
             self.optim, self.history, self.start = resume(model, options.resume_from, options.optim, OWNER)
         else:
             self.optim = default_plugin("optimizer", options.optim, "optim", OWNER)
+        # After resuming (a checkpoint's statistics count as learned), before strategy.begin
+        # (which hands every process the main one's buffers): the training rows only.
+        adapt(model, self.feed, options.batch_size, OWNER, every=False)
         self.batches = Batches(len(self.feed), options.batch_size, options.shuffle, strategy, OWNER)
         # batches read ahead on a background thread: by default for data read lazily only
         self.prefetch = options.prefetch if options.prefetch is not None else int(self.feed.lazy)
@@ -262,6 +268,72 @@ def mean_logs(
         totals += [float(loss(pred, yb)) * len(xb), *(float(m(pred, yb)) * len(xb) for m in metrics)]
     strategy.allreduce(totals)
     return {name: float(total) / n for name, total in zip(names, totals)}
+
+
+# -- adapting ----------------------------------------------------------------------------------------
+
+
+def check_adaptable(model: Model, owner: str) -> None:
+    """An ArgumentError for a layer that has still to adapt inside another: only the model's own
+    layers adapt (the rows reach them through the layers before; nothing says how they reach a
+    layer inside a combinator)."""
+    for i, outer in enumerate(model.layers):
+        for inner in outer.walk()[1:]:
+            if adapts(inner) and not inner.adapted:
+                raise ArgumentError(
+                    f"{owner}: Model.layers[{i}] ({type(outer).__name__}) holds {inner!r}, which has to learn its "
+                    "statistics from data, but only layers at the top level of a model adapt; move it to the "
+                    "model's list of layers, or give it its statistics when you make it"
+                )
+
+
+def adapt(model: Model, feed: Feed, batch_size: int | None, owner: str, every: bool) -> None:
+    """Let the model's adapting layers learn from the rows of `feed` (each that has not learned yet,
+    or `every` one), each in turn: the rows stream `batch_size` at a time (a lazy source 256 at a
+    time by default, an array in memory whole) through the layers before it, in inference mode."""
+    chosen = [i for i, layer in enumerate(model.layers) if adapts(layer) and (every or not layer.adapted)]
+    if not chosen:
+        return
+    size = batch_size or (LAZY_BATCH if feed.lazy else len(feed))
+    batches = list(in_order(len(feed), size))
+
+    def inputs(stop: int) -> Generator[np.ndarray, None, None]:
+        loaded = prefetched(batches, feed.inputs, int(feed.lazy), lambda rows: f"rows {rows.start} to {rows.stop - 1} of x")
+        for _, xb in loaded:
+            yield model.forward(xb, stop)
+
+    with model.lock, model.inference():
+        try:
+            for i in chosen:
+                rows = inputs(i)
+                try:
+                    model.layers[i].adapt(rows)
+                finally:
+                    rows.close()  # an early stop ends the reading thread
+        finally:
+            model.release()
+
+
+def adapt_to(model: Model, x: object, batch_size: int | None) -> None:
+    """Model.adapt: every adapting layer of the model learns afresh from x."""
+    owner = "Model.adapt"
+    if batch_size is not None:
+        batch_size = positive_int(batch_size, "batch_size", owner, example=256)
+    if not any(adapts(layer) for layer in model.layers):
+        raise ArgumentError(
+            f"{owner}: no layer of the model learns from data ({', '.join(type(layer).__name__ for layer in model.layers)}); "
+            "add one that does, such as Normalization, at the top level of the model"
+        )
+    check_adaptable(model, owner)
+    if is_lazy(x):
+        source = Lazy(x, owner, "x")
+        require_rows(source, owner, "adapt to")
+        feed = Feed(source, source, _batch_converter(model, owner, source.dtype), _unchanged)
+    else:
+        array = model.prepare_input(x, owner)
+        require_rows(array, owner, "adapt to")
+        feed = Feed(array, array, _unchanged, _unchanged)
+    adapt(model, feed, batch_size, owner, every=True)
 
 
 # -- evaluate and predict -------------------------------------------------------------------------------

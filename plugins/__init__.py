@@ -36,7 +36,7 @@ from lamina.plugins.initializers import (
 from lamina.plugins.linear import Linear
 from lamina.plugins.losses import L1, MSE, BinaryCrossEntropy, CrossEntropy, Huber
 from lamina.plugins.metrics import Accuracy, BinaryAccuracy, MeanAbsoluteError, MeanSquaredError
-from lamina.plugins.normalization import BatchNorm, LayerNorm
+from lamina.plugins.normalization import BatchNorm, LayerNorm, Normalization
 from lamina.plugins.optimizers import SGD, Adagrad, Adam, AdamW, RMSProp
 from lamina.plugins.pooling import AvgPool2D, GlobalAvgPool2D, MaxPool2D
 from lamina.plugins.recurrent import GRU, LSTM, RNN
@@ -50,7 +50,7 @@ __all__ = [
     "HeUniform", "Huber", "LearningRateLogger", "LecunNormal", "Linear", "MeanAbsoluteError",
     "MeanSquaredError", "Normal", "Ones", "RMSProp", "Relu", "Sigmoid", "Softmax", "StepDecay",
     "Tanh", "Zeros", "Csv", "Digits", "Npz", "Spirals", "Xor", "Elu", "Gelu", "LeakyRelu",
-    "LogSoftmax", "Silu", "Softplus", "Conv2D", "Dropout", "Embedding", "BatchNorm", "LayerNorm",
+    "LogSoftmax", "Silu", "Softplus", "Conv2D", "Dropout", "Embedding", "BatchNorm", "LayerNorm", "Normalization",
     "AvgPool2D", "GlobalAvgPool2D", "MaxPool2D", "Flatten", "Reshape", "Checkpoint",
     "Parallel", "Residual", "Sequential", "MultiHeadAttention", "PositionalEmbedding", "SinusoidalPositions",
     "TransformerBlock", "AvgPool1D", "Conv1D", "GlobalAvgPool1D", "GlobalMaxPool1D", "MaxPool1D", "GRU", "LSTM", "RNN",

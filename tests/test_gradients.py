@@ -154,6 +154,12 @@ LAYER_CASES = {
     ],
     "lamina:BatchNorm": [(lambda rng: lamina.layer("BatchNorm"), _batch), (lambda rng: lamina.layer("BatchNorm"), lambda rng: _images(rng) + 1)],
     "lamina:LayerNorm": [(lambda rng: lamina.layer("LayerNorm"), lambda rng: rng.normal(size=(3, 4))), (lambda rng: lamina.layer("LayerNorm"), _sequence)],
+    "lamina:Normalization": [
+        (lambda rng: lamina.layer("Normalization", mean=rng.normal(size=3).tolist(), variance=rng.uniform(0.2, 5.0, size=3).tolist()),
+         lambda rng: rng.normal(size=(4, 3))),
+        (lambda rng: lamina.layer("Normalization", axis=[1, -1], mean=2.0, variance=rng.uniform(0.2, 5.0, size=(2, 1)).tolist()),
+         lambda rng: rng.normal(size=(3, 2, 4, 5))),
+    ],
     "lamina:Embedding": [(lambda rng: lamina.layer("Embedding", 7, 3, dtype="float64"), lambda rng: rng.integers(0, 7, size=(4, 3)))],
     "lamina:Sequential": [
         (lambda rng: lamina.layer("Sequential", [Linear(4), Tanh(), Linear(2), "Softmax"]), _normal),

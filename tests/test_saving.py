@@ -43,6 +43,7 @@ ROUND_TRIPS = {
                              IMAGES),
     "lamina:LayerNorm": (lambda: [Linear(3), lamina.layer("LayerNorm", eps=1e-3)], X),
     "lamina:BatchNorm": (lambda: [Linear(3), lamina.layer("BatchNorm", momentum=0.3)], X),
+    "lamina:Normalization": (lambda: [lamina.layer("Normalization", mean=[0.5, 1.0, -2.0, 0.0, 3.0], variance=2.0), Linear(3)], X),
     "lamina:Conv2D": (lambda: [lamina.layer("Conv2D", 3, (3, 2), stride=(1, 2), padding=1, dilation=(2, 1))], IMAGES),
     "lamina:MaxPool2D": (lambda: [lamina.layer("MaxPool2D", 3, stride=2)], IMAGES),
     "lamina:AvgPool2D": (lambda: [lamina.layer("AvgPool2D", (2, 3))], IMAGES),
