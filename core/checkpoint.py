@@ -48,11 +48,10 @@ class Checkpoint(Callback):
             return  # with several processes, one writes the file
         # The history so far: what the model's History holds, plus this epoch's logs, which
         # the history records only after the other callbacks have run.
-        history = {key: list(values) for key, values in self.model.history.items()}
+        history = History.from_dict(self.model.history.history)
         if logs is not None:
-            for key, value in logs.items():
-                history.setdefault(key, [float("nan")] * (done - 1)).append(float(value))
-        save_model(self.model, self.path, include_optimizer=True, progress={"epoch": done, "history": history})
+            history.record(done - 1, logs)
+        save_model(self.model, self.path, include_optimizer=True, progress={"epoch": done, "history": history.history})
         self._saved = done
 
 
@@ -85,4 +84,4 @@ def resume(model: Model, path: str | os.PathLike[str], optim: object, owner: str
             )
     restored.rekey_state({theirs[name]: mine[name] for name in mine})
     progress = saved.progress
-    return restored, History.from_dict(progress.get("history", {})), int(progress["epoch"])
+    return restored, History.from_dict(progress.get("history", {}), int(progress["epoch"])), int(progress["epoch"])

@@ -1,8 +1,11 @@
 """History: what `model.train` returns, one value per epoch for each logged quantity."""
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import overload
+
+NAN = float("nan")
 
 
 class History:
@@ -11,6 +14,9 @@ class History:
     As a sequence it is the training loss per epoch, as the blog post's `train` returned:
     `history[-1]` is the last epoch's loss and `len(history)` the number of epochs run.
     `history.history` is the plain dict (Keras' name for it), `history.epoch` the epoch numbers.
+
+    Every key has one value per epoch: a key missing from an epoch's logs (a callback that logs
+    only now and then, or starts late) holds NaN for that epoch.
     """
 
     def __init__(self) -> None:
@@ -18,18 +24,36 @@ class History:
         self.epoch: list[int] = []
 
     @classmethod
-    def from_dict(cls, history: dict[str, list[float]]) -> History:
-        """A History holding the given per-epoch values (e.g. a checkpoint's), epochs 0..n-1."""
+    def from_dict(cls, history: dict[str, list[float]], epochs: int | None = None) -> History:
+        """A History holding the given per-epoch values (e.g. a checkpoint's), epochs 0..n-1.
+
+        n is `epochs`, or the longest list; a shorter list (a key its writer stopped logging,
+        in a file from before every key was padded) gets NaN for the epochs it lacks at its end,
+        and a longer one loses the values past epoch n (no epoch they could belong to was run).
+        """
         made = cls()
         made.history = {key: [float(v) for v in values] for key, values in history.items()}
-        made.epoch = list(range(max((len(v) for v in made.history.values()), default=0)))
+        count = max((len(v) for v in made.history.values()), default=0) if epochs is None else epochs
+        for values in made.history.values():
+            del values[count:]
+            values.extend([NAN] * (count - len(values)))
+        made.epoch = list(range(count))
         return made
 
     def record(self, epoch: int, logs: dict[str, float]) -> None:
+        """Add one epoch's logs; keys it lacks get NaN, and a new key NaN for the epochs before."""
+        done = len(self.epoch)
         self.epoch.append(epoch)
         for key, value in logs.items():
-            # A key that appears late (e.g. from a callback) is padded so lists stay aligned.
-            self.history.setdefault(key, [float("nan")] * (len(self.epoch) - 1)).append(float(value))
+            self.history.setdefault(key, [NAN] * done).append(float(value))
+        for values in self.history.values():
+            if len(values) == done:  # not in this epoch's logs
+                values.append(NAN)
+
+    def to_json(self) -> dict[str, list[float | None]]:
+        """The per-epoch values as strict JSON data: NaN (an epoch a key was not logged) as None
+        (null), since JSON has no NaN; infinities too (a logged value may be one)."""
+        return {key: [v if math.isfinite(v) else None for v in values] for key, values in self.history.items()}
 
     @overload
     def __getitem__(self, key: str) -> list[float]: ...
@@ -67,8 +91,11 @@ class History:
         return self.history.items()
 
     def __eq__(self, other: object) -> bool:
-        if isinstance(other, History):
-            return self.history == other.history
+        if isinstance(other, History):  # NaN (an epoch without the key) equals NaN here
+            return self.history.keys() == other.history.keys() and all(
+                len(mine) == len(theirs) and all(a == b or (a != a and b != b) for a, b in zip(mine, theirs))
+                for mine, theirs in ((self.history[k], other.history[k]) for k in self.history)
+            )
         if isinstance(other, list):
             return list(self) == other
         return NotImplemented

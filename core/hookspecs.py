@@ -28,9 +28,13 @@ hookimpl = pluggy.HookimplMarker("lamina")
 def register_layers(register):
     """Register layer classes (subclasses of `lamina.Layer`).
 
-    A layer implements `forward(x) -> y` and `backward(grad) -> grad_x`; `backward` *adds*
+    A layer implements `forward(x) -> y` in numpy; that is enough: lamina records the forward
+    (on every call outside model inference) and derives the backward pass from it
+    (`lamina.autodiff`; an operation without a derivative rule raises a LaminaError naming it). Weights whose shape depends on
+    the input are made in `build(x)`, called once before the first forward; Parameter
+    attributes (and those of sublayer attributes) are found by `parameters()` without listing.
+    Optionally, for speed or memory, a layer also writes `backward(grad) -> grad_x`: it *adds*
     each parameter's gradient into `Parameter.grad` and returns the input gradient.
-    A layer with parameters returns them from `parameters() -> dict[str, Parameter]`.
     Constructor arguments are stored under attributes of the same names.
 
         @lamina.hookimpl
@@ -43,8 +47,11 @@ def register_layers(register):
 def register_losses(register):
     """Register loss classes (subclasses of `lamina.Loss`).
 
-    A loss implements `forward(pred, y) -> float` (called as `loss(pred, y)`) and
-    `backward() -> dL/dpred`, the gradient of exactly the value `forward` returned.
+    A loss implements `forward(pred, y)` (called as `loss(pred, y)`, which returns a float).
+    Written in numpy and returning the scalar it computes (not a `float(...)` of it), that is
+    enough: lamina derives `backward()` from it, as for a forward-only layer. Optionally it
+    writes `backward() -> dL/dpred` itself: the gradient of exactly the value `forward`
+    returned, with pred's shape and dtype.
 
         @lamina.hookimpl
         def register_losses(register):

@@ -13,7 +13,13 @@ class Loss(Configurable):
     """Base class of losses: `loss(pred, y) -> float`, then `loss.backward() -> dL/dpred`.
 
     `backward` returns the gradient of exactly the value the last call returned, with the
-    shape and dtype of `pred`. Subclasses implement `forward(pred, y)` and `backward()`.
+    shape and dtype of `pred`. Subclasses implement `forward(pred, y)`; `backward()` is
+    optional: a loss without one gets it derived from `forward` by `lamina.autodiff` (each
+    call outside model inference records the forward), so `forward` must compute in numpy and
+    return the scalar itself, not a `float(...)` of it.
+
+    >>> class MeanAbs(Loss):
+    ...     def forward(self, pred, y): return np.abs(pred - y).mean()
     """
 
     _autodiff: bool = False  # no hand-written backward: lamina derives it from forward

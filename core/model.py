@@ -168,6 +168,7 @@ class Model:
             self.predict(x[:1])
 
     def zero_grad(self) -> None:
+        """Set every parameter's `.grad` to zero; backward passes add into them (a hand-written loop zeroes before each)."""
         for layer in self.layers:
             layer.zero_grad()
 

@@ -49,7 +49,7 @@ class Step:
         sums = [value * rows, *(float(metric(pred, yb)) * rows for metric in self.metrics)]
         sums = self.strategy.reduce_step(self.params, sums)
         if not math.isfinite(sums[0]) or not _all_finite(self.grads):
-            raise NonFiniteError(diagnose(model, loss, xb, yb))
+            raise NonFiniteError(explain(model, loss, xb, yb, self.optim.iterations))
         if self.clip is not None:
             clip_grad_norm(self.params, self.clip)
         self.optim.step(self.params)
@@ -96,19 +96,60 @@ def clip_grad_norm(params: Sequence[Parameter], max_norm: float) -> float:
     return total
 
 
-def diagnose(model: Model, loss: Loss, xb: np.ndarray, yb: np.ndarray) -> str:
-    """Replay a step layer by layer and name the first non-finite output or gradient."""
-    if not np.isfinite(xb).all():
-        return "the input batch x contains NaN or infinity"
-    if yb.dtype.kind == "f" and not np.isfinite(yb).all():
-        return "the targets y contain NaN or infinity"
+# What to do about a non-finite value, by where it came from.
+DATA_ADVICE = (
+    "The data itself is not finite, so no learning rate or clipping can help: find the rows with "
+    "~np.isfinite(a).all(axis=tuple(range(1, a.ndim))) and remove or fill them before training."
+)
+FIRST_STEP_ADVICE = (
+    "No update has been made yet (the weights are as initialised or loaded), so the learning rate plays "
+    "no part: the {pass_} pass itself overflows for this input at these weights. Scale the input (e.g. "
+    "standardise it), or make the layer numerically stable (lamina.ops has stable sigmoid, softmax, "
+    "log_softmax, logsumexp and softplus) or start it from smaller weights."
+)
+DIVERGED_ADVICE = (
+    "The weights have had {updates} update(s) since they were initialised or loaded and have most likely "
+    "diverged: try a lower learning rate or clip_grad_norm=1.0, and check the scale of the data."
+)
+
+
+def explain(model: Model, loss: Loss, xb: np.ndarray, yb: np.ndarray, updates: int) -> str:
+    """Why a step's loss or gradients are not finite, and what to do: fix the data (no learning
+    rate helps), the forward or backward pass before any update (no learning rate is involved
+    yet), or a lower learning rate after `updates` optimizer steps (divergence)."""
+    cause, where = diagnose(model, loss, xb, yb)
+    if where == "data":
+        advice = DATA_ADVICE
+    elif updates == 0:
+        advice = FIRST_STEP_ADVICE.format(pass_="backward" if where == "backward" else "forward")
+    else:
+        advice = DIVERGED_ADVICE.format(updates=updates)
+    return f"{cause}. The model keeps its weights from before this step. {advice}"
+
+
+def _where_not_finite(a: np.ndarray, name: str) -> str:
+    """'the input batch x contains NaN or infinity: 2 value(s), in row(s) 1, 3 of its 4 (...)'."""
+    bad = ~np.isfinite(a.reshape(len(a), -1)) if a.ndim > 1 else ~np.isfinite(a)[:, None]
+    rows = np.flatnonzero(bad.any(axis=1))
+    shown = ", ".join(str(r) for r in rows[:5]) + (f" and {len(rows) - 5} more" if len(rows) > 5 else "")
+    return (f"{name} contains NaN or infinity: {int(bad.sum())} value(s), in row(s) {shown} of its {len(a)} "
+            "(rows of this batch, counted from 0)")
+
+
+def diagnose(model: Model, loss: Loss, xb: np.ndarray, yb: np.ndarray) -> tuple[str, str]:
+    """Replay a step layer by layer and name the first non-finite input, output or gradient;
+    with where it is: "data" (x or y), "forward", "backward" or "unknown"."""
+    if xb.dtype.kind in "fc" and not np.isfinite(xb).all():
+        return _where_not_finite(xb, "the input batch x"), "data"
+    if yb.dtype.kind in "fc" and not np.isfinite(yb).all():
+        return _where_not_finite(yb, "the targets y of this batch"), "data"
     out = xb
     for i, layer in enumerate(model.layers):
         out = layer(out)
         if not np.isfinite(out).all():
-            return f"the output of Model.layers[{i}], {layer!r}, is not finite"
+            return f"the output of Model.layers[{i}], {layer!r}, is not finite although its input is", "forward"
     if not math.isfinite(float(loss(out, yb))):
-        return f"the loss {loss!r} is not finite although its input is"
+        return f"the loss {loss!r} is not finite although its input is", "forward"
     model.zero_grad()
     grad: np.ndarray | None = loss.backward()
     for i in range(len(model.layers) - 1, -1, -1):
@@ -119,5 +160,6 @@ def diagnose(model: Model, loss: Loss, xb: np.ndarray, yb: np.ndarray) -> str:
         bad = [n for n, p in layer.parameters().items() if not np.isfinite(p.grad).all()]
         if bad or (grad is not None and not np.isfinite(grad).all()):
             what = f"the gradient of its {', '.join(bad)}" if bad else "its input gradient"
-            return f"{what} in Model.layers[{i}], {layer!r}, is not finite"
-    return "a value is not finite"
+            return f"{what} in Model.layers[{i}], {layer!r}, is not finite", "backward"
+    # e.g. another process's rows, or a layer that drew other random numbers in the replay
+    return "a value is not finite (replaying the step layer by layer found none)", "unknown"

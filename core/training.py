@@ -39,7 +39,8 @@ def fit(model: Model, x: object, y: object, options: TrainOptions) -> History:
     strategy: Strategy = resolve("strategy", options.strategy, "strategy", OWNER) if options.strategy is not None else Strategy()
     verbose = options.verbose and strategy.is_main  # only the main process shows progress
     with activated(strategy), silenced(not verbose):
-        run = _Run(model, x, y, options, strategy, verbose)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # as in train(): the building forward too
+            run = _Run(model, x, y, options, strategy, verbose)
         return run.train()
 
 
@@ -147,10 +148,9 @@ class _Run:
                     sums = step(xb, yb)
                 totals = [total + value for total, value in zip(totals, sums)]
             except NonFiniteError as err:
-                raise NonFiniteError(
+                raise NonFiniteError(  # the step's message says what to do: data, forward or learning rate
                     f"training stopped at epoch {epoch + 1}/{self.options.epochs}, batch {index + 1}/"
-                    f"{len(self.batches)}: {err}. The model keeps its weights from before this step. Try a "
-                    "lower learning rate or clip_grad_norm=1.0, and check the data for NaN or infinity."
+                    f"{len(self.batches)}: {err}"
                 ) from None
             seen += count
             for callback in self.batch_callbacks:

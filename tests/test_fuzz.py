@@ -13,6 +13,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -42,23 +43,37 @@ with zipfile.ZipFile(io.BytesIO(VALID)) as _archive:
 CONFIG = json.loads(MEMBERS["config.json"])
 
 
-def load_bytes(data: bytes) -> None:
-    """Load `data` as a model file: a Model, or a LaminaError; anything else fails the test."""
+def load(data: bytes) -> lamina.Model:
+    """Load `data` as a model file, leaving lamina's generator as it was."""
     state = lamina.rng().bit_generator.state  # a checkpoint restores the generator; keep ours
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "fuzzed.npz"
         path.write_bytes(data)
         try:
-            model = lamina.load(path)
-        except lamina.LaminaError:
-            return
+            return lamina.load(path)
         finally:
             lamina.rng().bit_generator.state = state
+
+
+def load_bytes(data: bytes) -> None:
+    """Load `data` as a model file: a Model, or a LaminaError; anything else fails the test."""
+    try:
+        model = load(data)
+    except lamina.LaminaError:
+        return
     assert isinstance(model, lamina.Model)
 
 
 def test_the_unmutated_file_loads():
-    load_bytes(VALID)
+    # The baseline of every fuzzer below: were the valid file refused, each mutation of it
+    # would be refused too, and every fuzzer would pass without testing anything.
+    try:
+        model = load(VALID)
+    except lamina.LaminaError as err:
+        pytest.fail(f"the unmutated model file is refused: {type(err).__name__}: {err}")
+    assert [type(layer).__name__ for layer in model.layers] == ["Linear", "BatchNorm", "Relu", "Dropout", "Linear", "Softmax"]
+    assert model.progress == {"epoch": 2, "history": {"loss": [1.0, 0.5]}}
+    assert model.predict(np.ones((2, 3))).shape == (2, 2)
 
 
 @FUZZ
@@ -170,22 +185,37 @@ def test_a_replaced_compressed_member(name, data, compression):
 DIGITS_TOML = (Path(__file__).resolve().parent.parent / "examples" / "configs" / "digits.toml").read_text()
 
 
+def build(text: str) -> list[object]:
+    """Parse a config and build what it describes (not the training): the layers, the loss,
+    the optimizer, the metrics and the callbacks."""
+    config = runconfig.parse(text, "fuzzed.toml")
+    layers = [runconfig.build(config, "layer", spec, f"layers[{i}]") for i, spec in enumerate(config.get("layers"))]
+    return [
+        layers,
+        runconfig.build(config, "loss", config.get("loss", "MSE"), "loss"),
+        runconfig.build_optimizer(config),
+        runconfig.build_list(config, "metric", "metrics"),
+        runconfig.build_list(config, "callback", "callbacks"),
+    ]
+
+
 def parse_and_build(text: str) -> None:
-    """Parse a config and build what it describes (not the training): a result or a ConfigError."""
+    """Parse a config and build what it describes: a result or a ConfigError."""
     try:
-        config = runconfig.parse(text, "fuzzed.toml")
-        for i, spec in enumerate(config.get("layers")):
-            runconfig.build(config, "layer", spec, f"layers[{i}]")
-        runconfig.build(config, "loss", config.get("loss", "MSE"), "loss")
-        runconfig.build_optimizer(config)
-        runconfig.build_list(config, "metric", "metrics")
-        runconfig.build_list(config, "callback", "callbacks")
+        build(text)
     except lamina.ConfigError:
         return
 
 
 def test_the_unmutated_config_builds():
-    parse_and_build(DIGITS_TOML)
+    # The baseline of the config fuzzers: a refused digits.toml would make them all vacuous.
+    try:
+        layers, loss, optim, metrics, _ = build(DIGITS_TOML)
+    except lamina.ConfigError as err:
+        pytest.fail(f"the unmutated config examples/configs/digits.toml is refused: {err}")
+    assert layers and all(isinstance(layer, lamina.Layer) for layer in layers)
+    assert isinstance(loss, lamina.Loss) and isinstance(optim, lamina.Optimizer)
+    assert all(isinstance(metric, lamina.Metric) for metric in metrics)
 
 
 @FUZZ

@@ -215,3 +215,40 @@ def test_seed_must_be_a_non_negative_int():
     for bad in (-1, 1.5, "0", None):
         with pytest.raises(lamina.ArgumentError, match="lamina.seed"):
             lamina.seed(bad)
+
+
+# -- forward-only plugins, as the hookspecs and base classes describe them ------------------------------
+
+
+def _docstring_example(cls: type) -> dict:
+    """Run the `>>>` lines of a class's docstring; the names they define."""
+    lines = [line.strip()[4:] for line in (cls.__doc__ or "").splitlines() if line.strip()[:4] in (">>> ", "... ")]
+    namespace: dict = {"np": np, cls.__name__: cls}
+    exec("\n".join(lines), namespace)
+    return namespace
+
+
+class ForwardOnlyDense(lamina.Layer):
+    """What register_layers' docstring promises is enough: forward, and weights made in build."""
+
+    def build(self, x):
+        self.weight = lamina.Parameter(lamina.rng().normal(size=(x.shape[-1], 2)).astype(x.dtype))
+
+    def forward(self, x):
+        return np.tanh(x @ self.weight)
+
+
+def test_forward_only_layers_and_losses_get_their_backward_derived_and_train():
+    loss = _docstring_example(lamina.Loss)["MeanAbs"]()  # the Loss docstring's example, as written
+    assert type(loss).backward is lamina.Loss.backward  # no backward written
+    rng = np.random.default_rng(0)
+    pred, y = rng.normal(size=(5, 2)), rng.normal(size=(5, 2))
+    assert lamina.testing.check_loss_gradients(loss, pred, y) < 1e-6
+    lamina.seed(0)
+    layer = ForwardOnlyDense()
+    errors = lamina.testing.check_layer_gradients(layer, rng.normal(size=(4, 3)))
+    assert set(errors) == {"input", "weight"} and max(errors.values()) < 1e-6
+    model = lamina.Model([ForwardOnlyDense()])
+    x = rng.normal(size=(32, 3))
+    history = model.train(x, np.tanh(x @ rng.normal(size=(3, 2))), loss=loss, optim=SGD(lr=0.5), epochs=30, verbose=False)
+    assert history["loss"][-1] < 0.5 * history["loss"][0]

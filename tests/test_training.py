@@ -1,6 +1,8 @@
 """The training loop: batches, shuffling, validation, metrics, modes, the NaN guard, clipping."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -240,10 +242,104 @@ def test_divergence_from_a_huge_learning_rate_is_caught_with_finite_weights_kept
     x, y = blobs(30)
     x = x * 1e3
     model = classifier(softmax=False)
-    with pytest.raises(lamina.NonFiniteError, match="training stopped at epoch"):
+    with pytest.raises(lamina.NonFiniteError, match="training stopped at epoch") as info:
         model.train(x, y, optim=SGD(lr=1e30), loss=CrossEntropy(from_logits=True), epochs=50, verbose=False)
+    assert "try a lower learning rate" in str(info.value)
     assert all(np.isfinite(p.value).all() for p in model.parameters().values())
 
+
+
+class Overflowing(lamina.Layer):
+    """Forward only; exp(1000 x) is infinite for any x above ~0.09 from the first call."""
+
+    def forward(self, x):
+        return np.exp(1000.0 * x)
+
+
+def test_a_forward_that_overflows_on_the_first_batch_is_blamed_not_the_learning_rate():
+    x, y = blobs(12)
+    lamina.seed(0)
+    model = lamina.Model([Linear(3), Overflowing(), Softmax()])
+    with pytest.raises(lamina.NonFiniteError) as info:
+        model.train(x, y, loss="CrossEntropy", epochs=2, verbose=False)
+    message = str(info.value)
+    assert "epoch 1/2, batch 1/1" in message
+    assert "the output of Model.layers[1], Overflowing(), is not finite although its input is" in message
+    assert "No update has been made yet" in message and "the forward pass itself overflows" in message
+    assert "lower learning rate" not in message
+
+
+def test_a_backward_that_is_not_finite_before_any_update_is_blamed_not_the_learning_rate():
+    x, y = blobs(12)
+    lamina.seed(0)
+    with pytest.raises(lamina.NonFiniteError) as info:
+        lamina.Model([Linear(4), BadGradient(), Linear(3), Softmax()]).train(x, y, loss="CrossEntropy", verbose=False)
+    message = str(info.value)
+    assert "the backward pass itself" in message and "lower learning rate" not in message
+
+
+@pytest.mark.parametrize("where", ["x", "y"])
+def test_non_finite_data_is_named_as_the_data_at_any_step_without_a_learning_rate_hint(where):
+    x = np.random.default_rng(0).normal(size=(8, 3))
+    y = x @ np.ones((3, 1))
+    (x if where == "x" else y)[5, 0] = np.inf
+    lamina.seed(0)
+    with pytest.raises(lamina.NonFiniteError) as info:
+        lamina.Model([Linear(1)]).train(x, y, epochs=2, batch_size=4, shuffle=False, verbose=False)
+    message = str(info.value)
+    named = "the input batch x" if where == "x" else "the targets y of this batch"
+    assert "batch 2/2" in message and f"{named} contains NaN or infinity: 1 value(s), in row(s) 1 of its 4" in message
+    assert "The data itself is not finite" in message and "lower learning rate" not in message
+
+
+def test_a_non_finite_value_after_updates_suggests_a_lower_learning_rate():
+    x, y = blobs(12)
+    lamina.seed(0)
+    with pytest.raises(lamina.NonFiniteError) as info:  # Exploding's third call: after one update
+        lamina.Model([Linear(4), Tanh(), Exploding(), Linear(3), Softmax()]).train(x, y, loss="CrossEntropy", epochs=5,
+                                                                                     verbose=False)
+    message = str(info.value)
+    assert "1 update(s)" in message and "try a lower learning rate or clip_grad_norm=1.0" in message
+
+
+class NaiveSigmoid(lamina.Layer):
+    """1 / (1 + exp(-x)): finite everywhere, but exp overflows (a numpy warning) below x ~ -710."""
+
+    def forward(self, x):
+        self._y = 1.0 / (1.0 + np.exp(-x))
+        return self._y
+
+    def backward(self, grad):
+        return grad * self._y * (1.0 - self._y)
+
+
+def test_numpy_warnings_are_silenced_in_all_of_training_but_not_in_predict_and_evaluate():
+    # pytest turns RuntimeWarnings into errors: any that escaped training would fail it here
+    x, y = blobs(12)
+    x = x.astype(np.float64) * 1e3  # exp(-x) overflows from the building forward on
+    lamina.seed(0)
+    model = lamina.Model([NaiveSigmoid(), Linear(3)])
+    model.train(x, y, loss=CrossEntropy(from_logits=True), epochs=2, batch_size=4, validation_data=(x, y), verbose=False)
+    assert all(np.isfinite(p.value).all() for p in model.parameters().values())
+    with pytest.warns(RuntimeWarning, match="overflow encountered in exp"):  # no NaN guard here: the warning tells
+        model.predict(x)
+    with pytest.warns(RuntimeWarning, match="overflow encountered in exp"):
+        model.evaluate(x, y)
+
+
+class WarnsItself(lamina.Layer):
+    def forward(self, x):
+        warnings.warn("WarnsItself: a plugin's own warning", RuntimeWarning, stacklevel=2)
+        return x
+
+    def backward(self, grad):
+        return grad
+
+
+def test_a_plugins_own_warnings_are_not_silenced_in_training():
+    x, y = blobs(12)
+    with pytest.warns(RuntimeWarning, match="a plugin's own warning"):
+        lamina.Model([WarnsItself(), Linear(3)]).train(x, y, loss=CrossEntropy(from_logits=True), verbose=False)
 
 # -- gradient clipping ---------------------------------------------------------------------------
 
