@@ -1,4 +1,4 @@
-"""The training loop by hand (docs/guide/training-loop.md): lamina's public pieces make the
+"""The training loop by hand (docs/pages/guide/training-loop.md): lamina's public pieces make the
 same steps as `model.train`, and gradient accumulation over k batches of n rows makes the
 gradient of one batch of k * n."""
 from __future__ import annotations
@@ -11,7 +11,7 @@ from conftest import ROOT
 
 import lamina
 
-PAGE = ROOT / "docs" / "guide" / "training-loop.md"
+PAGE = ROOT / "docs" / "pages" / "guide" / "training-loop.md"
 
 
 def data(n=96):
