@@ -109,7 +109,7 @@ def test_num_classes_counts_names_a_vocabulary_or_integer_labels_and_refuses_reg
     text = lamina.dataset("moby_dick", seq_len=16)
     assert text.num_classes == len(text.metadata["vocabulary"])
     with pytest.raises(lamina.ArgumentError, match=r"float32 numbers \(regression\), not class labels"):
-        lamina.dataset("xor").num_classes
+        _ = lamina.dataset("xor").num_classes
 
 
 def test_csv_regression_targets_and_index_targets(tmp_path):
