@@ -256,16 +256,27 @@ def _reader(path: Path) -> str:
     raise ArgumentError(f"{path}: no installed dataset reads {suffix or 'suffix-less'} files; these do: {known}")
 
 
+def _has_reader(path: Path) -> bool:
+    try:
+        _reader(path)
+    except ArgumentError:
+        return False
+    return True
+
+
 def _is_file(spec: str) -> bool:
     path = Path(spec)
     return path.exists() or any(path.suffix.lower() in getattr(info.cls, "suffixes", ()) for info in get_registry().plugins("dataset"))
 
 
 def _data(
-    spec: str, target: str | None, options: dict[str, object], all_rows: bool, classes: object
+    spec: str, target: str | None, options: dict[str, object], all_rows: bool, metadata: dict[str, Any]
 ) -> tuple[Any, Any, dict[str, Any]]:
     """(x, y, rows): a registered dataset's test part, or a data file's test part as `lamina
-    train` splits it with the same options (every row with `all_rows`); `rows` says which rows."""
+    train` splits it with the same options (every row with `all_rows`); `rows` says which rows.
+
+    A model trained by `lamina train` keeps its dataset's split options (metadata["dataset"]);
+    a file read by that same dataset is split with them unless --data-option says otherwise."""
     path = Path(spec)
     if not _is_file(spec):
         if target is not None:
@@ -281,8 +292,11 @@ def _data(
     options = {**options, "path": str(path)}
     if target is not None:
         options["target"] = int(target) if target.lstrip("-").isdigit() else target
+    classes, trained = metadata.get("classes"), metadata.get("dataset")
     if isinstance(classes, list) and "classes" not in options and _takes(kind, "classes"):
         options["classes"] = classes  # the model's labels: a file that lacks a class keeps them
+    if isinstance(trained, dict) and _same_dataset(trained.get("name"), kind):
+        options = {key: value for key, value in trained.items() if key in ("test_split", "seed")} | options
     if not path.is_file():
         raise FileNotFoundError(f"no data file at {spec!r}")
     reader = get_registry().build("dataset", kind, **options)
@@ -299,6 +313,14 @@ def _data(
         )
     rows = {"part": "test", "scored": len(x_test), "total": len(x_train) + len(x_test), "data": spec}
     return x_test, y_test, rows | _split_options(reader)
+
+
+def _same_dataset(name: object, kind: str) -> bool:
+    """Whether the registered dataset `name` (from a model file) is the one named `kind`."""
+    try:
+        return isinstance(name, str) and get_registry().get("dataset", name).cls is get_registry().get("dataset", kind).cls
+    except LaminaError:
+        return False
 
 
 def _takes(kind: str, parameter: str) -> bool:
@@ -346,7 +368,7 @@ def _options(pairs: list[str] | None) -> dict[str, object]:
 def evaluate(args: argparse.Namespace) -> int:
     model = lamina.load(args.model)
     options = _options(args.data_option)
-    x, y, rows = _data(args.data, args.target, options, args.all_rows, model.metadata.get("classes"))
+    x, y, rows = _data(args.data, args.target, options, args.all_rows, model.metadata)
     metrics = args.metrics if args.metrics is not None else model.metrics
     result: dict[str, Any] = model.evaluate(x, y, loss=args.loss, metrics=metrics, batch_size=args.batch_size)
     if args.json:
@@ -442,7 +464,7 @@ def predict(args: argparse.Namespace) -> int:
         if args.out is None:
             return 0
     else:
-        if args.out is None and classes is None:
+        if args.out is None and (classes is None or not _has_reader(folder)):
             raise ArgumentError(f"lamina predict {args.input}: name where to write the predictions with --out FILE (.csv, .npy or .npz)")
         predictions = model.predict(_inputs(args.input), batch_size=args.batch_size)
         if args.out is None:  # a classifier that knows its class names: one line per row

@@ -548,11 +548,12 @@ def _no_classes(info: PluginInfo, args: tuple[Any, ...], kwargs: dict[str, Any])
     at hand. Parameters annotated to take a str keep it."""
     if not any(isinstance(value, str) and value == CLASSES for value in (*args, *kwargs.values())):
         return
+    params: Mapping[str, inspect.Parameter] = {}
     try:
         signature = inspect.signature(info.cls)
         bound, params = signature.bind_partial(*args, **kwargs).arguments, signature.parameters
     except (TypeError, ValueError):  # no signature, or arguments that do not fit: build() says so
-        bound, params = dict(kwargs), {}
+        bound = dict(kwargs)
     for key, value in bound.items():
         annotation = str(params[key].annotation) if key in params else ""
         takes_text = re.search(r"\bstr\b|\bAny\b", annotation) is not None

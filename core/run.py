@@ -71,6 +71,8 @@ def _train(
     layers = [runconfig.build(config, "layer", spec, f"layers[{i}]") for i, spec in enumerate(config.get("layers"))]
     model = Model(layers)
     model.metadata.update(data.metadata)  # e.g. a text dataset's vocabulary, saved with the model
+    if runconfig.split_options(config):  # which rows were held out: lamina evaluate scores the same
+        model.metadata["dataset"] = runconfig.split_options(config)
     loss = runconfig.build(config, "loss", config.get("loss", KINDS["loss"].default), "loss")
     optim = runconfig.build_optimizer(config)
     metrics = runconfig.build_list(config, "metric", "metrics")

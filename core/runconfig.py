@@ -5,6 +5,7 @@ Every error names the file, the key and the problem; unknown keys are errors, ne
 from __future__ import annotations
 
 import difflib
+import inspect
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -227,6 +228,29 @@ def count_classes(config: RunConfig, data: Data) -> RunConfig:
 
     resolved = {key: walk(value, key, False) if key in PLUGIN_KEYS else value for key, value in config.data.items()}
     return RunConfig(config.source, resolved) if found else config
+
+
+SPLIT_OPTIONS = ("test_split", "seed")
+
+
+def split_options(config: RunConfig) -> dict[str, Any]:
+    """{"name": "csv", "test_split": 0.25, "seed": 0}: the config's dataset and the options that
+    pick its test rows (given, or the dataset's defaults), which `lamina train` keeps in the
+    model's metadata["dataset"] so that `lamina evaluate --data FILE` scores the same rows."""
+    spec = config.get("dataset")
+    name = spec if isinstance(spec, str) else spec.get("name") if isinstance(spec, dict) else None
+    if not isinstance(name, str):
+        return {}
+    given = spec if isinstance(spec, dict) else {}
+    try:
+        params = inspect.signature(get_registry().get("dataset", name).cls).parameters
+    except (LaminaError, TypeError, ValueError):
+        return {}
+    split = {
+        key: given.get(key, params[key].default) for key in SPLIT_OPTIONS
+        if key in params and (key in given or params[key].default is not inspect.Parameter.empty)
+    }
+    return {"name": name, **split} if split else {}
 
 
 def training_options(config: RunConfig) -> dict[str, Any]:
