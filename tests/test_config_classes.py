@@ -3,6 +3,7 @@ names, and the runs a newcomer makes on text, a folder of images and a CSV file.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -205,3 +206,18 @@ def test_classes_in_python_is_an_error_that_says_what_it_means():
         lamina.Model([{"type": "Linear", "units": "classes"}])
     with pytest.raises(lamina.ArgumentError, match=r"Embedding\(num_embeddings='classes'\)"):
         lamina.layer("Embedding", "classes", 4)
+
+
+GUIDE = Path(__file__).resolve().parents[1] / "docs" / "guide" / "configs.md"
+
+
+def test_the_configs_guide_documents_every_key_and_its_configs_are_valid():
+    text = GUIDE.read_text(encoding="utf-8")
+    for key in runconfig.KEYS:
+        assert f"| `{key}` |" in text, f"docs/guide/configs.md does not document the config key {key!r}"
+    configs = re.findall(r"```toml\n(.*?)```", text, re.S)
+    assert len(configs) >= 3
+    for i, config in enumerate(configs):
+        runconfig.parse(config, f"configs.md toml block {i}")  # complete and checked (they train in the docs run)
+    for command in ("train", "evaluate", "predict", "generate", "export", "info", "list-plugins", "check-plugins"):
+        assert f"| `lamina {command}" in text
