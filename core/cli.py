@@ -6,6 +6,8 @@ success, 1 on an error and 2 on a usage error.
 from __future__ import annotations
 
 import argparse
+import csv
+import inspect
 import io
 import json
 import os
@@ -68,6 +70,8 @@ def list_plugins(args: argparse.Namespace) -> int:
                 "qualified_name": info.qualified_name,
                 "ambiguous": any((info.kind, key) in clashes for key in info.keys()),
                 "doc": (info.cls.__doc__ or "").strip().split("\n")[0],
+                "signature": _signature(info.name, info.cls),
+                "docstring": inspect.cleandoc(info.cls.__doc__) if isinstance(info.cls.__doc__, str) else "",
             }
             for info in plugins
         ]
@@ -98,6 +102,20 @@ def list_plugins(args: argparse.Namespace) -> int:
         if args.verbose:
             print(_verbose(registry, plugins))
     return 1 if args.strict and failures else 0
+
+
+def _signature(name: str, obj: object) -> str:
+    """`Linear(units, weight_init='he_uniform')`: how to call `obj` (a class: its constructor),
+    without annotations; `Name(...)` when Python cannot tell (a C type or builtin)."""
+    try:
+        signature = inspect.signature(obj)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return f"{name}(...)"
+    plain = signature.replace(
+        parameters=[p.replace(annotation=p.empty) for p in signature.parameters.values()],
+        return_annotation=signature.empty,
+    )
+    return f"{name}{plain}"
 
 
 def _verbose(registry, plugins: list[PluginInfo]) -> str:
@@ -238,29 +256,97 @@ def _reader(path: Path) -> str:
     raise ArgumentError(f"{path}: no installed dataset reads {suffix or 'suffix-less'} files; these do: {known}")
 
 
+def _has_reader(path: Path) -> bool:
+    try:
+        _reader(path)
+    except ArgumentError:
+        return False
+    return True
+
+
 def _is_file(spec: str) -> bool:
     path = Path(spec)
     return path.exists() or any(path.suffix.lower() in getattr(info.cls, "suffixes", ()) for info in get_registry().plugins("dataset"))
 
 
-def _data(spec: str, target: str | None, options: dict[str, object]) -> tuple[np.ndarray, np.ndarray]:
-    """(x, y) from a registered dataset's test part, or from all of a data file."""
+def _data(
+    spec: str, target: str | None, options: dict[str, object], all_rows: bool, metadata: dict[str, Any]
+) -> tuple[Any, Any, dict[str, Any]]:
+    """(x, y, rows): a registered dataset's test part, or a data file's test part as `lamina
+    train` splits it with the same options (every row with `all_rows`); `rows` says which rows.
+
+    A model trained by `lamina train` keeps its dataset's split options (metadata["dataset"]);
+    a file read by that same dataset is split with them unless --data-option says otherwise."""
     path = Path(spec)
-    if _is_file(spec):
-        kind = _reader(path)
-        options = {**options, "path": str(path)}
+    if not _is_file(spec):
         if target is not None:
-            options["target"] = int(target) if target.lstrip("-").isdigit() else target
-        if not path.is_file():
-            raise FileNotFoundError(f"no data file at {spec!r}")
-        x, y = get_registry().build("dataset", kind, **options).arrays()
+            raise ArgumentError(f"--target applies to data files, not to the dataset {spec!r}")
+        source = get_registry().build("dataset", spec, **options)
+        if all_rows:
+            x, y = source.arrays()
+            return x, y, {"part": "all", "scored": len(x), "total": len(x), "data": spec}
+        x_train, _, x_test, y_test = source.load()
+        rows = {"part": "test", "scored": len(x_test), "total": len(x_train) + len(x_test), "data": spec}
+        return x_test, y_test, rows | _split_options(source)
+    kind = _reader(path)
+    options = {**options, "path": str(path)}
+    if target is not None:
+        options["target"] = int(target) if target.lstrip("-").isdigit() else target
+    classes, trained = metadata.get("classes"), metadata.get("dataset")
+    if isinstance(classes, list) and "classes" not in options and _takes(kind, "classes"):
+        options["classes"] = classes  # the model's labels: a file that lacks a class keeps them
+    if isinstance(trained, dict) and _same_dataset(trained.get("name"), kind):
+        options = {key: value for key, value in trained.items() if key in ("test_split", "seed")} | options
+    if not path.is_file():
+        raise FileNotFoundError(f"no data file at {spec!r}")
+    reader = get_registry().build("dataset", kind, **options)
+    if all_rows:
+        x, y = reader.arrays()
         if y is None:
             raise ArgumentError(f"{spec}: the file has no target to score against; name its column or array with --target")
-        return x, y
-    if target is not None:
-        raise ArgumentError(f"--target applies to data files, not to the dataset {spec!r}")
-    _, _, x_test, y_test = lamina.dataset(spec, **options)
-    return x_test, y_test
+        return x, y, {"part": "all", "scored": len(x), "total": len(x), "data": spec}
+    x_train, _, x_test, y_test = reader.load()
+    if len(x_test) == 0:
+        raise ArgumentError(
+            f"{spec}: its test split is empty ({_shown(_split_options(reader))}); score every row with --all-rows, "
+            "or hold rows out with e.g. --data-option test_split=0.2"
+        )
+    rows = {"part": "test", "scored": len(x_test), "total": len(x_train) + len(x_test), "data": spec}
+    return x_test, y_test, rows | _split_options(reader)
+
+
+def _same_dataset(name: object, kind: str) -> bool:
+    """Whether the registered dataset `name` (from a model file) is the one named `kind`."""
+    try:
+        return isinstance(name, str) and get_registry().get("dataset", name).cls is get_registry().get("dataset", kind).cls
+    except LaminaError:
+        return False
+
+
+def _takes(kind: str, parameter: str) -> bool:
+    try:
+        return parameter in inspect.signature(get_registry().get("dataset", kind).cls).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _split_options(reader: object) -> dict[str, Any]:
+    """{"test_split": 0.2, "seed": 0}: the options that pick a dataset's test rows, as it has them."""
+    return {key: getattr(reader, key) for key in ("test_split", "seed") if hasattr(reader, key)}
+
+
+def _shown(options: dict[str, Any]) -> str:
+    return ", ".join(f"{key}={value!r}" for key, value in options.items())
+
+
+def _rows_line(rows: dict[str, Any]) -> str:
+    """What `lamina evaluate` scores, e.g. `scoring the test split: 30 of 150 rows of iris.csv ...`."""
+    name = Path(rows["data"]).name if _is_file(rows["data"]) else rows["data"]
+    if rows["part"] == "all":
+        return f"scoring all {rows['scored']} rows of {name} (no split)"
+    split = _shown({key: rows[key] for key in ("test_split", "seed") if key in rows})
+    how = f", the rows lamina train holds out with {split}" if split else ""
+    return f"scoring the test split: {rows['scored']} of {rows['total']} rows of {name}{how} (--all-rows: every row)"
 
 
 def _options(pairs: list[str] | None) -> dict[str, object]:
@@ -281,12 +367,15 @@ def _options(pairs: list[str] | None) -> dict[str, object]:
 
 def evaluate(args: argparse.Namespace) -> int:
     model = lamina.load(args.model)
-    x, y = _data(args.data, args.target, _options(args.data_option))
+    options = _options(args.data_option)
+    x, y, rows = _data(args.data, args.target, options, args.all_rows, model.metadata)
     metrics = args.metrics if args.metrics is not None else model.metrics
-    result = model.evaluate(x, y, loss=args.loss, metrics=metrics, batch_size=args.batch_size)
+    result: dict[str, Any] = model.evaluate(x, y, loss=args.loss, metrics=metrics, batch_size=args.batch_size)
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(json.dumps({**result, "rows": rows}, indent=2))
     else:
+        if not args.quiet:
+            print(_rows_line(rows))
         for key, value in result.items():
             print(f"{key}: {value:.6g}")
     return 0
@@ -325,22 +414,48 @@ def _folder_inputs(model: lamina.Model, folder: Path) -> tuple[Any, list[str]]:
     return reader.inputs()
 
 
-def _print_classes(model: lamina.Model, names: list[str], predictions: np.ndarray) -> None:
-    """One line per input: its name, the predicted class (by name if the model knows them) and its score."""
-    classes = model.metadata.get("classes")
+def _scores(model: lamina.Model, predictions: np.ndarray) -> np.ndarray:
+    """The predictions as (rows, classes) scores; logits become probabilities by a softmax."""
     scores = predictions.reshape(len(predictions), -1)
-    if getattr(model.loss, "from_logits", False):  # logits: probabilities by a softmax
+    if getattr(model.loss, "from_logits", False):
         shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
         scores = shifted / shifted.sum(axis=1, keepdims=True)
+    return scores
+
+
+def _class_names(model: lamina.Model) -> list[str] | None:
+    """The model's class names (its training data's, saved in its metadata), if it has them."""
+    classes = model.metadata.get("classes")
+    return [str(name) for name in classes] if isinstance(classes, list) and classes else None
+
+
+def _print_classes(model: lamina.Model, names: list[str], predictions: np.ndarray) -> None:
+    """One line per input: its name, the predicted class (by name if the model knows them) and its score."""
+    classes = _class_names(model)
+    scores = _scores(model, predictions)
     best = scores.argmax(axis=1)
     for name, label, row in zip(names, best, scores):
-        shown = classes[label] if isinstance(classes, list) and label < len(classes) else str(label)
+        shown = classes[label] if classes is not None and label < len(classes) else str(label)
         print(f"{name}\t{shown}\t{row[label]:.3f}")
+
+
+def _csv_with_classes(model: lamina.Model, predictions: np.ndarray, classes: list[str]) -> bytes:
+    """CSV of a classifier's outputs: a header `class,<name>,...`, then per row the predicted
+    class's name and the model's output for each class."""
+    outputs = predictions.reshape(len(predictions), -1)
+    best = _scores(model, predictions).argmax(axis=1)
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(["class", *classes])
+    for label, row in zip(best, outputs):
+        writer.writerow([classes[label] if label < len(classes) else str(label), *(f"{v:.8g}" for v in row)])
+    return text.getvalue().encode("utf-8")
 
 
 def predict(args: argparse.Namespace) -> int:
     model = lamina.load(args.model)
     folder = Path(args.input)
+    classes = _class_names(model)
     if folder.is_dir():
         inputs, names = _folder_inputs(model, folder)
         predictions = model.predict(inputs, batch_size=args.batch_size)
@@ -349,13 +464,19 @@ def predict(args: argparse.Namespace) -> int:
         if args.out is None:
             return 0
     else:
-        if args.out is None:
+        if args.out is None and (classes is None or not _has_reader(folder)):
             raise ArgumentError(f"lamina predict {args.input}: name where to write the predictions with --out FILE (.csv, .npy or .npz)")
         predictions = model.predict(_inputs(args.input), batch_size=args.batch_size)
+        if args.out is None:  # a classifier that knows its class names: one line per row
+            if not args.quiet:
+                _print_classes(model, [f"row {i + 1}" for i in range(len(predictions))], predictions)
+            return 0
     out = Path(args.out)
     suffix = out.suffix.lower()
     buffer = io.BytesIO()
-    if suffix == ".csv":
+    if suffix == ".csv" and classes is not None and predictions.reshape(len(predictions), -1).shape[1] == len(classes):
+        buffer.write(_csv_with_classes(model, predictions, classes))
+    elif suffix == ".csv":
         np.savetxt(buffer, predictions.reshape(len(predictions), -1), delimiter=",", fmt="%.8g")
     elif suffix == ".npz":
         np.savez(buffer, predictions=predictions)
@@ -365,7 +486,8 @@ def predict(args: argparse.Namespace) -> int:
         raise ArgumentError(f"--out {args.out!r}: name a .csv, .npy or .npz file")
     atomic_write(out, buffer.getvalue())
     if not args.quiet:
-        print(f"wrote {len(predictions)} predictions of shape {predictions.shape[1:]} to {out}")
+        named = " (with a class column)" if suffix == ".csv" and classes is not None else ""
+        print(f"wrote {len(predictions)} predictions of shape {predictions.shape[1:]} to {out}{named}")
     return 0
 
 
@@ -437,11 +559,13 @@ def _add_train(commands: Any, common: argparse.ArgumentParser) -> None:
         parents=[common],
         help="train a model described by a TOML config (default: an MLP on digits)",
         description="Train the model a TOML config describes; write model.npz, metrics.json and "
-        "curves.png into its output folder. With no CONFIG, train lamina's default (an MLP on the "
-        "8x8 digits).",
+        "curves.png into its output folder, which the run prints when it starts. With no CONFIG, train "
+        "lamina's default (an MLP on the 8x8 digits). Relative paths (the config's output and "
+        "[dataset] path, --out) start in the current folder, not in the config's folder. Any integer "
+        'option of a layer may be "classes": the dataset\'s number of classes (or a text vocabulary\'s size).',
     )
     p.add_argument("config", nargs="?", metavar="CONFIG.toml", help="the run's config (see examples/configs/)")
-    p.add_argument("--out", metavar="DIR", help="output folder (default: the config's output, or runs/<name>)")
+    p.add_argument("--out", metavar="DIR", help="output folder (default: the config's output, or runs/<config name>; relative to the current folder)")
     p.add_argument("--epochs", type=int, metavar="N", help="override the config's number of epochs")
     p.add_argument("--resume", action="store_true", help="continue from the output folder's checkpoint.npz")
     p.set_defaults(run=train)
@@ -450,8 +574,10 @@ def _add_train(commands: Any, common: argparse.ArgumentParser) -> None:
 def _add_evaluate(commands: Any, common: argparse.ArgumentParser) -> None:
     p = commands.add_parser(
         "evaluate", parents=[common], help="score a saved model on a dataset or a data file",
-        description="Print the loss and metrics of a saved model on a registered dataset's test "
-        "part, or on all rows of an .npz or .csv file.",
+        description="Print the loss and metrics of a saved model on the test part of a registered "
+        "dataset or of a data file (.npz, .csv, .npy): the rows `lamina train` holds out with the same "
+        "options (test_split, seed; give them with --data-option as in the config's [dataset] table), "
+        "or with --all-rows every row of the file. The first line says which rows were scored.",
     )
     p.add_argument("model", metavar="MODEL", help="a file written by model.save or lamina train")
     p.add_argument("--data", required=True, metavar="NAME|PATH", help="a dataset name (e.g. digits) or an .npz/.csv file")
@@ -460,10 +586,11 @@ def _add_evaluate(commands: Any, common: argparse.ArgumentParser) -> None:
         "--data-option", action="append", metavar="KEY=VALUE",
         help="an option of the dataset, as in a config's [dataset] table (repeatable; VALUE is TOML, e.g. test_split=0.25)",
     )
+    p.add_argument("--all-rows", action="store_true", help="score every row, the training rows included (default: the test split)")
     p.add_argument("--loss", help="the loss (default: the one the model was trained with)")
     p.add_argument("--metrics", nargs="*", metavar="METRIC", help="metrics (default: those of training)")
     p.add_argument("--batch-size", type=int, metavar="N", help="rows per forward pass")
-    p.add_argument("--json", action="store_true", help="print a JSON object")
+    p.add_argument("--json", action="store_true", help='print a JSON object: the scores and "rows" (which rows were scored)')
     p.set_defaults(run=evaluate)
 
 
@@ -498,12 +625,14 @@ def _add_predict(commands: Any, common: argparse.ArgumentParser) -> None:
     p = commands.add_parser(
         "predict", parents=[common], help="write a saved model's predictions for an input file or folder",
         description="Run a saved model on the rows of INPUT (.npz with an array 'x' or a single "
-        "array, .npy, or .csv of numbers) and write the outputs to FILE (.csv, .npy or .npz); or on "
-        "every image in the folder INPUT, printing each file's class (and, with --out, writing the outputs).",
+        "array, .npy, or .csv of the input columns) and write the outputs to FILE (.csv, .npy or .npz); or on "
+        "every image in the folder INPUT, printing each file's class (and, with --out, writing the outputs). "
+        "A model trained on named classes (a folder of images, a CSV target of names) prints each row's "
+        "class without --out, and its .csv output starts with a column of class names.",
     )
     p.add_argument("model", metavar="MODEL")
     p.add_argument("input", metavar="INPUT")
-    p.add_argument("--out", metavar="FILE", help="where to write the predictions (needed for file inputs)")
+    p.add_argument("--out", metavar="FILE", help="where to write the predictions (needed for file inputs unless the model knows class names)")
     p.add_argument("--batch-size", type=int, metavar="N", help="rows per forward pass")
     p.set_defaults(run=predict)
 

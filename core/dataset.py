@@ -6,14 +6,16 @@ from typing import Any
 import numpy as np
 
 from lamina.config import Configurable
+from lamina.errors import ArgumentError
 
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
 class Data(tuple):
     """What `lamina.dataset(...)` returns: the tuple (x_train, y_train, x_test, y_test), plus the
-    dataset's `metadata` (e.g. a text dataset's vocabulary), which a model trained on it keeps
-    in `model.metadata` and in its file."""
+    dataset's `metadata` (e.g. a text dataset's vocabulary, the class names of a folder of
+    images or of a CSV's label column), which a model trained on it keeps in `model.metadata`
+    and in its file. `num_classes` counts the classes a model's last layer scores."""
 
     metadata: dict[str, Any]
 
@@ -21,6 +23,24 @@ class Data(tuple):
         data = super().__new__(cls, arrays)
         data.metadata = dict(metadata or {})
         return data
+
+    @property
+    def num_classes(self) -> int:
+        """How many classes: the length of `metadata["classes"]` (class names) or of
+        `metadata["vocabulary"]` (a text dataset's characters), else the largest integer label
+        + 1. What `"classes"` stands for in a `lamina train` config. Regression targets (floats)
+        have no classes: an ArgumentError."""
+        for key in ("classes", "vocabulary"):
+            if isinstance(self.metadata.get(key), (list, str)):
+                return len(self.metadata[key])
+        targets = [np.asarray(y) for y in self[1::2]]
+        if not all(y.dtype.kind in "iu" for y in targets):
+            kinds = ", ".join(sorted({str(y.dtype) for y in targets}))
+            raise ArgumentError(
+                f"the dataset's targets are {kinds} numbers (regression), not class labels, so it has no classes; "
+                "give the number of outputs itself (e.g. units = 1)"
+            )
+        return int(max((int(y.max()) for y in targets if y.size), default=-1)) + 1
 
 
 class Dataset(Configurable):

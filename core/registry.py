@@ -390,6 +390,7 @@ class Registry:
     def build(self, kind: str, name: str, /, *args: Any, **kwargs: Any) -> Any:
         """Instantiate the plugin registered under `name` with the given arguments."""
         info = self.get(kind, name)
+        _no_classes(info, args, kwargs)
         try:
             inspect.signature(info.cls).bind(*args, **kwargs)
         except TypeError as err:
@@ -536,6 +537,33 @@ def _plain_signature(cls: type) -> inspect.Signature:
         parameters=[p.replace(annotation=p.empty) for p in signature.parameters.values()],
         return_annotation=inspect.Signature.empty,
     )
+
+
+CLASSES = "classes"  # in a `lamina train` config, an int option counted from the dataset
+
+
+def _no_classes(info: PluginInfo, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """An ArgumentError for the string "classes" where a number belongs: a `lamina train`
+    config replaces it by the dataset's class count before building, but Python has no dataset
+    at hand. Parameters annotated to take a str keep it."""
+    if not any(isinstance(value, str) and value == CLASSES for value in (*args, *kwargs.values())):
+        return
+    params: Mapping[str, inspect.Parameter] = {}
+    try:
+        signature = inspect.signature(info.cls)
+        bound, params = signature.bind_partial(*args, **kwargs).arguments, signature.parameters
+    except (TypeError, ValueError):  # no signature, or arguments that do not fit: build() says so
+        bound = dict(kwargs)
+    for key, value in bound.items():
+        annotation = str(params[key].annotation) if key in params else ""
+        takes_text = re.search(r"\bstr\b|\bAny\b", annotation) is not None
+        if isinstance(value, str) and value == CLASSES and not takes_text:
+            raise ArgumentError(
+                f"{info.name}({key}={CLASSES!r}): {CLASSES!r} stands for the number of classes of the training data "
+                "(the class names' or a text vocabulary's length), which a `lamina train` config counts from its "
+                f"[dataset]; without a dataset pass the number, e.g. {key}=len(data.metadata['classes']) or "
+                f"{key}=data.num_classes for data = lamina.dataset(...)"
+            )
 
 
 def _one_line(err: BaseException) -> str:

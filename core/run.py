@@ -50,12 +50,13 @@ def train(
     strategy = Strategy() if spec is None else runconfig.build(config, "strategy", spec, "strategy")
     if not strategy.is_main:
         say, verbose = (lambda text: None), False
-    folder = Path(output or config.get("output"))
+    folder = Path(output or config.get("output"))  # relative paths start in the current folder
     if not strategy.is_main:
         return _train(config, folder, strategy, epochs, verbose, say, resume)
     with output_folder(folder, config.source):  # checked writable, and held by this run alone
         if resume:
             remove_stale_temporaries(folder)  # what an interrupted save left behind
+        say(f"output folder: {folder.resolve()}")
         return _train(config, folder, strategy, epochs, verbose, say, resume)
 
 
@@ -65,10 +66,13 @@ def _train(
 ) -> RunResult:
     seed(config.get("seed", 0))
     data = runconfig.load_dataset(config)
+    config = runconfig.count_classes(config, data)  # units = "classes": the dataset's class count
     x_train, y_train, x_test, y_test = data
     layers = [runconfig.build(config, "layer", spec, f"layers[{i}]") for i, spec in enumerate(config.get("layers"))]
     model = Model(layers)
     model.metadata.update(data.metadata)  # e.g. a text dataset's vocabulary, saved with the model
+    if runconfig.split_options(config):  # which rows were held out: lamina evaluate scores the same
+        model.metadata["dataset"] = runconfig.split_options(config)
     loss = runconfig.build(config, "loss", config.get("loss", KINDS["loss"].default), "loss")
     optim = runconfig.build_optimizer(config)
     metrics = runconfig.build_list(config, "metric", "metrics")

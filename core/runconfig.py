@@ -5,6 +5,7 @@ Every error names the file, the key and the problem; unknown keys are errors, ne
 from __future__ import annotations
 
 import difflib
+import inspect
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from lamina.checks import describe
 from lamina.dataset import Data
 from lamina.errors import ArgumentError, ConfigError, LaminaError
 from lamina.options import TrainOptions, config_keys
-from lamina.registry import KINDS, get_registry
+from lamina.registry import CLASSES, KINDS, get_registry
 
 # The embedded default of `lamina train` with no CONFIG: an MLP on the shipped digits.
 DEFAULT_CONFIG = """\
@@ -193,6 +194,63 @@ def load_dataset(config: RunConfig) -> Data:
         return Data(dataset.load(), dataset.metadata())
     except (LaminaError, OSError) as err:
         raise config.error("dataset", str(err)) from None
+
+
+# The keys whose tables build plugins; "classes" in them is the dataset's class count.
+PLUGIN_KEYS = ("layers", "loss", "optimizer", "schedule", "metrics", "callbacks")
+
+
+def count_classes(config: RunConfig, data: Data) -> RunConfig:
+    """The config with every option whose value is the string "classes" (in a plugin's table,
+    nested tables and lists included, e.g. a Sequential's layers) replaced by the dataset's
+    number of classes (`Data.num_classes`); the same config when none is."""
+    found: list[str] = []
+
+    def walk(value: Any, key: str, in_table: bool) -> Any:
+        if isinstance(value, dict):
+            return {k: walk(v, f"{key}.{k}", True) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v, f"{key}[{i}]", False) for i, v in enumerate(value)]
+        if in_table and isinstance(value, str) and value == CLASSES:
+            found.append(key)
+            return count()
+        return value
+
+    counted: list[int] = []
+
+    def count() -> int:
+        if not counted:
+            try:
+                counted.append(data.num_classes)
+            except LaminaError as err:
+                raise config.error(found[0], f'"{CLASSES}" is the number of classes of the dataset, but {err}') from None
+        return counted[0]
+
+    resolved = {key: walk(value, key, False) if key in PLUGIN_KEYS else value for key, value in config.data.items()}
+    return RunConfig(config.source, resolved) if found else config
+
+
+SPLIT_OPTIONS = ("test_split", "seed")
+
+
+def split_options(config: RunConfig) -> dict[str, Any]:
+    """{"name": "csv", "test_split": 0.25, "seed": 0}: the config's dataset and the options that
+    pick its test rows (given, or the dataset's defaults), which `lamina train` keeps in the
+    model's metadata["dataset"] so that `lamina evaluate --data FILE` scores the same rows."""
+    spec = config.get("dataset")
+    name = spec if isinstance(spec, str) else spec.get("name") if isinstance(spec, dict) else None
+    if not isinstance(name, str):
+        return {}
+    given = spec if isinstance(spec, dict) else {}
+    try:
+        params = inspect.signature(get_registry().get("dataset", name).cls).parameters
+    except (LaminaError, TypeError, ValueError):
+        return {}
+    split = {
+        key: given.get(key, params[key].default) for key in SPLIT_OPTIONS
+        if key in params and (key in given or params[key].default is not inspect.Parameter.empty)
+    }
+    return {"name": name, **split} if split else {}
 
 
 def training_options(config: RunConfig) -> dict[str, Any]:

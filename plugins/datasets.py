@@ -183,15 +183,30 @@ class Npz(lamina.Dataset):
         return x.astype(np.float32, copy=False), y
 
 
-def read_csv(path: str, delimiter: str = ",", encoding: str = "utf-8") -> tuple[list[str] | None, np.ndarray]:
-    """(header or None, float64 matrix) of a numeric CSV file; a first row with a non-number is a header.
+def _number(cell: str) -> float | None:
+    try:
+        return float(cell)
+    except ValueError:
+        return None
 
-    UTF-8 may start with a byte-order mark (Excel writes one); it is not part of the first cell.
-    """
+
+def _has_header(rows: list[list[str]]) -> bool:
+    """Whether the first row names the columns: all its cells are text, or one of its text
+    cells heads a column of numbers (a column of class names holds text in every row)."""
+    text = [j for j, cell in enumerate(rows[0]) if _number(cell) is None]
+    if not text or len(text) == len(rows[0]) or len(rows) == 1:
+        return bool(text)
+    return any(all(j < len(row) and _number(row[j]) is not None for row in rows[1:]) for j in text)
+
+
+def read_table(path: str, delimiter: str = ",", encoding: str = "utf-8") -> tuple[list[str] | None, list[list[str]]]:
+    """(header or None, rows of stripped cells) of a CSV file whose rows all have the header's
+    width; blank lines are skipped. UTF-8 may start with a byte-order mark (Excel writes one);
+    it is not part of the first cell."""
     codec = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
     try:
         with open(path, newline="", encoding=codec) as handle:
-            rows = [row for row in csv.reader(handle, delimiter=delimiter) if row and any(c.strip() for c in row)]
+            rows = [[c.strip() for c in row] for row in csv.reader(handle, delimiter=delimiter) if row and any(c.strip() for c in row)]
     except UnicodeDecodeError as err:
         raise lamina.ArgumentError(
             f"csv(path={path!r}): the file is not {encoding} text (byte {err.object[err.start]:#04x} at offset "
@@ -203,26 +218,27 @@ def read_csv(path: str, delimiter: str = ",", encoding: str = "utf-8") -> tuple[
     if not rows:
         raise lamina.ArgumentError(f"csv(path={path!r}): the file has no rows")
     header = None
-    try:
-        [float(cell) for cell in rows[0]]
-    except ValueError:
-        header, rows = [cell.strip() for cell in rows[0]], rows[1:]
+    if _has_header(rows):
+        header, rows = rows[0], rows[1:]
     if not rows:
         raise lamina.ArgumentError(f"csv(path={path!r}): the file has a header row but no data rows")
-    width = len(rows[0]) if rows else 0
+    width = len(header) if header else len(rows[0])
     for number, row in enumerate(rows, start=2 if header else 1):
         if len(row) != width:
             raise lamina.ArgumentError(f"csv(path={path!r}): line {number} has {len(row)} columns, expected {width}")
-    try:
-        values = np.array([[float(cell) for cell in row] for row in rows], dtype=np.float64).reshape(len(rows), width)
-    except ValueError as err:
-        raise lamina.ArgumentError(f"csv(path={path!r}): every cell after the header must be a number ({err})") from None
-    return header, values
+    return header, rows
 
 
 class Csv(lamina.Dataset):
-    """Rows of a numeric CSV file; `target` is the label column (a name from the header or an
-    index, default the last; None for inputs only); the other columns are the inputs."""
+    """Rows of a CSV file; `target` is the label column (a name from the header or an index,
+    default the last; None for inputs only); the other columns are the inputs, numbers all.
+
+    A target column of numbers gives int64 labels when they are whole (unless
+    classification=False), else float32 (n, 1) targets. A target column of text (names such as
+    "setosa") gives class labels: `classes`, the names in label order, default the sorted
+    distinct names (label i is classes[i]); they are kept in `metadata()["classes"]` and so in
+    a trained model's file. A first row with text where the rest has numbers is a header.
+    """
 
     suffixes = (".csv",)
 
@@ -235,6 +251,7 @@ class Csv(lamina.Dataset):
         seed: int = 0,
         classification: bool | None = None,
         encoding: str = "utf-8",
+        classes: list[str] | None = None,
     ) -> None:
         self.path = os.fspath(path)
         self.target = target
@@ -252,24 +269,90 @@ class Csv(lamina.Dataset):
         self.test_split = fraction(test_split, "test_split", "csv")
         self.seed = _seed(seed, "csv")
         self.classification = classification
+        if classes is not None and (
+            not isinstance(classes, (list, tuple)) or not classes or not all(isinstance(c, str) for c in classes)
+            or len(set(classes)) != len(classes)
+        ):
+            raise lamina.ArgumentError(
+                f"csv(classes={classes!r}): classes must be None (the sorted names of the target column) or a list of "
+                "distinct class names in label order, e.g. classes=['setosa', 'versicolor', 'virginica']"
+            )
+        self.classes = None if classes is None else list(classes)
+        self._names: list[str] | None = None  # the class names the target column was read with
+        self._read = False
 
-    def arrays(self) -> tuple[np.ndarray, np.ndarray | None]:
-        header, values = read_csv(self.path, self.delimiter, self.encoding)
-        if self.target is None:
-            return values.astype(np.float32), None
+    def _column(self, header: list[str] | None, width: int) -> int:
         if isinstance(self.target, str):
             if header is None or self.target not in header:
                 columns = f"its columns are {', '.join(map(repr, header))}" if header else "it has no header row"
                 raise lamina.ArgumentError(f"csv(path={self.path!r}): no column {self.target!r}; {columns}")
-            column = header.index(self.target)
-        elif isinstance(self.target, int) and not isinstance(self.target, bool) and -values.shape[1] <= self.target < values.shape[1]:
-            column = self.target % values.shape[1]
-        else:
+            return header.index(self.target)
+        if isinstance(self.target, int) and not isinstance(self.target, bool) and -width <= self.target < width:
+            return self.target % width
+        raise lamina.ArgumentError(f"csv(target={self.target!r}): target must be a column name or an index below {width}")
+
+    def _numbers(self, header: list[str] | None, rows: list[list[str]], columns: list[int]) -> np.ndarray:
+        """The cells of `columns` as float32 (rows, len(columns)); a cell that is no number is
+        an error naming its column and line."""
+        first = 2 if header else 1
+        values = np.empty((len(rows), len(columns)), dtype=np.float32)
+        for i, row in enumerate(rows):
+            for k, j in enumerate(columns):
+                number = _number(row[j])
+                if number is None:
+                    name = f"{header[j]!r} (column {j + 1})" if header else f"{j + 1}"
+                    raise lamina.ArgumentError(
+                        f"csv(path={self.path!r}): line {i + first}, column {name}: {row[j]!r} is not a number; every "
+                        "input column must hold numbers (only the target column may hold class names); "
+                        "fix or remove that cell, or drop the column"
+                    )
+                values[i, k] = number
+        return values
+
+    def _labels(self, header: list[str] | None, rows: list[list[str]], column: int) -> np.ndarray:
+        """The target column: numbers as `_targets` makes them, names as int64 class labels."""
+        cells = [row[column] for row in rows]
+        numbers = [_number(cell) for cell in cells]
+        if all(n is not None for n in numbers) and self.classes is None:
+            self._names = None
+            return _targets(np.array(numbers, dtype=np.float64), self.classification)
+        what = f"the target column {header[column]!r}" if header else f"the target column {column + 1}"
+        first = 2 if header else 1
+        if self.classification is False:
+            text = next((i, c) for i, c in enumerate(cells) if _number(c) is None)
             raise lamina.ArgumentError(
-                f"csv(target={self.target!r}): target must be a column name or an index below {values.shape[1]}"
+                f"csv(path={self.path!r}, classification=False): {what} holds text ({text[1]!r} on line "
+                f"{text[0] + first}), not numbers to regress on; drop classification=False to read it as class names"
             )
-        x = np.delete(values, column, axis=1).astype(np.float32)
-        return x, _targets(values[:, column], self.classification)
+        if "" in cells:
+            raise lamina.ArgumentError(f"csv(path={self.path!r}): {what} is empty on line {cells.index('') + first}; every row needs its class")
+        names = self.classes if self.classes is not None else sorted(set(cells))
+        index = {name: i for i, name in enumerate(names)}
+        unknown = next((i for i, cell in enumerate(cells) if cell not in index), None)
+        if unknown is not None:
+            raise lamina.ArgumentError(
+                f"csv(path={self.path!r}): {what} holds {cells[unknown]!r} on line {unknown + first}, which is not one "
+                f"of the classes {', '.join(map(repr, names))}"
+            )
+        self._names = list(names)
+        return np.array([index[cell] for cell in cells], dtype=np.int64)
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray | None]:
+        header, rows = read_table(self.path, self.delimiter, self.encoding)
+        width = len(rows[0])
+        if self.target is None:
+            return self._numbers(header, rows, list(range(width))), None
+        column = self._column(header, width)
+        x = self._numbers(header, rows, [j for j in range(width) if j != column])
+        y = self._labels(header, rows, column)
+        self._read = True
+        return x, y
+
+    def metadata(self) -> dict[str, object]:
+        """The class names when the target column holds names (label i is classes[i])."""
+        if not self._read and self.target is not None:
+            self.arrays()
+        return {"classes": list(self._names)} if self._names is not None else {}
 
     def load(self) -> Arrays:
         x, y = self.arrays()

@@ -351,8 +351,9 @@ class ImageFolder(lamina.Dataset):
     a batch at a time; with `cache` each image is decoded once and kept (as uint8: n x channels x
     height x width bytes in all). y is int64. `image_size=(height, width)` (or an int for
     squares) resizes every image (bilinear); None requires every image to have the first one's
-    size. `skip_bad=True` opens every file when listing and leaves out, with one warning, those
-    Pillow cannot read; else a bad file is an error when it is decoded. The split is stratified:
+    size, and every file's header is read when listing to check that (a file Pillow cannot open
+    is then an error at once). `skip_bad=True` opens every file when listing and leaves out,
+    with one warning, those Pillow cannot read; else a bad file is an error when it is read. The split is stratified:
     a seeded shuffle within each class, its last `test_split` of every class the test part (both
     parts then shuffled).
     """
@@ -421,6 +422,8 @@ class ImageFolder(lamina.Dataset):
             label_list += [label] * len(names)
         if bad:
             warn(f"{self.owner}: left out {len(bad)} file(s) that Pillow cannot open (skip_bad=True), e.g. {bad[0]!r}")
+        if self.image_size is None:
+            self._same_size(files)
         self._listing = classes, files, np.array(label_list, dtype=np.int64)
         return self._listing
 
@@ -452,6 +455,20 @@ class ImageFolder(lamina.Dataset):
         size = self.image_size or self._first_size(files[0])
         images = Images(files, size, self.image_size is not None, MODES[self.color_mode], False, self.owner)
         return LazyRows(images, transform=to_unit), [os.fspath(p.relative_to(root)) for p in found]
+
+    def _same_size(self, files: list[str]) -> None:
+        """Without image_size every image must have the first one's size: checked now, from
+        the files' headers (Pillow's open decodes nothing), not when training reaches a batch."""
+        first = self._first_size(files[0])
+        for file in files[1:]:
+            size = self._first_size(file)
+            if size != first:
+                raise lamina.ShapeError(
+                    f"{self.owner}: the images differ in size: {files[0]!r} is {first[0]}x{first[1]} pixels and "
+                    f"{file!r} is {size[0]}x{size[1]} (height x width); without image_size all images must be one "
+                    f"size; set image_size = [h, w] in the [dataset] table (image_size=(h, w) in Python) to resize "
+                    f"them all, e.g. image_size = [{first[0]}, {first[1]}]"
+                )
 
     def _first_size(self, file: str) -> tuple[int, int]:
         """(height, width) of `file`, from its header (nothing is decoded)."""

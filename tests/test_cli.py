@@ -1,6 +1,7 @@
 """`lamina list-plugins` (and `python -m lamina`), run as a user would, in a subprocess."""
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from conftest import make_distribution, run_python
 from test_registry import layer_plugin, unique
 
 import lamina
+import lamina.plugins.linear
 
 BUILTINS = {
     ("Linear", "layer"), ("Sigmoid", "layer"), ("Relu", "layer"), ("Softmax", "layer"),
@@ -55,6 +57,24 @@ def test_json_lists_objects_with_name_kind_package_and_version():
         assert {"name", "kind", "package", "version"} <= set(record)
     linear = next(r for r in records if r["name"] == "Linear")
     assert linear["aliases"] == ["Dense"] and linear["qualified_name"] == "lamina:Linear"
+    # What the docs' plugin catalogue is built from: how to call each plugin and its whole docstring.
+    assert linear["signature"] == "Linear(units, weight_init='he_uniform', bias_init='zeros')"
+    assert linear["docstring"] == inspect.cleandoc(lamina.plugins.linear.Linear.__doc__)
+    assert linear["doc"] == linear["docstring"].splitlines()[0] and "\n" in linear["docstring"]
+    assert all(r["signature"].startswith(r["name"] + "(") and isinstance(r["docstring"], str) for r in records)
+
+
+def test_signatures_of_functions_and_builtins_are_robust():
+    from lamina.cli import _signature
+
+    assert _signature("f", lambda a, b=2: a) == "f(a, b=2)"
+    assert _signature("len", len) == "len(obj, /)"
+
+    def opaque():
+        pass
+
+    opaque.__signature__ = "not a Signature"  # as good as a C object whose signature Python cannot tell
+    assert _signature("opaque", opaque) == "opaque(...)"
 
 
 def test_unknown_kind_is_a_usage_error_listing_the_kinds():

@@ -67,7 +67,8 @@ def test_evaluate_info_and_predict_on_the_saved_model(default_run, tmp_path):
     result = lamina_cli("evaluate", model_file, "--data", "digits", "--json")
     assert result.returncode == 0, result.stderr
     scores = json.loads(result.stdout)
-    assert set(scores) == {"loss", "accuracy"} and scores["accuracy"] > 0.95
+    assert set(scores) == {"loss", "accuracy", "rows"} and scores["accuracy"] > 0.95
+    assert scores["rows"] == {"part": "test", "scored": 359, "total": 1797, "data": "digits", "test_split": 0.2, "seed": 0}
 
     info = lamina_cli("info", model_file)
     assert info.returncode == 0, info.stderr
@@ -96,6 +97,16 @@ def test_evaluate_on_a_csv_file_with_a_target_column(default_run, tmp_path):
                         "--data", str(tmp_path / "test.csv"), "--target", "digit")
     assert result.returncode == 0, result.stderr
     assert float(result.stdout.split("accuracy: ")[1]) > 0.95
+    n = len(rows)
+    held_out = int(round(n * 0.2))  # the csv dataset's default test_split, as lamina train splits the file
+    assert result.stdout.splitlines()[0] == (
+        f"scoring the test split: {held_out} of {n} rows of test.csv, the rows lamina train holds out with "
+        "test_split=0.2, seed=0 (--all-rows: every row)"
+    )
+    every = lamina_cli("evaluate", str(folder / "runs" / "default" / "model.npz"), "--data", str(tmp_path / "test.csv"),
+                       "--target", "digit", "--all-rows", "--json")
+    assert every.returncode == 0, every.stderr
+    assert json.loads(every.stdout)["rows"] == {"part": "all", "scored": n, "total": n, "data": str(tmp_path / "test.csv")}
 
 
 @pytest.mark.parametrize("name", ["xor", "spirals", "digits", "digits_cnn", "digits_residual"])

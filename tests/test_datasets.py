@@ -78,6 +78,40 @@ def test_csv_with_a_header_and_a_named_target(tmp_path):
     assert len(x_train) == 3 and len(x_test) == 2  # the last column is the default target
 
 
+IRIS = """sepal,petal,species
+5.1,1.4,setosa
+6.3,6.0,virginica
+4.9,1.5,setosa
+6.2,4.5,versicolor
+"""
+
+
+def test_csv_class_names_become_sorted_labels_kept_in_the_metadata(tmp_path):
+    (tmp_path / "iris.csv").write_text(IRIS)
+    reader = lamina.get_registry().build("dataset", "csv", path=tmp_path / "iris.csv")
+    x, y = reader.arrays()
+    assert x.dtype == np.float32 and x.tolist()[0] == pytest.approx([5.1, 1.4])
+    assert y.dtype == np.int64 and y.tolist() == [0, 2, 0, 1]
+    data = lamina.dataset("csv", path=tmp_path / "iris.csv", test_split=0.25)
+    assert data.metadata == {"classes": ["setosa", "versicolor", "virginica"]} and data.num_classes == 3
+    # Given classes fix the label order (e.g. a test file that lacks a class keeps the model's labels).
+    (tmp_path / "two.csv").write_text("5.0,1.1,virginica\n5.5,2.0,versicolor\n")  # no header: the last column is text throughout
+    _, y = lamina.get_registry().build("dataset", "csv", path=tmp_path / "two.csv", classes=["setosa", "versicolor", "virginica"]).arrays()
+    assert y.tolist() == [2, 1]
+    assert lamina.dataset("csv", path=tmp_path / "two.csv", test_split=0.0).metadata == {"classes": ["versicolor", "virginica"]}
+    with pytest.raises(lamina.ArgumentError, match=r"line 2, column 'species' \(column 3\): 'setosa' is not a number"):
+        lamina.dataset("csv", path=tmp_path / "iris.csv", target="petal")  # names in an input column
+
+
+def test_num_classes_counts_names_a_vocabulary_or_integer_labels_and_refuses_regression():
+    assert lamina.dataset("digits").num_classes == 10
+    assert lamina.dataset("spirals", n_classes=4).num_classes == 4
+    text = lamina.dataset("moby_dick", seq_len=16)
+    assert text.num_classes == len(text.metadata["vocabulary"])
+    with pytest.raises(lamina.ArgumentError, match=r"float32 numbers \(regression\), not class labels"):
+        _ = lamina.dataset("xor").num_classes
+
+
 def test_csv_regression_targets_and_index_targets(tmp_path):
     (tmp_path / "r.csv").write_text("1.5,2,0.25\n2.5,3,0.75\n")
     x, y = lamina.get_registry().build("dataset", "csv", path=tmp_path / "r.csv", target=0).arrays()
@@ -90,7 +124,11 @@ def test_csv_regression_targets_and_index_targets(tmp_path):
         (CSV, {"target": "colour"}, "no column 'colour'; its columns are 'sepal', 'petal', 'species'"),
         ("1,2\n3,4\n", {"target": "y"}, "no column 'y'; it has no header row"),
         ("1,2\n3\n", {}, "line 2 has 1 columns, expected 2"),
-        ("a,b\n1,x\n", {}, "every cell after the header must be a number"),
+        ("a,b\nx,1\n", {}, "line 2, column 'a' (column 1): 'x' is not a number; every input column must hold numbers"),
+        ("a,b\n1,x\n2,\n", {}, "the target column 'b' is empty on line 3"),
+        ("a,b\n1,x\n", {"classification": False}, "the target column 'b' holds text ('x' on line 2)"),
+        ("a,b\n1,x\n2,z\n", {"classes": ["x", "y"]}, "holds 'z' on line 3, which is not one of the classes 'x', 'y'"),
+        ("a,b\n1,x\n", {"classes": ["x", "x"]}, "a list of distinct class names in label order"),
         ("", {}, "the file has no rows"),
         ("1,2\n", {"target": 5}, "target must be a column name or an index below 2"),
     ],
