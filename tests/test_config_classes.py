@@ -208,13 +208,13 @@ def test_classes_in_python_is_an_error_that_says_what_it_means():
         lamina.layer("Embedding", "classes", 4)
 
 
-GUIDE = Path(__file__).resolve().parents[1] / "docs" / "guide" / "configs.md"
+GUIDE = Path(__file__).resolve().parents[1] / "docs" / "pages" / "guide" / "configs.md"
 
 
 def test_the_configs_guide_documents_every_key_and_its_configs_are_valid():
     text = GUIDE.read_text(encoding="utf-8")
     for key in runconfig.KEYS:
-        assert f"| `{key}` |" in text, f"docs/guide/configs.md does not document the config key {key!r}"
+        assert f"| `{key}` |" in text, f"docs/pages/guide/configs.md does not document the config key {key!r}"
     configs = re.findall(r"```toml\n(.*?)```", text, re.S)
     assert len(configs) >= 3
     for i, config in enumerate(configs):
