@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -97,7 +98,11 @@ def _train(
     held_out = f" ({len(x_train) - trained} held out for validation)" if trained < len(x_train) else ""
     say(f"trained {len(history)} epochs on {trained} samples{held_out}")
     for key, value in history.history.items():
-        say(f"  final {key}: {value[-1]:.4f}")
+        # a key a callback logs in some epochs only is NaN in the others: show its last value
+        last = next((i for i in range(len(value) - 1, -1, -1) if not math.isnan(value[i])), None)
+        if last is not None:
+            note = "" if last == len(value) - 1 else f" (epoch {last + 1}, the last it was logged in)"
+            say(f"  final {key}: {value[last]:.4f}{note}")
     for key, score in test.items():
         say(f"  test {key}: {score:.4f}")
     say(f"model: {files['model']}" + (f" (resumed from {checkpoint})" if resume else ""))
@@ -118,10 +123,10 @@ def _write_reports(
         "lamina_version": __version__,
         "config": config.source,
         "epochs": len(history),
-        "history": history.history,
-        "test": test,
+        "history": history.to_json(),  # null: not logged that epoch (or not finite)
+        "test": {key: score if math.isfinite(score) else None for key, score in test.items()},
     }
-    files["metrics"] = atomic_write(folder / "metrics.json", json.dumps(report, indent=2) + "\n")
+    files["metrics"] = atomic_write(folder / "metrics.json", json.dumps(report, indent=2, allow_nan=False) + "\n")
     if have_matplotlib():
         files["curves"] = plot_curves(history, folder / "curves.png")
     return files

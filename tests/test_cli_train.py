@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import types
 import sys
 from pathlib import Path
 
@@ -224,3 +225,25 @@ def test_without_matplotlib_train_says_how_to_get_the_curves(tmp_path, monkeypat
     out = capsys.readouterr().out
     assert "curves: skipped, matplotlib is not installed; for curves.png: pip install 'lamina[plot]'" in out
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["checkpoint.npz", "metrics.json", "model.npz"]
+
+
+def test_a_key_logged_in_some_epochs_is_null_in_metrics_json_and_its_last_value_is_printed(tmp_path, capsys):
+    class EveryOther(lamina.Callback):
+        def on_epoch_end(self, epoch, logs):
+            if epoch % 2 == 0:
+                logs["sparse"] = float(epoch)
+
+    plugin = types.SimpleNamespace(register_callbacks=lamina.hookimpl(lambda register: register(EveryOther)))
+    lamina.register_plugin(plugin, package="lamina-test-every-other")
+    try:
+        config = tmp_path / "xor.toml"
+        config.write_text((CONFIGS / "xor.toml").read_text().replace("epochs = 400", "epochs = 4")
+                          + '\n[[callbacks]]\ntype = "EveryOther"\n')
+        from lamina import cli
+        assert cli.main(["train", str(config), "--out", str(tmp_path / "out")]) == 0
+    finally:
+        lamina.get_registry().remove_package("lamina-test-every-other")
+    text = (tmp_path / "out" / "metrics.json").read_text()
+    report = json.loads(text, parse_constant=lambda name: pytest.fail(f"metrics.json holds {name}, which is not JSON"))
+    assert report["history"]["sparse"] == [0.0, None, 2.0, None]
+    assert "final sparse: 2.0000 (epoch 3, the last it was logged in)" in capsys.readouterr().out
