@@ -613,7 +613,7 @@ def _add_export(commands: Any, common: argparse.ArgumentParser) -> None:
     p = commands.add_parser(
         "export", parents=[common], help="write a saved model as an ONNX file",
         description="Write MODEL (a file from model.save or lamina train) as an ONNX file that computes "
-        "its predictions, for onnxruntime and other runtimes (needs: pip install 'lamina[onnx]').",
+        "its predictions, for onnxruntime and other runtimes (needs: pip install onnx).",
     )
     p.add_argument("model", metavar="MODEL")
     p.add_argument("out", metavar="OUT", help="the .onnx file to write")

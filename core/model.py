@@ -261,7 +261,7 @@ class Model:
             return saving.save_model(self, path, include_optimizer, progress)
 
     def export_onnx(self, path: str | os.PathLike[str], opset: int = 17) -> Path:
-        """Write the model as an ONNX file (needs `pip install 'lamina[onnx]'`), atomically.
+        """Write the model as an ONNX file (needs onnx: `pip install onnx`), atomically.
 
         The file computes `model.predict`: inference mode (Dropout is the identity, BatchNorm
         uses its running statistics), one input named "input" of shape (batch, *input_shape)

@@ -1,4 +1,4 @@
-"""Learning curves as a PNG, when matplotlib (the optional extra `lamina[plot]`) is installed."""
+"""Learning curves as a PNG, when matplotlib (the optional extra `plot`) is installed."""
 from __future__ import annotations
 
 import io
@@ -10,7 +10,7 @@ from typing import Any
 from lamina.history import History
 from lamina.io import atomic_write
 
-INSTALL_HINT = "pip install 'lamina[plot]' (matplotlib)"
+INSTALL_HINT = "pip install matplotlib (lamina's plot extra)"
 
 
 def have_matplotlib() -> bool:

@@ -1,6 +1,6 @@
 """Train the digits CNN, export it as ONNX, and run the file in onnxruntime without lamina.
 
-    pip install 'lamina[onnx]' onnxruntime
+    pip install onnx onnxruntime     (or, in a clone of lamina: pip install ".[onnx]" onnxruntime)
     python examples/export_onnx.py [OUT.onnx]
 
 The exported file computes what model.predict does; this script checks that on the test split.

@@ -1,5 +1,5 @@
 """Write lamina's shipped 8x8 digits as PNG files, one folder per digit, for the image_folder
-dataset (needs Pillow: pip install 'lamina[images]'):
+dataset (needs Pillow: pip install Pillow):
 
     python examples/make_image_folder.py [--out data/digits_png] [--size 16]
     lamina train examples/configs/images.toml
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from PIL import Image
     except ImportError:
-        sys.exit("make_image_folder.py needs Pillow: pip install 'lamina[images]'")
+        sys.exit("make_image_folder.py needs Pillow: pip install Pillow")
     # every digit, none held out: image_folder makes its own split
     images, digits, _, _ = lamina.dataset("digits", flatten=False, normalize=False, test_split=0.0)
     out = Path(args.out)

@@ -278,7 +278,7 @@ def pillow() -> ModuleType:
         from PIL import Image
     except ImportError:
         raise lamina.PluginError(
-            "image_folder needs Pillow to read images, and it is not installed; pip install 'lamina[images]'"
+            "image_folder needs Pillow to read images, and it is not installed; pip install Pillow"
         ) from None
     return Image
 
@@ -347,7 +347,7 @@ class ImageFolder(lamina.Dataset):
     folder and its subfolders, in sorted order; names starting with "." are left out.
 
     x is a `LazyRows` of float32 (n, channels, height, width) in [0, 1], 3 channels for
-    color_mode="rgb" and 1 for "grayscale", decoded with Pillow (`pip install 'lamina[images]'`)
+    color_mode="rgb" and 1 for "grayscale", decoded with Pillow (`pip install Pillow`)
     a batch at a time; with `cache` each image is decoded once and kept (as uint8: n x channels x
     height x width bytes in all). y is int64. `image_size=(height, width)` (or an int for
     squares) resizes every image (bilinear); None requires every image to have the first one's

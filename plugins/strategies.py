@@ -30,7 +30,7 @@ class Mpi(lamina.DataParallel):
             from mpi4py import MPI
         except ImportError:
             raise lamina.ArgumentError(
-                "strategy 'mpi' needs mpi4py and an MPI library; install them with: pip install 'lamina[mpi]'"
+                "strategy 'mpi' needs mpi4py and an MPI library; install them with: pip install mpi4py mpich"
             ) from None
         self._mpi = MPI
         self._comm = MPI.COMM_WORLD

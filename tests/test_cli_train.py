@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import json
-import types
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -223,7 +223,7 @@ def test_without_matplotlib_train_says_how_to_get_the_curves(tmp_path, monkeypat
     config.write_text((CONFIGS / "xor.toml").read_text().replace("epochs = 400", "epochs = 2"))
     assert cli.main(["train", str(config), "--out", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
-    assert "curves: skipped, matplotlib is not installed; for curves.png: pip install 'lamina[plot]'" in out
+    assert "curves: skipped, matplotlib is not installed; for curves.png: pip install matplotlib" in out
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["checkpoint.npz", "metrics.json", "model.npz"]
 
 

@@ -111,7 +111,7 @@ def write_images(Image, root: Path, classes: dict[str, int], size: tuple[int, in
 
 
 def test_an_image_folder_config_with_classes_trains_and_predicts_names(tmp_path, monkeypatch, capsys):
-    Image = pytest.importorskip("PIL.Image", reason="image_folder needs Pillow: pip install 'lamina[images]'")
+    Image = pytest.importorskip("PIL.Image", reason="image_folder needs Pillow: pip install Pillow")
     monkeypatch.chdir(tmp_path)
     write_images(Image, tmp_path / "pets", {"cat": 4, "dog": 4, "owl": 4})
     Path("pets.toml").write_text(

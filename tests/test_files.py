@@ -206,7 +206,7 @@ def test_npy_errors_name_the_file_and_the_fix(npy_files, monkeypatch):
 
 @pytest.fixture
 def Image():
-    return pytest.importorskip("PIL.Image", reason="image_folder reads images with Pillow: pip install 'lamina[images]'")
+    return pytest.importorskip("PIL.Image", reason="image_folder reads images with Pillow: pip install Pillow")
 
 
 def write_folder(Image, root, classes, size=(6, 5), mode="RGB"):
@@ -356,7 +356,7 @@ def test_image_folder_errors_name_the_folder_and_the_fix(Image, tmp_path, monkey
 def test_without_pillow_image_folder_says_what_to_install(tmp_path, monkeypatch):
     (tmp_path / "a").mkdir()
     monkeypatch.setitem(sys.modules, "PIL", None)
-    with pytest.raises(lamina.PluginError, match=r"pip install 'lamina\[images\]'"):
+    with pytest.raises(lamina.PluginError, match=r"pip install Pillow"):
         lamina.dataset("image_folder", path=tmp_path)
 
 
@@ -406,7 +406,7 @@ def test_the_example_writes_the_digits_folder_that_images_toml_reads(Image, tmp_
 
 
 def test_a_model_trains_on_an_image_folder_and_lamina_predict_classifies_a_folder(tmp_path):
-    pytest.importorskip("PIL", reason="image_folder needs Pillow: pip install 'lamina[images]'")
+    pytest.importorskip("PIL", reason="image_folder needs Pillow: pip install Pillow")
     import subprocess
     import sys
 

@@ -194,7 +194,7 @@ def test_batches_smaller_than_the_number_of_ranks_are_refused(tmp_path):
 
 def test_mpi_without_mpi4py_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "mpi4py", None)
-    with pytest.raises(lamina.ArgumentError, match=r"pip install 'lamina\[mpi\]'"):
+    with pytest.raises(lamina.ArgumentError, match=r"pip install mpi4py mpich"):
         lamina.strategy("mpi")
 
 

@@ -7,9 +7,9 @@ import zipfile
 
 import numpy as np
 import pytest
+from conftest import run_python
 
 import lamina
-from conftest import run_python
 
 PATTERN = "the cat sat on the mat. " * 40
 

@@ -180,7 +180,7 @@ def export_onnx(model: Model, path: str | os.PathLike[str], opset: int = 17) -> 
     try:
         import onnx  # noqa: F401
     except ImportError:
-        raise LaminaError("Model.export_onnx needs the onnx package: pip install 'lamina[onnx]'") from None
+        raise LaminaError("Model.export_onnx needs the onnx package: pip install onnx") from None
     with model.lock, model.inference():
         try:
             graphs = [_build(model, batch, int(opset)) for batch in _BATCHES]
