@@ -357,7 +357,7 @@ class LookUp(lamina.Layer):
 def test_a_traced_index_stays_a_value_of_the_graph(tmp_path):
     model = lamina.Model([LookUp(), lamina.layer("Linear", 2)])
     model(RNG.integers(0, 8, size=(4, 3)))
-    assert onnx_difference(model, tmp_path, high=8) <= 1e-6  # the example's ids are not baked in
+    assert onnx_difference(model, tmp_path, high=8) <= 1e-5  # the example's ids are not baked in
 
 
 class Forward(lamina.Layer):

@@ -33,6 +33,10 @@ def test_ci_runs_the_readme_commands_verbatim_before_anything_else():
     for version in ("3.11", "3.13"):  # the oldest and the newest supported Python
         assert version in stage_one
     assert "python -m pytest" in stage_two and "python -O -m pytest" in stage_two
+    # Stage 1 on BLAS's Haswell kernels (an AMD CPU's), stage 2 on this CPU's own: a float32
+    # tolerance that holds under one kernel only fails CI.
+    assert re.search(r'OPENBLAS_CORETYPE=Haswell[^()]*bash -euo pipefail -c "\$quickstart"', stage_one)
+    assert "OPENBLAS_CORETYPE" not in stage_two and "export OPENBLAS_CORETYPE" not in ci
 
 
 def test_the_supported_pythons_agree():

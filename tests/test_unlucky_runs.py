@@ -202,8 +202,11 @@ def test_resume_removes_what_an_interrupted_save_left(tmp_path):
 @pytest.mark.parametrize("sig, code, word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
 def test_a_signal_stops_the_run_cleanly_with_the_resume_command(tmp_path, sig, code, word):
     path = config_file(tmp_path, epochs=400, samples=600)
+    # SIGINT at its default in the child: a shell that starts pytest in the background has it
+    # ignored, and an ignored SIGINT is inherited, so Python would install no Ctrl-C handler.
     process = subprocess.Popen([sys.executable, "-m", "lamina", "train", str(path)], cwd=ROOT,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     checkpoint = tmp_path / "out" / "checkpoint.npz"
     deadline = time.time() + 120
     while not checkpoint.exists() and time.time() < deadline:
