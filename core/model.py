@@ -267,7 +267,7 @@ class Model:
         uses its running statistics), one input named "input" of shape (batch, *input_shape)
         and one output named "output", the batch axis free. `opset` is the ONNX operator set,
         17 to 21. Every built-in layer exports; a third-party layer exports if it is written
-        forward-only or has a `to_onnx(graph, x)` method (docs/writing-plugins.md).
+        forward-only or has a `to_onnx(graph, x)` method (docs/pages/writing-plugins.md).
         """
         return export_onnx(self, path, opset)
 

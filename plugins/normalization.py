@@ -285,7 +285,8 @@ class Normalization(lamina.Layer):
 
     def _constants(self, x: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
         """The mean and 1 / std in `dtype`, shaped to broadcast against x."""
-        assert self.stat_mean is not None and self.stat_variance is not None and self.count is not None
+        if self.stat_mean is None or self.stat_variance is None or self.count is None:  # forward checks adapted first
+            raise lamina.LaminaError(f"{self!r} has no statistics yet: train the model or call model.adapt(x) first")
         _, _, view = self._layout(x)
         mean, var = self.stat_mean, self.stat_variance
         # zero up to the rounding of its float64 computation (scikit-learn's test): only centred

@@ -288,7 +288,7 @@ def test_check_plugins_runs_on_composites():
 
 
 class Highway(lamina.Layer):
-    """docs/writing-plugins.md's example of a layer made of layers, verbatim."""
+    """docs/pages/writing-plugins.md's example of a layer made of layers, verbatim."""
 
     def __init__(self, transform="Tanh"):
         # stored as a Layer under the argument's name: saved with the model, its parameters

@@ -309,7 +309,7 @@ def test_lamina_export_writes_a_file_from_a_saved_model(tmp_path):
 
 
 class ScaledTanh(lamina.Layer):
-    """docs/writing-plugins.md's hand-written layer with to_onnx, verbatim."""
+    """docs/pages/writing-plugins.md's hand-written layer with to_onnx, verbatim."""
 
     def __init__(self, scale=2.0):
         self.scale = scale

@@ -225,7 +225,7 @@ def test_every_error_type_is_exported_and_documented():
     import lamina.errors as errors
 
     types = {name for name, value in vars(errors).items() if isinstance(value, type) and issubclass(value, (Exception, Warning))}
-    documented = (ROOT / "docs" / "errors.md").read_text()
+    documented = (ROOT / "docs" / "pages" / "errors.md").read_text()
     for name in types:
         assert getattr(lamina, name) is getattr(errors, name)
-        assert f"`{name}`" in documented, f"{name} is not in docs/errors.md"
+        assert f"`{name}`" in documented, f"{name} is not in docs/pages/errors.md"

@@ -50,7 +50,7 @@ def export_layer(layer: Layer, graph: Graph, x: str) -> str:
     raise LaminaError(
         f"ONNX export: layer {graph.scope or name} ({name}) has a hand-written backward and no to_onnx method, so lamina "
         f"cannot tell what its forward computes; either write {name} forward-only (no backward: lamina then traces its "
-        "numpy code into ONNX), or add to_onnx(self, graph, x) returning its output's name (docs/writing-plugins.md)"
+        "numpy code into ONNX), or add to_onnx(self, graph, x) returning its output's name (docs/pages/writing-plugins.md)"
     )
 
 

@@ -57,7 +57,7 @@ def _unsupported(what: str, graph: Graph) -> LaminaError:
     return LaminaError(
         f"ONNX export of {_who(graph)}: {what} has no ONNX mapping in lamina; write the layer's "
         "forward with supported operations (see lamina.export.SUPPORTED), or give the layer a to_onnx(graph, x) "
-        "method (docs/writing-plugins.md)"
+        "method (docs/pages/writing-plugins.md)"
     )
 
 

@@ -16,7 +16,7 @@ class Scale(lamina.Layer):
     """y = x * scale, element-wise over (..., features); a trainable "scale" (features,).
 
     Only the forward is written: lamina records it while training and derives the backward
-    (dL/dx and dL/dscale). See docs/writing-plugins.md for when to hand-write a backward.
+    (dL/dx and dL/dscale). See docs/pages/writing-plugins.md for when to hand-write a backward.
     """
 
     # How lamina's conformance kit (and `lamina check-plugins`) builds and feeds this layer.
