@@ -195,3 +195,17 @@ def test_the_catalogue_lists_every_registered_plugin_with_its_docstring():
     assert "Linear(units" in linear.split("\n### ")[1]  # its signature, from list-plugins --json
     page_text = (ROOT / "docs" / "pages" / "plugins.md").read_text(encoding="utf-8")
     assert hooks.MARKER in page_text
+
+
+def test_the_training_page_states_the_signature_of_train_and_every_callback_hook():
+    import inspect
+
+    import lamina
+    page = (ROOT / "docs" / "pages" / "guide" / "training.md").read_text(encoding="utf-8")
+    parameters = list(inspect.signature(lamina.Model.train).parameters.values())[1:]
+    stated = "model.train(" + ", ".join(str(p) for p in parameters) + ")"
+    assert stated in page, f"docs/pages/guide/training.md should state {stated}"
+    hooks = [name for name in vars(lamina.Callback) if name.startswith("on_")]
+    assert len(hooks) >= 5
+    for name in hooks:
+        assert f"`{name}(" in page, f"the Callback row does not name {name}"
