@@ -5,12 +5,10 @@
 >>> history = model.train(x, y, optim="SGD", loss="MSE", epochs=100, verbose=False)
 """
 from lamina import checks, export, ops
-from lamina.callback import Callback
+from lamina.app.console import echo
+from lamina.app.generate import generate
 from lamina.case import Case
-from lamina.checkpoint import Checkpoint
 from lamina.checks import DEFAULT_DTYPE
-from lamina.console import echo
-from lamina.dataset import Dataset
 from lamina.errors import (
     AmbiguousPluginError,
     ArgumentError,
@@ -24,19 +22,20 @@ from lamina.errors import (
     ShapeError,
     UnknownPluginError,
 )
-from lamina.generate import generate
-from lamina.history import History
+from lamina.files.atomic import atomic_write
 from lamina.hookspecs import hookimpl, hookspec
-from lamina.initializer import Initializer, fans
-from lamina.io import atomic_write
-from lamina.layer import Layer
-from lamina.loss import Loss
-from lamina.metric import Metric
 from lamina.model import Model
 from lamina.model import load_model as load
-from lamina.optimizer import Optimizer
-from lamina.options import TrainOptions
 from lamina.parameter import Parameter
+from lamina.protocols.callback import Callback
+from lamina.protocols.dataset import Dataset
+from lamina.protocols.initializer import Initializer, fans
+from lamina.protocols.layer import Layer
+from lamina.protocols.loss import Loss
+from lamina.protocols.metric import Metric
+from lamina.protocols.optimizer import Optimizer
+from lamina.protocols.schedule import Schedule
+from lamina.protocols.strategy import DataParallel, Strategy, active_strategy
 from lamina.registry import (
     KINDS,
     PluginFailure,
@@ -56,10 +55,11 @@ from lamina.registry import (
     schedule,
     strategy,
 )
-from lamina.schedule import Schedule
 from lamina.seeding import rng, seed
-from lamina.step import clip_grad_norm
-from lamina.strategy import DataParallel, Strategy, active_strategy
+from lamina.training.checkpoint import Checkpoint
+from lamina.training.history import History
+from lamina.training.options import TrainOptions
+from lamina.training.step import clip_grad_norm
 from lamina.version import __version__
 
 __all__ = [

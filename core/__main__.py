@@ -1,4 +1,4 @@
 """`python -m lamina ...` runs the command line."""
-from lamina.cli import main
+from lamina.app.cli import main
 
 raise SystemExit(main())

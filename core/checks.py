@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from lamina.errors import ArgumentError
-from lamina.schedule import Schedule
+from lamina.protocols.schedule import Schedule
 
 DEFAULT_DTYPE = np.dtype(np.float32)
 T = TypeVar("T")

@@ -11,20 +11,22 @@ from typing import Any
 
 import numpy as np
 
-from lamina import loading, saving, training
 from lamina.autodiff import no_recording
 from lamina.checks import DEFAULT_DTYPE, as_floating, as_integers, describe, distinct_layers
-from lamina.config import config_repr
 from lamina.errors import ArgumentError, ShapeError
 from lamina.export.exporter import export_onnx
-from lamina.history import History
-from lamina.layer import Layer, named_buffers, named_parameters, observing
-from lamina.loss import Loss
-from lamina.metric import Metric
-from lamina.optimizer import Optimizer
-from lamina.options import TrainOptions, defaults
+from lamina.files import load as loading
+from lamina.files import save as saving
 from lamina.parameter import Parameter
+from lamina.protocols.configurable import config_repr
+from lamina.protocols.layer import Layer, named_buffers, named_parameters, observing
+from lamina.protocols.loss import Loss
+from lamina.protocols.metric import Metric
+from lamina.protocols.optimizer import Optimizer
 from lamina.registry import resolve
+from lamina.training import loop as training
+from lamina.training.history import History
+from lamina.training.options import TrainOptions, defaults
 
 
 class Model:

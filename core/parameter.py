@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 from attrs import define, field, setters
 
-from lamina.budget import charge
 from lamina.checks import as_floating
+from lamina.files.budget import charge
 
 
 def _to_value(value: object) -> np.ndarray:

@@ -15,9 +15,7 @@ import pluggy
 from attrs import frozen
 
 from lamina import hookspecs
-from lamina.callback import Callback
 from lamina.checks import describe as _describe
-from lamina.dataset import Data, Dataset
 from lamina.errors import (
     AmbiguousPluginError,
     ArgumentError,
@@ -25,13 +23,15 @@ from lamina.errors import (
     UnknownPluginError,
     warn,
 )
-from lamina.initializer import Initializer
-from lamina.layer import Layer
-from lamina.loss import Loss
-from lamina.metric import Metric
-from lamina.optimizer import Optimizer
-from lamina.schedule import Schedule
-from lamina.strategy import Strategy
+from lamina.protocols.callback import Callback
+from lamina.protocols.dataset import Data, Dataset
+from lamina.protocols.initializer import Initializer
+from lamina.protocols.layer import Layer
+from lamina.protocols.loss import Loss
+from lamina.protocols.metric import Metric
+from lamina.protocols.optimizer import Optimizer
+from lamina.protocols.schedule import Schedule
+from lamina.protocols.strategy import Strategy
 
 ENTRY_POINT_GROUP = "lamina"
 BUILTIN_PACKAGE = "lamina"
@@ -574,7 +574,7 @@ _default = Registry()
 
 
 def get_registry() -> Registry:
-    """The registry that `lamina.layer`, `lamina.loss`, `lamina.optimizer` and `Model` use."""
+    """The registry that `lamina.protocols.layer`, `lamina.protocols.loss`, `lamina.protocols.optimizer` and `Model` use."""
     return _default
 
 

@@ -366,7 +366,7 @@ class Text(lamina.Dataset):
     character ids (n, seq_len) and y the next character at each position (n, seq_len).
 
     The vocabulary is the text's distinct characters in code-point order (id = position); it
-    travels with the model in `metadata()` (`lamina.generate` encodes and decodes with it).
+    travels with the model in `metadata()` (`lamina.app.generate` encodes and decodes with it).
     The last `test_split` of the text is the test part, so no test character was seen in
     training. Windows start every `stride` characters (default `seq_len`: no overlap).
     """

@@ -13,9 +13,9 @@ import pytest
 from conftest import ROOT
 
 import lamina
-from lamina import runconfig
-from lamina.options import config_keys, defaults
-from lamina.strategy import Strategy
+from lamina.app import config as runconfig
+from lamina.protocols.strategy import Strategy
+from lamina.training.options import config_keys, defaults
 
 CORE = ROOT / "core"
 
@@ -146,3 +146,19 @@ def test_core_names_no_built_in_plugin():
                     and id(node) not in exported and id(node) not in onnx_ops):
                 quoted.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.value!r}")
     assert quoted == []
+
+
+def test_no_name_in_lamina_is_both_a_module_and_a_function():
+    import pkgutil
+    modules = {m.name for m in pkgutil.iter_modules([str(CORE)])}
+    both = [name for name in modules if name in vars(lamina) and not inspect.ismodule(vars(lamina)[name])]
+    assert both == [], f"lamina.{both[0]} is a module of core/ and also something else in lamina's namespace"
+
+
+def test_the_top_of_core_holds_at_most_twelve_modules_the_rest_live_in_wings():
+    top = sorted(p.stem for p in CORE.glob("*.py") if p.stem not in ("__init__", "__main__"))
+    assert len(top) <= 12, top
+    wings = sorted(p.name for p in CORE.iterdir() if (p / "__init__.py").is_file())
+    assert {"protocols", "training", "files", "app", "export", "testing"} <= set(wings)
+    for wing in wings:  # each wing says what it holds
+        assert ast.get_docstring(ast.parse((CORE / wing / "__init__.py").read_text())), wing

@@ -65,7 +65,7 @@ def test_json_lists_objects_with_name_kind_package_and_version():
 
 
 def test_signatures_of_functions_and_builtins_are_robust():
-    from lamina.cli import _signature
+    from lamina.app.cli import _signature
 
     assert _signature("f", lambda a, b=2: a) == "f(a, b=2)"
     assert _signature("len", len) == "len(obj, /)"

@@ -11,7 +11,7 @@ import pytest
 from conftest import ROOT, run_python
 
 import lamina
-from lamina import runconfig
+from lamina.app import config as runconfig
 
 CONFIGS = ROOT / "examples" / "configs"
 
@@ -217,7 +217,7 @@ def test_predict_rejects_an_unknown_output_format(default_run, tmp_path):
 
 def test_without_matplotlib_train_says_how_to_get_the_curves(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now fails
-    from lamina import cli
+    from lamina.app import cli
 
     config = tmp_path / "xor.toml"
     config.write_text((CONFIGS / "xor.toml").read_text().replace("epochs = 400", "epochs = 2"))
@@ -239,7 +239,7 @@ def test_a_key_logged_in_some_epochs_is_null_in_metrics_json_and_its_last_value_
         config = tmp_path / "xor.toml"
         config.write_text((CONFIGS / "xor.toml").read_text().replace("epochs = 400", "epochs = 4")
                           + '\n[[callbacks]]\ntype = "EveryOther"\n')
-        from lamina import cli
+        from lamina.app import cli
         assert cli.main(["train", str(config), "--out", str(tmp_path / "out")]) == 0
     finally:
         lamina.get_registry().remove_package("lamina-test-every-other")

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 import lamina
-from lamina import cli, runconfig
+from lamina.app import cli
+from lamina.app import config as runconfig
 
 TEXT_CONFIG = """\
 seed = 0

@@ -11,7 +11,7 @@ import pytest
 from conftest import ROOT
 
 import lamina
-from lamina import runconfig
+from lamina.app import config as runconfig
 from lamina.plugins.files import LazyRows, read_rows
 
 

@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import lamina
-from lamina import runconfig
+from lamina.app import config as runconfig
 
 FUZZ = settings(max_examples=settings().max_examples * 10)  # 200 in CI
 

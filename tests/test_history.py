@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import lamina
-from lamina.history import History
-from lamina.plotting import plot_curves
+from lamina.app.plotting import plot_curves
+from lamina.training.history import History
 
 
 def nan_at(values: list[float]) -> list[int]:

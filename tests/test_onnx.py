@@ -13,7 +13,7 @@ import pytest
 from conftest import ROOT, needs_onnx, onnx_difference, run_onnx
 
 import lamina
-from lamina import runconfig
+from lamina.app import config as runconfig
 
 RNG = np.random.default_rng(0)
 # onnxruntime has no double kernel for Erf (exact Gelu); Elu and Softplus, which it also lacks,

@@ -94,7 +94,7 @@ def test_a_skipped_or_broken_plugin_is_reported_as_such_by_load_and_info(gamma_f
     """, site, **env)
     assert expected in loaded.stdout, loaded.stdout + loaded.stderr
     assert "not installed" not in loaded.stdout
-    info = python(f"from lamina.cli import main; main(['info', {str(path)!r}])", site, **env)
+    info = python(f"from lamina.app.cli import main; main(['info', {str(path)!r}])", site, **env)
     assert expected in info.stdout, info.stdout + info.stderr
 
 
@@ -146,7 +146,7 @@ def test_a_plugin_module_that_registers_nothing_fails(site):
 
 def test_list_plugins_strict_fails_on_an_unmarked_hook(site):
     make_distribution(site, "lamina-unmarked", "0.1", {"lamina_unmarked_mod2": UNMARKED})
-    listed = python("from lamina.cli import main; raise SystemExit(main(['list-plugins', '--strict']))", site)
+    listed = python("from lamina.app.cli import main; raise SystemExit(main(['list-plugins', '--strict']))", site)
     assert listed.returncode == 1
     assert "Failed to load (1):" in listed.stdout
     assert "decorate register_layers with @lamina.hookimpl" in listed.stdout
@@ -174,7 +174,7 @@ def test_loading_under_an_older_plugin_version_warns_naming_both(gamma_file, tmp
     assert "PluginWarning" in loaded.stderr
     assert "the file was written with lamina-gamma 0.1.0, but 0.0.9 is installed" in loaded.stderr
     assert "<string>:3:" in loaded.stderr  # 10. it points at the user's call, not lamina's files
-    info = python(f"from lamina.cli import main; main(['info', {str(path)!r}])", old)
+    info = python(f"from lamina.app.cli import main; main(['info', {str(path)!r}])", old)
     assert "lamina-gamma 0.1.0: installed (0.0.9), OLDER than the file's 0.1.0" in info.stdout
 
 
@@ -187,7 +187,7 @@ def test_the_same_or_a_newer_plugin_version_loads_silently(gamma_file, tmp_path)
 
 
 def test_versions_compare_by_release_numbers():
-    from lamina.serialize import older
+    from lamina.files.records import older
 
     assert older("0.0.9", "0.1.0") and older("1.2.9", "1.2.10") and older("1.0rc1", "1.0.1")
     assert not older("1.0", "1.0.0") and not older("2.0", "1.9.9") and not older("", "1.0")
@@ -353,20 +353,20 @@ def printer_site(tmp_path_factory):
 
 
 def test_check_plugins_on_a_callback_says_the_kit_does_not_cover_callbacks(printer_site):
-    result = python("from lamina.cli import main; raise SystemExit(main(['check-plugins', 'EpochPrinter']))", printer_site)
+    result = python("from lamina.app.cli import main; raise SystemExit(main(['check-plugins', 'EpochPrinter']))", printer_site)
     assert result.returncode == 1
     assert "unknown layer" not in result.stderr
     assert "EpochPrinter is a callback; the conformance kit checks Layer, Loss and Optimizer classes only" in result.stderr
 
 
 def test_check_plugins_package_checks_everything_one_distribution_registers(printer_site):
-    result = python("from lamina.cli import main; raise SystemExit(main(['check-plugins', '--package', 'lamina_printer']))",
+    result = python("from lamina.app.cli import main; raise SystemExit(main(['check-plugins', '--package', 'lamina_printer']))",
                     printer_site)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "lamina-printer:Twice" in result.stdout and "Relu" not in result.stdout
     assert "All 1 plugins pass" in result.stdout
     assert "EpochPrinter is a callback" in result.stderr  # listed as not checked, not failed
-    missing = python("from lamina.cli import main; raise SystemExit(main(['check-plugins', '--package', 'lamina-nope']))")
+    missing = python("from lamina.app.cli import main; raise SystemExit(main(['check-plugins', '--package', 'lamina-nope']))")
     assert missing.returncode == 1 and "no installed distribution of that name registers plugins" in missing.stderr
 
 
@@ -389,7 +389,7 @@ def test_lamina_train_reports_rows_trained_on_and_held_out(tmp_path):
         type = "CrossEntropy"
         from_logits = true
     """))
-    result = python(f"from lamina.cli import main; main(['train', {str(config)!r}, '--out', {str(tmp_path / 'out')!r}])")
+    result = python(f"from lamina.app.cli import main; main(['train', {str(config)!r}, '--out', {str(tmp_path / 'out')!r}])")
     # spirals(200 samples, 3 classes) has 201 rows, 160 of them for training: 144 train, 16 validate
     x_train = lamina.dataset("spirals", n_samples=200, test_split=0.2)[0]
     held = len(x_train) - int(len(x_train) * 0.9)
@@ -458,9 +458,9 @@ def test_echo_prints_above_the_bar_and_is_silent_when_training_quietly(capsys):
 def test_echo_is_silent_under_quiet_on_the_command_line(printer_site, tmp_path):
     config = tmp_path / "run.toml"
     config.write_text('epochs = 2\ncallbacks = ["EpochPrinter"]\n[dataset]\nname = "xor"\n[[layers]]\ntype = "Linear"\nunits = 1\n')
-    loud = python(f"from lamina.cli import main; main(['train', {str(config)!r}, '--out', {str(tmp_path / 'a')!r}])", printer_site)
+    loud = python(f"from lamina.app.cli import main; main(['train', {str(config)!r}, '--out', {str(tmp_path / 'a')!r}])", printer_site)
     assert "epoch 2: loss" in loud.stdout, loud.stderr
-    quiet = python(f"from lamina.cli import main; main(['train', {str(config)!r}, '--quiet', '--out', {str(tmp_path / 'b')!r}])", printer_site)
+    quiet = python(f"from lamina.app.cli import main; main(['train', {str(config)!r}, '--quiet', '--out', {str(tmp_path / 'b')!r}])", printer_site)
     assert quiet.returncode == 0 and quiet.stdout == "", quiet.stdout + quiet.stderr
 
 

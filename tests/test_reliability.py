@@ -60,7 +60,7 @@ TRAIN = '''
 import os, signal, sys
 import numpy as np
 import lamina
-from lamina import step as step_module
+from lamina.training import step as step_module
 
 mode, checkpoint, out = sys.argv[1], sys.argv[2], sys.argv[3]
 x, y, _, _ = lamina.dataset("spirals", n_samples=240)

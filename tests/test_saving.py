@@ -8,7 +8,7 @@ import zipfile
 
 import numpy as np
 import pytest
-from conftest import run_python
+from conftest import ROOT, run_python
 
 import lamina
 from lamina.plugins import Adam, CrossEntropy, Linear, Relu, Sigmoid, Softmax, Tanh
@@ -200,7 +200,7 @@ def test_a_third_party_layer_with_get_config_saves_and_loads_like_a_built_in(tmp
     loaded = lamina.load(tmp_path / "m.npz")
     assert loaded.layers[1].get_config() == {"factor": 2.5, "name": "double-ish"}
     np.testing.assert_array_equal(loaded.predict(X), before)
-    config = lamina.loading.read_config(tmp_path / "m.npz")
+    config = lamina.files.load.read_config(tmp_path / "m.npz")
     assert config["plugins"]["test-plugins"] == "3.1"
 
 
@@ -358,3 +358,16 @@ def test_a_file_with_a_third_party_layer_loads_where_the_package_is_and_explains
     assert "MissingPluginError" in missing.stderr
     assert "needs the layer 'Snake' from lamina-snake 0.1.0" in missing.stderr
     assert "pip install 'lamina-snake>=0.1.0'" in missing.stderr
+
+
+def test_a_model_file_written_before_the_core_moved_into_wings_loads_and_predicts_the_same():
+    # Written by lamina before core/ was grouped into protocols/, training/, files/ and app/
+    # (a Normalization, BatchNorm's running statistics, Residual and Parallel blocks, the Adam
+    # state and class names): the file format names plugins, never module paths.
+    data = ROOT / "tests" / "data"
+    model = lamina.load(data / "before_the_house.npz")
+    x, _, _, _ = lamina.dataset("digits")
+    expected = np.load(data / "before_the_house_predictions.npy")
+    np.testing.assert_allclose(model.predict(x[:16]), expected, rtol=1e-5, atol=1e-6)  # float32, any BLAS kernel
+    assert model.metadata["classes"][3] == "3"
+    assert type(model.optimizer).__name__ == "Adam" and model.optimizer.state

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import lamina
-from lamina.sources import Lazy, is_lazy
+from lamina.training.sources import Lazy, is_lazy
 
 RNG = np.random.default_rng(0)
 X = (RNG.random((150, 12)) * 255).astype(np.uint8)
@@ -206,8 +206,8 @@ RSS_SCRIPT = textwrap.dedent("""
             peak[:] = [max(p, v) for p, v in zip(peak, status())]
             time.sleep(0.002)
 
-    import lamina.sources
-    lamina.sources.DROP_ABOVE = 0  # a small file, read as a big one would be: its pages dropped
+    import lamina.training.sources
+    lamina.training.sources.DROP_ABOVE = 0  # a small file, read as a big one would be: its pages dropped
     x = np.load(sys.argv[1], mmap_mode="r")
     y = np.zeros(len(x), dtype=np.int64)
     lamina.seed(0)

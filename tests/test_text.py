@@ -1,5 +1,5 @@
 """Text: the `text` and `moby_dick` datasets, model metadata (the vocabulary) in model files,
-`lamina.generate` and `lamina generate`."""
+`lamina.app.generate` and `lamina generate`."""
 from __future__ import annotations
 
 import json

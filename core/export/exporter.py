@@ -17,12 +17,12 @@ from lamina import autodiff
 from lamina.errors import ArgumentError, LaminaError
 from lamina.export.graph import Graph
 from lamina.export.symbolic import ExportTape, Symbolic, onnx_type
-from lamina.io import atomic_write
-from lamina.layer import set_export_hook
+from lamina.files.atomic import atomic_write
+from lamina.protocols.layer import set_export_hook
 
 if TYPE_CHECKING:
-    from lamina.layer import Layer
     from lamina.model import Model
+    from lamina.protocols.layer import Layer
 
 OPSETS = range(17, 22)  # what lamina writes and tests: ONNX opsets 17 to 21
 INPUT, OUTPUT = "input", "output"

@@ -23,10 +23,10 @@ from attrs import frozen
 from lamina.case import Case
 from lamina.errors import ArgumentError, LaminaError, ShapeError
 from lamina.hookspecs import hookimpl
-from lamina.layer import Layer
 from lamina.model import Model, load_model
-from lamina.optimizer import Optimizer
 from lamina.parameter import Parameter
+from lamina.protocols.layer import Layer
+from lamina.protocols.optimizer import Optimizer
 from lamina.registry import KINDS, get_registry
 from lamina.seeding import rng, seed
 from lamina.testing.gradcheck import check_layer_gradients, check_loss_gradients

@@ -13,8 +13,8 @@ from collections.abc import Callable
 import numpy as np
 
 from lamina.errors import ArgumentError
-from lamina.layer import Layer
-from lamina.loss import Loss
+from lamina.protocols.layer import Layer
+from lamina.protocols.loss import Loss
 from lamina.seeding import rng
 
 

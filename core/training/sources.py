@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from lamina.errors import LaminaError, ShapeError
-from lamina.strategy import Rows
+from lamina.protocols.strategy import Rows
 
 _MAPPED_ROWS = 64  # rows of a memmap read before their pages are dropped
 DROP_ABOVE = 256 << 20  # memmaps bigger than this (bytes) have their pages dropped as they are read

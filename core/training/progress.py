@@ -5,9 +5,9 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from lamina.callback import Callback
-from lamina.history import History
-from lamina.interrupts import held
+from lamina.files.interrupts import held
+from lamina.protocols.callback import Callback
+from lamina.training.history import History
 
 
 class RecordHistory(Callback):

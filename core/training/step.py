@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from lamina.errors import NonFiniteError
-from lamina.loss import Loss
-from lamina.metric import Metric
-from lamina.optimizer import Optimizer
 from lamina.parameter import Parameter
-from lamina.strategy import Strategy
+from lamina.protocols.loss import Loss
+from lamina.protocols.metric import Metric
+from lamina.protocols.optimizer import Optimizer
+from lamina.protocols.strategy import Strategy
 
 if TYPE_CHECKING:
     from lamina.model import Model

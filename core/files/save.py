@@ -1,6 +1,6 @@
 """Writing model files: one zip holding config.json and the arrays as .npy members, never pickled.
 
-Reading them back is `lamina.loading`'s job.
+Reading them back is `lamina.files.load`'s job.
 
 Layout (it is also a valid .npz):
     config.json                   format, lamina's version, layers, plugins, weight names...
@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lamina.errors import ArgumentError
-from lamina.io import atomic_write
+from lamina.files.atomic import atomic_write
+from lamina.files.records import describe_plugin, to_json
 from lamina.seeding import rng
-from lamina.serialize import describe_plugin, to_json
 from lamina.version import __version__
 
 if TYPE_CHECKING:  # saving is below model: it takes a model, but never makes one

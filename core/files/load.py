@@ -1,7 +1,7 @@
 """Reading model files, safely: whatever the bytes, a model or a FileFormatError naming the file.
 
 Nothing in a file is executed (no pickle; plugins are built by registered name), and nothing
-it claims is believed before it is checked against the loading budget (`lamina.budget`):
+it claims is believed before it is checked against the loading budget (`lamina.files.budget`):
 the zip directory's declared sizes, the JSON's size, depth and integers, the parameters the
 layers would build, and each array's .npy header, read as a stream so that a member that lies
 about its size costs no more than its honest size.
@@ -19,16 +19,16 @@ import numpy as np
 from attrs import define
 
 from lamina.autodiff import no_recording
-from lamina.budget import Budget, loading, max_load_bytes
 from lamina.errors import FileFormatError, LaminaError
-from lamina.layer import Layer, building, named_buffers, named_parameters
-from lamina.loss import Loss
-from lamina.metric import Metric
-from lamina.optimizer import Optimizer
+from lamina.files.budget import Budget, loading, max_load_bytes
+from lamina.files.records import build_plugin, from_json
+from lamina.files.save import FORMAT, FORMAT_VERSION
 from lamina.parameter import Parameter
-from lamina.saving import FORMAT, FORMAT_VERSION
+from lamina.protocols.layer import Layer, building, named_buffers, named_parameters
+from lamina.protocols.loss import Loss
+from lamina.protocols.metric import Metric
+from lamina.protocols.optimizer import Optimizer
 from lamina.seeding import private_generator, rng
-from lamina.serialize import build_plugin, from_json
 
 MAX_CONFIG_BYTES = 64 * 2**20  # config.json: the layers' arguments, the history; never this big
 MAX_INTEGER_DIGITS = 40

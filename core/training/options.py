@@ -15,10 +15,10 @@ import attrs
 import numpy as np
 from attrs import field, frozen
 
-from lamina.callback import Callback
 from lamina.checks import boolean, describe, fraction, positive_int, positive_number
 from lamina.errors import ArgumentError
-from lamina.metric import Metric
+from lamina.protocols.callback import Callback
+from lamina.protocols.metric import Metric
 
 OWNER = "Model.train"
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from lamina.strategy import Rows, Strategy
+from lamina.protocols.strategy import Rows, Strategy
 
 
 class Batches:

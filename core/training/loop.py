@@ -12,23 +12,23 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lamina.batches import Batches, in_order
-from lamina.callback import Callback
-from lamina.checkpoint import resume
+from lamina.app.console import silenced
 from lamina.checks import positive_int
-from lamina.console import silenced
 from lamina.errors import ArgumentError, NonFiniteError, ShapeError
-from lamina.history import History
-from lamina.layer import adapts, building
-from lamina.loading import restore_generator
-from lamina.loss import Loss
-from lamina.metric import Metric
-from lamina.options import OWNER, TrainOptions, as_list
-from lamina.progress import ProgressBar, RecordHistory
+from lamina.files.load import restore_generator
+from lamina.protocols.callback import Callback
+from lamina.protocols.layer import adapts, building
+from lamina.protocols.loss import Loss
+from lamina.protocols.metric import Metric
+from lamina.protocols.strategy import Strategy, activated
 from lamina.registry import default_plugin, resolve
-from lamina.sources import Feed, Lazy, is_lazy, prefetched
-from lamina.step import Step
-from lamina.strategy import Strategy, activated
+from lamina.training.batches import Batches, in_order
+from lamina.training.checkpoint import resume
+from lamina.training.history import History
+from lamina.training.options import OWNER, TrainOptions, as_list
+from lamina.training.progress import ProgressBar, RecordHistory
+from lamina.training.sources import Feed, Lazy, is_lazy, prefetched
+from lamina.training.step import Step
 
 if TYPE_CHECKING:
     from lamina.model import Model

@@ -14,10 +14,10 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from lamina.config import Configurable
 from lamina.errors import ArgumentError, ShapeError
-from lamina.layer import named_buffers, named_parameters
 from lamina.parameter import Parameter
+from lamina.protocols.configurable import Configurable
+from lamina.protocols.layer import named_buffers, named_parameters
 from lamina.seeding import rng
 
 Rows = slice | np.ndarray  # the rows of a batch: a slice of the data, or indices into it

@@ -5,16 +5,16 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lamina.callback import Callback
 from lamina.checks import positive_int
 from lamina.errors import ArgumentError, ShapeError
-from lamina.history import History
-from lamina.layer import named_buffers, named_parameters
-from lamina.loading import read_model, restore_generator
-from lamina.optimizer import Optimizer
+from lamina.files.load import read_model, restore_generator
+from lamina.files.save import save_model
+from lamina.protocols.callback import Callback
+from lamina.protocols.layer import named_buffers, named_parameters
+from lamina.protocols.optimizer import Optimizer
+from lamina.protocols.strategy import active_strategy
 from lamina.registry import resolve
-from lamina.saving import save_model
-from lamina.strategy import active_strategy
+from lamina.training.history import History
 
 if TYPE_CHECKING:
     from lamina.model import Model

@@ -9,20 +9,20 @@ from typing import Any
 
 from attrs import frozen
 
-from lamina import runconfig
-from lamina.checkpoint import Checkpoint
+from lamina.app import config as runconfig
+from lamina.app.outputs import output_folder, remove_stale_temporaries
+from lamina.app.plotting import INSTALL_HINT, have_matplotlib, plot_curves
 from lamina.checks import printable
 from lamina.errors import ConfigError, LaminaError
-from lamina.history import History
-from lamina.io import atomic_write
+from lamina.files.atomic import atomic_write
+from lamina.files.records import older, valid_package_name, why_missing
 from lamina.model import Model
-from lamina.outputs import output_folder, remove_stale_temporaries
-from lamina.plotting import INSTALL_HINT, have_matplotlib, plot_curves
+from lamina.protocols.strategy import Strategy
 from lamina.registry import KINDS, get_registry, normalize_package
 from lamina.seeding import seed
-from lamina.serialize import older, valid_package_name, why_missing
-from lamina.strategy import Strategy
-from lamina.training import validation_split_point
+from lamina.training.checkpoint import Checkpoint
+from lamina.training.history import History
+from lamina.training.loop import validation_split_point
 from lamina.version import __version__
 
 

@@ -5,9 +5,9 @@ import math
 
 import numpy as np
 
-from lamina.budget import charge
 from lamina.checks import DEFAULT_DTYPE
-from lamina.config import Configurable
+from lamina.files.budget import charge
+from lamina.protocols.configurable import Configurable
 
 
 def fans(shape: tuple[int, ...]) -> tuple[int, int]:

@@ -24,10 +24,12 @@ from typing import Any
 import numpy as np
 
 import lamina
-from lamina import loading, run, runconfig
-from lamina.console import silenced
+from lamina.app import config as runconfig
+from lamina.app import run
+from lamina.app.console import silenced
 from lamina.errors import ArgumentError, LaminaError, PluginWarning
-from lamina.io import atomic_write
+from lamina.files import load as loading
+from lamina.files.atomic import atomic_write
 from lamina.registry import KINDS, PluginInfo, Registry, get_registry, normalize_package
 
 

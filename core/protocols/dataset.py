@@ -5,8 +5,8 @@ from typing import Any
 
 import numpy as np
 
-from lamina.config import Configurable
 from lamina.errors import ArgumentError
+from lamina.protocols.configurable import Configurable
 
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 

@@ -13,10 +13,10 @@ from typing import Any
 from attrs import field, frozen
 
 from lamina.checks import describe
-from lamina.dataset import Data
 from lamina.errors import ArgumentError, ConfigError, LaminaError
-from lamina.options import TrainOptions, config_keys
+from lamina.protocols.dataset import Data
 from lamina.registry import CLASSES, KINDS, get_registry
+from lamina.training.options import TrainOptions, config_keys
 
 # The embedded default of `lamina train` with no CONFIG: an MLP on the shipped digits.
 DEFAULT_CONFIG = """\

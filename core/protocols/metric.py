@@ -5,7 +5,7 @@ import re
 
 import numpy as np
 
-from lamina.config import Configurable
+from lamina.protocols.configurable import Configurable
 
 
 class Metric(Configurable):

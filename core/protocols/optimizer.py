@@ -7,10 +7,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from lamina.checks import describe
-from lamina.config import Configurable
 from lamina.errors import ArgumentError
 from lamina.parameter import Parameter
-from lamina.schedule import Schedule
+from lamina.protocols.configurable import Configurable
+from lamina.protocols.schedule import Schedule
 
 
 class Optimizer(Configurable):

@@ -1,7 +1,7 @@
 """Schedule: the protocol of learning-rate schedules, `schedule(step) -> lr`."""
 from __future__ import annotations
 
-from lamina.config import Configurable
+from lamina.protocols.configurable import Configurable
 
 
 class Schedule(Configurable):

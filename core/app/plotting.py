@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from lamina.history import History
-from lamina.io import atomic_write
+from lamina.files.atomic import atomic_write
+from lamina.training.history import History
 
 INSTALL_HINT = "pip install matplotlib (lamina's plot extra)"
 

@@ -1,4 +1,4 @@
-"""`lamina.generate`: sample text from a character language model, one character at a time."""
+"""`lamina.app.generate`: sample text from a character language model, one character at a time."""
 from __future__ import annotations
 
 import math
@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from lamina.model import Model
 
 
-def vocabulary_of(model: Model, owner: str = "lamina.generate") -> str:
+def vocabulary_of(model: Model, owner: str = "lamina.app.generate") -> str:
     """The characters the model's ids stand for (id = position), from `model.metadata`."""
     vocabulary = model.metadata.get("vocabulary")
     if isinstance(vocabulary, str) and vocabulary and not _sound(vocabulary):
@@ -40,7 +40,7 @@ def _sound(vocabulary: str) -> bool:
     return len(set(vocabulary)) == len(vocabulary)
 
 
-def encode(text: str, vocabulary: str, owner: str = "lamina.generate") -> np.ndarray:
+def encode(text: str, vocabulary: str, owner: str = "lamina.app.generate") -> np.ndarray:
     """Character ids of `text`; a character outside the vocabulary is an ArgumentError naming it."""
     lookup = {char: i for i, char in enumerate(vocabulary)}
     unknown = sorted({char for char in text if char not in lookup})
@@ -64,7 +64,7 @@ def generate(
     last `seq_len` characters (the training window); temperature 0 takes the likeliest. `seed`
     makes the sample repeatable; sampling never draws from lamina's generator.
     """
-    owner = "lamina.generate"
+    owner = "lamina.app.generate"
     vocabulary = vocabulary_of(model, owner)
     length = non_negative_int(length, "length", owner, example=200)
     temperature = non_negative_number(temperature, "temperature", owner, example=0.8)

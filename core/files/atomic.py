@@ -6,7 +6,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from lamina.interrupts import held
+from lamina.files.interrupts import held
 
 # The process umask, read once (reading it means setting it), so that files get the usual
 # permissions instead of mkstemp's private 0600.

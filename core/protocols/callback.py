@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lamina.config import Configurable
+from lamina.protocols.configurable import Configurable
 
 
 class Callback(Configurable):

@@ -10,9 +10,9 @@ import numpy as np
 
 from lamina import autodiff
 from lamina.autodiff import Tape, Traced
-from lamina.config import Configurable
 from lamina.errors import LaminaError, ShapeError
 from lamina.parameter import Parameter
+from lamina.protocols.configurable import Configurable
 
 # Set by lamina.export (a hook, so that this module stays below it): exports a layer called on
 # one of its Symbolic values inside another layer's traced forward.

@@ -6,7 +6,7 @@ import numpy as np
 from lamina import autodiff
 from lamina.autodiff import Tape, Traced
 from lamina.checks import as_numeric
-from lamina.config import Configurable
+from lamina.protocols.configurable import Configurable
 
 
 class Loss(Configurable):
