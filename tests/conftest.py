@@ -109,3 +109,77 @@ def onnx_difference(model, tmp_path, batches=(2, 7), opset=17, high=None, seed=0
         scale = max(float(np.abs(expected).max()), 1e-30)
         worst = max(worst, float(np.abs(got - expected).max()) / scale)
     return worst
+
+
+# -- plugins and `lamina train` runs in a fresh interpreter -------------------------------------
+
+
+def python(code: str, site=None, **env: str) -> subprocess.CompletedProcess:
+    """Run `code` in a fresh interpreter (a fresh registry) with `site` on the path."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("LAMINA_")}
+    if site is not None:
+        environ["PYTHONPATH"] = os.pathsep.join(str(s) for s in (site if isinstance(site, list) else [site]))
+    environ.update(env)
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                          env=environ, cwd=ROOT, timeout=120)
+
+
+CALLBACK_PLUGIN = """
+    import numpy as np
+    import lamina
+
+    class EpochPrinter(lamina.Callback):
+        def on_epoch_end(self, epoch, logs):
+            lamina.echo(f"epoch {epoch + 1}: loss {logs['loss']:.3f}")
+
+    class Twice(lamina.Layer):
+        def forward(self, x):
+            return 2 * x
+
+        def backward(self, grad):
+            return 2 * grad
+
+    @lamina.hookimpl
+    def register_callbacks(register):
+        register(EpochPrinter)
+
+    @lamina.hookimpl
+    def register_layers(register):
+        register(Twice)
+"""
+
+
+@pytest.fixture(scope="module")
+def printer_site(tmp_path_factory):
+    """lamina-printer 0.2: a callback that echoes each epoch's loss (EpochPrinter) and a layer (Twice)."""
+    return make_distribution(tmp_path_factory.mktemp("printer"), "lamina-printer", "0.2", {"lamina_printer": CALLBACK_PLUGIN})
+
+
+RUN_CONFIG = """
+epochs = {epochs}
+batch_size = 8
+output = "{output}"
+[dataset]
+name = "spirals"
+n_samples = {samples}
+[[layers]]
+type = "Linear"
+units = 16
+[[layers]]
+type = "Relu"
+[[layers]]
+type = "Linear"
+units = 3
+[loss]
+type = "CrossEntropy"
+from_logits = true
+[optimizer]
+type = "Adam"
+"""
+
+
+def config_file(tmp_path, epochs=3, samples=90, output=None):
+    """A `lamina train` config of a small classifier on the spirals, writing into `output`."""
+    path = tmp_path / "run.toml"
+    path.write_text(RUN_CONFIG.format(epochs=epochs, samples=samples, output=output or (tmp_path / "out")))
+    return path

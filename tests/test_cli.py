@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import make_distribution, run_python
-from test_registry import layer_plugin, unique
+from conftest import make_distribution, python, run_python
+from test_registry import UNMARKED, layer_plugin, unique
 
 import lamina
 import lamina.plugins.linear
@@ -120,3 +120,14 @@ def test_version_and_help():
     result = lamina_cli("--help")
     assert result.returncode == 0 and "list-plugins" in result.stdout
     assert lamina_cli().returncode == 2  # a command is required
+
+
+# -- list-plugins --strict -------------------------------------------------------------------------
+
+
+def test_list_plugins_strict_fails_on_an_unmarked_hook(site):
+    make_distribution(site, "lamina-unmarked", "0.1", {"lamina_unmarked_mod2": UNMARKED})
+    listed = python("from lamina.app.cli import main; raise SystemExit(main(['list-plugins', '--strict']))", site)
+    assert listed.returncode == 1
+    assert "Failed to load (1):" in listed.stdout
+    assert "decorate register_layers with @lamina.hookimpl" in listed.stdout

@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
+import textwrap
 import types
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, run_python
+from conftest import ROOT, config_file, python, run_python
 
 import lamina
 from lamina.app import config as runconfig
@@ -247,3 +249,110 @@ def test_a_key_logged_in_some_epochs_is_null_in_metrics_json_and_its_last_value_
     report = json.loads(text, parse_constant=lambda name: pytest.fail(f"metrics.json holds {name}, which is not JSON"))
     assert report["history"]["sparse"] == [0.0, None, 2.0, None]
     assert "final sparse: 2.0000 (epoch 3, the last it was logged in)" in capsys.readouterr().out
+
+
+# -- what lamina train reports and prints; evaluate's dataset options ------------------------------
+
+
+def test_lamina_train_reports_rows_trained_on_and_held_out(tmp_path):
+    config = tmp_path / "xor.toml"
+    config.write_text(textwrap.dedent("""
+        epochs = 2
+        validation_split = 0.1
+        [dataset]
+        name = "spirals"
+        n_samples = 200
+        test_split = 0.2
+        [[layers]]
+        type = "Linear"
+        units = 3
+        [loss]
+        type = "CrossEntropy"
+        from_logits = true
+    """))
+    result = python(f"from lamina.app.cli import main; main(['train', {str(config)!r}, '--out', {str(tmp_path / 'out')!r}])")
+    # spirals(200 samples, 3 classes) has 201 rows, 160 of them for training: 144 train, 16 validate
+    x_train = lamina.dataset("spirals", n_samples=200, test_split=0.2)[0]
+    held = len(x_train) - int(len(x_train) * 0.9)
+    assert f"trained 2 epochs on {len(x_train) - held} samples ({held} held out for validation)" in result.stdout, result.stdout + result.stderr
+
+
+def test_echo_is_silent_under_quiet_on_the_command_line(printer_site, tmp_path):
+    config = tmp_path / "run.toml"
+    config.write_text('epochs = 2\ncallbacks = ["EpochPrinter"]\n[dataset]\nname = "xor"\n[[layers]]\ntype = "Linear"\nunits = 1\n')
+    loud = python(f"from lamina.app.cli import main; main(['train', {str(config)!r}, '--out', {str(tmp_path / 'a')!r}])", printer_site)
+    assert "epoch 2: loss" in loud.stdout, loud.stderr
+    quiet = python(f"from lamina.app.cli import main; main(['train', {str(config)!r}, '--quiet', '--out', {str(tmp_path / 'b')!r}])", printer_site)
+    assert quiet.returncode == 0 and quiet.stdout == "", quiet.stdout + quiet.stderr
+
+
+def test_evaluate_takes_dataset_options(tmp_path):
+    model = lamina.Model([lamina.layer("Linear", 3)])
+    model.predict(np.ones((1, 2)))
+    model.save(tmp_path / "model.npz")
+    base = ["evaluate", "model.npz", "--data", "spirals", "--loss", "CrossEntropy", "--json"]
+    results = {}
+    for options in ([], ["--data-option", "n_samples=90", "--data-option", "test_split=0.5"]):
+        result = subprocess.run([sys.executable, "-m", "lamina", *base, *options], capture_output=True, text=True,
+                                cwd=tmp_path, timeout=120)
+        assert result.returncode == 0, result.stderr
+        results[len(options)] = result.stdout
+    assert results[0] != results[4]  # another dataset was scored
+    bad = subprocess.run([sys.executable, "-m", "lamina", *base, "--data-option", "n_samples"], capture_output=True,
+                         text=True, cwd=tmp_path, timeout=120)
+    assert bad.returncode == 1 and "expected KEY=VALUE" in bad.stderr
+
+
+# -- the output folder: busy, empty, unwritable ----------------------------------------------------
+
+
+def test_a_second_run_into_a_busy_output_folder_fails_fast_naming_the_first(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (out / ".lamina-train.lock").write_text(f"{holder.pid}\n")
+        result = lamina_cli("train", str(config_file(tmp_path)))
+        assert result.returncode == 1
+        assert f"is being written by another lamina train (process {holder.pid})" in result.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+    result = lamina_cli("train", str(config_file(tmp_path)), "--quiet")  # its process is gone: taken over
+    assert result.returncode == 0, result.stderr
+    assert not (out / ".lamina-train.lock").exists()
+
+
+@pytest.mark.parametrize("output, expected", [("", "is no folder name"), ("runs/a\\u0000b", "is no folder name")])
+def test_an_empty_or_nul_output_is_a_config_error(tmp_path, output, expected):
+    path = config_file(tmp_path)
+    path.write_text(path.read_text().replace(f'output = "{tmp_path / "out"}"', f'output = "{output}"'))
+    result = lamina_cli("train", str(path), cwd=tmp_path)
+    assert result.returncode == 1 and expected in result.stderr and "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == [path]  # nothing written into the current folder
+
+
+def test_an_unwritable_output_fails_before_training(tmp_path):
+    (tmp_path / "afile").write_text("")
+    result = lamina_cli("train", str(config_file(tmp_path, output=tmp_path / "afile" / "out")))
+    assert result.returncode == 1
+    assert "output: cannot write into" in result.stderr and "epoch 1" not in result.stderr
+
+
+# -- configs that are not valid TOML or name a file in another encoding ----------------------------
+
+
+def test_deeply_nested_toml_is_a_config_error(tmp_path):
+    path = tmp_path / "deep.toml"
+    path.write_text("x = " + "[" * 5000 + "]" * 5000 + "\n")
+    result = lamina_cli("train", str(path))
+    assert result.returncode == 1 and "not valid TOML" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_encoding_problem_in_a_config_run_is_a_config_error_naming_the_option(tmp_path):
+    (tmp_path / "data.csv").write_bytes("a;b;label\n1;\xe9;0\n".encode("latin-1"))
+    path = tmp_path / "run.toml"
+    path.write_text(f'[dataset]\nname = "csv"\npath = "{tmp_path / "data.csv"}"\n[[layers]]\ntype = "Linear"\nunits = 1\n')
+    result = lamina_cli("train", str(path))
+    assert result.returncode == 1
+    assert f"{path}: dataset:" in result.stderr and "encoding='latin-1'" in result.stderr

@@ -1,6 +1,9 @@
 """Datasets by name: the built-ins and the loaders for a user's own npz and csv files."""
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -155,3 +158,38 @@ def test_a_model_learns_the_spirals():
     model = lamina.Model([{"type": "Linear", "units": 64}, "Relu", {"type": "Linear", "units": 3}, "Softmax"])
     model.train(x, y, optim=lamina.optimizer("Adam", lr=0.01), loss="CrossEntropy", epochs=300, verbose=False)
     assert model.evaluate(x_test, y_test, metrics=["accuracy"])["accuracy"] > 0.9
+
+
+# -- empty files, encodings, delimiters and a byte order mark --------------------------------------
+
+
+def test_empty_data_files_are_errors_naming_the_file(tmp_path):
+    (tmp_path / "header.csv").write_text("a,b,label\n")
+    np.savez(tmp_path / "empty.npz", x=np.zeros((0, 3)), y=np.zeros(0))
+    with pytest.raises(lamina.ArgumentError, match="header.csv'\\): the file has a header row but no data rows"):
+        lamina.dataset("csv", path=tmp_path / "header.csv")
+    with pytest.raises(lamina.ShapeError, match="empty.npz'\\): the array 'x' has no rows"):
+        lamina.dataset("npz", path=tmp_path / "empty.npz")
+    model = lamina.Model([lamina.layer("Linear", 1)])
+    model.predict(np.ones((1, 3)))
+    model.save(tmp_path / "model.npz")
+    np.save(tmp_path / "empty.npy", np.zeros((0, 3)))
+    for name in ("header.csv", "empty.npz", "empty.npy"):
+        result = subprocess.run([sys.executable, "-m", "lamina", "predict", "model.npz", name, "--out", "o.csv"],
+                                capture_output=True, text=True, cwd=tmp_path, timeout=120)
+        assert result.returncode == 1 and result.stderr.startswith("lamina: error:"), result.stderr
+        assert "no rows" in result.stderr or "no data rows" in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_csv_encodings_delimiters_and_a_byte_order_mark(tmp_path):
+    (tmp_path / "bom.csv").write_bytes(b"\xef\xbb\xbf1,2,0\n3,4,1\n5,6,0\n")
+    x, y = lamina.get_registry().build("dataset", "csv", path=tmp_path / "bom.csv").arrays()
+    assert x.shape == (3, 2) and y.tolist() == [0, 1, 0]  # no row lost to the BOM
+    (tmp_path / "latin.csv").write_bytes("a,b,label\n1,2,0\n3,4,1\n".encode("utf-16"))
+    with pytest.raises(lamina.ArgumentError, match="is not utf-8 text .*pass its encoding, e.g. encoding='latin-1'"):
+        lamina.dataset("csv", path=tmp_path / "latin.csv")
+    x, _ = lamina.get_registry().build("dataset", "csv", path=tmp_path / "latin.csv", encoding="utf-16").arrays()
+    assert x.shape == (2, 2)
+    with pytest.raises(lamina.ArgumentError, match="the delimiter must be one character"):
+        lamina.dataset("csv", path=tmp_path / "bom.csv", delimiter=5)

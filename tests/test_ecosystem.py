@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, make_distribution, run_python
+from conftest import ROOT, make_distribution, python, run_python
 from test_registry import layer_plugin, unique
 
 import lamina
@@ -325,3 +325,103 @@ def test_a_plugin_named_like_a_built_in_never_shadows_it(tmp_path, monkeypatch):
         registry.get("layer", "Relu")
     assert "'lamina:Relu' or 'lamina-shadow:Relu'" in str(info.value)
     assert registry.get("layer", "lamina:relu").cls is lamina.plugins.Relu
+
+
+# -- the kit on other kinds, and a layer that stays built for a rejected input ---------------------
+
+
+def test_the_kit_refuses_a_callback_with_a_lamina_error():
+    class EpochPrinter(lamina.Callback):
+        pass
+
+    with pytest.raises(lamina.ArgumentError, match="EpochPrinter is a callback; the conformance kit checks "
+                                                   "Layer, Loss and Optimizer classes only"):
+        check_plugin(EpochPrinter)
+    with pytest.raises(lamina.ArgumentError, match="not a plugin class"):
+        check_plugin(len)
+
+
+class BuildsThenRejects(lamina.Layer):
+    """Builds its weight from the first input, then checks the input: the planted bug."""
+
+    def __init__(self) -> None:
+        self.w = None
+
+    def parameters(self):
+        return {} if self.w is None else {"w": self.w}
+
+    def forward(self, x):
+        if self.w is None:
+            self.w = lamina.Parameter(np.ones(x.shape[-1], dtype=x.dtype))
+        if x.ndim != 2 or x.shape[-1] != self.w.shape[0]:
+            raise lamina.ShapeError(f"BuildsThenRejects needs (batch, {self.w.shape[0]}), got {x.shape}")
+        self._x = x
+        return x * self.w.value
+
+    def backward(self, grad):
+        self.w.grad += (grad * self._x).sum(axis=0)
+        return grad * self.w.value
+
+
+class ChecksThenBuilds(BuildsThenRejects):
+    def forward(self, x):
+        if x.ndim != 2:
+            raise lamina.ShapeError(f"ChecksThenBuilds needs (batch, features), got {x.shape}")
+        return super().forward(x)
+
+
+class BypassesTheBaseCall(BuildsThenRejects):
+    """Calls forward directly, so the base class cannot undo what a rejected input built."""
+
+    def __call__(self, x):
+        return self.forward(x)
+
+
+def test_the_kit_catches_a_layer_that_stays_built_for_a_rejected_input():
+    [result] = [r for r in check_plugin(BypassesTheBaseCall, sample_shapes=[(4, 3)]) if r.property == "rejected_input"]
+    assert result.ok is False
+    assert "after rejecting an input of shape (4,) with a ShapeError, the correct input raised ShapeError" in result.detail
+    [result] = [r for r in check_plugin(ChecksThenBuilds, sample_shapes=[(4, 3)]) if r.property == "rejected_input"]
+    assert result.ok is True, result.detail
+
+
+def test_the_base_class_undoes_what_a_rejected_first_input_built():
+    [result] = [r for r in check_plugin(BuildsThenRejects, sample_shapes=[(4, 3)]) if r.property == "rejected_input"]
+    assert result.ok is True, result.detail
+    layer = BuildsThenRejects()
+    with pytest.raises(lamina.ShapeError):
+        layer(np.ones(4))
+    assert layer.w is None and layer.parameters() == {}
+    assert layer(np.ones((2, 3))).shape == (2, 3)
+
+
+def test_the_built_ins_pass_rejected_input_where_they_reject_something():
+    results = {}
+    for info in lamina.get_registry().plugins("layer"):
+        if info.package == "lamina":
+            for r in check_plugin(info.cls):
+                if r.property == "rejected_input":
+                    results.setdefault(info.name, []).append(r.ok)
+    assert all(ok is not False for oks in results.values() for ok in oks), results
+    assert {"Conv2D", "BatchNorm", "MaxPool2D", "Reshape"} <= {name for name, oks in results.items() if True in oks}
+
+
+# -- check-plugins on a callback, and by distribution ----------------------------------------------
+
+
+def test_check_plugins_on_a_callback_says_the_kit_does_not_cover_callbacks(printer_site):
+    result = python("from lamina.app.cli import main; raise SystemExit(main(['check-plugins', 'EpochPrinter']))", printer_site)
+    assert result.returncode == 1
+    assert "unknown layer" not in result.stderr
+    assert "EpochPrinter is a callback; the conformance kit checks Layer, Loss and Optimizer classes only" in result.stderr
+
+
+def test_check_plugins_package_checks_everything_one_distribution_registers(printer_site):
+    result = python("from lamina.app.cli import main; raise SystemExit(main(['check-plugins', '--package', 'lamina_printer']))",
+                    printer_site)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "lamina-printer:Twice" in result.stdout and "Relu" not in result.stdout
+    assert "All 1 plugins pass" in result.stdout
+    assert "EpochPrinter is a callback" in result.stderr  # listed as not checked, not failed
+    missing = python("from lamina.app.cli import main; raise SystemExit(main(['check-plugins', '--package', 'lamina-nope']))")
+    assert missing.returncode == 1 and "no installed distribution of that name registers plugins" in missing.stderr

@@ -363,3 +363,15 @@ def test_softmax_uses_each_rows_own_max():
     y = Softmax()(x)
     expected = np.exp([0.0, 1.0]) / np.exp([0.0, 1.0]).sum()
     np.testing.assert_allclose(y, [expected, expected])
+
+
+# -- a gradient check on float32 weights refuses ---------------------------------------------------
+
+
+def test_gradient_check_refuses_a_layer_built_in_float32():
+    layer = lamina.layer("Linear", 3)
+    layer(np.ones((2, 4), dtype=np.float32))
+    with pytest.raises(lamina.ArgumentError, match=r"parameters weight \(float32\), bias \(float32\) are not float64"):
+        check_layer_gradients(layer, np.random.default_rng(0).normal(size=(2, 4)))
+    fresh = lamina.layer("Linear", 3)
+    assert max(check_layer_gradients(fresh, np.random.default_rng(0).normal(size=(2, 4))).values()) < 1e-7

@@ -294,3 +294,19 @@ def test_a_model_with_wrong_image_input_names_the_position():
     model = lamina.Model([lamina.layer("Linear", 64), lamina.layer("Conv2D", 2, 3)])
     with pytest.raises(lamina.ShapeError, match=r"Model.layers\[1\] \(Conv2D\): Conv2D\(filters=2\) expects images"):
         model(np.zeros((2, 10)))
+
+
+# -- activations at magnitude 1e4 ------------------------------------------------------------------
+
+
+HUGE = np.array([[-1e4, -100.0, -1.0, 0.0, 1.0, 100.0, 1e4]])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", ["Sigmoid", "Softplus", "Softmax", "LogSoftmax", "Silu", "Elu", "Gelu", "Tanh"])
+def test_activations_are_finite_and_silent_at_magnitude_1e4(name, dtype):
+    layer = lamina.layer(name)
+    with np.errstate(over="raise", divide="raise", invalid="raise", under="ignore"):
+        y = layer(HUGE.astype(dtype))
+        g = layer.backward(np.ones_like(y))
+    assert np.isfinite(y).all() and np.isfinite(g).all() and y.dtype == dtype

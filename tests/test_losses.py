@@ -137,3 +137,40 @@ def test_losses_by_name_and_alias():
     assert isinstance(lamina.loss("bce", from_logits=True), BinaryCrossEntropy)
     assert isinstance(lamina.loss("mae"), L1)
     assert isinstance(lamina.loss("huber", delta=2.0), Huber)
+
+
+# -- labels that are not class labels; huge logits and certain probabilities -----------------------
+
+
+@pytest.mark.parametrize(
+    "labels, expected",
+    [
+        (np.array([True, False, True]), "y holds booleans, which are not class labels"),
+        (np.array([0.0, np.nan, 1.0]), "y holds NaN or infinity where class labels belong"),
+        (np.array([[0.0], [1.5], [1.0]]), "non-integer values"),
+    ],
+    ids=["bool", "nan", "fractional-column"],
+)
+def test_bad_labels_for_cross_entropy_get_messages_about_labels(labels, expected):
+    model = lamina.Model([lamina.layer("Linear", 2)])
+    with pytest.raises(lamina.ArgumentError, match=expected):
+        model.train(np.ones((3, 2)), labels, loss="CrossEntropy", verbose=False)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_losses_are_finite_and_silent_for_huge_logits_and_certain_probabilities(dtype):
+    with np.errstate(over="raise", divide="raise", invalid="raise", under="ignore"):
+        logits = np.array([[1e4, -1e4, 0.0], [-1e4, 1e4, 3.0]], dtype=dtype)
+        certain = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], dtype=dtype)
+        cases = [
+            (lamina.loss("CrossEntropy", from_logits=True), logits, np.array([1, 0])),
+            (lamina.loss("CrossEntropy"), certain, np.array([1, 2])),
+            (lamina.loss("CrossEntropy"), certain, np.array([0, 1])),
+            (lamina.loss("BinaryCrossEntropy", from_logits=True), logits, (logits > 0).astype(dtype)),
+            (lamina.loss("BinaryCrossEntropy"), certain, 1 - certain),
+            (lamina.loss("BinaryCrossEntropy"), certain, certain),
+        ]
+        for loss, pred, y in cases:
+            value = loss(pred, y)
+            grad = loss.backward()
+            assert np.isfinite(value) and np.isfinite(grad).all() and grad.dtype == dtype

@@ -240,3 +240,24 @@ def test_an_error_inside_a_third_party_layer_is_annotated_with_its_position():
     with pytest.raises(RuntimeError, match="kaboom") as info:
         lamina.Model([Linear(2), Broken()])(X)
     assert any("Model.layers[1]" in note for note in getattr(info.value, "__notes__", []))
+
+
+# -- empty inputs ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "call, expected",
+    [
+        (lambda m: m.train(np.zeros((0, 3)), np.zeros((0, 1)), verbose=False), "x has no rows (shape (0, 3)), so there is nothing to train on"),
+        (lambda m: m.train(np.ones((4, 3)), np.ones((4, 1)), validation_data=(np.zeros((0, 3)), np.zeros((0, 1))), verbose=False),
+         "validation_data's x_val has no rows"),
+        (lambda m: m.evaluate(np.zeros((0, 3)), np.zeros((0, 1)), loss="MSE"), "nothing to evaluate"),
+        (lambda m: m.predict(np.zeros((0, 3))), "nothing to predict"),
+        (lambda m: m.predict([]), "nothing to predict"),
+    ],
+    ids=["train", "validation", "evaluate", "predict", "predict-list"],
+)
+def test_empty_inputs_raise_a_shape_error_saying_there_is_nothing_to_do(call, expected):
+    model = lamina.Model([lamina.layer("Linear", 1)])
+    with pytest.raises(lamina.ShapeError, match=expected.replace("(", r"\(").replace(")", r"\)")):
+        call(model)

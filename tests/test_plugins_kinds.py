@@ -251,7 +251,7 @@ def test_the_same_seed_gives_the_same_initial_weights():
 
 TESTED = {
     "metric": {"accuracy", "binary_accuracy", "mae", "mse"},
-    "callback": {"EarlyStopping", "LearningRateLogger", "CSVLogger", "Checkpoint"},  # +test_reliability.py
+    "callback": {"EarlyStopping", "LearningRateLogger", "CSVLogger", "Checkpoint"},  # +test_checkpoint.py
     "initializer": {"glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_normal",
                     "zeros", "ones", "normal"},
     "schedule": {"Constant", "StepDecay", "ExponentialDecay", "CosineDecay"},  # test_optimizers.py
@@ -265,3 +265,14 @@ TESTED = {
 def test_every_registered_plugin_of_the_other_kinds_has_tests(kind):
     registered = {f"{i.package}:{i.name}" for i in lamina.get_registry().plugins(kind)}
     assert registered == {f"lamina:{name}" for name in TESTED[kind]}, "add tests for new plugins"
+
+
+# -- EarlyStopping says why it stopped -------------------------------------------------------------
+
+
+def test_early_stopping_says_why_it_stopped_through_echo(capsys):
+    model = lamina.Model([lamina.layer("Linear", 1)])
+    x = np.random.default_rng(0).normal(size=(16, 2))
+    stop = lamina.callback("EarlyStopping", monitor="loss", patience=0, min_delta=1e9)
+    model.train(x, x[:, :1], epochs=5, callbacks=[stop], verbose=True)
+    assert "EarlyStopping: stopped after epoch 2: loss has not improved for 0 epochs (best" in capsys.readouterr().out

@@ -6,6 +6,7 @@ import pytest
 
 import lamina
 from lamina.plugins import MSE, SGD, Linear, Relu, Sigmoid, Softmax, Tanh
+from lamina.testing import cases_for
 
 # -- Parameter ---------------------------------------------------------------------------------
 
@@ -252,3 +253,15 @@ def test_forward_only_layers_and_losses_get_their_backward_derived_and_train():
     x = rng.normal(size=(32, 3))
     history = model.train(x, np.tanh(x @ rng.normal(size=(3, 2))), loss=loss, optim=SGD(lr=0.5), epochs=30, verbose=False)
     assert history["loss"][-1] < 0.5 * history["loss"][0]
+
+
+# -- backward before forward -----------------------------------------------------------------------
+
+
+def test_backward_before_forward_is_a_lamina_error_naming_the_layer_for_every_built_in():
+    for info in lamina.get_registry().plugins("layer"):
+        if info.package != "lamina":
+            continue
+        layer = info.cls(**cases_for(info.cls)[0].kwargs)
+        with pytest.raises(lamina.LaminaError, match=f"{info.cls.__name__}.*backward was called before forward"):
+            layer.backward(np.ones((4, 3)))

@@ -4,6 +4,8 @@ from __future__ import annotations
 import importlib.util
 import re
 
+import numpy as np
+import pytest
 from conftest import ROOT
 
 
@@ -50,3 +52,11 @@ def test_the_tests_command_in_the_readme_is_what_ci_runs_with_the_extras():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     ci = (ROOT / ".ci" / "run").read_text()
     assert "python -m pytest" in readme and "\npython -m pytest\n" in ci
+
+
+# -- the suite's own settings ----------------------------------------------------------------------
+
+
+def test_the_suite_turns_numpy_warnings_into_errors():
+    with pytest.raises(RuntimeWarning):
+        np.exp(np.array([1e4]))

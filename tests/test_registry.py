@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+import textwrap
 import types
 import warnings
 
@@ -282,3 +283,72 @@ def test_a_registry_without_an_entry_point_group_starts_empty():
     assert registry.plugins() == []
     with pytest.raises(lamina.UnknownPluginError, match="Available layers: none"):
         registry.get("layer", "Relu")
+
+
+# -- a plugin module without marked hooks, or registering nothing; names equal up to case ----------
+
+
+UNMARKED = """
+    import lamina
+
+    class Unmarked(lamina.Layer):
+        def forward(self, x):
+            return x
+
+    def register_layers(register):   # the marker is missing
+        register(Unmarked)
+"""
+
+
+def test_an_unmarked_hook_fails_the_plugin_with_the_fix(site):
+    make_distribution(site, "lamina-unmarked", "0.1", {"lamina_unmarked_mod": UNMARKED})
+    registry = lamina.Registry()
+    with pytest.warns(lamina.PluginWarning, match="decorate register_layers with @lamina.hookimpl"):
+        registry.load()
+    [failure] = registry.failures
+    assert failure.package == "lamina-unmarked"
+    assert "defines register_layers without the @lamina.hookimpl marker" in failure.error
+
+
+def test_a_plugin_module_that_registers_nothing_fails(site):
+    make_distribution(site, "lamina-empty", "0.1", {"lamina_empty_mod": "import lamina\n"})
+    registry = lamina.Registry()
+    with pytest.warns(lamina.PluginWarning):
+        registry.load()
+    [failure] = registry.failures
+    assert "registers nothing: it implements none of lamina's hooks" in failure.error
+
+
+def test_register_plugin_with_nothing_registered_raises():
+    empty = types.SimpleNamespace(register_layers=lambda register: None)
+    with pytest.raises(lamina.PluginError, match="without the @lamina.hookimpl marker"):
+        lamina.register_plugin(empty, package="lamina-test-empty")
+
+
+@pytest.mark.parametrize(
+    "registration",
+    ["register(Dup); register(Dup, name='dup')", "register(Dup, aliases=['DUP'])", "register(Dup, name='d', aliases=['D'])"],
+)
+def test_names_equal_up_to_case_are_one_error_whichever_way_they_come(registration):
+    namespace: dict = {"lamina": lamina}
+    exec(textwrap.dedent(f"""
+        class Dup(lamina.Layer):
+            def forward(self, x):
+                return x
+
+        @lamina.hookimpl
+        def register_layers(register):
+            {registration}
+    """), namespace)
+    plugin = types.SimpleNamespace(register_layers=namespace["register_layers"])
+    with pytest.raises(lamina.PluginError, match="differ in more than case"):
+        lamina.register_plugin(plugin, package="lamina-test-dup")
+
+
+def test_a_plugin_failure_warning_points_at_the_users_line(site):
+    make_distribution(site, "lamina-broken", "0.1", {"lamina_broken_mod": "raise ImportError('nope')\n"})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        lamina.Registry().get("layer", "Relu")  # this line
+    [warning] = [w for w in caught if issubclass(w.category, lamina.PluginWarning)]
+    assert warning.filename == __file__, warning.filename

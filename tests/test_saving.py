@@ -4,11 +4,14 @@ from __future__ import annotations
 import io
 import json
 import os
+import subprocess
+import sys
+import textwrap
 import zipfile
 
 import numpy as np
 import pytest
-from conftest import ROOT, run_python
+from conftest import ROOT, make_distribution, python, run_python
 
 import lamina
 from lamina.plugins import Adam, CrossEntropy, Linear, Relu, Sigmoid, Softmax, Tanh
@@ -371,3 +374,143 @@ def test_a_model_file_written_before_the_core_moved_into_wings_loads_and_predict
     np.testing.assert_allclose(model.predict(x[:16]), expected, rtol=1e-5, atol=1e-6)  # float32, any BLAS kernel
     assert model.metadata["classes"][3] == "3"
     assert type(model.optimizer).__name__ == "Adam" and model.optimizer.state
+
+
+# -- a file's plugins: installed but not loaded, missing, older or newer than the file's -----------
+
+
+GAMMA = """
+    import os
+    import lamina
+
+    if os.environ.get("GAMMA_BROKEN"):
+        raise ImportError("libgamma.so: cannot open shared object file")
+
+    class Gamma(lamina.Layer):
+        def forward(self, x):
+            return 2 * x
+
+        def backward(self, grad):
+            return 2 * grad
+
+    @lamina.hookimpl
+    def register_layers(register):
+        register(Gamma)
+"""
+
+
+@pytest.fixture(scope="module")
+def gamma_file(tmp_path_factory):
+    """A model file that needs the layer Gamma from lamina-gamma 0.1.0, and that package."""
+    root = tmp_path_factory.mktemp("gamma")
+    site = make_distribution(root / "site", "lamina-gamma", "0.1.0", {"lamina_gamma": GAMMA})
+    path = root / "model.npz"
+    done = python(f"""
+        import lamina
+        model = lamina.Model([lamina.layer("Linear", 2), "Gamma"])
+        model.predict([[1.0, 2.0]])
+        model.save({str(path)!r})
+    """, site)
+    assert done.returncode == 0, done.stderr
+    return path, site
+
+
+@pytest.mark.parametrize(
+    "env, expected",
+    [
+        ({"LAMINA_DISABLE_PLUGINS": "lamina-gamma"},
+         "lamina-gamma 0.1.0 is installed but was not loaded: disabled by LAMINA_DISABLE_PLUGINS; "
+         "remove lamina-gamma from LAMINA_DISABLE_PLUGINS"),
+        ({"LAMINA_PLUGINS": "lamina-other"},
+         "lamina-gamma 0.1.0 is installed but was not loaded: not in LAMINA_PLUGINS (the allow-list); "
+         "add lamina-gamma to LAMINA_PLUGINS"),
+        ({"GAMMA_BROKEN": "1"},
+         "lamina-gamma 0.1.0 is installed but failed to load: ImportError: libgamma.so: cannot open shared object file"),
+    ],
+    ids=["denied", "not-allowed", "import-failed"],
+)
+def test_a_skipped_or_broken_plugin_is_reported_as_such_by_load_and_info(gamma_file, env, expected):
+    path, site = gamma_file
+    loaded = python(f"""
+        import warnings, lamina
+        warnings.simplefilter("ignore")
+        try:
+            lamina.load({str(path)!r})
+        except lamina.MissingPluginError as err:
+            print(err)
+    """, site, **env)
+    assert expected in loaded.stdout, loaded.stdout + loaded.stderr
+    assert "not installed" not in loaded.stdout
+    info = python(f"from lamina.app.cli import main; main(['info', {str(path)!r}])", site, **env)
+    assert expected in info.stdout, info.stdout + info.stderr
+
+
+def test_a_plugin_that_is_really_missing_still_says_what_to_install(gamma_file):
+    path, _ = gamma_file
+    loaded = python(f"""
+        import lamina
+        try:
+            lamina.load({str(path)!r})
+        except lamina.MissingPluginError as err:
+            print(err)
+    """)
+    assert "lamina-gamma is not installed; install it with: pip install 'lamina-gamma>=0.1.0'" in loaded.stdout
+
+
+def test_loading_under_an_older_plugin_version_warns_naming_both(gamma_file, tmp_path):
+    path, _ = gamma_file
+    old = make_distribution(tmp_path / "old", "lamina-gamma", "0.0.9", {"lamina_gamma": GAMMA})
+    loaded = python(f"""
+        import lamina
+        model = lamina.load({str(path)!r})   # the user's line
+        print(type(model.layers[1]).__name__)
+    """, old)
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.strip() == "Gamma"
+    assert "PluginWarning" in loaded.stderr
+    assert "the file was written with lamina-gamma 0.1.0, but 0.0.9 is installed" in loaded.stderr
+    assert "<string>:3:" in loaded.stderr  # 10. it points at the user's call, not lamina's files
+    info = python(f"from lamina.app.cli import main; main(['info', {str(path)!r}])", old)
+    assert "lamina-gamma 0.1.0: installed (0.0.9), OLDER than the file's 0.1.0" in info.stdout
+
+
+def test_the_same_or_a_newer_plugin_version_loads_silently(gamma_file, tmp_path):
+    path, site = gamma_file
+    newer = make_distribution(tmp_path / "new", "lamina-gamma", "0.10.0", {"lamina_gamma": GAMMA})
+    for where in (site, newer):
+        loaded = python(f"import lamina; lamina.load({str(path)!r})", where)
+        assert loaded.returncode == 0 and "Warning" not in loaded.stderr, loaded.stderr
+
+
+def test_versions_compare_by_release_numbers():
+    from lamina.files.records import older
+
+    assert older("0.0.9", "0.1.0") and older("1.2.9", "1.2.10") and older("1.0rc1", "1.0.1")
+    assert not older("1.0", "1.0.0") and not older("2.0", "1.9.9") and not older("", "1.0")
+
+
+# -- a full disk, and a saved model loaded in a script ---------------------------------------------
+
+
+def test_a_full_disk_names_the_file_and_the_step(tmp_path, monkeypatch):
+    def full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError) as info:
+        lamina.atomic_write(tmp_path / "model.npz", b"data")
+    assert f"cannot write {tmp_path / 'model.npz'} (syncing the temporary file to disk): No space left on device" in str(info.value)
+    assert list(tmp_path.iterdir()) == []  # the temporary file is gone too
+
+
+def test_predict_in_a_script_after_loading_keeps_working(tmp_path):
+    script = tmp_path / "use.py"
+    script.write_text(textwrap.dedent("""
+        import numpy as np, lamina
+        model = lamina.Model([lamina.layer("Linear", 2)])
+        model.predict(np.ones((1, 3)))
+        model.save("m.npz")
+        print(lamina.load("m.npz").predict(np.ones((2, 3))).shape)
+    """))
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert result.stdout.strip() == "(2, 2)", result.stderr

@@ -400,3 +400,22 @@ def test_validation_data_lengths_must_match():
     x, y = blobs(12)
     with pytest.raises(lamina.ShapeError, match="validation_data's x_val and y_val have shapes"):
         classifier().train(x, y, loss="CrossEntropy", validation_data=(x[:4], y[:3]), verbose=False)
+
+
+# -- lamina.echo during training -------------------------------------------------------------------
+
+
+class Announcer(lamina.Callback):
+    def on_epoch_end(self, epoch, logs):
+        lamina.echo("announcing epoch", epoch + 1)
+
+
+def test_echo_prints_above_the_bar_and_is_silent_when_training_quietly(capsys):
+    model = lamina.Model([lamina.layer("Linear", 1)])
+    x, y = np.ones((8, 2)), np.ones((8, 1))
+    model.train(x, y, epochs=2, batch_size=4, callbacks=[Announcer()], verbose=True)
+    captured = capsys.readouterr()
+    assert captured.out.splitlines() == ["announcing epoch 1", "announcing epoch 2"]
+    assert "epoch 2/2" in captured.err  # the bars, on stderr, untouched
+    model.train(x, y, epochs=2, callbacks=[Announcer()], verbose=False)
+    assert capsys.readouterr().out == ""
