@@ -43,6 +43,8 @@ class Model(Chain):
         >>> history["loss"][-1], model.predict(x)
     """
 
+    layers: list[Layer]
+
     def __init__(self, layers: Iterable[Layer | str | Mapping[str, Any]]) -> None:
         if isinstance(layers, (str, Layer, Mapping)) or not isinstance(layers, Iterable):
             raise ArgumentError(
@@ -54,7 +56,6 @@ class Model(Chain):
             raise ArgumentError("Model(layers=[]): a model needs at least one layer")
         distinct_layers(built, "Model", "layers")
         super().__init__(built, "Model.layers")
-        self.layers: list[Layer] = built
         self.optimizer: Optimizer | None = None  # set by train; callbacks and save read them
         self.loss: Loss | None = None
         self.metrics: list[Metric] = []
