@@ -28,6 +28,7 @@ from lamina.model import Model
 from lamina.model import load_model as load
 from lamina.parameter import Parameter
 from lamina.protocols.callback import Callback
+from lamina.protocols.chain import Chain
 from lamina.protocols.dataset import Dataset
 from lamina.protocols.initializer import Initializer, fans
 from lamina.protocols.layer import Layer
@@ -71,6 +72,7 @@ __all__ = [
     "FileFormatError",
     "Callback",
     "Case",
+    "Chain",
     "Checkpoint",
     "DataParallel",
     "Dataset",

@@ -1,4 +1,5 @@
-"""Model: a stack of layers, trained end to end by backpropagation."""
+"""Model: the front door. A Chain of layers that trains (lamina.training), saves and loads
+(lamina.files) and exports (lamina.export); those see it only as a Trainable."""
 from __future__ import annotations
 
 import contextlib
@@ -13,24 +14,25 @@ import numpy as np
 
 from lamina.autodiff import no_recording
 from lamina.checks import DEFAULT_DTYPE, as_floating, as_integers, describe, distinct_layers
-from lamina.errors import ArgumentError, ShapeError
+from lamina.errors import ArgumentError
 from lamina.export.exporter import export_onnx
-from lamina.files import load as loading
-from lamina.files import save as saving
+from lamina.files.load import read_model
+from lamina.files.save import save_model
 from lamina.parameter import Parameter
+from lamina.protocols.chain import Chain
 from lamina.protocols.configurable import config_repr
 from lamina.protocols.layer import Layer, named_buffers, named_parameters, observing
 from lamina.protocols.loss import Loss
 from lamina.protocols.metric import Metric
 from lamina.protocols.optimizer import Optimizer
 from lamina.registry import resolve
-from lamina.training import loop as training
+from lamina.training import loop
 from lamina.training.history import History
 from lamina.training.options import TrainOptions, defaults
 
 
-class Model:
-    """Layers applied in order: `model(x)` predicts, `model.train(x, y, ...)` fits.
+class Model(Chain):
+    """Layers applied in order (a Chain): `model(x)` predicts, `model.train(x, y, ...)` fits.
 
     `layers` items are Layer instances, registered names (`"Relu"`) or dicts
     (`{"type": "Linear", "units": 8}`).
@@ -41,16 +43,19 @@ class Model:
         >>> history["loss"][-1], model.predict(x)
     """
 
+    layers: list[Layer]
+
     def __init__(self, layers: Iterable[Layer | str | Mapping[str, Any]]) -> None:
         if isinstance(layers, (str, Layer, Mapping)) or not isinstance(layers, Iterable):
             raise ArgumentError(
                 f"Model(layers={describe(layers)}): layers must be a list, e.g. "
                 "Model([Linear(8), Relu(), Linear(1)])"
             )
-        self.layers: list[Layer] = [_build_layer(i, item) for i, item in enumerate(layers)]
-        if not self.layers:
+        built = [_build_layer(i, item) for i, item in enumerate(layers)]
+        if not built:
             raise ArgumentError("Model(layers=[]): a model needs at least one layer")
-        distinct_layers(self.layers, "Model", "layers")
+        distinct_layers(built, "Model", "layers")
+        super().__init__(built, "Model.layers")
         self.optimizer: Optimizer | None = None  # set by train; callbacks and save read them
         self.loss: Loss | None = None
         self.metrics: list[Metric] = []
@@ -89,40 +94,12 @@ class Model:
     def _forward(self, x: np.ndarray, stop: int | None = None) -> np.ndarray:
         if self.input_shape is None and x.ndim > 0:
             self.input_shape, self.input_dtype = x.shape[1:], x.dtype
-        for i, layer in enumerate(self.layers[:stop]):
-            try:
-                x = layer(x)
-            except ShapeError as err:
-                raise ShapeError(f"Model.layers[{i}] ({type(layer).__name__}): {err}") from None
-            except Exception as err:
-                err.add_note(f"raised in the forward pass of Model.layers[{i}], {layer!r}")
-                raise
-        return x
-
-    def backward(self, grad: np.ndarray, from_layer: int | None = None) -> np.ndarray | None:
-        """Backpropagate dL/d(output of layer `from_layer`, default the last) down to the input;
-        returns dL/dx, or None when the first layer skips it (integer input, or not needed)."""
-        start = len(self.layers) - 1 if from_layer is None else from_layer
-        result: np.ndarray | None = grad
-        for i in range(start, -1, -1):
-            layer = self.layers[i]
-            if result is None:
-                raise ShapeError(
-                    f"Model.layers[{i + 1}] ({type(self.layers[i + 1]).__name__}) returned no input gradient, "
-                    f"but Model.layers[{i}] ({type(layer).__name__}) before it needs one; a layer that takes "
-                    "integer input must be the model's first"
-                )
-            try:
-                result = layer.backward(result)
-            except Exception as err:
-                err.add_note(f"raised in the backward pass of Model.layers[{i}], {layer!r}")
-                raise
-        return result
+        return super().forward(x, stop)
 
     def predict(self, x: object, batch_size: int | None = None) -> np.ndarray:
         """Outputs for `x` in inference mode, computed `batch_size` rows at a time (all at once by default)."""
         with self.lock, self.inference():
-            return training.predict(self, x, batch_size)
+            return loop.predict(self, x, batch_size)
 
     def evaluate(
         self,
@@ -135,7 +112,7 @@ class Model:
         """{"loss": ..., metric name: ...} over (x, y) in inference mode; `loss` defaults to
         the one the model was last trained with."""
         with self.lock, self.inference():
-            return training.evaluate(self, x, y, loss, metrics, batch_size)
+            return loop.evaluate(self, x, y, loss, metrics, batch_size)
 
     def adapt(self, x: object, batch_size: int | None = None) -> None:
         """Let every layer that learns from data (Normalization's mean and variance) learn afresh
@@ -149,7 +126,7 @@ class Model:
         each process reads all the rows, so that all learn the same statistics.
         """
         with self.lock:
-            training.adapt_to(self, x, batch_size)
+            loop.adapt_to(self, x, batch_size)
 
     # -- parameters ----------------------------------------------------------------------
 
@@ -243,7 +220,7 @@ class Model:
                 raise ArgumentError(f"Model.train: {name} was given twice, by position and by name")
             options[name] = value
         with self.training_lock:
-            return training.fit(self, x, y, TrainOptions.make(options))
+            return loop.fit(self, x, y, TrainOptions.make(options))
 
     # -- files and description -------------------------------------------------------------
 
@@ -260,7 +237,7 @@ class Model:
         `progress` ({"epoch": epochs done, "history": ...}) makes it a resumable checkpoint.
         """
         with self.lock:
-            return saving.save_model(self, path, include_optimizer, progress)
+            return save_model(self, path, include_optimizer, progress)
 
     def export_onnx(self, path: str | os.PathLike[str], opset: int = 17) -> Path:
         """Write the model as an ONNX file (needs onnx: `pip install onnx`), atomically.
@@ -324,7 +301,7 @@ def load_model(path: str | os.PathLike[str], max_bytes: int | None = None) -> Mo
     saved with its optimizer keeps the generator's state for the first `train`, which
     continues exactly where the saved training stopped.
     """
-    saved = loading.read_model(path, max_bytes)
+    saved = read_model(path, max_bytes)
     model = Model(saved.layers)
     model.input_shape, model.input_dtype = saved.input_shape, saved.input_dtype
     model.loss, model.metrics, model.optimizer = saved.loss, saved.metrics, saved.optimizer

@@ -31,32 +31,6 @@ def as_layers(items: object, argument: str, owner: str) -> list[lamina.Layer]:
     return layers
 
 
-def run(layers: Sequence[lamina.Layer], x: np.ndarray, owner: str) -> np.ndarray:
-    """Apply `layers` in order; a ShapeError names the layer's place."""
-    for i, layer in enumerate(layers):
-        try:
-            x = layer(x)
-        except lamina.ShapeError as err:
-            raise lamina.ShapeError(f"{owner}[{i}] ({type(layer).__name__}): {err}") from None
-    return x
-
-
-def run_backward(layers: Sequence[lamina.Layer], grad: np.ndarray | None, owner: str) -> np.ndarray | None:
-    """Backpropagate through `layers` in reverse; None when the first layer skips its input gradient."""
-    for i in range(len(layers) - 1, -1, -1):
-        if grad is None:
-            raise lamina.ShapeError(
-                f"{owner}[{i + 1}] ({type(layers[i + 1]).__name__}) returned no input gradient, but "
-                f"{owner}[{i}] ({type(layers[i]).__name__}) before it needs one; a layer that takes "
-                "integer input must come first"
-            )
-        try:
-            grad = layers[i].backward(grad)
-        except lamina.LaminaError as err:  # name the place inside this layer, keep the error's type
-            raise type(err)(f"{owner}[{i}] ({type(layers[i]).__name__}): {err}") from None
-    return grad
-
-
 def export_chain(graph, layers: Sequence[lamina.Layer], x: str, prefix: str) -> str:
     """ONNX export of `layers` in order, each under its path ("layers.0", ...)."""
     for i, layer in enumerate(layers):
@@ -85,7 +59,7 @@ class _Container(lamina.Layer):
 
 
 class Sequential(_Container):
-    """`layers` applied in order, as one layer: `Sequential([Linear(64), "Relu"])`."""
+    """`layers` applied in order (a `lamina.Chain`), as one layer: `Sequential([Linear(64), "Relu"])`."""
 
     keeps = ()  # the sublayers keep what their backward needs
     conformance_cases = [
@@ -104,10 +78,10 @@ class Sequential(_Container):
         return self.layers[0].integer_input
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        return run(self.layers, x, "Sequential.layers")
+        return lamina.Chain(self.layers, "Sequential.layers").forward(x)
 
     def backward(self, grad: np.ndarray) -> np.ndarray | None:
-        return run_backward(self.layers, grad, "Sequential.layers")
+        return lamina.Chain(self.layers, "Sequential.layers").backward(grad)
 
     def to_onnx(self, graph, x):
         return export_chain(graph, self.layers, x, "layers")
@@ -138,7 +112,7 @@ class Residual(_Container):
         return [self.layers[0]]
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        fx = run(self.layers, x, "Residual.layers")
+        fx = lamina.Chain(self.layers, "Residual.layers").forward(x)
         if fx.shape != x.shape:
             raise lamina.ShapeError(
                 f"Residual: its layers turned the input of shape {x.shape} into shape {fx.shape}, but "
@@ -148,7 +122,7 @@ class Residual(_Container):
         return x + fx
 
     def backward(self, grad: np.ndarray) -> np.ndarray | None:
-        inner = run_backward(self.layers, grad, "Residual.layers")
+        inner = lamina.Chain(self.layers, "Residual.layers").backward(grad)
         if inner is None:  # nobody needs the input gradient (first layer of a model)
             return None
         return grad + inner
@@ -206,7 +180,7 @@ class Parallel(_Container):
         return self.branches[0][0].integer_input
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        outputs = [run(branch, x, f"Parallel.branches[{b}]") for b, branch in enumerate(self.branches)]
+        outputs = [lamina.Chain(branch, f"Parallel.branches[{b}]").forward(x) for b, branch in enumerate(self.branches)]
         shapes = [out.shape for out in outputs]
         if self.merge == "concat":
             axis = self._concat_axis(outputs)
@@ -259,7 +233,7 @@ class Parallel(_Container):
                 grads.append(g)
         total: np.ndarray | None = None
         for b, (branch, g) in enumerate(zip(self.branches, grads)):
-            inner = run_backward(branch, g, f"Parallel.branches[{b}]")
+            inner = lamina.Chain(branch, f"Parallel.branches[{b}]").backward(g)
             if inner is not None:
                 total = inner if total is None else total + inner
         return total

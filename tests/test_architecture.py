@@ -33,14 +33,96 @@ def test_no_function_in_core_is_longer_than_60_lines():
     assert long == []
 
 
-def test_model_saving_and_training_import_each_other_only_at_module_level():
-    modules = {"model", "saving", "training", "checkpoint", "step", "batches", "progress", "options"}
+def test_model_training_files_and_export_import_each_other_only_at_module_level():
+    wings = ("lamina.model", "lamina.training", "lamina.files", "lamina.export", "lamina.protocols")
     hidden = []
     for path, node in functions(CORE):
         for inner in ast.walk(node):
-            if isinstance(inner, ast.ImportFrom) and inner.module and inner.module.split(".")[-1] in modules:
-                hidden.append(f"{path.name}:{node.name} imports {inner.module}")
+            if isinstance(inner, ast.Import):
+                names = [alias.name for alias in inner.names]
+            elif isinstance(inner, ast.ImportFrom) and inner.module:
+                names = [inner.module, *(f"{inner.module}.{alias.name}" for alias in inner.names)]
+            else:
+                continue
+            if any(name.startswith(wings) for name in names):
+                hidden.append(f"{path.relative_to(ROOT)}:{node.name} imports {', '.join(names)}")
     assert hidden == []
+
+
+def module_name(path):
+    """lamina's name for a file of core/ ("lamina.training.loop"; a folder's __init__ is the folder)."""
+    parts = path.relative_to(CORE).with_suffix("").parts
+    return ".".join(("lamina", *(parts[:-1] if parts[-1] == "__init__" else parts)))
+
+
+def import_graph():
+    """Which lamina modules each module of core/ imports, read from the source: every import
+    statement, at the top, inside functions and under `if TYPE_CHECKING:` alike; `from lamina.x
+    import y` is an import of lamina.x.y when y is a module, else of lamina.x."""
+    files = {module_name(path): path for path in sorted(CORE.rglob("*.py"))}
+    graph = {}
+    for name, path in files.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:  # relative: from .x import y
+                    parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join([*parts, base] if base else parts)
+                found.update(f"{base}.{alias.name}" if f"{base}.{alias.name}" in files else base for alias in node.names)
+        graph[name] = sorted(found & set(files) - {name})
+    return graph
+
+
+def find_cycle(graph):
+    """One cycle of the graph as a list of modules (the first again at the end), or None."""
+    state, path = {}, []
+
+    def visit(node):
+        state[node] = "open"
+        path.append(node)
+        for target in graph[node]:
+            if state.get(target) == "open":
+                return [*path[path.index(target):], target]
+            if target not in state:
+                cycle = visit(target)
+                if cycle:
+                    return cycle
+        state[node] = "done"
+        path.pop()
+        return None
+
+    for node in graph:
+        if node not in state:
+            cycle = visit(node)
+            if cycle:
+                return cycle
+    return None
+
+
+def test_the_import_graph_reads_every_kind_of_import():
+    graph = import_graph()
+    assert "lamina.protocols.layer" in graph["lamina.model"]  # from lamina.protocols.layer import Layer
+    assert "lamina.autodiff" in graph["lamina.protocols.layer"]  # from lamina import autodiff: a module
+    assert "lamina.hookspecs" in graph["lamina.registry"]
+    assert "lamina.errors" in graph["lamina.checks"]
+    assert find_cycle({"a": ["b"], "b": ["c"], "c": ["a"], "d": ["a"]}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": ["b"], "b": [], "c": ["a", "b"]}) is None
+
+
+def test_no_module_of_lamina_imports_itself_through_others():
+    cycle = find_cycle(import_graph())
+    assert cycle is None, f"lamina's modules import each other in a circle: {' -> '.join(cycle)}"
+
+
+def test_model_is_the_front_door_that_training_files_and_export_stay_behind():
+    graph = import_graph()
+    behind = [name for name in graph if name.startswith(("lamina.training", "lamina.files", "lamina.export"))]
+    assert [name for name in behind if "lamina.model" in graph[name]] == []
+    assert {"lamina.training.loop", "lamina.files.save", "lamina.files.load", "lamina.export.exporter"} <= set(graph["lamina.model"])
 
 
 def test_looking_up_a_layer_does_not_import_the_conformance_kit():

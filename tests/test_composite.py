@@ -191,6 +191,29 @@ def test_backward_before_forward_names_the_place():
         layer.backward(np.ones((2, 2)))
 
 
+def test_an_error_inside_a_nested_layer_gets_a_note_for_each_level():
+    class Broken(lamina.Layer):
+        def forward(self, x):
+            raise RuntimeError("kaboom")
+
+    model = lamina.Model([Linear(4), Residual([Sequential([Tanh(), Broken()])])])
+    with pytest.raises(RuntimeError) as info:
+        model(X)
+    assert str(info.value) == "kaboom"  # its type and message as they were
+    assert info.value.__notes__ == [
+        "raised in the forward pass of Sequential.layers[1], Broken()",
+        f"raised in the forward pass of Residual.layers[0], {model.layers[1].layers[0]!r}",
+        f"raised in the forward pass of Model.layers[1], {model.layers[1]!r}",
+    ]
+
+
+def test_a_shape_error_in_a_parallel_branch_names_the_branch():
+    inner = Linear(2)
+    inner(np.ones((1, 3), dtype=np.float32))  # built for 3 features; the input has 4
+    with pytest.raises(lamina.ShapeError, match=r"^Parallel.branches\[1\]\[0\] \(Linear\): Linear\(units=2\) was built"):
+        Parallel([[Tanh()], [inner]])(X)
+
+
 def test_summary_shows_the_tree():
     model = lamina.Model(NESTED)
     model(X)

@@ -232,6 +232,34 @@ def test_optimizer_and_loss_must_be_instances_or_names(kwargs, expected):
     assert expected in str(info.value)
 
 
+def test_a_lamina_error_in_the_backward_pass_names_the_layer_and_its_position():
+    model = lamina.Model([Linear(2), Tanh()])
+    with pytest.raises(lamina.LaminaError, match=r"^Model.layers\[1\] \(Tanh\): Tanh: backward was called before forward"):
+        model.backward(np.ones((4, 2)))
+
+
+def test_a_missing_input_gradient_names_both_layers():
+    class NoGradient(lamina.Layer):
+        def forward(self, x):
+            return x
+
+        def backward(self, grad):
+            return None
+
+    model = lamina.Model([Linear(2), NoGradient()])
+    model.set_training(True)
+    model.forward(X)
+    with pytest.raises(lamina.ShapeError, match=r"Model.layers\[1\] \(NoGradient\) returned no input gradient, but "
+                       r"Model.layers\[0\] \(Linear\) before it needs one.*come first in Model.layers"):
+        model.backward(np.ones((4, 2)))
+
+
+def test_model_runs_its_layers_as_a_chain():
+    model = lamina.Model([Linear(2), Tanh()])
+    assert isinstance(model, lamina.Chain) and model.name == "Model.layers"
+    np.testing.assert_array_equal(model.forward(X), lamina.Chain(model.layers, "x").forward(X))
+
+
 def test_an_error_inside_a_third_party_layer_is_annotated_with_its_position():
     class Broken(lamina.Layer):
         def forward(self, x):

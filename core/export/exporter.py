@@ -21,8 +21,8 @@ from lamina.files.atomic import atomic_write
 from lamina.protocols.layer import set_export_hook
 
 if TYPE_CHECKING:
-    from lamina.model import Model
     from lamina.protocols.layer import Layer
+    from lamina.protocols.trainable import Trainable
 
 OPSETS = range(17, 22)  # what lamina writes and tests: ONNX opsets 17 to 21
 INPUT, OUTPUT = "input", "output"
@@ -81,7 +81,7 @@ def _trace(layer: Layer, graph: Graph, x: str) -> Symbolic:
 set_export_hook(call_sublayer)  # Layer.__call__ hands Symbolic inputs here
 
 
-def _build(model: Model, batch: int, opset: int) -> Graph:
+def _build(model: Trainable, batch: int, opset: int) -> Graph:
     input_shape = model.input_shape
     if input_shape is None:
         raise LaminaError("ONNX export: the model has not seen an input yet; train it, call it on data, or load a saved model")
@@ -167,7 +167,7 @@ def to_proto(graph: Graph, producer: str = "lamina") -> Any:
     return model
 
 
-def export_onnx(model: Model, path: str | os.PathLike[str], opset: int = 17) -> Path:
+def export_onnx(model: Trainable, path: str | os.PathLike[str], opset: int = 17) -> Path:
     """Write `model` to `path` as ONNX (see Model.export_onnx)."""
     if isinstance(opset, bool) or not isinstance(opset, (int, np.integer)) or int(opset) not in OPSETS:
         raise ArgumentError(

@@ -15,18 +15,16 @@ import json
 import os
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from lamina.errors import ArgumentError
 from lamina.files.atomic import atomic_write
 from lamina.files.records import describe_plugin, to_json
+from lamina.protocols.trainable import Trainable
 from lamina.seeding import rng
 from lamina.version import __version__
-
-if TYPE_CHECKING:  # saving is below model: it takes a model, but never makes one
-    from lamina.model import Model
 
 FORMAT = "lamina.model"
 FORMAT_VERSION = 1
@@ -39,7 +37,7 @@ def _write_array(archive: zipfile.ZipFile, name: str, array: np.ndarray) -> None
 
 
 def save_model(
-    model: Model,
+    model: Trainable,
     path: str | os.PathLike[str],
     include_optimizer: bool = False,
     progress: dict[str, Any] | None = None,

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from lamina.checks import positive_int
 from lamina.errors import ArgumentError, ShapeError
@@ -13,11 +12,9 @@ from lamina.protocols.callback import Callback
 from lamina.protocols.layer import named_buffers, named_parameters
 from lamina.protocols.optimizer import Optimizer
 from lamina.protocols.strategy import active_strategy
+from lamina.protocols.trainable import Trainable
 from lamina.registry import resolve
 from lamina.training.history import History
-
-if TYPE_CHECKING:
-    from lamina.model import Model
 
 
 class Checkpoint(Callback):
@@ -55,7 +52,7 @@ class Checkpoint(Callback):
         self._saved = done
 
 
-def resume(model: Model, path: str | os.PathLike[str], optim: object, owner: str) -> tuple[Optimizer, History, int]:
+def resume(model: Trainable, path: str | os.PathLike[str], optim: object, owner: str) -> tuple[Optimizer, History, int]:
     """Restore a checkpoint into `model` (already built): weights, buffers, optimizer state,
     lamina's generator and the history; returns (optimizer, history, epochs done)."""
     where = f"{owner}(resume_from={str(path)!r})"

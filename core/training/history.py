@@ -1,9 +1,12 @@
-"""History: what `model.train` returns, one value per epoch for each logged quantity."""
+"""History: what `model.train` returns, one value per epoch for each logged quantity, and
+RecordHistory, the callback every training run gets that fills it."""
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator
 from typing import overload
+
+from lamina.protocols.callback import Callback
 
 NAN = float("nan")
 
@@ -103,3 +106,13 @@ class History:
     def __repr__(self) -> str:
         last = ", ".join(f"{k}={v[-1]:.4g}" for k, v in self.history.items() if v)
         return f"History(epochs={len(self)}, {last})"
+
+
+class RecordHistory(Callback):
+    """Appends each epoch's logs to `history`, after every other callback has added its own."""
+
+    def __init__(self, history: History) -> None:
+        self.history = history
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
+        self.history.record(epoch, logs)

@@ -8,7 +8,7 @@ about several processes is the strategy's business.
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -21,33 +21,31 @@ from lamina.protocols.layer import adapts, building
 from lamina.protocols.loss import Loss
 from lamina.protocols.metric import Metric
 from lamina.protocols.strategy import Strategy, activated
+from lamina.protocols.trainable import Trainable
 from lamina.registry import default_plugin, resolve
+from lamina.training.bars import ProgressBar
 from lamina.training.batches import Batches, in_order
 from lamina.training.checkpoint import resume
-from lamina.training.history import History
+from lamina.training.history import History, RecordHistory
 from lamina.training.options import OWNER, TrainOptions, as_list
-from lamina.training.progress import ProgressBar, RecordHistory
 from lamina.training.sources import Feed, Lazy, is_lazy, prefetched
 from lamina.training.step import Step
 
-if TYPE_CHECKING:
-    from lamina.model import Model
 
-
-def fit(model: Model, x: object, y: object, options: TrainOptions) -> History:
+def fit(model: Trainable, x: object, y: object, options: TrainOptions) -> History:
     """Model.train: fit `model` to (x, y) under the options' strategy; returns the History."""
     strategy: Strategy = resolve("strategy", options.strategy, "strategy", OWNER) if options.strategy is not None else Strategy()
     verbose = options.verbose and strategy.is_main  # only the main process shows progress
     with activated(strategy), silenced(not verbose):
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # as in train(): the building forward too
-            run = _Run(model, x, y, options, strategy, verbose)
-        return run.train()
+            fitting = _Fit(model, x, y, options, strategy, verbose)
+        return fitting.train()
 
 
-class _Run:
+class _Fit:
     """One call of `Model.train`: its checked inputs, its callbacks, and the loops."""
 
-    def __init__(self, model: Model, x: object, y: object, options: TrainOptions, strategy: Strategy, verbose: bool) -> None:
+    def __init__(self, model: Trainable, x: object, y: object, options: TrainOptions, strategy: Strategy, verbose: bool) -> None:
         self.model, self.options, self.strategy = model, options, strategy
         self.loss: Loss = default_plugin("loss", options.loss, "loss", OWNER)
         self.metrics: list[Metric] = [resolve("metric", m, "metrics", OWNER) for m in options.metrics]
@@ -172,7 +170,7 @@ class _Run:
 # -- checks and helpers shared by the three loops ---------------------------------------------------
 
 
-def data_feed(model: Model, loss: Loss, x: object, y: object, owner: str, purpose: str, names: str = "x and y",
+def data_feed(model: Trainable, loss: Loss, x: object, y: object, owner: str, purpose: str, names: str = "x and y",
               x_name: str = "x") -> Feed:
     """(x, y) checked, as a Feed: arrays in memory converted now, array-likes (memmaps, h5py,
     lazy datasets) per batch, to the model's dtype."""
@@ -199,7 +197,7 @@ def _unchanged(batch: np.ndarray) -> np.ndarray:
     return batch
 
 
-def _float_dtype(model: Model, source: np.dtype) -> np.dtype:
+def _float_dtype(model: Trainable, source: np.dtype) -> np.dtype:
     """The float dtype batches of `source` become: the model's once it has weights; before, a
     float source's own (as an array in memory would build the model), else float32."""
     if model.parameters() or source.kind != "f":
@@ -207,7 +205,7 @@ def _float_dtype(model: Model, source: np.dtype) -> np.dtype:
     return source
 
 
-def _batch_converter(model: Model, owner: str, source: np.dtype) -> Callable[[np.ndarray], np.ndarray]:
+def _batch_converter(model: Trainable, owner: str, source: np.dtype) -> Callable[[np.ndarray], np.ndarray]:
     """How a batch read from an array-like becomes model input: ids stay integers, everything
     else floats of `_float_dtype` (uint8 images become float32)."""
 
@@ -252,7 +250,7 @@ def check_metric_names(metrics: list[Metric], owner: str) -> None:
 
 
 def mean_logs(
-    model: Model, feed: Feed, loss: Loss, metrics: list[Metric], batch_size: int, strategy: Strategy | None = None,
+    model: Trainable, feed: Feed, loss: Loss, metrics: list[Metric], batch_size: int, strategy: Strategy | None = None,
 ) -> dict[str, float]:
     """Sample-weighted means of the loss and metrics over the feed, in batches, without training;
     with a strategy of several processes, each computes its shard and the sums are combined."""
@@ -273,7 +271,7 @@ def mean_logs(
 # -- adapting ----------------------------------------------------------------------------------------
 
 
-def check_adaptable(model: Model, owner: str) -> None:
+def check_adaptable(model: Trainable, owner: str) -> None:
     """An ArgumentError for a layer that has still to adapt inside another: only the model's own
     layers adapt (the rows reach them through the layers before; nothing says how they reach a
     layer inside a combinator)."""
@@ -287,7 +285,7 @@ def check_adaptable(model: Model, owner: str) -> None:
                 )
 
 
-def adapt(model: Model, feed: Feed, batch_size: int | None, owner: str, every: bool) -> None:
+def adapt(model: Trainable, feed: Feed, batch_size: int | None, owner: str, every: bool) -> None:
     """Let the model's adapting layers learn from the rows of `feed` (each that has not learned yet,
     or `every` one), each in turn: the rows stream `batch_size` at a time (a lazy source 256 at a
     time by default, an array in memory whole) through the layers before it, in inference mode."""
@@ -314,7 +312,7 @@ def adapt(model: Model, feed: Feed, batch_size: int | None, owner: str, every: b
             model.release()
 
 
-def adapt_to(model: Model, x: object, batch_size: int | None) -> None:
+def adapt_to(model: Trainable, x: object, batch_size: int | None) -> None:
     """Model.adapt: every adapting layer of the model learns afresh from x."""
     owner = "Model.adapt"
     if batch_size is not None:
@@ -341,7 +339,7 @@ def adapt_to(model: Model, x: object, batch_size: int | None) -> None:
 LAZY_BATCH = 256  # rows per forward pass over an array-like when no batch_size is given
 
 
-def evaluate(model: Model, x: object, y: object, loss: object, metrics: object, batch_size: int | None) -> dict[str, float]:
+def evaluate(model: Trainable, x: object, y: object, loss: object, metrics: object, batch_size: int | None) -> dict[str, float]:
     owner = "Model.evaluate"
     if loss is None and model.loss is None:
         raise ArgumentError(f"{owner}: pass loss=... (the model has not been trained with one)")
@@ -357,7 +355,7 @@ def evaluate(model: Model, x: object, y: object, loss: object, metrics: object, 
         model.release()
 
 
-def predict(model: Model, x: object, batch_size: int | None) -> np.ndarray:
+def predict(model: Trainable, x: object, batch_size: int | None) -> np.ndarray:
     owner = "Model.predict"
     if batch_size is not None:
         batch_size = positive_int(batch_size, "batch_size", owner, example=256)

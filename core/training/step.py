@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -14,9 +13,7 @@ from lamina.protocols.loss import Loss
 from lamina.protocols.metric import Metric
 from lamina.protocols.optimizer import Optimizer
 from lamina.protocols.strategy import Strategy
-
-if TYPE_CHECKING:
-    from lamina.model import Model
+from lamina.protocols.trainable import Trainable
 
 
 class Step:
@@ -24,7 +21,7 @@ class Step:
     sums over the global batch of [loss, *metrics] (each a per-row mean times the rows)."""
 
     def __init__(
-        self, model: Model, loss: Loss, optim: Optimizer, metrics: list[Metric], clip: float | None, strategy: Strategy
+        self, model: Trainable, loss: Loss, optim: Optimizer, metrics: list[Metric], clip: float | None, strategy: Strategy
     ) -> None:
         self.model, self.loss, self.optim, self.metrics = model, loss, optim, metrics
         self.clip, self.strategy = clip, strategy
@@ -113,7 +110,7 @@ DIVERGED_ADVICE = (
 )
 
 
-def explain(model: Model, loss: Loss, xb: np.ndarray, yb: np.ndarray, updates: int) -> str:
+def explain(model: Trainable, loss: Loss, xb: np.ndarray, yb: np.ndarray, updates: int) -> str:
     """Why a step's loss or gradients are not finite, and what to do: fix the data (no learning
     rate helps), the forward or backward pass before any update (no learning rate is involved
     yet), or a lower learning rate after `updates` optimizer steps (divergence)."""
@@ -136,7 +133,7 @@ def _where_not_finite(a: np.ndarray, name: str) -> str:
             "(rows of this batch, counted from 0)")
 
 
-def diagnose(model: Model, loss: Loss, xb: np.ndarray, yb: np.ndarray) -> tuple[str, str]:
+def diagnose(model: Trainable, loss: Loss, xb: np.ndarray, yb: np.ndarray) -> tuple[str, str]:
     """Replay a step layer by layer and name the first non-finite input, output or gradient;
     with where it is: "data" (x or y), "forward", "backward" or "unknown"."""
     if xb.dtype.kind in "fc" and not np.isfinite(xb).all():

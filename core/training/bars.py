@@ -1,4 +1,4 @@
-"""The callbacks every training run gets: the History it returns, and the progress bars."""
+"""The progress bars a training run shows (when verbose): one tqdm bar per epoch, or one over the epochs."""
 from __future__ import annotations
 
 from typing import Any
@@ -7,17 +7,6 @@ from tqdm.auto import tqdm
 
 from lamina.files.interrupts import held
 from lamina.protocols.callback import Callback
-from lamina.training.history import History
-
-
-class RecordHistory(Callback):
-    """Appends each epoch's logs to `history`, after every other callback has added its own."""
-
-    def __init__(self, history: History) -> None:
-        self.history = history
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
-        self.history.record(epoch, logs)
 
 
 def _bar(**options: Any) -> Any:
