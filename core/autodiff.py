@@ -22,4 +22,4 @@ SUPPORTED = supported()
 
 
 def active_tape() -> Tape | None:
-    return current.get()  # type: ignore[no-any-return]
+    return current.get()

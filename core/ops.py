@@ -12,7 +12,6 @@ array([[0.09003057, 0.24472847, 0.66524096]])
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np

@@ -373,7 +373,7 @@ TABLE[np.matmul].signature = None  # bound as a ufunc (its value folds stacks of
 # -- numpy functions ----------------------------------------------------------------------------
 
 
-def _reduction(func: Callable[..., Any], op: str, vjp: Callable[..., Any], spec: Callable[..., Any]) -> Primitive:
+def _reduction(func: Callable[..., Any], op: str, vjp: Callable[..., Any], spec: Any) -> Primitive:
     def onnx(graph: Any, out: np.ndarray, x: str, axis: Any = None, keepdims: bool = False) -> str:
         # in the dtype numpy's result has (the mean of integers is a float; a count of booleans an integer)
         axes = _axes(axis, graph.example(x).ndim)
@@ -604,7 +604,7 @@ _var_spec = inspect.signature(lambda a, axis=None, dtype=None, out=None, ddof=0,
 TABLE[np.var] = Primitive("np.var", _var, compose=_var, spec=_var_spec)
 TABLE[np.std] = Primitive("np.std", _var, compose=lambda a, axis=None, ddof=0, keepdims=False: np.sqrt(_var(a, axis, ddof, keepdims)), spec=_var_spec)
 _rows(
-    (np.reshape, _reshape, lambda g, needs, out, a, shape=None, order="C", newshape=None: np.reshape(g, _shape(a), order=order),  # type: ignore[call-overload]
+    (np.reshape, _reshape, lambda g, needs, out, a, shape=None, order="C", newshape=None: np.reshape(g, _shape(a), order=order),
      _reshape_onnx),
     (np.transpose, lambda a, axes=None: np.transpose(a, axes),
      lambda g, needs, out, a, axes=None: np.transpose(g, None if axes is None else np.argsort([ax % g.ndim for ax in axes])), _transpose_onnx),
@@ -667,7 +667,9 @@ def _index_onnx(graph: Any, out: Any, x: str, key: Any) -> str:
     if Ellipsis in items:
         at = items.index(Ellipsis)
         items[at : at + 1] = [slice(None)] * (ndim - sum(1 for item in items if item is not None and item is not Ellipsis))
-    starts, ends, axes, steps, drops, news = [], [], [], [], [], []
+    slices: list[tuple[int, int, int, int]] = []  # (start, end, axis, step)
+    drops: list[int] = []
+    news: list[int] = []
     axis = out_axis = 0
     for item in items:
         if item is None:
@@ -675,21 +677,20 @@ def _index_onnx(graph: Any, out: Any, x: str, key: Any) -> str:
             out_axis += 1
             continue
         if isinstance(item, (int, np.integer)) and not isinstance(item, bool):
-            starts.append(int(item)), ends.append(int(item) + 1 if int(item) != -1 else _INT64_MAX)
-            axes.append(axis), steps.append(1), drops.append(axis)
+            slices.append((int(item), int(item) + 1 if int(item) != -1 else _INT64_MAX, axis, 1))
+            drops.append(axis)
         elif isinstance(item, slice):
             if item != slice(None):
                 step = 1 if item.step is None else int(item.step)
-                starts.append(int(item.start if item.start is not None else (0 if step > 0 else -1)))
-                ends.append(int(item.stop if item.stop is not None else (_INT64_MAX if step > 0 else -_INT64_MAX)))
-                axes.append(axis), steps.append(step)
+                slices.append((int(item.start if item.start is not None else (0 if step > 0 else -1)),
+                               int(item.stop if item.stop is not None else (_INT64_MAX if step > 0 else -_INT64_MAX)), axis, step))
             out_axis += 1
         else:
             raise Refused(f"indexing with {type(item).__name__}")
         axis += 1
     name = x
-    if axes:
-        name = graph.op("Slice", name, graph.ints(starts, "starts"), graph.ints(ends, "ends"), graph.ints(axes, "axes"), graph.ints(steps, "steps"))
+    if slices:
+        name = graph.op("Slice", name, *(graph.ints(list(v), n) for v, n in zip(zip(*slices), ("starts", "ends", "axes", "steps"))))
     if drops:
         name = graph.op("Squeeze", name, graph.ints(drops, "axes"))
     if news:
