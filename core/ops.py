@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from lamina.errors import ArgumentError
-from lamina.trace.primitives import TABLE, Primitive
+from lamina.trace.primitives import TABLE, Primitive, _axes
 
 __all__ = [
     "elu", "erf", "gelu", "leaky_relu", "log_softmax", "logsumexp", "relu", "sigmoid", "silu",
@@ -179,8 +179,7 @@ def _onnx_gelu(graph: Any, out: Any, x: str, approximate: str = "none") -> str:
 
 def _logsumexp_onnx(graph: Any, out: Any, x: str, axis: Any = -1, keepdims: bool = False) -> str:
     """max + log(sum(exp(x - max))), stable as the value."""
-    ndim = graph.example(x).ndim
-    axes = list(range(ndim)) if axis is None else sorted(a % ndim for a in (axis if isinstance(axis, tuple) else (axis,)))
+    axes = _axes(axis, graph.example(x).ndim)
     top = graph.reduce("ReduceMax", x, axes, keepdims=True)
     total = graph.reduce("ReduceSum", graph.op("Exp", graph.op("Sub", x, top)), axes, keepdims=True)
     y = graph.op("Add", graph.op("Log", total), top)
@@ -255,15 +254,9 @@ def _logsumexp(x: Any, axis: int | tuple[int, ...] | None = -1, keepdims: bool =
 
 
 def _logsumexp_vjp(g: Any, needs: Any, out: Any, x: Any, axis: Any = -1, keepdims: bool = False) -> Any:
-    if not keepdims:
-        g, out = _keep(g, axis, x.ndim), _keep(out, axis, x.ndim)
+    if not keepdims:  # the reduced axes back, as size 1
+        g, out = np.expand_dims(g, tuple(_axes(axis, x.ndim))), np.expand_dims(out, tuple(_axes(axis, x.ndim)))
     return g * np.exp(x - out)
-
-
-def _keep(a: np.ndarray, axis: int | tuple[int, ...] | None, ndim: int) -> np.ndarray:
-    """`a`, reduced over `axis` without keepdims, with those axes put back as size 1."""
-    axes = range(ndim) if axis is None else (axis if isinstance(axis, tuple) else (axis,))
-    return np.expand_dims(a, tuple(sorted(ax % ndim for ax in axes)))
 
 
 def _softmax(x: Any, axis: int = -1) -> Any:

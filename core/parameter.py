@@ -81,11 +81,8 @@ class Parameter(np.lib.mixins.NDArrayOperatorsMixin):
     def reshape(self, *shape: Any) -> Any:
         return np.reshape(self, shape[0] if len(shape) == 1 else shape)
 
-    def sum(self, *args: Any, **kwargs: Any) -> Any:
-        return np.sum(self, *args, **kwargs)
-
-    def mean(self, *args: Any, **kwargs: Any) -> Any:
-        return np.mean(self, *args, **kwargs)
+    sum = lambda self, *args, **kwargs: np.sum(self, *args, **kwargs)  # noqa: E731
+    mean = lambda self, *args, **kwargs: np.mean(self, *args, **kwargs)  # noqa: E731
 
     def zero_grad(self) -> None:
         """Reset the gradient to zero in place (backward passes add into it)."""

@@ -157,10 +157,6 @@ class Graph:
         self._parameters[id(param)] = label
         return label
 
-    def onnx_type(self, dtype: Any) -> int:
-        """ONNX's number for `dtype` (Cast's `to`)."""
-        return onnx_type(dtype, self.scope)
-
     def cast(self, x: str, dtype: Any) -> str:
         """`x` in `dtype`: itself where its example already has it, else a Cast node."""
         return x if self.dtype_of(x) == np.dtype(dtype) else self.op("Cast", x, to=onnx_type(dtype, self.scope))

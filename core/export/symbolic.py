@@ -93,22 +93,8 @@ class Symbolic(Operand):
     def __repr__(self) -> str:
         return f"Symbolic({self.name!r}, shape={self.value.shape}, dtype={self.value.dtype})"
 
-    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        raise self.trace.refuse("converting a value to a plain numpy array (np.asarray, or a numpy function lamina does not map)")
-
     def __bool__(self) -> bool:
         raise LaminaError(
             f"ONNX export of {_who(self.graph)}: Python control flow on a value (if, and, or, bool()) cannot "
             "be exported, since the file must work for every input; use np.where, or give the layer a to_onnx method"
         )
-
-    def __float__(self) -> float:
-        raise self.trace.refuse("float() of a value")
-
-    def __int__(self) -> int:
-        raise self.trace.refuse("int() of a value (or using it as a Python index or size)")
-
-    __index__ = __int__
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        raise self.trace.refuse("writing into an array in place")

@@ -113,11 +113,8 @@ class Trace:
         except Refused as err:
             raise self.refuse(name, str(err)) from None
 
-    def apply(self, row: Primitive, operands: list[Any], params: dict[str, Any]) -> Any:
-        raise NotImplementedError
-
-    def refuse(self, what: str, why: str | None = None) -> LaminaError:
-        raise NotImplementedError
+    apply: Callable[[Primitive, list[Any], dict[str, Any]], Any]  # the row on these operands
+    refuse: Callable[..., LaminaError]  # (what, why=None): the error that names what cannot be followed
 
 
 class Operand(np.lib.mixins.NDArrayOperatorsMixin):
@@ -148,6 +145,22 @@ class Operand(np.lib.mixins.NDArrayOperatorsMixin):
 
     def __getitem__(self, key: Any) -> Any:
         return self.trace.run(GETITEM, "indexing", (self, key), {})
+
+    # What would drop the trace is refused, naming it.
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        raise self.trace.refuse("", "a traced array was converted to a plain numpy array (np.asarray, np.array or a numpy function "
+                                "lamina does not follow), which would drop it from the trace")
+
+    def __float__(self) -> float:
+        raise self.trace.refuse("", "float() of a traced value drops it from the trace; keep it an array")
+
+    def __int__(self) -> int:
+        raise self.trace.refuse("", "int() of a value (or using it as a Python index or size) drops it from the trace")
+
+    __index__ = __int__
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        raise self.trace.refuse("", "writing into a traced array in place drops it from the trace; build a new array instead (np.where, np.concatenate)")
 
     def astype(self, dtype: Any, copy: bool = True) -> Any:
         return self.trace.run(ASTYPE, "astype", (self, np.dtype(dtype)), {})
@@ -338,18 +351,12 @@ _rows(
     (np.power, _binary(lambda g, o, a, b: g * b * np.power(a, b - 1), _power_b), _op("Pow")),
     (np.maximum, _extremum(True), _boolean("Max", "Or")),
     (np.minimum, _extremum(False), _boolean("Min", "And")),
-    (np.negative, lambda g, needs, o, a: -g, _op("Neg")),
-    (np.positive, lambda g, needs, o, a: g, _op("Identity")),
-    (np.exp, lambda g, needs, o, a: g * o, _op("Exp")),
-    (np.log, lambda g, needs, o, a: g / a, _op("Log")),
-    (np.log1p, lambda g, needs, o, a: g / (1 + a), _log1p),
-    (np.expm1, lambda g, needs, o, a: g * (o + 1), _expm1),
-    (np.sqrt, lambda g, needs, o, a: g / (2 * o), _op("Sqrt")),
-    (np.square, lambda g, needs, o, a: 2 * a * g, lambda graph, out, x: graph.op("Mul", x, x)),
-    (np.reciprocal, lambda g, needs, o, a: -g * o * o, _op("Reciprocal")),
-    (np.absolute, lambda g, needs, o, a: g * np.sign(a), _op("Abs")),
-    (np.tanh, lambda g, needs, o, a: g * (1 - o * o), _op("Tanh")),
-    (np.sin, lambda g, needs, o, a: g * np.cos(a), _op("Sin")),
+    (np.negative, lambda g, needs, o, a: -g, _op("Neg")), (np.positive, lambda g, needs, o, a: g, _op("Identity")),
+    (np.exp, lambda g, needs, o, a: g * o, _op("Exp")), (np.log, lambda g, needs, o, a: g / a, _op("Log")),
+    (np.log1p, lambda g, needs, o, a: g / (1 + a), _log1p), (np.expm1, lambda g, needs, o, a: g * (o + 1), _expm1),
+    (np.sqrt, lambda g, needs, o, a: g / (2 * o), _op("Sqrt")), (np.square, lambda g, needs, o, a: 2 * a * g, lambda graph, out, x: graph.op("Mul", x, x)),
+    (np.reciprocal, lambda g, needs, o, a: -g * o * o, _op("Reciprocal")), (np.absolute, lambda g, needs, o, a: g * np.sign(a), _op("Abs")),
+    (np.tanh, lambda g, needs, o, a: g * (1 - o * o), _op("Tanh")), (np.sin, lambda g, needs, o, a: g * np.cos(a), _op("Sin")),
     (np.cos, lambda g, needs, o, a: -g * np.sin(a), _op("Cos")),
     (np.sign, CONSTANT, _op("Sign")), (np.floor, CONSTANT, _op("Floor")), (np.ceil, CONSTANT, _op("Ceil")),
     (np.rint, CONSTANT, _op("Round")), (np.trunc, CONSTANT),
@@ -379,7 +386,7 @@ def _reduction(func: Callable[..., Any], op: str, vjp: Callable[..., Any], spec:
         axes = _axes(axis, graph.example(x).ndim)
         x = graph.cast(x, np.int32 if out.dtype == bool else out.dtype)  # max/min of booleans: as integers
         y = graph.reduce(op, x, axes, keepdims)
-        return graph.op("Cast", y, to=graph.onnx_type(bool)) if out.dtype == bool else y
+        return graph.cast(y, bool) if out.dtype == bool else y
 
     def value(a: Any, axis: Any = None, keepdims: bool = False) -> Any:
         return func(a, axis=axis, keepdims=keepdims)
@@ -402,21 +409,10 @@ def _transpose_onnx(graph: Any, out: Any, x: str, axes: Any = None) -> str:
     return graph.op("Transpose", x, perm=[int(p) % out.ndim for p in axes] if axes is not None else list(range(out.ndim))[::-1])
 
 
-def _swapaxes(a: Any, axis1: int, axis2: int) -> Any:
-    perm = list(range(np.ndim(a)))
-    i, j = axis1 % len(perm), axis2 % len(perm)
-    perm[i], perm[j] = perm[j], perm[i]
-    return np.transpose(a, perm)
-
-
-def _moveaxis(a: Any, source: Any, destination: Any) -> Any:
-    ndim = np.ndim(a)
-    sources = [int(s) % ndim for s in (source if isinstance(source, (tuple, list)) else (source,))]
-    targets = [int(d) % ndim for d in (destination if isinstance(destination, (tuple, list)) else (destination,))]
-    order = [n for n in range(ndim) if n not in sources]  # as numpy's moveaxis builds it
-    for dest, src in sorted(zip(targets, sources)):
-        order.insert(dest, src)
-    return np.transpose(a, order)
+def _permuted(func: Callable[..., Any], a: Any, *args: Any) -> Any:
+    """np.swapaxes / np.moveaxis as one transpose: the permutation is read off what `func` does
+    to the shape (2, 3, ..., ndim + 1) of a broadcast array (which holds no memory)."""
+    return np.transpose(a, [size - 2 for size in func(np.broadcast_to(0, tuple(range(2, np.ndim(a) + 2))), *args).shape])
 
 
 def _reshape(a: Any, shape: Any = None, order: str = "C", newshape: Any = None) -> Any:
@@ -627,8 +623,9 @@ _rows(
     (np.shape, np.shape, CONSTANT, CONSTANT), (np.ndim, np.ndim, CONSTANT, CONSTANT),
     (np.size, lambda a, axis=None: np.size(a, axis), CONSTANT, CONSTANT),
 )
-for _key, _compose in ((np.swapaxes, _swapaxes), (np.moveaxis, _moveaxis), (np.stack, _stack), (np.split, _split),
-                       (np.dot, _dot), (np.flip, _flip)):
+for _key, _compose in ((np.swapaxes, lambda a, axis1, axis2: _permuted(np.swapaxes, a, axis1, axis2)),
+                       (np.moveaxis, lambda a, source, destination: _permuted(np.moveaxis, a, source, destination)),
+                       (np.stack, _stack), (np.split, _split), (np.dot, _dot), (np.flip, _flip)):
     TABLE[_key] = Primitive(f"np.{_key.__name__}", _compose, compose=_compose)
 TABLE[np.concatenate].operands = TABLE[np.stack].operands = ("arrays",)
 TABLE[np.concatenate].signature = TABLE[np.stack].signature = inspect.signature(lambda arrays, axis=0: None)

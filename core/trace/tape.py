@@ -165,18 +165,6 @@ class Traced(Operand):
     def __repr__(self) -> str:
         return f"Traced({self.value!r})"
 
-    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        raise LaminaError(
-            "a traced array was converted to a plain numpy array (np.asarray, np.array or a numpy "
-            f"function without a derivative rule), which would drop its gradient; {WAYS_OUT}"
-        )
-
-    def __float__(self) -> float:
-        raise LaminaError(f"float() of a traced value drops its gradient; keep it an array, or {WAYS_OUT}")
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        raise LaminaError(f"writing into a traced array in place drops its gradient; build a new array instead (np.where, np.concatenate), or {WAYS_OUT}")
-
 
 # The common operators go straight to the rule, without numpy's dispatch in between.
 for _name, _ufunc in (("add", np.add), ("sub", np.subtract), ("mul", np.multiply), ("truediv", np.true_divide), ("matmul", np.matmul)):
