@@ -1,9 +1,10 @@
 """`lamina.ops`: what numpy lacks for writing layers, as stable primitives with their derivatives.
 
-Each function takes a numpy array (or a Parameter) and returns one, computed so that it stays
-finite for inputs of any magnitude. Inside a forward-only layer's traced forward it records one
-node with its exact derivative, so `lamina.ops.softmax(x)` is both faster and more accurate to
-differentiate than the same formula spelled out in numpy operations.
+Each function is a row of the table of primitives (lamina/trace/primitives.py): its value, its
+derivative (`.vjp`, `.grad` for a hand-written backward) and its ONNX form (`.to_onnx`). It takes
+a numpy array (or a Parameter) and returns one, finite for inputs of any magnitude; inside a
+traced forward it records one node with its exact derivative, so `lamina.ops.softmax(x)` is both
+faster and more accurate to differentiate than the same formula spelled out in numpy operations.
 
 >>> lamina.ops.softmax(np.array([[1.0, 2.0, 3.0]]))
 array([[0.09003057, 0.24472847, 0.66524096]])
@@ -11,18 +12,16 @@ array([[0.09003057, 0.24472847, 0.66524096]])
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from lamina.autodiff import SUPPORTED, Tape, Traced, active_tape
 from lamina.errors import ArgumentError
-from lamina.parameter import Parameter
+from lamina.trace.primitives import TABLE, Primitive, _axes
 
 __all__ = [
     "elu", "erf", "gelu", "leaky_relu", "log_softmax", "logsumexp", "relu", "sigmoid", "silu",
-    "softmax", "softplus",
+    "softmax", "softplus", "tanh",
 ]
 
 try:  # scipy's erf is vectorised and exact in both float32 and float64
@@ -130,49 +129,27 @@ def _gelu32_into(flat: np.ndarray, out: np.ndarray, slope: np.ndarray) -> None:
             q *= xs  # y = x Phi(x)
 
 
-def _primitive(
-    x: Any,
-    value: Callable[[np.ndarray], np.ndarray],
-    derivative: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray],
-    onnx: Callable[[Any, str], str],
-) -> Any:
-    """`value(x)`, recorded with `derivative(g, out, x)` -> dL/dx when `x` is being traced, or
-    written as `onnx(graph, name)` -> ONNX nodes when a model is being exported."""
-    tape: Tape | None
-    traced: Traced | None
-    if isinstance(x, Traced):
-        tape, traced = x.tape, x
-        v = x.value
-    elif isinstance(x, Parameter):
-        tape, v = active_tape(), x.value
-        traced = tape.parameter(x) if tape is not None else None
-        if traced is not None and not isinstance(traced, Traced):  # an ONNX export's initializer
-            return traced.apply(value, onnx)
-    elif getattr(x, "exporting", False):  # a value of an ONNX export's trace
-        return x.apply(value, onnx)
-    else:
-        tape, traced, v = None, None, np.asarray(x)
-    out = value(v)
-    if tape is None or traced is None:
-        return out
-    return tape.record(out, [traced], lambda g: [derivative(g, out, v)])
-
-
 def _constant(graph: Any, x: str, number: float) -> str:
     """A scalar constant of `x`'s dtype, for the ONNX forms below."""
     return graph.constant(number, "c", dtype=graph.dtype_of(x))
 
 
+def _row(value: Any, vjp: Any, onnx: Any, saves: bool = False) -> Primitive:
+    row = Primitive(f"lamina.ops.{value.__name__.lstrip('_').removesuffix('_value')}", value, vjp, onnx, operands=("x",), saves=saves, doc=value.__doc__)
+    TABLE[row.name] = row
+    return row
+
+
 # ONNX's float attributes are float32 and onnxruntime has no double Elu or Softplus: in double,
 # these are written out in operators that keep every digit.
-def _onnx_leaky_relu(graph: Any, x: str, alpha: float) -> str:
+def _onnx_leaky_relu(graph: Any, out: Any, x: str, alpha: float = 0.01) -> str:
     if graph.dtype_of(x) != np.float64:
         return graph.op("LeakyRelu", x, alpha=float(alpha))
     positive = graph.op("Greater", x, _constant(graph, x, 0.0))
     return graph.op("Where", positive, x, graph.op("Mul", x, _constant(graph, x, alpha)))
 
 
-def _onnx_elu(graph: Any, x: str, alpha: float) -> str:
+def _onnx_elu(graph: Any, out: Any, x: str, alpha: float = 1.0) -> str:
     if graph.dtype_of(x) != np.float64:
         return graph.op("Elu", x, alpha=float(alpha))
     negative = graph.op("Sub", graph.op("Exp", graph.op("Min", x, _constant(graph, x, 0.0))), _constant(graph, x, 1.0))
@@ -180,7 +157,7 @@ def _onnx_elu(graph: Any, x: str, alpha: float) -> str:
     return graph.op("Where", positive, x, graph.op("Mul", negative, _constant(graph, x, alpha)))
 
 
-def _onnx_softplus(graph: Any, x: str) -> str:
+def _onnx_softplus(graph: Any, out: Any, x: str) -> str:
     if graph.dtype_of(x) != np.float64:
         return graph.op("Softplus", x)
     # max(x, 0) + log(1 + exp(-|x|)): finite for any x
@@ -188,7 +165,7 @@ def _onnx_softplus(graph: Any, x: str) -> str:
     return graph.op("Add", graph.op("Relu", x), tail)
 
 
-def _onnx_gelu(graph: Any, x: str, approximate: str) -> str:
+def _onnx_gelu(graph: Any, out: Any, x: str, approximate: str = "none") -> str:
     """0.5 x (1 + erf(x / sqrt 2)), or with tanh(sqrt(2/pi) (x + 0.044715 x^3)) for "tanh"."""
     if approximate == "tanh":
         cube = graph.op("Mul", graph.op("Mul", x, x), x)
@@ -200,156 +177,113 @@ def _onnx_gelu(graph: Any, x: str, approximate: str) -> str:
     return graph.op("Mul", half, graph.op("Add", shape, _constant(graph, x, 1.0)))
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    # The tanh form equals the logistic function and cannot overflow for large |x|.
-    return 0.5 * (np.tanh(0.5 * x) + 1)
+def _logsumexp_onnx(graph: Any, out: Any, x: str, axis: Any = -1, keepdims: bool = False) -> str:
+    """max + log(sum(exp(x - max))), stable as the value."""
+    axes = _axes(axis, graph.example(x).ndim)
+    top = graph.reduce("ReduceMax", x, axes, keepdims=True)
+    total = graph.reduce("ReduceSum", graph.op("Exp", graph.op("Sub", x, top)), axes, keepdims=True)
+    y = graph.op("Add", graph.op("Log", total), top)
+    return y if keepdims else graph.op("Squeeze", y, graph.ints(axes, "axes"))
 
 
-def sigmoid(x: Any) -> Any:
+def _sigmoid(x: Any) -> Any:
     """1 / (1 + exp(-x)), element-wise."""
-    return _primitive(x, _sigmoid, lambda g, out, v: g * out * (1 - out), lambda graph, v: graph.op("Sigmoid", v))
+    y = np.tanh(np.multiply(x, 0.5))  # the tanh form equals the logistic function and cannot overflow
+    y += 1
+    y *= 0.5
+    return y
 
 
-def relu(x: Any) -> Any:
+def _relu(x: Any) -> Any:
     """max(x, 0), element-wise; the derivative at 0 is 0 (as PyTorch's)."""
-    return _primitive(x, lambda v: np.maximum(v, 0), lambda g, out, v: g * (v > 0), lambda graph, v: graph.op("Relu", v))
+    return np.maximum(x, 0)
 
 
-def leaky_relu(x: Any, alpha: float = 0.01) -> Any:
+def _leaky_relu(x: Any, alpha: float = 0.01) -> Any:
     """x where x > 0, else alpha * x."""
-    return _primitive(x, lambda v: np.where(v > 0, v, alpha * v), lambda g, out, v: g * np.where(v > 0, 1, alpha).astype(v.dtype),
-                      lambda graph, v: _onnx_leaky_relu(graph, v, alpha))
+    return np.where(x > 0, x, alpha * x)
 
 
-def elu(x: Any, alpha: float = 1.0) -> Any:
+def _elu(x: Any, alpha: float = 1.0) -> Any:
     """x where x > 0, else alpha * (exp(x) - 1)."""
-    return _primitive(
-        x,
-        lambda v: np.where(v > 0, v, alpha * np.expm1(np.minimum(v, 0))),
-        lambda g, out, v: g * np.where(v > 0, 1, out + alpha),
-        lambda graph, v: _onnx_elu(graph, v, alpha),
-    )
+    return np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0)))  # expm1: exact near 0, never overflows
 
 
-def softplus(x: Any) -> Any:
+def _softplus(x: Any) -> Any:
     """log(1 + exp(x)), finite for any x; its derivative is sigmoid(x)."""
-    return _primitive(x, lambda v: np.logaddexp(0, v).astype(v.dtype, copy=False), lambda g, out, v: g * _sigmoid(v),
-                      lambda graph, v: _onnx_softplus(graph, v))
+    x = np.asarray(x)
+    return np.logaddexp(0, x).astype(x.dtype, copy=False)
 
 
-def silu(x: Any) -> Any:
+def _silu(x: Any) -> tuple[Any, Any]:
     """x * sigmoid(x) (swish)."""
-
-    def derivative(g: np.ndarray, out: np.ndarray, v: np.ndarray) -> np.ndarray:
-        s = _sigmoid(v)
-        return g * (s * (1 + v * (1 - s)))
-
-    return _primitive(x, lambda v: v * _sigmoid(v), derivative, lambda graph, v: graph.op("Mul", v, graph.op("Sigmoid", v)))
+    s = _sigmoid(x)
+    return x * s, s  # s: what the derivative needs
 
 
-def erf(x: Any) -> Any:
+def _erf_value(x: Any) -> Any:
     """The error function, element-wise; d/dx = 2/sqrt(pi) exp(-x^2)."""
-    return _primitive(x, _erf, lambda g, out, v: g * (2 / math.sqrt(math.pi)) * np.exp(-v * v), lambda graph, v: graph.op("Erf", v))
+    return _erf(x)
 
 
-def gelu(x: Any, approximate: str = "none") -> Any:
+def _gelu(x: Any, approximate: str = "none") -> tuple[Any, Any]:
     """x * Phi(x), Phi the standard normal CDF (as torch.nn.functional.gelu); approximate="tanh"
     uses Phi(x) ~ (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) / 2."""
     if approximate not in ("none", "tanh"):
         raise ArgumentError(f"lamina.ops.gelu(approximate={approximate!r}): approximate must be 'none' or 'tanh'")
-    c = math.sqrt(2.0 / math.pi)
+    x = np.asarray(x)
     if approximate == "tanh":
-
-        def tanh_form(v: np.ndarray) -> np.ndarray:
-            return 0.5 * v * (1.0 + np.tanh(c * (v + 0.044715 * v**3)))
-
-        def derivative(g: np.ndarray, out: np.ndarray, v: np.ndarray) -> np.ndarray:
-            t = np.tanh(c * (v + 0.044715 * v**3))
-            return g * (0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * c * (1.0 + 3 * 0.044715 * v * v))
-
-        return _primitive(x, tanh_form, derivative, lambda graph, v: _onnx_gelu(graph, v, "tanh"))
-
-    kept: dict[str, np.ndarray] = {}  # what the forward computed for the derivative
-
-    def value(v: np.ndarray) -> np.ndarray:
-        if v.dtype == np.float32 and v.ndim:  # training's dtype: value and slope in one sweep
-            out, kept["slope"] = _gelu32(v)
-            return out
-        cdf = _erf(v * (1.0 / math.sqrt(2.0)))
-        cdf += 1.0
-        cdf *= 0.5
-        kept["cdf"] = cdf
-        return v * cdf
-
-    def exact(g: np.ndarray, out: np.ndarray, v: np.ndarray) -> np.ndarray:
-        if "slope" in kept:
-            return g * kept["slope"]
-        d = np.square(v)  # dy/dx = Phi(x) + x phi(x), computed in one buffer
-        d *= -0.5
-        np.exp(d, out=d)
-        d *= v
-        d *= 1.0 / math.sqrt(2.0 * math.pi)
-        d += kept["cdf"]
-        d *= g
-        return d
-
-    return _primitive(x, value, exact, lambda graph, v: _onnx_gelu(graph, v, "none"))
+        c = math.sqrt(2.0 / math.pi)
+        t = np.tanh(c * (x + 0.044715 * x**3))
+        return 0.5 * x * (1.0 + t), 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * c * (1.0 + 3 * 0.044715 * x * x)
+    if x.dtype == np.float32 and x.ndim:  # training's dtype: value and slope in one sweep
+        return _gelu32(x)
+    cdf = _erf(x * (1.0 / math.sqrt(2.0)))
+    cdf += 1.0
+    cdf *= 0.5
+    return x * cdf, cdf + x * np.exp(-0.5 * x * x) * (1.0 / math.sqrt(2.0 * math.pi))  # y and dy/dx = Phi(x) + x phi(x)
 
 
-def logsumexp(x: Any, axis: int | tuple[int, ...] | None = -1, keepdims: bool = False) -> Any:
+def _logsumexp(x: Any, axis: int | tuple[int, ...] | None = -1, keepdims: bool = False) -> Any:
     """log(sum(exp(x))) over `axis` (the last by default), with the max subtracted first."""
-
-    def value(v: np.ndarray) -> np.ndarray:
-        top = np.max(v, axis=axis, keepdims=True)
-        top = np.where(np.isfinite(top), top, 0)
-        with np.errstate(divide="ignore"):  # every value -inf: the answer is -inf
-            out = np.log(np.sum(np.exp(v - top), axis=axis, keepdims=True)) + top
-        return out if keepdims else np.squeeze(out, axis=axis)
-
-    def derivative(g: np.ndarray, out: np.ndarray, v: np.ndarray) -> np.ndarray:
-        if not keepdims:
-            g, out = _keep(g, axis, v.ndim), _keep(out, axis, v.ndim)
-        return g * np.exp(v - out)
-
-    def onnx(graph: Any, v: str) -> str:  # max + log(sum(exp(x - max))), stable as above
-        ndim = graph.example(v).ndim
-        axes = list(range(ndim)) if axis is None else sorted(a % ndim for a in (axis if isinstance(axis, tuple) else (axis,)))
-        top = graph.reduce("ReduceMax", v, axes, keepdims=True)
-        total = graph.reduce("ReduceSum", graph.op("Exp", graph.op("Sub", v, top)), axes, keepdims=True)
-        out = graph.op("Add", graph.op("Log", total), top)
-        return out if keepdims else graph.op("Squeeze", out, graph.ints(axes, "axes"))
-
-    return _primitive(x, value, derivative, onnx)
+    top = np.max(x, axis=axis, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0)
+    with np.errstate(divide="ignore"):  # every value -inf: the answer is -inf
+        out = np.log(np.sum(np.exp(x - top), axis=axis, keepdims=True)) + top
+    return out if keepdims else np.squeeze(out, axis=axis)
 
 
-def _keep(a: np.ndarray, axis: int | tuple[int, ...] | None, ndim: int) -> np.ndarray:
-    """`a`, reduced over `axis` without keepdims, with those axes put back as size 1."""
-    axes = range(ndim) if axis is None else (axis if isinstance(axis, tuple) else (axis,))
-    for ax in sorted(a % ndim for a in axes):
-        a = np.expand_dims(a, ax)
-    return a
+def _logsumexp_vjp(g: Any, needs: Any, out: Any, x: Any, axis: Any = -1, keepdims: bool = False) -> Any:
+    if not keepdims:  # the reduced axes back, as size 1
+        g, out = np.expand_dims(g, tuple(_axes(axis, x.ndim))), np.expand_dims(out, tuple(_axes(axis, x.ndim)))
+    return g * np.exp(x - out)
 
 
-def softmax(x: Any, axis: int = -1) -> Any:
+def _softmax(x: Any, axis: int = -1) -> Any:
     """exp(x) / sum(exp(x)) along `axis` (the last by default)."""
-
-    def value(v: np.ndarray) -> np.ndarray:
-        e = np.exp(v - np.max(v, axis=axis, keepdims=True))
-        return e / np.sum(e, axis=axis, keepdims=True)
-
-    return _primitive(x, value, lambda g, out, v: out * (g - np.sum(g * out, axis=axis, keepdims=True)),
-                      lambda graph, v: graph.op("Softmax", v, axis=int(axis)))
+    y = np.exp(x - np.max(x, axis=axis, keepdims=True))  # each row's own max: unchanged result, finite exp
+    y /= np.sum(y, axis=axis, keepdims=True)
+    return y
 
 
-def log_softmax(x: Any, axis: int = -1) -> Any:
+def _log_softmax(x: Any, axis: int = -1) -> Any:
     """x - logsumexp(x) along `axis` (the last by default); pair it with a negative log-likelihood."""
-
-    def value(v: np.ndarray) -> np.ndarray:
-        shifted = v - np.max(v, axis=axis, keepdims=True)
-        return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
-
-    return _primitive(x, value, lambda g, out, v: g - np.exp(out) * np.sum(g, axis=axis, keepdims=True),
-                      lambda graph, v: graph.op("LogSoftmax", v, axis=int(axis)))
+    shifted = x - np.max(x, axis=axis, keepdims=True)
+    return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
 
 
-SUPPORTED.append("lamina.ops: " + ", ".join(__all__))
+sigmoid = _row(_sigmoid, lambda g, needs, out, x: g * out * (1 - out), lambda graph, out, x: graph.op("Sigmoid", x))
+relu = _row(_relu, lambda g, needs, out, x: g * (out > 0), lambda graph, out, x: graph.op("Relu", x))
+leaky_relu = _row(_leaky_relu, lambda g, needs, out, x, alpha=0.01: g * np.where(x > 0, 1, alpha).astype(x.dtype), _onnx_leaky_relu)
+elu = _row(_elu, lambda g, needs, out, x, alpha=1.0: g * np.where(x > 0, 1, out + alpha), _onnx_elu)
+softplus = _row(_softplus, lambda g, needs, out, x: g * _sigmoid(x), _onnx_softplus)
+silu = _row(_silu, lambda g, needs, s, x: g * (s * (1 + x * (1 - s))), lambda graph, out, x: graph.op("Mul", x, graph.op("Sigmoid", x)),
+            saves=True)
+erf = _row(_erf_value, lambda g, needs, out, x: g * (2 / math.sqrt(math.pi)) * np.exp(-x * x), lambda graph, out, x: graph.op("Erf", x))
+gelu = _row(_gelu, lambda g, needs, slope, x, approximate="none": g * slope, _onnx_gelu, saves=True)
+logsumexp = _row(_logsumexp, _logsumexp_vjp, _logsumexp_onnx)
+softmax = _row(_softmax, lambda g, needs, out, x, axis=-1: out * (g - np.sum(g * out, axis=axis, keepdims=True)),
+               lambda graph, out, x, axis=-1: graph.op("Softmax", x, axis=int(axis)))
+log_softmax = _row(_log_softmax, lambda g, needs, out, x, axis=-1: g - np.exp(out) * np.sum(g, axis=axis, keepdims=True),
+                   lambda graph, out, x, axis=-1: graph.op("LogSoftmax", x, axis=int(axis)))
+tanh = TABLE[np.tanh]  # numpy's, as a row: for a hand-written Tanh's backward and to_onnx

@@ -1,7 +1,6 @@
 """Parameter: a trainable array and the gradient that backward passes add into."""
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -9,25 +8,18 @@ from attrs import define, field, setters
 
 from lamina.checks import as_floating
 from lamina.files.budget import charge
+from lamina.trace import current
 
 
 def _to_value(value: object) -> np.ndarray:
     return as_floating(value, "value", "Parameter")
 
 
-# Set by lamina.autodiff: the tape being recorded, if any (a hook, so that this module stays below it).
-tracing_hook: Callable[[], Any] | None = None
-
-
-def _operand(param: Parameter) -> Any:
-    """The Parameter as numpy should see it: its traced leaf inside a traced forward, else its value."""
-    tape = tracing_hook() if tracing_hook is not None else None
-    return param.value if tape is None else tape.parameter(param)
-
-
 def _operands(items: Any) -> Any:
+    """Parameters among `items` as numpy should see them: the active trace's leaf, else the value."""
     if isinstance(items, Parameter):
-        return _operand(items)
+        trace = current.get()
+        return items.value if trace is None else trace.parameter(items)
     if isinstance(items, (list, tuple)):
         return type(items)(_operands(item) for item in items)
     return items
@@ -46,7 +38,7 @@ class Parameter(np.lib.mixins.NDArrayOperatorsMixin):
     array([0., 0., 0.], dtype=float32)
 
     A Parameter is also an operand: `x @ weight + bias` and numpy functions use its value, and
-    inside a forward that lamina differentiates, its traced leaf (so its gradient is recorded).
+    inside a traced forward (autodiff or ONNX export) the trace's leaf for it.
     """
 
     # Identity, not element-wise comparison: Parameters are dict keys (optimizer state).
@@ -62,16 +54,14 @@ class Parameter(np.lib.mixins.NDArrayOperatorsMixin):
         charge(self.value.shape, self.value.dtype, f"a parameter's gradient of shape {self.value.shape}", "gradient")
         self.grad = np.zeros_like(self.value)
 
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return self.value.shape
-
-    @property
-    def size(self) -> int:
-        return self.value.size
+    shape = property(lambda self: self.value.shape)
+    size = property(lambda self: self.value.size)
+    ndim = property(lambda self: self.value.ndim)
+    dtype = property(lambda self: self.value.dtype)
+    T = property(lambda self: np.transpose(self))
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        value = _operand(self)
+        value = _operands(self)
         if not isinstance(value, np.ndarray):
             value.__array__()  # a traced leaf refuses, naming the problem
         return value if dtype is None else value.astype(dtype)
@@ -83,31 +73,16 @@ class Parameter(np.lib.mixins.NDArrayOperatorsMixin):
         return func(*_operands(args), **{k: _operands(v) for k, v in kwargs.items()})
 
     def __getitem__(self, key: Any) -> Any:
-        return _operand(self)[key]
+        return _operands(self)[key]
 
     def __len__(self) -> int:
         return len(self.value)
 
-    @property
-    def T(self) -> Any:
-        return np.transpose(self)
-
-    @property
-    def ndim(self) -> int:
-        return self.value.ndim
-
-    @property
-    def dtype(self) -> np.dtype:
-        return self.value.dtype
-
     def reshape(self, *shape: Any) -> Any:
         return np.reshape(self, shape[0] if len(shape) == 1 else shape)
 
-    def sum(self, *args: Any, **kwargs: Any) -> Any:
-        return np.sum(self, *args, **kwargs)
-
-    def mean(self, *args: Any, **kwargs: Any) -> Any:
-        return np.mean(self, *args, **kwargs)
+    sum = lambda self, *args, **kwargs: np.sum(self, *args, **kwargs)  # noqa: E731
+    mean = lambda self, *args, **kwargs: np.mean(self, *args, **kwargs)  # noqa: E731
 
     def zero_grad(self) -> None:
         """Reset the gradient to zero in place (backward passes add into it)."""

@@ -1,8 +1,11 @@
-"""MkDocs build hooks: the plugin catalogue, written from `lamina list-plugins --json` at build time.
+"""MkDocs build hooks: the plugin catalogue, written from `lamina list-plugins --json` at build time,
+and the table of supported numpy, written from `lamina.autodiff.SUPPORTED`.
 
 The page docs/pages/plugins.md holds the marker line below; each build replaces it with one
 section per kind, one entry per registered plugin (name, aliases, signature, docstring), so the
-catalogue lists exactly what an installed lamina registers and cannot go stale.
+catalogue lists exactly what an installed lamina registers and cannot go stale. Likewise
+docs/pages/writing-plugins.md holds `<!-- supported -->`, replaced by the table of primitives'
+rows with their training and export columns.
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from typing import Any
 from mkdocs.plugins import event_priority
 
 MARKER = "<!-- catalogue -->"
+SUPPORTED_MARKER = "<!-- supported -->"
 # The order a reader meets the kinds in; a kind missing here comes after them, alphabetically.
 KINDS = ["layer", "loss", "optimizer", "metric", "callback", "initializer", "schedule", "dataset", "strategy"]
 
@@ -48,6 +52,16 @@ def catalogue(records: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+def supported() -> str:
+    """Markdown: one row per operation lamina follows, with whether it trains and exports."""
+    done = subprocess.run([sys.executable, "-c", "import json, lamina.autodiff as a; print(json.dumps(a.SUPPORTED))"],
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"reading lamina.autodiff.SUPPORTED failed (exit {done.returncode}): {done.stderr.strip()}")
+    rows = [f"| `{name}` | {training} | {export} |" for name, (training, export) in json.loads(done.stdout).items()]
+    return "\n".join(["| operation | training (autodiff) | ONNX export |", "|---|---|---|", *rows]) + "\n"
+
+
 @event_priority(100)  # before mkdocstrings sets up its search path
 def on_config(config: Any) -> Any:
     # Run as the `mkdocs` script, its folder (a virtual environment's bin/) comes first on
@@ -59,5 +73,7 @@ def on_config(config: Any) -> Any:
 
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
     if MARKER in markdown:
-        return markdown.replace(MARKER, catalogue(plugins()))
+        markdown = markdown.replace(MARKER, catalogue(plugins()))
+    if SUPPORTED_MARKER in markdown:
+        markdown = markdown.replace(SUPPORTED_MARKER, supported())
     return markdown

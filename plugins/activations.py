@@ -1,9 +1,9 @@
 """Activations, element-wise or along the last axis. No parameters.
 
-Each exports to ONNX as its operator (`to_onnx`); Gelu, forward-only, is traced.
-
-Sigmoid, Relu, Tanh, Softmax, LeakyRelu, Elu, Gelu, Softplus, Silu, LogSoftmax; each
-formula is written so that it stays finite for inputs of any magnitude.
+Each is a thin layer over a row of `lamina.ops` (value, derivative and ONNX form written once,
+there): forward calls the op, backward its rule (`.grad`), to_onnx its ONNX form (`.to_onnx`).
+Gelu is forward-only (traced: one recorded node). Sigmoid, Relu, Tanh, Softmax, LeakyRelu, Elu,
+Gelu, Softplus, Silu, LogSoftmax; each stays finite for inputs of any magnitude.
 """
 from __future__ import annotations
 
@@ -13,29 +13,20 @@ import lamina
 from lamina.case import Case, away_from_zero
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    # The tanh form equals the logistic function and cannot overflow for large |x|.
-    y = np.tanh(x * 0.5)
-    y += 1
-    y *= 0.5
-    return y
-
-
 class Sigmoid(lamina.Layer):
     """y = 1 / (1 + exp(-x)), element-wise; any shape. dy/dx = y (1 - y)."""
 
     keeps = ("_y",)  # what forward keeps for backward
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        self._y = _sigmoid(x)
+        self._y = lamina.ops.sigmoid(x)
         return self._y
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
-        y = self._y
-        return grad * y * (1 - y)
+        return lamina.ops.sigmoid.grad(grad, self._y, None)
 
     def to_onnx(self, graph, x):
-        return graph.op("Sigmoid", x)
+        return lamina.ops.sigmoid.to_onnx(graph, x)
 
 
 class Relu(lamina.Layer):
@@ -46,14 +37,14 @@ class Relu(lamina.Layer):
     conformance_cases = [Case(input=away_from_zero)]
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        self._y = np.maximum(x, 0)
+        self._y = lamina.ops.relu(x)
         return self._y
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
-        return grad * (self._y > 0)
+        return lamina.ops.relu.grad(grad, self._y, None)
 
     def to_onnx(self, graph, x):
-        return graph.op("Relu", x)
+        return lamina.ops.relu.to_onnx(graph, x)
 
 
 class Tanh(lamina.Layer):
@@ -62,14 +53,14 @@ class Tanh(lamina.Layer):
     keeps = ("_y",)  # what forward keeps for backward
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        self._y = np.tanh(x)
+        self._y = lamina.ops.tanh(x)
         return self._y
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
-        return grad * (1 - self._y**2)
+        return lamina.ops.tanh.grad(grad, self._y, None)
 
     def to_onnx(self, graph, x):
-        return graph.op("Tanh", x)
+        return lamina.ops.tanh.to_onnx(graph, x)
 
 
 class Softmax(lamina.Layer):
@@ -83,24 +74,20 @@ class Softmax(lamina.Layer):
     conformance_cases = [Case(), Case(shape=(2, 3, 4))]
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        # Subtracting each row's own max leaves the result unchanged and keeps exp finite.
-        y = np.exp(x - x.max(axis=-1, keepdims=True))
-        y /= y.sum(axis=-1, keepdims=True)
-        self._y = y
-        return y
+        self._y = lamina.ops.softmax(x)
+        return self._y
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
-        y = self._y
-        return y * (grad - (grad * y).sum(axis=-1, keepdims=True))
+        return lamina.ops.softmax.grad(grad, self._y, None)
 
     def to_onnx(self, graph, x):
-        return graph.op("Softmax", x, axis=-1)
+        return lamina.ops.softmax.to_onnx(graph, x)
 
 
 class LeakyRelu(lamina.Layer):
     """y = x where x > 0, else alpha x (PyTorch's negative_slope); dy/dx = 1 or alpha."""
 
-    keeps = ("_slope",)  # what forward keeps for backward
+    keeps = ("_x",)  # what forward keeps for backward
 
     conformance_cases = [Case({"alpha": 0.1}, input=away_from_zero)]
 
@@ -108,20 +95,20 @@ class LeakyRelu(lamina.Layer):
         self.alpha = lamina.checks.non_negative_number(alpha, "alpha", "LeakyRelu", example=0.01)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        self._slope = np.where(x > 0, 1.0, self.alpha).astype(x.dtype, copy=False)
-        return x * self._slope
+        self._x = x
+        return lamina.ops.leaky_relu(x, self.alpha)
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
-        return grad * self._slope
+        return lamina.ops.leaky_relu.grad(grad, None, self._x, alpha=self.alpha)
 
     def to_onnx(self, graph, x):
-        return lamina.ops.leaky_relu(lamina.export.Symbolic(graph, x, graph.example(x)), self.alpha).name  # as ops writes it
+        return lamina.ops.leaky_relu.to_onnx(graph, x, alpha=self.alpha)
 
 
 class Elu(lamina.Layer):
     """y = x where x > 0, else alpha (exp(x) - 1); dy/dx = 1, or y + alpha below 0."""
 
-    keeps = ("_positive", "_negative")  # what forward keeps for backward
+    keeps = ("_x", "_y")  # what forward keeps for backward
 
     conformance_cases = [Case({"alpha": 1.5}, input=away_from_zero)]
 
@@ -129,16 +116,14 @@ class Elu(lamina.Layer):
         self.alpha = lamina.checks.positive_number(alpha, "alpha", "Elu", example=1.0)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        self._positive = x > 0
-        # expm1 of min(x, 0): exact near 0 and never overflows for large positive x.
-        self._negative = self.alpha * np.expm1(np.minimum(x, 0))
-        return np.where(self._positive, x, self._negative)
+        self._x, self._y = x, lamina.ops.elu(x, self.alpha)
+        return self._y
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
-        return grad * np.where(self._positive, 1.0, self._negative + self.alpha).astype(grad.dtype, copy=False)
+        return lamina.ops.elu.grad(grad, self._y, self._x, alpha=self.alpha)
 
     def to_onnx(self, graph, x):
-        return lamina.ops.elu(lamina.export.Symbolic(graph, x, graph.example(x)), self.alpha).name  # as ops writes it
+        return lamina.ops.elu.to_onnx(graph, x, alpha=self.alpha)
 
 
 class Gelu(lamina.Layer):
@@ -170,13 +155,13 @@ class Softplus(lamina.Layer):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self._x = x
-        return np.logaddexp(0, x).astype(x.dtype, copy=False)
+        return lamina.ops.softplus(x)
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
-        return grad * _sigmoid(self._x)
+        return lamina.ops.softplus.grad(grad, None, self._x)
 
     def to_onnx(self, graph, x):
-        return lamina.ops.softplus(lamina.export.Symbolic(graph, x, graph.example(x))).name  # as ops writes it
+        return lamina.ops.softplus.to_onnx(graph, x)
 
 
 class Silu(lamina.Layer):
@@ -185,15 +170,15 @@ class Silu(lamina.Layer):
     keeps = ("_x", "_s")  # what forward keeps for backward
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        self._x, self._s = x, _sigmoid(x)
-        return x * self._s
+        y, self._s = lamina.ops.silu.value(x)  # the row's value and the sigmoid its rule needs
+        self._x = x
+        return y
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
-        s = self._s
-        return grad * (s * (1 + self._x * (1 - s)))
+        return lamina.ops.silu.grad(grad, self._s, self._x)
 
     def to_onnx(self, graph, x):
-        return graph.op("Mul", x, graph.op("Sigmoid", x))
+        return lamina.ops.silu.to_onnx(graph, x)
 
 
 class LogSoftmax(lamina.Layer):
@@ -205,16 +190,14 @@ class LogSoftmax(lamina.Layer):
     conformance_cases = [Case(), Case(shape=(2, 3, 4))]
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        shifted = x - x.max(axis=-1, keepdims=True)
-        y = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
-        self._y = y
-        return y
+        self._y = lamina.ops.log_softmax(x)
+        return self._y
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
-        return grad - np.exp(self._y) * grad.sum(axis=-1, keepdims=True)
+        return lamina.ops.log_softmax.grad(grad, self._y, None)
 
     def to_onnx(self, graph, x):
-        return graph.op("LogSoftmax", x, axis=-1)
+        return lamina.ops.log_softmax.to_onnx(graph, x)
 
 
 @lamina.hookimpl

@@ -80,8 +80,8 @@ CASES = {
     "indexing-repeated": (lambda r: [r.normal(size=(5, 3))], lambda x: x[np.array([0, 3, 3, 1, 0])] * 2 + x[1:, ::2].sum() + x[..., -1:],
                           lambda x: x[torch.tensor([0, 3, 3, 1, 0])] * 2 + x[1:, ::2].sum() + x[..., -1:]),
     # lamina.ops
-    "ops-sigmoid-relu-softplus": (lambda r: [3 * _one(r)[0]], lambda x: lamina.ops.sigmoid(x) * lamina.ops.relu(x) + lamina.ops.softplus(x),
-                                  lambda x: torch.sigmoid(x) * torch.relu(x) + F.softplus(x)),
+    "ops-sigmoid-relu-softplus": (lambda r: [3 * _one(r)[0]], lambda x: lamina.ops.sigmoid(x) * lamina.ops.relu(x) + lamina.ops.softplus(x)
+                                  * lamina.ops.tanh(x), lambda x: torch.sigmoid(x) * torch.relu(x) + F.softplus(x) * torch.tanh(x)),
     "ops-silu-elu-leaky": (lambda r: [3 * _one(r)[0]], lambda x: lamina.ops.silu(x) + lamina.ops.elu(x, 0.7) * lamina.ops.leaky_relu(x, 0.2),
                            lambda x: F.silu(x) + F.elu(x, 0.7) * F.leaky_relu(x, 0.2)),
     "ops-gelu-erf": (lambda r: [2 * _one(r)[0]], lambda x: lamina.ops.gelu(x) + lamina.ops.gelu(x, "tanh") * lamina.ops.erf(x),
@@ -131,7 +131,8 @@ def test_every_supported_function_is_compared_with_torch():
     import inspect
 
     source = inspect.getsource(__import__(__name__))
-    names = [entry.removeprefix("np.") for entry in lamina.autodiff.SUPPORTED if entry.startswith("np.")]
+    names = [name.removeprefix("np.") for name, (training, _) in lamina.autodiff.SUPPORTED.items()
+             if name.startswith("np.") and training == "yes"]
     aliases = {"true_divide": "/", "negative": "-", "positive": "-", "add": "+", "subtract": "-", "multiply": "*",
                "absolute": "np.abs", "amax": "max", "amin": "min", "power": "**"}
     missing = [n for n in names if f"np.{n}(" not in source and aliases.get(n, "@@") not in source and f".{n}(" not in source]

@@ -1,23 +1,30 @@
-"""lamina.ops on plain arrays: values equal the built-in layers', stay finite at any magnitude,
-and keep the dtype. (Their derivatives: test_autodiff.py and test_autodiff_torch.py.)"""
+"""lamina.ops on plain arrays: the built-in activations are their rows (value, backward and ONNX
+form), values stay finite at any magnitude and keep the dtype. (Their derivatives:
+test_autodiff.py and test_autodiff_torch.py.)"""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 import lamina
-from lamina.plugins import Gelu, LogSoftmax, Relu, Sigmoid, Silu, Softmax, Softplus
+from lamina.plugins import Elu, Gelu, LeakyRelu, LogSoftmax, Relu, Sigmoid, Silu, Softmax, Softplus, Tanh
 
 X = np.random.default_rng(0).normal(size=(5, 4)) * 3
 
 
 @pytest.mark.parametrize("op, layer", [
-    (lamina.ops.sigmoid, Sigmoid()), (lamina.ops.relu, Relu()), (lamina.ops.softmax, Softmax()),
+    (lamina.ops.sigmoid, Sigmoid()), (lamina.ops.relu, Relu()), (lamina.ops.tanh, Tanh()), (lamina.ops.softmax, Softmax()),
     (lamina.ops.log_softmax, LogSoftmax()), (lamina.ops.softplus, Softplus()), (lamina.ops.silu, Silu()),
+    (lambda x: lamina.ops.leaky_relu(x, 0.2), LeakyRelu(0.2)), (lambda x: lamina.ops.elu(x, 1.5), Elu(1.5)),
     (lamina.ops.gelu, Gelu()), (lambda x: lamina.ops.gelu(x, "tanh"), Gelu(approximate="tanh")),
 ])
-def test_ops_equal_the_built_in_layers(op, layer):
-    np.testing.assert_allclose(op(X), layer(X), rtol=1e-12, atol=1e-15)
+def test_built_in_activations_are_their_ops_rows(op, layer):
+    """Each activation computes the op's value, and its backward is the gradient autodiff derives
+    from the op (one rule, in the table): identical, not just close."""
+    twin = type("Twin", (lamina.Layer,), {"forward": lambda self, x: op(x)})()
+    g = np.random.default_rng(1).normal(size=X.shape)
+    np.testing.assert_array_equal(layer(X), twin(X))
+    np.testing.assert_array_equal(layer.backward(g), twin.backward(g))
 
 
 @pytest.mark.parametrize("op", [lamina.ops.sigmoid, lamina.ops.softmax, lamina.ops.log_softmax, lamina.ops.logsumexp,

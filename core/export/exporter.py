@@ -13,12 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lamina import autodiff
 from lamina.errors import ArgumentError, LaminaError
-from lamina.export.graph import Graph
-from lamina.export.symbolic import ExportTape, Symbolic, onnx_type
+from lamina.export.graph import Graph, onnx_type
+from lamina.export.symbolic import ExportTrace, Symbolic
 from lamina.files.atomic import atomic_write
-from lamina.protocols.layer import set_export_hook
+from lamina.trace import tracing
 
 if TYPE_CHECKING:
     from lamina.protocols.layer import Layer
@@ -54,31 +53,15 @@ def export_layer(layer: Layer, graph: Graph, x: str) -> str:
     )
 
 
-def call_sublayer(layer: Layer, x: Symbolic) -> Symbolic:
-    """A layer called on a Symbolic inside another layer's traced forward."""
-    graph = x.graph
-    parent = graph.layers[-1] if graph.layers else None
-    name = next((key for key, sub in (parent.sublayers().items() if parent is not None else ()) if sub is layer),
-                type(layer).__name__)
-    y = graph.layer(layer, x.name, name)
-    return Symbolic(graph, y, graph.example(y))
-
-
 def _trace(layer: Layer, graph: Graph, x: str) -> Symbolic:
-    example = graph.example(x)  # a forward-only layer runs on it
-    names = {id(param): name for name, param in layer.parameters().items()}
-    token = autodiff.current.set(ExportTape(graph, names))  # type: ignore[arg-type]
-    try:
-        out = layer.forward(Symbolic(graph, x, example))  # type: ignore[arg-type]
-    finally:
-        autodiff.current.reset(token)
+    """A forward-only layer's forward run on a Symbolic: its numpy code becomes ONNX nodes."""
+    trace = ExportTrace(graph, {id(param): name for name, param in layer.parameters().items()})
+    with tracing(trace):
+        out = layer.forward(Symbolic(graph, x, graph.example(x), trace))  # type: ignore[arg-type]
     if not isinstance(out, Symbolic):
         value = np.asarray(out)
         return Symbolic(graph, graph.constant(value, "output", dtype=value.dtype), value)
     return out
-
-
-set_export_hook(call_sublayer)  # Layer.__call__ hands Symbolic inputs here
 
 
 def _build(model: Trainable, batch: int, opset: int) -> Graph:

@@ -21,6 +21,19 @@ import numpy as np
 from lamina.errors import ArgumentError, LaminaError
 from lamina.parameter import Parameter
 
+# ONNX TensorProto data types, by numpy dtype
+ONNX_TYPES = {
+    np.dtype(np.float32): 1, np.dtype(np.uint8): 2, np.dtype(np.int8): 3, np.dtype(np.int32): 6,
+    np.dtype(np.int64): 7, np.dtype(np.bool_): 9, np.dtype(np.float16): 10, np.dtype(np.float64): 11,
+}
+
+
+def onnx_type(dtype: Any, owner: str) -> int:
+    found = ONNX_TYPES.get(np.dtype(dtype))
+    if found is None:
+        raise LaminaError(f"ONNX export ({owner}): arrays of dtype {np.dtype(dtype)} have no ONNX type lamina writes")
+    return found
+
 
 @dataclass
 class Node:
@@ -143,6 +156,10 @@ class Graph:
         self.initializers[label] = np.asarray(param.value, order="C")
         self._parameters[id(param)] = label
         return label
+
+    def cast(self, x: str, dtype: Any) -> str:
+        """`x` in `dtype`: itself where its example already has it, else a Cast node."""
+        return x if self.dtype_of(x) == np.dtype(dtype) else self.op("Cast", x, to=onnx_type(dtype, self.scope))
 
     def reduce(self, op_type: str, x: str, axes: list[int], keepdims: bool = False) -> str:
         """A Reduce* node over `axes`: ReduceSum takes the axes as an input from opset 13, the

@@ -8,20 +8,12 @@ from typing import Any
 
 import numpy as np
 
-from lamina import autodiff
-from lamina.autodiff import Tape, Traced
+from lamina import trace
 from lamina.errors import LaminaError, ShapeError
 from lamina.parameter import Parameter
 from lamina.protocols.configurable import Configurable
-
-# Set by lamina.export (a hook, so that this module stays below it): exports a layer called on
-# one of its Symbolic values inside another layer's traced forward.
-export_hook: Callable[[Any, Any], Any] | None = None
-
-
-def set_export_hook(hook: Callable[[Any, Any], Any]) -> None:
-    global export_hook
-    export_hook = hook
+from lamina.trace.primitives import Operand
+from lamina.trace.tape import Tape, Traced
 
 
 class Layer(Configurable):
@@ -101,10 +93,8 @@ class Layer(Configurable):
                 f"training rows before the first step) or call model.adapt(x) first; or make the layer with its "
                 f"statistics given, if it takes them (help({type(self).__module__}.{name}))"
             )
-        if isinstance(x, Traced):  # called inside another layer's traced forward
-            out = self._call_traced(x)
-        elif type(x) is not np.ndarray and getattr(x, "exporting", False) and export_hook is not None:
-            return export_hook(self, x)  # inside an ONNX export's trace
+        if isinstance(x, Operand):  # inside another layer's traced forward (autodiff or export): one node
+            out = x.trace.call_layer(self, x)
         elif not self._built:
             out = self._first_call(x)
         else:
@@ -135,27 +125,6 @@ class Layer(Configurable):
             _tracing.reset(token)
         self._tape, self._out, self._leaf = tape, out, leaf
         return out.value if isinstance(out, Traced) else np.asarray(out)
-
-    def _call_traced(self, x: Traced) -> object:
-        if not self._built:
-            self.build(x.value)
-            self._built = True
-            self.training = self.training  # sublayers made by build take the layer's mode
-        if self._autodiff:
-            return self.forward(x)  # type: ignore[arg-type]  # the same tape: shared weights add up
-        if id(self) in x.tape.handwritten:
-            raise LaminaError(
-                f"{type(self).__name__} has a hand-written backward and keeps one forward's state, so it cannot be "
-                "called twice in one traced forward; use two instances, or a layer without a hand-written backward"
-            )
-        x.tape.handwritten.add(id(self))
-        token = _tracing.set(None)  # its forward works on plain arrays: its Parameters too
-        try:
-            out = self.forward(x.value)
-        finally:
-            _tracing.reset(token)
-        # needed: its parameters want gradients even when its input does not
-        return x.tape.record(out, [x], lambda g: [self.backward(g)], needed=True)
 
     def _first_call(self, x: np.ndarray) -> np.ndarray:
         # A rejected first input leaves nothing behind, here or in a sublayer: no weights
@@ -304,8 +273,8 @@ def _named_layers(prefix: str, items: list[Any] | tuple[Any, ...]) -> list[tuple
     return found
 
 
-_tracing = autodiff.current  # the tape being recorded into, if any
-_recording = autodiff.recording  # False in model inference
+_tracing = trace.current  # the tape being recorded into, if any
+_recording = trace.recording  # False in model inference
 
 # Set by Model.summary while it runs an input through: told of every layer call and its output.
 _observer: contextvars.ContextVar[Callable[[Layer, object], None] | None] = contextvars.ContextVar("lamina_observer", default=None)

@@ -1,0 +1,39 @@
+"""The trace wing: one table of primitives and the two tracers that read it.
+
+`primitives.py` holds the table: each numpy ufunc, numpy function and `lamina.ops` operation is
+one row with its value, its vector-Jacobian product and its ONNX form. `tape.py` is the autodiff
+tracer (a forward-only layer's backward); `lamina.export.symbolic` the ONNX tracer. Both see
+numpy code through stand-in arrays that look their rows up; a Parameter is an operand that
+becomes the active trace's leaf. This module keeps which trace is active.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections.abc import Iterator
+from typing import Any
+
+# The trace being recorded into, if any: Layer, Loss and the exporter set it around a traced forward.
+current: contextvars.ContextVar[Any] = contextvars.ContextVar("lamina_tape", default=None)
+# False inside `no_recording()`: model inference (predict, evaluate, validation) records nothing.
+recording: contextvars.ContextVar[bool] = contextvars.ContextVar("lamina_recording", default=True)
+
+
+@contextlib.contextmanager
+def tracing(trace: Any) -> Iterator[Any]:
+    """Record into `trace` inside the block: Parameters used in numpy operations become its leaves."""
+    token = current.set(trace)
+    try:
+        yield trace
+    finally:
+        current.reset(token)
+
+
+@contextlib.contextmanager
+def no_recording() -> Iterator[None]:
+    """Forward-only layers and losses record nothing inside the block (inference)."""
+    token = recording.set(False)
+    try:
+        yield
+    finally:
+        recording.reset(token)

@@ -1,0 +1,185 @@
+"""The autodiff tracer: a forward-only layer's numpy code, recorded with each row's vjp.
+
+Inside a traced forward the input is a `Traced` array: each operation on it computes the
+row's value on the plain arrays and records one node with the row's vector-Jacobian product;
+`Tape.backward` runs them in reverse. What has no row, or would drop the trace (np.asarray,
+in-place writes), raises a LaminaError instead of a wrong gradient. Integer, boolean and
+comparison results are constants.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any
+
+import numpy as np
+
+from lamina.errors import LaminaError
+from lamina.parameter import Parameter
+from lamina.trace import current
+from lamina.trace.primitives import CONSTANT, TABLE, Operand, Primitive, Trace, _folded_matmul, _plain
+
+WAYS_OUT = "use an operation lamina can differentiate (see lamina.autodiff.SUPPORTED), or write backward() by hand"
+
+
+class Tape(Trace):
+    """The record of one traced forward: its leaves (the input, the Parameters) and the traced
+    values computed from them, in the order they were computed."""
+
+    __slots__ = ("params", "handwritten", "nodes")
+
+    def __init__(self) -> None:
+        self.params: dict[int, tuple[Parameter, Traced]] = {}  # id(Parameter) -> (it, its leaf)
+        self.handwritten: set[int] = set()
+        self.nodes: list[Traced] = []  # parents always come before their children
+
+    def close(self) -> None:
+        """Drop the record. Its values point back at the tape, a reference cycle that only the
+        garbage collector would free; closing frees them (and their arrays) at once."""
+        self.nodes.clear()
+        self.params.clear()
+
+    def leaf(self, value: np.ndarray, needed: bool = True) -> Traced:
+        """The traced stand-in for an input; `needed=False` when nobody needs its gradient."""
+        return Traced(value, self, (), None, (), needed)
+
+    def parameter(self, param: Parameter) -> Traced:
+        """The leaf that stands for `param` in this forward (the same one each time it is used)."""
+        entry = self.params.get(id(param))
+        if entry is None or entry[1].value is not param.value:
+            entry = self.params[id(param)] = (param, Traced(param.value, self, (), None, (), True))
+        return entry[1]
+
+    def refuse(self, what: str, why: str | None = None) -> LaminaError:
+        return LaminaError(f"{why or what + ' has no derivative rule in lamina'}; {WAYS_OUT}")
+
+    def operand(self, item: Any) -> tuple[Any, Traced | None, bool]:
+        """(value, traced node or None, whether it wants a gradient) of one operand."""
+        if type(item) is Traced:
+            return item.value, item, item.needed
+        if isinstance(item, Parameter):
+            return item.value, self.parameter(item), True
+        return _plain(item), None, False
+
+    def apply(self, row: Primitive, operands: list[Any], params: dict[str, Any]) -> Any:
+        """The row's value on the operands' values, recorded with its vjp."""
+        values, parents, needs = zip(*(self.operand(item) for item in operands)) if operands else ((), (), ())
+        if row.vjp is None:
+            raise self.refuse(row.name)
+        if row.check is not None:
+            row.check(*values, **params)
+        out = saved = row.value(*values, **params)
+        if row.saves:
+            out, saved = out
+        if row.vjp is CONSTANT:
+            return out
+        return self.record(out, parents, partial(row.vjp, **params) if params else row.vjp, (needs, saved, *values))
+
+    def record(self, value: Any, parents: Sequence[Traced | None], rule: Callable[..., Any], args: tuple[Any, ...] = (),
+               needed: bool = False) -> Any:
+        """`value`, computed from `parents`, as a traced value whose gradient `rule(g, *args)`
+        maps to one gradient per parent (None for a parent that needs none). A constant when
+        it is not floating or no parent is traced; `needed=True` keeps it in the backward pass
+        even when no parent needs a gradient (a hand-written sublayer's parameters do)."""
+        if type(value) is not np.ndarray:
+            value = np.asarray(value)
+        if value.dtype.kind not in "fc":
+            return value  # integers, booleans and comparisons carry no gradient
+        traced = False
+        for p in parents:
+            if p is not None:
+                traced = True
+                needed = needed or p.needed
+        if not traced:
+            return value  # a value of constants only
+        node = Traced(value, self, parents if type(parents) is tuple else tuple(parents), rule, args, needed)
+        self.nodes.append(node)
+        return node
+
+    def backward(self, out: Traced, grad: np.ndarray) -> dict[Traced, np.ndarray]:
+        """The gradients of the leaves `out` depends on, given dL/d(out) = grad: the recorded
+        rules run in reverse order of recording."""
+        if type(grad) is not np.ndarray or grad.dtype != out.value.dtype:
+            grad = np.asarray(grad, dtype=out.value.dtype)
+        grads: dict[Traced, np.ndarray] = {out: grad}
+        for node in reversed(self.nodes):
+            g = grads.pop(node, None)
+            if g is None:
+                continue
+            found = node.rule(g, *node.args)  # type: ignore[misc]
+            for parent, pg in zip(node.parents, found if isinstance(found, (list, tuple)) else (found,)):
+                if pg is None or parent is None or not parent.needed:
+                    continue
+                if type(pg) is not np.ndarray:
+                    pg = np.asarray(pg)
+                target = parent.value
+                if pg.dtype != target.dtype:
+                    pg = pg.astype(target.dtype)
+                if pg.shape != target.shape:
+                    pg = np.broadcast_to(pg, target.shape)
+                grads[parent] = grads[parent] + pg if parent in grads else pg
+        return grads
+
+    def call_layer(self, layer: Any, x: Traced) -> Any:
+        """A layer called inside another's traced forward: forward-only, on this tape (shared
+        weights add up); hand-written, one node whose rule is its backward."""
+        if not layer._built:
+            layer.build(x.value)
+            layer._built = True
+            layer.training = layer.training  # sublayers made by build take the layer's mode
+        if layer._autodiff:
+            return layer.forward(x)
+        if id(layer) in self.handwritten:
+            raise LaminaError(
+                f"{type(layer).__name__} has a hand-written backward and keeps one forward's state, so it cannot be "
+                "called twice in one traced forward; use two instances, or a layer without a hand-written backward"
+            )
+        self.handwritten.add(id(layer))
+        token = current.set(None)  # its forward works on plain arrays: its Parameters too
+        try:
+            out = layer.forward(x.value)
+        finally:
+            current.reset(token)
+        # needed: its parameters want gradients even when its input does not
+        return self.record(out, [x], layer.backward, needed=True)
+
+
+class Traced(Operand):
+    """An array inside a traced forward: numpy operations on it are recorded for backward.
+
+    It is also the record's node: its parents, the rule that maps its gradient to theirs (with
+    the arguments the rule needs), and whether any gradient is wanted through it (False for
+    values that depend only on an input whose gradient nobody needs: the rules then skip that
+    input's gradient, as a hand-written first layer does).
+    """
+
+    __slots__ = ("value", "trace", "parents", "rule", "args", "needed")
+    __array_priority__ = 100.0
+    __hash__ = object.__hash__  # a node is a key by identity (== is numpy's element-wise ==)
+    tape = property(lambda self: self.trace)
+
+    def __init__(self, value: np.ndarray, tape: Tape, parents: tuple[Traced | None, ...], rule: Callable[..., Any] | None,
+                 args: tuple[Any, ...], needed: bool) -> None:
+        self.value, self.trace, self.parents, self.rule, self.args, self.needed = value, tape, parents, rule, args, needed
+
+    def __repr__(self) -> str:
+        return f"Traced({self.value!r})"
+
+
+# The common operators go straight to the rule, without numpy's dispatch in between.
+for _name, _ufunc in (("add", np.add), ("sub", np.subtract), ("mul", np.multiply), ("truediv", np.true_divide), ("matmul", np.matmul)):
+    setattr(Traced, f"__{_name}__", lambda self, other, ufunc=_ufunc: _binop(self.trace, ufunc, self, other))
+    setattr(Traced, f"__r{_name}__", lambda self, other, ufunc=_ufunc: _binop(self.trace, ufunc, other, self))
+
+
+def _binop(tape: Tape, ufunc: np.ufunc, a: Any, b: Any) -> Any:
+    """`Tape.apply` for the binary operators, on the hot path of every Linear and activation."""
+    va, ta, na = tape.operand(a)
+    vb, tb, nb = tape.operand(b)
+    out = _folded_matmul(va, vb) if ufunc is np.matmul else ufunc(va, vb)
+    rule = TABLE[ufunc].vjp
+    if type(out) is not np.ndarray or out.dtype.kind not in "fc" or (ta is None and tb is None):
+        return tape.record(out, (ta, tb), rule, ((na, nb), out, va, vb))  # the rare cases
+    node = Traced(out, tape, (ta, tb), rule, ((na, nb), out, va, vb), na or nb)
+    tape.nodes.append(node)
+    return node
