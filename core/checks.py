@@ -64,7 +64,8 @@ def learning_rate(value: object, owner: str, example: float = 0.01) -> float | S
             f"{owner}(lr={value.__name__}): lr is a schedule class, not an instance; "
             f"write e.g. lr=lamina.schedule({value.__name__!r}, ...)"
         )
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(np.asarray(value)) or value <= 0:
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(np.asarray(value))
+            or value <= 0):
         raise ArgumentError(
             f"{owner}(lr={value!r}): lr must be a positive number or a lamina.Schedule, got "
             f"{describe(value)}; pass e.g. {owner}(lr={example})"
@@ -74,7 +75,8 @@ def learning_rate(value: object, owner: str, example: float = 0.01) -> float | S
 
 def non_negative_number(value: object, name: str, owner: str, example: float = 0.0) -> float:
     """Return `value` as a float, or raise ArgumentError unless it is a finite number >= 0."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(np.asarray(value)) or value < 0:
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(np.asarray(value))
+            or value < 0):
         raise ArgumentError(
             f"{owner}({name}={value!r}): {name} must be a number >= 0, got {describe(value)}; "
             f"pass e.g. {owner}({name}={example})"
@@ -134,7 +136,8 @@ def as_integers(x: object, name: str, owner: str) -> np.ndarray:
     arr = as_numeric(x, name, owner)
     if arr.dtype.kind in "iu":
         return arr
-    if arr.dtype.kind == "b" or (arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.array_equal(arr, np.round(arr))):
+    if arr.dtype.kind == "b" or (arr.dtype.kind == "f" and np.all(np.isfinite(arr))
+                                 and np.array_equal(arr, np.round(arr))):
         return arr.astype(np.int64)
     raise ArgumentError(
         f"{owner}: {name} must hold integer indices, got an array of dtype {arr.dtype} with "

@@ -30,8 +30,8 @@ def register_layers(register):
 
     A layer implements `forward(x) -> y` in numpy; that is enough: lamina records the forward
     (on every call outside model inference) and derives the backward pass from it
-    (`lamina.autodiff`; an operation without a derivative rule raises a LaminaError naming it). Weights whose shape depends on
-    the input are made in `build(x)`, called once before the first forward; Parameter
+    (`lamina.autodiff`; an operation without a derivative rule raises a LaminaError naming it).
+    Weights whose shape depends on the input are made in `build(x)`, called once before the first forward; Parameter
     attributes (and those of sublayer attributes) are found by `parameters()` without listing.
     Optionally, for speed or memory, a layer also writes `backward(grad) -> grad_x`: it *adds*
     each parameter's gradient into `Parameter.grad` and returns the input gradient.

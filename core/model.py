@@ -147,7 +147,8 @@ class Model(Chain):
             self.predict(x[:1])
 
     def zero_grad(self) -> None:
-        """Set every parameter's `.grad` to zero; backward passes add into them (a hand-written loop zeroes before each)."""
+        """Set every parameter's `.grad` to zero; backward passes add into them (a hand-written loop zeroes
+        before each)."""
         for layer in self.layers:
             layer.zero_grad()
 
@@ -214,7 +215,8 @@ class Model(Chain):
         """
         names = list(defaults())
         if len(args) > len(names):
-            raise ArgumentError(f"Model.train takes at most {len(names) + 2} positional arguments; pass options by name")
+            raise ArgumentError(f"Model.train takes at most {len(names) + 2} positional arguments; "
+                                "pass options by name")
         for name, value in zip(names, args):
             if name in options:
                 raise ArgumentError(f"Model.train: {name} was given twice, by position and by name")
@@ -280,7 +282,8 @@ class Model(Chain):
                 params = count if inner is layer else sum(p.size for p in inner.parameters().values())
                 rows.append((name, "  " * depth + _label(inner), shapes.get(id(inner), "?"), f"{params:,}"))
         widths = [max(len(row[c]) for row in rows) for c in range(4)]
-        lines = ["  ".join(cell.ljust(w) if c < 3 else cell.rjust(w) for c, (cell, w) in enumerate(zip(row, widths))) for row in rows]
+        lines = ["  ".join(cell.ljust(w) if c < 3 else cell.rjust(w) for c, (cell, w) in enumerate(zip(row, widths)))
+                 for row in rows]
         rule = "-" * len(lines[0])
         footer = f"Total params: {total:,}"
         if self.input_shape is None:
@@ -314,7 +317,8 @@ def load_model(path: str | os.PathLike[str], max_bytes: int | None = None) -> Mo
 # help(Model.train) and IDEs show the options themselves, made from TrainOptions.
 Model.train.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
     [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD) for name in ("self", "x", "y")]
-    + [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=value) for name, value in defaults().items()],
+    + [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=value)
+       for name, value in defaults().items()],
     return_annotation=History,
 )
 

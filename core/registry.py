@@ -280,7 +280,8 @@ class Registry:
         self._sources.append(PluginSource(plugin_name, package, version, str(module), hooks))
         for info in staged:
             aliases = f" with aliases {', '.join(map(repr, info.aliases))}" if info.aliases else ""
-            self._say(f"registered {info.kind} {info.name!r}{aliases} from {package} {version} (plugin {plugin_name!r})")
+            self._say(f"registered {info.kind} {info.name!r}{aliases} from {package} {version} (plugin "
+                      f"{plugin_name!r})")
         return staged
 
     def _call_hooks(
@@ -317,7 +318,8 @@ class Registry:
         unmarked = [
             kind.hook
             for kind in KINDS.values()
-            if callable(getattr(plugin, kind.hook, None)) and self._manager.parse_hookimpl_opts(plugin, kind.hook) is None
+            if callable(getattr(plugin, kind.hook, None))
+            and self._manager.parse_hookimpl_opts(plugin, kind.hook) is None
         ]
         if unmarked:
             names = " and ".join(unmarked)
@@ -574,7 +576,8 @@ _default = Registry()
 
 
 def get_registry() -> Registry:
-    """The registry that `lamina.protocols.layer`, `lamina.protocols.loss`, `lamina.protocols.optimizer` and `Model` use."""
+    """The registry that `lamina.protocols.layer`, `lamina.protocols.loss`, `lamina.protocols.optimizer` and
+    `Model` use."""
     return _default
 
 

@@ -11,7 +11,9 @@ from lamina.errors import ArgumentError
 
 _generator = np.random.default_rng()
 # A generator of its own for the code inside `private_generator()` (in this thread only).
-_private: contextvars.ContextVar[np.random.Generator | None] = contextvars.ContextVar("lamina_private_rng", default=None)
+_private: contextvars.ContextVar[np.random.Generator | None] = contextvars.ContextVar(
+    "lamina_private_rng", default=None
+)
 
 
 def seed(n: int) -> None:

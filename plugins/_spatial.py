@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 def pair(value: object, name: str, owner: str, minimum: int = 1) -> tuple[int, int]:
     """An int or a pair of ints, each >= minimum, as a pair."""
     items = value if isinstance(value, (tuple, list)) else (value, value)
-    if len(items) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum for v in items):
+    if len(items) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum
+                              for v in items):
         raise lamina.ArgumentError(
             f"{owner}({name}={value!r}): {name} must be an int >= {minimum} or a pair of them, e.g. {name}=3"
         )
@@ -104,7 +105,8 @@ def conv_to_onnx(
     """An ONNX Conv of x (batch, channels, *spatial): lamina's weight layout (filters, channels,
     *kernel) is ONNX's; `pads` holds one (before, after) pair per spatial axis."""
     if weight is None or bias is None:
-        raise lamina.LaminaError(f"ONNX export of {graph.scope}: the layer has no weights yet; call it on an input first")
+        raise lamina.LaminaError(f"ONNX export of {graph.scope}: the layer has no weights yet; "
+                                 "call it on an input first")
     befores, afters = zip(*pads)
     return graph.op("Conv", x, graph.parameter(weight, "weight"), graph.parameter(bias, "bias"),
                     strides=list(strides), dilations=list(dilations), pads=[*befores, *afters])

@@ -44,7 +44,8 @@ def as_labels(y: object, owner: str) -> np.ndarray | None:
         )
     if labels.dtype.kind == "f":
         if not np.isfinite(labels).all():
-            raise lamina.ArgumentError(f"{owner}: y holds NaN or infinity where class labels belong; clean the labels first")
+            raise lamina.ArgumentError(f"{owner}: y holds NaN or infinity where class labels belong; "
+                                       "clean the labels first")
         if not np.array_equal(labels, np.round(labels)):
             raise lamina.ArgumentError(
                 f"{owner}: a 1-D y holds class labels, but it has non-integer values; pass "

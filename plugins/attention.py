@@ -98,7 +98,8 @@ class MultiHeadAttention(lamina.Layer):
         weights *= 1.0 / weights.sum(axis=-2, keepdims=True)
         mask = None
         if self.training and self.dropout > 0:
-            mask = (lamina.rng().random(weights.shape) >= self.dropout) * np.asarray(1.0 / (1.0 - self.dropout), weights.dtype)
+            mask = ((lamina.rng().random(weights.shape) >= self.dropout)
+                    * np.asarray(1.0 / (1.0 - self.dropout), weights.dtype))
         attended = weights if mask is None else weights * mask
         context = (attended.swapaxes(-1, -2) @ v).transpose(0, 2, 1, 3).reshape(batch * time, embed)
         out = context @ self.out_proj_weight.value.T
@@ -117,7 +118,8 @@ class MultiHeadAttention(lamina.Layer):
         g = grad.reshape(-1, embed)
         self.out_proj_weight.grad += g.T @ self._context
         self.out_proj_bias.grad += np.ones(g.shape[0], dtype=g.dtype) @ g
-        d_context = np.ascontiguousarray((g @ self.out_proj_weight.value).reshape(batch, time, heads, width).transpose(0, 2, 1, 3))
+        d_context = np.ascontiguousarray(
+            (g @ self.out_proj_weight.value).reshape(batch, time, heads, width).transpose(0, 2, 1, 3))
         attended = weights if mask is None else weights * mask
         d_heads = np.empty((3, batch, heads, time, width), dtype=grad.dtype)
         np.matmul(attended, d_context, out=d_heads[2])  # d_v
@@ -156,7 +158,8 @@ class MultiHeadAttention(lamina.Layer):
         if self.causal:
             scores = graph.op("Add", scores, graph.constant(_causal_bias(time, graph.dtype_of(x)).T, "causal_mask"))
         context = graph.op("MatMul", graph.op("Softmax", scores, axis=-1), v)
-        context = graph.op("Reshape", graph.op("Transpose", context, perm=[0, 2, 1, 3]), graph.ints([0, 0, -1], "shape"))
+        context = graph.op("Reshape", graph.op("Transpose", context, perm=[0, 2, 1, 3]),
+                           graph.ints([0, 0, -1], "shape"))
         return project(context, self.out_proj_weight, self.out_proj_bias, "out_proj")
 
 
@@ -182,7 +185,8 @@ class TransformerBlock(lamina.Layer):
 
     conformance_cases = [
         Case({"num_heads": 1, "ff_units": 6, "dropout": 0.0}, (2, 3, 4), wrong_shape=(2, 3, 6)),
-        Case({"num_heads": 1, "ff_units": 5, "dropout": 0.0, "causal": True, "norm_first": False, "activation": "relu"}, (2, 4, 3)),
+        Case({"num_heads": 1, "ff_units": 5, "dropout": 0.0, "causal": True, "norm_first": False, "activation": "relu"},
+             (2, 4, 3)),
     ]
 
     def __init__(
@@ -271,7 +275,8 @@ class PositionalEmbedding(lamina.Layer):
 
     def to_onnx(self, graph, x):
         time = graph.shape(x)[1]  # the time axis is fixed in an exported model; only the batch is free
-        table = graph.op("Slice", graph.parameter(self.weight, "weight"), graph.ints([0], "starts"), graph.ints([time], "ends"),
+        table = graph.op("Slice", graph.parameter(self.weight, "weight"), graph.ints([0], "starts"),
+                         graph.ints([time], "ends"),
                          graph.ints([0], "axes"))
         return graph.op("Add", x, table)
 
@@ -306,7 +311,8 @@ class SinusoidalPositions(lamina.Layer):
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
         if grad.shape != self._shape:
-            raise lamina.ShapeError(f"SinusoidalPositions: the gradient has shape {grad.shape}, the last output {self._shape}")
+            raise lamina.ShapeError(f"SinusoidalPositions: the gradient has shape {grad.shape}, "
+                                    f"the last output {self._shape}")
         return grad
 
     def to_onnx(self, graph, x):

@@ -29,7 +29,8 @@ class EarlyStopping(lamina.Callback):
         mode: str = "auto",
     ) -> None:
         if not isinstance(monitor, str) or not monitor:
-            raise lamina.ArgumentError(f"EarlyStopping(monitor={monitor!r}): monitor must name a logged value, e.g. 'val_loss'")
+            raise lamina.ArgumentError(f"EarlyStopping(monitor={monitor!r}): monitor must name a logged value, e.g. "
+                                       "'val_loss'")
         self.monitor = monitor
         self.patience = lamina.checks.non_negative_int(patience, "patience", "EarlyStopping", example=5)
         self.min_delta = lamina.checks.non_negative_number(min_delta, "min_delta", "EarlyStopping")

@@ -63,8 +63,10 @@ class Sequential(_Container):
 
     keeps = ()  # the sublayers keep what their backward needs
     conformance_cases = [
-        Case({"layers": [{"type": "Linear", "units": 4}, "Tanh", {"type": "Linear", "units": 2}]}, (4, 3), wrong_shape=(4, 5)),
-        Case({"layers": [{"type": "LayerNorm"}, {"type": "Sequential", "layers": [{"type": "Linear", "units": 3}, "Sigmoid"]}]}, (3, 4)),
+        Case({"layers": [{"type": "Linear", "units": 4}, "Tanh", {"type": "Linear", "units": 2}]}, (4, 3),
+             wrong_shape=(4, 5)),
+        Case({"layers": [{"type": "LayerNorm"},
+                         {"type": "Sequential", "layers": [{"type": "Linear", "units": 3}, "Sigmoid"]}]}, (3, 4)),
     ]
 
     def __init__(self, layers: Sequence[Any]) -> None:
@@ -140,14 +142,16 @@ class Parallel(_Container):
 
     keeps = ("_outputs",)
     conformance_cases = [
-        Case({"branches": [[{"type": "Linear", "units": 2}, "Tanh"], [{"type": "Linear", "units": 3}]]}, (4, 3), wrong_shape=(4, 5)),
+        Case({"branches": [[{"type": "Linear", "units": 2}, "Tanh"], [{"type": "Linear", "units": 3}]]}, (4, 3),
+             wrong_shape=(4, 5)),
         Case({"branches": [["LayerNorm"], ["Sigmoid"]], "merge": "mul"}, (4, 3)),
         Case({"branches": [["Tanh"], ["LayerNorm", "Sigmoid"], ["Tanh", "Tanh"]], "merge": "add"}, (4, 3)),
         Case({"branches": [["Tanh"], ["Sigmoid", "Tanh"]], "axis": 1}, (2, 3, 2)),
     ]
 
     def __init__(self, branches: Sequence[Any], merge: str = "concat", axis: int = -1) -> None:
-        if isinstance(branches, (str, dict, lamina.Layer)) or not isinstance(branches, (list, tuple)) or len(branches) < 2:
+        if (isinstance(branches, (str, dict, lamina.Layer)) or not isinstance(branches, (list, tuple))
+                or len(branches) < 2):
             raise lamina.ArgumentError(
                 f"Parallel(branches={branches!r}): branches must be a list of at least two branches, each a "
                 "list of layers, e.g. [[{'type': 'Linear', 'units': 8}], ['Relu']]"
@@ -157,7 +161,8 @@ class Parallel(_Container):
             for b, branch in enumerate(branches)
         ]
         if merge not in MERGES:
-            raise lamina.ArgumentError(f"Parallel(merge={merge!r}): merge must be one of {', '.join(map(repr, MERGES))}")
+            raise lamina.ArgumentError(f"Parallel(merge={merge!r}): "
+                                       f"merge must be one of {', '.join(map(repr, MERGES))}")
         if isinstance(axis, bool) or not isinstance(axis, int) or axis == 0:
             raise lamina.ArgumentError(
                 f"Parallel(axis={axis!r}): axis must be a non-zero int (axis 0 is the batch); -1, the "
@@ -169,7 +174,8 @@ class Parallel(_Container):
                 "Parallel(branches=...): some branches start with a layer that takes integer indices and "
                 "some with one that takes floats; they all get the same input, so make them agree"
             )
-        lamina.checks.distinct_layers([layer for branch in self.branches for layer in branch], "Parallel", "branches (flattened)")
+        lamina.checks.distinct_layers([layer for branch in self.branches for layer in branch], "Parallel",
+                                      "branches (flattened)")
         self.merge, self.axis = merge, axis
 
     def _first_layers(self) -> list[lamina.Layer]:

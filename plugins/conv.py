@@ -28,7 +28,8 @@ class Conv2D(lamina.Layer):
 
     conformance_cases = [
         Case({"filters": 2, "kernel_size": 3, "padding": 1}, (2, 3, 5, 5), wrong_shape=(2, 2, 5, 5)),
-        Case({"filters": 3, "kernel_size": (2, 3), "stride": 2, "dilation": (1, 2), "bias_init": "normal"}, (2, 2, 6, 7)),
+        Case({"filters": 3, "kernel_size": (2, 3), "stride": 2, "dilation": (1, 2), "bias_init": "normal"},
+             (2, 2, 6, 7)),
     ]
 
     def __init__(

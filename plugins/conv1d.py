@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 def _single(value: object, name: str, owner: str, minimum: int = 1) -> int:
     """An int >= minimum, or a 1-tuple of one (PyTorch takes both), as an int."""
     items = value if isinstance(value, (tuple, list)) else (value,)
-    if len(items) != 1 or isinstance(items[0], bool) or not isinstance(items[0], (int, np.integer)) or items[0] < minimum:
+    if (len(items) != 1 or isinstance(items[0], bool) or not isinstance(items[0], (int, np.integer))
+            or items[0] < minimum):
         raise lamina.ArgumentError(
             f"{owner}({name}={value!r}): {name} must be an int >= {minimum} (or a 1-tuple of one), "
             f"got {lamina.checks.describe(value)}; pass e.g. {name}={max(minimum, 2)}"
@@ -56,7 +57,8 @@ def _windows_out(x: np.ndarray, padded: int, window: int, stride: int, owner: st
 
 
 class Conv1D(lamina.Layer):
-    """x (batch, channels, length) -> y (batch, filters, out_length); "weight" (filters, channels, k), "bias" (filters,).
+    """x (batch, channels, length) -> y (batch, filters, out_length); "weight" (filters, channels, k),
+    "bias" (filters,).
 
     y[n, f, o] = bias[f] + sum over c, j of weight[f, c, j] * xpad[n, c, s*o + d*j], as torch.nn.Conv1d.
     `padding` is an int, "valid" (0) or "same" (output length = input length; stride 1; the odd
@@ -67,8 +69,10 @@ class Conv1D(lamina.Layer):
 
     conformance_cases = [
         Case({"filters": 2, "kernel_size": 3, "padding": 1}, (2, 3, 6), wrong_shape=(2, 2, 6)),
-        Case({"filters": 3, "kernel_size": 2, "stride": 2, "dilation": 2, "bias_init": "normal"}, (2, 2, 7), wrong_shape=(2, 14)),
-        Case({"filters": 2, "kernel_size": 4, "padding": "same", "bias_init": "normal"}, (1, 2, 5), wrong_shape=(1, 2, 5, 1)),
+        Case({"filters": 3, "kernel_size": 2, "stride": 2, "dilation": 2, "bias_init": "normal"}, (2, 2, 7),
+             wrong_shape=(2, 14)),
+        Case({"filters": 2, "kernel_size": 4, "padding": "same", "bias_init": "normal"}, (1, 2, 5),
+             wrong_shape=(1, 2, 5, 1)),
     ]
 
     def __init__(
@@ -117,7 +121,8 @@ class Conv1D(lamina.Layer):
     def build(self, x: np.ndarray) -> None:
         _check_sequences(x, self._owner())
         if x.shape[1] == 0:
-            raise lamina.ShapeError(f"{self._owner()} got shape {x.shape}, with no channels (axis 1); give it at least one")
+            raise lamina.ShapeError(f"{self._owner()} got shape {x.shape}, with no channels (axis 1); "
+                                    "give it at least one")
         dtype = x.dtype if x.dtype.kind == "f" else lamina.DEFAULT_DTYPE
         shape = (self.filters, x.shape[1], self._kernel)
         self.weight = lamina.Parameter(self._weight_init(shape, dtype))
@@ -134,7 +139,8 @@ class Conv1D(lamina.Layer):
         channels = weight.shape[1]
         if x.shape[1] != channels:
             raise lamina.ShapeError(
-                f"{owner} was built for {channels} input channels (axis 1), expected shape (batch, {channels}, length), "
+                f"{owner} was built for {channels} input channels (axis 1), "
+                f"expected shape (batch, {channels}, length), "
                 f"but got shape {x.shape}, with {x.shape[1]}; give it {channels} channels, or use a new Conv1D"
             )
         if x.dtype.kind != "f":

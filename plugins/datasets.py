@@ -83,7 +83,8 @@ class Digits(lamina.Dataset):
         self.normalize = bool(normalize)
 
     def load(self) -> Arrays:
-        with as_file(files("lamina.plugins") / "data" / "digits.npz") as path, np.load(path, allow_pickle=False) as data:
+        with (as_file(files("lamina.plugins") / "data" / "digits.npz") as path,
+              np.load(path, allow_pickle=False) as data):
             images, labels = data["images"], data["labels"]
         x = images.astype(np.float32)
         if self.normalize:
@@ -130,14 +131,17 @@ class Npz(lamina.Dataset):
         try:
             data = np.load(self.path, allow_pickle=False)
         except ValueError as err:  # pickled object arrays, or not an npy/npz file at all
-            raise lamina.ArgumentError(f"npz(path={self.path!r}): cannot read it as an .npz of numeric arrays ({err})") from None
+            raise lamina.ArgumentError(f"npz(path={self.path!r}): cannot read it as an .npz of numeric arrays "
+                                       f"({err})") from None
         if not isinstance(data, np.lib.npyio.NpzFile):
-            raise lamina.ArgumentError(f"npz(path={self.path!r}): the file holds one array, not an .npz archive of named arrays")
+            raise lamina.ArgumentError(f"npz(path={self.path!r}): the file holds one array, "
+                                       "not an .npz archive of named arrays")
         try:
             with data:
                 arrays = {key: data[key] for key in data.files}
         except ValueError as err:  # a member that is a pickled object array
-            raise lamina.ArgumentError(f"npz(path={self.path!r}): cannot read it as an .npz of numeric arrays ({err})") from None
+            raise lamina.ArgumentError(f"npz(path={self.path!r}): cannot read it as an .npz of numeric arrays "
+                                       f"({err})") from None
         for key, array in arrays.items():  # an empty test part is allowed: it is only not scored
             if (array.ndim == 0 or len(array) == 0) and key not in ("x_test", "y_test"):
                 raise lamina.ShapeError(
@@ -179,7 +183,8 @@ class Npz(lamina.Dataset):
             return x.astype(np.float32, copy=False), None
         y = _targets(self._pick(arrays, self.target), self.classification)
         if len(x) != len(y):
-            raise lamina.ShapeError(f"npz(path={self.path!r}): {self.x!r} has {len(x)} rows but {self.target!r} has {len(y)}")
+            raise lamina.ShapeError(f"npz(path={self.path!r}): {self.x!r} has {len(x)} rows but {self.target!r} has "
+                                    f"{len(y)}")
         return x.astype(np.float32, copy=False), y
 
 
@@ -206,7 +211,8 @@ def read_table(path: str, delimiter: str = ",", encoding: str = "utf-8") -> tupl
     codec = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
     try:
         with open(path, newline="", encoding=codec) as handle:
-            rows = [[c.strip() for c in row] for row in csv.reader(handle, delimiter=delimiter) if row and any(c.strip() for c in row)]
+            rows = [[c.strip() for c in row]
+                    for row in csv.reader(handle, delimiter=delimiter) if row and any(c.strip() for c in row)]
     except UnicodeDecodeError as err:
         raise lamina.ArgumentError(
             f"csv(path={path!r}): the file is not {encoding} text (byte {err.object[err.start]:#04x} at offset "
@@ -263,7 +269,8 @@ class Csv(lamina.Dataset):
         try:
             codecs.lookup(encoding)
         except (LookupError, TypeError):
-            raise lamina.ArgumentError(f"csv(encoding={encoding!r}): not a known text encoding; e.g. 'utf-8' or 'latin-1'") from None
+            raise lamina.ArgumentError(f"csv(encoding={encoding!r}): not a known text encoding; e.g. "
+                                       "'utf-8' or 'latin-1'") from None
         self.delimiter = delimiter
         self.encoding = encoding
         self.test_split = fraction(test_split, "test_split", "csv")
@@ -289,7 +296,8 @@ class Csv(lamina.Dataset):
             return header.index(self.target)
         if isinstance(self.target, int) and not isinstance(self.target, bool) and -width <= self.target < width:
             return self.target % width
-        raise lamina.ArgumentError(f"csv(target={self.target!r}): target must be a column name or an index below {width}")
+        raise lamina.ArgumentError(f"csv(target={self.target!r}): target must be a column name or an index below "
+                                   f"{width}")
 
     def _numbers(self, header: list[str] | None, rows: list[list[str]], columns: list[int]) -> np.ndarray:
         """The cells of `columns` as float32 (rows, len(columns)); a cell that is no number is
@@ -325,7 +333,8 @@ class Csv(lamina.Dataset):
                 f"{text[0] + first}), not numbers to regress on; drop classification=False to read it as class names"
             )
         if "" in cells:
-            raise lamina.ArgumentError(f"csv(path={self.path!r}): {what} is empty on line {cells.index('') + first}; every row needs its class")
+            raise lamina.ArgumentError(f"csv(path={self.path!r}): {what} is empty on line {cells.index('') + first}; "
+                                       "every row needs its class")
         names = self.classes if self.classes is not None else sorted(set(cells))
         index = {name: i for i, name in enumerate(names)}
         unknown = next((i for i, cell in enumerate(cells) if cell not in index), None)
@@ -386,7 +395,8 @@ class Text(lamina.Dataset):
         try:
             codecs.lookup(encoding)
         except (LookupError, TypeError):
-            raise lamina.ArgumentError(f"text(encoding={encoding!r}): not a known text encoding; e.g. 'utf-8' or 'latin-1'") from None
+            raise lamina.ArgumentError(f"text(encoding={encoding!r}): not a known text encoding; e.g. "
+                                       "'utf-8' or 'latin-1'") from None
         self.encoding = encoding
         self._text: str | None = None
 
@@ -397,12 +407,14 @@ class Text(lamina.Dataset):
                 with open(self.path, encoding=self.encoding) as handle:
                     self._text = handle.read()
             except UnicodeDecodeError as err:
-                raise lamina.ArgumentError(f"text(path={self.path!r}): not {self.encoding} text ({err}); pass encoding=...") from None
+                raise lamina.ArgumentError(f"text(path={self.path!r}): not {self.encoding} text ({err}); "
+                                           "pass encoding=...") from None
             parts = 2 if self.test_split else 1
             if len(self._text) < parts * (self.seq_len + 1):
                 raise lamina.ArgumentError(
                     f"text(path={self.path!r}): the text has {len(self._text)} characters, too few for windows "
-                    f"of seq_len={self.seq_len} in {'both the training and the test part' if parts == 2 else 'training'}; "
+                    f"of seq_len={self.seq_len} in "
+                    f"{'both the training and the test part' if parts == 2 else 'training'}; "
                     "use a longer text or a smaller seq_len"
                 )
         return self._text

@@ -99,7 +99,8 @@ class LazyRows:
             if array.ndim == 1 and (array.dtype.kind in "iu" or array.size == 0):
                 array = array.astype(np.int64)
                 if array.size and (array.min() < -n or array.max() >= n):
-                    raise IndexError(f"{self!r}: row indices must be in [-{n}, {n}), got {int(array.min())} to {int(array.max())}")
+                    raise IndexError(f"{self!r}: row indices must be in [-{n}, {n}), "
+                                     f"got {int(array.min())} to {int(array.max())}")
                 return np.where(array < 0, array + n, array)
         raise lamina.ArgumentError(
             f"{self!r}: index rows with an int, a slice, or a 1-D integer (or length-{n} boolean) array; got "
@@ -169,13 +170,15 @@ def split_rows(n: int, test_split: float, seed: int, owner: str) -> tuple[np.nda
     order = np.random.default_rng(seed).permutation(n)
     n_test = int(round(n * test_split))
     if n_test == n:
-        raise lamina.ArgumentError(f"{owner}(test_split={test_split}): the {n} rows leave none for training; lower test_split")
+        raise lamina.ArgumentError(f"{owner}(test_split={test_split}): the {n} rows leave none for training; "
+                                   "lower test_split")
     return order[: n - n_test], order[n - n_test :]
 
 
 def _path(value: object, name: str, owner: str) -> str:
     if not isinstance(value, (str, os.PathLike)):
-        raise lamina.ArgumentError(f"{owner}({name}={value!r}): {name} must be a path (a str or a pathlib.Path), got {describe(value)}")
+        raise lamina.ArgumentError(f"{owner}({name}={value!r}): {name} must be a path (a str or a pathlib.Path), "
+                                   f"got {describe(value)}")
     return os.fspath(value)
 
 
@@ -233,14 +236,16 @@ class Npy(lamina.Dataset):
             ) from None
         if isinstance(array, np.lib.npyio.NpzFile):
             array.close()
-            raise lamina.ArgumentError(f"{owner}: the file is an .npz archive, not one .npy array; read it with the npz dataset")
+            raise lamina.ArgumentError(f"{owner}: the file is an .npz archive, not one .npy array; "
+                                       "read it with the npz dataset")
         if array.dtype.kind not in "biuf":
             raise lamina.ArgumentError(
                 f"{owner}: the array has dtype {array.dtype}, not numbers (bool, int or float); "
                 "save it converted, e.g. np.save(path, array.astype(np.float32))"
             )
         if array.ndim == 0 or len(array) == 0:
-            raise lamina.ShapeError(f"{owner}: the array has no rows (shape {array.shape}); a dataset needs at least one sample")
+            raise lamina.ShapeError(f"{owner}: the array has no rows (shape {array.shape}); "
+                                    "a dataset needs at least one sample")
         return array
 
     def arrays(self) -> tuple[LazyRows, LazyRows | None]:  # type: ignore[override]  # array-likes, not ndarrays
@@ -288,7 +293,8 @@ class Images:
     `LazyRows`, indexed by a slice or an increasing integer array. With `cache`, each image is
     kept after its first decode (in one preallocated array and a mask of the decoded ones)."""
 
-    def __init__(self, files: list[str], size: tuple[int, int], resize: bool, mode: str, cache: bool, owner: str) -> None:
+    def __init__(self, files: list[str], size: tuple[int, int], resize: bool, mode: str, cache: bool,
+                 owner: str) -> None:
         self.files, self.size, self.resize, self.mode, self.owner = files, size, resize, mode, owner
         self.Image = pillow()
         self.shape = (len(files), 3 if mode == "RGB" else 1, *size)
@@ -415,7 +421,8 @@ class ImageFolder(lamina.Dataset):
             if not names:
                 left_out = " that Pillow can open (skip_bad=True left out the others)" if found else ""
                 raise lamina.ArgumentError(
-                    f"{self.owner}: the class folder {name!r} has no image files ({', '.join(IMAGE_SUFFIXES)}){left_out}; "
+                    f"{self.owner}: the class folder {name!r} has no image files "
+                    f"({', '.join(IMAGE_SUFFIXES)}){left_out}; "
                     "add images to it or remove it"
                 )
             files += names
@@ -539,7 +546,8 @@ def stratified_split(y: np.ndarray, test_split: float, seed: int, owner: str) ->
         test.append(rows[len(rows) - n_test :])
     train_rows, test_rows = np.concatenate(train), np.concatenate(test)
     if len(train_rows) == 0:
-        raise lamina.ArgumentError(f"{owner}(test_split={test_split}): the {len(y)} images leave none for training; lower test_split")
+        raise lamina.ArgumentError(f"{owner}(test_split={test_split}): the {len(y)} images leave none for training; "
+                                   "lower test_split")
     return rng.permutation(train_rows), rng.permutation(test_rows)
 
 

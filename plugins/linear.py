@@ -18,7 +18,8 @@ class Linear(lamina.Layer):
 
     keeps = ("_x",)  # what forward keeps for backward
 
-    conformance_cases = [Case({"units": 3}, (4, 5), wrong_shape=(4, 6)), Case({"units": 2}, (2, 3, 4), wrong_shape=(2, 3, 5))]
+    conformance_cases = [Case({"units": 3}, (4, 5), wrong_shape=(4, 6)),
+                         Case({"units": 2}, (2, 3, 4), wrong_shape=(2, 3, 5))]
 
     def __init__(
         self,

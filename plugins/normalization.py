@@ -127,14 +127,16 @@ class LayerNorm(lamina.Layer):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         if x.ndim < 1 or x.shape[-1] == 0:
-            raise lamina.ShapeError(f"LayerNorm needs at least one feature on the last axis to normalise over, got shape {np.shape(x)}")
+            raise lamina.ShapeError("LayerNorm needs at least one feature on the last axis to normalise over, "
+                                    f"got shape {np.shape(x)}")
         features = x.shape[-1]
         if self.weight is None or self.bias is None:
             dtype = x.dtype if x.dtype.kind == "f" else lamina.DEFAULT_DTYPE
             self.weight = lamina.Parameter(np.ones(features, dtype=dtype))
             self.bias = lamina.Parameter(np.zeros(features, dtype=dtype))
         if features != self.weight.shape[0]:
-            raise lamina.ShapeError(f"LayerNorm was built for {self.weight.shape[0]} features (last axis) but got shape {x.shape}")
+            raise lamina.ShapeError(f"LayerNorm was built for {self.weight.shape[0]} features (last axis) but got "
+                                    f"shape {x.shape}")
         if x.dtype.kind != "f":
             x = x.astype(self.weight.value.dtype)
         # Per row of (rows, features): the row sums are matrix-vector products and every
@@ -208,7 +210,8 @@ class Normalization(lamina.Layer):
 
     conformance_cases = [
         Case({"mean": 0.5, "variance": 2.0}, shape=(4, 3)),
-        Case({"axis": 1, "mean": [0.5, -1.0, 2.0], "variance": [1.0, 4.0, 0.25]}, shape=(2, 3, 4), wrong_shape=(2, 4, 4)),
+        Case({"axis": 1, "mean": [0.5, -1.0, 2.0], "variance": [1.0, 4.0, 0.25]}, shape=(2, 3, 4),
+             wrong_shape=(2, 4, 4)),
     ]
 
     def __init__(self, axis: int | Sequence[int] = -1, mean: object = None, variance: object = None) -> None:
@@ -228,7 +231,8 @@ class Normalization(lamina.Layer):
                 np.broadcast_shapes(np.asarray(self.mean).shape, np.asarray(self.variance).shape)
             except ValueError:
                 raise lamina.ArgumentError(
-                    f"Normalization: mean has shape {np.asarray(self.mean).shape} and variance {np.asarray(self.variance).shape}; "
+                    f"Normalization: mean has shape {np.asarray(self.mean).shape} and variance "
+                    f"{np.asarray(self.variance).shape}; "
                     "give one value per feature in each (or one number for all)"
                 ) from None
         # The buffers, made by build() once the feature shape is known.
@@ -257,7 +261,8 @@ class Normalization(lamina.Layer):
                 self.stat_variance = np.broadcast_to(np.asarray(self.variance, dtype=np.float64), features).copy()
             except ValueError:
                 raise lamina.ShapeError(
-                    f"{self!r}: the given mean and variance (shapes {np.asarray(self.mean).shape} and {np.asarray(self.variance).shape}) "
+                    f"{self!r}: the given mean and variance (shapes {np.asarray(self.mean).shape} and "
+                    f"{np.asarray(self.variance).shape}) "
                     f"do not fit the features of shape {features} on axis {self.axis} of the input of shape {x.shape}; "
                     "give one value per feature (or one number for all)"
                 ) from None
@@ -354,9 +359,11 @@ class Normalization(lamina.Layer):
 
     def to_onnx(self, graph, x):
         if not self.adapted or self.stat_mean is None:
-            raise lamina.LaminaError(f"{self!r}: it has no statistics yet; train the model or call model.adapt(x) before exporting it")
+            raise lamina.LaminaError(f"{self!r}: it has no statistics yet; train the model or call model.adapt(x) "
+                                     "before exporting it")
         mean, scale = self._constants(np.empty(graph.shape(x)), graph.dtype_of(x))
-        return graph.op("Mul", graph.op("Sub", x, graph.constant(mean, "mean", like=x)), graph.constant(scale, "scale", like=x))
+        return graph.op("Mul", graph.op("Sub", x, graph.constant(mean, "mean", like=x)),
+                        graph.constant(scale, "scale", like=x))
 
 
 def _feature_axes(axis: object) -> int | tuple[int, ...]:

@@ -33,7 +33,8 @@ class SGD(lamina.Optimizer):
         w -= lr * (g + momentum * b if nesterov else b)        (w -= lr * g without momentum)
     """
 
-    conformance_cases = [Case(), Case({"lr": 0.05, "momentum": 0.9, "nesterov": True}), Case({"lr": 0.05, "weight_decay": 0.1})]
+    conformance_cases = [Case(), Case({"lr": 0.05, "momentum": 0.9, "nesterov": True}),
+                         Case({"lr": 0.05, "weight_decay": 0.1})]
 
     def __init__(
         self,

@@ -55,7 +55,8 @@ class MaxPool2D(_Pool2D):
     keeps = ("_x_like", "_winner", "_windows")  # what forward keeps for backward
     _onnx_op = "MaxPool"
 
-    conformance_cases = [Case({"pool_size": 2}, (2, 2, 4, 4), input=distinct, wrong_shape=(2, 16)), Case({"pool_size": 3, "stride": 1}, (1, 2, 4, 5), input=distinct)]
+    conformance_cases = [Case({"pool_size": 2}, (2, 2, 4, 4), input=distinct, wrong_shape=(2, 16)),
+                         Case({"pool_size": 3, "stride": 1}, (1, 2, 4, 5), input=distinct)]
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         slices = self._slices(x)
@@ -74,7 +75,8 @@ class AvgPool2D(_Pool2D):
     keeps = ("_shape", "_windows")  # what forward keeps for backward
     _onnx_op = "AveragePool"
 
-    conformance_cases = [Case({"pool_size": 2}, (2, 2, 4, 4), wrong_shape=(2, 16)), Case({"pool_size": (2, 3), "stride": 1}, (1, 2, 4, 5))]
+    conformance_cases = [Case({"pool_size": 2}, (2, 2, 4, 4), wrong_shape=(2, 16)),
+                         Case({"pool_size": (2, 3), "stride": 1}, (1, 2, 4, 5))]
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         slices = self._slices(x)

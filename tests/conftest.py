@@ -152,7 +152,8 @@ CALLBACK_PLUGIN = """
 @pytest.fixture(scope="module")
 def printer_site(tmp_path_factory):
     """lamina-printer 0.2: a callback that echoes each epoch's loss (EpochPrinter) and a layer (Twice)."""
-    return make_distribution(tmp_path_factory.mktemp("printer"), "lamina-printer", "0.2", {"lamina_printer": CALLBACK_PLUGIN})
+    return make_distribution(tmp_path_factory.mktemp("printer"), "lamina-printer", "0.2",
+                             {"lamina_printer": CALLBACK_PLUGIN})
 
 
 RUN_CONFIG = """

@@ -72,7 +72,8 @@ def import_graph():
                 if node.level:  # relative: from .x import y
                     parts = package.split(".")[: len(package.split(".")) - node.level + 1]
                     base = ".".join([*parts, base] if base else parts)
-                found.update(f"{base}.{alias.name}" if f"{base}.{alias.name}" in files else base for alias in node.names)
+                found.update(f"{base}.{alias.name}" if f"{base}.{alias.name}" in files else base
+                             for alias in node.names)
         graph[name] = sorted(found & set(files) - {name})
     return graph
 
@@ -122,11 +123,13 @@ def test_model_is_the_front_door_that_training_files_and_export_stay_behind():
     graph = import_graph()
     behind = [name for name in graph if name.startswith(("lamina.training", "lamina.files", "lamina.export"))]
     assert [name for name in behind if "lamina.model" in graph[name]] == []
-    assert {"lamina.training.loop", "lamina.files.save", "lamina.files.load", "lamina.export.exporter"} <= set(graph["lamina.model"])
+    assert ({"lamina.training.loop", "lamina.files.save", "lamina.files.load", "lamina.export.exporter"}
+            <= set(graph["lamina.model"]))
 
 
 def test_looking_up_a_layer_does_not_import_the_conformance_kit():
-    code = "import sys, lamina; lamina.layer('Relu'); print(sorted(m for m in sys.modules if m.startswith('lamina.testing')))"
+    code = ("import sys, lamina; lamina.layer('Relu'); "
+            "print(sorted(m for m in sys.modules if m.startswith('lamina.testing')))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
@@ -219,7 +222,8 @@ def test_core_names_no_built_in_plugin():
             continue
         tree = ast.parse(path.read_text())
         exported = {id(c) for node in tree.body if isinstance(node, ast.Assign)  # __all__ lists core's own names
-                    and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets) for c in ast.walk(node)}
+                    and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets)
+                    for c in ast.walk(node)}
         # ONNX operator names (graph.op("Relu", ...), _op("Tanh")) are ONNX's, not lamina's plugins
         onnx_ops = {id(node.args[0]) for node in ast.walk(tree) if isinstance(node, ast.Call) and node.args
                     and getattr(node.func, "attr", getattr(node.func, "id", None)) in ("op", "_op")}

@@ -101,7 +101,8 @@ def test_positional_embeddings():
 
 @pytest.mark.parametrize("make, shape, message", [
     (lambda: lamina.layer("MultiHeadAttention", 3), (2, 4, 4), "width 4 .* does not split into 3 heads"),
-    (lambda: lamina.layer("MultiHeadAttention", 2), (2, 4), r"needs input of shape \(batch, time, features\), got \(2, 4\)"),
+    (lambda: lamina.layer("MultiHeadAttention", 2), (2, 4),
+     r"needs input of shape \(batch, time, features\), got \(2, 4\)"),
     (lambda: lamina.layer("PositionalEmbedding", 3), (2, 4, 2), "got a sequence of 4 steps .* raise max_len"),
     (lambda: lamina.layer("TransformerBlock", 2, 8), (5, 4), r"TransformerBlock\(num_heads=2\) needs input of shape"),
 ])
@@ -128,7 +129,8 @@ def test_a_small_causal_transformer_learns_to_copy_by_name(tmp_path):
         {"type": "TransformerBlock", "num_heads": 2, "ff_units": 32, "dropout": 0.0, "causal": True},
         {"type": "Linear", "units": 8},
     ])
-    history = model.train(ids, ids, optim=lamina.optimizer("Adam", lr=0.01), loss=lamina.loss("CrossEntropy", from_logits=True),
+    history = model.train(ids, ids, optim=lamina.optimizer("Adam", lr=0.01),
+                          loss=lamina.loss("CrossEntropy", from_logits=True),
                           epochs=40, batch_size=16, metrics=["accuracy"], verbose=False)
     assert history["accuracy"][-1] > 0.9
     model.save(tmp_path / "copy.npz")
@@ -166,11 +168,13 @@ def test_attention_equals_torch(heads, causal, shape):
 
 
 @needs_torch
-@pytest.mark.parametrize("norm_first, causal, activation", [(True, False, "gelu"), (False, True, "relu"), (True, True, "relu")])
+@pytest.mark.parametrize("norm_first, causal, activation",
+                         [(True, False, "gelu"), (False, True, "relu"), (True, True, "relu")])
 def test_transformer_block_equals_torch(norm_first, causal, activation):
     shape, heads, ff = (2, 5, 8), 2, 12
     x = RNG.normal(size=shape)
-    block = lamina.layer("TransformerBlock", heads, ff, dropout=0.0, causal=causal, norm_first=norm_first, activation=activation)
+    block = lamina.layer("TransformerBlock", heads, ff, dropout=0.0, causal=causal, norm_first=norm_first,
+                         activation=activation)
     block(x)
     for param in block.parameters().values():  # away from LayerNorm's ones and zeros
         param.value[...] = RNG.normal(scale=0.5, size=param.shape)
@@ -179,8 +183,10 @@ def test_transformer_block_equals_torch(norm_first, causal, activation):
     ref = torch.nn.TransformerEncoderLayer(shape[-1], heads, ff, dropout=0.0, activation=activation, batch_first=True,
                                            norm_first=norm_first, dtype=torch.float64)
     mapping = {
-        "self_attn.in_proj_weight": ("attention.in_proj_weight", False), "self_attn.in_proj_bias": ("attention.in_proj_bias", False),
-        "self_attn.out_proj.weight": ("attention.out_proj_weight", False), "self_attn.out_proj.bias": ("attention.out_proj_bias", False),
+        "self_attn.in_proj_weight": ("attention.in_proj_weight", False),
+        "self_attn.in_proj_bias": ("attention.in_proj_bias", False),
+        "self_attn.out_proj.weight": ("attention.out_proj_weight", False),
+        "self_attn.out_proj.bias": ("attention.out_proj_bias", False),
         "linear1.weight": ("linear1.weight", True), "linear1.bias": ("linear1.bias", False),
         "linear2.weight": ("linear2.weight", True), "linear2.bias": ("linear2.bias", False),
         "norm1.weight": ("norm1.weight", False), "norm1.bias": ("norm1.bias", False),

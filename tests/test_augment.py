@@ -165,9 +165,12 @@ def test_random_crop_backward_scatters_into_the_window_and_drops_the_padding():
 
 
 def test_a_crop_larger_than_the_padded_input_is_a_shape_error_that_names_the_sizes():
-    with pytest.raises(lamina.ShapeError, match=r"RandomCrop\(size=10, padding=1\): the padded input is 10 x 8 .*smaller than the crop of 10 x 10"):
+    with pytest.raises(lamina.ShapeError,
+                       match=r"RandomCrop\(size=10, padding=1\): the padded input is 10 x 8 .*smaller than the crop of "
+                             r"10 x 10"):
         RandomCrop(10, padding=1)(np.zeros((2, 1, 8, 6)))
-    with pytest.raises(lamina.ShapeError, match=r"RandomCrop\(size=4\) expects images laid out as \(batch, channels, height, width\)"):
+    with pytest.raises(lamina.ShapeError,
+                       match=r"RandomCrop\(size=4\) expects images laid out as \(batch, channels, height, width\)"):
         RandomCrop(4)(np.zeros((2, 64)))
 
 
@@ -236,7 +239,8 @@ def test_random_erasing_sets_one_rectangle_in_every_channel_to_value_with_probab
 @pytest.mark.parametrize(
     "make, message",
     [
-        (lambda: RandomFlip("sideways"), r"RandomFlip\(mode='sideways'\): mode must be 'horizontal', 'vertical' or 'both'"),
+        (lambda: RandomFlip("sideways"),
+         r"RandomFlip\(mode='sideways'\): mode must be 'horizontal', 'vertical' or 'both'"),
         (lambda: RandomFlip("horizontl"), r"Did you mean 'horizontal'\?"),
         (lambda: RandomFlip(p=1.5), r"RandomFlip\(p=1.5\): p must be a number in \[0, 1\], got 1.5 \(float\)"),
         (lambda: RandomFlip(p="half"), r"RandomFlip\(p='half'\): p must be a number in \[0, 1\]"),
@@ -246,13 +250,19 @@ def test_random_erasing_sets_one_rectangle_in_every_channel_to_value_with_probab
         (lambda: RandomCrop(4.0), r"RandomCrop\(size=4.0\): size must be an int"),
         (lambda: RandomTranslation(-2), r"RandomTranslation\(max_shift=-2\): max_shift must be an int >= 0"),
         (lambda: RandomTranslation(0.5), r"RandomTranslation\(max_shift=0.5\): max_shift must be an int >= 0"),
-        (lambda: GaussianNoise(-0.1), r"GaussianNoise\(std=-0.1\): std must be a number >= 0, .*e.g. GaussianNoise\(std=0.1\)"),
+        (lambda: GaussianNoise(-0.1),
+         r"GaussianNoise\(std=-0.1\): std must be a number >= 0, .*e.g. GaussianNoise\(std=0.1\)"),
         (lambda: GaussianNoise(float("nan")), r"GaussianNoise\(std=nan\): std must be a number >= 0"),
         (lambda: RandomErasing(p=-0.5), r"RandomErasing\(p=-0.5\): p must be a number in \[0, 1\]"),
-        (lambda: RandomErasing(scale=(0.5, 0.1)), r"RandomErasing\(scale=\(0.5, 0.1\)\): scale must be \(low, high\) with 0 < low <= high <= 1.*e.g. RandomErasing\(scale=\(0.02, 0.33\)\)"),
+        (lambda: RandomErasing(scale=(0.5, 0.1)),
+         r"RandomErasing\(scale=\(0.5, 0.1\)\): scale must be \(low, high\) with 0 < low <= high <= 1.*e.g. "
+         r"RandomErasing\(scale=\(0.02, 0.33\)\)"),
         (lambda: RandomErasing(scale=(0.0, 0.3)), r"scale must be \(low, high\) with 0 < low"),
-        (lambda: RandomErasing(scale=0.3), r"RandomErasing\(scale=0.3\): scale must be a pair \(low, high\) of area fractions, got 0.3 \(float\)"),
-        (lambda: RandomErasing(value="black"), r"RandomErasing\(value='black'\): value must be a finite number, got 'black' \(str\); pass e.g. RandomErasing\(value=0.0\)"),
+        (lambda: RandomErasing(scale=0.3),
+         r"RandomErasing\(scale=0.3\): scale must be a pair \(low, high\) of area fractions, got 0.3 \(float\)"),
+        (lambda: RandomErasing(value="black"),
+         r"RandomErasing\(value='black'\): value must be a finite number, got 'black' \(str\); pass e.g. "
+         r"RandomErasing\(value=0.0\)"),
         (lambda: RandomErasing(value=float("inf")), r"RandomErasing\(value=inf\): value must be a finite number"),
     ],
 )
@@ -264,8 +274,11 @@ def test_bad_arguments_are_argument_errors_that_say_what_to_pass(make, message):
 @pytest.mark.parametrize(
     "layer, shape, message",
     [
-        (RandomFlip(), (2, 64), r"RandomFlip\(\) expects \(batch, channels, height, width\) or \(batch, channels, length\), got shape \(2, 64\)"),
-        (RandomFlip("vertical"), (2, 3, 8), r"RandomFlip\(mode='vertical'\) expects \(batch, channels, height, width\), got shape \(2, 3, 8\)"),
+        (RandomFlip(), (2, 64),
+         r"RandomFlip\(\) expects \(batch, channels, height, width\) or \(batch, channels, length\), "
+         r"got shape \(2, 64\)"),
+        (RandomFlip("vertical"), (2, 3, 8),
+         r"RandomFlip\(mode='vertical'\) expects \(batch, channels, height, width\), got shape \(2, 3, 8\)"),
         (RandomTranslation(1), (2, 3, 8), r"RandomTranslation\(max_shift=1\) expects images laid out as"),
         (RandomErasing(), (2, 8, 8, 1, 1), r"RandomErasing\(\) expects images laid out as"),
     ],
@@ -314,8 +327,10 @@ def test_a_model_with_augmentation_trains_on_the_digits_and_predicts_without_it(
     lamina.seed(0)
     x, y, x_test, y_test = lamina.dataset("digits", flatten=False)
     # a shift of one pixel in 8 is a lot for an MLP: one shifting layer, and mild others
-    augment = [RandomCrop(8, padding=1), RandomFlip(p=0.05), RandomErasing(p=0.2, scale=(0.02, 0.1)), GaussianNoise(0.05)]
-    rest = [lamina.layer("Flatten"), lamina.layer("Linear", 64), lamina.layer("Relu"), lamina.layer("Linear", 10), lamina.layer("Softmax")]
+    augment = [RandomCrop(8, padding=1), RandomFlip(p=0.05), RandomErasing(p=0.2, scale=(0.02, 0.1)),
+               GaussianNoise(0.05)]
+    rest = [lamina.layer("Flatten"), lamina.layer("Linear", 64), lamina.layer("Relu"), lamina.layer("Linear", 10),
+            lamina.layer("Softmax")]
     model = lamina.Model([*augment, *rest])
     history = model.train(x, y, optim=lamina.optimizer("Adam", lr=0.01), loss="CrossEntropy", metrics=["accuracy"],
                           epochs=5, batch_size=64, verbose=False)

@@ -45,25 +45,34 @@ CASES = {
     "matmul": (lambda x, w: x @ w, (4, 3), (3, 2)),
     "matmul-vector": (lambda x, w: x @ w, (2, 4, 3), (3,)),
     "rmatmul": (lambda x, w: w @ x, (3, 5), (2, 3)),
-    "unary": (lambda x, w: np.tanh(x) + np.exp(-x) * np.sin(w) + np.cos(x) - np.log1p(x * x) + np.expm1(w), (4, 3), (3,)),
+    "unary": (lambda x, w: np.tanh(x) + np.exp(-x) * np.sin(w) + np.cos(x) - np.log1p(x * x) + np.expm1(w), (4, 3),
+              (3,)),
     "sqrt-log-abs": (lambda x, w: np.sqrt(np.abs(x) + 1.0) + np.log(w) + np.square(x) * np.reciprocal(w), (4, 3), (3,)),
     "max-min": (lambda x, w: np.maximum(x, w) - np.minimum(x, 0.1 * w), (4, 3), (3,)),
     "sum-mean": (lambda x, w: np.sum(x * w, axis=-1, keepdims=True) + np.mean(x, axis=0), (4, 3), (3,)),
-    "reductions": (lambda x, w: np.max(x * w, axis=1) + np.min(x, axis=(0, 2), keepdims=True).sum() + x.sum() * w[0], (2, 3, 4), (3, 1)),
+    "reductions": (lambda x, w: np.max(x * w, axis=1) + np.min(x, axis=(0, 2), keepdims=True).sum() + x.sum() * w[0],
+                   (2, 3, 4), (3, 1)),
     "var-std": (lambda x, w: np.var(x * w, axis=-1) + np.std(x, axis=0, ddof=1).sum(), (5, 3), (3,)),
-    "shapes": (lambda x, w: np.transpose(x.reshape(2, 3, 2), (2, 0, 1)).swapaxes(0, 1) * w.T.T.reshape(1, 1, 3), (4, 3), (1, 3)),
+    "shapes": (lambda x, w: np.transpose(x.reshape(2, 3, 2), (2, 0, 1)).swapaxes(0, 1) * w.T.T.reshape(1, 1, 3), (4, 3),
+               (1, 3)),
     "axes": (lambda x, w: np.squeeze(np.expand_dims(np.moveaxis(x, -1, 0), 1), axis=1) * w[:, None], (4, 3), (3,)),
-    "concat-stack-split": (lambda x, w: np.concatenate([x, w * x], axis=-1)[:, 1:4] + np.split(np.stack([x, x * w], axis=0), 2)[1][0],
+    "concat-stack-split": (lambda x, w: np.concatenate([x, w * x], axis=-1)[:, 1:4]
+                           + np.split(np.stack([x, x * w], axis=0), 2)[1][0],
                            (4, 3), (3,)),
     "where-clip": (lambda x, w: np.where(x > 0, x * w, -w) + np.clip(x, -0.5, 0.5), (4, 3), (3,)),
     "indexing": (lambda x, w: x[np.array([0, 2, 2, 1])] * w + x[1:, ::2].sum() + x[..., -1:] * w, (4, 3), (3,)),
     "einsum-dot": (lambda x, w: np.einsum("ij,jk->ik", x, w) + np.dot(x, w), (4, 3), (3, 2)),
-    "pad-flip-cumsum": (lambda x, w: np.pad(x * w, ((1, 0), (0, 2)))[1:, :3] + np.flip(np.cumsum(x, axis=-1), 0), (4, 3), (3,)),
-    "inner-product-einsum-sum": (lambda x, w: (x[0] @ w) * np.einsum("ij->i", x) + np.einsum("ij,j->", x, w), (4, 3), (3,)),
-    "ops-activations": (lambda x, w: lamina.ops.sigmoid(x * w) + lamina.ops.relu(x) * lamina.ops.softplus(w) + lamina.ops.silu(x)
+    "pad-flip-cumsum": (lambda x, w: np.pad(x * w, ((1, 0), (0, 2)))[1:, :3] + np.flip(np.cumsum(x, axis=-1), 0),
+                        (4, 3), (3,)),
+    "inner-product-einsum-sum": (lambda x, w: (x[0] @ w) * np.einsum("ij->i", x) + np.einsum("ij,j->", x, w), (4, 3),
+                                 (3,)),
+    "ops-activations": (lambda x, w: lamina.ops.sigmoid(x * w) + lamina.ops.relu(x) * lamina.ops.softplus(w)
+                        + lamina.ops.silu(x)
                         + lamina.ops.elu(x - w, 0.5) + lamina.ops.leaky_relu(x, 0.1), (4, 3), (3,)),
-    "ops-gelu-erf": (lambda x, w: lamina.ops.gelu(x * w) + lamina.ops.gelu(x, approximate="tanh") + lamina.ops.erf(x + w), (4, 3), (3,)),
-    "ops-softmax": (lambda x, w: lamina.ops.softmax(x * w) * lamina.ops.log_softmax(x, axis=0) + lamina.ops.logsumexp(x + w, axis=-1, keepdims=True)
+    "ops-gelu-erf": (lambda x, w: lamina.ops.gelu(x * w) + lamina.ops.gelu(x, approximate="tanh")
+                     + lamina.ops.erf(x + w), (4, 3), (3,)),
+    "ops-softmax": (lambda x, w: lamina.ops.softmax(x * w) * lamina.ops.log_softmax(x, axis=0)
+                    + lamina.ops.logsumexp(x + w, axis=-1, keepdims=True)
                     + lamina.ops.logsumexp(x, axis=None), (4, 3), (3,)),
 }
 
@@ -101,7 +110,8 @@ def test_the_contract_example_trains_by_name_saves_loads_and_passes_the_kit(tmp_
         lamina.seed(0)
         x, y, _, _ = lamina.dataset("spirals", n_samples=150)
         model = lamina.Model([{"type": "GatedLinear", "units": 16}, {"type": "Linear", "units": 3}])
-        history = model.train(x, y, optim=lamina.optimizer("Adam", lr=0.02), loss=lamina.loss("CrossEntropy", from_logits=True),
+        history = model.train(x, y, optim=lamina.optimizer("Adam", lr=0.02),
+                              loss=lamina.loss("CrossEntropy", from_logits=True),
                               epochs=40, batch_size=16, metrics=["accuracy"], verbose=False)
         assert history["accuracy"][-1] > 0.6
         assert model.parameters()["0.weight"].value.dtype == np.float32
@@ -176,7 +186,8 @@ def test_a_forward_only_loss_gets_its_gradient():
     assert check_loss_gradients(LogCosh(), pred, y) < 1e-7
     model = lamina.Model([lamina.layer("Linear", 1)])
     x = RNG.normal(size=(64, 3))
-    history = model.train(x, x @ np.array([[1.0], [-2.0], [0.5]]), loss=LogCosh(), optim=lamina.optimizer("SGD", lr=0.5),
+    history = model.train(x, x @ np.array([[1.0], [-2.0], [0.5]]), loss=LogCosh(),
+                          optim=lamina.optimizer("SGD", lr=0.5),
                           epochs=50, verbose=False)
     assert history[-1] < 0.1 * history[0]
 
@@ -299,7 +310,8 @@ def test_one_instance_twice_in_a_model_or_composite_is_refused():
 
 
 @pytest.mark.parametrize("forward, message", [
-    (lambda self, x: np.sum(x, where=x > 0), r"np.sum\(where=...\) on a traced array: lamina's rule takes only axis, keepdims"),
+    (lambda self, x: np.sum(x, where=x > 0),
+     r"np.sum\(where=...\) on a traced array: lamina's rule takes only axis, keepdims"),
     (lambda self, x: np.max(x, initial=10.0), r"np.max\(initial=...\)"),
     (lambda self, x: np.sum(x, dtype=np.float32), r"np.sum\(dtype=...\)"),
     (lambda self, x: np.einsum("ij,jk->ik", x[:, :1], np.ones((3, 2))), "broadcasts an index of size 1"),
@@ -316,7 +328,8 @@ def test_array_methods_and_orders():
     cases = {
         "transpose-negative-axes": (lambda x, w: np.transpose(x * w, (0, -1, 1)), (2, 3, 4), (4,)),
         "reshape-order-F": (lambda x, w: np.reshape(x * w, (4, 3), order="F") @ np.arange(3.0), (3, 4), (4,)),
-        "astype-ravel-flatten-clip": (lambda x, w: (x * w).astype(np.float64).ravel() + x.flatten() * x.clip(-0.5, 0.5).ravel(), (2, 3), (3,)),
+        "astype-ravel-flatten-clip": (lambda x, w: (x * w).astype(np.float64).ravel()
+                                      + x.flatten() * x.clip(-0.5, 0.5).ravel(), (2, 3), (3,)),
     }
     for name, (f, x_shape, w_shape) in cases.items():
         errors = check_layer_gradients(Expression(f, w_shape), RNG.normal(size=x_shape))

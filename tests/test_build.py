@@ -97,7 +97,8 @@ def test_a_layer_with_build_trains_by_name_saves_loads_and_passes_the_kit(tmp_pa
         lamina.seed(0)
         model = lamina.Model(["Scaled", {"type": "Linear", "units": 1}])
         x = np.random.default_rng(0).normal(size=(32, 3)).astype(np.float32)
-        history = model.train(x, x.sum(axis=1, keepdims=True), optim=lamina.optimizer("Adam", lr=0.05), epochs=30, verbose=False)
+        history = model.train(x, x.sum(axis=1, keepdims=True), optim=lamina.optimizer("Adam", lr=0.05), epochs=30,
+                              verbose=False)
         assert history[-1] < history[0]
         model.save(tmp_path / "m.npz")
         loaded = lamina.load(tmp_path / "m.npz")

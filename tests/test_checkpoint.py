@@ -75,7 +75,9 @@ def uninterrupted(tmp_path_factory):
 
 
 @pytest.mark.parametrize("mode, epochs_saved", [("kill-mid-epoch", 3), ("kill-in-save", 2)])
-def test_a_killed_run_leaves_a_sound_checkpoint_and_resumes_to_the_same_weights(tmp_path, uninterrupted, mode, epochs_saved):
+def test_a_killed_run_leaves_a_sound_checkpoint_and_resumes_to_the_same_weights(
+    tmp_path, uninterrupted, mode, epochs_saved
+):
     checkpoint = tmp_path / "checkpoint.npz"
     killed = train(tmp_path, mode, checkpoint, tmp_path / "never.npz")
     assert killed.returncode == -signal.SIGKILL
@@ -111,9 +113,11 @@ def test_resume_errors_say_what_does_not_fit(tmp_path):
     lamina.Model([lamina.layer("Linear", 1)]).train(x, y, epochs=1, verbose=False,
                                                     callbacks=[lamina.callback("Checkpoint", tmp_path / "ck.npz")])
     with pytest.raises(lamina.ShapeError, match="do not fit this model's"):
-        lamina.Model([lamina.layer("Linear", 3), lamina.layer("Linear", 1)]).train(x, y, resume_from=tmp_path / "ck.npz", verbose=False)
+        model = lamina.Model([lamina.layer("Linear", 3), lamina.layer("Linear", 1)])
+        model.train(x, y, resume_from=tmp_path / "ck.npz", verbose=False)
     with pytest.raises(lamina.ArgumentError, match="the checkpoint was trained with SGD"):
-        lamina.Model([lamina.layer("Linear", 1)]).train(x, y, optim="Adam", resume_from=tmp_path / "ck.npz", verbose=False)
+        lamina.Model([lamina.layer("Linear", 1)]).train(x, y, optim="Adam", resume_from=tmp_path / "ck.npz",
+                                                        verbose=False)
     lamina.Model([lamina.layer("Linear", 1)]).save(tmp_path / "plain.npz")
     with pytest.raises(lamina.ArgumentError, match="a saved model, not a checkpoint"):
         lamina.Model([lamina.layer("Linear", 1)]).train(x, y, resume_from=tmp_path / "plain.npz", verbose=False)
@@ -125,14 +129,17 @@ def test_lamina_train_resume_continues_the_checkpoint(tmp_path):
     cli = [sys.executable, "-m", "lamina", "train", str(config), "--quiet"]
     straight = subprocess.run(cli + ["--out", str(tmp_path / "straight")], capture_output=True, text=True, timeout=300)
     assert straight.returncode == 0, straight.stderr
-    first = subprocess.run(cli + ["--out", str(tmp_path / "split"), "--epochs", "12"], capture_output=True, text=True, timeout=300)
+    first = subprocess.run(cli + ["--out", str(tmp_path / "split"), "--epochs", "12"], capture_output=True, text=True,
+                           timeout=300)
     assert first.returncode == 0, first.stderr
-    second = subprocess.run(cli + ["--out", str(tmp_path / "split"), "--resume"], capture_output=True, text=True, timeout=300)
+    second = subprocess.run(cli + ["--out", str(tmp_path / "split"), "--resume"], capture_output=True, text=True,
+                            timeout=300)
     assert second.returncode == 0, second.stderr
     a = lamina.load(tmp_path / "straight" / "model.npz").parameters()
     b = lamina.load(tmp_path / "split" / "model.npz").parameters()
     assert all(a[k].value.tobytes() == b[k].value.tobytes() for k in a)
-    missing = subprocess.run(cli + ["--out", str(tmp_path / "none"), "--resume"], capture_output=True, text=True, timeout=300)
+    missing = subprocess.run(cli + ["--out", str(tmp_path / "none"), "--resume"], capture_output=True, text=True,
+                             timeout=300)
     assert missing.returncode == 1 and "no checkpoint at" in missing.stderr
 
 

@@ -13,10 +13,12 @@ import lamina
     [
         (lambda c: c.boolean(1, "shared", "Noise"), "Noise(shared=1): shared must be True or False, got 1 (int)"),
         (lambda c: c.boolean(None, "shared", "Noise"), "shared must be True or False, got None (NoneType)"),
-        (lambda c: c.non_negative_int(-1, "patience", "Stop"), "Stop(patience=-1): patience must be an int >= 0, got -1 (int)"),
+        (lambda c: c.non_negative_int(-1, "patience", "Stop"),
+         "Stop(patience=-1): patience must be an int >= 0, got -1 (int)"),
         (lambda c: c.non_negative_int(2.0, "patience", "Stop"), "patience must be an int >= 0, got 2.0 (float)"),
         (lambda c: c.one_of("hoizontal", "mode", "Flip", ["horizontal", "vertical"]),
-         "Flip(mode='hoizontal'): mode must be 'horizontal' or 'vertical', got 'hoizontal' (str). Did you mean 'horizontal'?"),
+         "Flip(mode='hoizontal'): mode must be 'horizontal' or 'vertical', got 'hoizontal' (str). "
+         "Did you mean 'horizontal'?"),
         (lambda c: c.one_of([1], "mode", "Flip", ["a", "b", "c"]), "mode must be 'a', 'b' or 'c', got [1] (list)."),
     ],
 )

@@ -71,7 +71,8 @@ def test_evaluate_info_and_predict_on_the_saved_model(default_run, tmp_path):
     assert result.returncode == 0, result.stderr
     scores = json.loads(result.stdout)
     assert set(scores) == {"loss", "accuracy", "rows"} and scores["accuracy"] > 0.95
-    assert scores["rows"] == {"part": "test", "scored": 359, "total": 1797, "data": "digits", "test_split": 0.2, "seed": 0}
+    assert scores["rows"] == {"part": "test", "scored": 359, "total": 1797, "data": "digits", "test_split": 0.2,
+                              "seed": 0}
 
     info = lamina_cli("info", model_file)
     assert info.returncode == 0, info.stderr
@@ -109,7 +110,8 @@ def test_evaluate_on_a_csv_file_with_a_target_column(default_run, tmp_path):
     every = lamina_cli("evaluate", str(folder / "runs" / "default" / "model.npz"), "--data", str(tmp_path / "test.csv"),
                        "--target", "digit", "--all-rows", "--json")
     assert every.returncode == 0, every.stderr
-    assert json.loads(every.stdout)["rows"] == {"part": "all", "scored": n, "total": n, "data": str(tmp_path / "test.csv")}
+    assert json.loads(every.stdout)["rows"] == {"part": "all", "scored": n, "total": n,
+                                                "data": str(tmp_path / "test.csv")}
 
 
 @pytest.mark.parametrize("name", ["xor", "spirals", "digits", "digits_cnn", "digits_residual"])
@@ -153,17 +155,22 @@ units = 1
         ("epoch = 3\n" + BASE, "epoch: unknown key. Did you mean 'epochs'?"),
         (BASE.replace("epochs = 1", 'epochs = "ten"'), "epochs: expected a positive int (default 10), got 'ten' (str)"),
         (BASE.replace("epochs = 1", "epochs = 0"), "epochs: expected a positive int"),
-        (BASE.replace('type = "Linear"', 'type = "Lineer"'), "layers[0]: unknown layer 'Lineer'. Did you mean 'Linear'?"),
-        (BASE.replace("units = 1", "unit = 1"), "layers[0]: layer 'Linear' takes Linear(units, weight_init='he_uniform', bias_init='zeros')"),
+        (BASE.replace('type = "Linear"', 'type = "Lineer"'),
+         "layers[0]: unknown layer 'Lineer'. Did you mean 'Linear'?"),
+        (BASE.replace("units = 1", "unit = 1"),
+         "layers[0]: layer 'Linear' takes Linear(units, weight_init='he_uniform', bias_init='zeros')"),
         (BASE.replace("units = 1", "units = -1"), "layers[0]: Linear(units=-1): units must be a positive int"),
         (BASE.replace('[dataset]\nname = "xor"\n', ""), "dataset: missing; it is required"),
         (BASE + '[optimizer]\ntype = "SGD"\nlrr = 0.1\n', "optimizer: optimizer 'SGD' takes SGD(lr=0.01"),
         (BASE + '[optimizer]\nlr = 0.1\n', 'optimizer: the table needs a "type" key naming the optimizer'),
         ('loss = 3\n' + BASE, "loss: expected a loss name or a table"),
         ('metrics = "accuracy"\n' + BASE, "metrics: expected a list of metric names or tables"),
-        (BASE + "[[callbacks]]\ntype = 'EarlyStoping'\n", "callbacks[0]: unknown callback 'EarlyStoping'. Did you mean 'EarlyStopping'?"),
+        (BASE + "[[callbacks]]\ntype = 'EarlyStoping'\n",
+         "callbacks[0]: unknown callback 'EarlyStoping'. Did you mean 'EarlyStopping'?"),
         (BASE.replace('name = "xor"', 'name = "digitz"'), "dataset: unknown dataset 'digitz'. Did you mean 'digits'?"),
-        (BASE + "[schedule]\ntype = 'StepDecay'\ninitial_lr = 0.1\nstep_size = 2\n[optimizer]\ntype = 'SGD'\nlr = 0.1\n", "optimizer.lr: give the learning rate as lr or as a [schedule], not both"),
+        (BASE + "[schedule]\ntype = 'StepDecay'\ninitial_lr = 0.1\nstep_size = 2\n"
+                "[optimizer]\ntype = 'SGD'\nlr = 0.1\n",
+         "optimizer.lr: give the learning rate as lr or as a [schedule], not both"),
         ("epochs = [1\n", "not valid TOML"),
     ],
 )
@@ -270,19 +277,24 @@ def test_lamina_train_reports_rows_trained_on_and_held_out(tmp_path):
         type = "CrossEntropy"
         from_logits = true
     """))
-    result = python(f"from lamina.app.cli import main; main(['train', {str(config)!r}, '--out', {str(tmp_path / 'out')!r}])")
+    result = python(f"from lamina.app.cli import main; main(['train', {str(config)!r}, '--out', "
+                    f"{str(tmp_path / 'out')!r}])")
     # spirals(200 samples, 3 classes) has 201 rows, 160 of them for training: 144 train, 16 validate
     x_train = lamina.dataset("spirals", n_samples=200, test_split=0.2)[0]
     held = len(x_train) - int(len(x_train) * 0.9)
-    assert f"trained 2 epochs on {len(x_train) - held} samples ({held} held out for validation)" in result.stdout, result.stdout + result.stderr
+    trained = f"trained 2 epochs on {len(x_train) - held} samples ({held} held out for validation)"
+    assert trained in result.stdout, result.stdout + result.stderr
 
 
 def test_echo_is_silent_under_quiet_on_the_command_line(printer_site, tmp_path):
     config = tmp_path / "run.toml"
-    config.write_text('epochs = 2\ncallbacks = ["EpochPrinter"]\n[dataset]\nname = "xor"\n[[layers]]\ntype = "Linear"\nunits = 1\n')
-    loud = python(f"from lamina.app.cli import main; main(['train', {str(config)!r}, '--out', {str(tmp_path / 'a')!r}])", printer_site)
+    config.write_text('epochs = 2\ncallbacks = ["EpochPrinter"]\n[dataset]\nname = "xor"\n[[layers]]\ntype = "Linear"\n'
+                      'units = 1\n')
+    loud = python(f"from lamina.app.cli import main; main(['train', {str(config)!r}, '--out', "
+                  f"{str(tmp_path / 'a')!r}])", printer_site)
     assert "epoch 2: loss" in loud.stdout, loud.stderr
-    quiet = python(f"from lamina.app.cli import main; main(['train', {str(config)!r}, '--quiet', '--out', {str(tmp_path / 'b')!r}])", printer_site)
+    quiet = python(f"from lamina.app.cli import main; main(['train', {str(config)!r}, '--quiet', '--out', "
+                   f"{str(tmp_path / 'b')!r}])", printer_site)
     assert quiet.returncode == 0 and quiet.stdout == "", quiet.stdout + quiet.stderr
 
 
@@ -352,7 +364,8 @@ def test_deeply_nested_toml_is_a_config_error(tmp_path):
 def test_an_encoding_problem_in_a_config_run_is_a_config_error_naming_the_option(tmp_path):
     (tmp_path / "data.csv").write_bytes("a;b;label\n1;\xe9;0\n".encode("latin-1"))
     path = tmp_path / "run.toml"
-    path.write_text(f'[dataset]\nname = "csv"\npath = "{tmp_path / "data.csv"}"\n[[layers]]\ntype = "Linear"\nunits = 1\n')
+    path.write_text(f'[dataset]\nname = "csv"\npath = "{tmp_path / "data.csv"}"\n[[layers]]\ntype = "Linear"\n'
+                    'units = 1\n')
     result = lamina_cli("train", str(path))
     assert result.returncode == 1
     assert f"{path}: dataset:" in result.stderr and "encoding='latin-1'" in result.stderr

@@ -71,7 +71,9 @@ def test_residual_adds_its_input():
 
 def test_residual_shape_mismatch_names_both_shapes():
     model = lamina.Model([Residual([Linear(3)])])
-    with pytest.raises(lamina.ShapeError, match=r"Model.layers\[0\] \(Residual\): Residual: .*\(32, 4\) into shape \(32, 3\).*Linear\(4\)"):
+    with pytest.raises(lamina.ShapeError,
+                       match=r"Model.layers\[0\] \(Residual\): Residual: "
+                             r".*\(32, 4\) into shape \(32, 3\).*Linear\(4\)"):
         model(X)
 
 
@@ -121,7 +123,8 @@ def test_parallel_shape_mismatch_names_the_shapes():
 
 def test_a_shape_error_deep_inside_names_the_path():
     model = lamina.Model([Sequential([Linear(3), Residual([Linear(2)])])])
-    with pytest.raises(lamina.ShapeError, match=r"Model.layers\[0\] \(Sequential\): Sequential.layers\[1\] \(Residual\): Residual:"):
+    with pytest.raises(lamina.ShapeError,
+                       match=r"Model.layers\[0\] \(Sequential\): Sequential.layers\[1\] \(Residual\): Residual:"):
         model(X)
 
 
@@ -187,7 +190,8 @@ def test_integer_input_passes_through_a_sequential():
 
 def test_backward_before_forward_names_the_place():
     layer = Residual([Sequential([Linear(2), "Tanh"])])
-    with pytest.raises(lamina.LaminaError, match=r"Residual.layers\[0\] \(Sequential\): Sequential.layers\[1\] \(Tanh\).*before forward"):
+    with pytest.raises(lamina.LaminaError,
+                       match=r"Residual.layers\[0\] \(Sequential\): Sequential.layers\[1\] \(Tanh\).*before forward"):
         layer.backward(np.ones((2, 2)))
 
 
@@ -210,7 +214,8 @@ def test_an_error_inside_a_nested_layer_gets_a_note_for_each_level():
 def test_a_shape_error_in_a_parallel_branch_names_the_branch():
     inner = Linear(2)
     inner(np.ones((1, 3), dtype=np.float32))  # built for 3 features; the input has 4
-    with pytest.raises(lamina.ShapeError, match=r"^Parallel.branches\[1\]\[0\] \(Linear\): Linear\(units=2\) was built"):
+    with pytest.raises(lamina.ShapeError,
+                       match=r"^Parallel.branches\[1\]\[0\] \(Linear\): Linear\(units=2\) was built"):
         Parallel([[Tanh()], [inner]])(X)
 
 
@@ -220,8 +225,10 @@ def test_summary_shows_the_tree():
     text = model.summary()
     lines = text.splitlines()
     assert any(line.split()[:2] == ["1.layers.0", "Linear(units=8)"] for line in lines), text
-    assert any(line.split()[:2] == ["2", "Parallel()"] and line.split()[2:4] == ["(None,", "11)"] for line in lines), text
-    assert any(line.startswith("2.branches.1.0") and "Sigmoid()" in line and "(None, 8)" in line for line in lines), text
+    assert any(line.split()[:2] == ["2", "Parallel()"] and line.split()[2:4] == ["(None,", "11)"]
+               for line in lines), text
+    assert any(line.startswith("2.branches.1.0") and "Sigmoid()" in line and "(None, 8)" in line
+               for line in lines), text
     total = sum(p.size for p in model.parameters().values())
     assert text.endswith(f"Total params: {total:,}")
 
@@ -335,7 +342,8 @@ def test_the_guides_highway_example_passes_the_kit_and_saves(tmp_path):
         assert all(r.ok is not False for r in results), format_failures(results)
         model = lamina.Model([Linear(4), {"type": "Highway", "transform": {"type": "Linear", "units": 4}}, Linear(1)])
         model.train(X, Y, optim="Adam", epochs=3, verbose=False)
-        assert list(model.parameters())[2:6] == ["1.transform.weight", "1.transform.bias", "1.gate.weight", "1.gate.bias"]
+        assert list(model.parameters())[2:6] == ["1.transform.weight", "1.transform.bias", "1.gate.weight",
+                                                 "1.gate.bias"]
         model.save(tmp_path / "highway.npz")
         np.testing.assert_array_equal(lamina.load(tmp_path / "highway.npz")(X), model(X))
     finally:

@@ -96,7 +96,8 @@ def test_a_text_config_with_classes_trains_and_generates(tmp_path, monkeypatch, 
     model = lamina.load(tmp_path / "runs" / "char" / "model.npz")
     vocabulary = "".join(sorted(set("the cat sat on the mat. ")))
     assert model.layers[0].num_embeddings == len(vocabulary) == model.layers[-1].units  # the file holds the number
-    status, out, err = lamina_main(capsys, "generate", "runs/char/model.npz", "--prompt", "the ", "--length", "12", "--seed", "1")
+    status, out, err = lamina_main(capsys, "generate", "runs/char/model.npz", "--prompt", "the ", "--length", "12",
+                                   "--seed", "1")
     assert status == 0, err
     text = out.rstrip("\n")
     assert text.startswith("the ") and len(text) == 16 and set(text) <= set(vocabulary)
@@ -142,8 +143,10 @@ def test_a_csv_with_class_names_trains_evaluates_and_predicts_names(tmp_path, mo
 
     status, out, err = lamina_main(capsys, "evaluate", "runs/iris/model.npz", "--data", "iris.csv")
     assert status == 0, err
-    assert out.splitlines()[0].startswith("scoring the test split: 3 of 12 rows of iris.csv, the rows lamina train holds out with test_split=0.25, seed=0")
-    status, out, err = lamina_main(capsys, "evaluate", "runs/iris/model.npz", "--data", "iris.csv", "--all-rows", "--json")
+    assert out.splitlines()[0].startswith("scoring the test split: 3 of 12 rows of iris.csv, "
+                                          "the rows lamina train holds out with test_split=0.25, seed=0")
+    status, out, err = lamina_main(capsys, "evaluate", "runs/iris/model.npz", "--data", "iris.csv", "--all-rows",
+                                   "--json")
     assert status == 0, err
     scores = json.loads(out)
     assert scores["rows"]["part"] == "all" and scores["rows"]["scored"] == 12 and 0 <= scores["accuracy"] <= 1
@@ -161,7 +164,9 @@ def test_a_csv_with_class_names_trains_evaluates_and_predicts_names(tmp_path, mo
     assert written[0] == "class,setosa,versicolor,virginica" and len(written) == 13
     assert [line.split(",")[0] for line in written[1:]] == [line[1] for line in printed]
     probabilities = np.array([[float(v) for v in line.split(",")[1:]] for line in written[1:]])
-    np.testing.assert_allclose(probabilities, model.predict(np.loadtxt("new.csv", delimiter=",", skiprows=1, dtype=np.float32)), rtol=1e-5)
+    np.testing.assert_allclose(probabilities,
+                               model.predict(np.loadtxt("new.csv", delimiter=",", skiprows=1, dtype=np.float32)),
+                               rtol=1e-5)
 
 
 def test_evaluate_keeps_the_model_labels_for_a_file_that_lacks_a_class(tmp_path, monkeypatch, capsys):
@@ -172,7 +177,8 @@ def test_evaluate_keeps_the_model_labels_for_a_file_that_lacks_a_class(tmp_path,
     model = lamina.load("runs/iris/model.npz")
     virginica = [line for line in IRIS.splitlines() if line.endswith("virginica")]
     Path("virginica.csv").write_text("\n".join(virginica) + "\n")  # one class only: alone it would be label 0
-    status, out, err = lamina_main(capsys, "evaluate", "runs/iris/model.npz", "--data", "virginica.csv", "--all-rows", "--json")
+    status, out, err = lamina_main(capsys, "evaluate", "runs/iris/model.npz", "--data", "virginica.csv", "--all-rows",
+                                   "--json")
     assert status == 0, err
     x = np.loadtxt("virginica.csv", delimiter=",", usecols=range(4))
     expected = model.evaluate(x, np.full(len(x), 2), metrics=["accuracy"])
@@ -181,10 +187,12 @@ def test_evaluate_keeps_the_model_labels_for_a_file_that_lacks_a_class(tmp_path,
 
 def test_classes_without_classes_is_an_error_naming_the_key(tmp_path):
     config = runconfig.parse(
-        '[dataset]\nname = "xor"\n[[layers]]\ntype = "Linear"\nunits = 4\n[[layers]]\ntype = "Linear"\nunits = "classes"\n',
+        '[dataset]\nname = "xor"\n[[layers]]\ntype = "Linear"\nunits = 4\n[[layers]]\ntype = "Linear"\n'
+        'units = "classes"\n',
         "xor.toml",
     )
-    with pytest.raises(lamina.ConfigError, match=r'xor.toml: layers\[1\].units: "classes" is the number of classes of the '
+    with pytest.raises(lamina.ConfigError,
+                       match=r'xor.toml: layers\[1\].units: "classes" is the number of classes of the '
                        r"dataset, but the dataset's targets are float32 numbers \(regression\)"):
         runconfig.count_classes(config, runconfig.load_dataset(config))
 
@@ -197,12 +205,15 @@ def test_classes_counts_from_the_dataset_and_leaves_other_values():
         "spirals.toml",
     )
     counted = runconfig.count_classes(config, runconfig.load_dataset(config))
-    assert counted.get("layers") == [{"type": "Residual", "layers": [{"type": "Linear", "units": 5}]}, {"type": "Linear", "units": 5}]
-    assert counted.get("dataset") == config.get("dataset") and config.get("layers")[1]["units"] == "classes"  # a new config
+    assert counted.get("layers") == [{"type": "Residual", "layers": [{"type": "Linear", "units": 5}]},
+                                     {"type": "Linear", "units": 5}]
+    # a new config
+    assert counted.get("dataset") == config.get("dataset") and config.get("layers")[1]["units"] == "classes"
 
 
 def test_classes_in_python_is_an_error_that_says_what_it_means():
-    with pytest.raises(lamina.ArgumentError, match=r"Linear\(units='classes'\): 'classes' stands for the number of classes "
+    with pytest.raises(lamina.ArgumentError,
+                       match=r"Linear\(units='classes'\): 'classes' stands for the number of classes "
                        r".*pass the number, e.g. units=len\(data.metadata\['classes'\]\)"):
         lamina.Model([{"type": "Linear", "units": "classes"}])
     with pytest.raises(lamina.ArgumentError, match=r"Embedding\(num_embeddings='classes'\)"):

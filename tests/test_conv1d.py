@@ -145,7 +145,8 @@ def test_pools_match_torch(kind, pool, stride):
     _assert_close(dx, tx.grad.numpy())
 
 
-@pytest.mark.parametrize("cls, name", [(GlobalAvgPool1D, "adaptive_avg_pool1d"), (GlobalMaxPool1D, "adaptive_max_pool1d")])
+@pytest.mark.parametrize("cls, name",
+                         [(GlobalAvgPool1D, "adaptive_avg_pool1d"), (GlobalMaxPool1D, "adaptive_max_pool1d")])
 def test_global_pools_match_torch_adaptive_pools(cls, name):
     torch = _torch()
     x = np.random.default_rng(4).normal(size=(3, 4, 9))
@@ -257,13 +258,18 @@ def test_backward_before_forward_says_so():
     "make, shape, match",
     [
         (lambda: Conv1D(2, 3), (4, 10), r"Conv1D\(filters=2, kernel_size=3\) expects sequences laid out as "
-                                        r"\(batch, channels, length\), got shape \(4, 10\) \(2 dimensions\); add a channel axis"),
-        (lambda: Conv1D(2, 3), (4, 1, 3, 10), r"Conv1D\(filters=2, kernel_size=3\) expects .* got shape \(4, 1, 3, 10\)"),
-        (lambda: Conv1D(2, 5), (4, 1, 4), r"Conv1D\(filters=2, kernel_size=5\): the input of shape \(4, 1, 4\) has length 4, "
+                                        r"\(batch, channels, length\), got shape \(4, 10\) \(2 dimensions\); "
+                                        r"add a channel axis"),
+        (lambda: Conv1D(2, 3), (4, 1, 3, 10),
+         r"Conv1D\(filters=2, kernel_size=3\) expects .* got shape \(4, 1, 3, 10\)"),
+        (lambda: Conv1D(2, 5), (4, 1, 4),
+         r"Conv1D\(filters=2, kernel_size=5\): the input of shape \(4, 1, 4\) has length 4, "
                                           r"shorter than the window of 5; expected a length of at least 5"),
-        (lambda: Conv1D(2, 3, padding=1, dilation=4), (1, 1, 6), r"has length 6 \(8 with padding\), shorter than the window "
+        (lambda: Conv1D(2, 3, padding=1, dilation=4), (1, 1, 6),
+         r"has length 6 \(8 with padding\), shorter than the window "
                                                                  r"of 9; expected a length of at least 7"),
-        (lambda: Conv1D(2, 3), (4, 0, 8), r"Conv1D\(filters=2, kernel_size=3\) got shape \(4, 0, 8\), with no channels"),
+        (lambda: Conv1D(2, 3), (4, 0, 8),
+         r"Conv1D\(filters=2, kernel_size=3\) got shape \(4, 0, 8\), with no channels"),
         (lambda: MaxPool1D(4), (2, 3, 3), r"MaxPool1D\(pool_size=4\): the input of shape \(2, 3, 3\) has length 3, "
                                           r"shorter than the window of 4.*smaller pool_size"),
         (lambda: AvgPool1D(2), (2, 6), r"AvgPool1D\(pool_size=2\) expects sequences .* got shape \(2, 6\)"),
@@ -282,7 +288,8 @@ def test_a_built_conv1d_rejects_another_channel_count():
     layer = Conv1D(2, 3)
     layer(np.ones((2, 3, 10)))
     with pytest.raises(lamina.ShapeError, match=r"Conv1D\(filters=2, kernel_size=3\) was built for 3 input channels "
-                                                r"\(axis 1\), expected shape \(batch, 3, length\), but got shape \(2, 4, 10\), "
+                                                r"\(axis 1\), expected shape \(batch, 3, length\), "
+                                                r"but got shape \(2, 4, 10\), "
                                                 r"with 4; give it 3 channels"):
         layer(np.ones((2, 4, 10)))
 
@@ -300,7 +307,8 @@ def test_a_built_conv1d_rejects_another_channel_count():
         (lambda: Conv1D(2, 3, padding=-1), r"Conv1D\(padding=-1\): padding must be an int >= 0"),
         (lambda: Conv1D(2, 3, padding="full"), r"Conv1D\(padding='full'\): padding must be 'valid' or 'same'"),
         (lambda: Conv1D(2, 3, padding="sme"), r"Did you mean 'same'\?"),
-        (lambda: Conv1D(2, 3, stride=2, padding="same"), r"Conv1D\(padding='same', stride=2\): 'same' padding needs stride=1"),
+        (lambda: Conv1D(2, 3, stride=2, padding="same"),
+         r"Conv1D\(padding='same', stride=2\): 'same' padding needs stride=1"),
         (lambda: MaxPool1D(0), r"MaxPool1D\(pool_size=0\): pool_size must be an int >= 1"),
         (lambda: AvgPool1D(2, stride=0), r"AvgPool1D\(stride=0\): stride must be an int >= 1"),
         (lambda: MaxPool1D("2"), r"MaxPool1D\(pool_size='2'\): pool_size must be an int"),
@@ -312,7 +320,8 @@ def test_bad_arguments_raise_an_argument_error(make, match):
 
 
 def test_an_unknown_initializer_is_named_with_the_closest_one():
-    with pytest.raises(lamina.UnknownPluginError, match=r"unknown initializer 'he_unifrm'. Did you mean 'he_uniform'\?"):
+    with pytest.raises(lamina.UnknownPluginError,
+                       match=r"unknown initializer 'he_unifrm'. Did you mean 'he_uniform'\?"):
         Conv1D(2, 3, weight_init="he_unifrm")
 
 
@@ -345,7 +354,8 @@ def test_a_small_sequence_model_trains_by_name_and_round_trips(registered, tmp_p
         "Flatten",
         {"type": "Linear", "units": 2},
     ])
-    history = model.train(x, y, optim=lamina.optimizer("Adam", lr=0.02), loss=lamina.loss("CrossEntropy", from_logits=True),
+    history = model.train(x, y, optim=lamina.optimizer("Adam", lr=0.02),
+                          loss=lamina.loss("CrossEntropy", from_logits=True),
                           batch_size=16, epochs=15, verbose=False)
     assert history[-1] < 0.5 * history[0]
     assert model.layers[0].weight.shape == (4, 2, 3)

@@ -98,10 +98,13 @@ def test_csv_class_names_become_sorted_labels_kept_in_the_metadata(tmp_path):
     data = lamina.dataset("csv", path=tmp_path / "iris.csv", test_split=0.25)
     assert data.metadata == {"classes": ["setosa", "versicolor", "virginica"]} and data.num_classes == 3
     # Given classes fix the label order (e.g. a test file that lacks a class keeps the model's labels).
-    (tmp_path / "two.csv").write_text("5.0,1.1,virginica\n5.5,2.0,versicolor\n")  # no header: the last column is text throughout
-    _, y = lamina.get_registry().build("dataset", "csv", path=tmp_path / "two.csv", classes=["setosa", "versicolor", "virginica"]).arrays()
+    # no header: the last column is text throughout
+    (tmp_path / "two.csv").write_text("5.0,1.1,virginica\n5.5,2.0,versicolor\n")
+    _, y = lamina.get_registry().build("dataset", "csv", path=tmp_path / "two.csv",
+                                       classes=["setosa", "versicolor", "virginica"]).arrays()
     assert y.tolist() == [2, 1]
-    assert lamina.dataset("csv", path=tmp_path / "two.csv", test_split=0.0).metadata == {"classes": ["versicolor", "virginica"]}
+    two = lamina.dataset("csv", path=tmp_path / "two.csv", test_split=0.0)
+    assert two.metadata == {"classes": ["versicolor", "virginica"]}
     with pytest.raises(lamina.ArgumentError, match=r"line 2, column 'species' \(column 3\): 'setosa' is not a number"):
         lamina.dataset("csv", path=tmp_path / "iris.csv", target="petal")  # names in an input column
 

@@ -124,11 +124,13 @@ class Reader:
                 continue
             actual = self.shell(number, command)
             if not matches("\n".join(expected), actual):
-                pytest.fail(f"{self.where(number)}: `{command}` printed\n{actual}\nbut the page shows\n" + "\n".join(expected))
+                pytest.fail(f"{self.where(number)}: `{command}` printed\n{actual}\nbut the page shows\n"
+                            + "\n".join(expected))
 
     def output(self, number: int, body: str) -> None:
         if not matches(body, self.last_output):
-            pytest.fail(f"{self.where(number)}: the block before printed\n{self.last_output}\nbut the page shows\n{body}")
+            pytest.fail(f"{self.where(number)}: the block before printed\n{self.last_output}\nbut the page shows\n"
+                        f"{body}")
 
     def run(self) -> None:
         text = self.page.read_text(encoding="utf-8")

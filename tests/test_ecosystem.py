@@ -179,7 +179,8 @@ def register_layers(register):
 
 
 def test_check_plugins_catches_a_wrong_third_party_layer(tmp_path):
-    site = make_distribution(tmp_path / "site", "lamina-broken-math", "0.9", {unique("lamina_broken_math"): BROKEN_LAYER})
+    site = make_distribution(tmp_path / "site", "lamina-broken-math", "0.9",
+                             {unique("lamina_broken_math"): BROKEN_LAYER})
     result = run_python("-m", "lamina", "check-plugins", "Doubler", pythonpath=site)
     assert result.returncode == 1
     assert "lamina-broken-math:Doubler" in result.stdout
@@ -216,7 +217,8 @@ def template_env(tmp_path_factory):
 def test_the_template_package_passes_its_own_tests(template_env):
     python, root = template_env
     result = subprocess.run(
-        [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "examples" / "plugin-template" / "tests")],
+        [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         str(ROOT / "examples" / "plugin-template" / "tests")],
         capture_output=True, text=True, cwd=root, timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -234,15 +236,19 @@ def test_the_template_plugins_work_by_name_in_lamina_and_lamina_train(template_e
     assert use.stdout.split() == ["Scale(init=2.0)", "LogCosh()", "lamina-template"]
     out = root / "run"
     train = subprocess.run(
-        [str(python), "-m", "lamina", "train", str(ROOT / "examples" / "plugin-template" / "example.toml"), "--out", str(out), "--quiet"],
+        [str(python), "-m", "lamina", "train", str(ROOT / "examples" / "plugin-template" / "example.toml"),
+         "--out", str(out), "--quiet"],
         capture_output=True, text=True, cwd=root, timeout=300,
     )
     assert train.returncode == 0, train.stderr
     assert json.loads((out / "metrics.json").read_text())["test"]["loss"] < 0.01
-    check = subprocess.run([str(python), "-m", "lamina", "check-plugins", "Scale", "LogCosh"], capture_output=True, text=True, timeout=120)
+    check = subprocess.run([str(python), "-m", "lamina", "check-plugins", "Scale", "LogCosh"], capture_output=True,
+                           text=True, timeout=120)
     assert check.returncode == 0, check.stdout + check.stderr
-    listed = subprocess.run([str(python), "-m", "lamina", "list-plugins", "--kind", "loss"], capture_output=True, text=True, timeout=120)
-    assert any(line.split()[:4] == ["LogCosh", "loss", "lamina-template", "0.1.0"] for line in listed.stdout.splitlines())
+    listed = subprocess.run([str(python), "-m", "lamina", "list-plugins", "--kind", "loss"], capture_output=True,
+                            text=True, timeout=120)
+    assert any(line.split()[:4] == ["LogCosh", "loss", "lamina-template", "0.1.0"]
+               for line in listed.stdout.splitlines())
 
 
 # -- control over what loads ---------------------------------------------------------------------------
@@ -252,7 +258,8 @@ def test_the_template_plugins_work_by_name_in_lamina_and_lamina_train(template_e
 def two_packages(tmp_path):
     site = tmp_path / "site"
     make_distribution(site, "lamina-alpha", "1.0", {unique("lamina_alpha"): layer_plugin("AlphaLayer")})
-    make_distribution(site, "lamina-beta", "2.0", {unique("lamina_beta"): "raise ImportError('beta must never be imported')\n"})
+    make_distribution(site, "lamina-beta", "2.0",
+                      {unique("lamina_beta"): "raise ImportError('beta must never be imported')\n"})
     return site
 
 
@@ -302,7 +309,8 @@ def test_tracing_logs_each_registration_to_stderr(two_packages):
                             capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
     assert result.returncode == 0, result.stderr
     lines = result.stderr.splitlines()
-    assert any(line.startswith("lamina: registered layer 'AlphaLayer' from lamina-alpha 1.0 (plugin ") for line in lines)
+    assert any(line.startswith("lamina: registered layer 'AlphaLayer' from lamina-alpha 1.0 (plugin ")
+               for line in lines)
     assert "lamina: registered layer 'Linear' with aliases 'Dense' from lamina 0.1.0 (plugin 'linear')" in lines
     assert any("skipped lamina-beta 2.0" in line for line in lines)
     quiet = run_python("-c", "import lamina; lamina.layer('Relu')")
@@ -314,7 +322,8 @@ def test_list_plugins_verbose_shows_modules_hooks_and_docstrings():
     assert result.returncode == 0, result.stderr
     assert "lamina 0.1.0, plugin 'optimizers': " in result.stdout and "optimizers.py" in result.stdout
     assert "hooks: register_optimizers" in result.stdout
-    assert "optimizer Adam: Adam (Kingma & Ba), with L2 weight decay added to the gradient as torch.optim.Adam:" in result.stdout
+    assert ("optimizer Adam: Adam (Kingma & Ba), "
+            "with L2 weight decay added to the gradient as torch.optim.Adam:") in result.stdout
 
 
 def test_a_plugin_named_like_a_built_in_never_shadows_it(tmp_path, monkeypatch):
@@ -380,7 +389,8 @@ class BypassesTheBaseCall(BuildsThenRejects):
 def test_the_kit_catches_a_layer_that_stays_built_for_a_rejected_input():
     [result] = [r for r in check_plugin(BypassesTheBaseCall, sample_shapes=[(4, 3)]) if r.property == "rejected_input"]
     assert result.ok is False
-    assert "after rejecting an input of shape (4,) with a ShapeError, the correct input raised ShapeError" in result.detail
+    assert ("after rejecting an input of shape (4,) with a ShapeError, "
+            "the correct input raised ShapeError") in result.detail
     [result] = [r for r in check_plugin(ChecksThenBuilds, sample_shapes=[(4, 3)]) if r.property == "rejected_input"]
     assert result.ok is True, result.detail
 
@@ -410,18 +420,22 @@ def test_the_built_ins_pass_rejected_input_where_they_reject_something():
 
 
 def test_check_plugins_on_a_callback_says_the_kit_does_not_cover_callbacks(printer_site):
-    result = python("from lamina.app.cli import main; raise SystemExit(main(['check-plugins', 'EpochPrinter']))", printer_site)
+    result = python("from lamina.app.cli import main; raise SystemExit(main(['check-plugins', 'EpochPrinter']))",
+                    printer_site)
     assert result.returncode == 1
     assert "unknown layer" not in result.stderr
-    assert "EpochPrinter is a callback; the conformance kit checks Layer, Loss and Optimizer classes only" in result.stderr
+    assert ("EpochPrinter is a callback; "
+            "the conformance kit checks Layer, Loss and Optimizer classes only") in result.stderr
 
 
 def test_check_plugins_package_checks_everything_one_distribution_registers(printer_site):
-    result = python("from lamina.app.cli import main; raise SystemExit(main(['check-plugins', '--package', 'lamina_printer']))",
+    result = python("from lamina.app.cli import main; raise SystemExit(main(['check-plugins', '--package', "
+                    "'lamina_printer']))",
                     printer_site)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "lamina-printer:Twice" in result.stdout and "Relu" not in result.stdout
     assert "All 1 plugins pass" in result.stdout
     assert "EpochPrinter is a callback" in result.stderr  # listed as not checked, not failed
-    missing = python("from lamina.app.cli import main; raise SystemExit(main(['check-plugins', '--package', 'lamina-nope']))")
+    missing = python("from lamina.app.cli import main; raise SystemExit(main(['check-plugins', '--package', "
+                     "'lamina-nope']))")
     assert missing.returncode == 1 and "no installed distribution of that name registers plugins" in missing.stderr

@@ -24,7 +24,9 @@ def test_the_library_never_uses_assert():
 
 def test_argument_checks_work_under_python_dash_o():
     result = subprocess.run(
-        [sys.executable, "-O", "-c", "import lamina\ntry:\n    lamina.layer('Linear', units=0)\nexcept lamina.ArgumentError as e:\n    print('caught', e)"],
+        [sys.executable, "-O", "-c",
+         "import lamina\ntry:\n    lamina.layer('Linear', units=0)\nexcept lamina.ArgumentError as e:\n"
+         "    print('caught', e)"],
         capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 0 and result.stdout.startswith("caught Linear(units=0)")
@@ -33,7 +35,8 @@ def test_argument_checks_work_under_python_dash_o():
 def test_every_error_type_is_exported_and_documented():
     import lamina.errors as errors
 
-    types = {name for name, value in vars(errors).items() if isinstance(value, type) and issubclass(value, (Exception, Warning))}
+    types = {name for name, value in vars(errors).items()
+             if isinstance(value, type) and issubclass(value, (Exception, Warning))}
     documented = (ROOT / "docs" / "pages" / "errors.md").read_text()
     for name in types:
         assert getattr(lamina, name) is getattr(errors, name)

@@ -60,7 +60,8 @@ y = np.sin(3 * x)
 history = model.train(x, y, optim="SGD", loss="MSE", epochs=300, verbose=False)
 snake = model.layers[1]
 info = lamina.get_registry().get("layer", "snake")
-errors = check_layer_gradients(lamina.layer("lamina-snake:Snake", alpha=1.5), np.random.default_rng(0).normal(size=(3, 4)))
+errors = check_layer_gradients(lamina.layer("lamina-snake:Snake", alpha=1.5),
+                               np.random.default_rng(0).normal(size=(3, 4)))
 # the forward-only Snake and the hand-written FastSnake agree
 pair = [lamina.layer(name, alpha=1.5) for name in ("Snake", "FastSnake")]
 xs, g = np.random.default_rng(1).normal(size=(5, 4)), np.random.default_rng(2).normal(size=(5, 4))
@@ -105,11 +106,13 @@ def test_without_the_package_its_layer_is_unknown():
 
 @pytest.mark.parametrize("model", ["transformer", "gru"])
 def test_the_char_lm_example_runs_end_to_end(model, tmp_path):
-    result = run_python(str(ROOT / "examples" / "char_lm.py"), "--quick", "--model", model, "--out", str(tmp_path / "lm"))
+    result = run_python(str(ROOT / "examples" / "char_lm.py"), "--quick", "--model", model,
+                        "--out", str(tmp_path / "lm"))
     assert result.returncode == 0, result.stderr
     assert "held-out baselines: unigram 3.0" in result.stdout and "held-out loss:" in result.stdout
     assert "Call me Ishmael. " in result.stdout
-    generated = run_python("-m", "lamina", "generate", str(tmp_path / "lm" / "model.npz"), "--prompt", "The whale", "--length", "20")
+    generated = run_python("-m", "lamina", "generate", str(tmp_path / "lm" / "model.npz"), "--prompt", "The whale",
+                           "--length", "20")
     assert generated.returncode == 0 and generated.stdout.startswith("The whale"), generated.stderr
 
 

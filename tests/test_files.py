@@ -105,7 +105,8 @@ def npy_files(tmp_path):
 
 def test_npy_parts_are_lazy_memory_mapped_views_scaled_a_batch_at_a_time(npy_files):
     folder, x = npy_files
-    x_train, y_train, x_test, y_test = lamina.dataset("npy", path=folder / "x.npy", target=folder / "y.npy", test_split=0.2)
+    x_train, y_train, x_test, y_test = lamina.dataset("npy", path=folder / "x.npy", target=folder / "y.npy",
+                                                      test_split=0.2)
     assert all(isinstance(part, LazyRows) for part in (x_train, y_train, x_test, y_test))
     assert isinstance(x_train.source, np.memmap) and isinstance(y_train.source, np.memmap)
     assert (len(x_train), len(x_test)) == (40, 10) and x_train.shape == (40, 4) and x_test.shape == (10, 4)
@@ -143,7 +144,8 @@ def test_npy_scale_dtypes_targets_and_mmap_false(tmp_path):
     np.save(tmp_path / "flags.npy", np.arange(6) % 2 == 0)
 
     def inputs(name, **options):
-        x, y = lamina.get_registry().build("dataset", "npy", path=tmp_path / name, target=tmp_path / "reals.npy", **options).arrays()
+        x, y = lamina.get_registry().build("dataset", "npy", path=tmp_path / name, target=tmp_path / "reals.npy",
+                                           **options).arrays()
         return x, y
 
     x, y = inputs("u8.npy", scale=2)
@@ -155,7 +157,8 @@ def test_npy_scale_dtypes_targets_and_mmap_false(tmp_path):
     assert x.dtype == np.float32 and np.all(x[[0, 5]] == 0.25)
     x, _ = inputs("u8.npy", mmap=False)
     assert type(x.source) is np.ndarray and np.allclose(x[:], 100 / 255)
-    _, flags = lamina.get_registry().build("dataset", "npy", path=tmp_path / "u8.npy", target=tmp_path / "flags.npy").arrays()
+    _, flags = lamina.get_registry().build("dataset", "npy", path=tmp_path / "u8.npy",
+                                           target=tmp_path / "flags.npy").arrays()
     assert flags.dtype == np.int64 and flags[:].tolist() == [1, 0, 1, 0, 1, 0]
     x, none = lamina.get_registry().build("dataset", "npy", path=tmp_path / "u8.npy").arrays()
     assert none is None and len(x) == 6  # inputs only, e.g. for predictions
@@ -165,7 +168,8 @@ def test_npy_scale_dtypes_targets_and_mmap_false(tmp_path):
 def test_npy_errors_name_the_file_and_the_fix(npy_files, monkeypatch):
     folder, _ = npy_files
     monkeypatch.chdir(folder)
-    with pytest.raises(lamina.ArgumentError, match=r"npy\(path='x.npy', target=None\): training and testing need targets"):
+    with pytest.raises(lamina.ArgumentError,
+                       match=r"npy\(path='x.npy', target=None\): training and testing need targets"):
         lamina.dataset("npy", path="x.npy")
     with pytest.raises(lamina.ArgumentError, match=r"npy\(path='nope.npy'\): no such file \(relative paths start in"):
         lamina.dataset("npy", path="nope.npy", target="y.npy")
@@ -178,7 +182,8 @@ def test_npy_errors_name_the_file_and_the_fix(npy_files, monkeypatch):
         lamina.dataset("npy", path="x.npy", target="short.npy")
     np.save("objects.npy", np.array([{"a": 1}, {"b": 2}], dtype=object), allow_pickle=True)
     for mmap in (True, False):  # pickled objects are never loaded
-        with pytest.raises(lamina.ArgumentError, match=r"npy\(path='objects.npy'\): cannot read it as an .npy array of numbers"):
+        with pytest.raises(lamina.ArgumentError,
+                           match=r"npy\(path='objects.npy'\): cannot read it as an .npy array of numbers"):
             lamina.dataset("npy", path="objects.npy", target="y.npy", mmap=mmap)
     (folder / "text.npy").write_text("hello")
     with pytest.raises(lamina.ArgumentError, match="cannot read it as an .npy array"):
@@ -230,7 +235,8 @@ def test_image_folder_lists_classes_and_decodes_rgb_images_lazily(Image, tmp_pat
     (tmp_path / "pets" / "cat" / "notes.txt").write_text("not an image")  # other files are left out
     (tmp_path / "pets" / ".cache").mkdir()  # and hidden folders
     (tmp_path / "pets" / "cat" / "more").mkdir()
-    Image.fromarray(np.zeros((6, 5, 3), np.uint8)).save(tmp_path / "pets" / "cat" / "more" / "X.JPG")  # subfolders, any case
+    # subfolders, any case
+    Image.fromarray(np.zeros((6, 5, 3), np.uint8)).save(tmp_path / "pets" / "cat" / "more" / "X.JPG")
     from PIL import ImageFile
 
     decoded = []
@@ -277,9 +283,11 @@ def test_image_folder_grayscale_and_resizing(Image, tmp_path):
 def test_images_of_different_sizes_need_image_size(Image, tmp_path):
     write_folder(Image, tmp_path / "m", {"a": 2})
     Image.fromarray(np.zeros((9, 7, 3), np.uint8)).save(tmp_path / "m" / "a" / "2.png")
-    with pytest.raises(lamina.ShapeError, match=r"differ in size: '.*0.png' is 6x5 pixels and '.*2.png' is 9x7 \(height x width\).*"
+    with pytest.raises(lamina.ShapeError,
+                       match=r"differ in size: '.*0.png' is 6x5 pixels and '.*2.png' is 9x7 \(height x width\).*"
                        r"set image_size = \[h, w\]"):
-        lamina.get_registry().build("dataset", "image_folder", path=tmp_path / "m").arrays()  # when listing, not training
+        # when listing, not training
+        lamina.get_registry().build("dataset", "image_folder", path=tmp_path / "m").arrays()
     x, _ = lamina.get_registry().build("dataset", "image_folder", path=tmp_path / "m", image_size=(6, 5)).arrays()
     assert x[:].shape == (3, 3, 6, 5)
 
@@ -289,11 +297,14 @@ def test_a_bad_image_is_an_error_naming_it_or_left_out_with_skip_bad(Image, tmp_
     (tmp_path / "b" / "a" / "1.png").write_bytes(b"not an image at all")
     png = (tmp_path / "b" / "b" / "0.png").read_bytes()
     (tmp_path / "b" / "b" / "0.png").write_bytes(png[:30])  # truncated
-    with pytest.raises(lamina.ArgumentError, match=r"image_folder\(path=.*\): cannot read '.*1.png' as an image.*skip_bad=True"):
-        lamina.get_registry().build("dataset", "image_folder", path=tmp_path / "b").arrays()  # the headers are read when listing
+    with pytest.raises(lamina.ArgumentError,
+                       match=r"image_folder\(path=.*\): cannot read '.*1.png' as an image.*skip_bad=True"):
+        # the headers are read when listing
+        lamina.get_registry().build("dataset", "image_folder", path=tmp_path / "b").arrays()
     x, _ = lamina.get_registry().build("dataset", "image_folder", path=tmp_path / "b", image_size=(6, 5)).arrays()
     x[[0]]
-    with pytest.raises(lamina.ArgumentError, match=r"image_folder\(path=.*\): cannot read '.*1.png' as an image.*skip_bad=True"):
+    with pytest.raises(lamina.ArgumentError,
+                       match=r"image_folder\(path=.*\): cannot read '.*1.png' as an image.*skip_bad=True"):
         x[[1]]  # with image_size, a file is first opened when it is read
     with pytest.warns(lamina.PluginWarning, match=r"left out 2 file\(s\) that Pillow cannot open \(skip_bad=True\)"):
         data = lamina.dataset("image_folder", path=tmp_path / "b", skip_bad=True, test_split=0.0)
@@ -317,7 +328,8 @@ def test_the_cache_decodes_each_image_once(Image, tmp_path, monkeypatch):
     np.testing.assert_array_equal(x_test[[1, 0, 1]], epoch[n:][[1, 0, 1]])
     assert len(opened) - len(first) == 6  # a second epoch decodes nothing
     opened.clear()
-    x, _ = lamina.get_registry().build("dataset", "image_folder", path=tmp_path / "c", cache=False, image_size=6).arrays()
+    x, _ = lamina.get_registry().build("dataset", "image_folder", path=tmp_path / "c", cache=False,
+                                       image_size=6).arrays()
     assert opened == []  # with image_size nothing is opened before reading
     x[:], x[[0, 1]]
     assert len(opened) == 8  # without the cache every read decodes
@@ -342,14 +354,16 @@ def test_image_folder_errors_name_the_folder_and_the_fix(Image, tmp_path, monkey
         lamina.dataset("image_folder", path="missing")
     (tmp_path / "flat").mkdir()
     Image.fromarray(np.zeros((2, 2), np.uint8)).save(tmp_path / "flat" / "0.png")
-    with pytest.raises(lamina.ArgumentError, match="the folder has no subfolders; put the images of each class in a subfolder"):
+    with pytest.raises(lamina.ArgumentError,
+                       match="the folder has no subfolders; put the images of each class in a subfolder"):
         lamina.dataset("image_folder", path="flat")
     (tmp_path / "flat" / "empty").mkdir()
     with pytest.raises(lamina.ArgumentError, match="the class folder 'empty' has no image files"):
         lamina.dataset("image_folder", path="flat")
     with pytest.raises(lamina.ArgumentError, match=r"image_folder\(image_size=\(0, 4\)\): image_size must be None"):
         lamina.dataset("image_folder", path="flat", image_size=(0, 4))
-    with pytest.raises(lamina.ArgumentError, match=r"color_mode must be 'rgb' or 'grayscale'.*Did you mean 'grayscale'"):
+    with pytest.raises(lamina.ArgumentError,
+                       match=r"color_mode must be 'rgb' or 'grayscale'.*Did you mean 'grayscale'"):
         lamina.dataset("image_folder", path="flat", color_mode="greyscale")
 
 
@@ -381,7 +395,8 @@ type = "Flatten"
     data = runconfig.load_dataset(runconfig.parse(npy, "npy.toml", "npy"))
     assert data[0].shape == (40, 4) and data.metadata == {}
     broken = text.replace('name = "image_folder"', 'name = "image_folder"\nskip_bad = "yes"')
-    with pytest.raises(lamina.ConfigError, match="images.toml: dataset: image_folder.skip_bad='yes'.*must be True or False"):
+    with pytest.raises(lamina.ConfigError,
+                       match="images.toml: dataset: image_folder.skip_bad='yes'.*must be True or False"):
         runconfig.load_dataset(runconfig.parse(broken, "images.toml", "images"))
 
 
@@ -401,7 +416,8 @@ def test_the_example_writes_the_digits_folder_that_images_toml_reads(Image, tmp_
         warnings.simplefilter("error")
         x_train, y_train, x_test, y_test = runconfig.load_dataset(config)
     assert x_train.shape == (1438, 1, 16, 16) and x_test.shape == (359, 1, 16, 16)
-    assert sorted(np.bincount(np.concatenate([y_train, y_test])).tolist()) == sorted([178, 182, 177, 183, 181, 182, 181, 179, 174, 180])
+    counts = np.bincount(np.concatenate([y_train, y_test])).tolist()
+    assert sorted(counts) == sorted([178, 182, 177, 183, 181, 182, 181, 179, 174, 180])
     assert 0.0 <= x_test[:8].min() and x_test[:8].max() <= 1.0
 
 
@@ -423,7 +439,8 @@ def test_a_model_trains_on_an_image_folder_and_lamina_predict_classifies_a_folde
     model = lamina.Model(["Flatten", lamina.layer("Linear", 2)])
     model.metadata.update(data.metadata)
     lamina.seed(0)
-    model.train(x_train, y_train, optim=lamina.optimizer("Adam", lr=0.1), loss=lamina.loss("CrossEntropy", from_logits=True),
+    model.train(x_train, y_train, optim=lamina.optimizer("Adam", lr=0.1),
+                loss=lamina.loss("CrossEntropy", from_logits=True),
                 epochs=30, batch_size=6, verbose=False)  # a lazy x: read and decoded a batch at a time
     assert model.evaluate(x_test, y_test, metrics=["accuracy"])["accuracy"] == 1.0
     saved = model.save(tmp_path / "model.npz")

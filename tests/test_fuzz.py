@@ -71,7 +71,8 @@ def test_the_unmutated_file_loads():
         model = load(VALID)
     except lamina.LaminaError as err:
         pytest.fail(f"the unmutated model file is refused: {type(err).__name__}: {err}")
-    assert [type(layer).__name__ for layer in model.layers] == ["Linear", "BatchNorm", "Relu", "Dropout", "Linear", "Softmax"]
+    assert [type(layer).__name__ for layer in model.layers] == ["Linear", "BatchNorm", "Relu", "Dropout", "Linear",
+                                                                "Softmax"]
     assert model.progress == {"epoch": 2, "history": {"loss": [1.0, 0.5]}}
     assert model.predict(np.ones((2, 3))).shape == (2, 2)
 
@@ -165,7 +166,8 @@ def _compressed(members: dict[str, bytes], compression: dict[str, int]) -> bytes
 
 
 @FUZZ
-@given(st.sampled_from(ARRAYS), st.lists(st.integers(0, 10**7), max_size=4), st.sampled_from(["<f4", "<f8", "|u1", "<i8", "|O", "<U3"]),
+@given(st.sampled_from(ARRAYS), st.lists(st.integers(0, 10**7), max_size=4),
+       st.sampled_from(["<f4", "<f8", "|u1", "<i8", "|O", "<U3"]),
        st.integers(0, 2**16), st.sampled_from(COMPRESSIONS))
 def test_a_lying_npy_header_in_a_compressed_member(name, shape, descr, padding, compression):
     """A header that claims any shape and dtype, over zeros that may be longer or shorter than it says."""
@@ -225,7 +227,8 @@ def test_random_text_as_a_config(text):
 
 
 @FUZZ
-@given(st.lists(st.tuples(st.integers(0, len(DIGITS_TOML)), st.integers(0, 6), st.text(max_size=6)), min_size=1, max_size=5))
+@given(st.lists(st.tuples(st.integers(0, len(DIGITS_TOML)), st.integers(0, 6), st.text(max_size=6)), min_size=1,
+                max_size=5))
 def test_mutated_configs(edits):
     text = DIGITS_TOML
     for position, removed, inserted in edits:
@@ -235,7 +238,9 @@ def test_mutated_configs(edits):
 
 
 @FUZZ
-@given(st.sampled_from(["epochs", "batch_size", "seed", "validation_split", "metrics", "output", "shuffle", "clip_grad_norm"]),
-       st.sampled_from(["0", "-1", "1.5", "'x'", "[]", "[1, 2]", "true", "{a = 1}", "1e400", "nan", "inf", "9999999999999999999"]))
+@given(st.sampled_from(["epochs", "batch_size", "seed", "validation_split", "metrics", "output", "shuffle",
+                        "clip_grad_norm"]),
+       st.sampled_from(["0", "-1", "1.5", "'x'", "[]", "[1, 2]", "true", "{a = 1}", "1e400", "nan", "inf",
+                        "9999999999999999999"]))
 def test_top_level_values_of_every_type(key, value):
     parse_and_build(f"{key} = {value}\n" + DIGITS_TOML.replace(f"\n{key} =", "\n_removed_" + key + " ="))

@@ -78,7 +78,9 @@ def npy_header(shape, dtype="<f4"):
 
 
 @pytest.mark.parametrize("compression, mebibytes", [(zipfile.ZIP_DEFLATED, 256), (zipfile.ZIP_BZIP2, 32)])
-def test_a_compressed_member_that_inflates_past_its_header_is_refused_after_its_honest_size(saved, compression, mebibytes):
+def test_a_compressed_member_that_inflates_past_its_header_is_refused_after_its_honest_size(
+    saved, compression, mebibytes
+):
     contents = members(saved)
     name = "weights/0.weight.npy"
     with zipfile.ZipFile(saved, "w") as archive:
@@ -166,8 +168,10 @@ def test_the_byte_budget_is_overridable(saved, monkeypatch):
     [
         # refused as too deep for json (3.11), or as not lamina's format (3.13 parses it)
         (b'{"format": "lamina.model", "format_version": 1, "layers": ' + b"[" * 5000 + b"]" * 5000 + b"}", ""),
-        (b'{"format": "lamina.model", "format_version": 1, "layers": [], "n": ' + b"9" * 5000 + b"}", "config.json is not valid JSON"),
-        (b'{"format": "lamina.model", "format_version": 1, "layers": [], "plugins": ["x"]}', "'plugins' is not a table"),
+        (b'{"format": "lamina.model", "format_version": 1, "layers": [], "n": ' + b"9" * 5000 + b"}",
+         "config.json is not valid JSON"),
+        (b'{"format": "lamina.model", "format_version": 1, "layers": [], "plugins": ["x"]}',
+         "'plugins' is not a table"),
         (b'{"format": "lamina.model", "format_version": true, "layers": []}', "newer than this lamina reads"),
     ],
     ids=["deep", "5000-digits", "plugins-list", "bool-version"],
@@ -240,7 +244,8 @@ def test_loading_leaves_lamina_s_generator_alone(saved):
 
 def test_info_never_prints_a_command_or_an_escape_from_the_file(saved):
     evil = "requests-oauthlib2'; rm -rf ~; echo '"
-    rewrite_config(saved, lambda c: c.update(plugins={evil: ">=1.0", "\x1b[31mred": "1.0"}, lamina_version="\x1b]0;owned\x07"))
+    rewrite_config(saved,
+                   lambda c: c.update(plugins={evil: ">=1.0", "\x1b[31mred": "1.0"}, lamina_version="\x1b]0;owned\x07"))
     result = subprocess.run([sys.executable, "-m", "lamina", "info", str(saved)], capture_output=True, text=True,
                             cwd=ROOT, timeout=120)
     out = result.stdout + result.stderr

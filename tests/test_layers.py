@@ -90,7 +90,8 @@ def test_global_average_pool_flatten_and_reshape():
 @pytest.mark.parametrize("shape", [(6, 4), (5, 3, 4, 2)])
 def test_batch_norm_matches_torch_in_training_and_inference(shape):
     layer = lamina.layer("BatchNorm", momentum=0.2, eps=1e-3)
-    reference = (torch.nn.BatchNorm1d if len(shape) == 2 else torch.nn.BatchNorm2d)(shape[1], momentum=0.2, eps=1e-3).double()
+    norm = torch.nn.BatchNorm1d if len(shape) == 2 else torch.nn.BatchNorm2d
+    reference = norm(shape[1], momentum=0.2, eps=1e-3).double()
     for step in range(3):
         x = RNG.normal(size=shape) * (step + 1) + step
         y, g, dx = forward_backward(layer, x, training=True)
@@ -206,7 +207,8 @@ def test_an_embedding_model_trains_on_integer_ids():
         lamina.layer("Embedding", 10, 4), lamina.layer("Flatten"),
         lamina.layer("Linear", 16), lamina.layer("Relu"), lamina.layer("Linear", 3),
     ])
-    history = model.train(ids, labels, optim=lamina.optimizer("Adam", lr=0.01), loss=lamina.loss("CrossEntropy", from_logits=True),
+    history = model.train(ids, labels, optim=lamina.optimizer("Adam", lr=0.01),
+                          loss=lamina.loss("CrossEntropy", from_logits=True),
                           epochs=30, batch_size=32, metrics=["accuracy"], verbose=False)
     assert history["accuracy"][-1] > 0.95
     assert model.predict(ids[:5]).shape == (5, 3)

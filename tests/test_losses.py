@@ -52,7 +52,8 @@ def test_values_match_torch():
         (lambda: Huber(0.5), lambda p, y: F.huber_loss(p, y, delta=0.5), PRED, TARGET),
         (lambda: CrossEntropy(from_logits=True), lambda p, y: F.cross_entropy(p, y), LOGITS, LABELS),
         (lambda: CrossEntropy(from_logits=True), lambda p, y: F.cross_entropy(p, y), LOGITS, ONEHOT),
-        (lambda: BinaryCrossEntropy(from_logits=True), lambda p, y: F.binary_cross_entropy_with_logits(p, y), BINARY_LOGITS, BINARY),
+        (lambda: BinaryCrossEntropy(from_logits=True), lambda p, y: F.binary_cross_entropy_with_logits(p, y),
+         BINARY_LOGITS, BINARY),
     ],
 )
 def test_gradients_match_torch_autograd(ours, theirs, pred, y):
@@ -119,7 +120,8 @@ def test_logit_losses_stay_finite_for_huge_logits():
         assert np.isfinite(bce.backward()).all()
 
 
-@pytest.mark.parametrize("loss", [MSE(), L1(), Huber(), CrossEntropy(from_logits=True), BinaryCrossEntropy(from_logits=True)])
+@pytest.mark.parametrize("loss",
+                         [MSE(), L1(), Huber(), CrossEntropy(from_logits=True), BinaryCrossEntropy(from_logits=True)])
 def test_backward_keeps_float32(loss):
     pred = LOGITS.astype(np.float32)
     y = LABELS if isinstance(loss, CrossEntropy) else (pred > 0).astype(np.float32)

@@ -68,7 +68,8 @@ def test_predict_and_evaluate_keep_no_arrays_of_the_call():
     model = lamina.Model([
         lamina.layer("Conv2D", 4, 3), lamina.layer("Relu"), lamina.layer("MaxPool2D", 2),
         lamina.layer("Flatten"), lamina.layer("Residual", [lamina.layer("Dropout", 0.5), ForwardLinear(36)]),
-        lamina.layer("Parallel", [[lamina.layer("Linear", 3)], [ForwardLinear(3)]], merge="mul"), lamina.layer("Softmax"),
+        lamina.layer("Parallel", [[lamina.layer("Linear", 3)], [ForwardLinear(3)]], merge="mul"),
+        lamina.layer("Softmax"),
     ])
     model.train(x, np.zeros(50, dtype=int), loss="CrossEntropy", epochs=1, verbose=False)
     for run in (lambda: model.predict(x), lambda: model(x), lambda: model.evaluate(x, np.zeros(50, dtype=int))):
@@ -78,7 +79,8 @@ def test_predict_and_evaluate_keep_no_arrays_of_the_call():
             for top in model.layers
             for layer in top.walk()
             for name, value in vars(layer).items()
-            if name.startswith("_") and isinstance(value, (np.ndarray, list, Tape, Traced)) and not isinstance(value, bool)
+            if name.startswith("_") and isinstance(value, (np.ndarray, list, Tape, Traced))
+            and not isinstance(value, bool)
             and (not isinstance(value, list) or value)
         }
         assert kept == set()

@@ -186,7 +186,8 @@ def test_wrong_width_deeper_in_the_model_names_that_position():
     inner = Linear(1)
     inner(np.ones((1, 4)))  # built elsewhere for width 4
     model = lamina.Model([Linear(3), Relu(), inner])
-    with pytest.raises(lamina.ShapeError, match=r"Model.layers\[2\] \(Linear\).*built for inputs with 4 features.*3 features"):
+    with pytest.raises(lamina.ShapeError,
+                       match=r"Model.layers\[2\] \(Linear\).*built for inputs with 4 features.*3 features"):
         model(np.ones((2, 2)))
 
 
@@ -196,7 +197,8 @@ def test_x_and_y_of_different_lengths_are_rejected():
 
 
 def test_target_shape_mismatch_names_the_loss_and_the_fix():
-    with pytest.raises(lamina.ShapeError, match=r"MSE: pred has shape \(4, 1\) but y has shape \(4,\).*y.reshape\(4, 1\)"):
+    with pytest.raises(lamina.ShapeError,
+                       match=r"MSE: pred has shape \(4, 1\) but y has shape \(4,\).*y.reshape\(4, 1\)"):
         xor_model().train(X, Y.ravel(), epochs=1, verbose=False)
 
 
@@ -234,7 +236,8 @@ def test_optimizer_and_loss_must_be_instances_or_names(kwargs, expected):
 
 def test_a_lamina_error_in_the_backward_pass_names_the_layer_and_its_position():
     model = lamina.Model([Linear(2), Tanh()])
-    with pytest.raises(lamina.LaminaError, match=r"^Model.layers\[1\] \(Tanh\): Tanh: backward was called before forward"):
+    with pytest.raises(lamina.LaminaError,
+                       match=r"^Model.layers\[1\] \(Tanh\): Tanh: backward was called before forward"):
         model.backward(np.ones((4, 2)))
 
 
@@ -276,8 +279,10 @@ def test_an_error_inside_a_third_party_layer_is_annotated_with_its_position():
 @pytest.mark.parametrize(
     "call, expected",
     [
-        (lambda m: m.train(np.zeros((0, 3)), np.zeros((0, 1)), verbose=False), "x has no rows (shape (0, 3)), so there is nothing to train on"),
-        (lambda m: m.train(np.ones((4, 3)), np.ones((4, 1)), validation_data=(np.zeros((0, 3)), np.zeros((0, 1))), verbose=False),
+        (lambda m: m.train(np.zeros((0, 3)), np.zeros((0, 1)), verbose=False),
+         "x has no rows (shape (0, 3)), so there is nothing to train on"),
+        (lambda m: m.train(np.ones((4, 3)), np.ones((4, 1)), validation_data=(np.zeros((0, 3)), np.zeros((0, 1))),
+                           verbose=False),
          "validation_data's x_val has no rows"),
         (lambda m: m.evaluate(np.zeros((0, 3)), np.zeros((0, 1)), loss="MSE"), "nothing to evaluate"),
         (lambda m: m.predict(np.zeros((0, 3))), "nothing to predict"),

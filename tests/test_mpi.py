@@ -216,10 +216,12 @@ def test_lamina_train_with_strategy_mpi_writes_once_and_matches_one_process(tmp_
     local = tmp_path / "local.toml"
     local.write_text(text)
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
-    one = subprocess.run([sys.executable, "-m", "lamina", "train", str(local), "--out", str(tmp_path / "one"), "--quiet"],
+    one = subprocess.run([sys.executable, "-m", "lamina", "train", str(local), "--out", str(tmp_path / "one"),
+                          "--quiet"],
                          capture_output=True, text=True, timeout=300, env=env)
     assert one.returncode == 0, one.stderr
-    two = subprocess.run([MPIEXEC, "-n", "2", sys.executable, "-m", "lamina", "train", str(config), "--out", str(tmp_path / "two")],
+    two = subprocess.run([MPIEXEC, "-n", "2", sys.executable, "-m", "lamina", "train", str(config),
+                          "--out", str(tmp_path / "two")],
                          capture_output=True, text=True, timeout=300, env=env)
     assert two.returncode == 0, two.stderr
     assert two.stdout.count("trained 4 epochs") == 1  # only rank 0 prints

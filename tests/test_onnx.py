@@ -56,42 +56,54 @@ CASES = {
     "Dropout": (lambda: [lamina.layer("Linear", 5), lamina.layer("Dropout", 0.5)], (4,), None),
     "RandomFlip": (lambda: [lamina.layer("RandomFlip", "both"), "Flatten", lamina.layer("Linear", 3)], (2, 6, 6), None),
     "RandomCrop": (lambda: [lamina.layer("RandomCrop", (4, 3)), "Flatten", lamina.layer("Linear", 3)], (2, 6, 6), None),
-    "RandomCrop-padded": (lambda: [lamina.layer("RandomCrop", 7, padding=1), "Flatten", lamina.layer("Linear", 3)], (2, 6, 6), None),
-    "RandomCrop-identity": (lambda: [lamina.layer("RandomCrop", 6, padding=2), "Flatten", lamina.layer("Linear", 3)], (2, 6, 6), None),
-    "RandomTranslation": (lambda: [lamina.layer("RandomTranslation", 2), "Flatten", lamina.layer("Linear", 3)], (2, 6, 6), None),
+    "RandomCrop-padded": (lambda: [lamina.layer("RandomCrop", 7, padding=1), "Flatten", lamina.layer("Linear", 3)],
+                          (2, 6, 6), None),
+    "RandomCrop-identity": (lambda: [lamina.layer("RandomCrop", 6, padding=2), "Flatten", lamina.layer("Linear", 3)],
+                            (2, 6, 6), None),
+    "RandomTranslation": (lambda: [lamina.layer("RandomTranslation", 2), "Flatten", lamina.layer("Linear", 3)],
+                          (2, 6, 6), None),
     "GaussianNoise": (lambda: [lamina.layer("Linear", 5), lamina.layer("GaussianNoise", 0.3)], (4,), None),
-    "RandomErasing": (lambda: [lamina.layer("RandomErasing", p=1.0), "Flatten", lamina.layer("Linear", 3)], (2, 6, 6), None),
+    "RandomErasing": (lambda: [lamina.layer("RandomErasing", p=1.0), "Flatten", lamina.layer("Linear", 3)], (2, 6, 6),
+                      None),
     "BatchNorm": (lambda: [lamina.layer("Linear", 5), "BatchNorm"], (4,), None),
     "BatchNorm-2d": (lambda: ["BatchNorm", "Flatten"], (3, 4, 4), None),
     "LayerNorm": (lambda: [lamina.layer("Linear", 5), "LayerNorm"], (3, 4), None),
     "Normalization": (lambda: [lamina.layer("Normalization", mean=[0.5, -1.0, 2.0, 0.0], variance=[1.0, 4.0, 0.0, 9.0]),
                                 lamina.layer("Linear", 3)], (4,), None),
-    "Normalization-axes": (lambda: [lamina.layer("Normalization", axis=[1, 2], mean=1.5, variance=[[0.5], [2.0]]), "Flatten"],
+    "Normalization-axes": (lambda: [lamina.layer("Normalization", axis=[1, 2], mean=1.5, variance=[[0.5], [2.0]]),
+                                    "Flatten"],
                            (2, 3), None),
     "Embedding": (lambda: [lamina.layer("Embedding", 11, 4), "Flatten", lamina.layer("Linear", 2)], (3,), 11),
-    "Sequential": (lambda: [lamina.layer("Sequential", [lamina.layer("Linear", 6), "Tanh", lamina.layer("Linear", 3)])], (4,), None),
+    "Sequential": (lambda: [lamina.layer("Sequential", [lamina.layer("Linear", 6), "Tanh", lamina.layer("Linear", 3)])],
+                   (4,), None),
     "Residual": (lambda: [lamina.layer("Residual", ["LayerNorm", lamina.layer("Linear", 4), "Relu"])], (4,), None),
-    "Parallel-concat": (lambda: [lamina.layer("Parallel", [[lamina.layer("Linear", 3)], ["Tanh", lamina.layer("Linear", 2)]])], (4,), None),
-    "Parallel-add": (lambda: [lamina.layer("Parallel", [["Tanh"], ["Sigmoid"], [lamina.layer("Linear", 4)]], merge="add")], (4,), None),
+    "Parallel-concat": (lambda: [lamina.layer("Parallel",
+                                              [[lamina.layer("Linear", 3)], ["Tanh", lamina.layer("Linear", 2)]])],
+                        (4,), None),
+    "Parallel-add": (lambda: [lamina.layer("Parallel", [["Tanh"], ["Sigmoid"], [lamina.layer("Linear", 4)]],
+                                           merge="add")], (4,), None),
     "Parallel-mul": (lambda: [lamina.layer("Parallel", [["Tanh"], ["Sigmoid"], ["Relu"]], merge="mul")], (4,), None),
     "Parallel-axis": (lambda: [lamina.layer("Parallel", [["Tanh"], ["Sigmoid"]], axis=1)], (2, 3), None),
     "nested": (lambda: [lamina.layer("Residual", [lamina.layer("Sequential", [lamina.layer("Parallel", [
-        [lamina.layer("Linear", 2)], [lamina.layer("Residual", ["Tanh"]), lamina.layer("Linear", 2)]]), "Relu"])])], (4,), None),
+        [lamina.layer("Linear", 2)], [lamina.layer("Residual", ["Tanh"]), lamina.layer("Linear", 2)]]), "Relu"])])],
+               (4,), None),
     "MultiHeadAttention": (lambda: [lamina.layer("MultiHeadAttention", 2)], (5, 4), None),
     "MultiHeadAttention-causal": (lambda: [lamina.layer("MultiHeadAttention", 2, causal=True)], (5, 4), None),
     "TransformerBlock": (lambda: [lamina.layer("TransformerBlock", 2, 12, dropout=0.1)], (5, 4), None),
-    "TransformerBlock-post-relu-causal": (lambda: [lamina.layer("TransformerBlock", 2, 12, causal=True, norm_first=False,
-                                                                activation="relu")], (5, 4), None),
+    "TransformerBlock-post-relu-causal": (lambda: [lamina.layer("TransformerBlock", 2, 12, causal=True,
+                                                                norm_first=False, activation="relu")], (5, 4), None),
     "PositionalEmbedding": (lambda: [lamina.layer("PositionalEmbedding", 9)], (5, 4), None),
     "SinusoidalPositions": (lambda: ["SinusoidalPositions", lamina.layer("Linear", 2)], (5, 4), None),
 }
 # Layers exported by the other ONNX test files
-ELSEWHERE = {"RNN", "LSTM", "GRU", "Conv2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D", "Conv1D", "MaxPool1D", "AvgPool1D",
+ELSEWHERE = {"RNN", "LSTM", "GRU", "Conv2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D", "Conv1D", "MaxPool1D",
+             "AvgPool1D",
              "GlobalAvgPool1D", "GlobalMaxPool1D"}
 
 
 def test_every_registered_layer_exports_and_is_tested_here_or_beside():
-    infos = [info for info in lamina.get_registry().plugins("layer") if info.cls.__module__.startswith("lamina.plugins")]
+    infos = [info for info in lamina.get_registry().plugins("layer")
+             if info.cls.__module__.startswith("lamina.plugins")]
     covered = {name.split("-")[0] for name in CASES} | ELSEWHERE
     assert {info.name for info in infos} - covered == set(), "add an ONNX case for these layers"
     for info in infos:
@@ -165,7 +177,8 @@ class Kitchen(lamina.Layer):
         padded = np.pad(swapped[:, ::2], ((0, 0), (1, 2)))
         picked = padded[:, [0, 2, 3]][..., None].squeeze(-1)
         summary = lamina.ops.logsumexp(joined, axis=-1, keepdims=True) + np.sum(joined, axis=-1, keepdims=True) * 0.01
-        return np.concatenate([picked, summary, np.transpose(stacked, (0, 2, 1))[:, 1], joined[:, -3:] @ np.eye(3, dtype=x.dtype)], axis=-1)
+        return np.concatenate([picked, summary, np.transpose(stacked, (0, 2, 1))[:, 1],
+                               joined[:, -3:] @ np.eye(3, dtype=x.dtype)], axis=-1)
 
 
 @needs_onnx
@@ -246,7 +259,8 @@ def test_bad_opsets_missing_folders_and_unbuilt_models_are_clear_errors(tmp_path
 
 @needs_onnx
 def test_export_is_inference_whatever_mode_the_model_is_in(tmp_path):
-    model = built([lamina.layer("Linear", 8), lamina.layer("Dropout", 0.5), "BatchNorm", lamina.layer("Linear", 2)], (4,))
+    model = built([lamina.layer("Linear", 8), lamina.layer("Dropout", 0.5), "BatchNorm", lamina.layer("Linear", 2)],
+                  (4,))
     model.set_training(True)
     path = model.export_onnx(tmp_path / "m.onnx")
     assert [layer.training for layer in model.layers] == [True] * 4  # the model's mode is left as it was
@@ -302,7 +316,8 @@ def test_lamina_export_writes_a_file_from_a_saved_model(tmp_path):
     assert "wrote" in result.stdout and "opset 18" in result.stdout and "('batch', 4)" in result.stdout
     x = RNG.normal(size=(5, 4)).astype(np.float32)
     np.testing.assert_allclose(run_onnx(out, x), model.predict(x), rtol=1e-5, atol=1e-7)
-    result = subprocess.run([sys.executable, "-m", "lamina", "export", str(saved), str(tmp_path / "x.onnx"), "--opset", "9"],
+    result = subprocess.run([sys.executable, "-m", "lamina", "export", str(saved), str(tmp_path / "x.onnx"),
+                             "--opset", "9"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 1 and "lamina writes ONNX opsets 17 to 21" in result.stderr
     assert not (tmp_path / "x.onnx").exists()
@@ -374,8 +389,10 @@ class Forward(lamina.Layer):
 TABLE = lamina.Parameter(np.linspace(-1, 1, 30, dtype=np.float32).reshape(10, 3))
 EDGES = {  # numpy's meaning, which the ONNX file must keep
     "empty axes": lambda x: x - x.mean(axis=(), keepdims=True) + np.sum(x, axis=()) + np.squeeze(x, axis=()),
-    "positional mean, methods": lambda x: np.mean(x, 1, None, None, True) + x.std(axis=-1, keepdims=True) + x.clip(min=0),
-    "booleans": lambda x: ((x > 0) + (x < -1)) * x + (x > 0).sum(axis=-1, keepdims=True) + np.mean(x > 0.5, axis=-1, keepdims=True),
+    "positional mean, methods": lambda x: (np.mean(x, 1, None, None, True) + x.std(axis=-1, keepdims=True)
+                                           + x.clip(min=0)),
+    "booleans": lambda x: (((x > 0) + (x < -1)) * x + (x > 0).sum(axis=-1, keepdims=True)
+                           + np.mean(x > 0.5, axis=-1, keepdims=True)),
     "predicates": lambda x: np.where(np.isfinite(x) & ~np.isnan(x), x, 0.0),
     "log1p, expm1 near 0": lambda x: (np.log1p(x * 1e-6) + np.expm1(x * 1e-6)) * 1e6,
 }
@@ -391,7 +408,8 @@ def test_numpy_edge_cases_keep_numpys_meaning(tmp_path, name):
 
 @needs_onnx
 def test_integer_means_are_floats_as_in_numpy(tmp_path):
-    model = lamina.Model([Forward(lambda ids: TABLE[ids].sum(axis=1) * ids.mean(axis=1, keepdims=True).astype(np.float32),
+    model = lamina.Model([Forward(lambda ids: TABLE[ids].sum(axis=1)
+                                  * ids.mean(axis=1, keepdims=True).astype(np.float32),
                                   integer_input=True)])
     model(RNG.integers(0, 10, size=(4, 3)))
     assert onnx_difference(model, tmp_path, high=10) <= 1e-6

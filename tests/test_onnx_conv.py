@@ -17,7 +17,8 @@ class Scale(lamina.Layer):
     model of parameterless pools the dtype of its input, float64 included."""
 
     def build(self, x):
-        self.weight = lamina.Parameter(np.linspace(0.5, 1.5, x.shape[1]).reshape(-1, *[1] * (x.ndim - 2)).astype(x.dtype))
+        self.weight = lamina.Parameter(
+            np.linspace(0.5, 1.5, x.shape[1]).reshape(-1, *[1] * (x.ndim - 2)).astype(x.dtype))
 
     def forward(self, x):
         return self.weight * x  # (x * self.weight fails to export: the Parameter reaches Symbolic untraced)
@@ -34,7 +35,8 @@ CASES = {
         ([("Conv2D", {"filters": 3, "kernel_size": 4, "padding": "same"})], (2, 5, 6)),
         ([("Conv2D", {"filters": 2, "kernel_size": (2, 4), "padding": "same", "dilation": (3, 1)})], (2, 7, 6)),
         ([("Conv2D", {"filters": 3, "kernel_size": 3, "padding": "valid", "stride": 2})], (2, 8, 7)),
-        ([("Conv2D", {"filters": 2, "kernel_size": (3, 2), "stride": (2, 3), "dilation": (1, 2), "padding": 1})], (3, 8, 9)),
+        ([("Conv2D", {"filters": 2, "kernel_size": (3, 2), "stride": (2, 3), "dilation": (1, 2), "padding": 1})],
+         (3, 8, 9)),
     ],
     "Conv1D": [
         ([("Conv1D", {"filters": 3, "kernel_size": 3})], (2, 9)),
@@ -76,14 +78,17 @@ CASES = {
     "chains": [
         ([("Conv2D", {"filters": 4, "kernel_size": 3, "padding": "same"}), ("MaxPool2D", {"pool_size": 2}),
           ("Conv2D", {"filters": 3, "kernel_size": 2, "stride": 2}), ("GlobalAvgPool2D", {})], (2, 9, 8)),
-        ([("Conv2D", {"filters": 3, "kernel_size": 3, "padding": 1}), ("AvgPool2D", {"pool_size": 2, "stride": 1})], (1, 6, 6)),
+        ([("Conv2D", {"filters": 3, "kernel_size": 3, "padding": 1}), ("AvgPool2D", {"pool_size": 2, "stride": 1})],
+         (1, 6, 6)),
         ([("Conv1D", {"filters": 4, "kernel_size": 4, "padding": "same"}), ("AvgPool1D", {"pool_size": 2}),
           ("Conv1D", {"filters": 3, "kernel_size": 3, "dilation": 2}), ("GlobalMaxPool1D", {})], (2, 16)),
-        ([("Conv1D", {"filters": 3, "kernel_size": 3}), ("MaxPool1D", {"pool_size": 3, "stride": 2}), ("GlobalAvgPool1D", {})],
+        ([("Conv1D", {"filters": 3, "kernel_size": 3}), ("MaxPool1D", {"pool_size": 3, "stride": 2}),
+          ("GlobalAvgPool1D", {})],
          (2, 12)),
     ],
 }
-PARAMS = [pytest.param(layers, shape, id=f"{group}-{i}") for group, cases in CASES.items() for i, (layers, shape) in enumerate(cases)]
+PARAMS = [pytest.param(layers, shape, id=f"{group}-{i}") for group, cases in CASES.items()
+          for i, (layers, shape) in enumerate(cases)]
 EACH_CASE = pytest.mark.parametrize("layers, shape", PARAMS)
 
 
@@ -168,7 +173,8 @@ def test_weights_are_stored_as_they_are(tmp_path):
     import onnx
     from onnx import numpy_helper
 
-    model = built([("Conv2D", {"filters": 3, "kernel_size": (2, 3)}), ("Conv2D", {"filters": 2, "kernel_size": 1})], (4, 5, 5))
+    model = built([("Conv2D", {"filters": 3, "kernel_size": (2, 3)}), ("Conv2D", {"filters": 2, "kernel_size": 1})],
+                  (4, 5, 5))
     path = model.export_onnx(tmp_path / "model.onnx")
     stored = {init.name: numpy_helper.to_array(init) for init in onnx.load(str(path)).graph.initializer}
     assert {name: array.shape for name, array in stored.items()} == {

@@ -13,7 +13,8 @@ X = np.random.default_rng(0).normal(size=(5, 4)) * 3
 
 
 @pytest.mark.parametrize("op, layer", [
-    (lamina.ops.sigmoid, Sigmoid()), (lamina.ops.relu, Relu()), (lamina.ops.tanh, Tanh()), (lamina.ops.softmax, Softmax()),
+    (lamina.ops.sigmoid, Sigmoid()), (lamina.ops.relu, Relu()), (lamina.ops.tanh, Tanh()),
+    (lamina.ops.softmax, Softmax()),
     (lamina.ops.log_softmax, LogSoftmax()), (lamina.ops.softplus, Softplus()), (lamina.ops.silu, Silu()),
     (lambda x: lamina.ops.leaky_relu(x, 0.2), LeakyRelu(0.2)), (lambda x: lamina.ops.elu(x, 1.5), Elu(1.5)),
     (lamina.ops.gelu, Gelu()), (lambda x: lamina.ops.gelu(x, "tanh"), Gelu(approximate="tanh")),

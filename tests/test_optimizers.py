@@ -182,7 +182,8 @@ def test_schedules_match_torch_lr_schedulers_step_by_step():
 
     S = torch.optim.lr_scheduler
     assert [StepDecay(0.5, 3, 0.2)(s) for s in range(12)] == pytest.approx(torch_lrs(lambda o: S.StepLR(o, 3, 0.2)))
-    assert [ExponentialDecay(0.5, 1, 0.9)(s) for s in range(12)] == pytest.approx(torch_lrs(lambda o: S.ExponentialLR(o, 0.9)))
+    assert ([ExponentialDecay(0.5, 1, 0.9)(s) for s in range(12)]
+            == pytest.approx(torch_lrs(lambda o: S.ExponentialLR(o, 0.9))))
     ours = [CosineDecay(0.5, 10, min_lr=0.01)(s) for s in range(11)]
     assert ours == pytest.approx(torch_lrs(lambda o: S.CosineAnnealingLR(o, 10, eta_min=0.01), 11))
 

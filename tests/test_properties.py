@@ -76,7 +76,8 @@ def test_optimizer_properties(name, data):
 )
 def test_on_a_zero_gradient_only_weight_decay_moves_the_weights(values, lr, decay):
     w = np.array(values)
-    for optim in (lamina.optimizer("SGD", lr=lr, weight_decay=decay), lamina.optimizer("AdamW", lr=lr, weight_decay=decay)):
+    for optim in (lamina.optimizer("SGD", lr=lr, weight_decay=decay),
+                  lamina.optimizer("AdamW", lr=lr, weight_decay=decay)):
         param = lamina.Parameter(w.copy())
         optim.step([param])  # .grad is zero
         np.testing.assert_allclose(param.value, w * (1 - lr * decay), rtol=1e-12, atol=1e-300)

@@ -251,7 +251,8 @@ def test_forward_only_layers_and_losses_get_their_backward_derived_and_train():
     assert set(errors) == {"input", "weight"} and max(errors.values()) < 1e-6
     model = lamina.Model([ForwardOnlyDense()])
     x = rng.normal(size=(32, 3))
-    history = model.train(x, np.tanh(x @ rng.normal(size=(3, 2))), loss=loss, optim=SGD(lr=0.5), epochs=30, verbose=False)
+    history = model.train(x, np.tanh(x @ rng.normal(size=(3, 2))), loss=loss, optim=SGD(lr=0.5), epochs=30,
+                          verbose=False)
     assert history["loss"][-1] < 0.5 * history["loss"][0]
 
 

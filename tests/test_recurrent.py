@@ -196,7 +196,8 @@ def test_input_that_is_not_a_sequence_is_refused_and_leaves_the_layer_unbuilt(sh
 def test_a_new_feature_count_is_refused_with_the_fix():
     layer = GRU(4, return_sequences=True)
     layer(np.zeros((2, 5, 3)))
-    with pytest.raises(lamina.ShapeError, match=r"GRU\(units=4, return_sequences=True\) was built for 3 features .*\(2, 5, 6\).* new GRU"):
+    with pytest.raises(lamina.ShapeError,
+                       match=r"GRU\(units=4, return_sequences=True\) was built for 3 features .*\(2, 5, 6\).* new GRU"):
         layer(np.zeros((2, 5, 6)))
     with pytest.raises(lamina.ShapeError, match="needs input of shape"):
         layer(np.zeros((2, 3)))
@@ -209,7 +210,8 @@ def test_a_new_feature_count_is_refused_with_the_fix():
         (lambda: LSTM(2.5), r"LSTM\(units=2.5\): units must be a positive int"),
         (lambda: RNN(3, nonlinearity="sigmoid"), r"nonlinearity must be 'tanh' or 'relu'"),
         (lambda: RNN(3, nonlinearity="Relu"), r"Did you mean 'relu'\?"),
-        (lambda: GRU(3, return_sequences="yes"), r"GRU\(return_sequences='yes'\): return_sequences must be True or False"),
+        (lambda: GRU(3, return_sequences="yes"),
+         r"GRU\(return_sequences='yes'\): return_sequences must be True or False"),
         (lambda: LSTM(3, bidirectional=1), r"LSTM\(bidirectional=1\): bidirectional must be True or False"),
     ],
 )
@@ -257,7 +259,8 @@ def test_a_sequence_regressor_trains_by_name_and_saves_and_loads(registered, spe
     y = x[:, :, 0].mean(axis=1, keepdims=True)
     layers = [spec] + ([{"type": "Flatten"}] if spec.get("return_sequences") else []) + [{"type": "Linear", "units": 1}]
     model = lamina.Model(layers)
-    history = model.train(x, y, optim=lamina.optimizer("Adam", lr=0.02), loss="MSE", epochs=40, batch_size=16, verbose=False)
+    history = model.train(x, y, optim=lamina.optimizer("Adam", lr=0.02), loss="MSE", epochs=40, batch_size=16,
+                          verbose=False)
     assert history["loss"][-1] < 0.25 * history["loss"][0]
     assert all(p.value.dtype == np.float32 for p in model.parameters().values())
     model.save(tmp_path / "model.npz")

@@ -112,7 +112,8 @@ def test_wrong_constructor_arguments_name_the_plugin_and_its_signature():
 
 
 def test_unknown_kind_lists_the_kinds():
-    with pytest.raises(lamina.ArgumentError, match="layer, loss, optimizer, metric, callback, initializer, schedule, dataset, strategy"):
+    with pytest.raises(lamina.ArgumentError,
+                       match="layer, loss, optimizer, metric, callback, initializer, schedule, dataset, strategy"):
         lamina.get_registry().get("metrics_", "accuracy")
 
 
@@ -149,7 +150,8 @@ def test_two_packages_with_one_name_make_it_ambiguous_and_both_stay_reachable(si
 
 
 def test_an_alias_that_collides_with_another_packages_name_is_ambiguous(site):
-    make_distribution(site, "lamina-alias", "1.0", {unique("lamina_alias"): layer_plugin("Smooth", ', aliases=("Tanh",)')})
+    make_distribution(site, "lamina-alias", "1.0",
+                      {unique("lamina_alias"): layer_plugin("Smooth", ', aliases=("Tanh",)')})
     registry = fresh()
     with pytest.raises(lamina.AmbiguousPluginError):
         registry.get("layer", "tanh")
@@ -179,7 +181,8 @@ def test_a_broken_plugin_is_recorded_and_warned_about_once_and_lamina_stays_usab
         (layer_plugin("Bad").replace("def register_layers", "def register_layer"), "Did you mean 'register_layers'?"),
         (layer_plugin("Bad").replace("register(Bad)", "register(42)"), "not a subclass of lamina.Layer"),
         (layer_plugin("Bad").replace("register(Bad)", "register(Bad, name='a:b')"), "without ':'"),
-        (layer_plugin("Bad").replace("register(Bad)", "register(Bad); register(Bad, name='BAD')"), "registers Bad twice under the name 'bad'"),
+        (layer_plugin("Bad").replace("register(Bad)", "register(Bad); register(Bad, name='BAD')"),
+         "registers Bad twice under the name 'bad'"),
         (layer_plugin("Bad").replace("register(Bad)", "1 / 0"), "ZeroDivisionError"),
     ],
     ids=["wrong-signature", "unknown-hook", "not-a-layer", "bad-name", "duplicate-in-package", "raises"],
@@ -231,7 +234,8 @@ def test_a_plugin_defined_in_a_script_registers_with_register_plugin():
         def backward(self, grad):
             return -grad
 
-    plugin = types.SimpleNamespace(register_layers=lamina.hookimpl(lambda register: register(Negate, name=unique("Negate"))))
+    plugin = types.SimpleNamespace(
+        register_layers=lamina.hookimpl(lambda register: register(Negate, name=unique("Negate"))))
     registry = fresh()
     [info] = registry.add_plugin(plugin, package="my-script")
     assert registry.build("layer", info.name).forward(1.0) == -1.0
@@ -327,7 +331,8 @@ def test_register_plugin_with_nothing_registered_raises():
 
 @pytest.mark.parametrize(
     "registration",
-    ["register(Dup); register(Dup, name='dup')", "register(Dup, aliases=['DUP'])", "register(Dup, name='d', aliases=['D'])"],
+    ["register(Dup); register(Dup, name='dup')", "register(Dup, aliases=['DUP'])",
+     "register(Dup, name='d', aliases=['D'])"],
 )
 def test_names_equal_up_to_case_are_one_error_whichever_way_they_come(registration):
     namespace: dict = {"lamina": lamina}

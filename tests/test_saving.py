@@ -26,7 +26,8 @@ SIGNALS = np.random.default_rng(5).normal(size=(4, 3, 12)).astype(np.float32)  #
 
 # Every built-in layer inside a small model, with an input it takes (the meta-test keeps this complete).
 ROUND_TRIPS = {
-    "lamina:Linear": (lambda: [Linear(4, weight_init="glorot_normal", bias_init=lamina.initializer("normal", std=0.1))], X),
+    "lamina:Linear": (lambda: [Linear(4, weight_init="glorot_normal", bias_init=lamina.initializer("normal", std=0.1))],
+                      X),
     "lamina:Sigmoid": (lambda: [Linear(3), Sigmoid()], X),
     "lamina:Relu": (lambda: [Linear(3), Relu()], X),
     "lamina:Tanh": (lambda: [Linear(3), Tanh()], X),
@@ -38,36 +39,53 @@ ROUND_TRIPS = {
     "lamina:Silu": (lambda: [Linear(3), lamina.layer("Silu")], X),
     "lamina:LogSoftmax": (lambda: [Linear(3), lamina.layer("LogSoftmax")], X),
     "lamina:Dropout": (lambda: [Linear(3), lamina.layer("Dropout", 0.25)], X),
-    "lamina:RandomFlip": (lambda: [lamina.layer("RandomFlip", "both", p=0.3), lamina.layer("Flatten"), Linear(2)], IMAGES),
-    "lamina:RandomCrop": (lambda: [lamina.layer("RandomCrop", (4, 5), padding=[1, 2]), lamina.layer("Flatten"), Linear(2)], IMAGES),
-    "lamina:RandomTranslation": (lambda: [lamina.layer("RandomTranslation", [2, 1]), lamina.layer("Flatten"), Linear(2)], IMAGES),
+    "lamina:RandomFlip": (lambda: [lamina.layer("RandomFlip", "both", p=0.3), lamina.layer("Flatten"), Linear(2)],
+                          IMAGES),
+    "lamina:RandomCrop": (lambda: [lamina.layer("RandomCrop", (4, 5), padding=[1, 2]), lamina.layer("Flatten"),
+                                   Linear(2)], IMAGES),
+    "lamina:RandomTranslation": (lambda: [lamina.layer("RandomTranslation", [2, 1]), lamina.layer("Flatten"),
+                                          Linear(2)], IMAGES),
     "lamina:GaussianNoise": (lambda: [Linear(3), lamina.layer("GaussianNoise", 0.2)], X),
-    "lamina:RandomErasing": (lambda: [lamina.layer("RandomErasing", 0.7, scale=[0.1, 0.4], value=-1), lamina.layer("Flatten"), Linear(2)],
+    "lamina:RandomErasing": (lambda: [lamina.layer("RandomErasing", 0.7, scale=[0.1, 0.4], value=-1),
+                                      lamina.layer("Flatten"), Linear(2)],
                              IMAGES),
     "lamina:LayerNorm": (lambda: [Linear(3), lamina.layer("LayerNorm", eps=1e-3)], X),
     "lamina:BatchNorm": (lambda: [Linear(3), lamina.layer("BatchNorm", momentum=0.3)], X),
-    "lamina:Normalization": (lambda: [lamina.layer("Normalization", mean=[0.5, 1.0, -2.0, 0.0, 3.0], variance=2.0), Linear(3)], X),
+    "lamina:Normalization": (lambda: [lamina.layer("Normalization", mean=[0.5, 1.0, -2.0, 0.0, 3.0], variance=2.0),
+                                      Linear(3)], X),
     "lamina:Conv2D": (lambda: [lamina.layer("Conv2D", 3, (3, 2), stride=(1, 2), padding=1, dilation=(2, 1))], IMAGES),
     "lamina:MaxPool2D": (lambda: [lamina.layer("MaxPool2D", 3, stride=2)], IMAGES),
     "lamina:AvgPool2D": (lambda: [lamina.layer("AvgPool2D", (2, 3))], IMAGES),
-    "lamina:GlobalAvgPool2D": (lambda: [lamina.layer("Conv2D", 2, 3, padding="same"), lamina.layer("GlobalAvgPool2D")], IMAGES),
+    "lamina:GlobalAvgPool2D": (lambda: [lamina.layer("Conv2D", 2, 3, padding="same"), lamina.layer("GlobalAvgPool2D")],
+                               IMAGES),
     "lamina:Flatten": (lambda: [lamina.layer("Flatten"), Linear(2)], IMAGES),
     "lamina:Reshape": (lambda: [lamina.layer("Reshape", (2, 36, -1)), lamina.layer("Flatten")], IMAGES),
     "lamina:Embedding": (lambda: [lamina.layer("Embedding", 9, 4), lamina.layer("Flatten"), Linear(2)], IDS),
-    "lamina:Sequential": (lambda: [lamina.layer("Sequential", [Linear(4), "Relu", {"type": "BatchNorm", "momentum": 0.3}]), Linear(2)], X),
-    "lamina:Residual": (lambda: [Linear(4), lamina.layer("Residual", [{"type": "Sequential", "layers": [Linear(4), "Tanh"]}, "LayerNorm"])], X),
-    "lamina:Parallel": (lambda: [lamina.layer("Parallel", [[Linear(3), "Relu"], [Linear(2), "Dropout"]]), Linear(2)], X),
-    "lamina:Conv1D": (lambda: [lamina.layer("Conv1D", 3, 3, stride=2, padding=1, dilation=2, bias_init="normal")], SIGNALS),
+    "lamina:Sequential": (lambda: [lamina.layer("Sequential",
+                                                [Linear(4), "Relu", {"type": "BatchNorm", "momentum": 0.3}]),
+                                   Linear(2)], X),
+    "lamina:Residual": (lambda: [Linear(4),
+                                 lamina.layer("Residual",
+                                              [{"type": "Sequential", "layers": [Linear(4), "Tanh"]}, "LayerNorm"])],
+                        X),
+    "lamina:Parallel": (lambda: [lamina.layer("Parallel", [[Linear(3), "Relu"], [Linear(2), "Dropout"]]), Linear(2)],
+                        X),
+    "lamina:Conv1D": (lambda: [lamina.layer("Conv1D", 3, 3, stride=2, padding=1, dilation=2, bias_init="normal")],
+                      SIGNALS),
     "lamina:MaxPool1D": (lambda: [lamina.layer("MaxPool1D", 3, stride=2)], SIGNALS),
     "lamina:AvgPool1D": (lambda: [lamina.layer("AvgPool1D", 2)], SIGNALS),
-    "lamina:GlobalAvgPool1D": (lambda: [lamina.layer("Conv1D", 2, 3, padding="same"), lamina.layer("GlobalAvgPool1D")], SIGNALS),
+    "lamina:GlobalAvgPool1D": (lambda: [lamina.layer("Conv1D", 2, 3, padding="same"), lamina.layer("GlobalAvgPool1D")],
+                               SIGNALS),
     "lamina:GlobalMaxPool1D": (lambda: [lamina.layer("Conv1D", 2, 3), lamina.layer("GlobalMaxPool1D")], SIGNALS),
-    "lamina:RNN": (lambda: [lamina.layer("RNN", 4, nonlinearity="relu", return_sequences=True), lamina.layer("Flatten"), Linear(2)], SEQ),
+    "lamina:RNN": (lambda: [lamina.layer("RNN", 4, nonlinearity="relu", return_sequences=True), lamina.layer("Flatten"),
+                            Linear(2)], SEQ),
     "lamina:LSTM": (lambda: [lamina.layer("LSTM", 4, bidirectional=True), Linear(2)], SEQ),
-    "lamina:GRU": (lambda: [lamina.layer("GRU", 3, return_sequences=True, bidirectional=True), lamina.layer("GRU", 4)], SEQ),
+    "lamina:GRU": (lambda: [lamina.layer("GRU", 3, return_sequences=True, bidirectional=True), lamina.layer("GRU", 4)],
+                   SEQ),
     "lamina:MultiHeadAttention": (lambda: [lamina.layer("MultiHeadAttention", 2, causal=True), Linear(2)], SEQ),
     "lamina:TransformerBlock": (lambda: [lamina.layer("TransformerBlock", 2, 8), Linear(2)], SEQ),
-    "lamina:PositionalEmbedding": (lambda: [lamina.layer("Embedding", 9, 4), lamina.layer("PositionalEmbedding", 8), Linear(2)], IDS),
+    "lamina:PositionalEmbedding": (lambda: [lamina.layer("Embedding", 9, 4), lamina.layer("PositionalEmbedding", 8),
+                                            Linear(2)], IDS),
     "lamina:SinusoidalPositions": (lambda: [lamina.layer("SinusoidalPositions"), Linear(2)], SEQ),
 }
 
@@ -208,7 +226,8 @@ def test_a_third_party_layer_with_get_config_saves_and_loads_like_a_built_in(tmp
 
 
 def test_unregistered_layers_and_unstorable_arguments_are_named_on_save(tmp_path):
-    with pytest.raises(lamina.ArgumentError, match=r"Model.layers\[1\] is a Unregistered, which is not a registered layer"):
+    with pytest.raises(lamina.ArgumentError,
+                       match=r"Model.layers\[1\] is a Unregistered, which is not a registered layer"):
         lamina.Model([Linear(2), Unregistered()]).save(tmp_path / "m.npz")
     with pytest.raises(lamina.ArgumentError, match=r"Model.layers\[0\].config.factor is .*array"):
         lamina.Model([Scaled(np.ones(3))]).save(tmp_path / "m.npz")
@@ -293,7 +312,8 @@ def damage_member(path, member, data):
         (lambda p: rewrite_config(p, lambda c: c.update(layers="Linear")), "malformed"),
         (lambda p: rewrite_config(p, lambda c: c["weights"].pop("0.bias")), "do not fit the layers"),
         (lambda p: rewrite_config(p, lambda c: c.update(input_shape=[7])), "has shape (5, 3), the layer needs (7, 3)"),
-        (lambda p: damage_member(p, "weights/0.weight.npy", b"\x93NUMPY garbage"), "'weights/0.weight.npy' is corrupted"),
+        (lambda p: damage_member(p, "weights/0.weight.npy", b"\x93NUMPY garbage"),
+         "'weights/0.weight.npy' is corrupted"),
     ],
     ids=["half", "100-bytes", "empty", "random", "text", "other-npz", "bad-json", "foreign-json",
          "future-format", "no-layers", "layers-not-list", "weights-mismatch", "wrong-shape", "bad-array"],
@@ -425,7 +445,8 @@ def gamma_file(tmp_path_factory):
          "lamina-gamma 0.1.0 is installed but was not loaded: not in LAMINA_PLUGINS (the allow-list); "
          "add lamina-gamma to LAMINA_PLUGINS"),
         ({"GAMMA_BROKEN": "1"},
-         "lamina-gamma 0.1.0 is installed but failed to load: ImportError: libgamma.so: cannot open shared object file"),
+         "lamina-gamma 0.1.0 is installed but failed to load: ImportError: libgamma.so: "
+         "cannot open shared object file"),
     ],
     ids=["denied", "not-allowed", "import-failed"],
 )
@@ -499,7 +520,8 @@ def test_a_full_disk_names_the_file_and_the_step(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "fsync", full)
     with pytest.raises(OSError) as info:
         lamina.atomic_write(tmp_path / "model.npz", b"data")
-    assert f"cannot write {tmp_path / 'model.npz'} (syncing the temporary file to disk): No space left on device" in str(info.value)
+    assert (f"cannot write {tmp_path / 'model.npz'} (syncing the temporary file to disk): "
+            "No space left on device") in str(info.value)
     assert list(tmp_path.iterdir()) == []  # the temporary file is gone too
 
 

@@ -125,7 +125,8 @@ def test_targets_can_be_lazy_too_and_batches_are_converted_to_the_model_dtype(tm
     lamina.seed(0)
     narrow = lamina.Model([lamina.layer("Linear", 8), "Relu", lamina.layer("Linear", 2)])
     narrow(X[:1].astype(np.float32))  # built in float32: the file's batches become float32
-    narrow.train(x_file, y_file, loss=lamina.loss("CrossEntropy", from_logits=True), epochs=1, batch_size=32, verbose=False)
+    narrow.train(x_file, y_file, loss=lamina.loss("CrossEntropy", from_logits=True), epochs=1, batch_size=32,
+                 verbose=False)
     assert narrow.dtype == np.float32 and narrow.predict(x_file).dtype == np.float32
 
 
@@ -152,7 +153,8 @@ class NamedFailure(Increasing):
 
 @pytest.mark.parametrize("prefetch", [0, 1])
 def test_a_loader_error_surfaces_in_the_main_thread_naming_the_rows(prefetch):
-    with pytest.raises(lamina.LaminaError, match=r"reading the rows of training batch \d+/5 failed: OSError: disk error at row 120"):
+    with pytest.raises(lamina.LaminaError,
+                       match=r"reading the rows of training batch \d+/5 failed: OSError: disk error at row 120"):
         train(Broken(X), shuffle=False, prefetch=prefetch)
     with pytest.raises(lamina.FileFormatError, match="cat.png is not an image"):  # lamina's own errors unchanged
         train(NamedFailure(X), prefetch=1)
@@ -233,7 +235,8 @@ def test_training_from_a_memmap_does_not_load_it(tmp_path):
     del data
     script = tmp_path / "rss.py"
     script.write_text(RSS_SCRIPT)
-    result = subprocess.run([sys.executable, str(script), str(tmp_path / "x.npy")], capture_output=True, text=True, timeout=300)
+    result = subprocess.run([sys.executable, str(script), str(tmp_path / "x.npy")], capture_output=True, text=True,
+                            timeout=300)
     assert result.returncode == 0, result.stderr
     peak, anonymous, after = (float(v) for v in result.stdout.split())
     assert anonymous < 60, f"lamina's memory grew by {anonymous:.0f} MiB training from a 160 MB memmap"

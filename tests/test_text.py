@@ -75,7 +75,8 @@ def test_generate_continues_what_the_model_learnt_and_the_vocabulary_travels(tex
     model.save(tmp_path / "lm.npz")
     loaded = lamina.load(tmp_path / "lm.npz")
     assert loaded.metadata == model.metadata
-    assert lamina.generate(loaded, "the ", length=40, temperature=0.5, seed=1) == lamina.generate(model, "the ", length=40, temperature=0.5, seed=1)
+    assert (lamina.generate(loaded, "the ", length=40, temperature=0.5, seed=1)
+            == lamina.generate(model, "the ", length=40, temperature=0.5, seed=1))
     sample = lamina.generate(loaded, length=30, seed=3)
     assert len(sample) == 30 and set(sample) <= set(PATTERN)
 
@@ -84,7 +85,8 @@ def test_generate_continues_what_the_model_learnt_and_the_vocabulary_travels(tex
     (lambda m: lamina.generate(m, "the dog"), r"characters the model never saw \('d', 'g'\)"),
     (lambda m: lamina.generate(m, "the", length=-1), "length"),
     (lambda m: lamina.generate(m, "the", temperature=-0.5), "temperature"),
-    (lambda m: lamina.generate(lamina.Model([lamina.layer("Linear", 2)]), "x"), r"no vocabulary in model.metadata\['vocabulary'\]"),
+    (lambda m: lamina.generate(lamina.Model([lamina.layer("Linear", 2)]), "x"),
+     r"no vocabulary in model.metadata\['vocabulary'\]"),
 ])
 def test_generate_errors(text_file, call, message):
     model = trained(text_file, epochs=1)

@@ -51,7 +51,8 @@ def test_a_save_during_training_waits_for_the_step_and_is_consistent(tmp_path):
 
 def test_summary_and_predict_from_another_thread_leave_training_intact():
     x, y = spirals()
-    kwargs = dict(optim="Adam", loss=lamina.loss("CrossEntropy", from_logits=True), epochs=8, batch_size=8, verbose=False)
+    kwargs = dict(optim="Adam", loss=lamina.loss("CrossEntropy", from_logits=True), epochs=8, batch_size=8,
+                  verbose=False)
     alone = small_model()
     alone.train(x, y, **kwargs)
     model = small_model()
@@ -79,7 +80,8 @@ def test_summary_and_predict_from_another_thread_leave_training_intact():
 
 def test_loading_in_another_thread_does_not_change_a_training_run(tmp_path):
     x, y = spirals()
-    kwargs = dict(optim="Adam", loss=lamina.loss("CrossEntropy", from_logits=True), epochs=6, batch_size=8, verbose=False)
+    kwargs = dict(optim="Adam", loss=lamina.loss("CrossEntropy", from_logits=True), epochs=6, batch_size=8,
+                  verbose=False)
     other = small_model()
     other.predict(x[:1])
     other.save(tmp_path / "other.npz")

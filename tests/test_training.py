@@ -319,7 +319,8 @@ def test_numpy_warnings_are_silenced_in_all_of_training_but_not_in_predict_and_e
     x = x.astype(np.float64) * 1e3  # exp(-x) overflows from the building forward on
     lamina.seed(0)
     model = lamina.Model([NaiveSigmoid(), Linear(3)])
-    model.train(x, y, loss=CrossEntropy(from_logits=True), epochs=2, batch_size=4, validation_data=(x, y), verbose=False)
+    model.train(x, y, loss=CrossEntropy(from_logits=True), epochs=2, batch_size=4, validation_data=(x, y),
+                verbose=False)
     assert all(np.isfinite(p.value).all() for p in model.parameters().values())
     with pytest.warns(RuntimeWarning, match="overflow encountered in exp"):  # no NaN guard here: the warning tells
         model.predict(x)

@@ -50,9 +50,11 @@ def test_a_hand_loop_reaches_the_weights_and_losses_of_model_train(shuffle):
     x, y = data()
     options = dict(epochs=3, batch_size=20, shuffle=shuffle)  # 20 does not divide 96: a short last batch
     mine = mlp()
-    losses = by_hand(mine, x, y, lamina.loss("CrossEntropy", from_logits=True), lamina.optimizer("Adam", lr=0.01), **options)
+    losses = by_hand(mine, x, y, lamina.loss("CrossEntropy", from_logits=True), lamina.optimizer("Adam", lr=0.01),
+                     **options)
     theirs = mlp()
-    history = theirs.train(x, y, loss=lamina.loss("CrossEntropy", from_logits=True), optim=lamina.optimizer("Adam", lr=0.01),
+    history = theirs.train(x, y, loss=lamina.loss("CrossEntropy", from_logits=True),
+                           optim=lamina.optimizer("Adam", lr=0.01),
                            verbose=False, **options)
     assert mine.dtype == np.float64
     np.testing.assert_allclose(losses, history["loss"], rtol=1e-12, atol=0)

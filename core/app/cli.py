@@ -178,7 +178,8 @@ def check_plugins(args: argparse.Namespace) -> int:
     else:
         marks = {True: "ok", False: "FAIL", None: "-"}
         for kind, props in PROPERTIES.items():
-            rows = [(info.qualified_name, *(marks[status[p]] for p in props)) for info, status, _ in report if info.kind == kind]
+            rows = [(info.qualified_name, *(marks[status[p]] for p in props))
+                    for info, status, _ in report if info.kind == kind]
             if rows:
                 print(f"{KINDS[kind].plural}:")
                 print(_table(("PLUGIN", *props), rows))
@@ -253,7 +254,8 @@ def _reader(path: Path) -> str:
         return readers[0].qualified_name
     if readers:
         names = ", ".join(info.qualified_name for info in readers)
-        raise ArgumentError(f"{path}: several datasets read {suffix} files ({names}); name one with --data NAME --data-option path=...")
+        raise ArgumentError(f"{path}: several datasets read {suffix} files ({names}); "
+                            "name one with --data NAME --data-option path=...")
     known = ", ".join(sorted(f"{s} ({info.name})" for info in datasets for s in getattr(info.cls, "suffixes", ())))
     raise ArgumentError(f"{path}: no installed dataset reads {suffix or 'suffix-less'} files; these do: {known}")
 
@@ -268,7 +270,8 @@ def _has_reader(path: Path) -> bool:
 
 def _is_file(spec: str) -> bool:
     path = Path(spec)
-    return path.exists() or any(path.suffix.lower() in getattr(info.cls, "suffixes", ()) for info in get_registry().plugins("dataset"))
+    return path.exists() or any(path.suffix.lower() in getattr(info.cls, "suffixes", ())
+                                for info in get_registry().plugins("dataset"))
 
 
 def _data(
@@ -305,7 +308,8 @@ def _data(
     if all_rows:
         x, y = reader.arrays()
         if y is None:
-            raise ArgumentError(f"{spec}: the file has no target to score against; name its column or array with --target")
+            raise ArgumentError(f"{spec}: the file has no target to score against; "
+                                "name its column or array with --target")
         return x, y, {"part": "all", "scored": len(x), "total": len(x), "data": spec}
     x_train, _, x_test, y_test = reader.load()
     if len(x_test) == 0:
@@ -320,7 +324,8 @@ def _data(
 def _same_dataset(name: object, kind: str) -> bool:
     """Whether the registered dataset `name` (from a model file) is the one named `kind`."""
     try:
-        return isinstance(name, str) and get_registry().get("dataset", name).cls is get_registry().get("dataset", kind).cls
+        return (isinstance(name, str)
+                and get_registry().get("dataset", name).cls is get_registry().get("dataset", kind).cls)
     except LaminaError:
         return False
 
@@ -467,7 +472,8 @@ def predict(args: argparse.Namespace) -> int:
             return 0
     else:
         if args.out is None and (classes is None or not _has_reader(folder)):
-            raise ArgumentError(f"lamina predict {args.input}: name where to write the predictions with --out FILE (.csv, .npy or .npz)")
+            raise ArgumentError(f"lamina predict {args.input}: name where to write the predictions with --out FILE "
+                                "(.csv, .npy or .npz)")
         predictions = model.predict(_inputs(args.input), batch_size=args.batch_size)
         if args.out is None:  # a classifier that knows its class names: one line per row
             if not args.quiet:
@@ -567,7 +573,9 @@ def _add_train(commands: Any, common: argparse.ArgumentParser) -> None:
         'option of a layer may be "classes": the dataset\'s number of classes (or a text vocabulary\'s size).',
     )
     p.add_argument("config", nargs="?", metavar="CONFIG.toml", help="the run's config (see examples/configs/)")
-    p.add_argument("--out", metavar="DIR", help="output folder (default: the config's output, or runs/<config name>; relative to the current folder)")
+    p.add_argument("--out", metavar="DIR",
+                   help="output folder (default: the config's output, or runs/<config name>; "
+                        "relative to the current folder)")
     p.add_argument("--epochs", type=int, metavar="N", help="override the config's number of epochs")
     p.add_argument("--resume", action="store_true", help="continue from the output folder's checkpoint.npz")
     p.set_defaults(run=train)
@@ -582,17 +590,21 @@ def _add_evaluate(commands: Any, common: argparse.ArgumentParser) -> None:
         "or with --all-rows every row of the file. The first line says which rows were scored.",
     )
     p.add_argument("model", metavar="MODEL", help="a file written by model.save or lamina train")
-    p.add_argument("--data", required=True, metavar="NAME|PATH", help="a dataset name (e.g. digits) or an .npz/.csv file")
+    p.add_argument("--data", required=True, metavar="NAME|PATH",
+                   help="a dataset name (e.g. digits) or an .npz/.csv file")
     p.add_argument("--target", metavar="COLUMN", help="the target column or array of a data file")
     p.add_argument(
         "--data-option", action="append", metavar="KEY=VALUE",
-        help="an option of the dataset, as in a config's [dataset] table (repeatable; VALUE is TOML, e.g. test_split=0.25)",
+        help="an option of the dataset, as in a config's [dataset] table (repeatable; VALUE is TOML, e.g. "
+             "test_split=0.25)",
     )
-    p.add_argument("--all-rows", action="store_true", help="score every row, the training rows included (default: the test split)")
+    p.add_argument("--all-rows", action="store_true",
+                   help="score every row, the training rows included (default: the test split)")
     p.add_argument("--loss", help="the loss (default: the one the model was trained with)")
     p.add_argument("--metrics", nargs="*", metavar="METRIC", help="metrics (default: those of training)")
     p.add_argument("--batch-size", type=int, metavar="N", help="rows per forward pass")
-    p.add_argument("--json", action="store_true", help='print a JSON object: the scores and "rows" (which rows were scored)')
+    p.add_argument("--json", action="store_true",
+                   help='print a JSON object: the scores and "rows" (which rows were scored)')
     p.set_defaults(run=evaluate)
 
 
@@ -634,7 +646,8 @@ def _add_predict(commands: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("model", metavar="MODEL")
     p.add_argument("input", metavar="INPUT")
-    p.add_argument("--out", metavar="FILE", help="where to write the predictions (needed for file inputs unless the model knows class names)")
+    p.add_argument("--out", metavar="FILE",
+                   help="where to write the predictions (needed for file inputs unless the model knows class names)")
     p.add_argument("--batch-size", type=int, metavar="N", help="rows per forward pass")
     p.set_defaults(run=predict)
 
@@ -714,7 +727,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt as err:
         what = "terminated" if isinstance(err, Terminated) else "interrupted"
         hint = getattr(args, "resume_hint", None)
-        print(f"lamina: {what}" + (f"; continue from the last checkpoint with: {hint}" if hint else ""), file=sys.stderr)
+        print(f"lamina: {what}" + (f"; continue from the last checkpoint with: {hint}" if hint else ""),
+              file=sys.stderr)
         return 143 if isinstance(err, Terminated) else 130
     finally:
         if previous is not None:

@@ -122,7 +122,9 @@ def parse(text: str, source: str, name: str = "run") -> RunConfig:
     _check_int(config, "seed", minimum=0)
     _check_type(config, "output", str, "a folder path as a string")
     if "output" in data and (not data["output"].strip() or "\0" in data["output"]):
-        raise config.error("output", f"{describe(data['output'])} is no folder name; name the folder, e.g. output = \"runs/{name}\"")
+        raise config.error("output",
+                           f"{describe(data['output'])} is no folder name; name the folder, e.g. "
+                           f"output = \"runs/{name}\"")
     for key in config_keys():  # each training option is checked by TrainOptions itself
         if key in data and key not in PLUGIN_OPTIONS:
             try:
@@ -223,7 +225,8 @@ def count_classes(config: RunConfig, data: Data) -> RunConfig:
             try:
                 counted.append(data.num_classes)
             except LaminaError as err:
-                raise config.error(found[0], f'"{CLASSES}" is the number of classes of the dataset, but {err}') from None
+                raise config.error(found[0],
+                                   f'"{CLASSES}" is the number of classes of the dataset, but {err}') from None
         return counted[0]
 
     resolved = {key: walk(value, key, False) if key in PLUGIN_KEYS else value for key, value in config.data.items()}

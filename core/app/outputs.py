@@ -21,7 +21,8 @@ def output_folder(folder: Path, source: str) -> Iterator[Path]:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as err:
-        raise ConfigError(f"{source}: output: cannot write into {folder} ({err.strerror or err}); choose another folder") from None
+        raise ConfigError(f"{source}: output: cannot write into {folder} ({err.strerror or err}); "
+                          "choose another folder") from None
     lock = folder / LOCK
     _acquire(lock, folder, source)
     try:

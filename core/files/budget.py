@@ -93,7 +93,9 @@ def max_load_bytes(max_bytes: int | None) -> int:
         try:
             max_bytes = int(text)
         except ValueError:
-            raise ArgumentError(f"{ENVIRONMENT}={text!r}: expected a whole number of bytes, e.g. {DEFAULT_MAX_BYTES}") from None
+            raise ArgumentError(f"{ENVIRONMENT}={text!r}: expected a whole number of bytes, e.g. "
+                                f"{DEFAULT_MAX_BYTES}") from None
     if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
-        raise ArgumentError(f"lamina.load(max_bytes={max_bytes!r}): max_bytes must be a positive int, e.g. 2**34 (16 GiB)")
+        raise ArgumentError(f"lamina.load(max_bytes={max_bytes!r}): max_bytes must be a positive int, e.g. "
+                            "2**34 (16 GiB)")
     return max_bytes

@@ -110,7 +110,8 @@ class _Archive:
         repeated = sorted({name for name in names if names.count(name) > 1})
         if repeated:
             self.zip.close()
-            raise FileFormatError(f"{self.path}: the model file has the member {repeated[0]!r} twice; it is corrupted or forged")
+            raise FileFormatError(f"{self.path}: the model file has the member {repeated[0]!r} twice; "
+                                  "it is corrupted or forged")
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -125,13 +126,15 @@ class _Archive:
         except KeyError:
             raise self.fail(f"the model file has no {name!r} member; is it truncated or corrupted?") from None
         except Exception as err:
-            raise self.fail(f"cannot read {name!r} from the model file ({type(err).__name__}: {err}); it is corrupted") from None
+            raise self.fail(f"cannot read {name!r} from the model file ({type(err).__name__}: {err}); "
+                            "it is corrupted") from None
 
     def _read(self, stream: IO[bytes], size: int, name: str) -> bytes:
         try:
             return stream.read(size)
         except Exception as err:  # CRC and decompression errors, truncation
-            raise self.fail(f"cannot read {name!r} from the model file ({type(err).__name__}: {err}); it is corrupted") from None
+            raise self.fail(f"cannot read {name!r} from the model file ({type(err).__name__}: {err}); "
+                            "it is corrupted") from None
 
     def config(self) -> dict[str, Any]:
         if "config.json" not in self.zip.namelist():
@@ -193,7 +196,8 @@ class _Archive:
             found_dtype, _ = self._header(stream, name, shape)
         needed = math.prod(shape) * found_dtype.itemsize
         if self.zip.getinfo(name).file_size < needed:
-            raise self.fail(f"the array {name!r} declares fewer bytes than its {needed:,} bytes of data; it is truncated")
+            raise self.fail(f"the array {name!r} declares fewer bytes than its {needed:,} bytes of data; "
+                            "it is truncated")
 
     def _header(self, stream: IO[bytes], name: str, shape: tuple[int, ...]) -> tuple[np.dtype, bool]:
         """Read a .npy header from the stream; (dtype, Fortran order) once it is checked."""
@@ -227,7 +231,8 @@ class _Archive:
                     break
                 filled += count
         except Exception as err:
-            raise self.fail(f"cannot read {name!r} from the model file ({type(err).__name__}: {err}); it is corrupted") from None
+            raise self.fail(f"cannot read {name!r} from the model file ({type(err).__name__}: {err}); "
+                            "it is corrupted") from None
         return filled
 
 
@@ -366,7 +371,8 @@ def _rebuild(archive: _Archive, config: dict[str, Any], budget: Budget) -> Saved
             type(rng().bit_generator)().state = rng_state
         except (TypeError, ValueError, KeyError, OverflowError) as err:
             raise archive.fail(f"the random generator state in the file is invalid ({err})") from None
-    return SavedModel(layers, shape, dtype, loss, metrics, optim, rng_state, config.get("progress"), config.get("metadata", {}))
+    return SavedModel(layers, shape, dtype, loss, metrics, optim, rng_state, config.get("progress"),
+                      config.get("metadata", {}))
 
 
 def _build(layers: list[Layer], x: np.ndarray) -> None:

@@ -100,7 +100,8 @@ def why_missing(package: str, version: str, kind: str | None = None, name: str |
     install it with ...', or that it is installed but was skipped or failed to load."""
     registry = get_registry()
     if not valid_package_name(package):  # text from a file is data: never put it in a command unchecked
-        return f"the file names the package {printable(package)!r}, which is not a valid package name; the file is corrupted or forged"
+        return (f"the file names the package {printable(package)!r}, which is not a valid package name; "
+                "the file is corrupted or forged")
     need = f"'{package}>={version}'" if valid_version(version) else package
     record = registry.unavailable(package)
     if isinstance(record, PluginSkip):
@@ -111,7 +112,8 @@ def why_missing(package: str, version: str, kind: str | None = None, name: str |
             f"reinstall it ('lamina list-plugins' shows every plugin's status)"
         )
     if kind is not None and any(normalize_package(i.package) == normalize_package(package) for i in registry.plugins()):
-        return f"{package} is installed but registers no {kind} named {name!r} (a different version?); install it with: pip install {need}"
+        return (f"{package} is installed but registers no {kind} named {name!r} (a different version?); "
+                f"install it with: pip install {need}")
     return f"{package} is not installed; install it with: pip install {need}"
 
 

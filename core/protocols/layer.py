@@ -277,7 +277,9 @@ _tracing = trace.current  # the tape being recorded into, if any
 _recording = trace.recording  # False in model inference
 
 # Set by Model.summary while it runs an input through: told of every layer call and its output.
-_observer: contextvars.ContextVar[Callable[[Layer, object], None] | None] = contextvars.ContextVar("lamina_observer", default=None)
+_observer: contextvars.ContextVar[Callable[[Layer, object], None] | None] = contextvars.ContextVar(
+    "lamina_observer", default=None
+)
 
 
 # True while layers are called only so that they build their weights (a model file being

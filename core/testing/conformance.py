@@ -47,7 +47,8 @@ class Result:
 
 
 PROPERTIES = {
-    "layer": ("gradients", "dtype", "shape", "accumulates", "no_mutation", "round_trip", "seeded", "shape_error", "rejected_input"),
+    "layer": ("gradients", "dtype", "shape", "accumulates", "no_mutation", "round_trip", "seeded", "shape_error",
+              "rejected_input"),
     "loss": ("gradients", "dtype", "value", "no_mutation", "round_trip", "seeded", "shape_error"),
     "optimizer": ("in_place", "descends", "zero_grad", "per_parameter", "round_trip", "seeded"),
 }
@@ -93,7 +94,8 @@ class Check:
 
 
 def checks_for(
-    cls: type, sample_shapes: Sequence[tuple[int, ...]] | None = None, cases: Sequence[Case] | None = None, **kwargs: Any
+    cls: type, sample_shapes: Sequence[tuple[int, ...]] | None = None, cases: Sequence[Case] | None = None,
+    **kwargs: Any
 ) -> list[Check]:
     """Every property check of a layer, loss or optimizer class, one per case and property."""
     cases = list(cases) if cases else cases_for(cls, sample_shapes, **kwargs)
@@ -120,14 +122,16 @@ def not_covered(cls: object, owner: str) -> str:
 
 
 def check_plugin(
-    cls: type, sample_shapes: Sequence[tuple[int, ...]] | None = None, cases: Sequence[Case] | None = None, **kwargs: Any
+    cls: type, sample_shapes: Sequence[tuple[int, ...]] | None = None, cases: Sequence[Case] | None = None,
+    **kwargs: Any
 ) -> list[Result]:
     """Run every property check for a layer, loss or optimizer class; returns the results."""
     return [check.run() for check in checks_for(cls, sample_shapes, cases, **kwargs)]
 
 
 def lamina_conformance(
-    cls: type, sample_shapes: Sequence[tuple[int, ...]] | None = None, cases: Sequence[Case] | None = None, **kwargs: Any
+    cls: type, sample_shapes: Sequence[tuple[int, ...]] | None = None, cases: Sequence[Case] | None = None,
+    **kwargs: Any
 ) -> Callable[..., None]:
     """A pytest test, parametrised with one test per property, for a plugin class:
 
@@ -235,7 +239,8 @@ def _layer_dtype(cls: type, case: Case) -> None:
         y = layer(x)
         _require(y.dtype == dtype, f"{np.dtype(dtype).name} input gave {y.dtype} output")
         for name, param in layer.parameters().items():
-            _require(param.value.dtype == dtype, f"{np.dtype(dtype).name} input built parameter {name!r} as {param.value.dtype}")
+            _require(param.value.dtype == dtype,
+                     f"{np.dtype(dtype).name} input built parameter {name!r} as {param.value.dtype}")
         g = layer.backward(np.ones_like(y))
         if g is not None:  # the message reads g.dtype, so only an array is checked
             _require(g.dtype == dtype, f"{np.dtype(dtype).name} input gave a {g.dtype} input gradient")
@@ -248,7 +253,8 @@ def _layer_shape(cls: type, case: Case) -> None:
     y = layer(x)
     _require(y.ndim >= 1 and y.shape[0] == x.shape[0], f"output shape {y.shape} lost the batch size {x.shape[0]}")
     g = layer.backward(np.ones_like(y))
-    _require(g is None or g.shape == x.shape, f"input gradient has shape {g.shape if g is not None else None}, input {x.shape}")
+    _require(g is None or g.shape == x.shape,
+             f"input gradient has shape {g.shape if g is not None else None}, input {x.shape}")
     bigger = _layer_input(cls, Case(case.kwargs, (x.shape[0] + 1, *x.shape[1:]), case.input), number=1)
     y2 = layer(bigger)
     _require(y2.shape == (x.shape[0] + 1, *y.shape[1:]), f"a batch of {x.shape[0] + 1} gave shape {y2.shape}")
@@ -271,7 +277,9 @@ def _layer_accumulates(cls: type, case: Case) -> None:
     for name, param in params.items():
         scale = max(float(np.abs(once[name]).max()), 1e-12)
         error = float(np.abs(param.grad - 2 * once[name]).max()) / scale
-        _require(error < 1e-9, f"a second backward left {name!r}.grad at {error:.2e} off twice the first: backward must add into .grad, not overwrite it")
+        _require(error < 1e-9,
+                 f"a second backward left {name!r}.grad at {error:.2e} off twice the first: "
+                 "backward must add into .grad, not overwrite it")
 
 
 def _layer_no_mutation(cls: type, case: Case) -> None:
@@ -339,7 +347,8 @@ def _layer_shape_error(cls: type, case: Case) -> None:
         _require(cls.__name__ in str(err), f"the ShapeError does not name the layer: {err}")
         return
     except Exception as err:
-        raise _Failed(f"input of shape {case.wrong_shape} raised {type(err).__name__}: {err}, not a lamina.ShapeError") from None
+        raise _Failed(f"input of shape {case.wrong_shape} raised {type(err).__name__}: "
+                      f"{err}, not a lamina.ShapeError") from None
     raise _Failed(f"input of shape {case.wrong_shape} was accepted; it should raise a lamina.ShapeError")
 
 
@@ -400,7 +409,8 @@ def _loss_checks() -> list[tuple[str, Callable[[type, Case], str | None]]]:
 def _loss_gradients(cls: type, case: Case) -> str:
     pred, y = _loss_data(case)
     error = check_loss_gradients(cls(**case.kwargs), pred, y)
-    _require(error < case.tolerance, f"backward is off from finite differences by relative error {error:.2e} (tolerance {case.tolerance:g})")
+    _require(error < case.tolerance,
+             f"backward is off from finite differences by relative error {error:.2e} (tolerance {case.tolerance:g})")
     return f"relative error {error:.1e}"
 
 
@@ -450,16 +460,19 @@ def _loss_shape_error(cls: type, case: Case) -> None:
     except ShapeError:
         return
     except LaminaError as err:
-        raise _Failed(f"pred of shape {wrong.shape} against y of shape {np.shape(y)} raised {type(err).__name__}, not a ShapeError") from None
+        raise _Failed(f"pred of shape {wrong.shape} against y of shape {np.shape(y)} raised {type(err).__name__}, "
+                      "not a ShapeError") from None
     except Exception as err:
-        raise _Failed(f"pred of shape {wrong.shape} against y of shape {np.shape(y)} raised {type(err).__name__}: {err}, not a lamina.ShapeError") from None
+        raise _Failed(f"pred of shape {wrong.shape} against y of shape {np.shape(y)} raised {type(err).__name__}: "
+                      f"{err}, not a lamina.ShapeError") from None
     raise _Failed(f"pred of shape {wrong.shape} against y of shape {np.shape(y)} was accepted")
 
 
 # -- optimizers ----------------------------------------------------------------------------------
 
 
-def _steps(optim: Optimizer, params: list[Parameter], grads: Callable[[int, Parameter], np.ndarray], count: int) -> None:
+def _steps(optim: Optimizer, params: list[Parameter], grads: Callable[[int, Parameter], np.ndarray],
+           count: int) -> None:
     for step in range(count):
         for param in params:
             param.grad[...] = grads(step, param)
@@ -493,7 +506,8 @@ def _optimizer_descends(cls: type, case: Case) -> str:
     start = 0.5 * float(np.sum(target**2))
     _steps(cls(**case.kwargs), [param], lambda s, p: p.value - target, 20)
     end = 0.5 * float(np.sum((param.value - target) ** 2))
-    _require(end < start, f"20 steps on 0.5 |w - t|^2 went from {start:.4g} to {end:.4g}; the step must go against the gradient")
+    _require(end < start,
+             f"20 steps on 0.5 |w - t|^2 went from {start:.4g} to {end:.4g}; the step must go against the gradient")
     return f"loss {start:.3g} -> {end:.3g}"
 
 
@@ -508,7 +522,8 @@ def _optimizer_zero_grad(cls: type, case: Case) -> None:
 
 
 def _optimizer_per_parameter(cls: type, case: Case) -> None:
-    grads = {0: np.random.default_rng(5).normal(size=case.shape), 1: np.random.default_rng(6).normal(size=case.shape) * 3}
+    grads = {0: np.random.default_rng(5).normal(size=case.shape),
+             1: np.random.default_rng(6).normal(size=case.shape) * 3}
     together = [Parameter(np.zeros(case.shape)), Parameter(np.zeros(case.shape))]
     index = {id(p): i for i, p in enumerate(together)}
     _steps(cls(**case.kwargs), together, lambda s, p: grads[index[id(p)]] * (s + 1), 3)
@@ -520,7 +535,8 @@ def _optimizer_per_parameter(cls: type, case: Case) -> None:
 
         _steps(cls(**case.kwargs), [alone], alone_grads, 3)
         _require(np.allclose(alone.value, together[i].value, rtol=1e-12, atol=0),
-                 f"parameter {i} stepped with another parameter ends elsewhere than alone: state must be kept per parameter")
+                 f"parameter {i} stepped with another parameter ends elsewhere than alone: "
+                 "state must be kept per parameter")
 
 
 def _optimizer_round_trip(cls: type, case: Case) -> None:

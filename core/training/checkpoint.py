@@ -58,13 +58,15 @@ def resume(model: Trainable, path: str | os.PathLike[str], optim: object, owner:
     where = f"{owner}(resume_from={str(path)!r})"
     saved = read_model(path)
     if saved.progress is None or saved.optimizer is None:
-        raise ArgumentError(f"{where}: the file is a saved model, not a checkpoint; write checkpoints with the Checkpoint callback")
+        raise ArgumentError(f"{where}: the file is a saved model, not a checkpoint; "
+                            "write checkpoints with the Checkpoint callback")
     restore_generator(saved.rng_state, path)  # building the layers drew from it; the checkpoint puts it back
     mine, theirs = model.parameters(), named_parameters(saved.layers)
     if {k: p.shape for k, p in mine.items()} != {k: p.shape for k, p in theirs.items()}:
         raise ShapeError(
             f"{where}: the checkpoint's weights ({', '.join(f'{k} {p.shape}' for k, p in theirs.items())}) "
-            f"do not fit this model's ({', '.join(f'{k} {p.shape}' for k, p in mine.items())}); resume the same architecture"
+            f"do not fit this model's ({', '.join(f'{k} {p.shape}' for k, p in mine.items())}); "
+            "resume the same architecture"
         )
     for name, param in mine.items():
         param.value[...] = theirs[name].value

@@ -34,7 +34,8 @@ from lamina.training.step import Step
 
 def fit(model: Trainable, x: object, y: object, options: TrainOptions) -> History:
     """Model.train: fit `model` to (x, y) under the options' strategy; returns the History."""
-    strategy: Strategy = resolve("strategy", options.strategy, "strategy", OWNER) if options.strategy is not None else Strategy()
+    strategy: Strategy = (resolve("strategy", options.strategy, "strategy", OWNER) if options.strategy is not None
+                          else Strategy())
     verbose = options.verbose and strategy.is_main  # only the main process shows progress
     with activated(strategy), silenced(not verbose):
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # as in train(): the building forward too
@@ -45,7 +46,8 @@ def fit(model: Trainable, x: object, y: object, options: TrainOptions) -> Histor
 class _Fit:
     """One call of `Model.train`: its checked inputs, its callbacks, and the loops."""
 
-    def __init__(self, model: Trainable, x: object, y: object, options: TrainOptions, strategy: Strategy, verbose: bool) -> None:
+    def __init__(self, model: Trainable, x: object, y: object, options: TrainOptions, strategy: Strategy,
+                 verbose: bool) -> None:
         self.model, self.options, self.strategy = model, options, strategy
         self.loss: Loss = default_plugin("loss", options.loss, "loss", OWNER)
         self.metrics: list[Metric] = [resolve("metric", m, "metrics", OWNER) for m in options.metrics]
@@ -54,7 +56,8 @@ class _Fit:
         self.feed, self.validation = self._data(x, y)
         check_adaptable(model, OWNER)
         with building():  # a layer that adapts to the data builds now and learns below
-            model.build(self.feed.inputs(slice(0, 1)))  # before the first permutation, so that every strategy draws alike
+            # before the first permutation, so that every strategy draws alike
+            model.build(self.feed.inputs(slice(0, 1)))
         if model.saved_generator is not None:  # a loaded file's training goes on: its generator too
             restore_generator(model.saved_generator, "the model's file")
             model.saved_generator = None
@@ -84,7 +87,8 @@ class _Fit:
             if options.validation_split:
                 raise ArgumentError(f"{OWNER}: pass validation_data or validation_split, not both")
             x_val, y_val = options.validation_data
-            return feed, data_feed(model, self.loss, x_val, y_val, OWNER, "validate on", "validation_data's x_val and y_val",
+            return feed, data_feed(model, self.loss, x_val, y_val, OWNER, "validate on",
+                                   "validation_data's x_val and y_val",
                                    "validation_data's x_val")
         if not options.validation_split:
             return feed, None
@@ -261,7 +265,8 @@ def mean_logs(
     part = strategy.shard(slice(0, n), n)
     start, stop = (part.start, part.stop) if isinstance(part, slice) else (0, n)
     batches = [slice(start + b.start, min(start + b.stop, stop)) for b in in_order(stop - start, batch_size)]
-    for _, (xb, yb) in prefetched(batches, feed.batch, int(feed.lazy), lambda rows: f"rows {rows.start} to {rows.stop - 1}"):
+    for _, (xb, yb) in prefetched(batches, feed.batch, int(feed.lazy),
+                                  lambda rows: f"rows {rows.start} to {rows.stop - 1}"):
         pred = model.forward(xb)
         totals += [float(loss(pred, yb)) * len(xb), *(float(m(pred, yb)) * len(xb) for m in metrics)]
     strategy.allreduce(totals)
@@ -296,7 +301,8 @@ def adapt(model: Trainable, feed: Feed, batch_size: int | None, owner: str, ever
     batches = list(in_order(len(feed), size))
 
     def inputs(stop: int) -> Generator[np.ndarray, None, None]:
-        loaded = prefetched(batches, feed.inputs, int(feed.lazy), lambda rows: f"rows {rows.start} to {rows.stop - 1} of x")
+        loaded = prefetched(batches, feed.inputs, int(feed.lazy),
+                            lambda rows: f"rows {rows.start} to {rows.stop - 1} of x")
         for _, xb in loaded:
             yield model.forward(xb, stop)
 
@@ -319,7 +325,8 @@ def adapt_to(model: Trainable, x: object, batch_size: int | None) -> None:
         batch_size = positive_int(batch_size, "batch_size", owner, example=256)
     if not any(adapts(layer) for layer in model.layers):
         raise ArgumentError(
-            f"{owner}: no layer of the model learns from data ({', '.join(type(layer).__name__ for layer in model.layers)}); "
+            f"{owner}: no layer of the model learns from data "
+            f"({', '.join(type(layer).__name__ for layer in model.layers)}); "
             "add one that does, such as Normalization, at the top level of the model"
         )
     check_adaptable(model, owner)
@@ -339,7 +346,8 @@ def adapt_to(model: Trainable, x: object, batch_size: int | None) -> None:
 LAZY_BATCH = 256  # rows per forward pass over an array-like when no batch_size is given
 
 
-def evaluate(model: Trainable, x: object, y: object, loss: object, metrics: object, batch_size: int | None) -> dict[str, float]:
+def evaluate(model: Trainable, x: object, y: object, loss: object, metrics: object,
+             batch_size: int | None) -> dict[str, float]:
     owner = "Model.evaluate"
     if loss is None and model.loss is None:
         raise ArgumentError(f"{owner}: pass loss=... (the model has not been trained with one)")

@@ -47,7 +47,8 @@ class Lazy:
         try:
             total, shape, dtype = len(source), tuple(source.shape), np.dtype(source.dtype)
         except Exception as err:  # a foreign object: say what was expected
-            raise ShapeError(f"{owner}: {name} ({type(source).__name__}) is not an array-like with len(), .shape and .dtype ({err})") from None
+            raise ShapeError(f"{owner}: {name} ({type(source).__name__}) is not an array-like with len(), .shape and "
+                             f".dtype ({err})") from None
         if not shape or shape[0] != total:
             raise ShapeError(
                 f"{owner}: {name} ({type(source).__name__}) has len() {total} but shape {shape}; an array-like "
@@ -165,7 +166,9 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-def prefetched(items: Iterable[T], load: Callable[[T], R], depth: int, describe: Callable[[T], str]) -> Iterator[tuple[T, R]]:
+def prefetched(
+    items: Iterable[T], load: Callable[[T], R], depth: int, describe: Callable[[T], str]
+) -> Iterator[tuple[T, R]]:
     """(item, load(item)) for each item in order, loading up to `depth` items ahead on a
     background thread (depth 0: in this thread). A loader's error is raised here, in the
     caller's thread, naming the item; leaving the loop early stops the thread."""

@@ -21,7 +21,8 @@ class Step:
     sums over the global batch of [loss, *metrics] (each a per-row mean times the rows)."""
 
     def __init__(
-        self, model: Trainable, loss: Loss, optim: Optimizer, metrics: list[Metric], clip: float | None, strategy: Strategy
+        self, model: Trainable, loss: Loss, optim: Optimizer, metrics: list[Metric], clip: float | None,
+        strategy: Strategy
     ) -> None:
         self.model, self.loss, self.optim, self.metrics = model, loss, optim, metrics
         self.clip, self.strategy = clip, strategy
