@@ -3,23 +3,22 @@
 A row (`Primitive`) holds its value (numpy on plain arrays), its vector-Jacobian product
 `vjp(g, needs, out, *operands, **params)` -> one gradient per operand (None where `needs` says
 none is wanted; a bare array for one operand) and its ONNX form
-`onnx(graph, out, *names, **params)` -> the output's name. A call's arguments are bound once,
-here (`Primitive.bind`): operands are what a trace follows, params the rest (axis, keepdims, ...);
-a keyword a row does not take is refused. CONSTANT in the vjp column: the result carries no
-gradient (comparisons, shapes); in the onnx column: the result is a plain number (np.shape).
-A row with `compose` is written in other rows. Two traces read the table: the autodiff tape
-(`tape.py`) and the ONNX export (`lamina.export.symbolic`).
+`onnx(graph, out, *names, **params)` -> the output's name; a `compose` row's value is written in
+other rows. `Primitive.bind` splits a call once: operands are what a trace follows, params the
+rest (axis, keepdims, ...); a keyword a row does not take is refused. CONSTANT in the vjp column:
+the result carries no gradient (comparisons, shapes); in the onnx column: it is a plain number.
+The autodiff tape (`tape.py`) and the ONNX export (`lamina.export.symbolic`) read the table.
 """
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 
 from lamina.errors import LaminaError
-from lamina.parameter import Parameter
+from lamina.parameter import ArrayMethods, Parameter
 from lamina.trace import current
 
 CONSTANT = "constant"
@@ -36,13 +35,13 @@ class Primitive:
     arrays, traced values or Parameters alike: the `lamina.ops` functions are rows."""
 
     def __init__(self, name: str, value: Callable[..., Any], vjp: Any = None, onnx: Any = None, *, spec: Any = None,
-                 operands: tuple[str, ...] = ("a",), compose: Any = None, saves: bool = False, check: Any = None,
+                 operands: tuple[str, ...] = ("a",), compose: bool = False, saves: bool = False, check: Any = None,
                  cast: str | None = None, doc: str | None = None) -> None:
         self.name, self.value, self.vjp, self.onnx, self.compose = name, value, vjp, onnx, compose
         self.operands, self.saves, self.check, self.cast = operands, saves, check, cast  # saves: value returns (out, what vjp needs)
         self.ufunc = isinstance(value, np.ufunc)
-        self.signature = spec if isinstance(spec, inspect.Signature) else None if self.ufunc else inspect.signature(spec or compose or value)
-        self.accepts = [] if self.ufunc else list(inspect.signature(compose or value).parameters)
+        self.signature = spec if isinstance(spec, inspect.Signature) else None if self.ufunc else inspect.signature(spec or value)
+        self.accepts = [] if self.ufunc else list(inspect.signature(value).parameters)
         self.__doc__ = doc
 
     def __repr__(self) -> str:
@@ -107,9 +106,7 @@ class Trace:
             raise self.refuse(name)
         try:
             operands, params = row.bind(args, kwargs)
-            if row.compose is not None:
-                return row.compose(*operands, **params)
-            return self.apply(row, operands, params)
+            return row.value(*operands, **params) if row.compose else self.apply(row, operands, params)
         except Refused as err:
             raise self.refuse(name, str(err)) from None
 
@@ -117,22 +114,12 @@ class Trace:
     refuse: Callable[..., LaminaError]  # (what, why=None): the error that names what cannot be followed
 
 
-class Operand(np.lib.mixins.NDArrayOperatorsMixin):
+class Operand(ArrayMethods):
     """A stand-in array of a trace, its example or value in `.value`: numpy's operators, ufuncs,
     functions, indexing and methods look their rows up and go to `.trace`."""
 
     __slots__ = ()
-    value: np.ndarray
     trace: Trace
-
-    shape = property(lambda self: self.value.shape)
-    dtype = property(lambda self: self.value.dtype)
-    ndim = property(lambda self: self.value.ndim)
-    size = property(lambda self: self.value.size)
-    T = property(lambda self: np.transpose(self))
-
-    def __len__(self) -> int:
-        return len(self.value)
 
     def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
         if method != "__call__" or kwargs.get("out") is not None:
@@ -170,24 +157,7 @@ class Operand(np.lib.mixins.NDArrayOperatorsMixin):
             raise AttributeError(name)
         raise self.trace.refuse(f".{name}()", f"a traced array has no method .{name}() in lamina (it has {METHODS}); use np.{name}(...) if lamina supports it")
 
-    def reshape(self, *shape: Any, **kwargs: Any) -> Any:
-        return np.reshape(cast(Any, self), shape[0] if len(shape) == 1 else shape, **kwargs)
 
-    def transpose(self, *axes: Any) -> Any:
-        return np.transpose(cast(Any, self), axes[0] if len(axes) == 1 else (axes or None))
-
-    def ravel(self) -> Any:
-        return np.reshape(cast(Any, self), -1)
-
-    flatten = ravel
-
-
-def _method(func: Callable[..., Any]) -> Any:
-    return lambda self, *args, **kwargs: func(self, *args, **kwargs)
-
-
-for _f in (np.sum, np.mean, np.max, np.min, np.var, np.std, np.cumsum, np.swapaxes, np.squeeze, np.dot, np.clip):
-    setattr(Operand, _f.__name__, _method(_f))
 METHODS = ".T, .shape, .dtype, .ndim, .size, .reshape, .transpose, .swapaxes, .squeeze, .sum, .mean, .max, .min, .var, .std, .cumsum, .dot, .astype, .ravel, .flatten, .clip"
 
 
@@ -339,8 +309,10 @@ TABLE: dict[Any, Primitive] = {}
 
 
 def _rows(*rows: tuple[Any, ...], **options: Any) -> None:
+    """TABLE[key] = (value: the ufunc itself, or the first item), vjp, onnx, then the row's own options (a dict)."""
     for key, *row in rows:
-        TABLE[key] = Primitive(f"np.{key.__name__}", key if isinstance(key, np.ufunc) else row.pop(0), *row, **options)
+        more = row.pop() if isinstance(row[-1], dict) else {}
+        TABLE[key] = Primitive(f"np.{key.__name__}", key if isinstance(key, np.ufunc) else row.pop(0), *row, **(options | more))
 
 
 _rows(
@@ -362,7 +334,7 @@ _rows(
     (np.rint, CONSTANT, _op("Round")), (np.trunc, CONSTANT),
     (np.logical_and, CONSTANT, _op("And")), (np.logical_or, CONSTANT, _op("Or")), (np.logical_not, CONSTANT, _op("Not")),
     (np.bitwise_and, CONSTANT, _boolean("", "And")), (np.bitwise_or, CONSTANT, _boolean("", "Or")),
-    (np.bitwise_xor, CONSTANT, _boolean("", "Xor")), (np.invert, CONSTANT, _boolean("", "Not")),
+    (np.bitwise_xor, CONSTANT, _boolean("", "Xor")), (np.invert, CONSTANT, _boolean("", "Not")), (np.matmul, _matmul, _op("MatMul")),
     cast="out",
 )
 _rows(  # compared in the operands' own type
@@ -373,8 +345,7 @@ _rows(  # compared in the operands' own type
     (np.isfinite, CONSTANT, lambda graph, out, x: graph.op("Not", graph.op("Or", graph.op("IsNaN", x), graph.op("IsInf", x)))),
     cast="inputs",
 )
-TABLE[np.matmul] = Primitive("np.matmul", _folded_matmul, _matmul, _op("MatMul"), cast="out")
-TABLE[np.matmul].signature = None  # bound as a ufunc (its value folds stacks of rows)
+TABLE[np.matmul].value = _folded_matmul
 
 
 # -- numpy functions ----------------------------------------------------------------------------
@@ -388,10 +359,8 @@ def _reduction(func: Callable[..., Any], op: str, vjp: Callable[..., Any], spec:
         y = graph.reduce(op, x, axes, keepdims)
         return graph.cast(y, bool) if out.dtype == bool else y
 
-    def value(a: Any, axis: Any = None, keepdims: bool = False) -> Any:
-        return func(a, axis=axis, keepdims=keepdims)
-
-    return Primitive(f"np.{func.__name__}", value, vjp, onnx, spec=spec)
+    return Primitive(f"np.{func.__name__}", lambda a, axis=None, keepdims=False: func(a, axis=axis, keepdims=keepdims), vjp, onnx,
+                     spec=spec)
 
 
 def _extreme_vjp(g: np.ndarray, needs: Any, out: Any, a: Any, axis: Any = None, keepdims: bool = False) -> Any:
@@ -578,14 +547,9 @@ def _cumsum_onnx(graph: Any, out: Any, x: str, axis: Any = None) -> str:
     return graph.op("CumSum", x, graph.constant(np.int64(int(axis) % out.ndim), "axis", np.int64))  # a 0-d tensor, as CumSum wants
 
 
-def _like(fill: float | None) -> Callable[..., str]:
-    """np.zeros_like / ones_like / full_like: a constant of the input's (possibly dynamic) shape."""
-
-    def onnx(graph: Any, out: np.ndarray, x: str, fill_value: Any = None, dtype: Any = None) -> str:
-        number = fill if fill is not None else fill_value
-        return graph.op("ConstantOfShape", graph.op("Shape", x), value=np.asarray([number], dtype=out.dtype))
-
-    return onnx
+def _like(graph: Any, out: np.ndarray, x: str, fill_value: Any = None, dtype: Any = None) -> str:
+    """np.zeros_like / ones_like / full_like: the example's fill, in the input's (possibly dynamic) shape."""
+    return graph.op("ConstantOfShape", graph.op("Shape", x), value=np.resize(out, 1))  # (np.resize of an empty array: a 0)
 
 
 # the specs: numpy's positional order, for np.mean(x, 1, None, None, True)
@@ -596,9 +560,8 @@ _mean = _reduction(np.mean, "ReduceMean", lambda g, needs, out, a, axis=None, ke
 _max = _reduction(np.max, "ReduceMax", _extreme_vjp, lambda a, axis=None, out=None, keepdims=False: None)
 _min = _reduction(np.min, "ReduceMin", _extreme_vjp, _max.signature)
 TABLE.update({np.sum: _sum, np.mean: _mean, np.max: _max, np.amax: _max, np.min: _min, np.amin: _min})
-_var_spec = inspect.signature(lambda a, axis=None, dtype=None, out=None, ddof=0, keepdims=False: None)
-TABLE[np.var] = Primitive("np.var", _var, compose=_var, spec=_var_spec)
-TABLE[np.std] = Primitive("np.std", _var, compose=lambda a, axis=None, ddof=0, keepdims=False: np.sqrt(_var(a, axis, ddof, keepdims)), spec=_var_spec)
+_VAR = {"spec": lambda a, axis=None, dtype=None, out=None, ddof=0, keepdims=False: None}
+_ARRAYS = {"operands": ("arrays",), "spec": lambda arrays, axis=0: None}
 _rows(
     (np.reshape, _reshape, lambda g, needs, out, a, shape=None, order="C", newshape=None: np.reshape(g, _shape(a), order=order),
      _reshape_onnx),
@@ -608,33 +571,32 @@ _rows(
      lambda graph, out, x, axis: graph.op("Unsqueeze", x, graph.ints(_axes(axis, out.ndim), "axes"))),
     (np.squeeze, lambda a, axis=None: np.squeeze(a, axis), lambda g, needs, out, a, axis=None: np.reshape(g, _shape(a)), _squeeze_onnx),
     (np.concatenate, _concatenate, _concatenate_vjp,
-     lambda graph, out, *xs, axis=0: graph.op("Concat", *(graph.cast(x, out.dtype) for x in xs), axis=int(axis) % out.ndim)),
+     lambda graph, out, *xs, axis=0: graph.op("Concat", *(graph.cast(x, out.dtype) for x in xs), axis=int(axis) % out.ndim), _ARRAYS),
     (np.where, _where, _where_vjp,
-     lambda graph, out, c, x, y: graph.op("Where", graph.cast(c, bool), graph.cast(x, out.dtype), graph.cast(y, out.dtype))),
+     lambda graph, out, c, x, y: graph.op("Where", graph.cast(c, bool), graph.cast(x, out.dtype), graph.cast(y, out.dtype)),
+     {"operands": ("condition", "x", "y")}),
     (np.clip, _clip, _clip_vjp, _clip_onnx),
-    (np.einsum, _einsum, _einsum_vjp, lambda graph, out, *xs, subscripts: graph.op("Einsum", *(graph.cast(x, out.dtype) for x in xs),
-                                                                               equation=subscripts.replace(" ", ""))),
+    (np.einsum, _einsum, _einsum_vjp,
+     lambda graph, out, *xs, subscripts: graph.op("Einsum", *(graph.cast(x, out.dtype) for x in xs), equation=subscripts.replace(" ", "")),
+     {"operands": ("operands",), "check": _einsum_check, "spec": lambda subscripts, *operands: None}),
     (np.pad, _pad, _pad_vjp, _pad_onnx),
-    (np.cumsum, lambda a, axis=None: np.cumsum(a, axis=axis), _cumsum_vjp, _cumsum_onnx),  # spec below
-    (np.zeros_like, lambda a, dtype=None: np.zeros_like(a, dtype=dtype), CONSTANT, _like(0.0)),
-    (np.ones_like, lambda a, dtype=None: np.ones_like(a, dtype=dtype), CONSTANT, _like(1.0)),
-    (np.empty_like, lambda a, dtype=None: np.zeros_like(a, dtype=dtype), CONSTANT, _like(0.0)),
-    (np.full_like, lambda a, fill_value, dtype=None: np.full_like(a, fill_value, dtype=dtype), CONSTANT, _like(None)),
+    (np.cumsum, lambda a, axis=None: np.cumsum(a, axis=axis), _cumsum_vjp, _cumsum_onnx,
+     {"spec": lambda a, axis=None, dtype=None, out=None: None}),
+    (np.zeros_like, lambda a, dtype=None: np.zeros_like(a, dtype=dtype), CONSTANT, _like),
+    (np.ones_like, lambda a, dtype=None: np.ones_like(a, dtype=dtype), CONSTANT, _like),
+    (np.empty_like, lambda a, dtype=None: np.zeros_like(a, dtype=dtype), CONSTANT, _like),
+    (np.full_like, lambda a, fill_value, dtype=None: np.full_like(a, fill_value, dtype=dtype), CONSTANT, _like),
     (np.shape, np.shape, CONSTANT, CONSTANT), (np.ndim, np.ndim, CONSTANT, CONSTANT),
     (np.size, lambda a, axis=None: np.size(a, axis), CONSTANT, CONSTANT),
 )
-for _key, _compose in ((np.swapaxes, lambda a, axis1, axis2: _permuted(np.swapaxes, a, axis1, axis2)),
-                       (np.moveaxis, lambda a, source, destination: _permuted(np.moveaxis, a, source, destination)),
-                       (np.stack, _stack), (np.split, _split), (np.dot, _dot), (np.flip, _flip)):
-    TABLE[_key] = Primitive(f"np.{_key.__name__}", _compose, compose=_compose)
-TABLE[np.concatenate].operands = TABLE[np.stack].operands = ("arrays",)
-TABLE[np.concatenate].signature = TABLE[np.stack].signature = inspect.signature(lambda arrays, axis=0: None)
-TABLE[np.where].operands = ("condition", "x", "y")
-TABLE[np.einsum].operands, TABLE[np.einsum].check = ("operands",), _einsum_check
-TABLE[np.einsum].signature = inspect.signature(lambda subscripts, *operands: None)
-TABLE[np.dot].operands = ("a", "b")
-TABLE[np.dot].signature = inspect.signature(lambda a, b, out=None: None)
-TABLE[np.cumsum].signature = inspect.signature(lambda a, axis=None, dtype=None, out=None: None)
+_rows(  # written in other rows
+    (np.swapaxes, lambda a, axis1, axis2: _permuted(np.swapaxes, a, axis1, axis2)),
+    (np.moveaxis, lambda a, source, destination: _permuted(np.moveaxis, a, source, destination)),
+    (np.stack, _stack, _ARRAYS), (np.split, _split), (np.flip, _flip),
+    (np.dot, _dot, {"operands": ("a", "b"), "spec": lambda a, b, out=None: None}),
+    (np.var, _var, _VAR), (np.std, lambda a, axis=None, ddof=0, keepdims=False: np.sqrt(_var(a, axis, ddof, keepdims)), _VAR),
+    compose=True,
+)
 
 
 # -- indexing and astype ------------------------------------------------------------------------
@@ -719,7 +681,6 @@ def _gather(graph: Any, x: str, items: list[Any], arrays: list[int]) -> str:
 GETITEM = Primitive("indexing", lambda a, key: a[_plain(key)], _getitem_vjp, _index_onnx)
 ASTYPE = Primitive("astype", lambda a, dtype: a.astype(dtype), lambda g, needs, out, a, dtype: g.astype(a.dtype),
                    lambda graph, out, x, dtype: graph.cast(x, dtype))
-GETITEM.operands = ASTYPE.operands = ("a",)
 
 
 def supported() -> dict[str, tuple[str, str]]:
@@ -729,6 +690,6 @@ def supported() -> dict[str, tuple[str, str]]:
              "methods: " + METHODS: ("yes", "yes")}
     for key, row in sorted(TABLE.items(), key=lambda item: item[1].name):
         name = row.name if isinstance(key, str) else f"np.{key.__name__}"
-        training = "constant" if row.vjp is CONSTANT else "yes" if row.vjp is not None or row.compose is not None else "no"
-        found[name] = (training, "yes" if row.onnx is not None or row.compose is not None else "no")
+        training = "constant" if row.vjp is CONSTANT else "yes" if row.vjp is not None or row.compose else "no"
+        found[name] = (training, "yes" if row.onnx is not None or row.compose else "no")
     return found
