@@ -123,7 +123,6 @@ def _gelu32(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _constant(graph: Any, x: str, number: float) -> str:
-    """A scalar constant of `x`'s dtype, for the ONNX forms below."""
     return graph.constant(number, "c", dtype=graph.dtype_of(x))
 
 

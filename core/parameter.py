@@ -12,10 +12,6 @@ from lamina.files.budget import charge
 from lamina.trace import current
 
 
-def _to_value(value: object) -> np.ndarray:
-    return as_floating(value, "value", "Parameter")
-
-
 def _operands(items: Any) -> Any:
     """Parameters among `items` as numpy should see them: the active trace's leaf, else the value."""
     if isinstance(items, Parameter):
@@ -80,7 +76,7 @@ class Parameter(ArrayMethods):
     __ne__ = object.__ne__
     __hash__ = object.__hash__
 
-    value: np.ndarray = field(converter=_to_value)
+    value: np.ndarray = field(converter=lambda value: as_floating(value, "value", "Parameter"))
     grad: np.ndarray = field(init=False)
 
     def __attrs_post_init__(self) -> None:

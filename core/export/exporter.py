@@ -41,8 +41,14 @@ def export_layer(layer: Layer, graph: Graph, x: str) -> str:
             if example is not None and y not in graph.examples:
                 graph.examples[y] = np.asarray(layer(example))  # what later layers read shapes from
             return y
-        if layer._autodiff:
-            return _trace(layer, graph, x).name
+        if layer._autodiff:  # its numpy code, run on a Symbolic, becomes ONNX nodes
+            trace = ExportTrace(graph, {id(param): name for name, param in layer.parameters().items()})
+            with tracing(trace):
+                out = layer.forward(Symbolic(graph, x, graph.example(x), trace))  # type: ignore[arg-type]
+            if isinstance(out, Symbolic):
+                return out.name
+            value = np.asarray(out)  # an output that depends on no input: a constant
+            return Symbolic(graph, graph.constant(value, "output", dtype=value.dtype), value).name
     finally:
         graph.layers.pop()
     name = type(layer).__name__
@@ -53,27 +59,14 @@ def export_layer(layer: Layer, graph: Graph, x: str) -> str:
     )
 
 
-def _trace(layer: Layer, graph: Graph, x: str) -> Symbolic:
-    """A forward-only layer's forward run on a Symbolic: its numpy code becomes ONNX nodes."""
-    trace = ExportTrace(graph, {id(param): name for name, param in layer.parameters().items()})
-    with tracing(trace):
-        out = layer.forward(Symbolic(graph, x, graph.example(x), trace))  # type: ignore[arg-type]
-    if not isinstance(out, Symbolic):
-        value = np.asarray(out)
-        return Symbolic(graph, graph.constant(value, "output", dtype=value.dtype), value)
-    return out
-
-
 def _build(model: Trainable, batch: int, opset: int) -> Graph:
     input_shape = model.input_shape
     if input_shape is None:
         raise LaminaError("ONNX export: the model has not seen an input yet; train it, call it on data, or load a saved model")
     dtype = np.dtype(model.input_dtype or model.dtype)
     generator = np.random.default_rng(batch)  # its own generator: exporting leaves lamina's alone
-    if dtype.kind in "iu":
-        example = np.zeros((batch, *input_shape), dtype=np.int64)
-    else:
-        example = generator.normal(size=(batch, *input_shape)).astype(model.dtype)
+    example = (np.zeros((batch, *input_shape), dtype=np.int64) if dtype.kind in "iu"
+               else generator.normal(size=(batch, *input_shape)).astype(model.dtype))
     graph = Graph(opset, np.dtype(model.dtype), export=export_layer)
     x = graph.reserve(INPUT)
     graph.reserve(OUTPUT)

@@ -149,13 +149,10 @@ class Graph:
         stored once however often it is used."""
         if not isinstance(param, Parameter):
             raise ArgumentError(f"Graph.parameter({name!r}): expected a lamina.Parameter, got {type(param).__name__}")
-        known = self._parameters.get(id(param))
-        if known is not None:
-            return known
-        label = self.fresh(name)
-        self.initializers[label] = np.asarray(param.value, order="C")
-        self._parameters[id(param)] = label
-        return label
+        if id(param) not in self._parameters:
+            self._parameters[id(param)] = label = self.fresh(name)
+            self.initializers[label] = np.asarray(param.value, order="C")
+        return self._parameters[id(param)]
 
     def cast(self, x: str, dtype: Any) -> str:
         """`x` in `dtype`: itself where its example already has it, else a Cast node."""

@@ -20,20 +20,19 @@ recording: contextvars.ContextVar[bool] = contextvars.ContextVar("lamina_recordi
 
 
 @contextlib.contextmanager
-def tracing(trace: Any) -> Iterator[Any]:
+def _setting(variable: contextvars.ContextVar[Any], value: Any) -> Iterator[Any]:
+    token = variable.set(value)
+    try:
+        yield value
+    finally:
+        variable.reset(token)
+
+
+def tracing(trace: Any) -> contextlib.AbstractContextManager[Any]:
     """Record into `trace` inside the block: Parameters used in numpy operations become its leaves."""
-    token = current.set(trace)
-    try:
-        yield trace
-    finally:
-        current.reset(token)
+    return _setting(current, trace)
 
 
-@contextlib.contextmanager
-def no_recording() -> Iterator[None]:
+def no_recording() -> contextlib.AbstractContextManager[Any]:
     """Forward-only layers and losses record nothing inside the block (inference)."""
-    token = recording.set(False)
-    try:
-        yield
-    finally:
-        recording.reset(token)
+    return _setting(recording, False)

@@ -165,7 +165,6 @@ METHODS = ".T, .shape, .dtype, .ndim, .size, .reshape, .transpose, .swapaxes, .s
 
 
 def _plain(x: Any) -> Any:
-    """`x` with stand-ins and Parameters replaced by their values (in lists, tuples and dicts too)."""
     if isinstance(x, (Operand, Parameter)):
         return x.value
     if isinstance(x, (list, tuple)):
@@ -234,8 +233,6 @@ def _matmul(g: np.ndarray, needs: Any, out: Any, a: Any, b: Any) -> list[Any]:
     if a.ndim > 2 and b.ndim == 2:  # a stack of rows times a matrix (x @ weight): fold the stack
         g2 = g.reshape(-1, g.shape[-1])
         return [(g2 @ b.T).reshape(a.shape) if needs[0] else None, a.reshape(-1, a.shape[-1]).T @ g2 if needs[1] else None]
-    if a.ndim == 1 and b.ndim == 1:  # an inner product: g is a scalar
-        return [g * b, g * a]
     a2, b2 = (a[None, :] if a.ndim == 1 else a), (b[:, None] if b.ndim == 1 else b)
     g2 = np.expand_dims(g, -1) if b.ndim == 1 else g
     g2 = np.expand_dims(g2, -2) if a.ndim == 1 else g2
@@ -530,10 +527,8 @@ def _pad_onnx(graph: Any, out: Any, x: str, pad_width: Any, mode: str = "constan
 
 
 def _flip(a: Any, axis: Any = None) -> Any:
-    index: list[Any] = [slice(None)] * np.ndim(a)
-    for ax in _axes(axis, len(index)):
-        index[ax] = slice(None, None, -1)
-    return a[tuple(index)]
+    axes = _axes(axis, np.ndim(a))
+    return a[tuple(slice(None, None, -1) if i in axes else slice(None) for i in range(np.ndim(a)))]
 
 
 def _cumsum_vjp(g: np.ndarray, needs: Any, out: Any, a: Any, axis: Any = None) -> Any:
@@ -617,18 +612,13 @@ def _index_onnx(graph: Any, out: Any, x: str, key: Any) -> str:
     """Basic indexing (ints, slices, None, ...) as Slice, Squeeze and Unsqueeze; one integer
     array as a Gather along its axis."""
     items = list(key) if isinstance(key, tuple) else [key]
-    ndim = graph.example(x).ndim
     arrays = [i for i, item in enumerate(items) if isinstance(item, (np.ndarray, list, Operand))]
     if arrays:  # a traced index (ids computed in forward) stays a value of the graph
         return _gather(graph, x, items, arrays)
-    if items.count(Ellipsis) > 1:
-        raise Refused("indexing with two Ellipses")
-    if Ellipsis in items:
+    if Ellipsis in items:  # (numpy refused two when the value was computed)
         at = items.index(Ellipsis)
-        items[at : at + 1] = [slice(None)] * (ndim - sum(1 for item in items if item is not None and item is not Ellipsis))
-    slices: list[tuple[int, int, int, int]] = []  # (start, end, axis, step)
-    drops: list[int] = []
-    news: list[int] = []
+        items[at : at + 1] = [slice(None)] * (graph.example(x).ndim + 1 - len(items) + items.count(None))
+    slices, drops, news = [], [], []  # (start, end, axis, step) of each Slice; axes to squeeze; axes to add
     axis = out_axis = 0
     for item in items:
         if item is None:

@@ -56,13 +56,12 @@ class Tape(Trace):
         return _plain(item), None, False
 
     def apply(self, row: Primitive, operands: list[Any], params: dict[str, Any]) -> Any:
-        """The row's value on the operands' values, recorded with its vjp."""
         values, parents, needs = zip(*(self.operand(item) for item in operands)) if operands else ((), (), ())
         if row.vjp is None:
             raise self.refuse(row.name)
-        if row.check is not None:
-            row.check(*values, **params)
         out = saved = row.value(*values, **params)
+        if row.check is not None:  # after the value, which refuses what no reader of the table follows
+            row.check(*values, **params)
         if row.saves:
             out, saved = out
         if row.vjp is CONSTANT:
