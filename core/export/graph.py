@@ -126,12 +126,10 @@ class Graph:
         the dtype of the value named `like`, else the model's, unless `dtype` says otherwise;
         integers become int64."""
         array = np.asarray(value)
-        if dtype is None and like is not None and array.dtype.kind == "f":
-            dtype = self.dtype_of(like)
+        if dtype is None and array.dtype.kind == "f":
+            dtype = self.dtype if like is None else self.dtype_of(like)
         if dtype is not None:
             array = array.astype(dtype)
-        elif array.dtype.kind == "f":
-            array = array.astype(self.dtype)
         elif array.dtype.kind in "iu":
             array = array.astype(np.int64)
         elif array.dtype.kind != "b":

@@ -623,20 +623,17 @@ def _index_onnx(graph: Any, out: Any, x: str, key: Any) -> str:
     for item in items:
         if item is None:
             news.append(out_axis)
-            out_axis += 1
-            continue
-        if isinstance(item, (int, np.integer)) and not isinstance(item, bool):
-            slices.append((int(item), int(item) + 1 if int(item) != -1 else _INT64_MAX, axis, 1))
+        elif isinstance(item, (int, np.integer)) and not isinstance(item, bool):
+            slices.append((int(item), int(item) + 1 or _INT64_MAX, axis, 1))  # x[-1]: from -1 to the end
             drops.append(axis)
-        elif isinstance(item, slice):
-            if item != slice(None):
-                step = 1 if item.step is None else int(item.step)
-                slices.append((int(item.start if item.start is not None else (0 if step > 0 else -1)),
-                               int(item.stop if item.stop is not None else (_INT64_MAX if step > 0 else -_INT64_MAX)), axis, step))
-            out_axis += 1
-        else:
+        elif not isinstance(item, slice):
             raise Refused(f"indexing with {type(item).__name__}")
-        axis += 1
+        elif item != slice(None):
+            step = 1 if item.step is None else int(item.step)
+            slices.append((int(item.start if item.start is not None else (0 if step > 0 else -1)),
+                           int(item.stop if item.stop is not None else (_INT64_MAX if step > 0 else -_INT64_MAX)), axis, step))
+        axis += item is not None  # an int or a slice reads an input axis; None or a slice makes an output axis
+        out_axis += item is None or isinstance(item, slice)
     name = x
     if slices:
         name = graph.op("Slice", name, *(graph.ints(list(v), n) for v, n in zip(zip(*slices), ("starts", "ends", "axes", "steps"))))
