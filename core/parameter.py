@@ -23,9 +23,8 @@ def _operands(items: Any) -> Any:
 
 
 class ArrayMethods(np.lib.mixins.NDArrayOperatorsMixin):
-    """numpy's operators, array properties and common methods on `.value`, each through numpy's own
-    function, so that a Parameter and a trace's stand-in array (`lamina.trace.primitives.Operand`)
-    route it as they route numpy."""
+    """numpy's operators, array properties and methods on `.value`, each through numpy's function:
+    what a Parameter and a trace's stand-in array (`lamina.trace.primitives.Operand`) share."""
 
     __slots__ = ()
     value: np.ndarray

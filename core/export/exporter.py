@@ -1,9 +1,7 @@
 """Model.export_onnx: a trained model as an ONNX file, in inference form, with a free batch axis.
 
-Each layer writes its nodes through its `to_onnx(graph, x) -> y` method; a forward-only layer
-without one is traced (its numpy code becomes ONNX nodes, see symbolic.py). The whole model
-is exported twice, with batches of 3 and 5: the two graphs must be the same, or some layer
-baked the batch size into a shape, which would make the file work for one batch size only.
+The whole model is exported twice, with batches of 3 and 5: the two graphs must be the same, or
+some layer baked the batch size into a shape, which would make the file work for one batch size only.
 """
 from __future__ import annotations
 

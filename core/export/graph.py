@@ -37,8 +37,7 @@ def onnx_type(dtype: Any, owner: str) -> int:
 
 @dataclass
 class Node:
-    """One ONNX node: its operator, input and output value names, attributes, and the layer
-    that wrote it (for error messages)."""
+    """One ONNX node, and the layer that wrote it (`owner`, for error messages)."""
 
     op_type: str
     inputs: tuple[str, ...]
@@ -59,8 +58,7 @@ class Graph:
     dtype: np.dtype
     nodes: list[Node] = field(default_factory=list)
     initializers: dict[str, np.ndarray] = field(default_factory=dict)
-    # Concrete values of names, where the exporter knows them (layer inputs and outputs,
-    # traced values): `shape()` reads them.
+    # values of names where the exporter knows them (layer inputs and outputs, traced values): `shape()` reads them
     examples: dict[str, np.ndarray] = field(default_factory=dict)
     _taken: set[str] = field(default_factory=set)
     _scope: list[str] = field(default_factory=list)

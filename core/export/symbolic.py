@@ -1,11 +1,9 @@
 """Symbolic: the stand-in array that turns a forward-only layer's numpy code into ONNX nodes.
 
-While a layer without `to_onnx` is exported, its forward runs on a `Symbolic` instead of the
-input: each numpy operation on it looks up its row in the table of primitives
-(lamina/trace/primitives.py), computes the value on the example arrays (so shapes and dtypes are
-known) and writes the row's ONNX form into the graph. What has no ONNX form raises a LaminaError
-naming the layer and the operation; Python control flow on values (`if x.max() > 0:`) cannot be
-exported.
+While a layer without `to_onnx` is exported, its forward runs on a `Symbolic`: each numpy
+operation on it computes its row's value on the example arrays (so shapes and dtypes are known)
+and writes the row's ONNX form into the graph. What has no ONNX form raises a LaminaError naming
+the layer and the operation; Python control flow on values (`if x.max() > 0:`) cannot be exported.
 """
 from __future__ import annotations
 

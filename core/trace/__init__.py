@@ -1,10 +1,6 @@
-"""The trace wing: one table of primitives and the two tracers that read it.
-
-`primitives.py` holds the table: each numpy ufunc, numpy function and `lamina.ops` operation is
-one row with its value, its vector-Jacobian product and its ONNX form. `tape.py` is the autodiff
-tracer (a forward-only layer's backward); `lamina.export.symbolic` the ONNX tracer. Both see
-numpy code through stand-in arrays that look their rows up; a Parameter is an operand that
-becomes the active trace's leaf. This module keeps which trace is active.
+"""The trace wing: the table of primitives (`primitives.py`) and the two tracers that read it,
+autodiff (`tape.py`) and ONNX export (`lamina.export.symbolic`). Both see numpy code through
+stand-in arrays; a Parameter becomes the active trace's leaf. This module keeps which trace is active.
 """
 from __future__ import annotations
 

@@ -161,9 +161,6 @@ class Operand(ArrayMethods):
 METHODS = ".T, .shape, .dtype, .ndim, .size, .reshape, .transpose, .swapaxes, .squeeze, .sum, .mean, .max, .min, .var, .std, .cumsum, .dot, .astype, .ravel, .flatten, .clip"
 
 
-# -- helpers ---------------------------------------------------------------------------------------
-
-
 def _plain(x: Any) -> Any:
     if isinstance(x, (Operand, Parameter)):
         return x.value
@@ -420,13 +417,9 @@ def _stack(*arrays: Any, axis: int = 0) -> Any:
 
 
 def _split(a: Any, indices_or_sections: Any, axis: int = 0) -> list[Any]:
-    found = []
-    for piece in np.split(np.arange(np.shape(a)[axis]), indices_or_sections):
-        index: list[Any] = [slice(None)] * np.ndim(a)
-        start = int(piece[0]) if len(piece) else 0
-        index[axis] = slice(start, start + len(piece))
-        found.append(a[tuple(index)])
-    return found
+    pieces = np.split(np.arange(np.shape(a)[axis]), indices_or_sections)  # the positions each piece holds
+    before = (slice(None),) * (axis % np.ndim(a))
+    return [a[(*before, slice(int(p[0]), int(p[-1]) + 1) if len(p) else slice(0, 0))] for p in pieces]
 
 
 def _where(condition: Any, x: Any = None, y: Any = None) -> Any:
@@ -485,11 +478,8 @@ def _einsum_check(*operands: Any, subscripts: str) -> None:
         raise Refused("np.einsum needs explicit subscripts with '->' and no '...' to be differentiated")
     if any(len(set(term)) != len(term) for term in inputs):
         raise Refused(f"np.einsum({subscripts!r}) repeats an index within one operand (a diagonal or trace), which has no derivative rule in lamina")
-    sizes: dict[str, set[int]] = {}
-    for term, v in zip(inputs, operands):
-        for letter, size in zip(term, np.shape(v)):
-            sizes.setdefault(letter, set()).add(size)
-    if any(len(found) > 1 for found in sizes.values()):
+    sizes = {(letter, size) for term, v in zip(inputs, operands) for letter, size in zip(term, np.shape(v))}
+    if len(sizes) > len({letter for letter, _ in sizes}):  # a letter with two sizes
         raise Refused(f"np.einsum({subscripts!r}) broadcasts an index of size 1 against a larger one, which has no derivative rule in lamina; "
                       "give both operands the full size (e.g. with np.repeat on a constant)")
 
@@ -652,10 +642,9 @@ def _gather(graph: Any, x: str, items: list[Any], arrays: list[int]) -> str:
         raise Refused("indexing with an integer array after a slice other than ':'")
     chosen = items[arrays[0]]
     index = np.asarray(_plain(chosen))
-    if index.dtype == bool:
-        raise Refused("indexing with a boolean mask (its size depends on the values)")
     if index.dtype.kind not in "iu":
-        raise Refused(f"indexing with an array of {index.dtype}")
+        raise Refused("indexing with " + ("a boolean mask (its size depends on the values)" if index.dtype == bool
+                                          else f"an array of {index.dtype}"))
     where = graph.cast(chosen.name, np.int64) if isinstance(chosen, Operand) else graph.constant(index, "index", np.int64)
     y = graph.op("Gather", x, where, axis=arrays[0])
     rest = items[arrays[0] + 1 :]

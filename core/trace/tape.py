@@ -70,10 +70,9 @@ class Tape(Trace):
 
     def record(self, value: Any, parents: Sequence[Traced | None], rule: Callable[..., Any], args: tuple[Any, ...] = (),
                needed: bool = False) -> Any:
-        """`value`, computed from `parents`, as a traced value whose gradient `rule(g, *args)`
-        maps to one gradient per parent (None for a parent that needs none). A constant when
-        it is not floating or no parent is traced; `needed=True` keeps it in the backward pass
-        even when no parent needs a gradient (a hand-written sublayer's parameters do)."""
+        """`value`, computed from `parents`, as a traced value whose gradient `rule(g, *args)` maps to one gradient
+        per parent (None for one that needs none); a constant when not floating or no parent is traced.
+        `needed=True` keeps it even when no parent needs a gradient (a hand-written sublayer's parameters do)."""
         if type(value) is not np.ndarray:
             value = np.asarray(value)
         if value.dtype.kind not in "fc":
