@@ -127,7 +127,7 @@ def _constant(graph: Any, x: str, number: float) -> str:
 
 
 def _row(value: Any, vjp: Any, onnx: Any, saves: bool = False) -> Primitive:
-    row = Primitive(f"lamina.ops.{value.__name__.lstrip('_')}", value, vjp, onnx, operands=("x",), saves=saves, doc=value.__doc__)
+    row = Primitive(f"lamina.ops.{value.__name__.lstrip('_')}", value, vjp, onnx, operands=("x",), saves=saves)
     TABLE[row.name] = row
     return row
 
@@ -262,8 +262,8 @@ silu = _row(_silu, lambda g, needs, s, x: g * (s * (1 + x * (1 - s))), lambda gr
             saves=True)
 erf = _row(_erf, lambda g, needs, out, x: g * (2 / math.sqrt(math.pi)) * np.exp(-x * x), lambda graph, out, x: graph.op("Erf", x))
 gelu = _row(_gelu, lambda g, needs, slope, x, approximate="none": g * slope, _onnx_gelu, saves=True)
-logsumexp = _row(_logsumexp, lambda g, needs, out, x, axis=-1, keepdims=False:
-                 _spread(g, x.shape, axis, keepdims) * np.exp(x - _spread(out, x.shape, axis, keepdims)), _logsumexp_onnx)
+logsumexp = _row(_logsumexp, lambda g, needs, out, x, axis=-1, keepdims=False: _spread(g, x.shape, axis, keepdims)
+                 * np.exp(x - _spread(out, x.shape, axis, keepdims)), _logsumexp_onnx)
 softmax = _row(_softmax, lambda g, needs, out, x, axis=-1: out * (g - np.sum(g * out, axis=axis, keepdims=True)),
                lambda graph, out, x, axis=-1: graph.op("Softmax", x, axis=int(axis)))
 log_softmax = _row(_log_softmax, lambda g, needs, out, x, axis=-1: g - np.exp(out) * np.sum(g, axis=axis, keepdims=True),

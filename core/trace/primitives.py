@@ -36,13 +36,13 @@ class Primitive:
 
     def __init__(self, name: str, value: Callable[..., Any], vjp: Any = None, onnx: Any = None, *, spec: Any = None,
                  operands: tuple[str, ...] = ("a",), compose: bool = False, saves: bool = False, check: Any = None,
-                 cast: str | None = None, doc: str | None = None) -> None:
+                 cast: str | None = None) -> None:
         self.name, self.value, self.vjp, self.onnx, self.compose = name, value, vjp, onnx, compose
         self.operands, self.saves, self.check, self.cast = operands, saves, check, cast  # saves: value returns (out, what vjp needs)
         self.ufunc = isinstance(value, np.ufunc)
         self.signature = spec if isinstance(spec, inspect.Signature) else None if self.ufunc else inspect.signature(spec or value)
         self.accepts = [] if self.ufunc else list(inspect.signature(value).parameters)
-        self.__doc__ = doc
+        self.__doc__ = value.__doc__  # lamina.ops' documentation
 
     def __repr__(self) -> str:
         return f"<primitive {self.name}>"
@@ -305,8 +305,8 @@ TABLE: dict[Any, Primitive] = {}
 def _rows(*rows: tuple[Any, ...], **options: Any) -> None:
     """TABLE[key] = (value: the ufunc itself, or the first item), vjp, onnx, then the row's own options (a dict)."""
     for key, *row in rows:
-        more = row.pop() if isinstance(row[-1], dict) else {}
-        TABLE[key] = Primitive(f"np.{key.__name__}", key if isinstance(key, np.ufunc) else row.pop(0), *row, **(options | more))
+        own = options | (row.pop() if isinstance(row[-1], dict) else {})
+        TABLE[key] = Primitive(f"np.{key.__name__}", key if isinstance(key, np.ufunc) else row.pop(0), *row, **own)
 
 
 _rows(
@@ -323,12 +323,12 @@ _rows(
     (np.sqrt, lambda g, needs, o, a: g / (2 * o), _op("Sqrt")), (np.square, lambda g, needs, o, a: 2 * a * g, lambda graph, out, x: graph.op("Mul", x, x)),
     (np.reciprocal, lambda g, needs, o, a: -g * o * o, _op("Reciprocal")), (np.absolute, lambda g, needs, o, a: g * np.sign(a), _op("Abs")),
     (np.tanh, lambda g, needs, o, a: g * (1 - o * o), _op("Tanh")), (np.sin, lambda g, needs, o, a: g * np.cos(a), _op("Sin")),
-    (np.cos, lambda g, needs, o, a: -g * np.sin(a), _op("Cos")),
+    (np.cos, lambda g, needs, o, a: -g * np.sin(a), _op("Cos")), (np.matmul, _matmul, _op("MatMul")),
     (np.sign, CONSTANT, _op("Sign")), (np.floor, CONSTANT, _op("Floor")), (np.ceil, CONSTANT, _op("Ceil")),
     (np.rint, CONSTANT, _op("Round")), (np.trunc, CONSTANT),
     (np.logical_and, CONSTANT, _op("And")), (np.logical_or, CONSTANT, _op("Or")), (np.logical_not, CONSTANT, _op("Not")),
     (np.bitwise_and, CONSTANT, _boolean("", "And")), (np.bitwise_or, CONSTANT, _boolean("", "Or")),
-    (np.bitwise_xor, CONSTANT, _boolean("", "Xor")), (np.invert, CONSTANT, _boolean("", "Not")), (np.matmul, _matmul, _op("MatMul")),
+    (np.bitwise_xor, CONSTANT, _boolean("", "Xor")), (np.invert, CONSTANT, _boolean("", "Not")),
     cast="out",
 )
 _rows(  # compared in the operands' own type
@@ -353,8 +353,8 @@ def _reduction(func: Callable[..., Any], op: str, vjp: Callable[..., Any], spec:
         y = graph.reduce(op, x, axes, keepdims)
         return graph.cast(y, bool) if out.dtype == bool else y
 
-    return Primitive(f"np.{func.__name__}", lambda a, axis=None, keepdims=False: func(a, axis=axis, keepdims=keepdims), vjp, onnx,
-                     spec=spec)
+    return Primitive(f"np.{func.__name__}", lambda a, axis=None, keepdims=False: func(a, axis=axis, keepdims=keepdims),
+                     vjp, onnx, spec=spec)
 
 
 def _extreme_vjp(g: np.ndarray, needs: Any, out: Any, a: Any, axis: Any = None, keepdims: bool = False) -> Any:
@@ -534,7 +534,7 @@ def _cumsum_onnx(graph: Any, out: Any, x: str, axis: Any = None) -> str:
 
 def _like(graph: Any, out: np.ndarray, x: str, fill_value: Any = None, dtype: Any = None) -> str:
     """np.zeros_like / ones_like / full_like: the example's fill, in the input's (possibly dynamic) shape."""
-    return graph.op("ConstantOfShape", graph.op("Shape", x), value=np.resize(out, 1))  # (np.resize of an empty array: a 0)
+    return graph.op("ConstantOfShape", graph.op("Shape", x), value=np.resize(out, 1))  # (0 for an empty out)
 
 
 # the specs: numpy's positional order, for np.mean(x, 1, None, None, True)
@@ -555,14 +555,14 @@ _rows(
     (np.expand_dims, lambda a, axis: np.expand_dims(a, axis), lambda g, needs, out, a, axis: np.reshape(g, _shape(a)),
      lambda graph, out, x, axis: graph.op("Unsqueeze", x, graph.ints(_axes(axis, out.ndim), "axes"))),
     (np.squeeze, lambda a, axis=None: np.squeeze(a, axis), lambda g, needs, out, a, axis=None: np.reshape(g, _shape(a)), _squeeze_onnx),
-    (np.concatenate, _concatenate, _concatenate_vjp,
-     lambda graph, out, *xs, axis=0: graph.op("Concat", *(graph.cast(x, out.dtype) for x in xs), axis=int(axis) % out.ndim), _ARRAYS),
+    (np.concatenate, _concatenate, _concatenate_vjp, lambda graph, out, *xs, axis=0:
+     graph.op("Concat", *(graph.cast(x, out.dtype) for x in xs), axis=int(axis) % out.ndim), _ARRAYS),
     (np.where, _where, _where_vjp,
      lambda graph, out, c, x, y: graph.op("Where", graph.cast(c, bool), graph.cast(x, out.dtype), graph.cast(y, out.dtype)),
      {"operands": ("condition", "x", "y")}),
     (np.clip, _clip, _clip_vjp, _clip_onnx),
-    (np.einsum, _einsum, _einsum_vjp,
-     lambda graph, out, *xs, subscripts: graph.op("Einsum", *(graph.cast(x, out.dtype) for x in xs), equation=subscripts.replace(" ", "")),
+    (np.einsum, _einsum, _einsum_vjp, lambda graph, out, *xs, subscripts:
+     graph.op("Einsum", *(graph.cast(x, out.dtype) for x in xs), equation=subscripts.replace(" ", "")),
      {"operands": ("operands",), "check": _einsum_check, "spec": lambda subscripts, *operands: None}),
     (np.pad, _pad, _pad_vjp, _pad_onnx),
     (np.cumsum, lambda a, axis=None: np.cumsum(a, axis=axis), _cumsum_vjp, _cumsum_onnx,
@@ -577,9 +577,9 @@ _rows(
 _rows(  # written in other rows
     (np.swapaxes, lambda a, axis1, axis2: _permuted(np.swapaxes, a, axis1, axis2)),
     (np.moveaxis, lambda a, source, destination: _permuted(np.moveaxis, a, source, destination)),
-    (np.stack, _stack, _ARRAYS), (np.split, _split), (np.flip, _flip),
+    (np.stack, _stack, _ARRAYS), (np.split, _split), (np.flip, _flip), (np.var, _var, _VAR),
+    (np.std, lambda a, axis=None, ddof=0, keepdims=False: np.sqrt(_var(a, axis, ddof, keepdims)), _VAR),
     (np.dot, _dot, {"operands": ("a", "b"), "spec": lambda a, b, out=None: None}),
-    (np.var, _var, _VAR), (np.std, lambda a, axis=None, ddof=0, keepdims=False: np.sqrt(_var(a, axis, ddof, keepdims)), _VAR),
     compose=True,
 )
 
