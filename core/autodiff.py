@@ -21,5 +21,4 @@ __all__ = ["SUPPORTED", "WAYS_OUT", "Operand", "Tape", "Traced", "active_tape", 
 SUPPORTED = supported()
 
 
-def active_tape() -> Tape | None:
-    return current.get()
+active_tape = current.get  # the tape being recorded into, if any

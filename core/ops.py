@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from lamina.errors import ArgumentError
-from lamina.trace.primitives import TABLE, Primitive, _axes
+from lamina.trace.primitives import TABLE, Primitive, _axes, _spread
 
 __all__ = [
     "elu", "erf", "gelu", "leaky_relu", "log_softmax", "logsumexp", "relu", "sigmoid", "silu",
@@ -33,36 +33,33 @@ _erf_scalar = np.frompyfunc(math.erf, 1, 1)
 _AS = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
 
 
-def _erf(x: np.ndarray) -> np.ndarray:
-    """erf, element-wise: scipy's when installed; without it, exact (math.erf per element) in
-    float64, where gradient checks need every digit, and a vectorised approximation within
-    1.5e-7 in float32, where training runs and math.erf per element would dominate a step."""
+def _erf(x: Any) -> Any:
+    """The error function, element-wise; d/dx = 2/sqrt(pi) exp(-x^2). scipy's when installed; without
+    it, exact (math.erf per element) in float64, where gradient checks need every digit, and a
+    vectorised approximation within 1.5e-7 in float32, where training runs and math.erf per
+    element would dominate a step."""
     x = np.asarray(x)
     dtype = x.dtype if x.dtype.kind == "f" else np.dtype(np.float64)
     if _scipy_erf is not None:
         return np.asarray(_scipy_erf(x), dtype=dtype)
     if dtype != np.float32:
         return np.asarray(_erf_scalar(x), dtype=dtype)
-    if x.ndim == 0:  # the in-place steps need an array to write into
-        return _erf32(x.reshape(1)).reshape(())
-    if x.size > _CHUNK:  # in cache-sized pieces: a dozen passes over each piece while it is hot
-        flat, out = np.ascontiguousarray(x).reshape(-1), np.empty(x.size, dtype=np.float32)
-        for start in range(0, x.size, _CHUNK):
-            out[start : start + _CHUNK] = _erf32(flat[start : start + _CHUNK])
-        return out.reshape(x.shape)
-    return _erf32(x)
+    flat, out = np.ascontiguousarray(x).reshape(-1), np.empty(x.size, dtype=np.float32)
+    for start in range(0, x.size, _CHUNK):  # in cache-sized pieces: a dozen passes over each piece while it is hot
+        _erf32(flat[start : start + _CHUNK], out[start : start + _CHUNK])
+    return out.reshape(x.shape)
 
 
 _CHUNK = 1 << 15
 
 
-def _erf32(x: np.ndarray) -> np.ndarray:
-    """Abramowitz and Stegun 7.1.26 in float32, in place where possible."""
+def _erf32(x: np.ndarray, out: np.ndarray) -> None:
+    """Abramowitz and Stegun 7.1.26 in float32 into `out`, in place where possible."""
     a = np.abs(x)
     t = a * np.float32(0.3275911)
     t += 1
     np.reciprocal(t, out=t)
-    poly = t * np.float32(_AS[4])
+    poly = np.multiply(t, np.float32(_AS[4]), out=out)
     for c in (_AS[3], _AS[2], _AS[1], _AS[0]):
         poly += np.float32(c)
         poly *= t
@@ -72,7 +69,7 @@ def _erf32(x: np.ndarray) -> np.ndarray:
     np.exp(a, out=a)
     poly *= a  # poly * exp(-x^2) = erfc(|x|)
     np.subtract(1, poly, out=poly)
-    return np.copysign(poly, x, out=poly)
+    np.copysign(poly, x, out=poly)
 
 
 # GELU in float32: with z = |x| / sqrt 2, A&S 7.1.26 gives Phi(-|x|) = erfc(z) / 2 =
@@ -92,11 +89,6 @@ def _gelu32(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     within 5e-7 of the exact values."""
     flat = np.ascontiguousarray(x, dtype=np.float32).reshape(-1)
     out, slope = np.empty_like(flat), np.empty_like(flat)
-    _gelu32_into(flat, out, slope)
-    return out.reshape(np.shape(x)), slope.reshape(np.shape(x))
-
-
-def _gelu32_into(flat: np.ndarray, out: np.ndarray, slope: np.ndarray) -> None:
     size = min(_GELU_CHUNK, flat.size)
     a_buffer, t_buffer = np.empty(size, np.float32), np.empty(size, np.float32)
     with np.errstate(over="ignore"):  # x^2 overflowing to inf gives phi = 0, as it should
@@ -127,15 +119,15 @@ def _gelu32_into(flat: np.ndarray, out: np.ndarray, slope: np.ndarray) -> None:
             e *= xs
             e += q  # dy/dx = Phi(x) + x phi(x)
             q *= xs  # y = x Phi(x)
+    return out.reshape(np.shape(x)), slope.reshape(np.shape(x))
 
 
 def _constant(graph: Any, x: str, number: float) -> str:
-    """A scalar constant of `x`'s dtype, for the ONNX forms below."""
     return graph.constant(number, "c", dtype=graph.dtype_of(x))
 
 
 def _row(value: Any, vjp: Any, onnx: Any, saves: bool = False) -> Primitive:
-    row = Primitive(f"lamina.ops.{value.__name__.lstrip('_').removesuffix('_value')}", value, vjp, onnx, operands=("x",), saves=saves, doc=value.__doc__)
+    row = Primitive(f"lamina.ops.{value.__name__.lstrip('_')}", value, vjp, onnx, operands=("x",), saves=saves)
     TABLE[row.name] = row
     return row
 
@@ -221,11 +213,6 @@ def _silu(x: Any) -> tuple[Any, Any]:
     return x * s, s  # s: what the derivative needs
 
 
-def _erf_value(x: Any) -> Any:
-    """The error function, element-wise; d/dx = 2/sqrt(pi) exp(-x^2)."""
-    return _erf(x)
-
-
 def _gelu(x: Any, approximate: str = "none") -> tuple[Any, Any]:
     """x * Phi(x), Phi the standard normal CDF (as torch.nn.functional.gelu); approximate="tanh"
     uses Phi(x) ~ (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) / 2."""
@@ -253,12 +240,6 @@ def _logsumexp(x: Any, axis: int | tuple[int, ...] | None = -1, keepdims: bool =
     return out if keepdims else np.squeeze(out, axis=axis)
 
 
-def _logsumexp_vjp(g: Any, needs: Any, out: Any, x: Any, axis: Any = -1, keepdims: bool = False) -> Any:
-    if not keepdims:  # the reduced axes back, as size 1
-        g, out = np.expand_dims(g, tuple(_axes(axis, x.ndim))), np.expand_dims(out, tuple(_axes(axis, x.ndim)))
-    return g * np.exp(x - out)
-
-
 def _softmax(x: Any, axis: int = -1) -> Any:
     """exp(x) / sum(exp(x)) along `axis` (the last by default)."""
     y = np.exp(x - np.max(x, axis=axis, keepdims=True))  # each row's own max: unchanged result, finite exp
@@ -279,9 +260,10 @@ elu = _row(_elu, lambda g, needs, out, x, alpha=1.0: g * np.where(x > 0, 1, out 
 softplus = _row(_softplus, lambda g, needs, out, x: g * _sigmoid(x), _onnx_softplus)
 silu = _row(_silu, lambda g, needs, s, x: g * (s * (1 + x * (1 - s))), lambda graph, out, x: graph.op("Mul", x, graph.op("Sigmoid", x)),
             saves=True)
-erf = _row(_erf_value, lambda g, needs, out, x: g * (2 / math.sqrt(math.pi)) * np.exp(-x * x), lambda graph, out, x: graph.op("Erf", x))
+erf = _row(_erf, lambda g, needs, out, x: g * (2 / math.sqrt(math.pi)) * np.exp(-x * x), lambda graph, out, x: graph.op("Erf", x))
 gelu = _row(_gelu, lambda g, needs, slope, x, approximate="none": g * slope, _onnx_gelu, saves=True)
-logsumexp = _row(_logsumexp, _logsumexp_vjp, _logsumexp_onnx)
+logsumexp = _row(_logsumexp, lambda g, needs, out, x, axis=-1, keepdims=False: _spread(g, x.shape, axis, keepdims)
+                 * np.exp(x - _spread(out, x.shape, axis, keepdims)), _logsumexp_onnx)
 softmax = _row(_softmax, lambda g, needs, out, x, axis=-1: out * (g - np.sum(g * out, axis=axis, keepdims=True)),
                lambda graph, out, x, axis=-1: graph.op("Softmax", x, axis=int(axis)))
 log_softmax = _row(_log_softmax, lambda g, needs, out, x, axis=-1: g - np.exp(out) * np.sum(g, axis=axis, keepdims=True),

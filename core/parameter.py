@@ -1,7 +1,8 @@
 """Parameter: a trainable array and the gradient that backward passes add into."""
 from __future__ import annotations
 
-from typing import Any
+from functools import partialmethod
+from typing import Any, cast
 
 import numpy as np
 from attrs import define, field, setters
@@ -9,10 +10,6 @@ from attrs import define, field, setters
 from lamina.checks import as_floating
 from lamina.files.budget import charge
 from lamina.trace import current
-
-
-def _to_value(value: object) -> np.ndarray:
-    return as_floating(value, "value", "Parameter")
 
 
 def _operands(items: Any) -> Any:
@@ -25,10 +22,42 @@ def _operands(items: Any) -> Any:
     return items
 
 
+class ArrayMethods(np.lib.mixins.NDArrayOperatorsMixin):
+    """numpy's operators, array properties and methods on `.value`, each through numpy's function:
+    what a Parameter and a trace's stand-in array (`lamina.trace.primitives.Operand`) share."""
+
+    __slots__ = ()
+    value: np.ndarray
+
+    shape = property(lambda self: self.value.shape)
+    dtype = property(lambda self: self.value.dtype)
+    ndim = property(lambda self: self.value.ndim)
+    size = property(lambda self: self.value.size)
+    T = property(lambda self: np.transpose(self))
+
+    def __len__(self) -> int:
+        return len(self.value)
+
+    def reshape(self, *shape: Any, **kwargs: Any) -> Any:
+        return np.reshape(cast(Any, self), shape[0] if len(shape) == 1 else shape, **kwargs)
+
+    def transpose(self, *axes: Any) -> Any:
+        return np.transpose(cast(Any, self), axes[0] if len(axes) == 1 else (axes or None))
+
+    def ravel(self) -> Any:
+        return np.reshape(cast(Any, self), -1)
+
+    flatten = ravel
+
+
+for _f in (np.sum, np.mean, np.max, np.min, np.var, np.std, np.cumsum, np.swapaxes, np.squeeze, np.dot, np.clip):
+    setattr(ArrayMethods, _f.__name__, partialmethod(_f))
+
+
 # Conversion runs when a Parameter is created, not on every assignment: optimizers write
 # `param.value -= ...`, which Python turns into an assignment of the same array, each step.
 @define(eq=False, repr=False, on_setattr=setters.NO_OP)
-class Parameter(np.lib.mixins.NDArrayOperatorsMixin):
+class Parameter(ArrayMethods):
     """A trainable array `.value` and its gradient `.grad` (zeros of the same shape and dtype).
 
     The array is used as given, not copied; integer or boolean values become float32.
@@ -46,19 +75,13 @@ class Parameter(np.lib.mixins.NDArrayOperatorsMixin):
     __ne__ = object.__ne__
     __hash__ = object.__hash__
 
-    value: np.ndarray = field(converter=_to_value)
+    value: np.ndarray = field(converter=lambda value: as_floating(value, "value", "Parameter"))
     grad: np.ndarray = field(init=False)
 
     def __attrs_post_init__(self) -> None:
         # While a file loads, its gradient is charged to the loading budget before it exists.
         charge(self.value.shape, self.value.dtype, f"a parameter's gradient of shape {self.value.shape}", "gradient")
         self.grad = np.zeros_like(self.value)
-
-    shape = property(lambda self: self.value.shape)
-    size = property(lambda self: self.value.size)
-    ndim = property(lambda self: self.value.ndim)
-    dtype = property(lambda self: self.value.dtype)
-    T = property(lambda self: np.transpose(self))
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         value = _operands(self)
@@ -74,15 +97,6 @@ class Parameter(np.lib.mixins.NDArrayOperatorsMixin):
 
     def __getitem__(self, key: Any) -> Any:
         return _operands(self)[key]
-
-    def __len__(self) -> int:
-        return len(self.value)
-
-    def reshape(self, *shape: Any) -> Any:
-        return np.reshape(self, shape[0] if len(shape) == 1 else shape)
-
-    sum = lambda self, *args, **kwargs: np.sum(self, *args, **kwargs)  # noqa: E731
-    mean = lambda self, *args, **kwargs: np.mean(self, *args, **kwargs)  # noqa: E731
 
     def zero_grad(self) -> None:
         """Reset the gradient to zero in place (backward passes add into it)."""

@@ -1,9 +1,7 @@
 """Model.export_onnx: a trained model as an ONNX file, in inference form, with a free batch axis.
 
-Each layer writes its nodes through its `to_onnx(graph, x) -> y` method; a forward-only layer
-without one is traced (its numpy code becomes ONNX nodes, see symbolic.py). The whole model
-is exported twice, with batches of 3 and 5: the two graphs must be the same, or some layer
-baked the batch size into a shape, which would make the file work for one batch size only.
+The whole model is exported twice, with batches of 3 and 5: the two graphs must be the same, or
+some layer baked the batch size into a shape, which would make the file work for one batch size only.
 """
 from __future__ import annotations
 
@@ -41,8 +39,14 @@ def export_layer(layer: Layer, graph: Graph, x: str) -> str:
             if example is not None and y not in graph.examples:
                 graph.examples[y] = np.asarray(layer(example))  # what later layers read shapes from
             return y
-        if layer._autodiff:
-            return _trace(layer, graph, x).name
+        if layer._autodiff:  # its numpy code, run on a Symbolic, becomes ONNX nodes
+            trace = ExportTrace(graph, {id(param): name for name, param in layer.parameters().items()})
+            with tracing(trace):
+                out = layer.forward(Symbolic(graph, x, graph.example(x), trace))  # type: ignore[arg-type]
+            if isinstance(out, Symbolic):
+                return out.name
+            value = np.asarray(out)  # an output that depends on no input: a constant
+            return Symbolic(graph, graph.constant(value, "output", dtype=value.dtype), value).name
     finally:
         graph.layers.pop()
     name = type(layer).__name__
@@ -53,27 +57,14 @@ def export_layer(layer: Layer, graph: Graph, x: str) -> str:
     )
 
 
-def _trace(layer: Layer, graph: Graph, x: str) -> Symbolic:
-    """A forward-only layer's forward run on a Symbolic: its numpy code becomes ONNX nodes."""
-    trace = ExportTrace(graph, {id(param): name for name, param in layer.parameters().items()})
-    with tracing(trace):
-        out = layer.forward(Symbolic(graph, x, graph.example(x), trace))  # type: ignore[arg-type]
-    if not isinstance(out, Symbolic):
-        value = np.asarray(out)
-        return Symbolic(graph, graph.constant(value, "output", dtype=value.dtype), value)
-    return out
-
-
 def _build(model: Trainable, batch: int, opset: int) -> Graph:
     input_shape = model.input_shape
     if input_shape is None:
         raise LaminaError("ONNX export: the model has not seen an input yet; train it, call it on data, or load a saved model")
     dtype = np.dtype(model.input_dtype or model.dtype)
     generator = np.random.default_rng(batch)  # its own generator: exporting leaves lamina's alone
-    if dtype.kind in "iu":
-        example = np.zeros((batch, *input_shape), dtype=np.int64)
-    else:
-        example = generator.normal(size=(batch, *input_shape)).astype(model.dtype)
+    example = (np.zeros((batch, *input_shape), dtype=np.int64) if dtype.kind in "iu"
+               else generator.normal(size=(batch, *input_shape)).astype(model.dtype))
     graph = Graph(opset, np.dtype(model.dtype), export=export_layer)
     x = graph.reserve(INPUT)
     graph.reserve(OUTPUT)

@@ -37,8 +37,7 @@ def onnx_type(dtype: Any, owner: str) -> int:
 
 @dataclass
 class Node:
-    """One ONNX node: its operator, input and output value names, attributes, and the layer
-    that wrote it (for error messages)."""
+    """One ONNX node, and the layer that wrote it (`owner`, for error messages)."""
 
     op_type: str
     inputs: tuple[str, ...]
@@ -59,8 +58,7 @@ class Graph:
     dtype: np.dtype
     nodes: list[Node] = field(default_factory=list)
     initializers: dict[str, np.ndarray] = field(default_factory=dict)
-    # Concrete values of names, where the exporter knows them (layer inputs and outputs,
-    # traced values): `shape()` reads them.
+    # values of names where the exporter knows them (layer inputs and outputs, traced values): `shape()` reads them
     examples: dict[str, np.ndarray] = field(default_factory=dict)
     _taken: set[str] = field(default_factory=set)
     _scope: list[str] = field(default_factory=list)
@@ -126,12 +124,10 @@ class Graph:
         the dtype of the value named `like`, else the model's, unless `dtype` says otherwise;
         integers become int64."""
         array = np.asarray(value)
-        if dtype is None and like is not None and array.dtype.kind == "f":
-            dtype = self.dtype_of(like)
+        if dtype is None and array.dtype.kind == "f":
+            dtype = self.dtype if like is None else self.dtype_of(like)
         if dtype is not None:
             array = array.astype(dtype)
-        elif array.dtype.kind == "f":
-            array = array.astype(self.dtype)
         elif array.dtype.kind in "iu":
             array = array.astype(np.int64)
         elif array.dtype.kind != "b":
@@ -149,13 +145,10 @@ class Graph:
         stored once however often it is used."""
         if not isinstance(param, Parameter):
             raise ArgumentError(f"Graph.parameter({name!r}): expected a lamina.Parameter, got {type(param).__name__}")
-        known = self._parameters.get(id(param))
-        if known is not None:
-            return known
-        label = self.fresh(name)
-        self.initializers[label] = np.asarray(param.value, order="C")
-        self._parameters[id(param)] = label
-        return label
+        if id(param) not in self._parameters:
+            self._parameters[id(param)] = label = self.fresh(name)
+            self.initializers[label] = np.asarray(param.value, order="C")
+        return self._parameters[id(param)]
 
     def cast(self, x: str, dtype: Any) -> str:
         """`x` in `dtype`: itself where its example already has it, else a Cast node."""

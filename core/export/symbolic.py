@@ -1,11 +1,9 @@
 """Symbolic: the stand-in array that turns a forward-only layer's numpy code into ONNX nodes.
 
-While a layer without `to_onnx` is exported, its forward runs on a `Symbolic` instead of the
-input: each numpy operation on it looks up its row in the table of primitives
-(lamina/trace/primitives.py), computes the value on the example arrays (so shapes and dtypes are
-known) and writes the row's ONNX form into the graph. What has no ONNX form raises a LaminaError
-naming the layer and the operation; Python control flow on values (`if x.max() > 0:`) cannot be
-exported.
+While a layer without `to_onnx` is exported, its forward runs on a `Symbolic`: each numpy
+operation on it computes its row's value on the example arrays (so shapes and dtypes are known)
+and writes the row's ONNX form into the graph. What has no ONNX form raises a LaminaError naming
+the layer and the operation; Python control flow on values (`if x.max() > 0:`) cannot be exported.
 """
 from __future__ import annotations
 
@@ -58,7 +56,6 @@ class ExportTrace(Trace):
         return Symbolic(self.graph, row.onnx(self.graph, out, *names, **params), out, self)
 
     def name(self, x: Any, dtype: Any, out: np.ndarray) -> str:
-        """An operand as a value name: a Symbolic (cast to `dtype` if given) or a new constant."""
         graph = self.graph
         if isinstance(x, Symbolic):
             return x.name if dtype is None else graph.cast(x.name, dtype)
@@ -72,10 +69,8 @@ class ExportTrace(Trace):
     def call_layer(self, layer: Any, x: Symbolic) -> Symbolic:
         """A layer called inside another's traced forward: exported its own way (to_onnx or traced)."""
         graph = self.graph
-        parent = graph.layers[-1] if graph.layers else None
-        name = next((key for key, sub in (parent.sublayers().items() if parent is not None else ()) if sub is layer),
-                    type(layer).__name__)
-        y = graph.layer(layer, x.name, name)
+        siblings = graph.layers[-1].sublayers().items() if graph.layers else ()
+        y = graph.layer(layer, x.name, next((key for key, sub in siblings if sub is layer), type(layer).__name__))
         return Symbolic(graph, y, graph.example(y), self)
 
 

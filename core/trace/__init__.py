@@ -1,10 +1,6 @@
-"""The trace wing: one table of primitives and the two tracers that read it.
-
-`primitives.py` holds the table: each numpy ufunc, numpy function and `lamina.ops` operation is
-one row with its value, its vector-Jacobian product and its ONNX form. `tape.py` is the autodiff
-tracer (a forward-only layer's backward); `lamina.export.symbolic` the ONNX tracer. Both see
-numpy code through stand-in arrays that look their rows up; a Parameter is an operand that
-becomes the active trace's leaf. This module keeps which trace is active.
+"""The trace wing: the table of primitives (`primitives.py`) and the two tracers that read it,
+autodiff (`tape.py`) and ONNX export (`lamina.export.symbolic`). Both see numpy code through
+stand-in arrays; a Parameter becomes the active trace's leaf. This module keeps which trace is active.
 """
 from __future__ import annotations
 
@@ -20,20 +16,19 @@ recording: contextvars.ContextVar[bool] = contextvars.ContextVar("lamina_recordi
 
 
 @contextlib.contextmanager
-def tracing(trace: Any) -> Iterator[Any]:
+def _setting(variable: contextvars.ContextVar[Any], value: Any) -> Iterator[Any]:
+    token = variable.set(value)
+    try:
+        yield value
+    finally:
+        variable.reset(token)
+
+
+def tracing(trace: Any) -> contextlib.AbstractContextManager[Any]:
     """Record into `trace` inside the block: Parameters used in numpy operations become its leaves."""
-    token = current.set(trace)
-    try:
-        yield trace
-    finally:
-        current.reset(token)
+    return _setting(current, trace)
 
 
-@contextlib.contextmanager
-def no_recording() -> Iterator[None]:
+def no_recording() -> contextlib.AbstractContextManager[Any]:
     """Forward-only layers and losses record nothing inside the block (inference)."""
-    token = recording.set(False)
-    try:
-        yield
-    finally:
-        recording.reset(token)
+    return _setting(recording, False)

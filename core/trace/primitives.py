@@ -3,23 +3,22 @@
 A row (`Primitive`) holds its value (numpy on plain arrays), its vector-Jacobian product
 `vjp(g, needs, out, *operands, **params)` -> one gradient per operand (None where `needs` says
 none is wanted; a bare array for one operand) and its ONNX form
-`onnx(graph, out, *names, **params)` -> the output's name. A call's arguments are bound once,
-here (`Primitive.bind`): operands are what a trace follows, params the rest (axis, keepdims, ...);
-a keyword a row does not take is refused. CONSTANT in the vjp column: the result carries no
-gradient (comparisons, shapes); in the onnx column: the result is a plain number (np.shape).
-A row with `compose` is written in other rows. Two traces read the table: the autodiff tape
-(`tape.py`) and the ONNX export (`lamina.export.symbolic`).
+`onnx(graph, out, *names, **params)` -> the output's name; a `compose` row's value is written in
+other rows. `Primitive.bind` splits a call once: operands are what a trace follows, params the
+rest (axis, keepdims, ...); a keyword a row does not take is refused. CONSTANT in the vjp column:
+the result carries no gradient (comparisons, shapes); in the onnx column: it is a plain number.
+The autodiff tape (`tape.py`) and the ONNX export (`lamina.export.symbolic`) read the table.
 """
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 
 from lamina.errors import LaminaError
-from lamina.parameter import Parameter
+from lamina.parameter import ArrayMethods, Parameter
 from lamina.trace import current
 
 CONSTANT = "constant"
@@ -36,14 +35,14 @@ class Primitive:
     arrays, traced values or Parameters alike: the `lamina.ops` functions are rows."""
 
     def __init__(self, name: str, value: Callable[..., Any], vjp: Any = None, onnx: Any = None, *, spec: Any = None,
-                 operands: tuple[str, ...] = ("a",), compose: Any = None, saves: bool = False, check: Any = None,
-                 cast: str | None = None, doc: str | None = None) -> None:
+                 operands: tuple[str, ...] = ("a",), compose: bool = False, saves: bool = False, check: Any = None,
+                 cast: str | None = None) -> None:
         self.name, self.value, self.vjp, self.onnx, self.compose = name, value, vjp, onnx, compose
         self.operands, self.saves, self.check, self.cast = operands, saves, check, cast  # saves: value returns (out, what vjp needs)
         self.ufunc = isinstance(value, np.ufunc)
-        self.signature = spec if isinstance(spec, inspect.Signature) else None if self.ufunc else inspect.signature(spec or compose or value)
-        self.accepts = [] if self.ufunc else list(inspect.signature(compose or value).parameters)
-        self.__doc__ = doc
+        self.signature = spec if isinstance(spec, inspect.Signature) else None if self.ufunc else inspect.signature(spec or value)
+        self.accepts = [] if self.ufunc else list(inspect.signature(value).parameters)
+        self.__doc__ = value.__doc__  # lamina.ops' documentation
 
     def __repr__(self) -> str:
         return f"<primitive {self.name}>"
@@ -107,9 +106,7 @@ class Trace:
             raise self.refuse(name)
         try:
             operands, params = row.bind(args, kwargs)
-            if row.compose is not None:
-                return row.compose(*operands, **params)
-            return self.apply(row, operands, params)
+            return row.value(*operands, **params) if row.compose else self.apply(row, operands, params)
         except Refused as err:
             raise self.refuse(name, str(err)) from None
 
@@ -117,22 +114,12 @@ class Trace:
     refuse: Callable[..., LaminaError]  # (what, why=None): the error that names what cannot be followed
 
 
-class Operand(np.lib.mixins.NDArrayOperatorsMixin):
+class Operand(ArrayMethods):
     """A stand-in array of a trace, its example or value in `.value`: numpy's operators, ufuncs,
     functions, indexing and methods look their rows up and go to `.trace`."""
 
     __slots__ = ()
-    value: np.ndarray
     trace: Trace
-
-    shape = property(lambda self: self.value.shape)
-    dtype = property(lambda self: self.value.dtype)
-    ndim = property(lambda self: self.value.ndim)
-    size = property(lambda self: self.value.size)
-    T = property(lambda self: np.transpose(self))
-
-    def __len__(self) -> int:
-        return len(self.value)
 
     def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
         if method != "__call__" or kwargs.get("out") is not None:
@@ -170,32 +157,11 @@ class Operand(np.lib.mixins.NDArrayOperatorsMixin):
             raise AttributeError(name)
         raise self.trace.refuse(f".{name}()", f"a traced array has no method .{name}() in lamina (it has {METHODS}); use np.{name}(...) if lamina supports it")
 
-    def reshape(self, *shape: Any, **kwargs: Any) -> Any:
-        return np.reshape(cast(Any, self), shape[0] if len(shape) == 1 else shape, **kwargs)
 
-    def transpose(self, *axes: Any) -> Any:
-        return np.transpose(cast(Any, self), axes[0] if len(axes) == 1 else (axes or None))
-
-    def ravel(self) -> Any:
-        return np.reshape(cast(Any, self), -1)
-
-    flatten = ravel
-
-
-def _method(func: Callable[..., Any]) -> Any:
-    return lambda self, *args, **kwargs: func(self, *args, **kwargs)
-
-
-for _f in (np.sum, np.mean, np.max, np.min, np.var, np.std, np.cumsum, np.swapaxes, np.squeeze, np.dot, np.clip):
-    setattr(Operand, _f.__name__, _method(_f))
 METHODS = ".T, .shape, .dtype, .ndim, .size, .reshape, .transpose, .swapaxes, .squeeze, .sum, .mean, .max, .min, .var, .std, .cumsum, .dot, .astype, .ravel, .flatten, .clip"
 
 
-# -- helpers ---------------------------------------------------------------------------------------
-
-
 def _plain(x: Any) -> Any:
-    """`x` with stand-ins and Parameters replaced by their values (in lists, tuples and dicts too)."""
     if isinstance(x, (Operand, Parameter)):
         return x.value
     if isinstance(x, (list, tuple)):
@@ -264,8 +230,6 @@ def _matmul(g: np.ndarray, needs: Any, out: Any, a: Any, b: Any) -> list[Any]:
     if a.ndim > 2 and b.ndim == 2:  # a stack of rows times a matrix (x @ weight): fold the stack
         g2 = g.reshape(-1, g.shape[-1])
         return [(g2 @ b.T).reshape(a.shape) if needs[0] else None, a.reshape(-1, a.shape[-1]).T @ g2 if needs[1] else None]
-    if a.ndim == 1 and b.ndim == 1:  # an inner product: g is a scalar
-        return [g * b, g * a]
     a2, b2 = (a[None, :] if a.ndim == 1 else a), (b[:, None] if b.ndim == 1 else b)
     g2 = np.expand_dims(g, -1) if b.ndim == 1 else g
     g2 = np.expand_dims(g2, -2) if a.ndim == 1 else g2
@@ -339,8 +303,10 @@ TABLE: dict[Any, Primitive] = {}
 
 
 def _rows(*rows: tuple[Any, ...], **options: Any) -> None:
+    """TABLE[key] = (value: the ufunc itself, or the first item), vjp, onnx, then the row's own options (a dict)."""
     for key, *row in rows:
-        TABLE[key] = Primitive(f"np.{key.__name__}", key if isinstance(key, np.ufunc) else row.pop(0), *row, **options)
+        own = options | (row.pop() if isinstance(row[-1], dict) else {})
+        TABLE[key] = Primitive(f"np.{key.__name__}", key if isinstance(key, np.ufunc) else row.pop(0), *row, **own)
 
 
 _rows(
@@ -357,7 +323,7 @@ _rows(
     (np.sqrt, lambda g, needs, o, a: g / (2 * o), _op("Sqrt")), (np.square, lambda g, needs, o, a: 2 * a * g, lambda graph, out, x: graph.op("Mul", x, x)),
     (np.reciprocal, lambda g, needs, o, a: -g * o * o, _op("Reciprocal")), (np.absolute, lambda g, needs, o, a: g * np.sign(a), _op("Abs")),
     (np.tanh, lambda g, needs, o, a: g * (1 - o * o), _op("Tanh")), (np.sin, lambda g, needs, o, a: g * np.cos(a), _op("Sin")),
-    (np.cos, lambda g, needs, o, a: -g * np.sin(a), _op("Cos")),
+    (np.cos, lambda g, needs, o, a: -g * np.sin(a), _op("Cos")), (np.matmul, _matmul, _op("MatMul")),
     (np.sign, CONSTANT, _op("Sign")), (np.floor, CONSTANT, _op("Floor")), (np.ceil, CONSTANT, _op("Ceil")),
     (np.rint, CONSTANT, _op("Round")), (np.trunc, CONSTANT),
     (np.logical_and, CONSTANT, _op("And")), (np.logical_or, CONSTANT, _op("Or")), (np.logical_not, CONSTANT, _op("Not")),
@@ -373,8 +339,7 @@ _rows(  # compared in the operands' own type
     (np.isfinite, CONSTANT, lambda graph, out, x: graph.op("Not", graph.op("Or", graph.op("IsNaN", x), graph.op("IsInf", x)))),
     cast="inputs",
 )
-TABLE[np.matmul] = Primitive("np.matmul", _folded_matmul, _matmul, _op("MatMul"), cast="out")
-TABLE[np.matmul].signature = None  # bound as a ufunc (its value folds stacks of rows)
+TABLE[np.matmul].value = _folded_matmul
 
 
 # -- numpy functions ----------------------------------------------------------------------------
@@ -388,10 +353,8 @@ def _reduction(func: Callable[..., Any], op: str, vjp: Callable[..., Any], spec:
         y = graph.reduce(op, x, axes, keepdims)
         return graph.cast(y, bool) if out.dtype == bool else y
 
-    def value(a: Any, axis: Any = None, keepdims: bool = False) -> Any:
-        return func(a, axis=axis, keepdims=keepdims)
-
-    return Primitive(f"np.{func.__name__}", value, vjp, onnx, spec=spec)
+    return Primitive(f"np.{func.__name__}", lambda a, axis=None, keepdims=False: func(a, axis=axis, keepdims=keepdims),
+                     vjp, onnx, spec=spec)
 
 
 def _extreme_vjp(g: np.ndarray, needs: Any, out: Any, a: Any, axis: Any = None, keepdims: bool = False) -> Any:
@@ -454,13 +417,9 @@ def _stack(*arrays: Any, axis: int = 0) -> Any:
 
 
 def _split(a: Any, indices_or_sections: Any, axis: int = 0) -> list[Any]:
-    found = []
-    for piece in np.split(np.arange(np.shape(a)[axis]), indices_or_sections):
-        index: list[Any] = [slice(None)] * np.ndim(a)
-        start = int(piece[0]) if len(piece) else 0
-        index[axis] = slice(start, start + len(piece))
-        found.append(a[tuple(index)])
-    return found
+    pieces = np.split(np.arange(np.shape(a)[axis]), indices_or_sections)  # the positions each piece holds
+    before = (slice(None),) * (axis % np.ndim(a))
+    return [a[(*before, slice(int(p[0]), int(p[-1]) + 1) if len(p) else slice(0, 0))] for p in pieces]
 
 
 def _where(condition: Any, x: Any = None, y: Any = None) -> Any:
@@ -519,11 +478,8 @@ def _einsum_check(*operands: Any, subscripts: str) -> None:
         raise Refused("np.einsum needs explicit subscripts with '->' and no '...' to be differentiated")
     if any(len(set(term)) != len(term) for term in inputs):
         raise Refused(f"np.einsum({subscripts!r}) repeats an index within one operand (a diagonal or trace), which has no derivative rule in lamina")
-    sizes: dict[str, set[int]] = {}
-    for term, v in zip(inputs, operands):
-        for letter, size in zip(term, np.shape(v)):
-            sizes.setdefault(letter, set()).add(size)
-    if any(len(found) > 1 for found in sizes.values()):
+    sizes = {(letter, size) for term, v in zip(inputs, operands) for letter, size in zip(term, np.shape(v))}
+    if len(sizes) > len({letter for letter, _ in sizes}):  # a letter with two sizes
         raise Refused(f"np.einsum({subscripts!r}) broadcasts an index of size 1 against a larger one, which has no derivative rule in lamina; "
                       "give both operands the full size (e.g. with np.repeat on a constant)")
 
@@ -561,10 +517,8 @@ def _pad_onnx(graph: Any, out: Any, x: str, pad_width: Any, mode: str = "constan
 
 
 def _flip(a: Any, axis: Any = None) -> Any:
-    index: list[Any] = [slice(None)] * np.ndim(a)
-    for ax in _axes(axis, len(index)):
-        index[ax] = slice(None, None, -1)
-    return a[tuple(index)]
+    axes = _axes(axis, np.ndim(a))
+    return a[tuple(slice(None, None, -1) if i in axes else slice(None) for i in range(np.ndim(a)))]
 
 
 def _cumsum_vjp(g: np.ndarray, needs: Any, out: Any, a: Any, axis: Any = None) -> Any:
@@ -578,14 +532,9 @@ def _cumsum_onnx(graph: Any, out: Any, x: str, axis: Any = None) -> str:
     return graph.op("CumSum", x, graph.constant(np.int64(int(axis) % out.ndim), "axis", np.int64))  # a 0-d tensor, as CumSum wants
 
 
-def _like(fill: float | None) -> Callable[..., str]:
-    """np.zeros_like / ones_like / full_like: a constant of the input's (possibly dynamic) shape."""
-
-    def onnx(graph: Any, out: np.ndarray, x: str, fill_value: Any = None, dtype: Any = None) -> str:
-        number = fill if fill is not None else fill_value
-        return graph.op("ConstantOfShape", graph.op("Shape", x), value=np.asarray([number], dtype=out.dtype))
-
-    return onnx
+def _like(graph: Any, out: np.ndarray, x: str, fill_value: Any = None, dtype: Any = None) -> str:
+    """np.zeros_like / ones_like / full_like: the example's fill, in the input's (possibly dynamic) shape."""
+    return graph.op("ConstantOfShape", graph.op("Shape", x), value=np.resize(out, 1))  # (0 for an empty out)
 
 
 # the specs: numpy's positional order, for np.mean(x, 1, None, None, True)
@@ -596,9 +545,8 @@ _mean = _reduction(np.mean, "ReduceMean", lambda g, needs, out, a, axis=None, ke
 _max = _reduction(np.max, "ReduceMax", _extreme_vjp, lambda a, axis=None, out=None, keepdims=False: None)
 _min = _reduction(np.min, "ReduceMin", _extreme_vjp, _max.signature)
 TABLE.update({np.sum: _sum, np.mean: _mean, np.max: _max, np.amax: _max, np.min: _min, np.amin: _min})
-_var_spec = inspect.signature(lambda a, axis=None, dtype=None, out=None, ddof=0, keepdims=False: None)
-TABLE[np.var] = Primitive("np.var", _var, compose=_var, spec=_var_spec)
-TABLE[np.std] = Primitive("np.std", _var, compose=lambda a, axis=None, ddof=0, keepdims=False: np.sqrt(_var(a, axis, ddof, keepdims)), spec=_var_spec)
+_VAR = {"spec": lambda a, axis=None, dtype=None, out=None, ddof=0, keepdims=False: None}
+_ARRAYS = {"operands": ("arrays",), "spec": lambda arrays, axis=0: None}
 _rows(
     (np.reshape, _reshape, lambda g, needs, out, a, shape=None, order="C", newshape=None: np.reshape(g, _shape(a), order=order),
      _reshape_onnx),
@@ -607,34 +555,33 @@ _rows(
     (np.expand_dims, lambda a, axis: np.expand_dims(a, axis), lambda g, needs, out, a, axis: np.reshape(g, _shape(a)),
      lambda graph, out, x, axis: graph.op("Unsqueeze", x, graph.ints(_axes(axis, out.ndim), "axes"))),
     (np.squeeze, lambda a, axis=None: np.squeeze(a, axis), lambda g, needs, out, a, axis=None: np.reshape(g, _shape(a)), _squeeze_onnx),
-    (np.concatenate, _concatenate, _concatenate_vjp,
-     lambda graph, out, *xs, axis=0: graph.op("Concat", *(graph.cast(x, out.dtype) for x in xs), axis=int(axis) % out.ndim)),
+    (np.concatenate, _concatenate, _concatenate_vjp, lambda graph, out, *xs, axis=0:
+     graph.op("Concat", *(graph.cast(x, out.dtype) for x in xs), axis=int(axis) % out.ndim), _ARRAYS),
     (np.where, _where, _where_vjp,
-     lambda graph, out, c, x, y: graph.op("Where", graph.cast(c, bool), graph.cast(x, out.dtype), graph.cast(y, out.dtype))),
+     lambda graph, out, c, x, y: graph.op("Where", graph.cast(c, bool), graph.cast(x, out.dtype), graph.cast(y, out.dtype)),
+     {"operands": ("condition", "x", "y")}),
     (np.clip, _clip, _clip_vjp, _clip_onnx),
-    (np.einsum, _einsum, _einsum_vjp, lambda graph, out, *xs, subscripts: graph.op("Einsum", *(graph.cast(x, out.dtype) for x in xs),
-                                                                               equation=subscripts.replace(" ", ""))),
+    (np.einsum, _einsum, _einsum_vjp, lambda graph, out, *xs, subscripts:
+     graph.op("Einsum", *(graph.cast(x, out.dtype) for x in xs), equation=subscripts.replace(" ", "")),
+     {"operands": ("operands",), "check": _einsum_check, "spec": lambda subscripts, *operands: None}),
     (np.pad, _pad, _pad_vjp, _pad_onnx),
-    (np.cumsum, lambda a, axis=None: np.cumsum(a, axis=axis), _cumsum_vjp, _cumsum_onnx),  # spec below
-    (np.zeros_like, lambda a, dtype=None: np.zeros_like(a, dtype=dtype), CONSTANT, _like(0.0)),
-    (np.ones_like, lambda a, dtype=None: np.ones_like(a, dtype=dtype), CONSTANT, _like(1.0)),
-    (np.empty_like, lambda a, dtype=None: np.zeros_like(a, dtype=dtype), CONSTANT, _like(0.0)),
-    (np.full_like, lambda a, fill_value, dtype=None: np.full_like(a, fill_value, dtype=dtype), CONSTANT, _like(None)),
+    (np.cumsum, lambda a, axis=None: np.cumsum(a, axis=axis), _cumsum_vjp, _cumsum_onnx,
+     {"spec": lambda a, axis=None, dtype=None, out=None: None}),
+    (np.zeros_like, lambda a, dtype=None: np.zeros_like(a, dtype=dtype), CONSTANT, _like),
+    (np.ones_like, lambda a, dtype=None: np.ones_like(a, dtype=dtype), CONSTANT, _like),
+    (np.empty_like, lambda a, dtype=None: np.zeros_like(a, dtype=dtype), CONSTANT, _like),
+    (np.full_like, lambda a, fill_value, dtype=None: np.full_like(a, fill_value, dtype=dtype), CONSTANT, _like),
     (np.shape, np.shape, CONSTANT, CONSTANT), (np.ndim, np.ndim, CONSTANT, CONSTANT),
     (np.size, lambda a, axis=None: np.size(a, axis), CONSTANT, CONSTANT),
 )
-for _key, _compose in ((np.swapaxes, lambda a, axis1, axis2: _permuted(np.swapaxes, a, axis1, axis2)),
-                       (np.moveaxis, lambda a, source, destination: _permuted(np.moveaxis, a, source, destination)),
-                       (np.stack, _stack), (np.split, _split), (np.dot, _dot), (np.flip, _flip)):
-    TABLE[_key] = Primitive(f"np.{_key.__name__}", _compose, compose=_compose)
-TABLE[np.concatenate].operands = TABLE[np.stack].operands = ("arrays",)
-TABLE[np.concatenate].signature = TABLE[np.stack].signature = inspect.signature(lambda arrays, axis=0: None)
-TABLE[np.where].operands = ("condition", "x", "y")
-TABLE[np.einsum].operands, TABLE[np.einsum].check = ("operands",), _einsum_check
-TABLE[np.einsum].signature = inspect.signature(lambda subscripts, *operands: None)
-TABLE[np.dot].operands = ("a", "b")
-TABLE[np.dot].signature = inspect.signature(lambda a, b, out=None: None)
-TABLE[np.cumsum].signature = inspect.signature(lambda a, axis=None, dtype=None, out=None: None)
+_rows(  # written in other rows
+    (np.swapaxes, lambda a, axis1, axis2: _permuted(np.swapaxes, a, axis1, axis2)),
+    (np.moveaxis, lambda a, source, destination: _permuted(np.moveaxis, a, source, destination)),
+    (np.stack, _stack, _ARRAYS), (np.split, _split), (np.flip, _flip), (np.var, _var, _VAR),
+    (np.std, lambda a, axis=None, ddof=0, keepdims=False: np.sqrt(_var(a, axis, ddof, keepdims)), _VAR),
+    (np.dot, _dot, {"operands": ("a", "b"), "spec": lambda a, b, out=None: None}),
+    compose=True,
+)
 
 
 # -- indexing and astype ------------------------------------------------------------------------
@@ -655,36 +602,28 @@ def _index_onnx(graph: Any, out: Any, x: str, key: Any) -> str:
     """Basic indexing (ints, slices, None, ...) as Slice, Squeeze and Unsqueeze; one integer
     array as a Gather along its axis."""
     items = list(key) if isinstance(key, tuple) else [key]
-    ndim = graph.example(x).ndim
     arrays = [i for i, item in enumerate(items) if isinstance(item, (np.ndarray, list, Operand))]
     if arrays:  # a traced index (ids computed in forward) stays a value of the graph
         return _gather(graph, x, items, arrays)
-    if items.count(Ellipsis) > 1:
-        raise Refused("indexing with two Ellipses")
-    if Ellipsis in items:
+    if Ellipsis in items:  # (numpy refused two when the value was computed)
         at = items.index(Ellipsis)
-        items[at : at + 1] = [slice(None)] * (ndim - sum(1 for item in items if item is not None and item is not Ellipsis))
-    slices: list[tuple[int, int, int, int]] = []  # (start, end, axis, step)
-    drops: list[int] = []
-    news: list[int] = []
+        items[at : at + 1] = [slice(None)] * (graph.example(x).ndim + 1 - len(items) + items.count(None))
+    slices, drops, news = [], [], []  # (start, end, axis, step) of each Slice; axes to squeeze; axes to add
     axis = out_axis = 0
     for item in items:
         if item is None:
             news.append(out_axis)
-            out_axis += 1
-            continue
-        if isinstance(item, (int, np.integer)) and not isinstance(item, bool):
-            slices.append((int(item), int(item) + 1 if int(item) != -1 else _INT64_MAX, axis, 1))
+        elif isinstance(item, (int, np.integer)) and not isinstance(item, bool):
+            slices.append((int(item), int(item) + 1 or _INT64_MAX, axis, 1))  # x[-1]: from -1 to the end
             drops.append(axis)
-        elif isinstance(item, slice):
-            if item != slice(None):
-                step = 1 if item.step is None else int(item.step)
-                slices.append((int(item.start if item.start is not None else (0 if step > 0 else -1)),
-                               int(item.stop if item.stop is not None else (_INT64_MAX if step > 0 else -_INT64_MAX)), axis, step))
-            out_axis += 1
-        else:
+        elif not isinstance(item, slice):
             raise Refused(f"indexing with {type(item).__name__}")
-        axis += 1
+        elif item != slice(None):
+            step = 1 if item.step is None else int(item.step)
+            slices.append((int(item.start if item.start is not None else (0 if step > 0 else -1)),
+                           int(item.stop if item.stop is not None else (_INT64_MAX if step > 0 else -_INT64_MAX)), axis, step))
+        axis += item is not None  # an int or a slice reads an input axis; None or a slice makes an output axis
+        out_axis += item is None or isinstance(item, slice)
     name = x
     if slices:
         name = graph.op("Slice", name, *(graph.ints(list(v), n) for v, n in zip(zip(*slices), ("starts", "ends", "axes", "steps"))))
@@ -703,10 +642,9 @@ def _gather(graph: Any, x: str, items: list[Any], arrays: list[int]) -> str:
         raise Refused("indexing with an integer array after a slice other than ':'")
     chosen = items[arrays[0]]
     index = np.asarray(_plain(chosen))
-    if index.dtype == bool:
-        raise Refused("indexing with a boolean mask (its size depends on the values)")
     if index.dtype.kind not in "iu":
-        raise Refused(f"indexing with an array of {index.dtype}")
+        raise Refused("indexing with " + ("a boolean mask (its size depends on the values)" if index.dtype == bool
+                                          else f"an array of {index.dtype}"))
     where = graph.cast(chosen.name, np.int64) if isinstance(chosen, Operand) else graph.constant(index, "index", np.int64)
     y = graph.op("Gather", x, where, axis=arrays[0])
     rest = items[arrays[0] + 1 :]
@@ -719,7 +657,6 @@ def _gather(graph: Any, x: str, items: list[Any], arrays: list[int]) -> str:
 GETITEM = Primitive("indexing", lambda a, key: a[_plain(key)], _getitem_vjp, _index_onnx)
 ASTYPE = Primitive("astype", lambda a, dtype: a.astype(dtype), lambda g, needs, out, a, dtype: g.astype(a.dtype),
                    lambda graph, out, x, dtype: graph.cast(x, dtype))
-GETITEM.operands = ASTYPE.operands = ("a",)
 
 
 def supported() -> dict[str, tuple[str, str]]:
@@ -729,6 +666,6 @@ def supported() -> dict[str, tuple[str, str]]:
              "methods: " + METHODS: ("yes", "yes")}
     for key, row in sorted(TABLE.items(), key=lambda item: item[1].name):
         name = row.name if isinstance(key, str) else f"np.{key.__name__}"
-        training = "constant" if row.vjp is CONSTANT else "yes" if row.vjp is not None or row.compose is not None else "no"
-        found[name] = (training, "yes" if row.onnx is not None or row.compose is not None else "no")
+        training = "constant" if row.vjp is CONSTANT else "yes" if row.vjp is not None or row.compose else "no"
+        found[name] = (training, "yes" if row.onnx is not None or row.compose else "no")
     return found

@@ -1,11 +1,5 @@
-"""The autodiff tracer: a forward-only layer's numpy code, recorded with each row's vjp.
-
-Inside a traced forward the input is a `Traced` array: each operation on it computes the
-row's value on the plain arrays and records one node with the row's vector-Jacobian product;
-`Tape.backward` runs them in reverse. What has no row, or would drop the trace (np.asarray,
-in-place writes), raises a LaminaError instead of a wrong gradient. Integer, boolean and
-comparison results are constants.
-"""
+"""The autodiff tracer: a forward-only layer's numpy code, recorded with each row's vjp for
+`Tape.backward` to run in reverse (integer, boolean and comparison results are constants)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -17,7 +11,7 @@ import numpy as np
 from lamina.errors import LaminaError
 from lamina.parameter import Parameter
 from lamina.trace import current
-from lamina.trace.primitives import CONSTANT, TABLE, Operand, Primitive, Trace, _folded_matmul, _plain
+from lamina.trace.primitives import CONSTANT, TABLE, Operand, Primitive, Trace, _plain
 
 WAYS_OUT = "use an operation lamina can differentiate (see lamina.autodiff.SUPPORTED), or write backward() by hand"
 
@@ -47,7 +41,7 @@ class Tape(Trace):
         """The leaf that stands for `param` in this forward (the same one each time it is used)."""
         entry = self.params.get(id(param))
         if entry is None or entry[1].value is not param.value:
-            entry = self.params[id(param)] = (param, Traced(param.value, self, (), None, (), True))
+            entry = self.params[id(param)] = (param, self.leaf(param.value))
         return entry[1]
 
     def refuse(self, what: str, why: str | None = None) -> LaminaError:
@@ -62,13 +56,12 @@ class Tape(Trace):
         return _plain(item), None, False
 
     def apply(self, row: Primitive, operands: list[Any], params: dict[str, Any]) -> Any:
-        """The row's value on the operands' values, recorded with its vjp."""
         values, parents, needs = zip(*(self.operand(item) for item in operands)) if operands else ((), (), ())
         if row.vjp is None:
             raise self.refuse(row.name)
-        if row.check is not None:
-            row.check(*values, **params)
         out = saved = row.value(*values, **params)
+        if row.check is not None:  # after the value, which refuses what no reader of the table follows
+            row.check(*values, **params)
         if row.saves:
             out, saved = out
         if row.vjp is CONSTANT:
@@ -77,10 +70,9 @@ class Tape(Trace):
 
     def record(self, value: Any, parents: Sequence[Traced | None], rule: Callable[..., Any], args: tuple[Any, ...] = (),
                needed: bool = False) -> Any:
-        """`value`, computed from `parents`, as a traced value whose gradient `rule(g, *args)`
-        maps to one gradient per parent (None for a parent that needs none). A constant when
-        it is not floating or no parent is traced; `needed=True` keeps it in the backward pass
-        even when no parent needs a gradient (a hand-written sublayer's parameters do)."""
+        """`value`, computed from `parents`, as a traced value whose gradient `rule(g, *args)` maps to one gradient
+        per parent (None for one that needs none); a constant when not floating or no parent is traced.
+        `needed=True` keeps it even when no parent needs a gradient (a hand-written sublayer's parameters do)."""
         if type(value) is not np.ndarray:
             value = np.asarray(value)
         if value.dtype.kind not in "fc":
@@ -145,13 +137,10 @@ class Tape(Trace):
 
 
 class Traced(Operand):
-    """An array inside a traced forward: numpy operations on it are recorded for backward.
-
-    It is also the record's node: its parents, the rule that maps its gradient to theirs (with
-    the arguments the rule needs), and whether any gradient is wanted through it (False for
-    values that depend only on an input whose gradient nobody needs: the rules then skip that
-    input's gradient, as a hand-written first layer does).
-    """
+    """An array inside a traced forward, and the record's node: its parents, the rule that maps
+    its gradient to theirs (with the arguments the rule needs), and whether any gradient is wanted
+    through it (False for values of an input whose gradient nobody needs: the rules then skip
+    that input's gradient, as a hand-written first layer does)."""
 
     __slots__ = ("value", "trace", "parents", "rule", "args", "needed")
     __array_priority__ = 100.0
@@ -166,20 +155,19 @@ class Traced(Operand):
         return f"Traced({self.value!r})"
 
 
-# The common operators go straight to the rule, without numpy's dispatch in between.
+# The common operators go straight to the row, without numpy's dispatch in between.
 for _name, _ufunc in (("add", np.add), ("sub", np.subtract), ("mul", np.multiply), ("truediv", np.true_divide), ("matmul", np.matmul)):
-    setattr(Traced, f"__{_name}__", lambda self, other, ufunc=_ufunc: _binop(self.trace, ufunc, self, other))
-    setattr(Traced, f"__r{_name}__", lambda self, other, ufunc=_ufunc: _binop(self.trace, ufunc, other, self))
+    setattr(Traced, f"__{_name}__", lambda self, other, row=TABLE[_ufunc]: _binop(self.trace, row, self, other))
+    setattr(Traced, f"__r{_name}__", lambda self, other, row=TABLE[_ufunc]: _binop(self.trace, row, other, self))
 
 
-def _binop(tape: Tape, ufunc: np.ufunc, a: Any, b: Any) -> Any:
+def _binop(tape: Tape, row: Primitive, a: Any, b: Any) -> Any:
     """`Tape.apply` for the binary operators, on the hot path of every Linear and activation."""
     va, ta, na = tape.operand(a)
     vb, tb, nb = tape.operand(b)
-    out = _folded_matmul(va, vb) if ufunc is np.matmul else ufunc(va, vb)
-    rule = TABLE[ufunc].vjp
+    out = row.value(va, vb)
     if type(out) is not np.ndarray or out.dtype.kind not in "fc" or (ta is None and tb is None):
-        return tape.record(out, (ta, tb), rule, ((na, nb), out, va, vb))  # the rare cases
-    node = Traced(out, tape, (ta, tb), rule, ((na, nb), out, va, vb), na or nb)
+        return tape.record(out, (ta, tb), row.vjp, ((na, nb), out, va, vb))  # the rare cases
+    node = Traced(out, tape, (ta, tb), row.vjp, ((na, nb), out, va, vb), na or nb)
     tape.nodes.append(node)
     return node
