@@ -153,7 +153,8 @@ def _onnx_softplus(graph: Any, out: Any, x: str) -> str:
     if graph.dtype_of(x) != np.float64:
         return graph.op("Softplus", x)
     # max(x, 0) + log(1 + exp(-|x|)): finite for any x
-    tail = graph.op("Log", graph.op("Add", graph.op("Exp", graph.op("Neg", graph.op("Abs", x))), _constant(graph, x, 1.0)))
+    tail = graph.op("Log",
+                    graph.op("Add", graph.op("Exp", graph.op("Neg", graph.op("Abs", x))), _constant(graph, x, 1.0)))
     return graph.op("Add", graph.op("Relu", x), tail)
 
 
@@ -255,17 +256,21 @@ def _log_softmax(x: Any, axis: int = -1) -> Any:
 
 sigmoid = _row(_sigmoid, lambda g, needs, out, x: g * out * (1 - out), lambda graph, out, x: graph.op("Sigmoid", x))
 relu = _row(_relu, lambda g, needs, out, x: g * (out > 0), lambda graph, out, x: graph.op("Relu", x))
-leaky_relu = _row(_leaky_relu, lambda g, needs, out, x, alpha=0.01: g * np.where(x > 0, 1, alpha).astype(x.dtype), _onnx_leaky_relu)
+leaky_relu = _row(_leaky_relu, lambda g, needs, out, x, alpha=0.01: g * np.where(x > 0, 1, alpha).astype(x.dtype),
+                  _onnx_leaky_relu)
 elu = _row(_elu, lambda g, needs, out, x, alpha=1.0: g * np.where(x > 0, 1, out + alpha), _onnx_elu)
 softplus = _row(_softplus, lambda g, needs, out, x: g * _sigmoid(x), _onnx_softplus)
-silu = _row(_silu, lambda g, needs, s, x: g * (s * (1 + x * (1 - s))), lambda graph, out, x: graph.op("Mul", x, graph.op("Sigmoid", x)),
+silu = _row(_silu, lambda g, needs, s, x: g * (s * (1 + x * (1 - s))),
+            lambda graph, out, x: graph.op("Mul", x, graph.op("Sigmoid", x)),
             saves=True)
-erf = _row(_erf, lambda g, needs, out, x: g * (2 / math.sqrt(math.pi)) * np.exp(-x * x), lambda graph, out, x: graph.op("Erf", x))
+erf = _row(_erf, lambda g, needs, out, x: g * (2 / math.sqrt(math.pi)) * np.exp(-x * x),
+           lambda graph, out, x: graph.op("Erf", x))
 gelu = _row(_gelu, lambda g, needs, slope, x, approximate="none": g * slope, _onnx_gelu, saves=True)
 logsumexp = _row(_logsumexp, lambda g, needs, out, x, axis=-1, keepdims=False: _spread(g, x.shape, axis, keepdims)
                  * np.exp(x - _spread(out, x.shape, axis, keepdims)), _logsumexp_onnx)
 softmax = _row(_softmax, lambda g, needs, out, x, axis=-1: out * (g - np.sum(g * out, axis=axis, keepdims=True)),
                lambda graph, out, x, axis=-1: graph.op("Softmax", x, axis=int(axis)))
-log_softmax = _row(_log_softmax, lambda g, needs, out, x, axis=-1: g - np.exp(out) * np.sum(g, axis=axis, keepdims=True),
+log_softmax = _row(_log_softmax,
+                   lambda g, needs, out, x, axis=-1: g - np.exp(out) * np.sum(g, axis=axis, keepdims=True),
                    lambda graph, out, x, axis=-1: graph.op("LogSoftmax", x, axis=int(axis)))
 tanh = TABLE[np.tanh]  # numpy's, as a row: for a hand-written Tanh's backward and to_onnx

@@ -10,4 +10,5 @@ from lamina.export.exporter import INPUT, OPSETS, OUTPUT, export_layer, export_o
 from lamina.export.graph import Graph, Node
 from lamina.export.symbolic import Symbolic
 
-__all__ = ["INPUT", "OPSETS", "OUTPUT", "SUPPORTED", "Graph", "Node", "Symbolic", "export_layer", "export_onnx", "to_proto"]
+__all__ = ["INPUT", "OPSETS", "OUTPUT", "SUPPORTED", "Graph", "Node", "Symbolic", "export_layer", "export_onnx",
+           "to_proto"]

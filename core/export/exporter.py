@@ -35,7 +35,8 @@ def export_layer(layer: Layer, graph: Graph, x: str) -> str:
         if callable(method):
             y = method(graph, x)
             if not isinstance(y, str):
-                raise LaminaError(f"{type(layer).__name__}.to_onnx must return the name (str) of its output value, got {y!r}")
+                raise LaminaError(f"{type(layer).__name__}.to_onnx must return the name (str) of its output value, "
+                                  f"got {y!r}")
             if example is not None and y not in graph.examples:
                 graph.examples[y] = np.asarray(layer(example))  # what later layers read shapes from
             return y
@@ -51,16 +52,19 @@ def export_layer(layer: Layer, graph: Graph, x: str) -> str:
         graph.layers.pop()
     name = type(layer).__name__
     raise LaminaError(
-        f"ONNX export: layer {graph.scope or name} ({name}) has a hand-written backward and no to_onnx method, so lamina "
+        f"ONNX export: layer {graph.scope or name} ({name}) has a hand-written backward and no to_onnx method, "
+        "so lamina "
         f"cannot tell what its forward computes; either write {name} forward-only (no backward: lamina then traces its "
-        "numpy code into ONNX), or add to_onnx(self, graph, x) returning its output's name (docs/pages/writing-plugins.md)"
+        "numpy code into ONNX), or add to_onnx(self, graph, x) returning its output's name "
+        "(docs/pages/writing-plugins.md)"
     )
 
 
 def _build(model: Trainable, batch: int, opset: int) -> Graph:
     input_shape = model.input_shape
     if input_shape is None:
-        raise LaminaError("ONNX export: the model has not seen an input yet; train it, call it on data, or load a saved model")
+        raise LaminaError("ONNX export: the model has not seen an input yet; train it, call it on data, "
+                          "or load a saved model")
     dtype = np.dtype(model.input_dtype or model.dtype)
     generator = np.random.default_rng(batch)  # its own generator: exporting leaves lamina's alone
     example = (np.zeros((batch, *input_shape), dtype=np.int64) if dtype.kind in "iu"
@@ -85,10 +89,12 @@ def _signature(graph: Graph) -> list[tuple[Any, ...]]:
         return repr(value)
 
     found: list[tuple[Any, ...]] = [
-        (node.owner, node.op_type, node.inputs, node.outputs, sorted((k, attribute(v)) for k, v in node.attributes.items()))
+        (node.owner, node.op_type, node.inputs, node.outputs,
+         sorted((k, attribute(v)) for k, v in node.attributes.items()))
         for node in graph.nodes
     ]
-    found += [(name.rsplit(".", 1)[0], "initializer", name, attribute(array)) for name, array in graph.initializers.items()]
+    found += [(name.rsplit(".", 1)[0], "initializer", name, attribute(array))
+              for name, array in graph.initializers.items()]
     return found
 
 
@@ -150,7 +156,8 @@ def export_onnx(model: Trainable, path: str | os.PathLike[str], opset: int = 17)
         )
     target = Path(path)
     if not target.parent.is_dir():
-        raise LaminaError(f"Model.export_onnx: cannot write {str(target)!r}: the folder {str(target.parent)!r} does not exist; create it first")
+        raise LaminaError(f"Model.export_onnx: cannot write {str(target)!r}: the folder {str(target.parent)!r} does "
+                          "not exist; create it first")
     try:
         import onnx  # noqa: F401
     except ImportError:

@@ -38,7 +38,8 @@ class Primitive:
                  operands: tuple[str, ...] = ("a",), compose: bool = False, saves: bool = False, check: Any = None,
                  cast: str | None = None) -> None:
         self.name, self.value, self.vjp, self.onnx, self.compose = name, value, vjp, onnx, compose
-        self.operands, self.saves, self.check, self.cast = operands, saves, check, cast  # saves: value returns (out, what vjp needs)
+        # saves: value returns (out, what vjp needs)
+        self.operands, self.saves, self.check, self.cast = operands, saves, check, cast
         self.ufunc = isinstance(value, np.ufunc)
         self.signature = spec if isinstance(spec, inspect.Signature) else None if self.ufunc else inspect.signature(spec or value)
         self.accepts = [] if self.ufunc else list(inspect.signature(value).parameters)
@@ -73,7 +74,8 @@ class Primitive:
         given = {k: v for k, v in kwargs.items() if v is not np._NoValue and (k in names or v is not None)}
         if self.signature is None:
             if given:
-                raise Refused(f"{self.name}({', '.join(f'{k}=...' for k in sorted(given))}) on a traced array: lamina's rule takes no keyword arguments")
+                raise Refused(f"{self.name}({', '.join(f'{k}=...' for k in sorted(given))}) on a traced array: "
+                              "lamina's rule takes no keyword arguments")
             return list(args), {}
         try:
             params: dict[str, Any] | None = dict(self.signature.bind(*args, **given).arguments)
@@ -83,7 +85,8 @@ class Primitive:
         extra = [k for k in given if k not in names] if params is None else [k for k, v in params.items() if k not in self.accepts and v is not None]
         if params is None or extra:
             allowed = ", ".join(k for k in self.accepts if k not in self.operands) or "no keyword arguments"
-            raise Refused(f"{self.name}({', '.join(f'{k}=...' for k in sorted(extra))}) on a traced array: lamina's rule takes only {allowed}")
+            raise Refused(f"{self.name}({', '.join(f'{k}=...' for k in sorted(extra))}) on a traced array: "
+                          f"lamina's rule takes only {allowed}")
         params = {k: v for k, v in params.items() if k in self.accepts}
         operands: list[Any] = []
         for name in self.operands:
@@ -123,7 +126,8 @@ class Operand(ArrayMethods):
 
     def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
         if method != "__call__" or kwargs.get("out") is not None:
-            raise self.trace.refuse(f"np.{ufunc.__name__}.{method}", f"an in-place operation (y += 1, or out=) or np.{ufunc.__name__}.{method} "
+            raise self.trace.refuse(f"np.{ufunc.__name__}.{method}",
+                                    f"an in-place operation (y += 1, or out=) or np.{ufunc.__name__}.{method} "
                                     "cannot be followed; write y = y + 1 instead")
         return self.trace.run(TABLE.get(ufunc), f"np.{ufunc.__name__}", inputs, kwargs)
 
@@ -135,7 +139,9 @@ class Operand(ArrayMethods):
 
     # What would drop the trace is refused, naming it.
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        raise self.trace.refuse("", "a traced array was converted to a plain numpy array (np.asarray, np.array or a numpy function "
+        raise self.trace.refuse("",
+                                "a traced array was converted to a plain numpy array (np.asarray, "
+                                "np.array or a numpy function "
                                 "lamina does not follow), which would drop it from the trace")
 
     def __float__(self) -> float:
@@ -147,7 +153,9 @@ class Operand(ArrayMethods):
     __index__ = __int__
 
     def __setitem__(self, key: Any, value: Any) -> None:
-        raise self.trace.refuse("", "writing into a traced array in place drops it from the trace; build a new array instead (np.where, np.concatenate)")
+        raise self.trace.refuse("",
+                                "writing into a traced array in place drops it from the trace; "
+                                "build a new array instead (np.where, np.concatenate)")
 
     def astype(self, dtype: Any, copy: bool = True) -> Any:
         return self.trace.run(ASTYPE, "astype", (self, np.dtype(dtype)), {})
@@ -155,7 +163,9 @@ class Operand(ArrayMethods):
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__") or name == "trace":
             raise AttributeError(name)
-        raise self.trace.refuse(f".{name}()", f"a traced array has no method .{name}() in lamina (it has {METHODS}); use np.{name}(...) if lamina supports it")
+        raise self.trace.refuse(f".{name}()",
+                                f"a traced array has no method .{name}() in lamina (it has {METHODS}); "
+                                f"use np.{name}(...) if lamina supports it")
 
 
 METHODS = ".T, .shape, .dtype, .ndim, .size, .reshape, .transpose, .swapaxes, .squeeze, .sum, .mean, .max, .min, .var, .std, .cumsum, .dot, .astype, .ravel, .flatten, .clip"
@@ -229,12 +239,14 @@ def _matmul(g: np.ndarray, needs: Any, out: Any, a: Any, b: Any) -> list[Any]:
         return [g @ b.T if needs[0] else None, a.T @ g if needs[1] else None]
     if a.ndim > 2 and b.ndim == 2:  # a stack of rows times a matrix (x @ weight): fold the stack
         g2 = g.reshape(-1, g.shape[-1])
-        return [(g2 @ b.T).reshape(a.shape) if needs[0] else None, a.reshape(-1, a.shape[-1]).T @ g2 if needs[1] else None]
+        return [(g2 @ b.T).reshape(a.shape) if needs[0] else None,
+                a.reshape(-1, a.shape[-1]).T @ g2 if needs[1] else None]
     a2, b2 = (a[None, :] if a.ndim == 1 else a), (b[:, None] if b.ndim == 1 else b)
     g2 = np.expand_dims(g, -1) if b.ndim == 1 else g
     g2 = np.expand_dims(g2, -2) if a.ndim == 1 else g2
     ga, gb = g2 @ np.swapaxes(b2, -1, -2), np.swapaxes(a2, -1, -2) @ g2
-    return [unbroadcast(ga[..., 0, :] if a.ndim == 1 else ga, a.shape), unbroadcast(gb[..., 0] if b.ndim == 1 else gb, b.shape)]
+    return [unbroadcast(ga[..., 0, :] if a.ndim == 1 else ga, a.shape),
+            unbroadcast(gb[..., 0] if b.ndim == 1 else gb, b.shape)]
 
 
 def _extremum(bigger: bool) -> Callable[..., list[Any]]:
@@ -295,7 +307,8 @@ def _expm1(graph: Any, out: Any, x: str) -> str:
     u = graph.op("Exp", x)
     ratio = graph.op("Div", graph.op("Mul", graph.op("Sub", u, one), x), graph.op("Log", u))
     y = graph.op("Where", graph.op("Equal", u, one), x, ratio)
-    y = graph.op("Where", graph.op("Equal", u, graph.constant(0.0, dtype=out.dtype)), graph.constant(-1.0, dtype=out.dtype), y)
+    y = graph.op("Where", graph.op("Equal", u, graph.constant(0.0, dtype=out.dtype)),
+                 graph.constant(-1.0, dtype=out.dtype), y)
     return graph.op("Where", graph.op("IsInf", u), u, y)
 
 
@@ -320,13 +333,17 @@ _rows(
     (np.negative, lambda g, needs, o, a: -g, _op("Neg")), (np.positive, lambda g, needs, o, a: g, _op("Identity")),
     (np.exp, lambda g, needs, o, a: g * o, _op("Exp")), (np.log, lambda g, needs, o, a: g / a, _op("Log")),
     (np.log1p, lambda g, needs, o, a: g / (1 + a), _log1p), (np.expm1, lambda g, needs, o, a: g * (o + 1), _expm1),
-    (np.sqrt, lambda g, needs, o, a: g / (2 * o), _op("Sqrt")), (np.square, lambda g, needs, o, a: 2 * a * g, lambda graph, out, x: graph.op("Mul", x, x)),
-    (np.reciprocal, lambda g, needs, o, a: -g * o * o, _op("Reciprocal")), (np.absolute, lambda g, needs, o, a: g * np.sign(a), _op("Abs")),
-    (np.tanh, lambda g, needs, o, a: g * (1 - o * o), _op("Tanh")), (np.sin, lambda g, needs, o, a: g * np.cos(a), _op("Sin")),
+    (np.sqrt, lambda g, needs, o, a: g / (2 * o), _op("Sqrt")),
+    (np.square, lambda g, needs, o, a: 2 * a * g, lambda graph, out, x: graph.op("Mul", x, x)),
+    (np.reciprocal, lambda g, needs, o, a: -g * o * o, _op("Reciprocal")),
+    (np.absolute, lambda g, needs, o, a: g * np.sign(a), _op("Abs")),
+    (np.tanh, lambda g, needs, o, a: g * (1 - o * o), _op("Tanh")),
+    (np.sin, lambda g, needs, o, a: g * np.cos(a), _op("Sin")),
     (np.cos, lambda g, needs, o, a: -g * np.sin(a), _op("Cos")), (np.matmul, _matmul, _op("MatMul")),
     (np.sign, CONSTANT, _op("Sign")), (np.floor, CONSTANT, _op("Floor")), (np.ceil, CONSTANT, _op("Ceil")),
     (np.rint, CONSTANT, _op("Round")), (np.trunc, CONSTANT),
-    (np.logical_and, CONSTANT, _op("And")), (np.logical_or, CONSTANT, _op("Or")), (np.logical_not, CONSTANT, _op("Not")),
+    (np.logical_and, CONSTANT, _op("And")), (np.logical_or, CONSTANT, _op("Or")),
+    (np.logical_not, CONSTANT, _op("Not")),
     (np.bitwise_and, CONSTANT, _boolean("", "And")), (np.bitwise_or, CONSTANT, _boolean("", "Or")),
     (np.bitwise_xor, CONSTANT, _boolean("", "Xor")), (np.invert, CONSTANT, _boolean("", "Not")),
     cast="out",
@@ -336,7 +353,8 @@ _rows(  # compared in the operands' own type
     (np.less, CONSTANT, _op("Less")), (np.less_equal, CONSTANT, _op("LessOrEqual")), (np.equal, CONSTANT, _op("Equal")),
     (np.not_equal, CONSTANT, lambda graph, out, a, b: graph.op("Not", graph.op("Equal", a, b))),
     (np.isnan, CONSTANT, _op("IsNaN")), (np.isinf, CONSTANT, _op("IsInf")),
-    (np.isfinite, CONSTANT, lambda graph, out, x: graph.op("Not", graph.op("Or", graph.op("IsNaN", x), graph.op("IsInf", x)))),
+    (np.isfinite, CONSTANT,
+     lambda graph, out, x: graph.op("Not", graph.op("Or", graph.op("IsNaN", x), graph.op("IsInf", x)))),
     cast="inputs",
 )
 TABLE[np.matmul].value = _folded_matmul
@@ -369,13 +387,15 @@ def _var(a: Any, axis: Any = None, ddof: int = 0, keepdims: bool = False) -> Any
 
 
 def _transpose_onnx(graph: Any, out: Any, x: str, axes: Any = None) -> str:
-    return graph.op("Transpose", x, perm=[int(p) % out.ndim for p in axes] if axes is not None else list(range(out.ndim))[::-1])
+    return graph.op("Transpose", x,
+                    perm=[int(p) % out.ndim for p in axes] if axes is not None else list(range(out.ndim))[::-1])
 
 
 def _permuted(func: Callable[..., Any], a: Any, *args: Any) -> Any:
     """np.swapaxes / np.moveaxis as one transpose: the permutation is read off what `func` does
     to the shape (2, 3, ..., ndim + 1) of a broadcast array (which holds no memory)."""
-    return np.transpose(a, [size - 2 for size in func(np.broadcast_to(0, tuple(range(2, np.ndim(a) + 2))), *args).shape])
+    return np.transpose(a,
+                        [size - 2 for size in func(np.broadcast_to(0, tuple(range(2, np.ndim(a) + 2))), *args).shape])
 
 
 def _reshape(a: Any, shape: Any = None, order: str = "C", newshape: Any = None) -> Any:
@@ -430,18 +450,22 @@ def _where(condition: Any, x: Any = None, y: Any = None) -> Any:
 
 def _where_vjp(g: np.ndarray, needs: Any, out: Any, condition: Any, x: Any, y: Any) -> list[Any]:
     cond = np.asarray(condition, dtype=bool)
-    return [None, unbroadcast(g * cond, _shape(x)) if needs[1] else None, unbroadcast(g * ~cond, _shape(y)) if needs[2] else None]
+    return [None, unbroadcast(g * cond, _shape(x)) if needs[1] else None,
+            unbroadcast(g * ~cond, _shape(y)) if needs[2] else None]
 
 
 def _clip(a: Any, a_min: Any = None, a_max: Any = None, min: Any = None, max: Any = None) -> Any:  # noqa: A002
-    low, high = (min if a_min is None else a_min), (max if a_max is None else a_max)  # numpy 2.1 also names them min=, max=
+    # numpy 2.1 also names them min=, max=
+    low, high = (min if a_min is None else a_min), (max if a_max is None else a_max)
     wider = np.broadcast_shapes(np.shape(a), np.shape(low), np.shape(high))
     if wider != np.shape(a):
-        raise Refused(f"np.clip: bounds of shapes {np.shape(low)}, {np.shape(high)} would widen the traced array of shape {np.shape(a)} to {wider}; broadcast the array first")
+        raise Refused(f"np.clip: bounds of shapes {np.shape(low)}, {np.shape(high)} would widen the traced array of "
+                      f"shape {np.shape(a)} to {wider}; broadcast the array first")
     return np.clip(a, low, high)
 
 
-def _clip_vjp(g: np.ndarray, needs: Any, out: Any, a: Any, a_min: Any = None, a_max: Any = None, min: Any = None, max: Any = None) -> Any:  # noqa: A002
+def _clip_vjp(g: np.ndarray, needs: Any, out: Any, a: Any, a_min: Any = None, a_max: Any = None, min: Any = None,
+              max: Any = None) -> Any:  # noqa: A002
     low, high = (min if a_min is None else a_min), (max if a_max is None else a_max)
     inside = np.ones(np.shape(a), dtype=bool)
     if low is not None:
@@ -451,7 +475,8 @@ def _clip_vjp(g: np.ndarray, needs: Any, out: Any, a: Any, a_min: Any = None, a_
     return g * inside
 
 
-def _clip_onnx(graph: Any, out: Any, x: str, a_min: Any = None, a_max: Any = None, min: Any = None, max: Any = None) -> str:  # noqa: A002
+def _clip_onnx(graph: Any, out: Any, x: str, a_min: Any = None, a_max: Any = None, min: Any = None,
+               max: Any = None) -> str:  # noqa: A002
     low, high = (min if a_min is None else a_min), (max if a_max is None else a_max)
     if low is not None:
         x = graph.op("Max", x, graph.constant(np.asarray(low), dtype=out.dtype))
@@ -477,10 +502,12 @@ def _einsum_check(*operands: Any, subscripts: str) -> None:
     if "." in subscripts:
         raise Refused("np.einsum needs explicit subscripts with '->' and no '...' to be differentiated")
     if any(len(set(term)) != len(term) for term in inputs):
-        raise Refused(f"np.einsum({subscripts!r}) repeats an index within one operand (a diagonal or trace), which has no derivative rule in lamina")
+        raise Refused(f"np.einsum({subscripts!r}) repeats an index within one operand (a diagonal or trace), "
+                      "which has no derivative rule in lamina")
     sizes = {(letter, size) for term, v in zip(inputs, operands) for letter, size in zip(term, np.shape(v))}
     if len(sizes) > len({letter for letter, _ in sizes}):  # a letter with two sizes
-        raise Refused(f"np.einsum({subscripts!r}) broadcasts an index of size 1 against a larger one, which has no derivative rule in lamina; "
+        raise Refused(f"np.einsum({subscripts!r}) broadcasts an index of size 1 against a larger one, "
+                      "which has no derivative rule in lamina; "
                       "give both operands the full size (e.g. with np.repeat on a constant)")
 
 
@@ -503,7 +530,8 @@ def _pad(a: Any, pad_width: Any, mode: str = "constant", constant_values: Any = 
     return np.pad(a, pad_width, mode="constant", constant_values=constant_values)
 
 
-def _pad_vjp(g: np.ndarray, needs: Any, out: Any, a: Any, pad_width: Any, mode: str = "constant", constant_values: Any = 0) -> Any:
+def _pad_vjp(g: np.ndarray, needs: Any, out: Any, a: Any, pad_width: Any, mode: str = "constant",
+             constant_values: Any = 0) -> Any:
     widths = np.broadcast_to(np.asarray(pad_width, dtype=int), (np.ndim(a), 2))
     return g[tuple(slice(int(lo), int(lo) + n) for (lo, _), n in zip(widths, np.shape(a)))]
 
@@ -529,7 +557,8 @@ def _cumsum_vjp(g: np.ndarray, needs: Any, out: Any, a: Any, axis: Any = None) -
 def _cumsum_onnx(graph: Any, out: Any, x: str, axis: Any = None) -> str:
     if axis is None:
         x, axis = graph.op("Reshape", x, graph.ints([-1], "shape")), 0
-    return graph.op("CumSum", x, graph.constant(np.int64(int(axis) % out.ndim), "axis", np.int64))  # a 0-d tensor, as CumSum wants
+    # a 0-d tensor, as CumSum wants
+    return graph.op("CumSum", x, graph.constant(np.int64(int(axis) % out.ndim), "axis", np.int64))
 
 
 def _like(graph: Any, out: np.ndarray, x: str, fill_value: Any = None, dtype: Any = None) -> str:
@@ -538,7 +567,8 @@ def _like(graph: Any, out: np.ndarray, x: str, fill_value: Any = None, dtype: An
 
 
 # the specs: numpy's positional order, for np.mean(x, 1, None, None, True)
-_sum = _reduction(np.sum, "ReduceSum", lambda g, needs, out, a, axis=None, keepdims=False: _spread(g, _shape(a), axis, keepdims),
+_sum = _reduction(np.sum, "ReduceSum",
+                  lambda g, needs, out, a, axis=None, keepdims=False: _spread(g, _shape(a), axis, keepdims),
                   lambda a, axis=None, dtype=None, out=None, keepdims=False: None)
 _mean = _reduction(np.mean, "ReduceMean", lambda g, needs, out, a, axis=None, keepdims=False:
                    _spread(g, _shape(a), axis, keepdims) / (np.size(a) // max(np.size(out), 1)), _sum.signature)
@@ -548,17 +578,22 @@ TABLE.update({np.sum: _sum, np.mean: _mean, np.max: _max, np.amax: _max, np.min:
 _VAR = {"spec": lambda a, axis=None, dtype=None, out=None, ddof=0, keepdims=False: None}
 _ARRAYS = {"operands": ("arrays",), "spec": lambda arrays, axis=0: None}
 _rows(
-    (np.reshape, _reshape, lambda g, needs, out, a, shape=None, order="C", newshape=None: np.reshape(g, _shape(a), order=order),
+    (np.reshape, _reshape,
+     lambda g, needs, out, a, shape=None, order="C", newshape=None: np.reshape(g, _shape(a), order=order),
      _reshape_onnx),
     (np.transpose, lambda a, axes=None: np.transpose(a, axes),
-     lambda g, needs, out, a, axes=None: np.transpose(g, None if axes is None else np.argsort([ax % g.ndim for ax in axes])), _transpose_onnx),
+     lambda g, needs, out, a, axes=None: np.transpose(g,
+                                                      None if axes is None
+                                                      else np.argsort([ax % g.ndim for ax in axes])), _transpose_onnx),
     (np.expand_dims, lambda a, axis: np.expand_dims(a, axis), lambda g, needs, out, a, axis: np.reshape(g, _shape(a)),
      lambda graph, out, x, axis: graph.op("Unsqueeze", x, graph.ints(_axes(axis, out.ndim), "axes"))),
-    (np.squeeze, lambda a, axis=None: np.squeeze(a, axis), lambda g, needs, out, a, axis=None: np.reshape(g, _shape(a)), _squeeze_onnx),
+    (np.squeeze, lambda a, axis=None: np.squeeze(a, axis), lambda g, needs, out, a, axis=None: np.reshape(g, _shape(a)),
+     _squeeze_onnx),
     (np.concatenate, _concatenate, _concatenate_vjp, lambda graph, out, *xs, axis=0:
      graph.op("Concat", *(graph.cast(x, out.dtype) for x in xs), axis=int(axis) % out.ndim), _ARRAYS),
     (np.where, _where, _where_vjp,
-     lambda graph, out, c, x, y: graph.op("Where", graph.cast(c, bool), graph.cast(x, out.dtype), graph.cast(y, out.dtype)),
+     lambda graph, out, c, x, y: graph.op("Where", graph.cast(c, bool), graph.cast(x, out.dtype),
+                                          graph.cast(y, out.dtype)),
      {"operands": ("condition", "x", "y")}),
     (np.clip, _clip, _clip_vjp, _clip_onnx),
     (np.einsum, _einsum, _einsum_vjp, lambda graph, out, *xs, subscripts:
@@ -591,7 +626,8 @@ def _getitem_vjp(g: np.ndarray, needs: Any, out: Any, a: Any, key: Any) -> Any:
     key = _plain(key)
     full = np.zeros(np.shape(a), dtype=g.dtype)
     items = key if isinstance(key, tuple) else (key,)
-    if all(item is None or item is Ellipsis or isinstance(item, (int, np.integer, slice)) and not isinstance(item, bool) for item in items):
+    if all(item is None or item is Ellipsis or isinstance(item, (int, np.integer, slice)) and not isinstance(item, bool)
+           for item in items):
         full[key] = g  # basic indexing: each element at most once, so a plain write
     else:
         np.add.at(full, key, g)  # integer arrays may repeat an index: those add up
@@ -621,12 +657,14 @@ def _index_onnx(graph: Any, out: Any, x: str, key: Any) -> str:
         elif item != slice(None):
             step = 1 if item.step is None else int(item.step)
             slices.append((int(item.start if item.start is not None else (0 if step > 0 else -1)),
-                           int(item.stop if item.stop is not None else (_INT64_MAX if step > 0 else -_INT64_MAX)), axis, step))
+                           int(item.stop if item.stop is not None else (_INT64_MAX if step > 0 else -_INT64_MAX)), axis,
+                           step))
         axis += item is not None  # an int or a slice reads an input axis; None or a slice makes an output axis
         out_axis += item is None or isinstance(item, slice)
     name = x
     if slices:
-        name = graph.op("Slice", name, *(graph.ints(list(v), n) for v, n in zip(zip(*slices), ("starts", "ends", "axes", "steps"))))
+        name = graph.op("Slice", name,
+                        *(graph.ints(list(v), n) for v, n in zip(zip(*slices), ("starts", "ends", "axes", "steps"))))
     if drops:
         name = graph.op("Squeeze", name, graph.ints(drops, "axes"))
     if news:
@@ -662,7 +700,8 @@ ASTYPE = Primitive("astype", lambda a, dtype: a.astype(dtype), lambda g, needs, 
 def supported() -> dict[str, tuple[str, str]]:
     """The table as the user sees it: each operation's (training, export) support."""
     found = {"+ - * / ** @ unary - (operators), comparisons": ("yes", "yes"),
-             "indexing: ints, slices, None, ...; integer arrays": ("yes (repeated indices add up)", "yes (one integer array)"),
+             "indexing: ints, slices, None, ...; integer arrays": ("yes (repeated indices add up)",
+                                                                   "yes (one integer array)"),
              "methods: " + METHODS: ("yes", "yes")}
     for key, row in sorted(TABLE.items(), key=lambda item: item[1].name):
         name = row.name if isinstance(key, str) else f"np.{key.__name__}"

@@ -147,7 +147,8 @@ class Traced(Operand):
     __hash__ = object.__hash__  # a node is a key by identity (== is numpy's element-wise ==)
     tape = property(lambda self: self.trace)
 
-    def __init__(self, value: np.ndarray, tape: Tape, parents: tuple[Traced | None, ...], rule: Callable[..., Any] | None,
+    def __init__(self, value: np.ndarray, tape: Tape, parents: tuple[Traced | None, ...],
+                 rule: Callable[..., Any] | None,
                  args: tuple[Any, ...], needed: bool) -> None:
         self.value, self.trace, self.parents, self.rule, self.args, self.needed = value, tape, parents, rule, args, needed
 
@@ -156,7 +157,8 @@ class Traced(Operand):
 
 
 # The common operators go straight to the row, without numpy's dispatch in between.
-for _name, _ufunc in (("add", np.add), ("sub", np.subtract), ("mul", np.multiply), ("truediv", np.true_divide), ("matmul", np.matmul)):
+for _name, _ufunc in (("add", np.add), ("sub", np.subtract), ("mul", np.multiply), ("truediv", np.true_divide),
+                      ("matmul", np.matmul)):
     setattr(Traced, f"__{_name}__", lambda self, other, row=TABLE[_ufunc]: _binop(self.trace, row, self, other))
     setattr(Traced, f"__r{_name}__", lambda self, other, row=TABLE[_ufunc]: _binop(self.trace, row, other, self))
 
