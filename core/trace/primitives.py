@@ -41,7 +41,8 @@ class Primitive:
         # saves: value returns (out, what vjp needs)
         self.operands, self.saves, self.check, self.cast = operands, saves, check, cast
         self.ufunc = isinstance(value, np.ufunc)
-        self.signature = spec if isinstance(spec, inspect.Signature) else None if self.ufunc else inspect.signature(spec or value)
+        self.signature = (spec if isinstance(spec, inspect.Signature)
+                          else None if self.ufunc else inspect.signature(spec or value))
         self.accepts = [] if self.ufunc else list(inspect.signature(value).parameters)
         self.__doc__ = value.__doc__  # lamina.ops' documentation
 
@@ -82,7 +83,8 @@ class Primitive:
         except TypeError:
             params = None
         # what the spec names but the value does not take (dtype=, out=) is refused unless None
-        extra = [k for k in given if k not in names] if params is None else [k for k, v in params.items() if k not in self.accepts and v is not None]
+        extra = ([k for k in given if k not in names] if params is None
+                 else [k for k, v in params.items() if k not in self.accepts and v is not None])
         if params is None or extra:
             allowed = ", ".join(k for k in self.accepts if k not in self.operands) or "no keyword arguments"
             raise Refused(f"{self.name}({', '.join(f'{k}=...' for k in sorted(extra))}) on a traced array: "
@@ -168,7 +170,8 @@ class Operand(ArrayMethods):
                                 f"use np.{name}(...) if lamina supports it")
 
 
-METHODS = ".T, .shape, .dtype, .ndim, .size, .reshape, .transpose, .swapaxes, .squeeze, .sum, .mean, .max, .min, .var, .std, .cumsum, .dot, .astype, .ravel, .flatten, .clip"
+METHODS = (".T, .shape, .dtype, .ndim, .size, .reshape, .transpose, .swapaxes, .squeeze, .sum, .mean, .max, .min, "
+           ".var, .std, .cumsum, .dot, .astype, .ravel, .flatten, .clip")
 
 
 def _plain(x: Any) -> Any:
@@ -377,7 +380,8 @@ def _reduction(func: Callable[..., Any], op: str, vjp: Callable[..., Any], spec:
 
 def _extreme_vjp(g: np.ndarray, needs: Any, out: Any, a: Any, axis: Any = None, keepdims: bool = False) -> Any:
     hit = a == _spread(np.asarray(out), a.shape, axis, keepdims)
-    return hit / _spread(np.sum(hit, axis=axis, keepdims=keepdims), a.shape, axis, keepdims) * _spread(g, a.shape, axis, keepdims)
+    count = _spread(np.sum(hit, axis=axis, keepdims=keepdims), a.shape, axis, keepdims)
+    return hit / count * _spread(g, a.shape, axis, keepdims)
 
 
 def _var(a: Any, axis: Any = None, ddof: int = 0, keepdims: bool = False) -> Any:
@@ -683,7 +687,8 @@ def _gather(graph: Any, x: str, items: list[Any], arrays: list[int]) -> str:
     if index.dtype.kind not in "iu":
         raise Refused("indexing with " + ("a boolean mask (its size depends on the values)" if index.dtype == bool
                                           else f"an array of {index.dtype}"))
-    where = graph.cast(chosen.name, np.int64) if isinstance(chosen, Operand) else graph.constant(index, "index", np.int64)
+    where = (graph.cast(chosen.name, np.int64) if isinstance(chosen, Operand)
+             else graph.constant(index, "index", np.int64))
     y = graph.op("Gather", x, where, axis=arrays[0])
     rest = items[arrays[0] + 1 :]
     if not rest:

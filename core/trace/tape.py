@@ -148,9 +148,9 @@ class Traced(Operand):
     tape = property(lambda self: self.trace)
 
     def __init__(self, value: np.ndarray, tape: Tape, parents: tuple[Traced | None, ...],
-                 rule: Callable[..., Any] | None,
-                 args: tuple[Any, ...], needed: bool) -> None:
-        self.value, self.trace, self.parents, self.rule, self.args, self.needed = value, tape, parents, rule, args, needed
+                 rule: Callable[..., Any] | None, args: tuple[Any, ...], needed: bool) -> None:
+        self.value, self.trace, self.parents = value, tape, parents
+        self.rule, self.args, self.needed = rule, args, needed
 
     def __repr__(self) -> str:
         return f"Traced({self.value!r})"
