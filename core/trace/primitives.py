@@ -458,9 +458,13 @@ def _where_vjp(g: np.ndarray, needs: Any, out: Any, condition: Any, x: Any, y: A
             unbroadcast(g * ~cond, _shape(y)) if needs[2] else None]
 
 
+def _bounds(a_min: Any = None, a_max: Any = None, min: Any = None, max: Any = None) -> tuple[Any, Any]:  # noqa: A002
+    """np.clip's (low, high): numpy 2.1 also names them min=, max=."""
+    return (min if a_min is None else a_min), (max if a_max is None else a_max)
+
+
 def _clip(a: Any, a_min: Any = None, a_max: Any = None, min: Any = None, max: Any = None) -> Any:  # noqa: A002
-    # numpy 2.1 also names them min=, max=
-    low, high = (min if a_min is None else a_min), (max if a_max is None else a_max)
+    low, high = _bounds(a_min, a_max, min, max)
     wider = np.broadcast_shapes(np.shape(a), np.shape(low), np.shape(high))
     if wider != np.shape(a):
         raise Refused(f"np.clip: bounds of shapes {np.shape(low)}, {np.shape(high)} would widen the traced array of "
@@ -468,20 +472,13 @@ def _clip(a: Any, a_min: Any = None, a_max: Any = None, min: Any = None, max: An
     return np.clip(a, low, high)
 
 
-def _clip_vjp(g: np.ndarray, needs: Any, out: Any, a: Any, a_min: Any = None, a_max: Any = None, min: Any = None,
-              max: Any = None) -> Any:  # noqa: A002
-    low, high = (min if a_min is None else a_min), (max if a_max is None else a_max)
-    inside = np.ones(np.shape(a), dtype=bool)
-    if low is not None:
-        inside &= a >= low
-    if high is not None:
-        inside &= a <= high
-    return g * inside
+def _clip_vjp(g: np.ndarray, needs: Any, out: Any, a: Any, **bounds: Any) -> Any:
+    low, high = _bounds(**bounds)
+    return g * ((True if low is None else a >= low) & (True if high is None else a <= high))
 
 
-def _clip_onnx(graph: Any, out: Any, x: str, a_min: Any = None, a_max: Any = None, min: Any = None,
-               max: Any = None) -> str:  # noqa: A002
-    low, high = (min if a_min is None else a_min), (max if a_max is None else a_max)
+def _clip_onnx(graph: Any, out: Any, x: str, **bounds: Any) -> str:
+    low, high = _bounds(**bounds)
     if low is not None:
         x = graph.op("Max", x, graph.constant(np.asarray(low), dtype=out.dtype))
     if high is not None:
