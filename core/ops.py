@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from lamina.errors import ArgumentError
-from lamina.trace.primitives import TABLE, Primitive, _axes, _spread
+from lamina.trace.primitives import TABLE, Primitive, _axes, _op, _spread
 
 __all__ = [
     "elu", "erf", "gelu", "leaky_relu", "log_softmax", "logsumexp", "relu", "sigmoid", "silu",
@@ -134,19 +134,23 @@ def _row(value: Any, vjp: Any, onnx: Any, saves: bool = False) -> Primitive:
 
 # ONNX's float attributes are float32 and onnxruntime has no double Elu or Softplus: in double,
 # these are written out in operators that keep every digit.
+def _where_positive(graph: Any, x: str, negative: str, alpha: float) -> str:
+    """x where x > 0, else alpha * negative."""
+    positive = graph.op("Greater", x, _constant(graph, x, 0.0))
+    return graph.op("Where", positive, x, graph.op("Mul", negative, _constant(graph, x, alpha)))
+
+
 def _onnx_leaky_relu(graph: Any, out: Any, x: str, alpha: float = 0.01) -> str:
     if graph.dtype_of(x) != np.float64:
         return graph.op("LeakyRelu", x, alpha=float(alpha))
-    positive = graph.op("Greater", x, _constant(graph, x, 0.0))
-    return graph.op("Where", positive, x, graph.op("Mul", x, _constant(graph, x, alpha)))
+    return _where_positive(graph, x, x, alpha)
 
 
 def _onnx_elu(graph: Any, out: Any, x: str, alpha: float = 1.0) -> str:
     if graph.dtype_of(x) != np.float64:
         return graph.op("Elu", x, alpha=float(alpha))
     negative = graph.op("Sub", graph.op("Exp", graph.op("Min", x, _constant(graph, x, 0.0))), _constant(graph, x, 1.0))
-    positive = graph.op("Greater", x, _constant(graph, x, 0.0))
-    return graph.op("Where", positive, x, graph.op("Mul", negative, _constant(graph, x, alpha)))
+    return _where_positive(graph, x, negative, alpha)
 
 
 def _onnx_softplus(graph: Any, out: Any, x: str) -> str:
@@ -254,17 +258,15 @@ def _log_softmax(x: Any, axis: int = -1) -> Any:
     return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
 
 
-sigmoid = _row(_sigmoid, lambda g, needs, out, x: g * out * (1 - out), lambda graph, out, x: graph.op("Sigmoid", x))
-relu = _row(_relu, lambda g, needs, out, x: g * (out > 0), lambda graph, out, x: graph.op("Relu", x))
+sigmoid = _row(_sigmoid, lambda g, needs, out, x: g * out * (1 - out), _op("Sigmoid"))
+relu = _row(_relu, lambda g, needs, out, x: g * (out > 0), _op("Relu"))
 leaky_relu = _row(_leaky_relu, lambda g, needs, out, x, alpha=0.01: g * np.where(x > 0, 1, alpha).astype(x.dtype),
                   _onnx_leaky_relu)
 elu = _row(_elu, lambda g, needs, out, x, alpha=1.0: g * np.where(x > 0, 1, out + alpha), _onnx_elu)
 softplus = _row(_softplus, lambda g, needs, out, x: g * _sigmoid(x), _onnx_softplus)
 silu = _row(_silu, lambda g, needs, s, x: g * (s * (1 + x * (1 - s))),
-            lambda graph, out, x: graph.op("Mul", x, graph.op("Sigmoid", x)),
-            saves=True)
-erf = _row(_erf, lambda g, needs, out, x: g * (2 / math.sqrt(math.pi)) * np.exp(-x * x),
-           lambda graph, out, x: graph.op("Erf", x))
+            lambda graph, out, x: graph.op("Mul", x, graph.op("Sigmoid", x)), saves=True)
+erf = _row(_erf, lambda g, needs, out, x: g * (2 / math.sqrt(math.pi)) * np.exp(-x * x), _op("Erf"))
 gelu = _row(_gelu, lambda g, needs, slope, x, approximate="none": g * slope, _onnx_gelu, saves=True)
 logsumexp = _row(_logsumexp, lambda g, needs, out, x, axis=-1, keepdims=False: _spread(g, x.shape, axis, keepdims)
                  * np.exp(x - _spread(out, x.shape, axis, keepdims)), _logsumexp_onnx)
