@@ -51,13 +51,10 @@ def export_layer(layer: Layer, graph: Graph, x: str) -> str:
     finally:
         graph.layers.pop()
     name = type(layer).__name__
-    raise LaminaError(
-        f"ONNX export: layer {graph.scope or name} ({name}) has a hand-written backward and no to_onnx method, "
-        "so lamina "
-        f"cannot tell what its forward computes; either write {name} forward-only (no backward: lamina then traces its "
-        "numpy code into ONNX), or add to_onnx(self, graph, x) returning its output's name "
-        "(docs/pages/writing-plugins.md)"
-    )
+    raise LaminaError(f"ONNX export: layer {graph.scope or name} ({name}) has a hand-written backward and no to_onnx "
+                      f"method, so lamina cannot tell what its forward computes; either write {name} forward-only (no "
+                      "backward: lamina then traces its numpy code into ONNX), or add to_onnx(self, graph, x) returning "
+                      "its output's name (docs/pages/writing-plugins.md)")
 
 
 def _build(model: Trainable, batch: int, opset: int) -> Graph:
@@ -88,11 +85,9 @@ def _signature(graph: Graph) -> list[tuple[Any, ...]]:
             return ("array", value.dtype.str, value.shape, value.tobytes())
         return repr(value)
 
-    found: list[tuple[Any, ...]] = [
-        (node.owner, node.op_type, node.inputs, node.outputs,
-         sorted((k, attribute(v)) for k, v in node.attributes.items()))
-        for node in graph.nodes
-    ]
+    found: list[tuple[Any, ...]] = [(node.owner, node.op_type, node.inputs, node.outputs,
+                                     sorted((k, attribute(v)) for k, v in node.attributes.items()))
+                                    for node in graph.nodes]
     found += [(name.rsplit(".", 1)[0], "initializer", name, attribute(array))
               for name, array in graph.initializers.items()]
     return found
@@ -121,11 +116,9 @@ def to_proto(graph: Graph, producer: str = "lamina") -> Any:
     def attribute(value: Any) -> Any:
         return numpy_helper.from_array(value) if isinstance(value, np.ndarray) else value
 
-    nodes = [
-        helper.make_node(node.op_type, list(node.inputs), list(node.outputs), name=f"{node.owner}/{i}",
-                         **{k: attribute(v) for k, v in node.attributes.items()})
-        for i, node in enumerate(graph.nodes)
-    ]
+    nodes = [helper.make_node(node.op_type, list(node.inputs), list(node.outputs), name=f"{node.owner}/{i}",
+                              **{k: attribute(v) for k, v in node.attributes.items()})
+             for i, node in enumerate(graph.nodes)]
     initializers = [numpy_helper.from_array(array, name) for name, array in graph.initializers.items()]
     x, y = graph.examples[INPUT], graph.examples[OUTPUT]
     inputs = [helper.make_tensor_value_info(INPUT, onnx_type(x.dtype, "input"), ["batch", *x.shape[1:]])]

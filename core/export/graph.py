@@ -110,10 +110,8 @@ class Graph:
             raise ArgumentError(f"Graph.op: op_type must be an ONNX operator name such as 'MatMul', got {op_type!r}")
         for value in inputs:
             if not isinstance(value, str):
-                raise ArgumentError(
-                    f"Graph.op({op_type!r}): inputs are value names (str), got {value!r}; pass arrays "
-                    "through graph.constant(...) or graph.parameter(...) first"
-                )
+                raise ArgumentError(f"Graph.op({op_type!r}): inputs are value names (str), got {value!r}; pass arrays "
+                                    "through graph.constant(...) or graph.parameter(...) first")
         hint = name or op_type
         names = tuple(self.fresh(hint if outputs == 1 else f"{hint}_{i}") for i in range(outputs))
         self.nodes.append(Node(op_type, tuple(inputs), names, attributes, self.scope or "model"))
@@ -168,10 +166,9 @@ class Graph:
         """The value `value` had in the traced example (what forward-only layers run on)."""
         found = self.examples.get(value)
         if found is None:
-            raise LaminaError(
-                f"ONNX export of {self.scope or 'the model'}: the value {value!r} has no example (values made by "
-                "graph.op have none); export sublayers on the layer's own input or on another graph.layer's output"
-            )
+            raise LaminaError(f"ONNX export of {self.scope or 'the model'}: the value {value!r} has no example (values "
+                              "made by graph.op have none); export sublayers on the layer's own input or on another "
+                              "graph.layer's output")
         return found
 
     def dtype_of(self, value: str) -> np.dtype:

@@ -141,10 +141,8 @@ class Operand(ArrayMethods):
 
     # What would drop the trace is refused, naming it.
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        raise self.trace.refuse("",
-                                "a traced array was converted to a plain numpy array (np.asarray, "
-                                "np.array or a numpy function "
-                                "lamina does not follow), which would drop it from the trace")
+        raise self.trace.refuse("", "a traced array was converted to a plain numpy array (np.asarray, np.array or "
+                                "a numpy function lamina does not follow), which would drop it from the trace")
 
     def __float__(self) -> float:
         raise self.trace.refuse("", "float() of a traced value drops it from the trace; keep it an array")
@@ -155,8 +153,7 @@ class Operand(ArrayMethods):
     __index__ = __int__
 
     def __setitem__(self, key: Any, value: Any) -> None:
-        raise self.trace.refuse("",
-                                "writing into a traced array in place drops it from the trace; "
+        raise self.trace.refuse("", "writing into a traced array in place drops it from the trace; "
                                 "build a new array instead (np.where, np.concatenate)")
 
     def astype(self, dtype: Any, copy: bool = True) -> Any:
@@ -391,15 +388,15 @@ def _var(a: Any, axis: Any = None, ddof: int = 0, keepdims: bool = False) -> Any
 
 
 def _transpose_onnx(graph: Any, out: Any, x: str, axes: Any = None) -> str:
-    return graph.op("Transpose", x,
-                    perm=[int(p) % out.ndim for p in axes] if axes is not None else list(range(out.ndim))[::-1])
+    perm = range(out.ndim)[::-1] if axes is None else axes
+    return graph.op("Transpose", x, perm=[int(p) % out.ndim for p in perm])
 
 
 def _permuted(func: Callable[..., Any], a: Any, *args: Any) -> Any:
     """np.swapaxes / np.moveaxis as one transpose: the permutation is read off what `func` does
     to the shape (2, 3, ..., ndim + 1) of a broadcast array (which holds no memory)."""
-    return np.transpose(a,
-                        [size - 2 for size in func(np.broadcast_to(0, tuple(range(2, np.ndim(a) + 2))), *args).shape])
+    moved = func(np.broadcast_to(0, tuple(range(2, np.ndim(a) + 2))), *args)
+    return np.transpose(a, [size - 2 for size in moved.shape])
 
 
 def _reshape(a: Any, shape: Any = None, order: str = "C", newshape: Any = None) -> Any:
@@ -582,10 +579,8 @@ _rows(
     (np.reshape, _reshape,
      lambda g, needs, out, a, shape=None, order="C", newshape=None: np.reshape(g, _shape(a), order=order),
      _reshape_onnx),
-    (np.transpose, lambda a, axes=None: np.transpose(a, axes),
-     lambda g, needs, out, a, axes=None: np.transpose(g,
-                                                      None if axes is None
-                                                      else np.argsort([ax % g.ndim for ax in axes])), _transpose_onnx),
+    (np.transpose, lambda a, axes=None: np.transpose(a, axes), lambda g, needs, out, a, axes=None:
+     np.transpose(g, None if axes is None else np.argsort([ax % g.ndim for ax in axes])), _transpose_onnx),
     (np.expand_dims, lambda a, axis: np.expand_dims(a, axis), lambda g, needs, out, a, axis: np.reshape(g, _shape(a)),
      lambda graph, out, x, axis: graph.op("Unsqueeze", x, graph.ints(_axes(axis, out.ndim), "axes"))),
     (np.squeeze, lambda a, axis=None: np.squeeze(a, axis), lambda g, needs, out, a, axis=None: np.reshape(g, _shape(a)),
@@ -657,9 +652,9 @@ def _index_onnx(graph: Any, out: Any, x: str, key: Any) -> str:
             raise Refused(f"indexing with {type(item).__name__}")
         elif item != slice(None):
             step = 1 if item.step is None else int(item.step)
-            slices.append((int(item.start if item.start is not None else (0 if step > 0 else -1)),
-                           int(item.stop if item.stop is not None else (_INT64_MAX if step > 0 else -_INT64_MAX)), axis,
-                           step))
+            start = item.start if item.start is not None else (0 if step > 0 else -1)
+            stop = item.stop if item.stop is not None else (_INT64_MAX if step > 0 else -_INT64_MAX)
+            slices.append((int(start), int(stop), axis, step))
         axis += item is not None  # an int or a slice reads an input axis; None or a slice makes an output axis
         out_axis += item is None or isinstance(item, slice)
     name = x

@@ -122,10 +122,9 @@ class Tape(Trace):
         if layer._autodiff:
             return layer.forward(x)
         if id(layer) in self.handwritten:
-            raise LaminaError(
-                f"{type(layer).__name__} has a hand-written backward and keeps one forward's state, so it cannot be "
-                "called twice in one traced forward; use two instances, or a layer without a hand-written backward"
-            )
+            raise LaminaError(f"{type(layer).__name__} has a hand-written backward and keeps one forward's state, so "
+                              "it cannot be called twice in one traced forward; use two instances, or a layer "
+                              "without a hand-written backward")
         self.handwritten.add(id(layer))
         token = current.set(None)  # its forward works on plain arrays: its Parameters too
         try:
