@@ -53,8 +53,8 @@ def export_layer(layer: Layer, graph: Graph, x: str) -> str:
     name = type(layer).__name__
     raise LaminaError(f"ONNX export: layer {graph.scope or name} ({name}) has a hand-written backward and no to_onnx "
                       f"method, so lamina cannot tell what its forward computes; either write {name} forward-only (no "
-                      "backward: lamina then traces its numpy code into ONNX), or add to_onnx(self, graph, x) returning "
-                      "its output's name (docs/pages/writing-plugins.md)")
+                      "backward: lamina then traces its numpy code into ONNX), or add to_onnx(self, graph, x) "
+                      "returning its output's name (docs/pages/writing-plugins.md)")
 
 
 def _build(model: Trainable, batch: int, opset: int) -> Graph:
