@@ -132,21 +132,18 @@ def to_proto(graph: Graph, producer: str = "lamina") -> Any:
     try:
         onnx.checker.check_model(model, full_check=True)
     except Exception as err:  # onnx's ValidationError, InferenceError, ...: the node names say which layer
-        raise LaminaError(
-            f"ONNX export: the graph fails onnx's check ({type(err).__name__}: {err}); node names are "
-            "'<layer path>/<number>': that layer's to_onnx (or lamina's mapping of one of its numpy operations) "
-            "wrote an invalid node, which is a bug to report"
-        ) from None
+        raise LaminaError(f"ONNX export: the graph fails onnx's check ({type(err).__name__}: {err}); node names are "
+                          "'<layer path>/<number>': that layer's to_onnx (or lamina's mapping of one of its numpy "
+                          "operations) wrote an invalid node, which is a bug to report") from None
     return model
 
 
 def export_onnx(model: Trainable, path: str | os.PathLike[str], opset: int = 17) -> Path:
     """Write `model` to `path` as ONNX (see Model.export_onnx)."""
     if isinstance(opset, bool) or not isinstance(opset, (int, np.integer)) or int(opset) not in OPSETS:
-        raise ArgumentError(
-            f"Model.export_onnx(opset={opset!r}): lamina writes ONNX opsets {OPSETS.start} to {OPSETS.stop - 1}; "
-            "pass one of them (17, the default, runs on onnxruntime 1.14 and later)"
-        )
+        raise ArgumentError(f"Model.export_onnx(opset={opset!r}): lamina writes ONNX opsets {OPSETS.start} to "
+                            f"{OPSETS.stop - 1}; pass one of them (17, the default, runs on onnxruntime 1.14 and "
+                            "later)")
     target = Path(path)
     if not target.parent.is_dir():
         raise LaminaError(f"Model.export_onnx: cannot write {str(target)!r}: the folder {str(target.parent)!r} does "

@@ -34,11 +34,9 @@ class ExportTrace(Trace):
         return Symbolic(self.graph, self.graph.parameter(param, self.names.get(id(param), "param")), param.value, self)
 
     def refuse(self, what: str, why: str | None = None) -> LaminaError:
-        return LaminaError(
-            f"ONNX export of {_who(self.graph)}: {why or what + ' has no ONNX mapping in lamina'}; write the layer's "
-            "forward with supported operations (see lamina.export.SUPPORTED), or give the layer a to_onnx(graph, x) "
-            "method (docs/pages/writing-plugins.md)"
-        )
+        return LaminaError(f"ONNX export of {_who(self.graph)}: {why or what + ' has no ONNX mapping in lamina'}; "
+                           "write the layer's forward with supported operations (see lamina.export.SUPPORTED), or give "
+                           "the layer a to_onnx(graph, x) method (docs/pages/writing-plugins.md)")
 
     def apply(self, row: Primitive, operands: list[Any], params: dict[str, Any]) -> Any:
         operands = [self.parameter(x) if isinstance(x, Parameter) else x for x in operands]
@@ -89,7 +87,6 @@ class Symbolic(Operand):
         return f"Symbolic({self.name!r}, shape={self.value.shape}, dtype={self.value.dtype})"
 
     def __bool__(self) -> bool:
-        raise LaminaError(
-            f"ONNX export of {_who(self.graph)}: Python control flow on a value (if, and, or, bool()) cannot "
-            "be exported, since the file must work for every input; use np.where, or give the layer a to_onnx method"
-        )
+        raise LaminaError(f"ONNX export of {_who(self.graph)}: Python control flow on a value (if, and, or, bool()) "
+                          "cannot be exported, since the file must work for every input; use np.where, or give the "
+                          "layer a to_onnx method")

@@ -340,12 +340,11 @@ _rows(
     (np.tanh, lambda g, needs, o, a: g * (1 - o * o), _op("Tanh")),
     (np.sin, lambda g, needs, o, a: g * np.cos(a), _op("Sin")),
     (np.cos, lambda g, needs, o, a: -g * np.sin(a), _op("Cos")), (np.matmul, _matmul, _op("MatMul")),
-    (np.sign, CONSTANT, _op("Sign")), (np.floor, CONSTANT, _op("Floor")), (np.ceil, CONSTANT, _op("Ceil")),
-    (np.rint, CONSTANT, _op("Round")), (np.trunc, CONSTANT),
-    (np.logical_and, CONSTANT, _op("And")), (np.logical_or, CONSTANT, _op("Or")),
-    (np.logical_not, CONSTANT, _op("Not")),
-    (np.bitwise_and, CONSTANT, _boolean("", "And")), (np.bitwise_or, CONSTANT, _boolean("", "Or")),
-    (np.bitwise_xor, CONSTANT, _boolean("", "Xor")), (np.invert, CONSTANT, _boolean("", "Not")),
+    (np.trunc, CONSTANT),
+    *((f, CONSTANT, _op(n)) for f, n in ((np.sign, "Sign"), (np.floor, "Floor"), (np.ceil, "Ceil"), (np.rint, "Round"),
+                                        (np.logical_and, "And"), (np.logical_or, "Or"), (np.logical_not, "Not"))),
+    *((f, CONSTANT, _boolean("", op)) for f, op in ((np.bitwise_and, "And"), (np.bitwise_or, "Or"),
+                                                   (np.bitwise_xor, "Xor"), (np.invert, "Not"))),
     cast="out",
 )
 _rows(  # compared in the operands' own type
@@ -528,8 +527,7 @@ def _pad(a: Any, pad_width: Any, mode: str = "constant", constant_values: Any = 
     return np.pad(a, pad_width, mode="constant", constant_values=constant_values)
 
 
-def _pad_vjp(g: np.ndarray, needs: Any, out: Any, a: Any, pad_width: Any, mode: str = "constant",
-             constant_values: Any = 0) -> Any:
+def _pad_vjp(g: np.ndarray, needs: Any, out: Any, a: Any, pad_width: Any, **constant: Any) -> Any:
     widths = np.broadcast_to(np.asarray(pad_width, dtype=int), (np.ndim(a), 2))
     return g[tuple(slice(int(lo), int(lo) + n) for (lo, _), n in zip(widths, np.shape(a)))]
 
