@@ -73,13 +73,10 @@ class Primitive:
         """(operands, params) of a call; "arrays" and "operands" hold several operands."""
         names = {} if self.signature is None else self.signature.parameters
         given = {k: v for k, v in kwargs.items() if v is not np._NoValue and (k in names or v is not None)}
-        if self.signature is None:
-            if given:
-                raise Refused(f"{self.name}({', '.join(f'{k}=...' for k in sorted(given))}) on a traced array: "
-                              "lamina's rule takes no keyword arguments")
+        if self.signature is None and not given:  # a ufunc's call
             return list(args), {}
-        try:
-            params: dict[str, Any] | None = dict(self.signature.bind(*args, **given).arguments)
+        try:  # a ufunc (no signature) binds nothing: every keyword given is refused
+            params = None if self.signature is None else dict(self.signature.bind(*args, **given).arguments)
         except TypeError:
             params = None
         # what the spec names but the value does not take (dtype=, out=) is refused unless None
@@ -88,7 +85,7 @@ class Primitive:
         if params is None or extra:
             allowed = ", ".join(k for k in self.accepts if k not in self.operands) or "no keyword arguments"
             raise Refused(f"{self.name}({', '.join(f'{k}=...' for k in sorted(extra))}) on a traced array: "
-                          f"lamina's rule takes only {allowed}")
+                          f"lamina's rule takes {'only ' * (self.signature is not None)}{allowed}")
         params = {k: v for k, v in params.items() if k in self.accepts}
         operands: list[Any] = []
         for name in self.operands:
@@ -316,43 +313,39 @@ TABLE: dict[Any, Primitive] = {}
 
 
 def _rows(*rows: tuple[Any, ...], **options: Any) -> None:
-    """TABLE[key] = (value: the ufunc itself, or the first item), vjp, onnx, then the row's own options (a dict)."""
+    """TABLE[key] = (value: the ufunc, or the first item), vjp, onnx (or one operator's name), own options (a dict)."""
     for key, *row in rows:
         own = options | (row.pop() if isinstance(row[-1], dict) else {})
+        if isinstance(row[-1], str) and row[-1] != CONSTANT:
+            row[-1] = _op(row[-1])
         TABLE[key] = Primitive(f"np.{key.__name__}", key if isinstance(key, np.ufunc) else row.pop(0), *row, **own)
 
 
 _rows(
-    (np.add, _add, _boolean("Add", "Or")),
-    (np.subtract, _binary(lambda g, o, a, b: g, lambda g, o, a, b: -g), _op("Sub")),
+    (np.add, _add, _boolean("Add", "Or")), (np.subtract, _binary(lambda g, o, a, b: g, lambda g, o, a, b: -g), "Sub"),
     (np.multiply, _binary(lambda g, o, a, b: g * b, lambda g, o, a, b: g * a), _boolean("Mul", "And")),
-    (np.true_divide, _binary(lambda g, o, a, b: g / b, lambda g, o, a, b: -g * o / b), _op("Div")),
-    (np.power, _binary(lambda g, o, a, b: g * b * np.power(a, b - 1), _power_b), _op("Pow")),
-    (np.maximum, _extremum(True), _boolean("Max", "Or")),
-    (np.minimum, _extremum(False), _boolean("Min", "And")),
-    (np.negative, lambda g, needs, o, a: -g, _op("Neg")), (np.positive, lambda g, needs, o, a: g, _op("Identity")),
-    (np.exp, lambda g, needs, o, a: g * o, _op("Exp")), (np.log, lambda g, needs, o, a: g / a, _op("Log")),
+    (np.true_divide, _binary(lambda g, o, a, b: g / b, lambda g, o, a, b: -g * o / b), "Div"),
+    (np.power, _binary(lambda g, o, a, b: g * b * np.power(a, b - 1), _power_b), "Pow"), (np.matmul, _matmul, "MatMul"),
+    (np.maximum, _extremum(True), _boolean("Max", "Or")), (np.minimum, _extremum(False), _boolean("Min", "And")),
+    (np.negative, lambda g, needs, o, a: -g, "Neg"), (np.reciprocal, lambda g, needs, o, a: -g * o * o, "Reciprocal"),
+    (np.positive, lambda g, needs, o, a: g, "Identity"), (np.exp, lambda g, needs, o, a: g * o, "Exp"),
+    (np.log, lambda g, needs, o, a: g / a, "Log"), (np.sqrt, lambda g, needs, o, a: g / (2 * o), "Sqrt"),
     (np.log1p, lambda g, needs, o, a: g / (1 + a), _log1p), (np.expm1, lambda g, needs, o, a: g * (o + 1), _expm1),
-    (np.sqrt, lambda g, needs, o, a: g / (2 * o), _op("Sqrt")),
     (np.square, lambda g, needs, o, a: 2 * a * g, lambda graph, out, x: graph.op("Mul", x, x)),
-    (np.reciprocal, lambda g, needs, o, a: -g * o * o, _op("Reciprocal")),
-    (np.absolute, lambda g, needs, o, a: g * np.sign(a), _op("Abs")),
-    (np.tanh, lambda g, needs, o, a: g * (1 - o * o), _op("Tanh")),
-    (np.sin, lambda g, needs, o, a: g * np.cos(a), _op("Sin")),
-    (np.cos, lambda g, needs, o, a: -g * np.sin(a), _op("Cos")), (np.matmul, _matmul, _op("MatMul")),
-    (np.trunc, CONSTANT),
-    *((f, CONSTANT, _op(n)) for f, n in ((np.sign, "Sign"), (np.floor, "Floor"), (np.ceil, "Ceil"), (np.rint, "Round"),
-                                        (np.logical_and, "And"), (np.logical_or, "Or"), (np.logical_not, "Not"))),
+    (np.absolute, lambda g, needs, o, a: g * np.sign(a), "Abs"), (np.sign, CONSTANT, "Sign"), (np.trunc, CONSTANT),
+    (np.tanh, lambda g, needs, o, a: g * (1 - o * o), "Tanh"), (np.sin, lambda g, needs, o, a: g * np.cos(a), "Sin"),
+    (np.cos, lambda g, needs, o, a: -g * np.sin(a), "Cos"), (np.floor, CONSTANT, "Floor"), (np.ceil, CONSTANT, "Ceil"),
+    (np.rint, CONSTANT, "Round"), (np.logical_and, CONSTANT, "And"), (np.logical_or, CONSTANT, "Or"),
+    (np.logical_not, CONSTANT, "Not"),
     *((f, CONSTANT, _boolean("", op)) for f, op in ((np.bitwise_and, "And"), (np.bitwise_or, "Or"),
                                                    (np.bitwise_xor, "Xor"), (np.invert, "Not"))),
     cast="out",
 )
 _rows(  # compared in the operands' own type
-    (np.greater, CONSTANT, _op("Greater")), (np.greater_equal, CONSTANT, _op("GreaterOrEqual")),
-    (np.less, CONSTANT, _op("Less")), (np.less_equal, CONSTANT, _op("LessOrEqual")), (np.equal, CONSTANT, _op("Equal")),
+    (np.greater, CONSTANT, "Greater"), (np.greater_equal, CONSTANT, "GreaterOrEqual"), (np.less, CONSTANT, "Less"),
+    (np.less_equal, CONSTANT, "LessOrEqual"), (np.equal, CONSTANT, "Equal"), (np.isnan, CONSTANT, "IsNaN"),
     (np.not_equal, CONSTANT, lambda graph, out, a, b: graph.op("Not", graph.op("Equal", a, b))),
-    (np.isnan, CONSTANT, _op("IsNaN")), (np.isinf, CONSTANT, _op("IsInf")),
-    (np.isfinite, CONSTANT,
+    (np.isinf, CONSTANT, "IsInf"), (np.isfinite, CONSTANT,
      lambda graph, out, x: graph.op("Not", graph.op("Or", graph.op("IsNaN", x), graph.op("IsInf", x)))),
     cast="inputs",
 )
