@@ -95,15 +95,13 @@ def _signature(graph: Graph) -> list[tuple[Any, ...]]:
 
 def _same_for_any_batch(graphs: list[Graph]) -> None:
     first, second = (_signature(g) for g in graphs)
-    for a, b in zip(first, second):
-        if a != b:
-            what = f"its {a[1]} node" if a[1] != "initializer" else f"the constant {a[2]!r}"
-            raise LaminaError(
-                f"ONNX export: layer {a[0]} writes a graph that depends on the batch size ({what} differs between "
-                f"batches of {_BATCHES[0]} and {_BATCHES[1]}); the file must work for any batch, so compute shapes "
-                "with -1 or from x.shape[1:] instead of x.shape[0], and make constants without the batch axis (they "
-                "broadcast)"
-            )
+    a = next((a for a, b in zip(first, second) if a != b), None)
+    if a is not None:
+        what = f"its {a[1]} node" if a[1] != "initializer" else f"the constant {a[2]!r}"
+        raise LaminaError(f"ONNX export: layer {a[0]} writes a graph that depends on the batch size ({what} differs "
+                          f"between batches of {_BATCHES[0]} and {_BATCHES[1]}); the file must work for any batch, so "
+                          "compute shapes with -1 or from x.shape[1:] instead of x.shape[0], and make constants "
+                          "without the batch axis (they broadcast)")
     if len(first) != len(second):
         raise LaminaError("ONNX export: the model writes a different number of nodes for different batch sizes")
 

@@ -22,10 +22,8 @@ from lamina.errors import ArgumentError, LaminaError
 from lamina.parameter import Parameter
 
 # ONNX TensorProto data types, by numpy dtype
-ONNX_TYPES = {
-    np.dtype(np.float32): 1, np.dtype(np.uint8): 2, np.dtype(np.int8): 3, np.dtype(np.int32): 6,
-    np.dtype(np.int64): 7, np.dtype(np.bool_): 9, np.dtype(np.float16): 10, np.dtype(np.float64): 11,
-}
+ONNX_TYPES = {np.dtype(t): code for t, code in ((np.float32, 1), (np.uint8, 2), (np.int8, 3), (np.int32, 6),
+                                                (np.int64, 7), (np.bool_, 9), (np.float16, 10), (np.float64, 11))}
 
 
 def onnx_type(dtype: Any, owner: str) -> int:

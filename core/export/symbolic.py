@@ -50,19 +50,15 @@ class ExportTrace(Trace):
             return out
         out = np.asarray(out)
         dtype = out.dtype if row.cast == "out" else np.result_type(*values) if row.cast == "inputs" else None
-        names = [self.name(x, dtype, out) for x in operands]
+        names = []
+        for x, value in zip(operands, values):
+            if isinstance(x, Symbolic):
+                names.append(x.name if dtype is None else self.graph.cast(x.name, dtype))
+            else:  # a constant; a float one takes the result's dtype
+                floats = dtype is None and np.asarray(value).dtype.kind == "f" and out.dtype.kind == "f"
+                names.append(self.graph.constant(value, dtype=out.dtype if floats else dtype))
+                self.graph.examples[names[-1]] = self.graph.initializers[names[-1]]
         return Symbolic(self.graph, row.onnx(self.graph, out, *names, **params), out, self)
-
-    def name(self, x: Any, dtype: Any, out: np.ndarray) -> str:
-        graph = self.graph
-        if isinstance(x, Symbolic):
-            return x.name if dtype is None else graph.cast(x.name, dtype)
-        value = np.asarray(x)
-        if dtype is None and value.dtype.kind == "f" and out.dtype.kind == "f":
-            dtype = out.dtype  # a float constant takes the result's dtype
-        name = graph.constant(value, dtype=dtype)
-        graph.examples[name] = graph.initializers[name]
-        return name
 
     def call_layer(self, layer: Any, x: Symbolic) -> Symbolic:
         """A layer called inside another's traced forward: exported its own way (to_onnx or traced)."""

@@ -528,8 +528,7 @@ def _pad_vjp(g: np.ndarray, needs: Any, out: Any, a: Any, pad_width: Any, **cons
 def _pad_onnx(graph: Any, out: Any, x: str, pad_width: Any, mode: str = "constant", constant_values: Any = 0) -> str:
     if np.ndim(constant_values) != 0:
         raise Refused("np.pad with a different constant per side (ONNX's Pad takes one)")
-    widths = np.broadcast_to(np.asarray(pad_width, dtype=np.int64), (out.ndim, 2))
-    pads = graph.ints([int(w) for w in widths[:, 0]] + [int(w) for w in widths[:, 1]], "pads")
+    pads = graph.ints(np.broadcast_to(np.asarray(pad_width, dtype=np.int64), (out.ndim, 2)).T, "pads")  # starts, ends
     return graph.op("Pad", x, pads, graph.constant(np.asarray(constant_values), dtype=out.dtype), mode="constant")
 
 
@@ -652,10 +651,8 @@ def _index_onnx(graph: Any, out: Any, x: str, key: Any) -> str:
     if slices:
         name = graph.op("Slice", name,
                         *(graph.ints(list(v), n) for v, n in zip(zip(*slices), ("starts", "ends", "axes", "steps"))))
-    if drops:
-        name = graph.op("Squeeze", name, graph.ints(drops, "axes"))
-    if news:
-        name = graph.op("Unsqueeze", name, graph.ints(news, "axes"))
+    for op, axes in (("Squeeze", drops), ("Unsqueeze", news)):
+        name = graph.op(op, name, graph.ints(axes, "axes")) if axes else name
     return graph.op("Identity", name) if name == x else name
 
 
