@@ -80,10 +80,8 @@ def _build(model: Trainable, batch: int, opset: int) -> Graph:
 
 
 def _signature(graph: Graph) -> list[tuple[Any, ...]]:
-    def attribute(value: Any) -> Any:
-        if isinstance(value, np.ndarray):
-            return ("array", value.dtype.str, value.shape, value.tobytes())
-        return repr(value)
+    def attribute(v: Any) -> Any:
+        return ("array", v.dtype.str, v.shape, v.tobytes()) if isinstance(v, np.ndarray) else repr(v)
 
     found: list[tuple[Any, ...]] = [(node.owner, node.op_type, node.inputs, node.outputs,
                                      sorted((k, attribute(v)) for k, v in node.attributes.items()))

@@ -171,8 +171,7 @@ class Graph:
 
     def dtype_of(self, value: str) -> np.dtype:
         """The dtype of `value` in the traced example, or the model's dtype where none is known."""
-        example = self.examples.get(value)
-        return self.dtype if example is None else example.dtype
+        return self.examples[value].dtype if value in self.examples else self.dtype
 
     def shape(self, value: str) -> tuple[int, ...]:
         """The shape `value` had in the example the exporter traced (the batch axis included,

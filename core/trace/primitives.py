@@ -467,11 +467,8 @@ def _clip_vjp(g: np.ndarray, needs: Any, out: Any, a: Any, **bounds: Any) -> Any
 
 
 def _clip_onnx(graph: Any, out: Any, x: str, **bounds: Any) -> str:
-    low, high = _bounds(**bounds)
-    if low is not None:
-        x = graph.op("Max", x, graph.constant(np.asarray(low), dtype=out.dtype))
-    if high is not None:
-        x = graph.op("Min", x, graph.constant(np.asarray(high), dtype=out.dtype))
+    for op, bound in zip(("Max", "Min"), _bounds(**bounds)):
+        x = x if bound is None else graph.op(op, x, graph.constant(np.asarray(bound), dtype=out.dtype))
     return x
 
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from lamina.errors import LaminaError
 from lamina.parameter import Parameter
-from lamina.trace import current
+from lamina.trace import tracing
 from lamina.trace.primitives import CONSTANT, TABLE, Operand, Primitive, Trace, _plain
 
 WAYS_OUT = "use an operation lamina can differentiate (see lamina.autodiff.SUPPORTED), or write backward() by hand"
@@ -126,11 +126,8 @@ class Tape(Trace):
                               "it cannot be called twice in one traced forward; use two instances, or a layer "
                               "without a hand-written backward")
         self.handwritten.add(id(layer))
-        token = current.set(None)  # its forward works on plain arrays: its Parameters too
-        try:
+        with tracing(None):  # its forward works on plain arrays: its Parameters too
             out = layer.forward(x.value)
-        finally:
-            current.reset(token)
         # needed: its parameters want gradients even when its input does not
         return self.record(out, [x], layer.backward, needed=True)
 
