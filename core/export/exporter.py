@@ -116,9 +116,8 @@ def to_proto(graph: Graph, producer: str = "lamina") -> Any:
                               **{k: attribute(v) for k, v in node.attributes.items()})
              for i, node in enumerate(graph.nodes)]
     initializers = [numpy_helper.from_array(array, name) for name, array in graph.initializers.items()]
-    x, y = graph.examples[INPUT], graph.examples[OUTPUT]
-    inputs = [helper.make_tensor_value_info(INPUT, onnx_type(x.dtype, "input"), ["batch", *x.shape[1:]])]
-    outputs = [helper.make_tensor_value_info(OUTPUT, onnx_type(y.dtype, "output"), ["batch", *y.shape[1:]])]
+    inputs, outputs = ([helper.make_tensor_value_info(name, onnx_type(v.dtype, name), ["batch", *v.shape[1:]])]
+                       for name, v in ((INPUT, graph.examples[INPUT]), (OUTPUT, graph.examples[OUTPUT])))
     body = helper.make_graph(nodes, "lamina", inputs, outputs, initializers)
     opsets = [helper.make_opsetid("", graph.opset)]
     from lamina.version import __version__

@@ -88,8 +88,7 @@ class Graph:
         while name in self._taken:
             count += 1
             name = f"{base}_{count}"
-        self._taken.add(name)
-        return name
+        return self.reserve(name)
 
     def reserve(self, name: str) -> str:
         """Claim an exact name (the graph's input), refusing a duplicate."""

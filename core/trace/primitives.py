@@ -125,9 +125,8 @@ class Operand(ArrayMethods):
 
     def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
         if method != "__call__" or kwargs.get("out") is not None:
-            raise self.trace.refuse(f"np.{ufunc.__name__}.{method}",
-                                    f"an in-place operation (y += 1, or out=) or np.{ufunc.__name__}.{method} "
-                                    "cannot be followed; write y = y + 1 instead")
+            raise self.trace.refuse(f"np.{ufunc.__name__}.{method}", "an in-place operation (y += 1, or out=) or "
+                                    f"np.{ufunc.__name__}.{method} cannot be followed; write y = y + 1 instead")
         return self.trace.run(TABLE.get(ufunc), f"np.{ufunc.__name__}", inputs, kwargs)
 
     def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
@@ -159,8 +158,7 @@ class Operand(ArrayMethods):
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__") or name == "trace":
             raise AttributeError(name)
-        raise self.trace.refuse(f".{name}()",
-                                f"a traced array has no method .{name}() in lamina (it has {METHODS}); "
+        raise self.trace.refuse(f".{name}()", f"a traced array has no method .{name}() in lamina (it has {METHODS}); "
                                 f"use np.{name}(...) if lamina supports it")
 
 
@@ -332,8 +330,8 @@ _rows(
     (np.log, lambda g, needs, o, a: g / a, "Log"), (np.sqrt, lambda g, needs, o, a: g / (2 * o), "Sqrt"),
     (np.log1p, lambda g, needs, o, a: g / (1 + a), _log1p), (np.expm1, lambda g, needs, o, a: g * (o + 1), _expm1),
     (np.square, lambda g, needs, o, a: 2 * a * g, lambda graph, out, x: graph.op("Mul", x, x)),
-    (np.absolute, lambda g, needs, o, a: g * np.sign(a), "Abs"), (np.sign, CONSTANT, "Sign"), (np.trunc, CONSTANT),
-    (np.tanh, lambda g, needs, o, a: g * (1 - o * o), "Tanh"), (np.sin, lambda g, needs, o, a: g * np.cos(a), "Sin"),
+    (np.tanh, lambda g, needs, o, a: g * (1 - o * o), _op("Tanh")), (np.sign, CONSTANT, "Sign"), (np.trunc, CONSTANT),
+    (np.absolute, lambda g, needs, o, a: g * np.sign(a), "Abs"), (np.sin, lambda g, needs, o, a: g * np.cos(a), "Sin"),
     (np.cos, lambda g, needs, o, a: -g * np.sin(a), "Cos"), (np.floor, CONSTANT, "Floor"), (np.ceil, CONSTANT, "Ceil"),
     (np.rint, CONSTANT, "Round"), (np.logical_and, CONSTANT, "And"), (np.logical_or, CONSTANT, "Or"),
     (np.logical_not, CONSTANT, "Not"),
