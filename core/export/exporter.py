@@ -86,9 +86,8 @@ def _signature(graph: Graph) -> list[tuple[Any, ...]]:
     found: list[tuple[Any, ...]] = [(node.owner, node.op_type, node.inputs, node.outputs,
                                      sorted((k, attribute(v)) for k, v in node.attributes.items()))
                                     for node in graph.nodes]
-    found += [(name.rsplit(".", 1)[0], "initializer", name, attribute(array))
-              for name, array in graph.initializers.items()]
-    return found
+    return found + [(name.rsplit(".", 1)[0], "initializer", name, attribute(array))
+                    for name, array in graph.initializers.items()]
 
 
 def _same_for_any_batch(graphs: list[Graph]) -> None:

@@ -42,8 +42,7 @@ class ExportTrace(Trace):
         operands = [self.parameter(x) if isinstance(x, Parameter) else x for x in operands]
         values = [x.value if isinstance(x, Symbolic) else x for x in operands]
         out = row.value(*values, **params)
-        if row.saves:
-            out = out[0]
+        out = out[0] if row.saves else out
         if row.onnx is None:
             raise self.refuse(row.name)
         if row.onnx is CONSTANT:
