@@ -1,7 +1,7 @@
 """`lamina.ops`: what numpy lacks for writing layers, as stable primitives with their derivatives.
 
-Each function is a row of the table of primitives (lamina/trace/primitives.py): its value, its
-derivative (`.vjp`, `.grad` for a hand-written backward) and its ONNX form (`.to_onnx`). It takes
+Each function is a row of the table of primitives (core/trace/primitives.py): its value (`.value`,
+on plain arrays), its derivative (`.grad` for a hand-written backward) and ONNX form (`.to_onnx`). It takes
 a numpy array (or a Parameter) and returns one, finite for inputs of any magnitude; inside a
 traced forward it records one node with its exact derivative, so `lamina.ops.softmax(x)` is both
 faster and more accurate to differentiate than the same formula spelled out in numpy operations.

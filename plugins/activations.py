@@ -1,7 +1,8 @@
 """Activations, element-wise or along the last axis. No parameters.
 
 Each is a thin layer over a row of `lamina.ops` (value, derivative and ONNX form written once,
-there): forward calls the op, backward its rule (`.grad`), to_onnx its ONNX form (`.to_onnx`).
+there): forward calls the op's value on plain arrays (`.value`: a hand-written layer sees no
+traced values), backward its rule (`.grad`), to_onnx its ONNX form (`.to_onnx`).
 Gelu is forward-only (traced: one recorded node). Sigmoid, Relu, Tanh, Softmax, LeakyRelu, Elu,
 Gelu, Softplus, Silu, LogSoftmax; each stays finite for inputs of any magnitude.
 """
@@ -19,7 +20,7 @@ class Sigmoid(lamina.Layer):
     keeps = ("_y",)  # what forward keeps for backward
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        self._y = lamina.ops.sigmoid(x)
+        self._y = lamina.ops.sigmoid.value(x)
         return self._y
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
@@ -37,7 +38,7 @@ class Relu(lamina.Layer):
     conformance_cases = [Case(input=away_from_zero)]
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        self._y = lamina.ops.relu(x)
+        self._y = lamina.ops.relu.value(x)
         return self._y
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
@@ -74,7 +75,7 @@ class Softmax(lamina.Layer):
     conformance_cases = [Case(), Case(shape=(2, 3, 4))]
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        self._y = lamina.ops.softmax(x)
+        self._y = lamina.ops.softmax.value(x)
         return self._y
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
@@ -96,7 +97,7 @@ class LeakyRelu(lamina.Layer):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self._x = x
-        return lamina.ops.leaky_relu(x, self.alpha)
+        return lamina.ops.leaky_relu.value(x, self.alpha)
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
         return lamina.ops.leaky_relu.grad(grad, None, self._x, alpha=self.alpha)
@@ -116,7 +117,7 @@ class Elu(lamina.Layer):
         self.alpha = lamina.checks.positive_number(alpha, "alpha", "Elu", example=1.0)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        self._x, self._y = x, lamina.ops.elu(x, self.alpha)
+        self._x, self._y = x, lamina.ops.elu.value(x, self.alpha)
         return self._y
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
@@ -155,7 +156,7 @@ class Softplus(lamina.Layer):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self._x = x
-        return lamina.ops.softplus(x)
+        return lamina.ops.softplus.value(x)
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
         return lamina.ops.softplus.grad(grad, None, self._x)
@@ -190,7 +191,7 @@ class LogSoftmax(lamina.Layer):
     conformance_cases = [Case(), Case(shape=(2, 3, 4))]
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        self._y = lamina.ops.log_softmax(x)
+        self._y = lamina.ops.log_softmax.value(x)
         return self._y
 
     def backward(self, grad: np.ndarray) -> np.ndarray:

@@ -31,8 +31,7 @@ class Refused(Exception):
 
 
 class Primitive:
-    """One row of the table (see the module's docstring). Calling a row applies it to plain
-    arrays, traced values or Parameters alike: the `lamina.ops` functions are rows."""
+    """One row of the table (see the module's docstring); calling it applies it to arrays, traced values, Parameters."""
 
     def __init__(self, name: str, value: Callable[..., Any], vjp: Any = None, onnx: Any = None, *, spec: Any = None,
                  operands: tuple[str, ...] = ("a",), compose: bool = False, saves: bool = False, check: Any = None,
@@ -44,6 +43,8 @@ class Primitive:
         self.signature = (spec if isinstance(spec, inspect.Signature)
                           else None if self.ufunc else inspect.signature(spec or value))
         self.accepts = [] if self.ufunc else list(inspect.signature(value).parameters)
+        self.positional = (self.signature is not None and operands[0] not in ("arrays", "operands")  # see bind
+                           and list(self.signature.parameters)[: len(operands)] == list(operands))
         self.__doc__ = value.__doc__  # lamina.ops' documentation
 
     def __repr__(self) -> str:
@@ -53,6 +54,12 @@ class Primitive:
         if self.ufunc:  # numpy dispatches ufuncs to stand-ins and Parameters itself
             return self.value(*args, **kwargs)
         items = (*args, *kwargs.values())
+        for item in items:
+            if isinstance(item, (Operand, Parameter, list, tuple, dict)):
+                break
+        else:  # plain arrays and numbers, as in a hand-written layer: nothing to trace or unwrap
+            out = self.value(*args, **kwargs)
+            return out[0] if self.saves else out
         trace = next((item.trace for item in items if isinstance(item, Operand)), None)
         if trace is None and any(isinstance(item, Parameter) for item in items):
             trace = current.get()
@@ -73,7 +80,8 @@ class Primitive:
         """(operands, params) of a call; "arrays" and "operands" hold several operands."""
         names = {} if self.signature is None else self.signature.parameters
         given = {k: v for k, v in kwargs.items() if v is not np._NoValue and (k in names or v is not None)}
-        if self.signature is None and not given:  # a ufunc's call
+        # a ufunc's call, or the operands alone by position (the common call: nothing else to bind)
+        if self.signature is None and not given or not kwargs and self.positional and len(args) == len(self.operands):
             return list(args), {}
         try:  # a ufunc (no signature) binds nothing: every keyword given is refused
             params = None if self.signature is None else dict(self.signature.bind(*args, **given).arguments)
