@@ -53,11 +53,10 @@ class Primitive:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self.ufunc:  # numpy dispatches ufuncs to stand-ins and Parameters itself
             return self.value(*args, **kwargs)
+        if args and isinstance(args[0], Operand):  # the common traced call, lamina.ops.relu(x) in a forward
+            return args[0].trace.run(self, self.name, args, kwargs)
         items = (*args, *kwargs.values())
-        for item in items:
-            if isinstance(item, (Operand, Parameter, list, tuple, dict)):
-                break
-        else:  # plain arrays and numbers, as in a hand-written layer: nothing to trace or unwrap
+        if not any(isinstance(item, (Operand, Parameter, list, tuple, dict)) for item in items):  # plain: as it is
             out = self.value(*args, **kwargs)
             return out[0] if self.saves else out
         trace = next((item.trace for item in items if isinstance(item, Operand)), None)
@@ -78,10 +77,11 @@ class Primitive:
 
     def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
         """(operands, params) of a call; "arrays" and "operands" hold several operands."""
+        if not kwargs and self.positional and len(args) == len(self.operands):  # the operands alone, by position
+            return list(args), {}
         names = {} if self.signature is None else self.signature.parameters
         given = {k: v for k, v in kwargs.items() if v is not np._NoValue and (k in names or v is not None)}
-        # a ufunc's call, or the operands alone by position (the common call: nothing else to bind)
-        if self.signature is None and not given or not kwargs and self.positional and len(args) == len(self.operands):
+        if self.signature is None and not given:  # a ufunc's call
             return list(args), {}
         try:  # a ufunc (no signature) binds nothing: every keyword given is refused
             params = None if self.signature is None else dict(self.signature.bind(*args, **given).arguments)
