@@ -248,3 +248,10 @@ def test_the_top_of_core_holds_at_most_twelve_modules_the_rest_live_in_wings():
     assert {"protocols", "training", "files", "app", "export", "testing"} <= set(wings)
     for wing in wings:  # each wing says what it holds
         assert ast.get_docstring(ast.parse((CORE / wing / "__init__.py").read_text())), wing
+
+
+def test_every_wing_is_a_package_that_a_plain_install_ships():
+    import tomllib
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    wings = {"lamina." + p.name for p in CORE.iterdir() if (p / "__init__.py").is_file()}
+    assert wings <= listed, f"pyproject.toml's packages leave out {sorted(wings - listed)}: pip install . would miss them"
