@@ -254,4 +254,5 @@ def test_every_wing_is_a_package_that_a_plain_install_ships():
     import tomllib
     listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     wings = {"lamina." + p.name for p in CORE.iterdir() if (p / "__init__.py").is_file()}
-    assert wings <= listed, f"pyproject.toml's packages leave out {sorted(wings - listed)}: pip install . would miss them"
+    missing = sorted(wings - listed)
+    assert missing == [], f"pyproject.toml's packages leave out {missing}: pip install . would miss them"
