@@ -116,13 +116,19 @@ def test_evaluate_on_a_csv_file_with_a_target_column(default_run, tmp_path):
 
 @pytest.mark.parametrize("name", ["xor", "spirals", "digits", "digits_cnn", "digits_residual"])
 def test_example_configs_train(name, tmp_path):
-    result = lamina_cli("train", str(CONFIGS / f"{name}.toml"), "--out", str(tmp_path / name), "--quiet", cwd=tmp_path)
+    # The digits CNN is examples/digits_cnn.py's network, whose 98% test_examples holds for the full
+    # run: here 5 epochs show the config trains it (CI's slowest test was this run repeated).
+    epochs = ["--epochs", "5"] if name == "digits_cnn" else []
+    result = lamina_cli("train", str(CONFIGS / f"{name}.toml"), "--out", str(tmp_path / name), "--quiet", *epochs,
+                        cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "" and result.stderr == ""  # --quiet: no progress, no report
     report = json.loads((tmp_path / name / "metrics.json").read_text())
     if name == "xor":
         assert report["test"]["loss"] < 0.01
-    elif name in ("digits_cnn", "digits_residual"):
+    elif name == "digits_cnn":
+        assert report["test"]["accuracy"] >= 0.95
+    elif name == "digits_residual":
         assert report["test"]["accuracy"] >= 0.98
     else:
         assert report["test"]["accuracy"] > 0.95
