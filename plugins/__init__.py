@@ -2,7 +2,8 @@
 exactly as a third-party package's plugins do; importing them here is only for users who
 prefer classes to names (`from lamina.plugins import Linear`)."""
 from lamina import Checkpoint  # core's class, registered by the callbacks plugin
-from lamina.plugins.activations import (
+from lamina.plugins.datasets.memory import Csv, Digits, MobyDick, Npz, Spirals, Text, Xor
+from lamina.plugins.layers.activations import (
     Elu,
     Gelu,
     LeakyRelu,
@@ -14,16 +15,24 @@ from lamina.plugins.activations import (
     Softplus,
     Tanh,
 )
-from lamina.plugins.attention import MultiHeadAttention, PositionalEmbedding, SinusoidalPositions, TransformerBlock
-from lamina.plugins.augment import GaussianNoise, RandomCrop, RandomErasing, RandomFlip, RandomTranslation
-from lamina.plugins.callbacks import CSVLogger, EarlyStopping, LearningRateLogger
-from lamina.plugins.composite import Parallel, Residual, Sequential
-from lamina.plugins.conv import Conv2D
-from lamina.plugins.conv1d import AvgPool1D, Conv1D, GlobalAvgPool1D, GlobalMaxPool1D, MaxPool1D
-from lamina.plugins.datasets import Csv, Digits, MobyDick, Npz, Spirals, Text, Xor
-from lamina.plugins.dropout import Dropout
-from lamina.plugins.embedding import Embedding
-from lamina.plugins.initializers import (
+from lamina.plugins.layers.attention import (
+    MultiHeadAttention,
+    PositionalEmbedding,
+    SinusoidalPositions,
+    TransformerBlock,
+)
+from lamina.plugins.layers.augment import GaussianNoise, RandomCrop, RandomErasing, RandomFlip, RandomTranslation
+from lamina.plugins.layers.composite import Parallel, Residual, Sequential
+from lamina.plugins.layers.conv1d import AvgPool1D, Conv1D, GlobalAvgPool1D, GlobalMaxPool1D, MaxPool1D
+from lamina.plugins.layers.conv2d import AvgPool2D, Conv2D, GlobalAvgPool2D, MaxPool2D
+from lamina.plugins.layers.dropout import Dropout
+from lamina.plugins.layers.embedding import Embedding
+from lamina.plugins.layers.linear import Linear
+from lamina.plugins.layers.normalization import BatchNorm, LayerNorm, Normalization
+from lamina.plugins.layers.recurrent import GRU, LSTM, RNN
+from lamina.plugins.layers.reshaping import Flatten, Reshape
+from lamina.plugins.training.callbacks import CSVLogger, EarlyStopping, LearningRateLogger
+from lamina.plugins.training.initializers import (
     GlorotNormal,
     GlorotUniform,
     HeNormal,
@@ -33,15 +42,10 @@ from lamina.plugins.initializers import (
     Ones,
     Zeros,
 )
-from lamina.plugins.linear import Linear
-from lamina.plugins.losses import L1, MSE, BinaryCrossEntropy, CrossEntropy, Huber
-from lamina.plugins.metrics import Accuracy, BinaryAccuracy, MeanAbsoluteError, MeanSquaredError
-from lamina.plugins.normalization import BatchNorm, LayerNorm, Normalization
-from lamina.plugins.optimizers import SGD, Adagrad, Adam, AdamW, RMSProp
-from lamina.plugins.pooling import AvgPool2D, GlobalAvgPool2D, MaxPool2D
-from lamina.plugins.recurrent import GRU, LSTM, RNN
-from lamina.plugins.reshaping import Flatten, Reshape
-from lamina.plugins.schedules import Constant, CosineDecay, ExponentialDecay, StepDecay
+from lamina.plugins.training.losses import L1, MSE, BinaryCrossEntropy, CrossEntropy, Huber
+from lamina.plugins.training.metrics import Accuracy, BinaryAccuracy, MeanAbsoluteError, MeanSquaredError
+from lamina.plugins.training.optimizers import SGD, Adagrad, Adam, AdamW, RMSProp
+from lamina.plugins.training.schedules import Constant, CosineDecay, ExponentialDecay, StepDecay
 
 __all__ = [
     "L1", "MSE", "SGD", "Accuracy", "Adagrad", "Adam", "AdamW", "BinaryAccuracy",

@@ -11,7 +11,7 @@ from conftest import make_distribution, python, run_python
 from test_registry import UNMARKED, layer_plugin, unique
 
 import lamina
-import lamina.plugins.linear
+import lamina.plugins.layers.linear
 
 BUILTINS = {
     ("Linear", "layer"), ("Sigmoid", "layer"), ("Relu", "layer"), ("Softmax", "layer"),
@@ -59,7 +59,7 @@ def test_json_lists_objects_with_name_kind_package_and_version():
     assert linear["aliases"] == ["Dense"] and linear["qualified_name"] == "lamina:Linear"
     # What the docs' plugin catalogue is built from: how to call each plugin and its whole docstring.
     assert linear["signature"] == "Linear(units, weight_init='he_uniform', bias_init='zeros')"
-    assert linear["docstring"] == inspect.cleandoc(lamina.plugins.linear.Linear.__doc__)
+    assert linear["docstring"] == inspect.cleandoc(lamina.plugins.layers.linear.Linear.__doc__)
     assert linear["doc"] == linear["docstring"].splitlines()[0] and "\n" in linear["docstring"]
     assert all(r["signature"].startswith(r["name"] + "(") and isinstance(r["docstring"], str) for r in records)
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import lamina
-from lamina.plugins import conv1d
-from lamina.plugins.conv1d import AvgPool1D, Conv1D, GlobalAvgPool1D, GlobalMaxPool1D, MaxPool1D
+from lamina.plugins.layers import conv1d
+from lamina.plugins.layers.conv1d import AvgPool1D, Conv1D, GlobalAvgPool1D, GlobalMaxPool1D, MaxPool1D
 from lamina.testing import check_layer_gradients, check_plugin, format_failures
 
 TOLERANCE = 1e-7

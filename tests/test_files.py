@@ -12,7 +12,7 @@ from conftest import ROOT
 
 import lamina
 from lamina.app import config as runconfig
-from lamina.plugins.files import LazyRows, read_rows
+from lamina.plugins.datasets.lazy import LazyRows, read_rows
 
 
 class Recording:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import lamina
-from lamina.plugins import recurrent
+from lamina.plugins.layers import recurrent
 from lamina.testing import check_layer_gradients, check_plugin, format_failures
 
 try:

@@ -20,7 +20,7 @@ import numpy as np
 
 import lamina
 from lamina.case import Case
-from lamina.plugins._spatial import as_given, check_images, pair
+from lamina.plugins.layers._spatial import as_given, check_images, pair
 
 if TYPE_CHECKING:
     from lamina.export import Graph

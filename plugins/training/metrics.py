@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 import lamina
-from lamina.plugins._targets import class_targets, fold_steps, same_shape_target
+from lamina.plugins.training._targets import class_targets, fold_steps, same_shape_target
 
 
 class Accuracy(lamina.Metric):

@@ -9,8 +9,8 @@ import numpy as np
 
 import lamina
 from lamina.case import Case, binary_for, labels_for, open_unit, probabilities
-from lamina.plugins._targets import as_labels, class_targets, fold_steps, same_shape_target
-from lamina.plugins.activations import Sigmoid, Softmax
+from lamina.plugins.layers.activations import Sigmoid, Softmax
+from lamina.plugins.training._targets import as_labels, class_targets, fold_steps, same_shape_target
 
 # Probabilities are clipped to [EPS, 1 - EPS] before the log, as Keras does; the gradient is
 # that of the clipped value (zero where clipping is active), so it matches what is returned.

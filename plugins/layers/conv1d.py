@@ -14,7 +14,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 import lamina
 from lamina.case import Case, distinct
-from lamina.plugins._spatial import as_given, conv_to_onnx, max_windows, max_windows_backward
+from lamina.plugins.layers._spatial import as_given, conv_to_onnx, max_windows, max_windows_backward
 
 if TYPE_CHECKING:
     from lamina.export import Graph

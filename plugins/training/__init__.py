@@ -1,0 +1,2 @@
+"""Built-in plugins of training: losses, optimizers, metrics, callbacks, initializers, schedules and
+strategies."""
