@@ -184,3 +184,26 @@ def config_file(tmp_path, epochs=3, samples=90, output=None):
     path = tmp_path / "run.toml"
     path.write_text(RUN_CONFIG.format(epochs=epochs, samples=samples, output=output or (tmp_path / "out")))
     return path
+
+
+# -- hostile inputs: every case a result or a LaminaError, in bounded time and memory --------------
+
+CAP_SECONDS = 20
+CAP_ADDRESS_SPACE = 3 * 2**30
+
+
+def _cap_address_space() -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (CAP_ADDRESS_SPACE, CAP_ADDRESS_SPACE))
+
+
+def capped(*args: str, cwd: Path = ROOT, stdin: str | None = None, **env: str) -> subprocess.CompletedProcess:
+    """Run `python ARGS` (e.g. "-m", "lamina", "predict", ...) as a hostile-input case must run: within
+    3 GiB of address space (RLIMIT_AS) and 20 s, one BLAS thread. Going over the time raises
+    subprocess.TimeoutExpired (the test fails); going over the memory shows as a MemoryError traceback
+    in stderr (assert `"Traceback" not in result.stderr`)."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("LAMINA_")}
+    environ.update({"OPENBLAS_NUM_THREADS": "1", **env})
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=cwd, env=environ,
+                          input=stdin, timeout=CAP_SECONDS, preexec_fn=_cap_address_space)
