@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -55,8 +56,6 @@ def train(
     if not strategy.is_main:
         return _train(config, folder, strategy, epochs, verbose, say, resume)
     with output_folder(folder, config.source):  # checked writable, and held by this run alone
-        if resume:
-            remove_stale_temporaries(folder)  # what an interrupted save left behind
         say(f"output folder: {folder.resolve()}")
         return _train(config, folder, strategy, epochs, verbose, say, resume)
 
@@ -82,6 +81,8 @@ def _train(
     callbacks.append(Checkpoint(checkpoint))
     if resume and not checkpoint.is_file():
         raise ConfigError(f"{config.source}: --resume: no checkpoint at {checkpoint}; train without --resume first")
+    if resume and strategy.is_main:  # what an interrupted save of this run's own files left behind
+        remove_stale_temporaries(_files_written(folder, callbacks))
     options = runconfig.training_options(config) | ({"epochs": epochs} if epochs else {})
     try:
         history = model.train(
@@ -112,6 +113,18 @@ def _train(
     else:
         say(f"curves: skipped, matplotlib is not installed; for curves.png: {INSTALL_HINT}")
     return RunResult(model, history, test, folder, files)
+
+
+def _files_written(folder: Path, callbacks: list[Any]) -> list[Path]:
+    """The files a run writes into its output folder: its reports, and the files of callbacks
+    (a CSVLogger's, say) that write there. Files elsewhere are not the run's to clean up: the
+    folder is what it holds."""
+    files = [folder / name for name in ("model.npz", "metrics.json", "curves.png", "checkpoint.npz")]
+    for callback in callbacks:
+        path = getattr(callback, "path", None)
+        if isinstance(path, (str, os.PathLike)) and Path(path).parent.resolve() == folder.resolve():
+            files.append(Path(path))
+    return files
 
 
 def _write_reports(

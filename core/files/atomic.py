@@ -2,11 +2,19 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
-import tempfile
+import re
+import secrets
 from pathlib import Path
 
 from lamina.files.interrupts import held
+
+# A temporary file is named for its target and marked as lamina's: `.model.npz.lamina-<12 hex>.tmp`.
+# That name is what lets `lamina train --resume` remove what an interrupted write left while
+# leaving every other file alone, a user's `.notes.tmp` or another program's temporaries included.
+_MARK = "lamina-"
+_TOKEN = 12  # hex digits
 
 # The process umask, read once (reading it means setting it), so that files get the usual
 # permissions instead of mkstemp's private 0600.
@@ -33,10 +41,34 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str) -> Path:
     return path
 
 
+def leftover_temporaries(path: str | os.PathLike[str]) -> list[Path]:
+    """The temporary files that interrupted `atomic_write`s of `path` left beside it: regular
+    files named `.NAME.lamina-<12 hex>.tmp`, NAME being `path`'s, and nothing else."""
+    path = Path(path)
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.{_MARK}[0-9a-f]{{{_TOKEN}}}\.tmp")
+    try:
+        with os.scandir(path.parent) as entries:
+            return [Path(entry.path) for entry in entries
+                    if pattern.fullmatch(entry.name) and entry.is_file(follow_symlinks=False)]
+    except OSError:  # no folder, or one we may not list: nothing of ours can be in it
+        return []
+
+
+def _create_temporary(path: Path) -> tuple[int, str]:
+    for _ in range(100):  # a name already taken is another write's: draw again
+        tmp = str(path.parent / f".{path.name}.{_MARK}{secrets.token_hex(_TOKEN // 2)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
+        except FileExistsError:
+            continue
+        return fd, tmp
+    raise FileExistsError(errno.EEXIST, "every temporary name drawn was taken")
+
+
 def _write_through_temporary(path: Path, payload: bytes) -> None:
     stage = "creating a temporary file beside it"
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = _create_temporary(path)
     except OSError as err:
         raise _naming(err, path, stage) from None
     try:
