@@ -143,12 +143,15 @@ def test_lamina_train_resume_continues_the_checkpoint(tmp_path):
     assert missing.returncode == 1 and "no checkpoint at" in missing.stderr
 
 
-def test_resume_removes_what_an_interrupted_save_left(tmp_path):
+def test_resume_removes_what_an_interrupted_save_left_and_nothing_else(tmp_path):
     path = config_file(tmp_path, epochs=2)
     assert lamina_cli("train", str(path), "--quiet").returncode == 0
-    stale = tmp_path / "out" / ".checkpoint.npz.abc123.tmp"
+    stale = tmp_path / "out" / ".checkpoint.npz.lamina-0123456789ab.tmp"  # as lamina's atomic writes name them
     stale.write_bytes(b"half a checkpoint")
+    users = tmp_path / "out" / ".notes.tmp"
+    users.write_text("a user's file")
     path.write_text(path.read_text().replace("epochs = 2", "epochs = 3"))
     result = lamina_cli("train", str(path), "--resume", "--quiet")
     assert result.returncode == 0, result.stderr
     assert not stale.exists()
+    assert users.read_text() == "a user's file"

@@ -326,16 +326,19 @@ def test_evaluate_takes_dataset_options(tmp_path):
 
 def test_a_second_run_into_a_busy_output_folder_fails_fast_naming_the_first(tmp_path):
     out = tmp_path / "out"
-    out.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    holder = subprocess.Popen(  # a run holding the folder, as lamina train does
+        [sys.executable, "-c", "import time; from pathlib import Path; from lamina.app.outputs import output_folder\n"
+         f"with output_folder(Path({str(out)!r}), 'first.toml'):\n print('in', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True)
     try:
-        (out / ".lamina-train.lock").write_text(f"{holder.pid}\n")
+        assert holder.stdout.readline().strip() == "in"
         result = lamina_cli("train", str(config_file(tmp_path)))
         assert result.returncode == 1
         assert f"is being written by another lamina train (process {holder.pid})" in result.stderr
     finally:
-        holder.kill()
+        holder.kill()  # SIGKILL: its lock file stays, with no run holding it
         holder.wait()
+    assert (out / ".lamina-train.lock").exists()
     result = lamina_cli("train", str(config_file(tmp_path)), "--quiet")  # its process is gone: taken over
     assert result.returncode == 0, result.stderr
     assert not (out / ".lamina-train.lock").exists()

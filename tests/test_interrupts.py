@@ -33,3 +33,4 @@ def test_a_signal_stops_the_run_cleanly_with_the_resume_command(tmp_path, sig, c
     assert "Traceback" not in err
     assert isinstance(lamina.load(checkpoint), lamina.Model)
     assert not list((tmp_path / "out").glob(".*.tmp"))
+    assert not (tmp_path / "out" / ".lamina-train.lock").exists()  # the folder is let go

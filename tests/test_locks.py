@@ -2,6 +2,7 @@
 run ends; and `--resume` removes only the temporary files lamina's own writes name."""
 from __future__ import annotations
 
+import collections
 import os
 import signal
 import subprocess
@@ -43,13 +44,14 @@ class Contenders:
 
     def __init__(self, folder: Path) -> None:
         self.folder, self.results = folder, {}
-        self.entered, self.done, self.leave = {}, {}, threading.Event()
+        self.entered = collections.defaultdict(threading.Event)
+        self.done = collections.defaultdict(threading.Event)
+        self.leave = threading.Event()
         self.inside = self.most = 0
         self.count = threading.Lock()
         self.threads = []
 
     def start(self, name: str) -> None:
-        self.entered[name], self.done[name] = threading.Event(), threading.Event()
         thread = threading.Thread(target=self._run, args=(name,), name=name)
         self.threads.append(thread)
         thread.start()
