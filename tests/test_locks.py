@@ -281,11 +281,15 @@ def test_an_atomic_write_names_its_temporary_for_the_file_and_as_lamina_s(tmp_pa
 
 
 def test_resume_in_a_folder_of_other_programs_files_removes_only_lamina_s_temporaries(tmp_path):
-    home = tmp_path / "home"  # output = a folder that other programs also write into
+    home, elsewhere = tmp_path / "home", tmp_path / "elsewhere"  # output = a folder other programs write into
     path = config_file(tmp_path, epochs=2, output=home)
+    for log in (home / "log.csv", elsewhere / "log.csv"):  # a CSVLogger writing in the folder, one outside it
+        path.write_text(path.read_text() + f'[[callbacks]]\ntype = "CSVLogger"\npath = "{log}"\n')
     assert main(["train", str(path), "--quiet"]) == 0
-    ours = [home / ".checkpoint.npz.lamina-0123456789ab.tmp", home / ".model.npz.lamina-fedcba987654.tmp"]
+    ours = [home / ".checkpoint.npz.lamina-0123456789ab.tmp", home / ".model.npz.lamina-fedcba987654.tmp",
+            home / ".log.csv.lamina-0123456789ab.tmp"]
     theirs = [home / ".notes.tmp", home / ".checkpoint.npz.abc123.tmp", home / ".bashrc.swp.tmp",
+              elsewhere / ".log.csv.lamina-0123456789ab.tmp",  # beside a file the run writes, not in its folder
               home / ".other.npz.lamina-0123456789ab.tmp", home / ".model.npz.lamina-0123.tmp",
               home / ".model.npz.lamina-0123456789AB.tmp", home / "model.npz.lamina-0123456789ab.tmp"]
     for file in ours + theirs:
