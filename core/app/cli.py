@@ -308,8 +308,9 @@ def _data(
     if not path.is_file():
         raise FileNotFoundError(f"no data file at {spec!r}")
     _check_arrays(path)
-    if isinstance(options.get("target"), str) and Path(options["target"]).is_file():
-        _check_arrays(Path(options["target"]))  # npy's targets are a second .npy file
+    targets = options.get("target")
+    if isinstance(targets, str) and Path(targets).is_file():
+        _check_arrays(Path(targets))  # npy's targets are a second .npy file
     reader = get_registry().build("dataset", kind, **options)
     if all_rows:
         with arrays.reading(spec, _how(path)):
