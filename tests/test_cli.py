@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import make_distribution, python, run_python
+from conftest import config_file, make_distribution, python, run_python
 from test_registry import UNMARKED, layer_plugin, unique
 
 import lamina
@@ -131,3 +131,20 @@ def test_list_plugins_strict_fails_on_an_unmarked_hook(site):
     assert listed.returncode == 1
     assert "Failed to load (1):" in listed.stdout
     assert "decorate register_layers with @lamina.hookimpl" in listed.stdout
+
+
+# -- train --epochs --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("epochs", ["0", "-3", "two"])
+def test_train_refuses_epochs_below_one_as_a_usage_error(epochs, tmp_path, capsys):
+    """--epochs 0 would train nothing: it is refused (exit 2, naming the option), not ignored."""
+    from lamina.app.cli import main
+
+    config = config_file(tmp_path, epochs=1, samples=30)
+    with pytest.raises(SystemExit) as exit:
+        main(["train", str(config), "--epochs", epochs])
+    assert exit.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --epochs: expected a whole number of epochs >= 1" in err
+    assert not (tmp_path / "out" / "model.npz").exists()

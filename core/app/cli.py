@@ -10,7 +10,9 @@ import csv
 import inspect
 import io
 import json
+import math
 import os
+import reprlib
 import shlex
 import signal
 import sys
@@ -26,8 +28,9 @@ import numpy as np
 import lamina
 from lamina.app import config as runconfig
 from lamina.app import run
-from lamina.app.console import silenced
-from lamina.errors import ArgumentError, LaminaError, PluginWarning
+from lamina.app.console import escape, silenced
+from lamina.errors import ArgumentError, FileFormatError, LaminaError, PluginWarning
+from lamina.files import arrays
 from lamina.files import load as loading
 from lamina.files.atomic import atomic_write
 from lamina.registry import KINDS, PluginInfo, Registry, get_registry, normalize_package
@@ -304,14 +307,20 @@ def _data(
         options = {key: value for key, value in trained.items() if key in ("test_split", "seed")} | options
     if not path.is_file():
         raise FileNotFoundError(f"no data file at {spec!r}")
+    _check_arrays(path)
+    targets = options.get("target")
+    if isinstance(targets, str) and Path(targets).is_file():
+        _check_arrays(Path(targets))  # npy's targets are a second .npy file
     reader = get_registry().build("dataset", kind, **options)
     if all_rows:
-        x, y = reader.arrays()
+        with arrays.reading(spec, _how(path)):
+            x, y = reader.arrays()
         if y is None:
             raise ArgumentError(f"{spec}: the file has no target to score against; "
                                 "name its column or array with --target")
         return x, y, {"part": "all", "scored": len(x), "total": len(x), "data": spec}
-    x_train, _, x_test, y_test = reader.load()
+    with arrays.reading(spec, _how(path)):
+        x_train, _, x_test, y_test = reader.load()
     if len(x_test) == 0:
         raise ArgumentError(
             f"{spec}: its test split is empty ({_shown(_split_options(reader))}); score every row with --all-rows, "
@@ -319,6 +328,21 @@ def _data(
         )
     rows = {"part": "test", "scored": len(x_test), "total": len(x_train) + len(x_test), "data": spec}
     return x_test, y_test, rows | _split_options(reader)
+
+
+def _check_arrays(path: Path) -> None:
+    """A .npy or .npz data file checked before a dataset reads it with np.load: its headers
+    against its size and the input limit (lamina.files.arrays), so that what np.load allocates
+    is what the file holds."""
+    if path.suffix.lower() in (".npy", ".npz"):
+        arrays.check(path)
+
+
+def _how(path: Path) -> str:
+    """How to write a good data file like `path`, for a message about a bad one."""
+    if path.suffix.lower() in (".npy", ".npz"):
+        return "write it with np.save(path, array) (np.savez(path, x=..., y=...) for .npz) of numeric arrays"
+    return f"check that it is a {path.suffix or 'data'} file of the kind its dataset reads"
 
 
 def _same_dataset(name: object, kind: str) -> bool:
@@ -382,33 +406,56 @@ def evaluate(args: argparse.Namespace) -> int:
         print(json.dumps({**result, "rows": rows}, indent=2))
     else:
         if not args.quiet:
-            print(_rows_line(rows))
+            print(escape(_rows_line(rows), lines=True))
         for key, value in result.items():
-            print(f"{key}: {value:.6g}")
+            print(f"{escape(key)}: {value:.6g}")
     return 0
 
 
 def _inputs(spec: str) -> np.ndarray:
+    """The rows of an input file: .npy and .npz read by lamina.files.arrays (headers checked,
+    memory bounded), any other kind by the dataset that reads its suffix."""
     path = Path(spec)
     if not path.is_file():
         raise FileNotFoundError(f"no input file at {spec!r}")
-    if path.suffix.lower() == ".npy":
-        try:
-            return lamina.checks.as_floating(np.load(path, allow_pickle=False), "x", "lamina predict")
-        except ValueError as err:
-            raise ArgumentError(f"{spec}: cannot read it as a numeric .npy array ({err})") from None
-    x, _ = get_registry().build("dataset", _reader(path), path=str(path), target=None).arrays()
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        return lamina.checks.as_floating(arrays.read_npy(path), "x", "lamina predict")
+    if suffix == ".npz":
+        if not arrays.is_npz(path):
+            raise FileFormatError(f"{spec}: the file holds one .npy array, not an .npz archive of named arrays; "
+                                  "rename it to .npy, or write it with np.savez(path, x=array)")
+        found = arrays.read_npz(path)
+        if "x" not in found and len(found) != 1:
+            raise ArgumentError(f"{spec}: no array named 'x'; it has {', '.join(map(repr, found))}. Save the inputs "
+                                "as x (np.savez(path, x=inputs)) or alone in the file")
+        x = found["x"] if "x" in found else next(iter(found.values()))
+        return lamina.checks.as_floating(x, "x", "lamina predict").astype(np.float32, copy=False)
+    reader = get_registry().build("dataset", _reader(path), path=str(path), target=None)
+    with arrays.reading(spec, _how(path)):
+        x, _ = reader.arrays()
     return x
 
 
-def _folder_inputs(model: lamina.Model, folder: Path) -> tuple[Any, list[str]]:
+# What a model file's metadata["inputs"] may say about reading a folder for `lamina predict`:
+# the dataset (one that reads folders) and these of its options, each checked; nothing else.
+FOLDER_KEYS = ("dataset", "options")
+FOLDER_OPTIONS = ("image_size", "color_mode")
+MAX_IMAGE_PIXELS = 4096 * 4096  # height x width of image_size in a model file's metadata
+FOLDER_BATCH_BYTES = 2**28  # float32 bytes of one batch of a folder's inputs, without --batch-size
+
+
+def _folder_inputs(model: lamina.Model, folder: Path, source: str) -> tuple[Any, list[str]]:
     """The inputs under `folder`, read as the model's training data was (its metadata["inputs"]
-    names the dataset and its options), or by the one installed dataset that reads folders."""
+    names the dataset and its options, checked as data: FOLDER_KEYS, FOLDER_OPTIONS), or by the
+    one installed dataset that reads folders."""
     spec = model.metadata.get("inputs")
-    if isinstance(spec, dict) and isinstance(spec.get("dataset"), str):
-        given = spec.get("options")
-        options: dict[str, Any] = given if isinstance(given, dict) else {}
-        reader = get_registry().build("dataset", spec["dataset"], path=str(folder), **options)
+    if spec is not None:
+        name, options = _folder_spec(model, spec, source)
+        try:
+            reader = get_registry().build("dataset", name, path=str(folder), **options)
+        except LaminaError as err:
+            raise FileFormatError(f"{source}: metadata['inputs']: {err}") from None
     else:
         readers = [info for info in get_registry().plugins("dataset") if getattr(info.cls, "reads_folders", False)]
         if len(readers) != 1:
@@ -421,6 +468,83 @@ def _folder_inputs(model: lamina.Model, folder: Path) -> tuple[Any, list[str]]:
     return reader.inputs()
 
 
+def _forged(source: str, key: str, problem: str) -> FileFormatError:
+    return FileFormatError(
+        f"{source}: metadata['inputs']{key}: {problem}; the file is corrupted or forged, or its metadata was set by "
+        "hand: set it from the dataset the model was trained on (model.metadata.update(data.metadata()))"
+    )
+
+
+def _folder_spec(model: lamina.Model, spec: object, source: str) -> tuple[str, dict[str, Any]]:
+    """(dataset name, options) from a model file's metadata["inputs"], every key checked."""
+    if not isinstance(spec, dict):
+        raise _forged(source, "", f"expected a table {{'dataset': ..., 'options': {{...}}}}, got {reprlib.repr(spec)}")
+    for key in spec:
+        if key not in FOLDER_KEYS:
+            raise _forged(source, f"[{reprlib.repr(key)}]",
+                          f"not a key lamina reads (those are {', '.join(FOLDER_KEYS)})")
+    name = spec.get("dataset")
+    if not isinstance(name, str):
+        raise _forged(source, "['dataset']", f"expected the name of a dataset, got {reprlib.repr(name)}")
+    try:
+        info = get_registry().get("dataset", name)
+    except LaminaError as err:
+        raise FileFormatError(f"{source}: metadata['inputs']['dataset']: {err}") from None
+    if not getattr(info.cls, "reads_folders", False):
+        readers = [i.qualified_name for i in get_registry().plugins("dataset")
+                   if getattr(i.cls, "reads_folders", False)]
+        raise _forged(source, "['dataset']", f"{reprlib.repr(name)} does not read folders of inputs (those that do: "
+                      f"{', '.join(readers) or 'none is installed'})")
+    options = spec.get("options", {})
+    if not isinstance(options, dict):
+        raise _forged(source, "['options']", f"expected a table of options, got {reprlib.repr(options)}")
+    try:
+        takes = set(inspect.signature(info.cls).parameters)
+    except (TypeError, ValueError):
+        takes = set()
+    for key in options:
+        if key not in FOLDER_OPTIONS or key not in takes:
+            allowed = ", ".join(k for k in FOLDER_OPTIONS if k in takes) or "none"
+            raise _forged(source, f"['options'][{reprlib.repr(key)}]",
+                          f"not an option lamina passes to {info.qualified_name} (those are: {allowed})")
+    if "image_size" in options:
+        options = {**options, "image_size": _image_size(model, options["image_size"], source)}
+    if "color_mode" in options and not isinstance(options["color_mode"], str):
+        raise _forged(source, "['options']['color_mode']",
+                      f"expected a string, got {reprlib.repr(options['color_mode'])}")
+    return name, options
+
+
+def _image_size(model: lamina.Model, value: object, source: str) -> list[int]:
+    """[height, width] from a model file's metadata: whole numbers >= 1, at most MAX_IMAGE_PIXELS
+    in all, and the model's own input size when it has one."""
+    pair = [value, value] if isinstance(value, int) else value
+    if (not isinstance(pair, list) or len(pair) != 2
+            or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in pair)):
+        raise _forged(source, "['options']['image_size']",
+                      f"expected [height, width], whole numbers >= 1, got {reprlib.repr(value)}")
+    if pair[0] * pair[1] > MAX_IMAGE_PIXELS:
+        raise _forged(source, "['options']['image_size']",
+                      f"{pair[0]} x {pair[1]} pixels, over lamina's limit of {MAX_IMAGE_PIXELS:,} pixels per image")
+    shape = model.input_shape
+    if shape is not None and len(shape) == 3 and tuple(shape[1:]) != tuple(pair):
+        raise _forged(source, "['options']['image_size']",
+                      f"{pair[0]} x {pair[1]}, but the model takes inputs of shape {tuple(shape)} "
+                      f"(channels, height, width)")
+    return pair
+
+
+def _folder_batch(inputs: Any, batch_size: int | None) -> int | None:
+    """--batch-size, else as many of a folder's inputs as fit FOLDER_BATCH_BYTES (float32)."""
+    if batch_size is not None:
+        return batch_size
+    shape = getattr(inputs, "shape", None)
+    if not shape or len(shape) < 2:
+        return None
+    row = 4 * math.prod(int(n) for n in shape[1:])
+    return max(1, min(256, FOLDER_BATCH_BYTES // max(row, 1)))
+
+
 def _scores(model: lamina.Model, predictions: np.ndarray) -> np.ndarray:
     """The predictions as (rows, classes) scores; logits become probabilities by a softmax."""
     scores = predictions.reshape(len(predictions), -1)
@@ -430,20 +554,30 @@ def _scores(model: lamina.Model, predictions: np.ndarray) -> np.ndarray:
     return scores
 
 
-def _class_names(model: lamina.Model) -> list[str] | None:
-    """The model's class names (its training data's, saved in its metadata), if it has them."""
+def _class_names(model: lamina.Model, source: str) -> list[str] | None:
+    """The model's class names (its training data's, saved in its metadata), if it has them:
+    a list of strings (whole numbers are taken as their text)."""
     classes = model.metadata.get("classes")
-    return [str(name) for name in classes] if isinstance(classes, list) and classes else None
+    if classes is None or classes == []:
+        return None
+    if not isinstance(classes, list) or not all(
+        isinstance(name, str) or (isinstance(name, int) and not isinstance(name, bool)) for name in classes
+    ):
+        raise FileFormatError(
+            f"{source}: metadata['classes']: expected a list of class names (strings), got {reprlib.repr(classes)}; "
+            "the file is corrupted or forged, or its metadata was set by hand"
+        )
+    return [str(name) for name in classes]
 
 
-def _print_classes(model: lamina.Model, names: list[str], predictions: np.ndarray) -> None:
-    """One line per input: its name, the predicted class (by name if the model knows them) and its score."""
-    classes = _class_names(model)
+def _print_classes(model: lamina.Model, classes: list[str] | None, names: list[str], predictions: np.ndarray) -> None:
+    """One line per input: its name, the predicted class (by name if the model knows them) and
+    its score; names and classes escaped (they come from files), so a line is always three columns."""
     scores = _scores(model, predictions)
     best = scores.argmax(axis=1)
     for name, label, row in zip(names, best, scores):
         shown = classes[label] if classes is not None and label < len(classes) else str(label)
-        print(f"{name}\t{shown}\t{row[label]:.3f}")
+        print(f"{escape(name)}\t{escape(shown)}\t{row[label]:.3f}")
 
 
 def _csv_with_classes(model: lamina.Model, predictions: np.ndarray, classes: list[str]) -> bytes:
@@ -462,12 +596,13 @@ def _csv_with_classes(model: lamina.Model, predictions: np.ndarray, classes: lis
 def predict(args: argparse.Namespace) -> int:
     model = lamina.load(args.model)
     folder = Path(args.input)
-    classes = _class_names(model)
+    classes = _class_names(model, args.model)
     if folder.is_dir():
-        inputs, names = _folder_inputs(model, folder)
-        predictions = model.predict(inputs, batch_size=args.batch_size)
+        inputs, names = _folder_inputs(model, folder, args.model)
+        with arrays.reading(args.input, "remove or replace the file that cannot be read"):
+            predictions = model.predict(inputs, batch_size=_folder_batch(inputs, args.batch_size))
         if not args.quiet:
-            _print_classes(model, names, predictions)
+            _print_classes(model, classes, names, predictions)
         if args.out is None:
             return 0
     else:
@@ -477,7 +612,7 @@ def predict(args: argparse.Namespace) -> int:
         predictions = model.predict(_inputs(args.input), batch_size=args.batch_size)
         if args.out is None:  # a classifier that knows its class names: one line per row
             if not args.quiet:
-                _print_classes(model, [f"row {i + 1}" for i in range(len(predictions))], predictions)
+                _print_classes(model, classes, [f"row {i + 1}" for i in range(len(predictions))], predictions)
             return 0
     out = Path(args.out)
     suffix = out.suffix.lower()
@@ -495,14 +630,14 @@ def predict(args: argparse.Namespace) -> int:
     atomic_write(out, buffer.getvalue())
     if not args.quiet:
         named = " (with a class column)" if suffix == ".csv" and classes is not None else ""
-        print(f"wrote {len(predictions)} predictions of shape {predictions.shape[1:]} to {out}{named}")
+        print(f"wrote {len(predictions)} predictions of shape {predictions.shape[1:]} to {escape(str(out))}{named}")
     return 0
 
 
 def generate(args: argparse.Namespace) -> int:
     model = lamina.load(args.model)
     text = lamina.generate(model, args.prompt, length=args.length, temperature=args.temperature, seed=args.seed)
-    print(text)
+    print(escape(text, lines=True))  # the vocabulary comes from the file: ESC, BEL, ... shown escaped
     return 0
 
 
@@ -520,8 +655,8 @@ def info(args: argparse.Namespace) -> int:
     try:
         model = lamina.load(args.model)
     except lamina.MissingPluginError as err:
-        print("\n".join(lines))
-        print(f"cannot show the layers: {err}")
+        print(escape("\n".join(lines), lines=True))
+        print(escape(f"cannot show the layers: {err}", lines=True))
         return 1
     extras = []
     if model.loss is not None:
@@ -531,7 +666,7 @@ def info(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"config": config, "summary": model.summary()}, indent=2))
         return 0
-    print("\n".join([*lines, *extras, "", model.summary()]))
+    print(escape("\n".join([*lines, *extras, "", model.summary()]), lines=True))
     return 0
 
 
@@ -576,9 +711,24 @@ def _add_train(commands: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--out", metavar="DIR",
                    help="output folder (default: the config's output, or runs/<config name>; "
                         "relative to the current folder)")
-    p.add_argument("--epochs", type=int, metavar="N", help="override the config's number of epochs")
+    p.add_argument("--epochs", type=_epochs, metavar="N",
+                   help="override the config's number of epochs (a whole number >= 1)")
     p.add_argument("--resume", action="store_true", help="continue from the output folder's checkpoint.npz")
     p.set_defaults(run=train)
+
+
+def _epochs(text: str) -> int:
+    """--epochs N: a whole number >= 1; 0 would train nothing, so it is refused, not ignored."""
+    try:
+        epochs = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of epochs >= 1, got {text!r}") from None
+    if epochs < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number of epochs >= 1, got {epochs} (to score a trained model without training, "
+            "use lamina evaluate)"
+        )
+    return epochs
 
 
 def _add_evaluate(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -713,6 +863,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _terminate)
+    streams = _tolerant_streams()
     try:
         with silenced(args.quiet):
             return args.run(args)
@@ -722,7 +873,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(err, BrokenPipeError):  # `lamina list-plugins | head`: the reader left
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 0
-        print(f"lamina: error: {err}", file=sys.stderr)
+        print(f"lamina: error: {escape(str(err), lines=True)}", file=sys.stderr)  # messages quote files
+        return 1
+    except MemoryError:
+        if args.debug:
+            raise
+        print(f"lamina: error: lamina {args.command} ran out of memory (MemoryError); use smaller inputs "
+              "(or --batch-size where the command has it), or a machine with more memory", file=sys.stderr)
         return 1
     except KeyboardInterrupt as err:
         what = "terminated" if isinstance(err, Terminated) else "interrupted"
@@ -731,5 +888,30 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return 143 if isinstance(err, Terminated) else 130
     finally:
+        streams()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _tolerant_streams() -> Any:
+    """Have stdout and stderr show what their encoding cannot encode as backslash escapes
+    (e.g. a class name in a non-UTF-8 terminal) instead of raising UnicodeEncodeError; returns
+    a function that puts them back."""
+    undo = []
+    for stream in (sys.stdout, sys.stderr):
+        errors = getattr(stream, "errors", None)
+        if errors in (None, "backslashreplace") or not hasattr(stream, "reconfigure"):
+            continue
+        try:
+            stream.reconfigure(errors="backslashreplace")
+        except (ValueError, OSError, io.UnsupportedOperation):
+            continue
+        undo.append((stream, errors))
+
+    def restore() -> None:
+        for stream, errors in undo:
+            try:
+                stream.reconfigure(errors=errors)
+            except (ValueError, OSError, io.UnsupportedOperation):
+                pass
+    return restore
