@@ -21,7 +21,7 @@ from lamina.files.save import save_model
 from lamina.parameter import Parameter
 from lamina.protocols.chain import Chain
 from lamina.protocols.configurable import config_repr
-from lamina.protocols.layer import Layer, named_buffers, named_parameters, observing
+from lamina.protocols.layer import Layer, building, named_buffers, named_parameters, observing
 from lamina.protocols.loss import Loss
 from lamina.protocols.metric import Metric
 from lamina.protocols.optimizer import Optimizer
@@ -270,7 +270,9 @@ class Model(Chain):
                 if shape is not None:
                     shapes[id(layer)] = str((None, *shape[1:]))
 
-            with self.inference(), observing(note):
+            # Only shapes are read: as when building, a costly layer (attention, a recurrent one)
+            # returns zeros of its output's shape, so that `lamina info` costs what loading did.
+            with self.inference(), building(), observing(note):
                 self._forward(np.zeros((1, *self.input_shape), dtype=self.input_dtype))
                 self.release()
         rows = [("#", "Layer", "Output shape", "Params")]

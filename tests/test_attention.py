@@ -225,3 +225,25 @@ def test_a_forged_huge_positional_embedding_is_refused_by_the_loading_budget(tmp
             archive.writestr(name, data)
     with pytest.raises(lamina.FileFormatError, match="budget|exceed|bytes"):
         lamina.load(tmp_path / "forged.npz", max_bytes=10**8)
+
+
+@pytest.mark.parametrize("make", [lambda: lamina.layer("MultiHeadAttention", 2),
+                                  lambda: lamina.layer("TransformerBlock", 2, 8, dropout=0.0)])
+def test_empty_sequences_are_a_shape_error_naming_the_layer(make):
+    layer = make()
+    layer(np.ones((2, 3, 4), dtype=np.float32))
+    for target in (layer, make()):  # built, and on a first call
+        with pytest.raises(lamina.ShapeError, match=r"(MultiHeadAttention|TransformerBlock)\(num_heads=2\) needs "
+                                                    r"sequences of at least one time step, got shape \(2, 0, 4\)"):
+            target(np.ones((2, 0, 4), dtype=np.float32))
+
+
+def test_while_building_attention_returns_its_output_shape_without_scores():
+    from lamina.protocols.layer import building
+
+    layer = lamina.layer("MultiHeadAttention", 2, causal=True)
+    x = np.ones((3, 5, 4), dtype=np.float32)
+    real = layer(x)
+    with building():
+        shaped = layer(x)
+    assert shaped.shape == real.shape and shaped.dtype == real.dtype

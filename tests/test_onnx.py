@@ -451,3 +451,26 @@ def test_more_that_cannot_be_exported_names_the_layer(tmp_path, layer, message):
     with pytest.raises(lamina.LaminaError, match=message):
         model.export_onnx(tmp_path / "m.onnx")
     assert list(tmp_path.iterdir()) == []
+
+
+@needs_onnx
+def test_big_endian_weights_are_exported_converted(tmp_path):
+    lamina.seed(0)
+    model = lamina.Model([lamina.layer("Linear", 3), "Tanh", lamina.layer("Linear", 2)])
+    model.predict(np.ones((2, 4), dtype=">f4"))  # weights take the first input's dtype: big-endian
+    assert str(model.dtype) == ">f4"
+    path = model.export_onnx(tmp_path / "model.onnx")
+    x = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+    np.testing.assert_allclose(run_onnx(path, x), model.predict(x), rtol=1e-5, atol=1e-6)
+    assert str(model.dtype) == ">f4"  # the model's own arrays are left as they were
+
+
+@needs_onnx
+def test_export_refuses_examples_past_its_limit_before_making_them(tmp_path, monkeypatch):
+    model = lamina.Model([lamina.layer("Conv1D", 4, 3, padding=2000)])
+    model.predict(np.ones((1, 2, 8), dtype=np.float32))
+    monkeypatch.setenv("LAMINA_MAX_LOAD_BYTES", str(2**20))  # the example pass may hold 64 KiB
+    with pytest.raises(lamina.LaminaError, match=r"ONNX export: the example pass through layers\[0\] Conv1D\(.*"
+                                                 r"LAMINA_MAX_LOAD_BYTES"):
+        model.export_onnx(tmp_path / "model.onnx")
+    assert not (tmp_path / "model.onnx").exists()

@@ -267,3 +267,17 @@ def test_a_sequence_regressor_trains_by_name_and_saves_and_loads(registered, spe
     loaded = lamina.load(tmp_path / "model.npz")
     assert repr(loaded) == repr(model)
     np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+
+
+@pytest.mark.parametrize("kind", ["RNN", "LSTM", "GRU"])
+@pytest.mark.parametrize("options", [{}, {"return_sequences": True, "bidirectional": True}])
+def test_while_building_a_recurrent_layer_returns_its_output_shape_without_the_loop(kind, options):
+    from lamina.protocols.layer import building
+
+    layer = lamina.layer(kind, 3, **options)
+    x = np.ones((2, 4, 5), dtype=np.float64)
+    real = layer(x)
+    with building():
+        shaped = layer(x)
+    assert shaped.shape == real.shape and shaped.dtype == real.dtype
+    assert not shaped.any()

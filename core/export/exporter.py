@@ -5,7 +5,10 @@ some layer baked the batch size into a shape, which would make the file work for
 """
 from __future__ import annotations
 
+import contextlib
+import math
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +18,8 @@ from lamina.errors import ArgumentError, LaminaError
 from lamina.export.graph import Graph, onnx_type
 from lamina.export.symbolic import ExportTrace, Symbolic
 from lamina.files.atomic import atomic_write
+from lamina.files.budget import PASS_SHARE, Pass, max_load_bytes
+from lamina.protocols.layer import building, metering, observing
 from lamina.trace import tracing
 
 if TYPE_CHECKING:
@@ -37,8 +42,8 @@ def export_layer(layer: Layer, graph: Graph, x: str) -> str:
             if not isinstance(y, str):
                 raise LaminaError(f"{type(layer).__name__}.to_onnx must return the name (str) of its output value, "
                                   f"got {y!r}")
-            if example is not None and y not in graph.examples:
-                graph.examples[y] = np.asarray(layer(example))  # what later layers read shapes from
+            if example is not None and y not in graph.examples:  # what later layers read shapes from
+                graph.examples[y] = _example(layer, example)
             return y
         if layer._autodiff:  # its numpy code, run on a Symbolic, becomes ONNX nodes
             trace = ExportTrace(graph, {id(param): name for name, param in layer.parameters().items()})
@@ -57,26 +62,70 @@ def export_layer(layer: Layer, graph: Graph, x: str) -> str:
                       "returning its output's name (docs/pages/writing-plugins.md)")
 
 
+def _example(layer: Layer, x: np.ndarray) -> np.ndarray:
+    """The layer's output on the example `x`, for its shape and dtype: computed as when building,
+    where a costly layer returns zeros of the right shape (no attention scores, no loop through
+    time); a layer still to learn from data is called as such, to refuse with its own message."""
+    if not all(inner.adapted for inner in layer.walk()):
+        return np.asarray(layer(x))
+    with building():
+        return np.asarray(layer(x))
+
+
+@contextlib.contextmanager
+def _native(model: Trainable) -> Iterator[None]:
+    """Within the block the parameters hold native-order copies of big-endian (">f4") values,
+    which ONNX files cannot store; the model's own arrays are back afterwards."""
+    swapped = []
+    for layer in model.layers:
+        for param in layer.parameters().values():
+            if not param.value.dtype.isnative:
+                swapped.append((param, param.value))
+                param.value = param.value.astype(param.value.dtype.newbyteorder("="))
+    try:
+        yield
+    finally:
+        for param, value in swapped:
+            param.value = value
+
+
 def _build(model: Trainable, batch: int, opset: int) -> Graph:
     input_shape = model.input_shape
     if input_shape is None:
         raise LaminaError("ONNX export: the model has not seen an input yet; train it, call it on data, "
                           "or load a saved model")
     dtype = np.dtype(model.input_dtype or model.dtype)
+    floats = np.dtype(model.dtype).newbyteorder("=")  # an ONNX file has no big-endian arrays
+    example_dtype = np.int64 if dtype.kind in "iu" else floats
+    meter = _meter()
+    meter.reserve(math.prod((batch, *input_shape)) * np.dtype(example_dtype).itemsize,
+                  f"the example input of shape {(batch, *input_shape)}")
     generator = np.random.default_rng(batch)  # its own generator: exporting leaves lamina's alone
     example = (np.zeros((batch, *input_shape), dtype=np.int64) if dtype.kind in "iu"
-               else generator.normal(size=(batch, *input_shape)).astype(model.dtype))
-    graph = Graph(opset, np.dtype(model.dtype), export=export_layer)
+               else generator.normal(size=(batch, *input_shape)).astype(floats))
+    graph = Graph(opset, floats, export=export_layer)
     x = graph.reserve(INPUT)
     graph.reserve(OUTPUT)
     graph.examples[x] = example
-    for i, layer in enumerate(model.layers):
-        with graph.scoped(str(i)):
-            x = export_layer(layer, graph, x)
+    # The examples are kept until the graph is done: what layers reserve and output adds up.
+    with metering(meter), observing(meter.observe):
+        for i, layer in enumerate(model.layers):
+            meter.layer = f"layers[{i}] {layer!r}"
+            with graph.scoped(str(i)):
+                x = export_layer(layer, graph, x)
     graph.op("Identity", x, name="final")
     graph.nodes[-1].outputs = (OUTPUT,)
     graph.examples[OUTPUT] = graph.examples[x]
     return graph
+
+
+def _meter() -> Pass:
+    """What exporting may hold in example values: the load-time pass's limit (LAMINA_MAX_LOAD_BYTES / 16)."""
+    limit = max_load_bytes(None)
+    return Pass("ONNX export", limit // PASS_SHARE, math.inf,
+                f"Export on a machine with more memory, raising the limit (a 1/{PASS_SHARE} share of "
+                f"{limit:,} bytes) with the environment variable LAMINA_MAX_LOAD_BYTES", error=LaminaError,
+                name="the example pass")
 
 
 def _signature(graph: Graph) -> list[tuple[Any, ...]]:
@@ -146,7 +195,7 @@ def export_onnx(model: Trainable, path: str | os.PathLike[str], opset: int = 17)
         import onnx  # noqa: F401
     except ImportError:
         raise LaminaError("Model.export_onnx needs the onnx package: pip install onnx") from None
-    with model.lock, model.inference():
+    with model.lock, model.inference(), _native(model):
         try:
             graphs = [_build(model, batch, int(opset)) for batch in _BATCHES]
         finally:

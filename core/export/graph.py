@@ -27,10 +27,17 @@ ONNX_TYPES = {np.dtype(t): code for t, code in ((np.float32, 1), (np.uint8, 2), 
 
 
 def onnx_type(dtype: Any, owner: str) -> int:
-    found = ONNX_TYPES.get(np.dtype(dtype))
+    found = ONNX_TYPES.get(np.dtype(dtype).newbyteorder("="))  # stored little-endian whatever the order
     if found is None:
         raise LaminaError(f"ONNX export ({owner}): arrays of dtype {np.dtype(dtype)} have no ONNX type lamina writes")
     return found
+
+
+def _stored(array: np.ndarray) -> np.ndarray:
+    """An initializer as ONNX stores it: C order, native byte order (onnx refuses ">f4")."""
+    if not array.dtype.isnative:
+        array = array.astype(array.dtype.newbyteorder("="))
+    return np.asarray(array, order="C")  # (ascontiguousarray would make 0-d arrays 1-d)
 
 
 @dataclass
@@ -128,7 +135,7 @@ class Graph:
         elif array.dtype.kind != "b":
             raise ArgumentError(f"Graph.constant: cannot store an array of dtype {array.dtype} in an ONNX file")
         label = self.fresh(name)
-        self.initializers[label] = np.asarray(array, order="C")  # (ascontiguousarray would make 0-d arrays 1-d)
+        self.initializers[label] = _stored(array)
         return label
 
     def ints(self, values: Any, name: str = "ints") -> str:
@@ -142,7 +149,7 @@ class Graph:
             raise ArgumentError(f"Graph.parameter({name!r}): expected a lamina.Parameter, got {type(param).__name__}")
         if id(param) not in self._parameters:
             self._parameters[id(param)] = label = self.fresh(name)
-            self.initializers[label] = np.asarray(param.value, order="C")
+            self.initializers[label] = _stored(param.value)
         return self._parameters[id(param)]
 
     def cast(self, x: str, dtype: Any) -> str:

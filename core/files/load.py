@@ -20,11 +20,11 @@ from attrs import define
 
 from lamina.autodiff import no_recording
 from lamina.errors import FileFormatError, LaminaError
-from lamina.files.budget import Budget, loading, max_load_bytes
+from lamina.files.budget import Budget, Pass, loading, max_load_bytes, pass_bytes
 from lamina.files.records import build_plugin, from_json
 from lamina.files.save import FORMAT, FORMAT_VERSION
 from lamina.parameter import Parameter
-from lamina.protocols.layer import Layer, building, named_buffers, named_parameters
+from lamina.protocols.layer import Layer, building, metering, named_buffers, named_parameters, observing
 from lamina.protocols.loss import Loss
 from lamina.protocols.metric import Metric
 from lamina.protocols.optimizer import Optimizer
@@ -357,8 +357,11 @@ def _rebuild(archive: _Archive, config: dict[str, Any], budget: Budget) -> Saved
             raise archive.fail(f"its input dtype {dtype} is not a number type")
         if math.prod(shape) > MAX_INPUT_VALUES:
             raise archive.fail(f"the input shape {shape} in the file is not plausible; it is corrupted")
+        # The pass's own limit first: a sample of 10^8 float128 values is refused before it exists.
+        meter = Pass.for_load(str(path), budget.max_bytes)
+        meter.reserve(pass_bytes((1, *shape), dtype), f"the sample input of shape {(1, *shape)} ({dtype})")
         budget.charge(shape, dtype, "the sample input", "other")
-        _build(layers, np.zeros((1, *shape), dtype=dtype))
+        _build(layers, np.zeros((1, *shape), dtype=dtype), meter)
     params = named_parameters(layers)
     _fill(archive, "weight", config.get("weights", {}), {name: p.value for name, p in params.items()})
     _fill(archive, "buffer", config.get("buffers", {}), named_buffers(layers))
@@ -375,15 +378,19 @@ def _rebuild(archive: _Archive, config: dict[str, Any], budget: Budget) -> Saved
                       config.get("metadata", {}))
 
 
-def _build(layers: list[Layer], x: np.ndarray) -> None:
+def _build(layers: list[Layer], x: np.ndarray, meter: Pass) -> None:
     """Run one input through the layers in inference mode, so that each builds its parameters
-    (a layer that adapts to data builds without its statistics: the file's buffers hold them)."""
-    with no_recording(), building():
-        for layer in layers:
+    (a layer that adapts to data builds without its statistics: the file's buffers hold them).
+
+    The pass is metered: every layer's output (sublayers too) and what layers reserve are charged
+    to `meter`, which refuses the file past its bytes or its time; each top-level layer drops what
+    it kept for backward once called, so that the pass holds one layer's arrays at a time."""
+    with no_recording(), building(), metering(meter), observing(meter.observe):
+        for i, layer in enumerate(layers):
+            meter.begin(f"layers[{i}] {layer!r}", x.nbytes)
             layer.training = False
             x = layer(x)
-    for layer in layers:
-        layer.release()
+            layer.release()
 
 
 def _fill(archive: _Archive, kind: str, saved: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:

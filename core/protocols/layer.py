@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -141,6 +142,26 @@ class Layer(Configurable):
                 vars(layer).update(state)
             raise
         return out
+
+    @property
+    def only_building(self) -> bool:
+        """True while the layer is called only so that layers build their weights (loading a file,
+        the first step of training, `Model.summary`): the output's values do not matter then, only
+        its shape and dtype, so a costly forward may return zeros of the right shape instead."""
+        return _building.get()
+
+    def reserve(self, shape: Sequence[int], dtype: np.dtype | type | str, what: str, output: bool = False) -> None:
+        """Say that forward is about to allocate an array of `shape` and `dtype`, before it does:
+        a temporary much larger than the output (attention scores, an im2col buffer), or, with
+        `output=True`, the output itself where it is much larger than the input. Inside a metered
+        pass (loading a file, exporting a model) it is charged, and refused with a LaminaError
+        naming the layer once the pass passes its limit; anywhere else it does nothing. `what`
+        names the array in the message ("the attention scores")."""
+        meter = _meter.get()
+        if meter is not None:
+            size = math.prod(int(n) for n in shape) * np.dtype(dtype).itemsize
+            meter.reserve(size, f"{what} of {self!r}, of shape {tuple(int(n) for n in shape)}",
+                          self if output else None)
 
     def build(self, x: np.ndarray) -> None:
         """Create what depends on the input (weights of the right width), once, before the first
@@ -285,6 +306,26 @@ _observer: contextvars.ContextVar[Callable[[Layer, object], None] | None] = cont
 # True while layers are called only so that they build their weights (a model file being
 # rebuilt before its arrays are read back, the one-row build at the start of training).
 _building: contextvars.ContextVar[bool] = contextvars.ContextVar("lamina_building", default=False)
+
+
+class Meter(Protocol):
+    """What charges a metered pass (lamina.files.budget.Pass): bytes about to be allocated."""
+
+    def reserve(self, nbytes: int, what: str, output_of: object = None) -> None: ...
+
+
+# The meter of a pass whose allocations are bounded (a file's load-time pass, an export), if any.
+_meter: contextvars.ContextVar[Meter | None] = contextvars.ContextVar("lamina_meter", default=None)
+
+
+@contextlib.contextmanager
+def metering(meter: Meter) -> Iterator[None]:
+    """Inside the block (this thread or task only), `Layer.reserve` charges `meter`."""
+    token = _meter.set(meter)
+    try:
+        yield
+    finally:
+        _meter.reset(token)
 
 
 @contextlib.contextmanager

@@ -17,11 +17,16 @@ from lamina.case import Case
 ACTIVATIONS = ("gelu", "relu")
 
 
-def _sequences(x: np.ndarray, owner: str) -> None:
+def _sequences(x: np.ndarray, owner: str, nonempty: bool = False) -> None:
     if np.ndim(x) != 3:
         raise lamina.ShapeError(
             f"{owner} needs input of shape (batch, time, features), got {np.shape(x)}; an Embedding "
             "before it turns (batch, time) ids into that"
+        )
+    if nonempty and np.shape(x)[1] == 0:  # attention's softmax over no keys has no value
+        raise lamina.ShapeError(
+            f"{owner} needs sequences of at least one time step, got shape {np.shape(x)}; leave out empty "
+            "sequences, or pad them to length 1"
         )
 
 
@@ -51,7 +56,7 @@ class MultiHeadAttention(lamina.Layer):
 
     def build(self, x: np.ndarray) -> None:
         owner = f"MultiHeadAttention(num_heads={self.num_heads})"
-        _sequences(x, owner)
+        _sequences(x, owner, nonempty=True)
         embed = x.shape[-1]
         if embed % self.num_heads:
             raise lamina.ShapeError(
@@ -70,7 +75,7 @@ class MultiHeadAttention(lamina.Layer):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         owner = f"MultiHeadAttention(num_heads={self.num_heads})"
-        _sequences(x, owner)
+        _sequences(x, owner, nonempty=True)
         batch, time, embed = x.shape
         if embed != self.out_proj_bias.shape[0]:
             raise lamina.ShapeError(
@@ -80,6 +85,11 @@ class MultiHeadAttention(lamina.Layer):
         if x.dtype.kind != "f":
             x = x.astype(self.in_proj_weight.value.dtype)
         heads, width = self.num_heads, embed // self.num_heads
+        if self.only_building:  # the values do not matter: no time x time scores
+            return np.zeros((batch, time, embed), dtype=np.result_type(x.dtype, self.in_proj_weight.value.dtype))
+        # Charged before they exist: heads x time x time scores dwarf the output on long sequences.
+        self.reserve((batch, heads, time, time), np.result_type(x.dtype, self.in_proj_weight.value.dtype),
+                     "the attention scores")
         rows = x.reshape(-1, embed)
         qkv = (rows @ self.in_proj_weight.value.T).reshape(batch, time, 3, heads, width)
         # One pass adds the bias and lays q, k, v out head by head, (3, batch, heads, time,
@@ -155,8 +165,13 @@ class MultiHeadAttention(lamina.Layer):
         q, k, v = (graph.op("Gather", qkv, graph.constant(np.int64(i), "index", np.int64), axis=0) for i in range(3))
         q = graph.op("Mul", q, graph.constant(1.0 / math.sqrt(width), "scale", like=x))
         scores = graph.op("MatMul", q, graph.op("Transpose", k, perm=[0, 1, 3, 2]))  # (batch, heads, query, key)
-        if self.causal:
-            scores = graph.op("Add", scores, graph.constant(_causal_bias(time, graph.dtype_of(x)).T, "causal_mask"))
+        if self.causal:  # -inf where key > query, made by the graph: no time x time array in the file
+            positions = np.arange(time, dtype=np.int64)
+            later = graph.op("Greater", graph.constant(positions[None, :], "keys", dtype=np.int64),
+                             graph.constant(positions[:, None], "queries", dtype=np.int64))
+            hidden = graph.op("Where", later, graph.constant(-np.inf, "hidden", like=x),
+                              graph.constant(0.0, "seen", like=x))
+            scores = graph.op("Add", scores, hidden)
         context = graph.op("MatMul", graph.op("Softmax", scores, axis=-1), v)
         context = graph.op("Reshape", graph.op("Transpose", context, perm=[0, 2, 1, 3]),
                            graph.ints([0, 0, -1], "shape"))
@@ -210,7 +225,7 @@ class TransformerBlock(lamina.Layer):
         self.drop1, self.drop2, self.drop_ff = (lamina.layer("Dropout", dropout) for _ in range(3))
 
     def build(self, x: np.ndarray) -> None:
-        _sequences(x, f"TransformerBlock(num_heads={self.num_heads})")
+        _sequences(x, f"TransformerBlock(num_heads={self.num_heads})", nonempty=True)
         self.linear1 = lamina.layer("Linear", self.ff_units, weight_init="glorot_uniform")
         self.linear2 = lamina.layer("Linear", x.shape[-1], weight_init="glorot_uniform")
 
@@ -221,7 +236,7 @@ class TransformerBlock(lamina.Layer):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         owner = f"TransformerBlock(num_heads={self.num_heads})"
-        _sequences(x, owner)
+        _sequences(x, owner, nonempty=True)
         if x.shape[-1] != self.linear2.units:
             raise lamina.ShapeError(
                 f"{owner} was built for an embedding width of {self.linear2.units} (last axis) but got "

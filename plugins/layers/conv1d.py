@@ -151,6 +151,12 @@ class Conv1D(lamina.Layer):
         span = d * (k - 1) + 1
         out_len = _windows_out(x, length + left + right, span, s, owner,
                                "use a smaller kernel_size or dilation, more padding, or longer inputs")
+        rows = channels * k
+        # Charged before they exist: padding and windows can make these far larger than x.
+        if left or right:
+            self.reserve((n, channels, length + left + right), x.dtype, "the padded input")
+        self.reserve((rows + 1, n * out_len), x.dtype, "the im2col buffer")
+        self.reserve((n, self.filters, out_len), x.dtype, "the output", output=True)
         if left or right:
             xp = np.zeros((n, channels, length + left + right), dtype=x.dtype)
             xp[:, :, left : left + length] = x
@@ -160,7 +166,6 @@ class Conv1D(lamina.Layer):
         # per kernel tap (contiguous runs along the length: faster to copy than a row per output).
         # A last row of ones makes the bias the weight of a constant input: the one matrix product
         # adds it, and backward's product gives its gradient.
-        rows = channels * k
         windows = sliding_window_view(xp, span, axis=2)[:, :, ::s, ::d]
         cols = np.empty((rows + 1, n * out_len), dtype=x.dtype)
         cols[:rows].reshape(channels, k, n, out_len)[...] = windows.transpose(1, 3, 0, 2)

@@ -104,13 +104,20 @@ class Conv2D(lamina.Layer):
         if x.dtype.kind != "f":
             x = x.astype(self.weight.value.dtype)
         (pt, pb), (pl, pr) = self._pads()
-        xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr))) if pt or pb or pl or pr else x
         (sh, sw), (dh, dw) = self._stride, self._dilation
         span_h, span_w = dh * (kh - 1) + 1, dw * (kw - 1) + 1
         owner = f"Conv2D(filters={self.filters}, kernel_size={self.kernel_size})"
-        oh = windows_out(xp.shape[2], span_h, sh, owner, "height")
-        ow = windows_out(xp.shape[3], span_w, sw, owner, "width")
+        height, width = x.shape[2] + pt + pb, x.shape[3] + pl + pr
+        oh = windows_out(height, span_h, sh, owner, "height")
+        ow = windows_out(width, span_w, sw, owner, "width")
         n = x.shape[0]
+        # Charged before they exist: padding and windows can make these far larger than x.
+        padded = bool(pt or pb or pl or pr)
+        if padded:
+            self.reserve((n, channels, height, width), x.dtype, "the padded input")
+        self.reserve((channels * kh * kw, n * oh * ow), x.dtype, "the im2col buffer")
+        self.reserve((n, self.filters, oh, ow), x.dtype, "the output", output=True)
+        xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr))) if padded else x
         # (c, kh, kw, n, oh, ow) view of every window; the reshape makes the one im2col copy.
         # This layout (one row per kernel tap) copies and adds the bias several times faster
         # than one row per output pixel.

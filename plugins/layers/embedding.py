@@ -51,6 +51,12 @@ class Embedding(lamina.Layer):
                 "num_embeddings or map the ids into range"
             )
         self._ids = ids
+        # Charged before it exists: a few ids make an output dim times larger (a file's input
+        # shape of 10^8 ids, five floats each, is 2 GB).
+        shape = (*ids.shape, self.dim)
+        self.reserve(shape, self.weight.value.dtype, "the output", output=True)
+        if self.only_building:  # the values do not matter
+            return np.zeros(shape, dtype=self.weight.value.dtype)
         return self.weight.value[ids]
 
     def backward(self, grad: np.ndarray) -> None:

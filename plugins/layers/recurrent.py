@@ -229,6 +229,9 @@ class _Recurrent(lamina.Layer):
         x = x.astype(dtype, copy=False)
         batch, steps = x.shape[:2]
         units = self.units
+        if self.only_building:  # the values do not matter: the output's shape, without the loop through time
+            width = len(self._suffixes) * units
+            return np.zeros((batch, steps, width) if self.return_sequences else (batch, width), dtype=dtype)
         weights, runs = [], []
         for d, suffix in enumerate(self._suffixes):
             reverse = d == 1
