@@ -232,11 +232,12 @@ def read_table(path: str, delimiter: str = ",", encoding: str = "utf-8") -> tupl
         with open(path, newline="", encoding=codec) as handle:
             rows = [[c.strip() for c in row]
                     for row in csv.reader(handle, delimiter=delimiter) if row and any(c.strip() for c in row)]
-    except UnicodeDecodeError as err:
+    except UnicodeError as err:  # the decoders raise UnicodeDecodeError, and some (utf-16, punycode) plain UnicodeError
+        where = (f"byte {err.object[err.start]:#04x} at offset {err.start}" if isinstance(err, UnicodeDecodeError)
+                 else str(err))
         raise lamina.ArgumentError(
-            f"csv(path={path!r}): the file is not {encoding} text (byte {err.object[err.start]:#04x} at offset "
-            f"{err.start}); pass its encoding, e.g. encoding='latin-1' (in a config: encoding = \"latin-1\" "
-            "in the [dataset] table)"
+            f"csv(path={path!r}): the file is not {encoding} text ({where}); pass its encoding, e.g. "
+            "encoding='latin-1' (in a config: encoding = \"latin-1\" in the [dataset] table)"
         ) from None
     except csv.Error as err:
         raise lamina.ArgumentError(f"csv(path={path!r}): cannot read it as CSV ({err})") from None
