@@ -95,8 +95,8 @@ def test_symbolic_links_never_read_outside_the_folder_unless_allowed(Image, link
         outside.mkdir()
         Image.new("L", (4, 4), 250).save(outside / "out.png")  # a shade no image inside has
         targets = {"inside-file": root / "a" / "in.png", "inside-folder": root / "b",
-                   "outside-file": outside / "out.png", "outside-folder": outside, "root": Path("/"), "parent": base, "self": root,
-                   "missing": base / "nowhere"}
+                   "outside-file": outside / "out.png", "outside-folder": outside, "root": Path("/"), "parent": base,
+                   "self": root, "missing": base / "nowhere"}
         for i, (where, target) in enumerate(links):
             name = f"link{i}.png" if target.endswith("file") else f"link{i}"
             os.symlink(targets[target], root / where / name)
