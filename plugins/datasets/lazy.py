@@ -479,6 +479,12 @@ class ImageFolder(lamina.Dataset):
     with one warning, those Pillow cannot read; else a bad file is an error when it is read. The split is stratified:
     a seeded shuffle within each class, its last `test_split` of every class the test part (both
     parts then shuffled).
+
+    16-bit grayscale images are scaled to 8 bits (x / 257), not clipped. Symbolic links that lead
+    out of `path` are not followed unless `follow_symlinks` (linked images are left out with a
+    warning, a class folder linked from elsewhere is an error). With `cache`, the decoded images
+    (n x channels x height x width bytes) may take at most `max_decoded_bytes`, checked before
+    anything is decoded.
     """
 
     def __init__(
