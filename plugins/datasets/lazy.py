@@ -8,6 +8,7 @@ is read in `load()` beyond the files' headers and the folder listing.
 from __future__ import annotations
 
 import functools
+import mmap
 import operator
 import os
 from collections.abc import Callable, Iterator
@@ -18,12 +19,37 @@ from typing import Any
 import numpy as np
 
 import lamina
-from lamina.checks import boolean, describe, fraction, non_negative_int, one_of
+from lamina.checks import boolean, describe, fraction, non_negative_int, one_of, positive_int
 from lamina.errors import warn
 
 Transform = Callable[[np.ndarray], np.ndarray]
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 MODES = {"rgb": "RGB", "grayscale": "L"}
+MAX_DECODED_BYTES = 2 << 30  # image_folder's default bound on its decoded images (the cache), 2 GiB
+WIDE_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # Pillow's 16-bit (and 32-bit int) grayscale
+
+
+def check_mapping(source: Any) -> None:
+    """A FileFormatError if `source` is a memory map whose file is now shorter than the map:
+    reading a page past the file's end kills the process (SIGBUS), which Python cannot catch.
+    The size is the file's as it is now, from fstat on the mapping's own open descriptor
+    (mmap.size()): another program truncating the file shows, replacing it by rename does not
+    (the map keeps the old file). A file truncated during a read still crashes; this catches
+    every truncation between two reads."""
+    mapping = getattr(source, "_mmap", None) if isinstance(source, np.memmap) else None
+    if mapping is None:
+        return
+    try:
+        found = mapping.size()
+    except (OSError, ValueError):  # a closed map, or one without a descriptor: nothing to check
+        return
+    needed = int(source.offset) - int(source.offset) % mmap.ALLOCATIONGRANULARITY + len(mapping)
+    if found < needed:
+        raise lamina.FileFormatError(
+            f"the memory-mapped file {source.filename!r} is {found:,} bytes now but was {needed:,} bytes when it was "
+            "opened: another program truncated or rewrote it while lamina was reading it, and reading on would "
+            "crash; leave the file alone while training (or train from a copy of it), then run again"
+        )
 
 
 def read_rows(source: Any, rows: np.ndarray) -> np.ndarray:
@@ -122,6 +148,7 @@ class LazyRows:
 
     def _read(self, positions: np.ndarray) -> np.ndarray:
         rows = positions if self.indices is None else self.indices[positions]
+        check_mapping(self.source)  # before each read: a map whose file shrank would crash the process
         batch = read_rows(self.source, rows)
         return batch if self.transform is None else np.asarray(self.transform(batch))
 
@@ -332,7 +359,7 @@ class Images:
                         f"first image is {height}x{width}; without image_size all images must be one size; "
                         "pass image_size=(height, width) to resize them all"
                     )
-                converted = image.convert(self.mode)
+                converted = eight_bit(self.Image, image).convert(self.mode)
                 if self.resize and converted.size != (width, height):
                     converted = converted.resize((width, height), Image.Resampling.BILINEAR)
                 pixels = np.asarray(converted, dtype=np.uint8)
@@ -344,6 +371,96 @@ class Images:
                 "the file, or pass skip_bad=True to leave out the files Pillow cannot open"
             ) from None
         return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
+
+
+def eight_bit(Image: ModuleType, image: Any) -> Any:
+    """`image`, with 16-bit grayscale (Pillow's I;16 modes, and I from a 16-bit PNG) scaled to
+    8-bit L (round(x / 257): 65535 -> 255), where Pillow's convert("L") would clip every value
+    above 255 to white; other modes as they are."""
+    if image.mode not in WIDE_MODES:
+        return image
+    pixels = np.clip(np.asarray(image), 0, 65535).astype(np.uint32)  # I;16B reads big-endian, I as int32
+    return Image.fromarray(((pixels + 128) // 257).astype(np.uint8), mode="L")
+
+
+def inside(folder: str, path: str) -> bool:
+    """Whether the real path `path` is `folder` (a real path) or lies under it."""
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+class Walk:
+    """Image files under a root folder, without following symbolic links that lead out of it
+    (unless `follow_symlinks`); a link that does is left out and remembered in `skipped`.
+    Names starting with "." are left out; each real folder is visited once (a link loop ends)."""
+
+    def __init__(self, root: str, follow_symlinks: bool) -> None:
+        self.root = os.path.realpath(root)
+        self.follow_symlinks = follow_symlinks
+        self.skipped: list[tuple[str, str]] = []  # (link, where it leads)
+        self.visited: set[str] = set()
+
+    def allowed(self, entry: os.DirEntry[str]) -> bool:
+        """False for a symlink out of the root (when not following those), recorded in skipped."""
+        if self.follow_symlinks or not entry.is_symlink():
+            return True
+        target = os.path.realpath(entry.path)
+        if inside(self.root, target):
+            return True
+        self.skipped.append((entry.path, target))
+        return False
+
+    def folders(self, folder: str) -> list[str]:
+        """The names of `folder`'s subfolders that may be read (not hidden, no link out), sorted."""
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            return []
+        return sorted(entry.name for entry in entries
+                      if not entry.name.startswith(".") and _is_dir(entry) and self.allowed(entry))
+
+    def images(self, folder: str) -> list[str]:
+        """The image files under `folder` and its subfolders, sorted by their path in it."""
+        found: list[tuple[tuple[str, ...], str]] = []
+        stack: list[tuple[str, tuple[str, ...]]] = [(folder, ())]
+        self.visited = {os.path.realpath(folder)}
+        while stack:  # a stack, not recursion: a deep tree cannot exhaust Python's stack
+            where, parts = stack.pop()
+            try:
+                entries = sorted(os.scandir(where), key=lambda entry: entry.name)
+            except OSError:  # unreadable: left out, as pathlib's rglob does
+                continue
+            for entry in entries:
+                if entry.name.startswith(".") or not self.allowed(entry):
+                    continue
+                if _is_dir(entry):
+                    real = os.path.realpath(entry.path)
+                    if real not in self.visited:
+                        self.visited.add(real)
+                        stack.append((entry.path, (*parts, entry.name)))
+                elif os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES and _is_file(entry):
+                    found.append(((*parts, entry.name), entry.path))
+        return [path for _, path in sorted(found)]
+
+    def warn_skipped(self, owner: str) -> None:
+        if self.skipped:
+            link, target = self.skipped[0]
+            warn(f"{owner}: left out {len(self.skipped)} symbolic link(s) that lead out of the folder, e.g. {link!r} "
+                 f"-> {target!r}; to read them, pass follow_symlinks=True (follow_symlinks = true in the [dataset] "
+                 "table)")
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:  # a broken link, a permission error
+        return False
+
+
+def _is_file(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_file()
+    except OSError:
+        return False
 
 
 class ImageFolder(lamina.Dataset):
@@ -362,6 +479,12 @@ class ImageFolder(lamina.Dataset):
     with one warning, those Pillow cannot read; else a bad file is an error when it is read. The split is stratified:
     a seeded shuffle within each class, its last `test_split` of every class the test part (both
     parts then shuffled).
+
+    16-bit grayscale images are scaled to 8 bits (x / 257), not clipped. Symbolic links that lead
+    out of `path` are not followed unless `follow_symlinks` (linked images are left out with a
+    warning, a class folder linked from elsewhere is an error). With `cache`, the decoded images
+    (n x channels x height x width bytes) may take at most `max_decoded_bytes`, checked before
+    anything is decoded.
     """
 
     def __init__(
@@ -373,6 +496,8 @@ class ImageFolder(lamina.Dataset):
         seed: int = 0,
         cache: bool = True,
         skip_bad: bool = False,
+        follow_symlinks: bool = False,
+        max_decoded_bytes: int = MAX_DECODED_BYTES,
     ) -> None:
         self.path = _path(path, "path", "image_folder")
         self.image_size = _image_size(image_size)
@@ -381,6 +506,9 @@ class ImageFolder(lamina.Dataset):
         self.seed = non_negative_int(seed, "seed", "image_folder")
         self.cache = boolean(cache, "cache", "image_folder")
         self.skip_bad = boolean(skip_bad, "skip_bad", "image_folder")
+        self.follow_symlinks = boolean(follow_symlinks, "follow_symlinks", "image_folder")
+        self.max_decoded_bytes = positive_int(max_decoded_bytes, "max_decoded_bytes", "image_folder",
+                                              example=MAX_DECODED_BYTES)
         self._listing: tuple[list[str], list[str], np.ndarray] | None = None
         self._images: Images | None = None
 
@@ -397,29 +525,32 @@ class ImageFolder(lamina.Dataset):
         if not root.is_dir():
             problem = "is a file, not a folder" if root.exists() else f"no such folder{_where(self.path)}"
             raise lamina.ArgumentError(f"{self.owner}: {problem}; pass a folder with one subfolder of images per class")
-        classes = sorted(entry.name for entry in os.scandir(root) if entry.is_dir() and not entry.name.startswith("."))
+        walk = Walk(self.path, self.follow_symlinks)
+        classes = walk.folders(self.path)
+        if walk.skipped:  # a class folder elsewhere: refused, not left out, so that no class goes missing quietly
+            link, target = walk.skipped[0]
+            raise lamina.ArgumentError(
+                f"{self.owner}: the class folder {link!r} is a symbolic link out of the folder, to {target!r}; "
+                "links out are not followed unless you pass follow_symlinks=True (follow_symlinks = true in the "
+                "[dataset] table), or move the images into the folder"
+            )
         if not classes:
             raise lamina.ArgumentError(
-                f"{self.owner}: the folder has no subfolders; put the images of each class in a subfolder named "
-                "after it, e.g. path/cat/1.png and path/dog/2.png"
+                f"{self.owner}: the folder has no subfolders; put the images of each class in a "
+                "subfolder named after it, e.g. path/cat/1.png and path/dog/2.png"
             )
         files: list[str] = []
         label_list: list[int] = []
         bad: list[str] = []
         for label, name in enumerate(classes):
-            folder = root / name
-            found = sorted(
-                (p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-                 and not any(part.startswith(".") for part in p.relative_to(folder).parts)),
-                key=lambda p: p.relative_to(folder).parts,
-            )
-            names = [os.fspath(p) for p in found]
+            found = names = walk.images(os.fspath(root / name))
             if self.skip_bad:
                 opens = [_opens(Image, file) for file in names]
                 bad += [file for file, ok in zip(names, opens) if not ok]
                 names = [file for file, ok in zip(names, opens) if ok]
             if not names:
-                left_out = " that Pillow can open (skip_bad=True left out the others)" if found else ""
+                left_out = " that Pillow can open (skip_bad=True left out the others)" if found else _links(walk)
+                walk.warn_skipped(self.owner)
                 raise lamina.ArgumentError(
                     f"{self.owner}: the class folder {name!r} has no image files "
                     f"({', '.join(IMAGE_SUFFIXES)}){left_out}; "
@@ -427,6 +558,7 @@ class ImageFolder(lamina.Dataset):
                 )
             files += names
             label_list += [label] * len(names)
+        walk.warn_skipped(self.owner)
         if bad:
             warn(f"{self.owner}: left out {len(bad)} file(s) that Pillow cannot open (skip_bad=True), e.g. {bad[0]!r}")
         if self.image_size is None:
@@ -454,14 +586,15 @@ class ImageFolder(lamina.Dataset):
         root = Path(self.path)
         if not root.is_dir():
             raise lamina.ArgumentError(f"{self.owner}: no such folder{_where(self.path)}; pass a folder of images")
-        found = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-                       and not any(part.startswith(".") for part in p.relative_to(root).parts))
-        if not found:
-            raise lamina.ArgumentError(f"{self.owner}: the folder has no image files ({', '.join(IMAGE_SUFFIXES)})")
-        files = [os.fspath(p) for p in found]
+        walk = Walk(self.path, self.follow_symlinks)
+        files = walk.images(self.path)
+        walk.warn_skipped(self.owner)
+        if not files:
+            raise lamina.ArgumentError(f"{self.owner}: the folder has no image files "
+                                       f"({', '.join(IMAGE_SUFFIXES)}){_links(walk)}")
         size = self.image_size or self._first_size(files[0])
         images = Images(files, size, self.image_size is not None, MODES[self.color_mode], False, self.owner)
-        return LazyRows(images, transform=to_unit), [os.fspath(p.relative_to(root)) for p in found]
+        return LazyRows(images, transform=to_unit), [os.path.relpath(file, root) for file in files]
 
     def _same_size(self, files: list[str]) -> None:
         """Without image_size every image must have the first one's size: checked now, from
@@ -488,12 +621,28 @@ class ImageFolder(lamina.Dataset):
                 "replace the file, or pass skip_bad=True to leave out the files Pillow cannot open"
             ) from None
 
+    def _check_decoded(self, n: int, channels: int, size: tuple[int, int]) -> None:
+        """The cache keeps every image decoded (n x channels x height x width bytes): refused
+        above max_decoded_bytes, before anything is decoded or allocated."""
+        total = n * channels * size[0] * size[1]
+        if total > self.max_decoded_bytes:
+            how = "image_size" if self.image_size is not None else "their own size (no image_size)"
+            raise lamina.ArgumentError(
+                f"{self.owner}: the {n} images decoded at {size[0]}x{size[1]} pixels ({how}) with {channels} "
+                f"channel(s) take {_size(total)}, more than max_decoded_bytes={self.max_decoded_bytes} "
+                f"({_size(self.max_decoded_bytes)}) that the cache may hold; set a smaller image_size = [h, w] in the "
+                "[dataset] table (image_size=(h, w) in Python), or raise max_decoded_bytes, or pass cache=False "
+                "to decode each batch anew"
+            )
+
     def images(self) -> Images:
         """All images as uint8 (n, channels, height, width), decoded when read (shared by both parts)."""
         if self._images is None:
             _, files, _ = self._list()
             size = self.image_size or self._first_size(files[0])  # the first image's size, from its header
             mode = MODES[self.color_mode]
+            if self.cache:
+                self._check_decoded(len(files), 3 if mode == "RGB" else 1, size)
             self._images = Images(files, size, self.image_size is not None, mode, self.cache, self.owner)
         return self._images
 
@@ -505,6 +654,17 @@ class ImageFolder(lamina.Dataset):
         x, y = self.arrays()
         train, test = stratified_split(y, self.test_split, self.seed, "image_folder")
         return x.subset(train), y[train], x.subset(test), y[test]
+
+
+def _links(walk: Walk) -> str:
+    if not walk.skipped:
+        return ""
+    return (f" (left out {len(walk.skipped)} symbolic link(s) that lead out of it; follow_symlinks=True reads "
+            "them)")
+
+
+def _size(count: int) -> str:
+    return f"{count / 2**30:.1f} GiB" if count >= 2**30 else f"{count / 2**20:.1f} MiB"
 
 
 def _opens(Image: ModuleType, file: str) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import codecs
 import csv
 import os
+from collections.abc import Iterator
 from importlib.resources import as_file, files
 
 import numpy as np
@@ -188,6 +189,24 @@ class Npz(lamina.Dataset):
         return x.astype(np.float32, copy=False), y
 
 
+def text_encoding(value: object, owner: str) -> str:
+    """`value` if it names a text encoding (bytes to characters, as open() takes); codecs such as
+    'rot13' (str to str), 'hex' or 'zlib' (bytes to bytes) and unknown names are an ArgumentError."""
+    try:
+        info = codecs.lookup(value)  # type: ignore[arg-type]
+    except (LookupError, TypeError):
+        raise lamina.ArgumentError(
+            f"{owner}(encoding={value!r}): not a known text encoding; pass the file's encoding, e.g. 'utf-8', "
+            "'latin-1' or 'utf-16' (in a config: encoding = \"latin-1\" in the [dataset] table)"
+        ) from None
+    if not getattr(info, "_is_text_encoding", True):
+        raise lamina.ArgumentError(
+            f"{owner}(encoding={value!r}): {info.name!r} is a codec but not a text encoding (it does not turn bytes "
+            "into characters); pass the file's text encoding, e.g. 'utf-8', 'latin-1' or 'utf-16'"
+        )
+    return str(value)
+
+
 def _number(cell: str) -> float | None:
     try:
         return float(cell)
@@ -213,11 +232,12 @@ def read_table(path: str, delimiter: str = ",", encoding: str = "utf-8") -> tupl
         with open(path, newline="", encoding=codec) as handle:
             rows = [[c.strip() for c in row]
                     for row in csv.reader(handle, delimiter=delimiter) if row and any(c.strip() for c in row)]
-    except UnicodeDecodeError as err:
+    except UnicodeError as err:  # the decoders raise UnicodeDecodeError, and some (utf-16, punycode) plain UnicodeError
+        where = (f"byte {err.object[err.start]:#04x} at offset {err.start}" if isinstance(err, UnicodeDecodeError)
+                 else str(err))
         raise lamina.ArgumentError(
-            f"csv(path={path!r}): the file is not {encoding} text (byte {err.object[err.start]:#04x} at offset "
-            f"{err.start}); pass its encoding, e.g. encoding='latin-1' (in a config: encoding = \"latin-1\" "
-            "in the [dataset] table)"
+            f"csv(path={path!r}): the file is not {encoding} text ({where}); pass its encoding, e.g. "
+            "encoding='latin-1' (in a config: encoding = \"latin-1\" in the [dataset] table)"
         ) from None
     except csv.Error as err:
         raise lamina.ArgumentError(f"csv(path={path!r}): cannot read it as CSV ({err})") from None
@@ -266,13 +286,8 @@ class Csv(lamina.Dataset):
                 f"csv(delimiter={delimiter!r}): the delimiter must be one character other than a quote or a "
                 "line break, e.g. ',' or ';' or '\\t'"
             )
-        try:
-            codecs.lookup(encoding)
-        except (LookupError, TypeError):
-            raise lamina.ArgumentError(f"csv(encoding={encoding!r}): not a known text encoding; e.g. "
-                                       "'utf-8' or 'latin-1'") from None
         self.delimiter = delimiter
-        self.encoding = encoding
+        self.encoding = text_encoding(encoding, "csv")
         self.test_split = fraction(test_split, "test_split", "csv")
         self.seed = _seed(seed, "csv")
         self.classification = classification
@@ -370,14 +385,27 @@ class Csv(lamina.Dataset):
         return split(x, y, self.test_split, self.seed)
 
 
+CHUNK_CHARS = 1 << 20  # characters decoded at a time: a few MB of transient memory, whatever the file's size
+
+
+def _code_points(chunk: str) -> np.ndarray:
+    """The characters of `chunk` as uint32 code points (lone surrogates included)."""
+    return np.frombuffer(chunk.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+
+
 class Text(lamina.Dataset):
-    """A character language-modelling set from a UTF-8 text file: x holds windows of `seq_len`
-    character ids (n, seq_len) and y the next character at each position (n, seq_len).
+    """A character language-modelling set from a text file (UTF-8 unless `encoding`): x holds
+    windows of `seq_len` character ids (n, seq_len) and y the next character at each position
+    (n, seq_len), both int64.
 
     The vocabulary is the text's distinct characters in code-point order (id = position); it
     travels with the model in `metadata()` (`lamina.app.generate` encodes and decodes with it).
     The last `test_split` of the text is the test part, so no test character was seen in
     training. Windows start every `stride` characters (default `seq_len`: no overlap).
+
+    The file is decoded in chunks twice (the vocabulary, then the ids), never held as one
+    string: the data costs 8 bytes per character (one int64 id each; x and y are read-only
+    views of that one array, whatever the stride).
     """
 
     def __init__(
@@ -392,49 +420,81 @@ class Text(lamina.Dataset):
         self.seq_len = positive_int(seq_len, "seq_len", "text", example=64)
         self.test_split = fraction(test_split, "test_split", "text")
         self.stride = None if stride is None else positive_int(stride, "stride", "text", example=self.seq_len)
-        try:
-            codecs.lookup(encoding)
-        except (LookupError, TypeError):
-            raise lamina.ArgumentError(f"text(encoding={encoding!r}): not a known text encoding; e.g. "
-                                       "'utf-8' or 'latin-1'") from None
-        self.encoding = encoding
-        self._text: str | None = None
+        self.encoding = text_encoding(encoding, "text")
+        self._read: tuple[np.ndarray, str] | None = None
 
-    def text(self) -> str:
-        """The whole text (read once)."""
-        if self._text is None:
-            try:
-                with open(self.path, encoding=self.encoding) as handle:
-                    self._text = handle.read()
-            except UnicodeDecodeError as err:
-                raise lamina.ArgumentError(f"text(path={self.path!r}): not {self.encoding} text ({err}); "
-                                           "pass encoding=...") from None
+    def _chunks(self) -> Iterator[str]:
+        """The text, decoded (newlines translated, as open() does) a chunk at a time."""
+        try:
+            with open(self.path, encoding=self.encoding) as handle:
+                while chunk := handle.read(CHUNK_CHARS):
+                    yield chunk
+        except UnicodeError as err:  # the decoders raise UnicodeDecodeError, and some (idna) plain UnicodeError
+            raise lamina.ArgumentError(f"text(path={self.path!r}): not {self.encoding} text ({err}); pass the "
+                                       "file's encoding, e.g. encoding='latin-1'") from None
+        except OSError as err:
+            raise lamina.ArgumentError(f"text(path={self.path!r}): cannot read the file ({err}); pass the path of a "
+                                       "text file") from None
+
+    def ids(self) -> tuple[np.ndarray, str]:
+        """(every character's id as int64, the vocabulary), read once."""
+        if self._read is None:
+            seen = np.zeros(0x110000, dtype=bool)  # one flag per code point
+            count = 0
+            for chunk in self._chunks():
+                seen[_code_points(chunk)] = True
+                count += len(chunk)
+            points = np.flatnonzero(seen).astype(np.uint32)
             parts = 2 if self.test_split else 1
-            if len(self._text) < parts * (self.seq_len + 1):
+            if count < parts * (self.seq_len + 1):
                 raise lamina.ArgumentError(
-                    f"text(path={self.path!r}): the text has {len(self._text)} characters, too few for windows "
+                    f"text(path={self.path!r}): the text has {count} characters, too few for windows "
                     f"of seq_len={self.seq_len} in "
                     f"{'both the training and the test part' if parts == 2 else 'training'}; "
                     "use a longer text or a smaller seq_len"
                 )
-        return self._text
+            try:
+                ids = np.empty(count, dtype=np.int64)
+            except MemoryError:
+                raise lamina.ArgumentError(
+                    f"text(path={self.path!r}): the text has {count:,} characters, and their ids (8 bytes each, "
+                    f"{count * 8 / 2**30:.1f} GiB) do not fit in memory; train on a shorter text"
+                ) from None
+            done = 0
+            for chunk in self._chunks():
+                chunk_points = _code_points(chunk)
+                found = np.searchsorted(points, chunk_points)
+                if done + len(found) > count or np.any(points[np.minimum(found, len(points) - 1)] != chunk_points):
+                    raise lamina.ArgumentError(f"text(path={self.path!r}): the file changed while it was read; "
+                                               "read it when no other program writes it")
+                ids[done : done + len(found)] = found
+                done += len(found)
+            if done != count:
+                raise lamina.ArgumentError(f"text(path={self.path!r}): the file changed while it was read; "
+                                           "read it when no other program writes it")
+            self._read = ids, "".join(map(chr, points.tolist()))
+        return self._read
+
+    def text(self) -> str:
+        """The whole text, as one string (built from the ids: the dataset never holds it)."""
+        ids, vocabulary = self.ids()
+        return "".join(vocabulary[i] for i in ids.tolist())
 
     def vocabulary(self) -> str:
-        return "".join(sorted(set(self.text())))
+        return self.ids()[1]
 
     def metadata(self) -> dict[str, object]:
         return {"vocabulary": self.vocabulary(), "seq_len": self.seq_len}
 
     def _windows(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(x, y): read-only views of `ids`, the windows and the windows one character on."""
         stride = self.stride or self.seq_len
-        starts = np.arange(0, len(ids) - self.seq_len, stride)
-        index = starts[:, None] + np.arange(self.seq_len)
-        return ids[index], ids[index + 1]
+        count = -(-(len(ids) - self.seq_len) // stride)  # windows starting before len - seq_len
+        windows = np.lib.stride_tricks.sliding_window_view(ids, self.seq_len)
+        return windows[: len(windows) - 1 : stride][:count], windows[1::stride][:count]
 
     def load(self) -> Arrays:
-        text = self.text()
-        lookup = {char: i for i, char in enumerate(self.vocabulary())}
-        ids = np.fromiter((lookup[char] for char in text), dtype=np.int64, count=len(text))
+        ids = self.ids()[0]
         cut = len(ids) - max(int(round(len(ids) * self.test_split)), self.seq_len + 1 if self.test_split else 0)
         if cut < self.seq_len + 1:
             raise lamina.ArgumentError(
@@ -456,7 +516,7 @@ class MobyDick(Text):
     def __init__(self, seq_len: int = 64, test_split: float = 0.1, stride: int | None = None) -> None:
         with as_file(files("lamina.plugins") / "data" / "moby_dick.txt") as path:
             super().__init__(path, seq_len=seq_len, test_split=test_split, stride=stride)
-            self.text()  # read now, while the path exists: it may be a temporary copy
+            self.ids()  # read now, while the path exists: it may be a temporary copy
 
     def get_config(self) -> dict[str, object]:
         return {"seq_len": self.seq_len, "test_split": self.test_split, "stride": self.stride}
