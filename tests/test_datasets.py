@@ -131,6 +131,8 @@ def test_csv_regression_targets_and_index_targets(tmp_path):
         ("1,2\n3,4\n", {"target": "y"}, "no column 'y'; it has no header row"),
         ("1,2\n3\n", {}, "line 2 has 1 columns, expected 2"),
         ("a,b\nx,1\n", {}, "line 2, column 'a' (column 1): 'x' is not a number; every input column must hold numbers"),
+        ("a,b\n8e93,1\n", {}, "line 2, column 'a' (column 1): '8e93' is not a finite float32 (at most 3.403e+38"),
+        ("a,b\n1,1\nnan,0\n", {}, "line 3, column 'a' (column 1): 'nan' is not a finite float32"),
         ("a,b\n1,x\n2,\n", {}, "the target column 'b' is empty on line 3"),
         ("a,b\n1,x\n", {"classification": False}, "the target column 'b' holds text ('x' on line 2)"),
         ("a,b\n1,x\n2,z\n", {"classes": ["x", "y"]}, "holds 'z' on line 3, which is not one of the classes 'x', 'y'"),

@@ -207,6 +207,9 @@ def text_encoding(value: object, owner: str) -> str:
     return str(value)
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # a larger cell would become inf, silently
+
+
 def _number(cell: str) -> float | None:
     try:
         return float(cell)
@@ -322,11 +325,15 @@ class Csv(lamina.Dataset):
         for i, row in enumerate(rows):
             for k, j in enumerate(columns):
                 number = _number(row[j])
-                if number is None:
+                if number is None or not abs(number) <= FLOAT32_MAX:
                     name = f"{header[j]!r} (column {j + 1})" if header else f"{j + 1}"
+                    problem = (
+                        "is not a number; every input column must hold numbers (only the target column may hold "
+                        "class names)" if number is None else
+                        f"is not a finite float32 (at most {FLOAT32_MAX:.4g} in size): the inputs are float32"
+                    )
                     raise lamina.ArgumentError(
-                        f"csv(path={self.path!r}): line {i + first}, column {name}: {row[j]!r} is not a number; every "
-                        "input column must hold numbers (only the target column may hold class names); "
+                        f"csv(path={self.path!r}): line {i + first}, column {name}: {row[j]!r} {problem}; "
                         "fix or remove that cell, or drop the column"
                     )
                 values[i, k] = number
