@@ -209,8 +209,8 @@ def test_an_unadapted_layer_says_to_train_adapt_or_give_the_statistics(use):
     model = lamina.Model([Normalization(), Linear(1)])
     with pytest.raises(lamina.LaminaError, match=r"train the model .* model\.adapt\(x\) .* statistics given"):
         use(model)
-    with pytest.raises(lamina.LaminaError, match=r"model\.adapt\(x\)"):
-        model.summary()
+    # the summary reads only shapes (as loading does): it shows them before the statistics exist
+    assert "Normalization" in model.summary() and "(None, 1)" in model.summary()
 
 
 def test_an_unadapted_layer_is_not_exported():
