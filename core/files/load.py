@@ -92,6 +92,10 @@ def restore_generator(state: dict[str, Any] | None, path: str | os.PathLike[str]
         raise FileFormatError(f"{path}: the random generator state in the file is invalid ({err})") from None
 
 
+COMPRESSIONS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)  # the members' methods lamina reads
+_METHODS = {zipfile.ZIP_BZIP2: "bzip2", zipfile.ZIP_LZMA: "lzma"}
+
+
 class _Archive:
     """A model file's zip archive, opened and read with every failure a FileFormatError."""
 
@@ -114,6 +118,18 @@ class _Archive:
             self.zip.close()
             raise FileFormatError(f"{self.path}: the model file has the member {repeated[0]!r} twice; "
                                   "it is corrupted or forged")
+        # zipfile inflates bzip2 and lzma members with no bound on one read's output (only deflate
+        # is bounded), so one small member could become gigabytes before any check; lamina writes
+        # its members stored or deflated, and reads no others.
+        for info in self.zip.infolist():
+            if info.compress_type not in COMPRESSIONS:
+                self.zip.close()
+                method = _METHODS.get(info.compress_type, f"method {info.compress_type}")
+                raise FileFormatError(
+                    f"{self.path}: the member {info.filename!r} is compressed with {method}; lamina reads members "
+                    "stored or compressed with deflate (as lamina writes them), no other; the file was not written "
+                    "by lamina, or was repacked"
+                )
         return self
 
     def __exit__(self, *exc: object) -> None:
