@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import difflib
 import numbers
+import reprlib
 from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
@@ -13,14 +14,63 @@ from lamina.protocols.schedule import Schedule
 
 DEFAULT_DTYPE = np.dtype(np.float32)
 T = TypeVar("T")
+# The most lists and tables nested in one another in what lamina reads or writes: a model file's
+# config.json (a composite layer inside another takes three levels: its record, its config and
+# its list of layers) and a `lamina train` config. Checked before anything recurses into it.
+MAX_NESTING = 100
+
+
+# Containers are shown a few levels deep and a few items wide: a message about a value nested
+# thousands deep must not recurse thousands deep to show it.
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxdict, _SHORT.maxlist, _SHORT.maxtuple, _SHORT.maxset = 3, 4, 6, 6, 6
+_SHORT.maxstring = _SHORT.maxother = _SHORT.maxlong = 60
 
 
 def describe(value: object) -> str:
     """`0 (int)`: the value and its type, as error messages show them."""
-    text = repr(value)
+    try:
+        text = _SHORT.repr(value) if isinstance(value, (dict, list, tuple, set, frozenset)) else repr(value)
+    except Exception:  # a __repr__ that raises or recurses: the message must still be built
+        text = f"<{type(value).__name__} object>"
     if len(text) > 60:
         text = text[:57] + "..."
     return f"{text} ({type(value).__name__})"
+
+
+def nesting(value: object) -> tuple[int, str]:
+    """How deep lists, tuples and dicts nest in `value` (a scalar 0, `[]` 1, `{"a": [1]}` 2), and the
+    path to the deepest (`.a[0].b`); without recursion, so any depth can be measured."""
+    parents: list[int] = []
+    keys: list[object] = []
+    depths: list[int] = []
+    pending: list[tuple[object, int, object]] = [(value, -1, None)]
+    deepest = -1
+    while pending:
+        item, parent, key = pending.pop()
+        children: Iterable[tuple[object, object]]
+        if isinstance(item, dict):
+            children = item.items()
+        elif isinstance(item, (list, tuple)):
+            children = enumerate(item)
+        else:
+            continue
+        node = len(depths)
+        parents.append(parent)
+        keys.append(key)
+        depths.append(1 if parent < 0 else depths[parent] + 1)
+        if deepest < 0 or depths[node] > depths[deepest]:
+            deepest = node
+        pending.extend((child, node, name) for name, child in children if isinstance(child, (dict, list, tuple)))
+    if deepest < 0:
+        return 0, ""
+    path: list[str] = []
+    node = deepest
+    while parents[node] >= 0:
+        key = keys[node]
+        path.append(f"[{key}]" if isinstance(key, int) else f".{key}")
+        node = parents[node]
+    return depths[deepest], "".join(reversed(path))
 
 
 def printable(text: object, limit: int = 200) -> str:

@@ -1,14 +1,16 @@
 """The plugin registry: finds plugins through entry points, once, on first lookup, and builds by name."""
 from __future__ import annotations
 
+import contextlib
 import difflib
 import inspect
 import os
 import re
 import sys
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from importlib.metadata import EntryPoint, entry_points
+from types import FrameType
 from typing import Any
 
 import pluggy
@@ -35,6 +37,13 @@ from lamina.protocols.strategy import Strategy
 
 ENTRY_POINT_GROUP = "lamina"
 BUILTIN_PACKAGE = "lamina"
+# Frames of Python stack that loading the plugins may use above its caller, whatever the caller's
+# depth: as many as a fresh interpreter has in all (the first lookup may come from deep inside a
+# recursion, e.g. building the innermost of nested composite layers).
+LOAD_STACK_FRAMES = 1000
+# Failures of the process, not of a plugin: loading stops, nothing is recorded, the next lookup
+# loads again (a plugin is recorded as failed only for what its own code raised).
+NOT_THE_PLUGINS_FAULT = (RecursionError, MemoryError)
 # The one rule for names, quoted by every error that enforces it.
 NAMING_RULE = (
     "lookups ignore case, so within one package and kind every name and alias must differ "
@@ -177,6 +186,7 @@ class Registry:
         self._sources: list[PluginSource] = []
         self._lock = threading.RLock()
         self._loaded = False
+        self._loading = False
         self._manager = pluggy.PluginManager("lamina")
         self._manager.add_hookspecs(hookspecs)
         self._index: dict[str, dict[str, list[PluginInfo]]] = {kind: {} for kind in KINDS}
@@ -186,28 +196,52 @@ class Registry:
     # -- loading -------------------------------------------------------------------------
 
     def load(self) -> None:
-        """Load every entry point of the group; later calls do nothing."""
+        """Load every entry point of the group; later calls do nothing.
+
+        A plugin whose import or hooks raise is recorded in `failures`. When loading itself fails
+        (KeyboardInterrupt, MemoryError, RecursionError) the error is raised, nothing is kept, and
+        the next call loads again.
+        """
         if self._loaded:
             return
         with self._lock:
-            if self._loaded:
+            if self._loaded or self._loading:  # a plugin's import looking up plugins: what has loaded so far
                 return
-            self._loaded = True
-            allow, deny, trace = self._settings
-            self._allow = _names(os.environ.get("LAMINA_PLUGINS") if allow is None else allow)
-            self._deny = _names(os.environ.get("LAMINA_DISABLE_PLUGINS") if deny is None else deny) or set()
-            if trace is None:
-                trace = os.environ.get("LAMINA_TRACE_PLUGINS", "").lower() in ("1", "true", "yes", "on")
-            self._trace = trace
-            if self._group is None:
-                return
-            for ep in entry_points(group=self._group):
-                self._load_entry_point(ep)
+            self._loading = True
+            try:
+                with _stack_room(LOAD_STACK_FRAMES):
+                    self._load_all()
+            except BaseException:
+                self._forget()
+                raise
+            else:
+                self._loaded = True
+            finally:
+                self._loading = False
             for failure in self._failures:
                 warn(
                     f"lamina plugin from {failure} -- it was skipped; the other plugins work. "
                     "Run 'lamina list-plugins' to see every plugin and its status."
                 )
+
+    def _load_all(self) -> None:
+        allow, deny, trace = self._settings
+        self._allow = _names(os.environ.get("LAMINA_PLUGINS") if allow is None else allow)
+        self._deny = _names(os.environ.get("LAMINA_DISABLE_PLUGINS") if deny is None else deny) or set()
+        if trace is None:
+            trace = os.environ.get("LAMINA_TRACE_PLUGINS", "").lower() in ("1", "true", "yes", "on")
+        self._trace = trace
+        if self._group is None:
+            return
+        for ep in entry_points(group=self._group):
+            self._load_entry_point(ep)
+
+    def _forget(self) -> None:
+        """Undo a load that did not finish, so that the next lookup starts again from nothing."""
+        for name, _ in list(self._manager.list_name_plugin()):
+            self._manager.unregister(name=name)
+        self._index = {kind: {} for kind in KINDS}
+        self._entries, self._failures, self._skipped, self._sources = [], [], [], []
 
     def _load_entry_point(self, ep: EntryPoint) -> None:
         dist = getattr(ep, "dist", None)
@@ -221,6 +255,10 @@ class Registry:
         try:
             plugin = ep.load()
             self._add(plugin, ep.name, package, version)
+        except NOT_THE_PLUGINS_FAULT as err:
+            err.add_note(f"(while lamina loaded the plugin {ep.name!r} from {package} {version}; nothing was "
+                         "recorded, and the next lookup loads the plugins again)")
+            raise
         except Exception as err:  # a broken plugin must never take lamina down
             message = str(err) if isinstance(err, PluginError) else f"{type(err).__name__}: {err}"
             self._failures.append(PluginFailure(ep.name, package, version, message))
@@ -305,7 +343,7 @@ class Registry:
                 register = _registrar(kind, where, package, version, plugin_name, staged)
                 try:
                     impl.function(**{arg: register for arg in impl.argnames})
-                except PluginError:
+                except (PluginError, *NOT_THE_PLUGINS_FAULT):
                     raise
                 except Exception as err:
                     raise PluginError(
@@ -566,6 +604,25 @@ def _no_classes(info: PluginInfo, args: tuple[Any, ...], kwargs: dict[str, Any])
                 f"[dataset]; without a dataset pass the number, e.g. {key}=len(data.metadata['classes']) or "
                 f"{key}=data.num_classes for data = lamina.dataset(...)"
             )
+
+
+@contextlib.contextmanager
+def _stack_room(frames: int) -> Iterator[None]:
+    """At least `frames` frames of recursion room above the caller, however deep the caller is:
+    the recursion limit is raised for the duration when the caller is near it."""
+    depth = 0
+    frame: FrameType | None = sys._getframe()
+    while frame is not None:
+        depth, frame = depth + 1, frame.f_back
+    limit = sys.getrecursionlimit()
+    if depth + frames <= limit:
+        yield
+        return
+    sys.setrecursionlimit(depth + frames)
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(limit)
 
 
 def _one_line(err: BaseException) -> str:

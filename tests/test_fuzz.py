@@ -244,3 +244,71 @@ def test_mutated_configs(edits):
                         "9999999999999999999"]))
 def test_top_level_values_of_every_type(key, value):
     parse_and_build(f"{key} = {value}\n" + DIGITS_TOML.replace(f"\n{key} =", "\n_removed_" + key + " ="))
+
+
+# -- nesting: deep keys in configs, deep metadata in model files ----------------------------------------
+
+
+def _nested(shape: list[str], leaf: object) -> object:
+    """`leaf` inside tables ("t") and lists ("l"), outermost first, built without recursion."""
+    value = leaf
+    for kind in reversed(shape):
+        value = {"k": value} if kind == "t" else [value]
+    return value
+
+
+NESTED_CONFIG = """epochs = 1
+{top}
+[dataset]
+name = "spirals"
+{dataset}
+[[layers]]
+type = "Linear"
+units = 3
+{layers}
+[optimizer]
+type = "SGD"
+{optimizer}
+"""
+
+
+@FUZZ
+@given(st.sampled_from(["top:seed", "top:shuffle", "top:extra", "dataset:n_samples", "layers:units", "layers:extra",
+                        "optimizer:lr"]),
+       st.one_of(st.integers(1, 3000), st.sampled_from([97, 98, 99, 100, 101, 3000])),
+       st.sampled_from(["1", "'x'", "[]", "{}", "[[1]]"]), st.one_of(st.integers(0, 400), st.just(0)))
+def test_deep_dotted_keys_and_arrays_in_configs(where, dots, value, brackets):
+    """A key of up to 3,000 dots, holding arrays up to 400 deep, anywhere: a result or a ConfigError."""
+    table, key = where.split(":")
+    parts = dict.fromkeys(["top", "dataset", "layers", "optimizer"], "")
+    parts[table] = f"{key}{'.x' * dots} = {'[' * brackets}{value}{']' * brackets}"
+    parse_and_build(NESTED_CONFIG.format(**parts))
+
+
+@FUZZ
+@given(st.one_of(st.integers(0, 700), st.sampled_from([96, 97, 98, 99, 600]))
+       .flatmap(lambda n: st.lists(st.sampled_from("tl"), min_size=n, max_size=n)),
+       st.sampled_from([1, "x", None, 1.5, [], {}]))
+def test_nested_metadata_saves_and_loads_alike(shape, leaf):
+    """Metadata of any nesting: saved and loaded back unchanged, or refused by both save (an
+    ArgumentError) and a forged file's load (a FileFormatError), at the same limit."""
+    metadata = {"m": _nested(shape, leaf)}
+    model = load(VALID)
+    model.metadata.clear()
+    model.metadata.update(metadata)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "m.npz"
+        try:
+            model.save(path)
+        except lamina.ArgumentError:
+            saved = False
+        else:
+            saved = True
+            assert load(path.read_bytes()).metadata == metadata
+    forged = {**CONFIG, "metadata": metadata}
+    try:
+        load(_rewrite(forged))
+    except lamina.FileFormatError:
+        assert not saved
+    else:
+        assert saved

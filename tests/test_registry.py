@@ -357,3 +357,48 @@ def test_a_plugin_failure_warning_points_at_the_users_line(site):
         lamina.Registry().get("layer", "Relu")  # this line
     [warning] = [w for w in caught if issubclass(w.category, lamina.PluginWarning)]
     assert warning.filename == __file__, warning.filename
+
+
+# -- loading never depends on where the first lookup comes from -----------------------------------
+
+
+def test_plugins_load_from_the_first_lookup_deep_inside_a_recursion():
+    result = run_python("-c", textwrap.dedent("""
+        import sys, warnings
+        import lamina
+        warnings.simplefilter("error")  # a plugin recorded as failed would warn
+        def down(n):
+            return lamina.get_registry().get("layer", "Linear") if n == 0 else down(n - 1)
+        depth = 0
+        frame = sys._getframe()
+        while frame is not None:
+            depth, frame = depth + 1, frame.f_back
+        down(sys.getrecursionlimit() - depth - 10)  # the first lookup, 10 frames below the limit
+        assert not lamina.get_registry().failures
+        lamina.layer("Linear", 2)
+        print(len(lamina.get_registry().plugins("layer")))
+    """))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert int(result.stdout) > 20
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt, MemoryError, RecursionError], ids=lambda e: e.__name__)
+def test_a_load_that_fails_records_nothing_and_the_next_lookup_loads_again(site, tmp_path, error):
+    """The process failed (an interrupt, no memory or stack left), not the plugin: nothing is
+    recorded as failed or absent, and the registry loads from scratch on the next lookup."""
+    flag = tmp_path / "second-time"
+    source = f"import pathlib\nif not pathlib.Path({str(flag)!r}).exists():\n    raise {error.__name__}()\n"
+    module = unique("lamina_flaky")
+    make_distribution(site, "lamina-flaky", "1.0", {module: source + textwrap.dedent(layer_plugin("Flaky"))})
+    registry = fresh()
+    with pytest.raises(error) as info:
+        registry.get("layer", "Relu")
+    if error is not KeyboardInterrupt:
+        assert "lamina-flaky 1.0" in "".join(getattr(info.value, "__notes__", []))
+    flag.write_text("")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert registry.get("layer", "Flaky").package == "lamina-flaky"
+        assert registry.get("layer", "Relu").cls is Relu
+        assert registry.failures == [] and registry.unavailable("lamina") is None
+    assert len([i for i in registry.plugins() if i.name == "Relu"]) == 1  # registered once, not twice

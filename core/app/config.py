@@ -12,7 +12,7 @@ from typing import Any
 
 from attrs import field, frozen
 
-from lamina.checks import describe
+from lamina.checks import MAX_NESTING, describe, nesting, printable
 from lamina.errors import ArgumentError, ConfigError, LaminaError
 from lamina.protocols.dataset import Data
 from lamina.registry import CLASSES, KINDS, get_registry
@@ -108,8 +108,17 @@ def parse(text: str, source: str, name: str = "run") -> RunConfig:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{source}: not valid TOML: {err}") from None
-    except RecursionError:
-        raise ConfigError(f"{source}: not valid TOML: its tables or arrays nest too deeply") from None
+    except RecursionError:  # inline arrays and tables: tomllib recurses into them
+        raise ConfigError(f"{source}: not valid TOML for lamina: its arrays or inline tables nest deeper than "
+                          f"Python's parser goes, and far over lamina's limit of {MAX_NESTING} levels "
+                          "(lamina.checks.MAX_NESTING)") from None
+    depth, path = nesting(data)  # before anything recurses into the tables (messages, building)
+    if depth > MAX_NESTING:
+        raise ConfigError(
+            f"{source}: {printable(path.lstrip('.'), 120)}: the config nests {depth:,} levels of tables and lists "
+            f"there, over the limit of {MAX_NESTING} (lamina.checks.MAX_NESTING); a dotted key makes a table per "
+            "dot: flatten it"
+        )
     config = RunConfig(source, data)
     for key in data:
         if key not in KEYS:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import zipfile
 from pathlib import Path
 from typing import IO, Any
@@ -19,6 +20,7 @@ import numpy as np
 from attrs import define
 
 from lamina.autodiff import no_recording
+from lamina.checks import MAX_NESTING
 from lamina.errors import FileFormatError, LaminaError
 from lamina.files.budget import Budget, Pass, loading, max_load_bytes, pass_bytes
 from lamina.files.records import build_plugin, from_json
@@ -90,6 +92,10 @@ def restore_generator(state: dict[str, Any] | None, path: str | os.PathLike[str]
         raise FileFormatError(f"{path}: the random generator state in the file is invalid ({err})") from None
 
 
+COMPRESSIONS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)  # the members' methods lamina reads
+_METHODS = {zipfile.ZIP_BZIP2: "bzip2", zipfile.ZIP_LZMA: "lzma"}
+
+
 class _Archive:
     """A model file's zip archive, opened and read with every failure a FileFormatError."""
 
@@ -112,6 +118,18 @@ class _Archive:
             self.zip.close()
             raise FileFormatError(f"{self.path}: the model file has the member {repeated[0]!r} twice; "
                                   "it is corrupted or forged")
+        # zipfile inflates bzip2 and lzma members with no bound on one read's output (only deflate
+        # is bounded), so one small member could become gigabytes before any check; lamina writes
+        # its members stored or deflated, and reads no others.
+        for info in self.zip.infolist():
+            if info.compress_type not in COMPRESSIONS:
+                self.zip.close()
+                method = _METHODS.get(info.compress_type, f"method {info.compress_type}")
+                raise FileFormatError(
+                    f"{self.path}: the member {info.filename!r} is compressed with {method}; lamina reads members "
+                    "stored or compressed with deflate (as lamina writes them), no other; the file was not written "
+                    "by lamina, or was repacked"
+                )
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -145,6 +163,12 @@ class _Archive:
             text = self._read(stream, MAX_CONFIG_BYTES + 1, "config.json")
         if len(text) > MAX_CONFIG_BYTES:
             raise self.fail(f"its config.json holds more than {MAX_CONFIG_BYTES:,} bytes; it is corrupted or forged")
+        depth = _json_depth(text)
+        if depth > MAX_NESTING:
+            raise self.fail(
+                f"its config.json nests {depth:,} levels of lists and tables, over the limit of {MAX_NESTING} "
+                "(lamina.checks.MAX_NESTING; a composite layer inside another takes three); it is corrupted or forged"
+            )
         config = _parse_json(text, self)
         _check_structure(config, self)
         return config
@@ -234,6 +258,23 @@ class _Archive:
             raise self.fail(f"cannot read {name!r} from the model file ({type(err).__name__}: {err}); "
                             "it is corrupted") from None
         return filled
+
+
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
+_BRACKET_STEPS = bytes.maketrans(b"[{]}", bytes([1, 1, 255, 255]))
+
+
+def _json_depth(text: bytes) -> int:
+    """How deep lists and tables nest in a JSON text, counted on its bytes before it is parsed
+    (brackets inside strings are text); a few passes in C and small numpy chunks."""
+    steps = _JSON_STRING.sub(b"", text).translate(None, _NOT_BRACKETS).translate(_BRACKET_STEPS)
+    deepest = level = 0
+    chunk = 2**20
+    for start in range(0, len(steps), chunk):
+        levels = level + np.cumsum(np.frombuffer(steps[start : start + chunk], dtype=np.int8), dtype=np.int64)
+        deepest, level = max(deepest, int(levels.max())), int(levels[-1])
+    return deepest
 
 
 def _parse_json(text: bytes, archive: _Archive) -> Any:

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from lamina.checks import describe, printable
+from lamina.checks import MAX_NESTING, describe, nesting, printable
 from lamina.errors import ArgumentError, MissingPluginError, UnknownPluginError, warn
 from lamina.registry import KINDS, PluginFailure, PluginSkip, get_registry, normalize_package
 
@@ -21,29 +21,49 @@ def plugin_kind(obj: object) -> str | None:
     return None
 
 
-def to_json(value: Any, where: str) -> Any:
-    """`value` as JSON data; plugin instances become {MARK: kind, "type", "package", "version", "config"}."""
+def to_json(value: Any, where: str, depth: int = 1) -> Any:
+    """`value` as JSON data; plugin instances become {MARK: kind, "type", "package", "version", "config"}.
+
+    `depth` is the level `value` takes in the file (config.json itself is 1): a list or dict deeper
+    than MAX_NESTING is an ArgumentError naming its path, raised before going further down, so
+    that every file lamina writes is a file lamina loads.
+    """
     if value is None or isinstance(value, (bool, str)):
         return value
     if isinstance(value, (int, np.integer)):
         return int(value)
     if isinstance(value, (float, np.floating)):
         return float(value)
+    if isinstance(value, (list, tuple, dict)) and depth > MAX_NESTING:
+        raise too_deep(value, where, depth)
     if isinstance(value, (list, tuple)):
-        return [to_json(item, f"{where}[{i}]") for i, item in enumerate(value)]
+        return [to_json(item, f"{where}[{i}]", depth + 1) for i, item in enumerate(value)]
     if isinstance(value, dict) and all(isinstance(key, str) for key in value):
-        return {key: to_json(item, f"{where}.{key}") for key, item in value.items()}
+        return {key: to_json(item, f"{where}.{key}", depth + 1) for key, item in value.items()}
     kind = plugin_kind(value)
     if kind is not None:
-        return describe_plugin(value, kind, where)
+        return describe_plugin(value, kind, where, depth)
     raise ArgumentError(
         f"{where} is {describe(value)}, which a model file cannot store; constructor arguments "
         "must be numbers, strings, booleans, None, lists, dicts or registered plugins"
     )
 
 
-def describe_plugin(obj: Any, kind: str, where: str) -> dict[str, Any]:
-    """The JSON record of a plugin instance: its registered name, package, version and config."""
+def too_deep(value: object, where: str, depth: int) -> ArgumentError:
+    """The error for `value`, at level `depth` of a file, past MAX_NESTING."""
+    levels = depth - 1 + nesting(value)[0]
+    return ArgumentError(
+        f"{printable(where, 160)} would nest {levels:,} levels of lists and tables in the model file, over the limit "
+        f"of {MAX_NESTING} (lamina.checks.MAX_NESTING) that loading enforces; flatten it, e.g. a table keyed by "
+        "'a/b/c' paths rather than tables inside tables"
+    )
+
+
+def describe_plugin(obj: Any, kind: str, where: str, depth: int = 1) -> dict[str, Any]:
+    """The JSON record of a plugin instance (at level `depth` of the file): its registered name,
+    package, version and config."""
+    if depth > MAX_NESTING:
+        raise too_deep({}, where, depth)
     info = get_registry().info_for(type(obj))
     if info is None:
         raise ArgumentError(
@@ -56,7 +76,7 @@ def describe_plugin(obj: Any, kind: str, where: str) -> dict[str, Any]:
         "type": info.name,
         "package": info.package,
         "version": info.version,
-        "config": to_json(obj.get_config(), f"{where}.config"),
+        "config": to_json(obj.get_config(), f"{where}.config", depth + 1),
     }
 
 

@@ -47,7 +47,8 @@ def save_model(
     done and the history so far) makes the file a checkpoint that `train(resume_from=...)` reads."""
     params = model.parameters()
     buffers = model.buffers()
-    layers = [describe_plugin(layer, "layer", f"Model.layers[{i}]") for i, layer in enumerate(model.layers)]
+    # Levels in config.json: the config is 1, its tables and lists 2, what they hold 3.
+    layers = [describe_plugin(layer, "layer", f"Model.layers[{i}]", 3) for i, layer in enumerate(model.layers)]
     config: dict[str, Any] = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -59,9 +60,10 @@ def save_model(
         "buffers": {name: {"shape": list(b.shape), "dtype": str(b.dtype)} for name, b in buffers.items()},
     }
     if model.loss is not None:
-        config["loss"] = describe_plugin(model.loss, "loss", "Model.loss")
+        config["loss"] = describe_plugin(model.loss, "loss", "Model.loss", 2)
     if model.metrics:
-        config["metrics"] = [describe_plugin(m, "metric", f"Model.metrics[{i}]") for i, m in enumerate(model.metrics)]
+        config["metrics"] = [describe_plugin(m, "metric", f"Model.metrics[{i}]", 3)
+                             for i, m in enumerate(model.metrics)]
     arrays = {f"weights/{name}.npy": param.value for name, param in params.items()}
     arrays.update({f"buffers/{name}.npy": array for name, array in buffers.items()})
     if include_optimizer:
@@ -74,9 +76,9 @@ def save_model(
         arrays.update(state_arrays)
         config["rng_state"] = rng().bit_generator.state
     if progress is not None:
-        config["progress"] = to_json(progress, "progress")
+        config["progress"] = to_json(progress, "progress", 2)
     if model.metadata:
-        config["metadata"] = to_json(model.metadata, "Model.metadata")
+        config["metadata"] = to_json(model.metadata, "Model.metadata", 2)
     records = [config["layers"], [config.get("loss")], config.get("metrics", []), [config.get("optimizer")]]
     config["plugins"] = _plugins(records)
 
@@ -89,7 +91,7 @@ def save_model(
 
 
 def _optimizer_record(optim: Any, params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    record = describe_plugin(optim, "optimizer", "Model.optimizer")
+    record = describe_plugin(optim, "optimizer", "Model.optimizer", 2)
     record["iterations"] = int(optim.iterations)
     states, arrays = {}, {}
     for index, (name, param) in enumerate(params.items()):
@@ -102,7 +104,8 @@ def _optimizer_record(optim: Any, params: dict[str, Any]) -> tuple[dict[str, Any
                 arrays[f"optimizer/{index}/{key}.npy"] = value
                 entry[key] = {"array": f"optimizer/{index}/{key}.npy"}
             else:
-                entry[key] = {"value": to_json(value, f"optimizer state {name}.{key}")}
+                # in config.json: config > optimizer > state > name > key > the value
+                entry[key] = {"value": to_json(value, f"optimizer state {name}.{key}", 6)}
         states[name] = entry
     record["state"] = states
     return record, arrays
