@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import difflib
+import mmap
 import numbers
 import reprlib
 from collections.abc import Iterable, Sequence
@@ -9,7 +10,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from lamina.errors import ArgumentError
+from lamina.errors import ArgumentError, FileFormatError
 from lamina.protocols.schedule import Schedule
 
 DEFAULT_DTYPE = np.dtype(np.float32)
@@ -247,3 +248,27 @@ def distinct_layers(layers: Sequence[Any], owner: str, argument: str) -> None:
                     "a layer keeps one forward's state for its backward, so each place needs its own instance "
                     "(to share weights, call one forward-only layer twice inside a layer's forward)"
                 )
+
+
+def intact_mapping(source: object, where: str) -> None:
+    """A FileFormatError if `source` is a memory map whose file is now shorter than the map
+    (`where` names the reader): touching a page past the file's end kills the process with
+    SIGBUS, which Python cannot catch. The size is the file's as it is now, from fstat on the
+    map's own open descriptor (mmap.size()), so a truncation by another program between two
+    reads shows; replacing the file by a rename does not matter (the map keeps the old file),
+    and a truncation during a read still crashes. Call it before each read."""
+    mapping = getattr(source, "_mmap", None) if isinstance(source, np.memmap) else None
+    if mapping is None:
+        return
+    try:
+        found = mapping.size()
+    except (OSError, ValueError):  # a closed map, or one without a descriptor: nothing to check
+        return
+    offset = int(source.offset)
+    needed = offset - offset % mmap.ALLOCATIONGRANULARITY + len(mapping)
+    if found < needed:
+        raise FileFormatError(
+            f"{where}: the memory-mapped file {source.filename!r} is {found:,} bytes now but was {needed:,} bytes "
+            "when it was mapped: another program truncated or rewrote it while lamina was reading it, and reading "
+            "on would crash; leave the file alone while training (or train from a copy of it), then run again"
+        )

@@ -94,7 +94,7 @@ def test_a_users_memmap_truncated_mid_training_is_a_file_format_error(rows, pref
     """
     result = capped("-c", textwrap.dedent(script))
     assert result.returncode == 3, (result.returncode, result.stderr[-2000:])
-    assert f"x is a memory map of {str(rows)!r}, which is 0 bytes now" in result.stdout
+    assert f"x: the memory-mapped file {str(rows)!r} is 0 bytes now" in result.stdout
 
 
 def test_a_memmap_read_in_full_is_not_refused(rows, tmp_path):
@@ -242,7 +242,8 @@ def test_a_text_costs_a_few_bytes_per_character_not_forty(tmp_path):
 
 
 @pytest.mark.parametrize("dataset", ["text", "csv"])
-@pytest.mark.parametrize("encoding", ["rot13", "hex", "zlib", "base64", "bz2", "uu"])
+@pytest.mark.parametrize("encoding", ["rot13", "hex", "zlib", "base64", "bz2", "uu", "unicode_escape",
+                                      "raw_unicode_escape"])
 def test_codecs_that_are_not_text_encodings_are_refused_by_name(tmp_path, dataset, encoding):
     path = tmp_path / "data.txt"
     path.write_text("a,1\nb,0\n" * 100)

@@ -16,7 +16,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from lamina.errors import FileFormatError, LaminaError, ShapeError
+from lamina.checks import intact_mapping
+from lamina.errors import LaminaError, ShapeError
 from lamina.protocols.strategy import Rows
 
 _MAPPED_ROWS = 64  # rows of a memmap read before their pages are dropped
@@ -77,7 +78,7 @@ class Lazy:
             self._release()
 
     def _read(self, rows: Rows) -> np.ndarray:
-        self._check_mapping()  # before each read: a map whose file shrank would crash the process
+        intact_mapping(self.source, f"{self.owner}: {self.name}")  # a map whose file shrank would crash
         if isinstance(rows, slice):
             low, high, step = rows.indices(len(self))
             if step == 1:
@@ -100,29 +101,6 @@ class Lazy:
         out = np.empty_like(data)
         out[order] = data
         return out
-
-    def _check_mapping(self) -> None:
-        """A FileFormatError if the source is a memory map whose file is now shorter than the
-        map: touching a page past the file's end kills the process with SIGBUS, which Python
-        cannot catch. The size is the file's as it is now, from fstat on the map's own open
-        descriptor (mmap.size()), so a truncation by another program between two reads shows
-        (one during a read still crashes)."""
-        mapping = getattr(self.source, "_mmap", None) if isinstance(self.source, np.memmap) else None
-        if mapping is None:
-            return
-        try:
-            found = mapping.size()
-        except (OSError, ValueError):  # a closed map, or one without a descriptor: nothing to check
-            return
-        offset = int(self.source.offset)
-        needed = offset - offset % mmap.ALLOCATIONGRANULARITY + len(mapping)
-        if found < needed:
-            raise FileFormatError(
-                f"{self.owner}: {self.name} is a memory map of {self.source.filename!r}, which is {found:,} bytes now "
-                f"but was {needed:,} bytes when it was mapped: another program truncated or rewrote it while lamina "
-                "was reading it, and reading on would crash; leave the file alone while training (or train from a "
-                "copy of it), then run again"
-            )
 
     def _mapping(self) -> Any:
         """A memmap's shared mapping ("r", "r+": dropping its pages loses nothing) when it is

@@ -8,7 +8,6 @@ is read in `load()` beyond the files' headers and the folder listing.
 from __future__ import annotations
 
 import functools
-import mmap
 import operator
 import os
 from collections.abc import Callable, Iterator
@@ -19,7 +18,7 @@ from typing import Any
 import numpy as np
 
 import lamina
-from lamina.checks import boolean, describe, fraction, non_negative_int, one_of, positive_int
+from lamina.checks import boolean, describe, fraction, intact_mapping, non_negative_int, one_of, positive_int
 from lamina.errors import warn
 
 Transform = Callable[[np.ndarray], np.ndarray]
@@ -27,29 +26,6 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 MODES = {"rgb": "RGB", "grayscale": "L"}
 MAX_DECODED_BYTES = 2 << 30  # image_folder's default bound on its decoded images (the cache), 2 GiB
 WIDE_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # Pillow's 16-bit (and 32-bit int) grayscale
-
-
-def check_mapping(source: Any) -> None:
-    """A FileFormatError if `source` is a memory map whose file is now shorter than the map:
-    reading a page past the file's end kills the process (SIGBUS), which Python cannot catch.
-    The size is the file's as it is now, from fstat on the mapping's own open descriptor
-    (mmap.size()): another program truncating the file shows, replacing it by rename does not
-    (the map keeps the old file). A file truncated during a read still crashes; this catches
-    every truncation between two reads."""
-    mapping = getattr(source, "_mmap", None) if isinstance(source, np.memmap) else None
-    if mapping is None:
-        return
-    try:
-        found = mapping.size()
-    except (OSError, ValueError):  # a closed map, or one without a descriptor: nothing to check
-        return
-    needed = int(source.offset) - int(source.offset) % mmap.ALLOCATIONGRANULARITY + len(mapping)
-    if found < needed:
-        raise lamina.FileFormatError(
-            f"the memory-mapped file {source.filename!r} is {found:,} bytes now but was {needed:,} bytes when it was "
-            "opened: another program truncated or rewrote it while lamina was reading it, and reading on would "
-            "crash; leave the file alone while training (or train from a copy of it), then run again"
-        )
 
 
 def read_rows(source: Any, rows: np.ndarray) -> np.ndarray:
@@ -148,7 +124,7 @@ class LazyRows:
 
     def _read(self, positions: np.ndarray) -> np.ndarray:
         rows = positions if self.indices is None else self.indices[positions]
-        check_mapping(self.source)  # before each read: a map whose file shrank would crash the process
+        intact_mapping(self.source, repr(self))  # before each read: a map whose file shrank would crash
         batch = read_rows(self.source, rows)
         return batch if self.transform is None else np.asarray(self.transform(batch))
 

@@ -189,6 +189,10 @@ class Npz(lamina.Dataset):
         return x.astype(np.float32, copy=False), y
 
 
+# Text codecs that read the bytes as Python escapes: a file's backslash-n would become a newline.
+ESCAPE_CODECS = ("unicode-escape", "raw-unicode-escape")
+
+
 def text_encoding(value: object, owner: str) -> str:
     """`value` if it names a text encoding (bytes to characters, as open() takes); codecs such as
     'rot13' (str to str), 'hex' or 'zlib' (bytes to bytes) and unknown names are an ArgumentError."""
@@ -199,10 +203,10 @@ def text_encoding(value: object, owner: str) -> str:
             f"{owner}(encoding={value!r}): not a known text encoding; pass the file's encoding, e.g. 'utf-8', "
             "'latin-1' or 'utf-16' (in a config: encoding = \"latin-1\" in the [dataset] table)"
         ) from None
-    if not getattr(info, "_is_text_encoding", True):
+    if not getattr(info, "_is_text_encoding", True) or info.name in ESCAPE_CODECS:
         raise lamina.ArgumentError(
             f"{owner}(encoding={value!r}): {info.name!r} is a codec but not a text encoding (it does not turn bytes "
-            "into characters); pass the file's text encoding, e.g. 'utf-8', 'latin-1' or 'utf-16'"
+            "into the characters they encode); pass the file's text encoding, e.g. 'utf-8', 'latin-1' or 'utf-16'"
         )
     return str(value)
 
