@@ -4,6 +4,7 @@ a LaminaError, within 3 GiB of address space and 20 s (`capped`)."""
 from __future__ import annotations
 
 import os
+import signal
 import textwrap
 
 import numpy as np
@@ -32,6 +33,48 @@ TRUNCATOR = """
     def register_callbacks(register):
         register(Truncate)
 """
+
+
+CRASHER = """
+    import os
+    import signal
+    import lamina
+
+    class Crash(lamina.Callback):
+        '''Dies of SIGBUS after the first epoch, as a read from a map truncated mid-read does.'''
+
+        def on_epoch_end(self, epoch, logs):
+            os.kill(os.getpid(), signal.SIGBUS)
+
+    @lamina.hookimpl
+    def register_callbacks(register):
+        register(Crash)
+"""
+
+
+def test_a_crash_python_cannot_catch_prints_the_stack_and_leaves_the_folder_free(tmp_path):
+    site = make_distribution(tmp_path / "site", "lamina-crash", "0.1", {"lamina_crash": CRASHER})
+    out = tmp_path / "out"
+    config = tmp_path / "run.toml"
+    config.write_text(textwrap.dedent(f"""
+        epochs = 2
+        output = "{out}"
+        callbacks = ["Crash"]
+        [dataset]
+        name = "xor"
+        [[layers]]
+        type = "Linear"
+        units = 2
+        [loss]
+        type = "CrossEntropy"
+        from_logits = true
+    """))
+    result = capped("-m", "lamina", "train", str(config), PYTHONPATH=str(site))
+    assert result.returncode == -signal.SIGBUS, (result.returncode, result.stderr[-2000:])
+    assert "Fatal Python error: Bus error" in result.stderr and "on_epoch_end" in result.stderr
+    config.write_text(config.read_text().replace('callbacks = ["Crash"]', ""))
+    again = capped("-m", "lamina", "train", str(config), "--epochs", "1")
+    assert again.returncode == 0, again.stderr[-2000:]  # the dead run's flock went with it
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import faulthandler
 import inspect
 import io
 import json
@@ -864,6 +865,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _terminate)
     streams = _tolerant_streams()
+    reporting = _report_crashes()
     try:
         with silenced(args.quiet):
             return args.run(args)
@@ -889,8 +891,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 143 if isinstance(err, Terminated) else 130
     finally:
         streams()
+        if reporting:
+            faulthandler.disable()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _report_crashes() -> bool:
+    """A crash Python cannot turn into an exception (SIGBUS from a memory-mapped file that
+    another program truncated during a read, SIGSEGV in a native extension) prints the Python
+    stack to stderr before the process dies, not nothing; the output folder's flock is let go
+    by the system then. True when it turned the report on (main turns it off again)."""
+    if faulthandler.is_enabled():
+        return False
+    try:
+        faulthandler.enable()
+    except (ValueError, OSError, io.UnsupportedOperation, AttributeError):  # stderr without a descriptor
+        return False
+    return True
 
 
 def _tolerant_streams() -> Any:
