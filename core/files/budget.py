@@ -22,6 +22,7 @@ from collections.abc import Iterator
 import numpy as np
 from attrs import Factory, define
 
+from lamina.checks import printable
 from lamina.errors import ArgumentError, FileFormatError
 
 DEFAULT_MAX_BYTES = 16 * 2**30  # all arrays of one model: weights, buffers, optimizer state
@@ -159,7 +160,7 @@ class Pass:
     def observe(self, layer: object, out: object) -> None:
         if isinstance(out, np.ndarray):  # not a traced value, which holds no bytes of its own
             unpaid = out.nbytes - self.prepaid.pop(id(layer), 0)
-            self.reserve(max(unpaid, 0), f"the output of {layer!r}, of shape {out.shape}")
+            self.reserve(max(unpaid, 0), f"the output of {printable(repr(layer), 80)}, of shape {out.shape}")
         self._clock()
 
     def _clock(self) -> None:

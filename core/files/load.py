@@ -20,7 +20,7 @@ import numpy as np
 from attrs import define
 
 from lamina.autodiff import no_recording
-from lamina.checks import MAX_NESTING
+from lamina.checks import MAX_NESTING, printable
 from lamina.errors import FileFormatError, LaminaError
 from lamina.files.budget import Budget, Pass, loading, max_load_bytes, pass_bytes
 from lamina.files.records import build_plugin, from_json
@@ -428,7 +428,7 @@ def _build(layers: list[Layer], x: np.ndarray, meter: Pass) -> None:
     it kept for backward once called, so that the pass holds one layer's arrays at a time."""
     with no_recording(), building(), metering(meter), observing(meter.observe):
         for i, layer in enumerate(layers):
-            meter.begin(f"layers[{i}] {layer!r}", x.nbytes)
+            meter.begin(f"layers[{i}] {printable(repr(layer), 80)}", x.nbytes)
             layer.training = False
             x = layer(x)
             layer.release()

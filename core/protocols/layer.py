@@ -10,6 +10,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from lamina import trace
+from lamina.checks import printable
 from lamina.errors import LaminaError, ShapeError
 from lamina.parameter import Parameter
 from lamina.protocols.configurable import Configurable
@@ -160,7 +161,7 @@ class Layer(Configurable):
         meter = _meter.get()
         if meter is not None:
             size = math.prod(int(n) for n in shape) * np.dtype(dtype).itemsize
-            meter.reserve(size, f"{what} of {self!r}, of shape {tuple(int(n) for n in shape)}",
+            meter.reserve(size, f"{what} of {printable(repr(self), 80)}, of shape {tuple(int(n) for n in shape)}",
                           self if output else None)
 
     def build(self, x: np.ndarray) -> None:
