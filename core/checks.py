@@ -257,7 +257,9 @@ def intact_mapping(source: object, where: str) -> None:
     map's own open descriptor (mmap.size()), so a truncation by another program between two
     reads shows; replacing the file by a rename does not matter (the map keeps the old file),
     and a truncation during a read still crashes. Call it before each read."""
-    mapping = getattr(source, "_mmap", None) if isinstance(source, np.memmap) else None
+    if not isinstance(source, np.memmap):
+        return
+    mapping = getattr(source, "_mmap", None)
     if mapping is None:
         return
     try:
