@@ -79,6 +79,7 @@ HOSTILE = {
     "lzma.npz": _npz({"x.npy": _npy_bytes(GOOD)}, zipfile.ZIP_LZMA),
     "pickle.npy": _npy_header((2,), "|O") + b"\0" * 16,
     "not-numpy.npy": b"PK\x03\x04 not a zip at all",
+    "null-in-header.npy": _npy_bytes(GOOD).replace(b"{", b"\0", 1),  # numpy's parser: SyntaxError, TokenError
 }
 
 

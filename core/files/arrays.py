@@ -195,7 +195,7 @@ def _header(stream: IO[bytes], where: str, what: str) -> tuple[np.dtype, tuple[i
             shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
         else:
             raise ValueError(f".npy format version {version[0]}.{version[1]} (numpy writes 1.0, 2.0 and 3.0)")
-    except (ValueError, EOFError, SyntaxError, TypeError, OverflowError, MemoryError, RecursionError) as err:
+    except Exception as err:  # numpy parses the header as Python literals: SyntaxError, tokenize's TokenError, ...
         raise FileFormatError(f"{where}: {what} has no valid .npy header ({type(err).__name__}: {err}); {_HOW}") \
             from None
     if dtype.hasobject or dtype.kind not in NUMBER_KINDS or dtype.itemsize == 0:
