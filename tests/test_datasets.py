@@ -198,3 +198,28 @@ def test_csv_encodings_delimiters_and_a_byte_order_mark(tmp_path):
     assert x.shape == (2, 2)
     with pytest.raises(lamina.ArgumentError, match="the delimiter must be one character"):
         lamina.dataset("csv", path=tmp_path / "bom.csv", delimiter=5)
+
+
+def test_digits_labels_make_a_task_of_their_own_and_train_per_class_a_few_shot_one():
+    x, y, x_test, y_test = full = lamina.dataset("digits")
+    part = lamina.dataset("digits", labels=[7, 5])
+    assert part.metadata == {"classes": ["7", "5"]}
+    assert set(np.unique(part[1])) == {0, 1} and set(np.unique(part[3])) == {0, 1}
+    # label 0 is a 7, label 1 a 5: the same images as the full set's 7s and 5s
+    sevens = {row.tobytes() for row in np.concatenate([x, x_test])[np.concatenate([y, y_test]) == 7]}
+    assert all(row.tobytes() in sevens for row in part[0][part[1] == 0])
+    few = lamina.dataset("digits", labels=[7, 5], train_per_class=3)
+    assert np.bincount(few[1]).tolist() == [3, 3]
+    assert np.array_equal(few[2], part[2]) and np.array_equal(few[3], part[3])  # the same test part
+    assert len(full[0]) + len(full[2]) == 1797
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"labels": [1, 1]}, r"digits\(labels=\[1, 1\] \(list\)\): expected distinct digits 0..9"),
+    ({"labels": [10]}, r"expected distinct digits 0..9, e.g. labels=\[5, 6, 7, 8, 9\]"),
+    ({"labels": []}, r"expected distinct digits"),
+    ({"train_per_class": 0}, r"train_per_class"),
+])
+def test_digits_options_are_checked(options, message):
+    with pytest.raises(lamina.ArgumentError, match=message):
+        lamina.dataset("digits", **options)

@@ -16,7 +16,7 @@ from importlib.resources import as_file, files
 import numpy as np
 
 import lamina
-from lamina.checks import fraction, positive_int
+from lamina.checks import describe, fraction, positive_int
 
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
@@ -75,13 +75,27 @@ class Digits(lamina.Dataset):
     """The 1,797 8x8 handwritten digits (UCI, shipped with lamina); labels 0..9.
 
     `flatten=True` gives (n, 64) rows, else (n, 1, 8, 8) images; `normalize` scales 0..16 to [0, 1].
+    `labels=[5, 6, 7, 8, 9]` keeps only those digits, relabelled 0, 1, ... in that order (the
+    model's class names say which digit each is): a task of its own, e.g. to fine-tune on.
+    `train_per_class=N` keeps at most N training rows of each class (a few-shot task); the test
+    part is the same whatever N.
     """
 
-    def __init__(self, test_split: float = 0.2, seed: int = 0, flatten: bool = True, normalize: bool = True) -> None:
+    def __init__(self, test_split: float = 0.2, seed: int = 0, flatten: bool = True, normalize: bool = True,
+                 labels: list[int] | None = None, train_per_class: int | None = None) -> None:
         self.test_split = fraction(test_split, "test_split", "digits")
         self.seed = _seed(seed, "digits")
         self.flatten = bool(flatten)
         self.normalize = bool(normalize)
+        if labels is not None and not (
+            isinstance(labels, (list, tuple)) and labels and len(set(labels)) == len(labels)
+            and all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= 9 for n in labels)
+        ):
+            raise lamina.ArgumentError(f"digits(labels={describe(labels)}): expected distinct digits 0..9, e.g. "
+                                       "labels=[5, 6, 7, 8, 9]")
+        self.labels = None if labels is None else [int(n) for n in labels]
+        self.train_per_class = None if train_per_class is None else positive_int(
+            train_per_class, "train_per_class", "digits", example=10)
 
     def load(self) -> Arrays:
         with (as_file(files("lamina.plugins") / "data" / "digits.npz") as path,
@@ -91,7 +105,25 @@ class Digits(lamina.Dataset):
         if self.normalize:
             x /= 16.0
         x = x.reshape(len(x), -1) if self.flatten else x.reshape(len(x), 1, 8, 8)
-        return split(x, labels.astype(np.int64), self.test_split, self.seed)
+        y = labels.astype(np.int64)
+        if self.labels is not None:
+            relabel = np.full(10, -1, dtype=np.int64)
+            relabel[self.labels] = np.arange(len(self.labels))
+            kept = relabel[y] >= 0
+            x, y = x[kept], relabel[y[kept]]
+        x_train, y_train, x_test, y_test = split(x, y, self.test_split, self.seed)
+        if self.train_per_class is not None:  # the first N of each class in the shuffled order
+            rank = np.zeros(len(y_train), dtype=np.int64)
+            for label in np.unique(y_train):
+                rows = np.flatnonzero(y_train == label)
+                rank[rows] = np.arange(len(rows))
+            kept = rank < self.train_per_class
+            x_train, y_train = x_train[kept], y_train[kept]
+        return x_train, y_train, x_test, y_test
+
+    def metadata(self) -> dict[str, object]:
+        """The class names: the digit each label stands for, when `labels` picks them."""
+        return {} if self.labels is None else {"classes": [str(n) for n in self.labels]}
 
 
 def _targets(y: np.ndarray, classification: bool | None) -> np.ndarray:
