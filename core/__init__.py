@@ -23,6 +23,7 @@ from lamina.errors import (
     UnknownPluginError,
 )
 from lamina.files.atomic import atomic_write
+from lamina.files.state import LoadReport
 from lamina.hookspecs import hookimpl, hookspec
 from lamina.model import Model
 from lamina.model import load_model as load
@@ -80,6 +81,7 @@ __all__ = [
     "Initializer",
     "Layer",
     "LaminaError",
+    "LoadReport",
     "Loss",
     "Metric",
     "MissingPluginError",

@@ -18,6 +18,7 @@ from lamina.errors import ArgumentError
 from lamina.export.exporter import export_onnx
 from lamina.files.load import read_model
 from lamina.files.save import save_model
+from lamina.files.state import LoadReport, load_state_dict, state_dict
 from lamina.parameter import Parameter
 from lamina.protocols.chain import Chain
 from lamina.protocols.configurable import config_repr
@@ -137,6 +138,24 @@ class Model(Chain):
     def buffers(self) -> dict[str, np.ndarray]:
         """Every layer's non-trained state (e.g. running statistics), named like parameters."""
         return named_buffers(self.layers)
+
+    def state_dict(self, layout: str = "lamina") -> dict[str, np.ndarray]:
+        """Copies of every parameter and buffer, by name: lamina's ("0.weight", "2.layers.1.bias",
+        "3.running_mean"), or with `layout="torch"` those of the equivalent torch.nn modules in an
+        nn.Sequential, in their shapes (a Linear's weight (out, in)), which torch's
+        `load_state_dict(strict=True)` takes. The model must be built (`build(x)`)."""
+        with self.lock:
+            return state_dict(self, layout)
+
+    def load_state_dict(self, state: Mapping[str, Any], strict: bool = True, layout: str = "lamina") -> LoadReport:
+        """Copy the arrays of `state` (names as `state_dict(layout)` writes them) into the model's
+        parameters and buffers, in place, cast to their dtypes; returns a LoadReport of the names
+        missing, unexpected and of mismatched shapes. `strict=True` raises a ShapeError naming them
+        all, loading nothing, unless everything fits; `strict=False` loads what fits. Values must be
+        numbers and finite (else an ArgumentError or NonFiniteError, and nothing is loaded).
+        BatchNorm's `num_batches_tracked` is accepted and ignored. The model must be built."""
+        with self.lock:
+            return load_state_dict(self, state, strict, layout)
 
     def build(self, x: np.ndarray) -> None:
         """Run one row through the layers when the model has seen no input yet, so that every

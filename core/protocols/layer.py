@@ -4,8 +4,8 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import math
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
@@ -226,6 +226,57 @@ class Layer(Configurable):
         for prefix, layer in self._sublayers():
             found.update({f"{prefix}.{key}": array for key, array in layer.buffers().items()})
         return found
+
+    # -- the state in PyTorch's layout (Model.state_dict(layout="torch")) ----------------------
+
+    # What the layer's parameters and buffers are called in PyTorch: those of the torch.nn module
+    # that computes the same, in an nn.Sequential at the layer's position. True: lamina's names
+    # and shapes are torch's; a dict: renames only, of names ({"out_proj_weight":
+    # "out_proj.weight"}) or of prefixes ending in "." ({"attention.": "self_attn."}); False: no
+    # torch layout, unless the class defines to_torch and from_torch.
+    torch_layout: ClassVar[bool | Mapping[str, str]] = False
+    # Torch names that to_torch writes but loading ignores (BatchNorm's num_batches_tracked):
+    # accepted when present, not missing when absent.
+    torch_ignored: ClassVar[tuple[str, ...]] = ()
+
+    def to_torch(self, state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The layer's state in PyTorch's layout: `state` holds its parameters and buffers by
+        lamina name ("weight"), a sublayer's already in torch's layout under the sublayer's name
+        ("layers.0.weight"); return them by torch name, in torch's shapes. The arrays may be the
+        layer's own: return new ones (or the same), never write into them. By default: the
+        `torch_layout` renames."""
+        return self._torch_renamed(state, reverse=False)
+
+    def from_torch(self, state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The reverse of `to_torch`: `state` holds torch-named entries at the layer's place
+        (sublayers' still in torch's layout, which their own from_torch reads next); return them
+        by lamina name. Under `strict=False` only the entries that fit arrive: convert each one
+        given. By default: the `torch_layout` renames, reversed."""
+        if self.torch_layout is False and type(self).to_torch is not Layer.to_torch:
+            raise LaminaError(f"{type(self).__name__} defines to_torch but not from_torch, its reverse: define both")
+        return self._torch_renamed(state, reverse=True)
+
+    def _torch_renamed(self, state: dict[str, np.ndarray], reverse: bool) -> dict[str, np.ndarray]:
+        layout = self.torch_layout
+        if layout is False:
+            raise LaminaError(
+                f"{type(self).__name__} has no PyTorch layout: give its class `torch_layout = True` when its "
+                "parameter names and shapes are torch's, a dict of renames, or methods to_torch(state) and "
+                "from_torch(state) (help(lamina.Layer.to_torch))"
+            )
+        if layout is True:
+            return dict(state)
+        names = {new: old for old, new in layout.items()} if reverse else dict(layout)
+        # the longest prefix first: "layers.1." before "layers."
+        prefixes = sorted((old for old in names if old == "" or old.endswith(".")), key=len, reverse=True)
+        renamed: dict[str, np.ndarray] = {}
+        for key, value in state.items():
+            if key in names:
+                renamed[names[key]] = value
+                continue
+            old = next((p for p in prefixes if key.startswith(p)), None)
+            renamed[key if old is None else names[old] + key[len(old):]] = value
+        return renamed
 
     def _sublayers(self) -> list[tuple[str, Layer]]:
         """The Layer attributes, and the Layers in list or tuple attributes (lists of lists

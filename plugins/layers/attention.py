@@ -41,6 +41,7 @@ class MultiHeadAttention(lamina.Layer):
     """
 
     keeps = ("_rows", "_heads", "_weights", "_mask", "_context")
+    torch_layout = {"out_proj_weight": "out_proj.weight", "out_proj_bias": "out_proj.bias"}
 
     # One head: the property tests widen the input by 0-3 features, which must still split
     # into the heads (several heads are checked in lamina's gradient and PyTorch tests).
@@ -198,6 +199,8 @@ class TransformerBlock(lamina.Layer):
     linear2.weight.T (lamina's Linear keeps (in, out)), biases the same.
     """
 
+    torch_layout = {"attention.": "self_attn."}  # the sublayers convert their own entries first
+
     conformance_cases = [
         Case({"num_heads": 1, "ff_units": 6, "dropout": 0.0}, (2, 3, 4), wrong_shape=(2, 3, 6)),
         Case({"num_heads": 1, "ff_units": 5, "dropout": 0.0, "causal": True, "norm_first": False, "activation": "relu"},
@@ -254,6 +257,7 @@ class PositionalEmbedding(lamina.Layer):
     "weight" (max_len, features), N(0, 0.02^2) (the width is taken from the first input)."""
 
     keeps = ("_time",)
+    torch_layout = True  # "weight" (max_len, features), as an nn.Embedding(max_len, features) of positions
     conformance_cases = [Case({"max_len": 6}, (2, 4, 3), wrong_shape=(2, 7, 3))]
 
     def __init__(self, max_len: int) -> None:

@@ -62,6 +62,7 @@ class Sequential(_Container):
     """`layers` applied in order (a `lamina.Chain`), as one layer: `Sequential([Linear(64), "Relu"])`."""
 
     keeps = ()  # the sublayers keep what their backward needs
+    torch_layout = {"layers.": ""}  # torch.nn.Sequential: "0.weight"
     conformance_cases = [
         Case({"layers": [{"type": "Linear", "units": 4}, "Tanh", {"type": "Linear", "units": 2}]}, (4, 3),
              wrong_shape=(4, 5)),
@@ -96,6 +97,8 @@ class Residual(_Container):
     """
 
     keeps = ()
+    # A torch module holding `self.layers = nn.Sequential(...)`: "layers.0.weight"
+    torch_layout = True
     # Widths drawn by the property tests vary, so the cases keep the width whatever it is.
     conformance_cases = [
         Case({"layers": ["LayerNorm", "Tanh"]}, (4, 3), wrong_shape=(4, 2)),
@@ -141,6 +144,8 @@ class Parallel(_Container):
     """
 
     keeps = ("_outputs",)
+    # A torch module holding `self.branches = nn.ModuleList([nn.Sequential(...), ...])`: "branches.1.0.weight"
+    torch_layout = True
     conformance_cases = [
         Case({"branches": [[{"type": "Linear", "units": 2}, "Tanh"], [{"type": "Linear", "units": 3}]]}, (4, 3),
              wrong_shape=(4, 5)),

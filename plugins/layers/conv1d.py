@@ -66,6 +66,7 @@ class Conv1D(lamina.Layer):
     """
 
     keeps = ("_cols",)  # what forward keeps for backward
+    torch_layout = True  # torch.nn.Conv1d(channels, filters, kernel_size, stride, padding, dilation)
 
     conformance_cases = [
         Case({"filters": 2, "kernel_size": 3, "padding": 1}, (2, 3, 6), wrong_shape=(2, 2, 6)),

@@ -38,6 +38,7 @@ class Conv2D(lamina.Layer):
     """
 
     keeps = ("_cols",)  # what forward keeps for backward
+    torch_layout = True  # torch.nn.Conv2d(channels, filters, kernel_size, stride, padding, dilation)
 
     conformance_cases = [
         Case({"filters": 2, "kernel_size": 3, "padding": 1}, (2, 3, 5, 5), wrong_shape=(2, 2, 5, 5)),

@@ -15,6 +15,7 @@ class Embedding(lamina.Layer):
     """
 
     keeps = ("_ids",)  # what forward keeps for backward
+    torch_layout = True  # torch.nn.Embedding(num_embeddings, dim)
 
     conformance_cases = [Case({"num_embeddings": 7, "dim": 3, "dtype": "float64"}, (4, 3), input=integers(7))]
 

@@ -41,6 +41,12 @@ class Linear(lamina.Layer):
             return {}
         return {"weight": self.weight, "bias": self.bias}
 
+    def to_torch(self, state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """As torch.nn.Linear(in, units): "weight" (units, in), lamina's transposed; "bias" the same."""
+        return {name: value.T if name == "weight" else value for name, value in state.items()}
+
+    from_torch = to_torch  # a transpose is its own reverse
+
     def _build(self, x: np.ndarray) -> tuple[lamina.Parameter, lamina.Parameter]:
         """The new (weight, bias) for inputs like `x`."""
         if x.ndim == 0:

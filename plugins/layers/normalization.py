@@ -22,6 +22,10 @@ class BatchNorm(lamina.Layer):
     """
 
     keeps = ("_xhat", "_inv_std")  # what forward keeps for backward
+    # torch.nn.BatchNorm1d/2d(channels, eps, momentum): weight, bias, running_mean, running_var, and
+    # num_batches_tracked, which lamina does not count (torch reads it only when momentum=None)
+    torch_layout = True
+    torch_ignored = ("num_batches_tracked",)
 
     # Over (batch, features), a batch of 2 normalises each feature to about +-1 whatever the
     # input, so the input gradient is ~eps/var and its finite-difference check is noise.
@@ -45,6 +49,9 @@ class BatchNorm(lamina.Layer):
         if self.running_mean is None or self.running_var is None:
             return {}
         return {"running_mean": self.running_mean, "running_var": self.running_var}
+
+    def to_torch(self, state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {**state, "num_batches_tracked": np.zeros((), dtype=np.int64)}
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         if x.ndim < 2:
@@ -114,6 +121,7 @@ class LayerNorm(lamina.Layer):
     shape (features,), as torch.nn.LayerNorm(features). Backward as BatchNorm's, per row."""
 
     keeps = ("_xhat", "_inv_std")  # what forward keeps for backward
+    torch_layout = True  # torch.nn.LayerNorm(features, eps)
 
     conformance_cases = [Case(shape=(3, 4), wrong_shape=(3, 5)), Case(shape=(2, 3, 4))]
 

@@ -105,6 +105,9 @@ class _Recurrent(lamina.Layer):
     keeps = ("_weights", "_runs")  # what forward keeps for backward
     onnx_op = "RNN"  # the ONNX operator, and PyTorch's gate blocks in its order
     onnx_order: tuple[int, ...] = (0,)
+    # torch.nn.RNN/LSTM/GRU(features, units, batch_first=True, bidirectional=...): one layer, "_l0"
+    torch_layout = {f"{name}{suffix}": f"{name}_l0{suffix}" for suffix in ("", "_reverse")
+                    for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
 
     def __init__(self, units: int, return_sequences: bool = False, bidirectional: bool = False) -> None:
         name = type(self).__name__
