@@ -309,11 +309,26 @@ def generate(args: argparse.Namespace) -> int:
     return 0
 
 
+WEIGHT_SUFFIXES = (".safetensors", ".npz")
+
+
 def export(args: argparse.Namespace) -> int:
+    suffix = Path(args.out).suffix.lower()
+    if suffix not in (".onnx", *WEIGHT_SUFFIXES):
+        raise ArgumentError(f"lamina export {args.out}: name an .onnx file (the model as a graph) or a .safetensors "
+                            "or .npz file (its weights)")
+    if suffix == ".onnx" and args.layout is not None:
+        raise ArgumentError("--layout applies to weights files (.safetensors, .npz), not to ONNX")
     model = lamina.load(args.model)
+    if suffix in WEIGHT_SUFFIXES:
+        layout = args.layout or "lamina"
+        path = model.save_weights(args.out, layout=layout)
+        count = len(model.state_dict(layout=layout))
+        print(f"wrote {escape(str(path))}: {count} arrays in the {layout} layout")
+        return 0
     path = model.export_onnx(args.out, opset=args.opset)
     shape = ("batch", *(model.input_shape or ()))
-    print(f"wrote {path}: ONNX opset {args.opset}, input 'input' of shape {shape}, output 'output'")
+    print(f"wrote {escape(str(path))}: ONNX opset {args.opset}, input 'input' of shape {shape}, output 'output'")
     return 0
 
 
@@ -443,13 +458,16 @@ def _add_generate(commands: Any, common: argparse.ArgumentParser) -> None:
 
 def _add_export(commands: Any, common: argparse.ArgumentParser) -> None:
     p = commands.add_parser(
-        "export", parents=[common], help="write a saved model as an ONNX file",
+        "export", parents=[common], help="write a saved model as an ONNX file, or its weights",
         description="Write MODEL (a file from model.save or lamina train) as an ONNX file that computes "
-        "its predictions, for onnxruntime and other runtimes (needs: pip install onnx).",
+        "its predictions, for onnxruntime and other runtimes (needs: pip install onnx); or, to a .safetensors "
+        "or .npz file, its weights by name (--layout torch: the names and layouts torch.nn uses).",
     )
     p.add_argument("model", metavar="MODEL")
-    p.add_argument("out", metavar="OUT", help="the .onnx file to write")
+    p.add_argument("out", metavar="OUT", help="the file to write: .onnx, .safetensors or .npz")
     p.add_argument("--opset", type=int, default=17, metavar="N", help="the ONNX opset, 17 to 21 (default 17)")
+    p.add_argument("--layout", choices=("lamina", "torch"), default=None,
+                   help="weights files: the names and layouts of lamina (default) or of torch.nn")
     p.set_defaults(run=export)
 
 
