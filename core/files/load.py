@@ -458,12 +458,14 @@ def _restore_frozen(archive: _Archive, config: dict[str, Any], layers: list[Laye
                     params: dict[str, Parameter]) -> None:
     """The frozen flags, as saved: each layer's `trainable` and each parameter's (a file written
     before lamina kept them has none: everything trains)."""
-    paths = layer_paths(layers)
-    for path in config.get("frozen_layers", []):
+    paths, frozen = layer_paths(layers), set(config.get("frozen_layers", []))
+    for path in frozen:
         if path not in paths:
             raise archive.fail(f"its frozen layer {printable(path, 80)!r} is not one of its layers; it is corrupted")
-        paths[path]._trainable = False  # the layer's own flag: its parameters' come from their entries
-    for name, entry in config.get("weights", {}).items():
+    if frozen:
+        for path, layer in paths.items():  # outer layers first: each inner one then sets its own flag
+            layer.trainable = path not in frozen
+    for name, entry in config.get("weights", {}).items():  # last: a parameter's own flag is the one saved
         params[name].trainable = entry.get("trainable", True)
 
 

@@ -68,13 +68,15 @@ def resume(model: Trainable, path: str | os.PathLike[str], optim: object, owner:
             f"do not fit this model's ({', '.join(f'{k} {p.shape}' for k, p in mine.items())}); "
             "resume the same architecture"
         )
-    for name, param in mine.items():
-        param.value[...] = theirs[name].value
-        param.trainable = theirs[name].trainable  # the run goes on as it was: what was frozen stays frozen
+    # The run goes on as it was: what was frozen stays frozen, whatever `model` says. Outer layers
+    # first (each inner one then sets its own flag), the parameters' own flags last.
     saved_layers = layer_paths(saved.layers)
     for path, layer in layer_paths(model.layers).items():
         if path in saved_layers:
-            layer._trainable = saved_layers[path]._trainable
+            layer.trainable = saved_layers[path].trainable
+    for name, param in mine.items():
+        param.value[...] = theirs[name].value
+        param.trainable = theirs[name].trainable
     saved_buffers = named_buffers(saved.layers)
     for name, buffer in model.buffers().items():
         buffer[...] = saved_buffers[name]
