@@ -273,7 +273,8 @@ class Model(Chain):
 
     def summary(self) -> Summary:
         """A table of the layers (layers made of layers as a tree, e.g. '1.layers.0'), their
-        output shapes and parameter counts, and the total.
+        output shapes and parameter counts, and the total; where some are frozen, frozen layers
+        are marked "(frozen)" and the total is split: "Total params: N (trainable: T, frozen: F)".
 
         It is a str (print it, or read it); at the interactive prompt it shows as the table.
         """
@@ -295,18 +296,22 @@ class Model(Chain):
                 self._forward(np.zeros((1, *self.input_shape), dtype=self.input_dtype))
                 self.release()
         rows = [("#", "Layer", "Output shape", "Params")]
-        total = 0
+        total = frozen = 0
         for i, layer in enumerate(self.layers):
             count = sum(p.size for p in layer.parameters().values())
             total += count
+            frozen += sum(p.size for p in layer.parameters().values() if not p.trainable)
             for name, depth, inner in _tree(str(i), layer, 0):
                 params = count if inner is layer else sum(p.size for p in inner.parameters().values())
-                rows.append((name, "  " * depth + _label(inner), shapes.get(id(inner), "?"), f"{params:,}"))
+                label = _label(inner) + ("" if inner.trainable else " (frozen)")
+                rows.append((name, "  " * depth + label, shapes.get(id(inner), "?"), f"{params:,}"))
         widths = [max(len(row[c]) for row in rows) for c in range(4)]
         lines = ["  ".join(cell.ljust(w) if c < 3 else cell.rjust(w) for c, (cell, w) in enumerate(zip(row, widths)))
                  for row in rows]
         rule = "-" * len(lines[0])
         footer = f"Total params: {total:,}"
+        if frozen or not all(layer.trainable for layer in self.layers):
+            footer += f" (trainable: {total - frozen:,}, frozen: {frozen:,})"
         if self.input_shape is None:
             footer += " (layers are built on the first input: call the model on data to see all)"
         return Summary("\n".join([lines[0], rule, *lines[1:], rule, footer]))

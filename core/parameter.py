@@ -7,7 +7,7 @@ from typing import Any, cast
 import numpy as np
 from attrs import define, field, setters
 
-from lamina.checks import as_floating
+from lamina.checks import as_floating, boolean
 from lamina.files.budget import charge
 from lamina.trace import current
 
@@ -61,7 +61,9 @@ class Parameter(ArrayMethods):
     """A trainable array `.value` and its gradient `.grad` (zeros of the same shape and dtype).
 
     The array is used as given, not copied; integer or boolean values become float32.
-    Optimizers update `.value` in place, so references to it stay valid.
+    Optimizers update `.value` in place, so references to it stay valid. `trainable=False`
+    freezes it: no optimizer updates it or keeps state for it, and the built-in layers skip
+    computing its gradient (`.grad` stays zero); usually set through `Layer.trainable`.
 
     >>> p = Parameter(np.ones(3, dtype=np.float32)); p.grad
     array([0., 0., 0.], dtype=float32)
@@ -77,6 +79,7 @@ class Parameter(ArrayMethods):
 
     value: np.ndarray = field(converter=lambda value: as_floating(value, "value", "Parameter"))
     grad: np.ndarray = field(init=False)
+    _trainable: bool = field(default=True, kw_only=True, converter=lambda flag: boolean(flag, "trainable", "Parameter"))
 
     def __attrs_post_init__(self) -> None:
         # While a file loads, its gradient is charged to the loading budget before it exists.
@@ -98,9 +101,19 @@ class Parameter(ArrayMethods):
     def __getitem__(self, key: Any) -> Any:
         return _operands(self)[key]
 
+    @property
+    def trainable(self) -> bool:
+        """False when frozen: optimizers leave it alone and layers skip its gradient."""
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, flag: bool) -> None:
+        self._trainable = boolean(flag, "trainable", "Parameter")
+
     def zero_grad(self) -> None:
         """Reset the gradient to zero in place (backward passes add into it)."""
         self.grad.fill(0)
 
     def __repr__(self) -> str:
-        return f"Parameter(shape={self.value.shape}, dtype={self.value.dtype})"
+        frozen = "" if self._trainable else ", trainable=False"
+        return f"Parameter(shape={self.value.shape}, dtype={self.value.dtype}{frozen})"

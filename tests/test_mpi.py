@@ -229,3 +229,76 @@ def test_lamina_train_with_strategy_mpi_writes_once_and_matches_one_process(tmp_
     b = lamina.load(tmp_path / "two" / "model.npz").parameters()
     for key in a:
         assert np.allclose(a[key].value, b[key].value, rtol=1e-5, atol=1e-6), key
+
+
+FROZEN_SCRIPT = '''
+import sys
+import numpy as np
+import lamina
+
+strategy, out, mode = sys.argv[1], sys.argv[2], sys.argv[3]
+x, y, _, _ = lamina.dataset("spirals", n_samples=160)
+x = x.astype(np.float64)  # float64: two shards' sums round like one sum to ~1e-10
+lamina.seed(3)
+model = lamina.Model([
+    lamina.layer("Linear", 12), "Relu",
+    {"type": "Residual", "layers": [{"type": "BatchNorm"}, {"type": "Linear", "units": 12}, "Tanh"]},
+    lamina.layer("Linear", 3),
+])
+model.build(x)
+rank = lamina.strategy(strategy).rank
+model.layers[0].trainable = mode == "differ" and rank == 1  # the others freeze it alike
+model.layers[2].layers[0].trainable = False  # a BatchNorm inside a Residual: inference mode
+arrays = {f"before {k}": p.value.copy() for k, p in model.parameters().items()}
+arrays.update({f"before {k}": b.copy() for k, b in model.buffers().items()})
+model.train(x, y, optim=lamina.optimizer("AdamW", lr=0.01, weight_decay=0.1),
+            loss=lamina.loss("CrossEntropy", from_logits=True), epochs=2, batch_size=16, verbose=False,
+            strategy=strategy)
+if lamina.active_strategy().is_main:
+    arrays.update({f"after {k}": p.value for k, p in model.parameters().items()})
+    arrays.update({f"after {k}": b for k, b in model.buffers().items()})
+    np.savez(out, **arrays)
+'''
+
+
+def _run_frozen(tmp_path, ranks, mode="same"):
+    script = tmp_path / "frozen.py"
+    script.write_text(FROZEN_SCRIPT)
+    out = tmp_path / f"frozen-{ranks}.npz"
+    command = [sys.executable, str(script), "local" if ranks == 0 else "mpi", str(out), mode]
+    if ranks:
+        command = [MPIEXEC, "-n", str(ranks), *command]
+    environment = dict(os.environ, OPENBLAS_NUM_THREADS="1")
+    result = subprocess.run(command, capture_output=True, text=True, timeout=180, env=environment, cwd=tmp_path)
+    return result, out
+
+
+@needs_mpi
+def test_frozen_layers_stay_bit_identical_over_mpi_while_the_rest_matches_one_process(tmp_path):
+    runs = {}
+    for ranks in (0, 2):
+        result, out = _run_frozen(tmp_path, ranks)
+        assert result.returncode == 0, result.stderr
+        with np.load(out) as data:
+            runs[ranks] = dict(data)
+    frozen = ("0.", "2.layers.0.")
+    parallel = runs[2]
+    names = [key.split(" ", 1)[1] for key in parallel if key.startswith("after ")]
+    assert {"0.weight", "2.layers.0.weight", "2.layers.0.running_mean"} <= set(names)
+    for name in names:
+        before, after = parallel[f"before {name}"], parallel[f"after {name}"]
+        if name.startswith(frozen):  # weights, and the frozen BatchNorm's statistics
+            assert np.array_equal(after, before), name
+        else:
+            assert not np.array_equal(after, before), name
+            local = runs[0][f"after {name}"]
+            scale = max(float(np.abs(local).max()), 1e-30)
+            assert float(np.abs(local - after).max()) / scale < 1e-9, name
+
+
+@needs_mpi
+def test_ranks_that_freeze_different_layers_get_a_clear_error(tmp_path):
+    result, _ = _run_frozen(tmp_path, 2, mode="differ")
+    assert result.returncode != 0
+    assert "the 2 processes built models with different parameters" in result.stderr
+    assert "freeze the same layers" in result.stderr

@@ -63,7 +63,7 @@ KEYS = {
     "seed": "an int >= 0 seeding lamina's generator (default 0)",
     "output": "the output folder (default runs/<config name>)",
     "dataset": 'a dataset name or a table with "name" and its options',
-    "layers": 'a list of layer names or tables with "type" and its arguments',
+    "layers": 'a list of layer names or tables with "type" and its arguments (and trainable = false to freeze it)',
     "loss": f'a loss name or a table with "type" (default "{KINDS["loss"].default}")',
     "optimizer": f'an optimizer name or a table with "type" (default "{KINDS["optimizer"].default}")',
     "schedule": 'a table with "type": the optimizer\'s learning-rate schedule',
@@ -145,6 +145,8 @@ def parse(text: str, source: str, name: str = "run") -> RunConfig:
             raise config.error(key, f"expected {KEYS[key]}, got {describe(data[key])}")
     if not data["layers"]:
         raise config.error("layers", "the list is empty; a model needs at least one layer")
+    for i, spec in enumerate(data["layers"]):  # before the data loads: a wrong type fails at once
+        _trainable_flag(config, spec, f"layers[{i}]")
     data.setdefault("output", f"runs/{name}")
     return config
 
@@ -181,6 +183,29 @@ def build(config: RunConfig, kind: str, spec: Any, key: str, name_key: str = "ty
         return get_registry().build(kind, name, **args, **extra)
     except LaminaError as err:
         raise config.error(key, str(err)) from None
+
+
+def _trainable_flag(config: RunConfig, spec: Any, key: str) -> bool:
+    """A [[layers]] entry's `trainable` (True when absent); anything but true or false is a ConfigError."""
+    if not isinstance(spec, dict) or "trainable" not in spec:
+        return True
+    flag = spec["trainable"]
+    if not isinstance(flag, bool):
+        raise config.error(f"{key}.trainable",
+                           f"expected true or false (false freezes the layer), got {describe(flag)}")
+    return flag
+
+
+def build_layer(config: RunConfig, spec: Any, key: str) -> Any:
+    """The layer of a [[layers]] entry; `trainable = false` is taken out before the layer is built
+    by name, then freezes it (its parameters, those it builds later, and its sublayers')."""
+    trainable = _trainable_flag(config, spec, key)
+    if isinstance(spec, dict) and "trainable" in spec:
+        spec = {name: value for name, value in spec.items() if name != "trainable"}
+    layer = build(config, "layer", spec, key)
+    if not trainable:
+        layer.trainable = False
+    return layer
 
 
 def build_list(config: RunConfig, kind: str, key: str) -> list[Any]:

@@ -68,7 +68,7 @@ def _train(
     data = runconfig.load_dataset(config)
     config = runconfig.count_classes(config, data)  # units = "classes": the dataset's class count
     x_train, y_train, x_test, y_test = data
-    layers = [runconfig.build(config, "layer", spec, f"layers[{i}]") for i, spec in enumerate(config.get("layers"))]
+    layers = [runconfig.build_layer(config, spec, f"layers[{i}]") for i, spec in enumerate(config.get("layers"))]
     model = Model(layers)
     model.metadata.update(data.metadata)  # e.g. a text dataset's vocabulary, saved with the model
     if runconfig.split_options(config):  # which rows were held out: lamina evaluate scores the same

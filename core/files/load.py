@@ -26,7 +26,7 @@ from lamina.files.budget import Budget, Pass, loading, max_load_bytes, pass_byte
 from lamina.files.records import build_plugin, from_json
 from lamina.files.save import FORMAT, FORMAT_VERSION
 from lamina.parameter import Parameter
-from lamina.protocols.layer import Layer, building, metering, named_buffers, named_parameters, observing
+from lamina.protocols.layer import Layer, building, layer_paths, metering, named_buffers, named_parameters, observing
 from lamina.protocols.loss import Loss
 from lamina.protocols.metric import Metric
 from lamina.protocols.optimizer import Optimizer
@@ -320,6 +320,13 @@ def _check_structure(config: Any, archive: _Archive) -> None:
         entries = config.get(group, {})
         if not isinstance(entries, dict) or not all(_is_array_entry(e) for e in entries.values()):
             problems.append(f"{group!r} is not a table of arrays with a shape and a dtype")
+    weights = config.get("weights", {})
+    if isinstance(weights, dict) and not all(isinstance(e.get("trainable", True), bool) for e in weights.values()
+                                             if isinstance(e, dict)):
+        problems.append("a weight's 'trainable' is not true or false")
+    frozen = config.get("frozen_layers", [])
+    if not (isinstance(frozen, list) and all(isinstance(path, str) for path in frozen)):
+        problems.append("'frozen_layers' is not a list of layer paths")
     plugins = config.get("plugins", {})
     if not isinstance(plugins, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in plugins.items()):
         problems.append("'plugins' is not a table of package names and versions")
@@ -406,6 +413,7 @@ def _rebuild(archive: _Archive, config: dict[str, Any], budget: Budget) -> Saved
     params = named_parameters(layers)
     _fill(archive, "weight", config.get("weights", {}), {name: p.value for name, p in params.items()})
     _fill(archive, "buffer", config.get("buffers", {}), named_buffers(layers))
+    _restore_frozen(archive, config, layers, params)
     loss = build_plugin(config["loss"], f"{path}: loss") if "loss" in config else None
     metrics = [build_plugin(r, f"{path}: metrics[{i}]") for i, r in enumerate(config.get("metrics", []))]
     optim = _restore_optimizer(archive, config["optimizer"], params, budget) if "optimizer" in config else None
@@ -444,6 +452,21 @@ def _fill(archive: _Archive, kind: str, saved: dict[str, Any], arrays: dict[str,
         )
     for name, target in arrays.items():
         target[...] = archive.array(f"{kind}s/{name}.npy", target.shape)
+
+
+def _restore_frozen(archive: _Archive, config: dict[str, Any], layers: list[Layer],
+                    params: dict[str, Parameter]) -> None:
+    """The frozen flags, as saved: each layer's `trainable` and each parameter's (a file written
+    before lamina kept them has none: everything trains)."""
+    paths, frozen = layer_paths(layers), set(config.get("frozen_layers", []))
+    for path in frozen:
+        if path not in paths:
+            raise archive.fail(f"its frozen layer {printable(path, 80)!r} is not one of its layers; it is corrupted")
+    if frozen:
+        for path, layer in paths.items():  # outer layers first: each inner one then sets its own flag
+            layer.trainable = path not in frozen
+    for name, entry in config.get("weights", {}).items():  # last: a parameter's own flag is the one saved
+        params[name].trainable = entry.get("trainable", True)
 
 
 def _restore_optimizer(archive: _Archive, record: dict[str, Any], params: dict[str, Parameter], budget: Budget) -> Any:

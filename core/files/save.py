@@ -3,7 +3,8 @@
 Reading them back is `lamina.files.load`'s job.
 
 Layout (it is also a valid .npz):
-    config.json                   format, lamina's version, layers, plugins, weight names...
+    config.json                   format, lamina's version, layers, plugins, weight names (a frozen
+                                  one with "trainable": false), "frozen_layers" (their paths)...
     weights/<name>.npy            one per parameter, named like model.parameters() ("0.weight")
     buffers/<name>.npy            non-trained layer state, named like model.buffers()
     optimizer/<i>/<key>.npy       optimizer state arrays for parameter i (include_optimizer=True)
@@ -22,6 +23,7 @@ import numpy as np
 from lamina.errors import ArgumentError
 from lamina.files.atomic import atomic_write
 from lamina.files.records import describe_plugin, to_json
+from lamina.protocols.layer import layer_paths
 from lamina.protocols.trainable import Trainable
 from lamina.seeding import rng
 from lamina.version import __version__
@@ -56,9 +58,12 @@ def save_model(
         "layers": layers,
         "input_shape": None if model.input_shape is None else list(model.input_shape),
         "input_dtype": None if model.input_dtype is None else str(model.input_dtype),
-        "weights": {name: {"shape": list(p.shape), "dtype": str(p.value.dtype)} for name, p in params.items()},
+        "weights": {name: _weight_entry(p) for name, p in params.items()},
         "buffers": {name: {"shape": list(b.shape), "dtype": str(b.dtype)} for name, b in buffers.items()},
     }
+    frozen_layers = [path for path, layer in layer_paths(model.layers).items() if not layer.trainable]
+    if frozen_layers:  # only then: a file without the key loads with every layer trainable
+        config["frozen_layers"] = frozen_layers
     if model.loss is not None:
         config["loss"] = describe_plugin(model.loss, "loss", "Model.loss", 2)
     if model.metrics:
@@ -88,6 +93,14 @@ def save_model(
         for name, array in arrays.items():
             _write_array(archive, name, array)
     return atomic_write(path, buffer.getvalue())
+
+
+def _weight_entry(param: Any) -> dict[str, Any]:
+    """A weight's shape and dtype, and `"trainable": false` when it is frozen (absent: trainable)."""
+    entry: dict[str, Any] = {"shape": list(param.shape), "dtype": str(param.value.dtype)}
+    if not param.trainable:
+        entry["trainable"] = False
+    return entry
 
 
 def _optimizer_record(optim: Any, params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

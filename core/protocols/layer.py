@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 
 from lamina import trace
-from lamina.checks import printable
+from lamina.checks import boolean, printable
 from lamina.errors import LaminaError, ShapeError
 from lamina.parameter import Parameter
 from lamina.protocols.configurable import Configurable
@@ -36,6 +36,11 @@ class Layer(Configurable):
     as it was before, unbuilt. `parameters()` by default finds the Parameter attributes and
     those of sublayer attributes (a Layer, or a list or tuple of Layers) by name.
 
+    `trainable = False` freezes the layer: its parameters and its sublayers' (recursively),
+    including those it builds later; the input gradient still flows through it, so the layers
+    before it may train. A hand-written `backward` skips the gradient of a parameter whose
+    `trainable` is False (its `.grad` stays zero); a derived one does so by itself.
+
     A layer that learns something from the data before training (Normalization's mean and
     variance) defines `adapt(batches)` and an `adapted` property that is False until it has
     learned it. `Model.train` adapts each such layer at the top level of the model that is not
@@ -55,6 +60,7 @@ class Layer(Configurable):
     # release() then drops every underscore attribute that holds an array.
     keeps: tuple[str, ...] | None = None
     _built: bool = False  # True once build and the first forward have succeeded
+    _trainable: bool = True  # False once `trainable = False` was set (kept for parameters built later)
     _autodiff: bool = False  # no hand-written backward: lamina derives it from forward
 
     def __init_subclass__(cls, **kwargs: object) -> None:
@@ -73,6 +79,25 @@ class Layer(Configurable):
         self._training = mode
         for _, layer in self._sublayers():
             layer.training = mode
+
+    @property
+    def trainable(self) -> bool:
+        """False when frozen; setting it sets every parameter's `trainable` and the sublayers' (recursively)."""
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, flag: bool) -> None:
+        self._trainable = boolean(flag, "trainable", type(self).__name__)
+        for param in self.parameters().values():
+            param.trainable = self._trainable
+        for _, layer in self._sublayers():
+            layer.trainable = self._trainable
+
+    def _freeze_built(self) -> None:
+        """Parameters built after `trainable = False` was set on a layer take the flag."""
+        for layer in self.walk():
+            if not layer._trainable:
+                layer.trainable = False
 
     @property
     def adapted(self) -> bool:
@@ -136,7 +161,9 @@ class Layer(Configurable):
             self.build(x)
             self._built = True
             self.training = self.training  # sublayers made by build take the layer's mode
+            self._freeze_built()  # and its frozen flags; after forward, weights that forward built
             out = self._run(x)
+            self._freeze_built()
         except ShapeError:
             for layer, state in before:
                 vars(layer).clear()
@@ -206,8 +233,8 @@ class Layer(Configurable):
         return found.copy() if not found.flags.writeable or found is grad else found
 
     def parameters(self) -> dict[str, Parameter]:
-        """The layer's trainable parameters by name: by default its Parameter attributes by
-        attribute name, then its sublayers' as "name.param" or "name.0.param"."""
+        """The layer's parameters by name (frozen ones too): by default its Parameter attributes
+        by attribute name, then its sublayers' as "name.param" or "name.0.param"."""
         found: dict[str, Parameter] = {}
         for name, value in list(vars(self).items()):  # a snapshot: another thread may be in forward
             if isinstance(value, Parameter):
@@ -410,6 +437,21 @@ def observing(observer: Callable[[Layer, object], None]) -> Iterator[None]:
 def named_parameters(layers: Sequence[Layer]) -> dict[str, Parameter]:
     """Every layer's parameters, named '<layer index>.<name>' (e.g. '0.weight')."""
     return {f"{i}.{name}": param for i, layer in enumerate(layers) for name, param in layer.parameters().items()}
+
+
+def layer_paths(layers: Sequence[Layer]) -> dict[str, Layer]:
+    """Every layer and, recursively, its sublayers, named by where they sit ('0', '1.layers.0'),
+    as the parameters' names begin."""
+    found: dict[str, Layer] = {}
+
+    def visit(path: str, layer: Layer) -> None:
+        found[path] = layer
+        for name, inner in layer._sublayers():
+            visit(f"{path}.{name}", inner)
+
+    for i, layer in enumerate(layers):
+        visit(str(i), layer)
+    return found
 
 
 def named_buffers(layers: Sequence[Layer]) -> dict[str, np.ndarray]:

@@ -21,6 +21,8 @@ class Optimizer(Configurable):
     `self.state[param]`, as in torch.optim, where `self.state` maps each Parameter to its dict.
     `self.current_lr` is the step's learning rate (from `self.lr`, a number or a Schedule),
     and `self.iterations` counts the steps taken. Subclasses need not call `super().__init__()`.
+    A frozen parameter (`trainable` False) is skipped: `update` is never called for it, so it
+    gets no state and no change (weight decay included).
     """
 
     iterations: int = 0
@@ -34,7 +36,7 @@ class Optimizer(Configurable):
         return optimizer
 
     def step(self, parameters: Iterable[Parameter] | Mapping[str, Parameter]) -> None:
-        """Apply one update to every parameter from its `.grad`."""
+        """Apply one update to every trainable parameter from its `.grad` (frozen ones are left alone)."""
         if isinstance(parameters, Mapping):
             parameters = list(parameters.values())
         elif isinstance(parameters, Parameter):
@@ -49,7 +51,8 @@ class Optimizer(Configurable):
                 )
         self.current_lr = self.learning_rate()
         for param in parameters:
-            self.update(param, self.state_for(param))
+            if param.trainable:
+                self.update(param, self.state_for(param))
         self.iterations += 1
 
     def learning_rate(self) -> float | None:

@@ -62,7 +62,7 @@ class Strategy(Configurable):
     def reduce_step(self, params: Sequence[Parameter], sums: list[float]) -> list[float]:
         """After this process's backward pass: turn each parameter's gradient into the gradient
         of the global batch's mean loss, and `sums` (loss and metric sums over this process's
-        rows) into sums over the global batch."""
+        rows) into sums over the global batch. The step passes the trainable parameters only."""
         return sums
 
     def batch_statistics(self, x: np.ndarray, axes: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, int]:
@@ -100,7 +100,8 @@ class DataParallel(Strategy):
         """Check that every process built the same parameters, then start from rank 0's."""
         params = named_parameters(getattr(model, "layers", []))
         buffers = named_buffers(getattr(model, "layers", []))
-        layout = repr([(name, p.shape, str(p.value.dtype)) for name, p in params.items()])
+        # The frozen flags too: each step's allreduce packs the trainable gradients only.
+        layout = repr([(name, p.shape, str(p.value.dtype), p.trainable) for name, p in params.items()])
         mine = np.array([zlib.crc32(layout.encode())], dtype=np.float64)  # exact: below 2^53
         first = mine.copy()
         self.broadcast(first)
@@ -109,8 +110,8 @@ class DataParallel(Strategy):
         if differ[0]:
             raise ShapeError(
                 f"strategy {type(self).__name__.lower()!r}: the {self.size} processes built models with different "
-                f"parameters (this is process {self.rank}: {layout}); every process must build the same model "
-                "from the same data shapes"
+                f"parameters (this is process {self.rank}: {layout}: name, shape, dtype, trainable); every process "
+                "must build the same model from the same data shapes and freeze the same layers"
             )
         arrays = [p.value for p in params.values()] + list(buffers.values())
         if arrays:
@@ -155,8 +156,9 @@ class DataParallel(Strategy):
     def reduce_step(self, params: Sequence[Parameter], sums: list[float]) -> list[float]:
         """One allreduce per step: every gradient, weighted by this shard's share of the global
         batch (so the sum is the gradient of the global batch's mean loss), and the sums, packed
-        into one buffer in the gradients' own dtype (float32 halves the bytes sent)."""
-        grads = [param.grad for param in params]
+        into one buffer in the gradients' own dtype (float32 halves the bytes sent). Frozen
+        parameters are left out: their gradients are neither sent nor overwritten."""
+        grads = [param.grad for param in params if param.trainable]
         total = sum(g.size for g in grads)
         buffer = np.empty(total + len(sums), dtype=grads[0].dtype if grads else np.float64)
         offset = 0

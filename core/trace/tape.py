@@ -41,7 +41,8 @@ class Tape(Trace):
         """The leaf that stands for `param` in this forward (the same one each time it is used)."""
         entry = self.params.get(id(param))
         if entry is None or entry[1].value is not param.value:
-            entry = self.params[id(param)] = (param, self.leaf(param.value))
+            # A frozen parameter's leaf wants no gradient: the rules skip its vjp.
+            entry = self.params[id(param)] = (param, self.leaf(param.value, needed=param.trainable))
         return entry[1]
 
     def refuse(self, what: str, why: str | None = None) -> LaminaError:
@@ -52,7 +53,8 @@ class Tape(Trace):
         if type(item) is Traced:
             return item.value, item, item.needed
         if isinstance(item, Parameter):
-            return item.value, self.parameter(item), True
+            leaf = self.parameter(item)
+            return item.value, leaf, leaf.needed
         return _plain(item), None, False
 
     def apply(self, row: Primitive, operands: list[Any], params: dict[str, Any]) -> Any:
@@ -128,8 +130,8 @@ class Tape(Trace):
         self.handwritten.add(id(layer))
         with tracing(None):  # its forward works on plain arrays: its Parameters too
             out = layer.forward(x.value)
-        # needed: its parameters want gradients even when its input does not
-        return self.record(out, [x], layer.backward, needed=True)
+        # needed: its parameters want gradients even when its input does not (unless all are frozen)
+        return self.record(out, [x], layer.backward, needed=any(p.trainable for p in layer.parameters().values()))
 
 
 class Traced(Operand):

@@ -9,7 +9,7 @@ from lamina.errors import ArgumentError, ShapeError
 from lamina.files.load import read_model, restore_generator
 from lamina.files.save import save_model
 from lamina.protocols.callback import Callback
-from lamina.protocols.layer import named_buffers, named_parameters
+from lamina.protocols.layer import layer_paths, named_buffers, named_parameters
 from lamina.protocols.optimizer import Optimizer
 from lamina.protocols.strategy import active_strategy
 from lamina.protocols.trainable import Trainable
@@ -53,8 +53,8 @@ class Checkpoint(Callback):
 
 
 def resume(model: Trainable, path: str | os.PathLike[str], optim: object, owner: str) -> tuple[Optimizer, History, int]:
-    """Restore a checkpoint into `model` (already built): weights, buffers, optimizer state,
-    lamina's generator and the history; returns (optimizer, history, epochs done)."""
+    """Restore a checkpoint into `model` (already built): weights, buffers, frozen flags,
+    optimizer state, lamina's generator and the history; returns (optimizer, history, epochs done)."""
     where = f"{owner}(resume_from={str(path)!r})"
     saved = read_model(path)
     if saved.progress is None or saved.optimizer is None:
@@ -68,8 +68,15 @@ def resume(model: Trainable, path: str | os.PathLike[str], optim: object, owner:
             f"do not fit this model's ({', '.join(f'{k} {p.shape}' for k, p in mine.items())}); "
             "resume the same architecture"
         )
+    # The run goes on as it was: what was frozen stays frozen, whatever `model` says. Outer layers
+    # first (each inner one then sets its own flag), the parameters' own flags last.
+    saved_layers = layer_paths(saved.layers)
+    for path, layer in layer_paths(model.layers).items():
+        if path in saved_layers:
+            layer.trainable = saved_layers[path].trainable
     for name, param in mine.items():
         param.value[...] = theirs[name].value
+        param.trainable = theirs[name].trainable
     saved_buffers = named_buffers(saved.layers)
     for name, buffer in model.buffers().items():
         buffer[...] = saved_buffers[name]

@@ -45,12 +45,15 @@ class Step:
         else:
             model.backward(loss.backward())
         sums = [value * rows, *(float(metric(pred, yb)) * rows for metric in self.metrics)]
-        sums = self.strategy.reduce_step(self.params, sums)
+        # Frozen parameters take no part: not summed over processes, clipped or updated (read
+        # each step: a callback may freeze or unfreeze a layer between steps).
+        params = [param for param in self.params if param.trainable]
+        sums = self.strategy.reduce_step(params, sums)
         if not math.isfinite(sums[0]) or not _all_finite(self.grads):
             raise NonFiniteError(explain(model, loss, xb, yb, self.optim.iterations))
         if self.clip is not None:
-            clip_grad_norm(self.params, self.clip)
-        self.optim.step(self.params)
+            clip_grad_norm(params, self.clip)
+        self.optim.step(params)
         return sums
 
 

@@ -127,8 +127,10 @@ class MultiHeadAttention(lamina.Layer):
         batch, heads, time, width = q.shape
         embed = heads * width
         g = grad.reshape(-1, embed)
-        self.out_proj_weight.grad += g.T @ self._context
-        self.out_proj_bias.grad += np.ones(g.shape[0], dtype=g.dtype) @ g
+        if self.out_proj_weight.trainable:  # a frozen parameter's gradient is never computed
+            self.out_proj_weight.grad += g.T @ self._context
+        if self.out_proj_bias.trainable:
+            self.out_proj_bias.grad += np.ones(g.shape[0], dtype=g.dtype) @ g
         d_context = np.ascontiguousarray(
             (g @ self.out_proj_weight.value).reshape(batch, time, heads, width).transpose(0, 2, 1, 3))
         attended = weights if mask is None else weights * mask
@@ -145,8 +147,10 @@ class MultiHeadAttention(lamina.Layer):
         d_heads[0] *= 1.0 / math.sqrt(width)  # d_q, through the scaling
         np.matmul(d_scores, q, out=d_heads[1])  # d_k (q scaled: the scale is already in)
         d_rows = d_heads.transpose(1, 3, 0, 2, 4).reshape(-1, 3 * embed)
-        self.in_proj_weight.grad += d_rows.T @ self._rows
-        self.in_proj_bias.grad += np.ones(d_rows.shape[0], dtype=d_rows.dtype) @ d_rows
+        if self.in_proj_weight.trainable:
+            self.in_proj_weight.grad += d_rows.T @ self._rows
+        if self.in_proj_bias.trainable:
+            self.in_proj_bias.grad += np.ones(d_rows.shape[0], dtype=d_rows.dtype) @ d_rows
         if not self.needs_input_grad:
             return None
         return (d_rows @ self.in_proj_weight.value).reshape(batch, time, embed)
@@ -289,7 +293,8 @@ class PositionalEmbedding(lamina.Layer):
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
         time = self._time  # first: before any forward, this is the error that says so
-        self.weight.grad[:time] += grad.sum(axis=0)
+        if self.weight.trainable:
+            self.weight.grad[:time] += grad.sum(axis=0)
         return grad
 
     def to_onnx(self, graph, x):

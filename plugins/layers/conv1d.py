@@ -187,9 +187,13 @@ class Conv1D(lamina.Layer):
         # [dL/dW, dL/db] = g cols^T (the bias row of cols is ones), dL/dcols = W^T g.
         g = grad.transpose(1, 0, 2).reshape(self.filters, n * out_len)
         rows = channels * k
-        both = cols @ g.T  # (rows + 1, filters): OpenBLAS runs it faster than g @ cols.T
-        self.weight.grad += both[:rows].T.reshape(self.weight.shape)
-        self.bias.grad += both[rows]
+        if self.weight.trainable:
+            both = cols @ g.T  # (rows + 1, filters): OpenBLAS runs it faster than g @ cols.T
+            self.weight.grad += both[:rows].T.reshape(self.weight.shape)
+            if self.bias.trainable:
+                self.bias.grad += both[rows]
+        elif self.bias.trainable:  # the weight frozen: the bias row of the product alone
+            self.bias.grad += g.sum(axis=1)
         if not self.needs_input_grad:  # the model's first layer: no col2im at all
             return None
         dcols = (self.weight.value.reshape(self.filters, rows).T @ g).reshape(channels, k, n, out_len)

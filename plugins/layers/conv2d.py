@@ -139,8 +139,10 @@ class Conv2D(lamina.Layer):
         oh, ow = self._out_hw
         g = grad.transpose(1, 0, 2, 3).reshape(self.filters, n * oh * ow)
         weight = self.weight.value.reshape(self.filters, -1)
-        self.weight.grad += (g @ self._cols.T).reshape(self.weight.shape)
-        self.bias.grad += g.sum(axis=1)
+        if self.weight.trainable:  # a frozen one's gradient is never computed
+            self.weight.grad += (g @ self._cols.T).reshape(self.weight.shape)
+        if self.bias.trainable:
+            self.bias.grad += g.sum(axis=1)
         if not self.needs_input_grad:  # the model's first layer: no col2im at all
             return None
         dcols = (weight.T @ g).reshape(channels, kh, kw, n, oh, ow)

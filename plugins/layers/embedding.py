@@ -61,7 +61,8 @@ class Embedding(lamina.Layer):
         return self.weight.value[ids]
 
     def backward(self, grad: np.ndarray) -> None:
-        np.add.at(self.weight.grad, self._ids.ravel(), grad.reshape(-1, self.dim))
+        if self.weight.trainable:  # frozen: nothing to compute
+            np.add.at(self.weight.grad, self._ids.ravel(), grad.reshape(-1, self.dim))
         return None
 
     def to_onnx(self, graph, x):

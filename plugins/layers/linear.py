@@ -89,9 +89,11 @@ class Linear(lamina.Layer):
         x = self._x
         x2 = x.reshape(-1, x.shape[-1])
         g2 = grad.reshape(-1, self.units)
-        # dL/dW = x^T g and dL/db = sum of g over the batch; dL/dx = g W^T.
-        self.weight.grad += x2.T @ g2
-        self.bias.grad += np.ones(g2.shape[0], dtype=g2.dtype) @ g2  # a BLAS product: 2x faster than sum
+        # dL/dW = x^T g and dL/db = sum of g over the batch; dL/dx = g W^T. None for a frozen one.
+        if self.weight.trainable:
+            self.weight.grad += x2.T @ g2
+        if self.bias.trainable:
+            self.bias.grad += np.ones(g2.shape[0], dtype=g2.dtype) @ g2  # a BLAS product: 2x faster than sum
         if not self.needs_input_grad:  # the model's first layer: skip a whole matrix product
             return None
         if grad.ndim > 2:  # one product over all rows (see forward)

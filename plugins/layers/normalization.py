@@ -19,6 +19,10 @@ class BatchNorm(lamina.Layer):
     running = (1 - momentum) running + momentum batch (the variance unbiased), as
     torch.nn.BatchNorm1d/2d; inference uses the running statistics.
     Backward (training): dx = inv_std / n * (n dxhat - sum dxhat - xhat sum(dxhat xhat)).
+
+    Frozen (`trainable = False`, as Keras fine-tuning does it): the layer runs in inference
+    mode even while the model trains: it normalises with its running statistics and does not
+    update them, so a frozen BatchNorm stays bit-identical; the gradient still flows through.
     """
 
     keeps = ("_xhat", "_inv_std")  # what forward keeps for backward
@@ -69,7 +73,8 @@ class BatchNorm(lamina.Layer):
             )
         axes = (0, *range(2, x.ndim))
         view = (1, channels) + (1,) * (x.ndim - 2)
-        if self.training:
+        batch_stats = self.training and self.trainable  # frozen: inference mode (see the docstring)
+        if batch_stats:
             # Over the whole global batch: with several processes, the strategy sums their shards.
             mean, var, count = lamina.active_strategy().batch_statistics(x, axes)
             if count < 2:
@@ -87,15 +92,17 @@ class BatchNorm(lamina.Layer):
         inv_std = (1.0 / np.sqrt(var + self.eps)).astype(x.dtype, copy=False)
         xhat = (x - mean.reshape(view)) * inv_std.reshape(view)
         self._xhat, self._inv_std, self._axes, self._view = xhat, inv_std, axes, view
-        self._batch_stats = self.training
+        self._batch_stats = batch_stats
         return xhat * self.weight.value.reshape(view) + self.bias.value.reshape(view)
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
         if self.weight is None or self.bias is None:
             raise lamina.LaminaError(f"{self!r}: backward was called before forward; call the layer on an input first")
         xhat, axes, view = self._xhat, self._axes, self._view
-        self.weight.grad += (grad * xhat).sum(axis=axes)
-        self.bias.grad += grad.sum(axis=axes)
+        if self.weight.trainable:  # a frozen parameter's gradient is never computed
+            self.weight.grad += (grad * xhat).sum(axis=axes)
+        if self.bias.trainable:
+            self.bias.grad += grad.sum(axis=axes)
         dxhat = grad * self.weight.value.reshape(view)
         inv_std = self._inv_std.reshape(view)
         if not self._batch_stats:  # inference: a fixed affine map
@@ -172,8 +179,10 @@ class LayerNorm(lamina.Layer):
         w = self.weight.value
         gx = g * xhat
         ones = np.ones(g.shape[0], dtype=g.dtype)
-        self.weight.grad += ones @ gx
-        self.bias.grad += ones @ g
+        if self.weight.trainable:  # a frozen parameter's gradient is never computed
+            self.weight.grad += ones @ gx
+        if self.bias.trainable:
+            self.bias.grad += ones @ g
         # dx = inv_std (dxhat - mean(dxhat) - xhat mean(dxhat xhat)), dxhat = g w, per row
         mean_d = (g @ w) * (1.0 / features)
         mean_dx = (gx @ w) * (1.0 / features)

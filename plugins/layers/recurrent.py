@@ -178,6 +178,8 @@ class _Recurrent(lamina.Layer):
     def _add(self, name: str, internal: np.ndarray) -> None:
         """Add a gradient whose gate blocks are in the internal order into the Parameter `name`."""
         param = getattr(self, name)
+        if not param.trainable:  # frozen: its gradient stays zero
+            return
         if self.order == tuple(range(self.gates)):
             param.grad += internal
         else:
@@ -269,18 +271,20 @@ class _Recurrent(lamina.Layer):
                 reverse=reverse,
             )
             # Step t read [h_prev; 1; x_t]: one product over all steps gives dW_hh, the bias
-            # and dW_ih, for the gate blocks whose two sides have the same gradient.
-            read = _read(run["z"], reverse)
-            dw = np.tensordot(dgh, read, axes=([0, 2], [0, 2]))
-            hidden, inputs = dw[:, :units + 1], dw[:, units:]
-            if dgi is not dgh:
-                rows = slice((self.shared or 0) * units, None)
-                inputs = inputs.copy()  # the bias column is the hidden side's too
-                inputs[rows] = np.tensordot(dgi[:, rows], read[:, units:], axes=([0, 2], [0, 2]))
-            self._add(f"weight_hh{suffix}", hidden[:, :units])
-            self._add(f"bias_hh{suffix}", hidden[:, units])
-            self._add(f"bias_ih{suffix}", inputs[:, 0])
-            self._add(f"weight_ih{suffix}", inputs[:, 1:])
+            # and dW_ih, for the gate blocks whose two sides have the same gradient; none when
+            # the direction's parameters are all frozen.
+            if any(getattr(self, name + suffix).trainable for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")):
+                read = _read(run["z"], reverse)
+                dw = np.tensordot(dgh, read, axes=([0, 2], [0, 2]))
+                hidden, inputs = dw[:, :units + 1], dw[:, units:]
+                if dgi is not dgh:
+                    rows = slice((self.shared or 0) * units, None)
+                    inputs = inputs.copy()  # the bias column is the hidden side's too
+                    inputs[rows] = np.tensordot(dgi[:, rows], read[:, units:], axes=([0, 2], [0, 2]))
+                self._add(f"weight_hh{suffix}", hidden[:, :units])
+                self._add(f"bias_hh{suffix}", hidden[:, units])
+                self._add(f"bias_ih{suffix}", inputs[:, 0])
+                self._add(f"weight_ih{suffix}", inputs[:, 1:])
             if self.needs_input_grad:  # False for a model's first layer: skip a product
                 step = np.matmul(w.ih.T, dgi)  # (time, features, batch)
                 dx = step if dx is None else dx + step
