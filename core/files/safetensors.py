@@ -201,10 +201,12 @@ def _check_json_size(text: bytes, where: str) -> None:
 
 def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     table = dict(pairs)
-    if len(table) < len(pairs):
+    if len(table) < len(pairs):  # the spec forbids duplicate keys: which one would be the tensor?
         seen: set[str] = set()
-        repeated = next(key for key, _ in pairs if key in seen or seen.add(key))  # type: ignore[func-returns-value]
-        raise ValueError(f"the key {printable(repr(repeated), 80)} appears twice in one object")
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"the key {printable(repr(key), 80)} appears twice in one object")
+            seen.add(key)
     return table
 
 
@@ -222,6 +224,12 @@ def _entries(header: dict[str, Any], where: str) -> list[Entry]:
     if not isinstance(metadata, dict) or not all(isinstance(value, str) for value in metadata.values()):
         raise FileFormatError(f"{where}: its {METADATA!r} is {describe(metadata)}, not a table of strings; "
                               f"{_CORRUPTED}")
+    for text in (*header, *metadata, *metadata.values()):
+        try:  # JSON's escapes can spell a lone surrogate, which is no text
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise FileFormatError(f"{where}: its header holds the name or text {printable(repr(text), 80)}, which "
+                                  f"is not valid Unicode (a lone surrogate); {_CORRUPTED}") from None
     return [_entry(name, entry, where) for name, entry in header.items() if name != METADATA]
 
 
