@@ -24,6 +24,7 @@ from lamina.errors import (
 )
 from lamina.files.atomic import atomic_write
 from lamina.files.state import LoadReport
+from lamina.files.weights import read_weights, write_weights
 from lamina.hookspecs import hookimpl, hookspec
 from lamina.model import Model
 from lamina.model import load_model as load
@@ -121,10 +122,12 @@ __all__ = [
     "metric",
     "ops",
     "optimizer",
+    "read_weights",
     "register_plugin",
     "resolve",
     "rng",
     "schedule",
     "seed",
     "strategy",
+    "write_weights",
 ]
