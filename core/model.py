@@ -18,7 +18,8 @@ from lamina.errors import ArgumentError
 from lamina.export.exporter import export_onnx
 from lamina.files.load import read_model
 from lamina.files.save import save_model
-from lamina.files.state import LoadReport, load_state_dict, state_dict
+from lamina.files.state import LoadReport, checked, load_state_dict, state_dict
+from lamina.files.weights import read_weights, write_weights
 from lamina.parameter import Parameter
 from lamina.protocols.chain import Chain
 from lamina.protocols.configurable import config_repr
@@ -156,6 +157,24 @@ class Model(Chain):
         BatchNorm's `num_batches_tracked` is accepted and ignored. The model must be built."""
         with self.lock:
             return load_state_dict(self, state, strict, layout)
+
+    def save_weights(self, path: str | os.PathLike[str], layout: str = "lamina",
+                     metadata: Mapping[str, str] | None = None) -> Path:
+        """Write `state_dict(layout)` to a .safetensors or .npz file (by suffix), atomically: the
+        weights alone, by name, for lamina or (`layout="torch"`) for torch.nn and the ecosystem
+        (`safetensors.torch.load_file` reads it). `metadata` (str -> str, .safetensors only) goes
+        into the file's header. Returns the path."""
+        state = self.state_dict(layout=layout)
+        write_weights(path, state, metadata)
+        return Path(path)
+
+    def load_weights(self, path: str | os.PathLike[str], strict: bool = True, layout: str = "lamina",
+                     max_bytes: int | None = None) -> LoadReport:
+        """Read a .safetensors or .npz weights file (within the loading budget: `max_bytes`, see
+        `lamina.read_weights`) and load it as `load_state_dict(state, strict, layout)` does; returns
+        the LoadReport. The model must be built (`build(x)`)."""
+        checked(self, layout, "load_weights")  # built, a known layout: before reading a byte of the file
+        return self.load_state_dict(read_weights(path, max_bytes=max_bytes), strict, layout)
 
     def build(self, x: np.ndarray) -> None:
         """Run one row through the layers when the model has seen no input yet, so that every

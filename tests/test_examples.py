@@ -48,6 +48,19 @@ def test_digits_examples_reach_their_test_accuracy(example, target):
     assert accuracy >= target, result.stdout
 
 
+def test_the_fine_tuning_example_transfers_a_frozen_body_to_a_new_head(tmp_path):
+    sys.path.insert(0, str(ROOT / "examples"))
+    try:
+        import fine_tune
+    finally:
+        sys.path.remove(str(ROOT / "examples"))
+    results = fine_tune.main(tmp_path)
+    assert results["pretrained: the ten digits"] >= 0.95
+    assert results["odd/even, pretrained body, head not trained yet"] < 0.7  # a new head knows nothing yet
+    assert results["odd/even fine-tuned, body frozen (20 images)"] >= 0.8
+    assert (tmp_path / "digits.safetensors").is_file()
+
+
 USE_SNAKE = """
 import numpy as np
 import lamina

@@ -12,6 +12,7 @@ from typing import Any
 
 from attrs import field, frozen
 
+from lamina.app import initial
 from lamina.checks import MAX_NESTING, describe, nesting, printable
 from lamina.errors import ArgumentError, ConfigError, LaminaError
 from lamina.protocols.dataset import Data
@@ -67,6 +68,7 @@ KEYS = {
     "loss": f'a loss name or a table with "type" (default "{KINDS["loss"].default}")',
     "optimizer": f'an optimizer name or a table with "type" (default "{KINDS["optimizer"].default}")',
     "schedule": 'a table with "type": the optimizer\'s learning-rate schedule',
+    "init": 'a table: weights = "a weights or model file" to start from (and layout, strict, exclude, freeze)',
     **config_keys(),
 }
 REQUIRED = ("dataset", "layers")
@@ -147,6 +149,7 @@ def parse(text: str, source: str, name: str = "run") -> RunConfig:
         raise config.error("layers", "the list is empty; a model needs at least one layer")
     for i, spec in enumerate(data["layers"]):  # before the data loads: a wrong type fails at once
         _trainable_flag(config, spec, f"layers[{i}]")
+    initial.check(config)
     data.setdefault("output", f"runs/{name}")
     return config
 

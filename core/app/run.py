@@ -11,6 +11,7 @@ from typing import Any
 from attrs import frozen
 
 from lamina.app import config as runconfig
+from lamina.app import initial
 from lamina.app.outputs import output_folder, remove_stale_temporaries
 from lamina.app.plotting import INSTALL_HINT, have_matplotlib, plot_curves
 from lamina.checks import printable
@@ -83,6 +84,9 @@ def _train(
         raise ConfigError(f"{config.source}: --resume: no checkpoint at {checkpoint}; train without --resume first")
     if resume and strategy.is_main:  # what an interrupted save of this run's own files left behind
         remove_stale_temporaries(_files_written(folder, callbacks))
+    if not resume:  # a resumed run takes its weights and flags from its checkpoint
+        for line in initial.start_from_weights(config, model, x_train[:1]):
+            say(line)
     options = runconfig.training_options(config) | ({"epochs": epochs} if epochs else {})
     try:
         history = model.train(

@@ -68,7 +68,7 @@ class LoadReport:
 
 def state_dict(model: Trainable, layout: str) -> dict[str, np.ndarray]:
     """`Model.state_dict`: copies of the parameters and buffers, by name, in `layout`."""
-    layout = _checked(model, layout, "state_dict")
+    layout = checked(model, layout, "state_dict")
     if layout == "lamina":  # layer by layer, as torch orders them
         arrays = {f"{i}.{name}": array for i, layer in enumerate(model.layers)
                   for name, array in _own_state(layer).items()}
@@ -173,7 +173,7 @@ def _entries(out: object, layer: Layer, where: str, hook: str) -> dict[str, np.n
 
 def load_state_dict(model: Trainable, state: object, strict: bool, layout: str) -> LoadReport:
     """`Model.load_state_dict`: check everything, then copy what fits into the model's arrays."""
-    layout = _checked(model, layout, "load_state_dict")
+    layout = checked(model, layout, "load_state_dict")
     strict = boolean(strict, "strict", "Model.load_state_dict")
     given = _given(state)
     targets = {name: param.value for name, param in named_parameters(model.layers).items()}
@@ -200,7 +200,8 @@ def load_state_dict(model: Trainable, state: object, strict: bool, layout: str) 
     return report
 
 
-def _checked(model: Trainable, layout: str, method: str) -> str:
+def checked(model: Trainable, layout: str, method: str) -> str:
+    """`layout`, checked for `Model.<method>`, on a model that must be built (else a LaminaError)."""
     layout = one_of(layout, "layout", f"Model.{method}", LAYOUTS)
     if model.input_shape is None:
         raise LaminaError(
