@@ -133,7 +133,8 @@ class Model(Chain):
     # -- parameters ----------------------------------------------------------------------
 
     def parameters(self) -> dict[str, Parameter]:
-        """Every trainable parameter, named '<layer index>.<name>' (e.g. '0.weight')."""
+        """Every parameter, frozen ones included (`param.trainable` says which train), named
+        '<layer index>.<name>' (e.g. '0.weight')."""
         return named_parameters(self.layers)
 
     def buffers(self) -> dict[str, np.ndarray]:
