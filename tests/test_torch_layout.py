@@ -248,3 +248,25 @@ def test_a_torch_state_dict_given_as_lamina_layout_suggests_the_torch_layout():
     theirs, ours, _ = built("conv2d-batchnorm-linear-layernorm")
     with pytest.raises(lamina.ShapeError, match="layout='torch'"):
         ours.load_state_dict(numpy_state(theirs))
+
+
+# -- through files: the safetensors package writes torch's weights, lamina reads them, and back ------------
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same'")
+@pytest.mark.parametrize("name", ["conv2d-batchnorm-linear-layernorm", "embedding-gru-linear", "multihead-attention",
+                                  "transformer-norm-first-gelu"])
+def test_weights_saved_by_the_safetensors_package_load_with_the_torch_layout_and_back(name, tmp_path):
+    safetensors_torch = pytest.importorskip("safetensors.torch", reason="the reference: pip install safetensors")
+    theirs, ours, x = built(name, np.float32)
+    state = {key: value for key, value in numpy_state(theirs).items() if not key.endswith("num_batches_tracked")}
+    randomized = random_state({key: value.shape for key, value in state.items()}, seed=5)
+    theirs.load_state_dict({key: torch.from_numpy(value.astype(np.float32)) for key, value in randomized.items()},
+                           strict=False)
+    safetensors_torch.save_file(theirs.state_dict(), str(tmp_path / "torch.safetensors"))
+    assert ours.load_weights(tmp_path / "torch.safetensors", layout="torch").ok
+    np.testing.assert_allclose(ours.predict(x), torch_predict(theirs, x), rtol=1e-5, atol=1e-5)
+    ours.load_state_dict(random_state({k: v.shape for k, v in ours.state_dict().items()}, seed=6))
+    ours.save_weights(tmp_path / "lamina.safetensors", layout="torch")
+    theirs.load_state_dict(safetensors_torch.load_file(str(tmp_path / "lamina.safetensors")), strict=True)
+    np.testing.assert_allclose(torch_predict(theirs, x), ours.predict(x), rtol=1e-5, atol=1e-5)
