@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import zipfile
 from pathlib import Path
 from typing import IO, Any
@@ -20,7 +19,7 @@ import numpy as np
 from attrs import define
 
 from lamina.autodiff import no_recording
-from lamina.checks import MAX_NESTING, printable
+from lamina.checks import MAX_NESTING, json_depth, json_without_strings, printable
 from lamina.errors import FileFormatError, LaminaError
 from lamina.files.budget import Budget, Pass, loading, max_load_bytes, pass_bytes
 from lamina.files.records import build_plugin, from_json
@@ -163,7 +162,7 @@ class _Archive:
             text = self._read(stream, MAX_CONFIG_BYTES + 1, "config.json")
         if len(text) > MAX_CONFIG_BYTES:
             raise self.fail(f"its config.json holds more than {MAX_CONFIG_BYTES:,} bytes; it is corrupted or forged")
-        depth = _json_depth(text)
+        depth = json_depth(json_without_strings(text))
         if depth > MAX_NESTING:
             raise self.fail(
                 f"its config.json nests {depth:,} levels of lists and tables, over the limit of {MAX_NESTING} "
@@ -258,23 +257,6 @@ class _Archive:
             raise self.fail(f"cannot read {name!r} from the model file ({type(err).__name__}: {err}); "
                             "it is corrupted") from None
         return filled
-
-
-_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
-_BRACKET_STEPS = bytes.maketrans(b"[{]}", bytes([1, 1, 255, 255]))
-
-
-def _json_depth(text: bytes) -> int:
-    """How deep lists and tables nest in a JSON text, counted on its bytes before it is parsed
-    (brackets inside strings are text); a few passes in C and small numpy chunks."""
-    steps = _JSON_STRING.sub(b"", text).translate(None, _NOT_BRACKETS).translate(_BRACKET_STEPS)
-    deepest = level = 0
-    chunk = 2**20
-    for start in range(0, len(steps), chunk):
-        levels = level + np.cumsum(np.frombuffer(steps[start : start + chunk], dtype=np.int8), dtype=np.int64)
-        deepest, level = max(deepest, int(levels.max())), int(levels[-1])
-    return deepest
 
 
 def _parse_json(text: bytes, archive: _Archive) -> Any:

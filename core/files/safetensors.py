@@ -25,7 +25,7 @@ from typing import IO, Any, NamedTuple
 
 import numpy as np
 
-from lamina.checks import MAX_NESTING, describe, printable
+from lamina.checks import MAX_NESTING, describe, json_depth, json_without_strings, printable
 from lamina.errors import ArgumentError, FileFormatError
 from lamina.files.arrays import reading
 from lamina.files.atomic import atomic_write
@@ -166,10 +166,7 @@ def _read_header(stream: IO[bytes], size: int, where: str) -> dict[str, Any]:
     return header
 
 
-_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _LONG_NUMBER = re.compile(rb"[0-9]{%d}" % (MAX_INTEGER_DIGITS + 1))
-_BRACKET_STEPS = bytes.maketrans(b"[{]}", bytes([1, 1, 255, 255]))
-_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
 
 
 def _check_json_size(text: bytes, where: str) -> None:
@@ -180,7 +177,7 @@ def _check_json_size(text: bytes, where: str) -> None:
     if strings > MAX_HEADER_STRINGS:
         raise FileFormatError(f"{where}: its header holds {strings:,} strings, over the limit of "
                               f"{MAX_HEADER_STRINGS:,} (about {MAX_TENSORS:,} tensors); {_CORRUPTED}")
-    bare = _JSON_STRING.sub(b"", text)
+    bare = json_without_strings(text)
     items = bare.count(b",") + bare.count(b":")
     if items > MAX_HEADER_ITEMS:
         raise FileFormatError(f"{where}: its header holds {items:,} values, over the limit of {MAX_HEADER_ITEMS:,} "
@@ -189,11 +186,7 @@ def _check_json_size(text: bytes, where: str) -> None:
     if long:
         raise FileFormatError(f"{where}: its header holds a number of more than {MAX_INTEGER_DIGITS} digits; "
                               f"{_CORRUPTED}")
-    steps = bare.translate(None, _NOT_BRACKETS).translate(_BRACKET_STEPS)
-    depth = level = 0
-    for start in range(0, len(steps), CHUNK_BYTES):  # levels of a chunk at a time, not of 100 MB
-        levels = level + np.cumsum(np.frombuffer(steps[start: start + CHUNK_BYTES], dtype=np.int8), dtype=np.int64)
-        depth, level = max(depth, int(levels.max())), int(levels[-1])
+    depth = json_depth(bare)
     if depth > MAX_NESTING:
         raise FileFormatError(f"{where}: its header nests {depth:,} levels of lists and tables, over the limit of "
                               f"{MAX_NESTING} (lamina.checks.MAX_NESTING; a safetensors header needs 3); {_CORRUPTED}")
