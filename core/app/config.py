@@ -12,7 +12,6 @@ from typing import Any
 
 from attrs import field, frozen
 
-from lamina.app import initial
 from lamina.checks import MAX_NESTING, describe, nesting, printable
 from lamina.errors import ArgumentError, ConfigError, LaminaError
 from lamina.protocols.dataset import Data
@@ -149,9 +148,42 @@ def parse(text: str, source: str, name: str = "run") -> RunConfig:
         raise config.error("layers", "the list is empty; a model needs at least one layer")
     for i, spec in enumerate(data["layers"]):  # before the data loads: a wrong type fails at once
         _trainable_flag(config, spec, f"layers[{i}]")
-    initial.check(config)
+    check_init(config)
     data.setdefault("output", f"runs/{name}")
     return config
+
+
+INIT_KEYS = {
+    "weights": "the weights file to start from: .safetensors, .npz, or a model file from lamina train",
+    "layout": '"lamina" (default) or "torch": whose names and shapes the file has',
+    "strict": "true (default): every weight of the model must be in the file and fit; false: load what fits",
+    "exclude": 'a list of names (glob patterns, e.g. ["6.*"]) of the file not to load: a head to train afresh',
+    "freeze": 'a list of parameter names (glob patterns, e.g. ["0.*", "2.*"]) to freeze: they do not train',
+}
+LAYOUTS = ("lamina", "torch")
+
+
+def check_init(config: RunConfig) -> None:
+    """The [init] table's keys and types, when the config is read."""
+    table = config.get("init")
+    if table is None:
+        return
+    if not isinstance(table, dict):
+        raise config.error("init", f"expected a table with {', '.join(INIT_KEYS)}, got {describe(table)}")
+    for key in table:
+        if key not in INIT_KEYS:
+            raise config.error(f"init.{key}", f"unknown key; [init] takes {', '.join(INIT_KEYS)}")
+    if not isinstance(table.get("weights"), str) or not table["weights"].strip():
+        raise config.error("init.weights", f"expected {INIT_KEYS['weights']} as a path string, got "
+                           f"{describe(table.get('weights'))}")
+    if table.get("layout", "lamina") not in LAYOUTS:
+        raise config.error("init.layout", f"expected {INIT_KEYS['layout']}, got {describe(table['layout'])}")
+    if not isinstance(table.get("strict", True), bool):
+        raise config.error("init.strict", f"expected true or false, got {describe(table['strict'])}")
+    for key in ("exclude", "freeze"):
+        value = table.get(key, [])
+        if not (isinstance(value, list) and all(isinstance(p, str) and p for p in value)):
+            raise config.error(f"init.{key}", f"expected {INIT_KEYS[key]}, got {describe(value)}")
 
 
 def _check_type(config: RunConfig, key: str, kind: type, expected: str) -> None:

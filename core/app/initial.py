@@ -7,58 +7,23 @@
     exclude = ["6.*"]                     # names not to load (a head to train afresh)
     freeze = ["0.*", "2.*"]               # parameter names to freeze (glob patterns)
 
-The table is checked when the config is read (before any data loads); the weights are loaded
-once the model is built, before training starts. A resumed run takes its weights and flags
-from its checkpoint instead.
+The table is checked when the config is read (`config.check_init`, before any data loads);
+the weights are loaded once the model is built, before training starts. A resumed run takes
+its weights and flags from its checkpoint instead.
 """
 from __future__ import annotations
 
 import fnmatch
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from lamina.checks import describe
+from lamina.app.config import RunConfig
 from lamina.errors import ConfigError, LaminaError
 from lamina.files.weights import read_weights
 from lamina.model import Model, load_model
-
-KEYS = {
-    "weights": "the weights file to start from: .safetensors, .npz, or a model file from lamina train",
-    "layout": '"lamina" (default) or "torch": whose names and shapes the file has',
-    "strict": "true (default): every weight of the model must be in the file and fit; false: load what fits",
-    "exclude": 'a list of names (glob patterns, e.g. ["6.*"]) of the file not to load: a head to train afresh',
-    "freeze": 'a list of parameter names (glob patterns, e.g. ["0.*", "2.*"]) to freeze: they do not train',
-}
-LAYOUTS = ("lamina", "torch")
-
-if TYPE_CHECKING:  # config.py checks [init] with this module: no import back at run time
-    from lamina.app.config import RunConfig
-
-
-def check(config: RunConfig) -> None:
-    """The [init] table's keys and types, when the config is read."""
-    table = config.get("init")
-    if table is None:
-        return
-    if not isinstance(table, dict):
-        raise config.error("init", f"expected a table with {', '.join(KEYS)}, got {describe(table)}")
-    for key in table:
-        if key not in KEYS:
-            raise config.error(f"init.{key}", f"unknown key; [init] takes {', '.join(KEYS)}")
-    if not isinstance(table.get("weights"), str) or not table["weights"].strip():
-        raise config.error("init.weights", f"expected {KEYS['weights']} as a path string, got "
-                           f"{describe(table.get('weights'))}")
-    if table.get("layout", "lamina") not in LAYOUTS:
-        raise config.error("init.layout", f"expected {KEYS['layout']}, got {describe(table['layout'])}")
-    if not isinstance(table.get("strict", True), bool):
-        raise config.error("init.strict", f"expected true or false, got {describe(table['strict'])}")
-    for key in ("exclude", "freeze"):
-        value = table.get(key, [])
-        if not (isinstance(value, list) and all(isinstance(p, str) and p for p in value)):
-            raise config.error(f"init.{key}", f"expected {KEYS[key]}, got {describe(value)}")
 
 
 def start_from_weights(config: RunConfig, model: Model, x: Any) -> list[str]:
