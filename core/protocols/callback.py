@@ -3,7 +3,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from lamina.errors import ArgumentError
 from lamina.protocols.configurable import Configurable
+
+# Which way a logged value improves, by its name without "val_" (as Keras decides: a loss is
+# minimised, a metric goes the way its kind does). Losses and errors are checked first.
+LOWER_IS_BETTER = ("loss", "error", "mae", "mse", "mape", "msle", "crossentropy", "hinge", "divergence")
+HIGHER_IS_BETTER = ("acc", "auc", "precision", "recall", "f1")
 
 
 class Callback(Configurable):
@@ -19,6 +25,24 @@ class Callback(Configurable):
 
     def set_model(self, model: Any) -> None:
         self.model = model
+
+    @staticmethod
+    def monitor_mode(monitor: str, mode: str, owner: str) -> str:
+        """"min" or "max": the direction in which the logged value `monitor` improves. `mode`
+        "min" or "max" is kept; "auto" reads the name: losses and errors ("loss", "val_mae", ...)
+        "min", accuracies, AUC, precision, recall and F1 "max"; any other name is an ArgumentError
+        asking for mode="min" or "max"."""
+        if mode in ("min", "max"):
+            return mode
+        name = monitor.lower().removeprefix("val_")
+        if any(word in name for word in LOWER_IS_BETTER):
+            return "min"
+        if any(word in name for word in HIGHER_IS_BETTER):
+            return "max"
+        raise ArgumentError(
+            f"{owner}(monitor={monitor!r}, mode={mode!r}): cannot tell from the name whether {monitor!r} "
+            "improves up or down; pass mode='min' (lower is better) or mode='max' (higher is better)"
+        )
 
     def on_train_begin(self, logs: dict[str, float] | None = None) -> None:
         """Called once before the first epoch."""

@@ -1,4 +1,5 @@
-"""Callbacks: EarlyStopping, LearningRateLogger, CSVLogger, and core's Checkpoint by name."""
+"""Callbacks: EarlyStopping, ReduceLROnPlateau, LearningRateLogger, CSVLogger, TensorBoard, and core's
+Checkpoint by name."""
 from __future__ import annotations
 
 import csv
@@ -11,6 +12,7 @@ from typing import Any
 import numpy as np
 
 import lamina
+from lamina.plugins.training.tensorboard import TensorBoard
 
 
 class EarlyStopping(lamina.Callback):
@@ -83,6 +85,89 @@ class EarlyStopping(lamina.Callback):
         return self._sign * self.best
 
 
+class ReduceLROnPlateau(lamina.Callback):
+    """Multiply the optimizer's learning rate by `factor` when `monitor` has not improved for
+    `patience` epochs, with Keras' rule (keras/src/callbacks/reduce_lr_on_plateau.py):
+
+    an epoch improves when its value beats the best by more than `min_delta` (below it in mode
+    "min", above it in "max"); every other epoch adds one to a wait count, except during the
+    `cooldown` epochs after a reduction, which reset it. When the count reaches `patience` and
+    the rate is above `min_lr`, the rate becomes max(lr * factor, min_lr) and the count restarts.
+    Each epoch logs "lr": the rate that epoch trained with (a reduction shows the epoch after).
+
+    The optimizer's `lr` must be a number: a Schedule already decides the rate at every step.
+    `mode` "auto" reads the name (see `Callback.monitor_mode`).
+    """
+
+    def __init__(
+        self,
+        monitor: str = "val_loss",
+        factor: float = 0.1,
+        patience: int = 10,
+        min_delta: float = 1e-4,
+        cooldown: int = 0,
+        min_lr: float = 0.0,
+        mode: str = "auto",
+    ) -> None:
+        owner = "ReduceLROnPlateau"
+        if not isinstance(monitor, str) or not monitor:
+            raise lamina.ArgumentError(f"{owner}(monitor={monitor!r}): monitor must name a logged value, e.g. "
+                                       "'val_loss'")
+        self.monitor = monitor
+        # 0 < factor < 1: the rate goes down, and stays a positive number an optimizer takes
+        self.factor = lamina.checks.fraction(factor, "factor", owner, low_open=True)
+        self.patience = lamina.checks.non_negative_int(patience, "patience", owner, example=10)
+        self.min_delta = lamina.checks.non_negative_number(min_delta, "min_delta", owner, example=1e-4)
+        self.cooldown = lamina.checks.non_negative_int(cooldown, "cooldown", owner)
+        self.min_lr = lamina.checks.non_negative_number(min_lr, "min_lr", owner, example=1e-6)
+        self.mode = lamina.checks.one_of(mode, "mode", owner, ("auto", "min", "max"))
+        self._sign = 1.0 if self.monitor_mode(monitor, mode, owner) == "min" else -1.0
+
+    def on_train_begin(self, logs: dict[str, float] | None = None) -> None:
+        optim = self.model.optimizer
+        lr = getattr(optim, "lr", None)
+        if isinstance(lr, lamina.Schedule):
+            raise lamina.ArgumentError(
+                f"ReduceLROnPlateau: the optimizer {optim!r} takes its learning rate from the schedule {lr!r}, "
+                "which sets it at every step; give the optimizer a number as lr to let ReduceLROnPlateau lower it, "
+                "or drop one of the two"
+            )
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)):
+            raise lamina.ArgumentError(
+                f"ReduceLROnPlateau: the optimizer {optim!r} has no learning rate `lr` as a number "
+                f"(it has {lamina.checks.describe(lr)}); use an optimizer whose lr is a number"
+            )
+        self.best = math.inf  # sign * value: lower is better
+        self.wait = 0
+        self.cooldown_counter = 0
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
+        optim = self.model.optimizer
+        logs["lr"] = float(optim.lr)  # before any reduction: the rate of this epoch, as Keras logs it
+        if self.monitor not in logs:
+            raise lamina.ArgumentError(
+                f"ReduceLROnPlateau(monitor={self.monitor!r}): no such value in this epoch's logs "
+                f"(they have {', '.join(map(repr, logs))}); monitor one of those, or pass "
+                "validation_data or validation_split to get 'val_*' values"
+            )
+        current = self._sign * logs[self.monitor]
+        if self.cooldown_counter > 0:
+            self.cooldown_counter -= 1
+            self.wait = 0
+        if current < self.best - self.min_delta:
+            self.best, self.wait = current, 0
+        elif self.cooldown_counter == 0:
+            self.wait += 1
+            if self.wait >= self.patience:
+                old = float(optim.lr)
+                if old > self.min_lr:
+                    optim.lr = max(old * self.factor, self.min_lr)
+                    epochs = f"{self.wait} epoch" + ("s" if self.wait != 1 else "")
+                    lamina.echo(f"ReduceLROnPlateau: epoch {epoch + 1}: {self.monitor} has not improved for {epochs}; "
+                                f"learning rate {old:.4g} -> {optim.lr:.4g}")
+                    self.cooldown_counter, self.wait = self.cooldown, 0
+
+
 class LearningRateLogger(lamina.Callback):
     """Adds the optimizer's learning rate of the epoch's last step to the logs as "lr"."""
 
@@ -123,6 +208,8 @@ class CSVLogger(lamina.Callback):
 @lamina.hookimpl
 def register_callbacks(register):
     register(EarlyStopping)
+    register(ReduceLROnPlateau)
     register(LearningRateLogger)
     register(CSVLogger)
+    register(TensorBoard)
     register(lamina.Checkpoint)  # core's own: `lamina train --resume` relies on it
