@@ -68,6 +68,8 @@ KEYS = {
     "optimizer": f'an optimizer name or a table with "type" (default "{KINDS["optimizer"].default}")',
     "schedule": 'a table with "type": the optimizer\'s learning-rate schedule',
     "init": 'a table: weights = "a weights or model file" to start from (and layout, strict, exclude, freeze)',
+    "tensorboard": "true or false (default): write TensorBoard event files into <output>/tensorboard "
+                   "(needs pip install 'lamina[tensorboard]')",
     **config_keys(),
 }
 REQUIRED = ("dataset", "layers")
@@ -131,6 +133,7 @@ def parse(text: str, source: str, name: str = "run") -> RunConfig:
             raise config.error(key, f"missing; it is required: {KEYS[key]}")
     _check_int(config, "seed", minimum=0)
     _check_type(config, "output", str, "a folder path as a string")
+    _check_type(config, "tensorboard", bool, KEYS["tensorboard"])
     if "output" in data and (not data["output"].strip() or "\0" in data["output"]):
         raise config.error("output",
                            f"{describe(data['output'])} is no folder name; name the folder, e.g. "

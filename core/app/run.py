@@ -78,6 +78,9 @@ def _train(
     optim = runconfig.build_optimizer(config)
     metrics = runconfig.build_list(config, "metric", "metrics")
     callbacks = runconfig.build_list(config, "callback", "callbacks")
+    if config.get("tensorboard", False):  # after the config's callbacks: it shows what they log
+        tensorboard = {"type": "TensorBoard", "log_dir": str(folder / "tensorboard")}
+        callbacks.append(runconfig.build(config, "callback", tensorboard, "tensorboard"))
     checkpoint = folder / "checkpoint.npz"
     callbacks.append(Checkpoint(checkpoint))
     if resume and not checkpoint.is_file():
