@@ -251,7 +251,8 @@ def test_the_same_seed_gives_the_same_initial_weights():
 
 TESTED = {
     "metric": {"accuracy", "binary_accuracy", "mae", "mse"},
-    "callback": {"EarlyStopping", "LearningRateLogger", "CSVLogger", "Checkpoint"},  # +test_checkpoint.py
+    "callback": {"EarlyStopping", "LearningRateLogger", "CSVLogger", "Checkpoint",  # +test_checkpoint.py
+                 "ReduceLROnPlateau", "TensorBoard"},  # test_reduce_lr.py, test_tensorboard.py
     "initializer": {"glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_normal",
                     "zeros", "ones", "normal"},
     "schedule": {"Constant", "StepDecay", "ExponentialDecay", "CosineDecay"},  # test_optimizers.py
