@@ -119,8 +119,6 @@ def _train(
             say(f"  test {key}: {score:.4f}")
     say(f"model: {files['model']}" + (f" (resumed from {checkpoint})" if resume else ""))
     say(f"metrics: {files['metrics']}")
-    if "report" in files:
-        say(f"report: {files['report']}")
     if "curves" in files:
         say(f"curves: {files['curves']}")
     else:

@@ -45,7 +45,7 @@ def decisions(pred: np.ndarray, y: object, owner: str, threshold: float, sample_
         truth, predicted, classes = binary_truth(y, len(scores), owner), (scores > threshold).astype(np.int64), 2
     else:
         labels, rows = class_targets(pred, y, owner)
-        truth = labels if rows is None else rows.argmax(axis=1)
+        truth = labels if labels is not None else np.asarray(rows).argmax(axis=1)
         predicted, classes = pred.argmax(axis=1), pred.shape[1]
     return truth, predicted, weights_of(sample_weight, len(truth), positions, owner), classes
 
@@ -61,7 +61,7 @@ def scores_of(pred: np.ndarray, y: object, owner: str, sample_weight: object
         truth = binary_truth(y, len(scores), owner)
     else:
         labels, rows = class_targets(pred, y, owner)
-        truth = labels if rows is None else rows.argmax(axis=1)
+        truth = labels if labels is not None else np.asarray(rows).argmax(axis=1)
         scores = pred.astype(np.float64)
         if not ((scores >= 0).all() and np.allclose(scores.sum(axis=1), 1.0, atol=1e-4)):  # logits
             shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
@@ -126,7 +126,7 @@ def roc_auc(truth: np.ndarray, score: np.ndarray, weights: np.ndarray) -> float:
         keep = np.flatnonzero(np.r_[True, np.logical_or(np.diff(fps, 2), np.diff(tps, 2)), True])
         fps, tps = fps[keep], tps[keep]
     fpr, tpr = np.r_[0.0, fps] / fps[-1], np.r_[0.0, tps] / tps[-1]
-    trapezoid = getattr(np, "trapezoid", None) or np.trapz  # numpy 2 renamed it
+    trapezoid = getattr(np, "trapezoid", None) or getattr(np, "trapz")  # noqa: B009 (numpy 2 renamed it)
     return float(trapezoid(tpr, fpr))
 
 
