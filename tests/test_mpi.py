@@ -302,3 +302,54 @@ def test_ranks_that_freeze_different_layers_get_a_clear_error(tmp_path):
     assert result.returncode != 0
     assert "the 2 processes built models with different parameters" in result.stderr
     assert "freeze the same layers" in result.stderr
+
+
+# -- metrics over the whole set: the state of every process summed --------------------------------
+
+METRICS_SCRIPT = '''
+import sys
+import numpy as np
+import lamina
+
+out = sys.argv[2]
+x, y, _, _ = lamina.dataset("spirals", n_samples=150)
+lamina.seed(3)
+model = lamina.Model([lamina.layer("Linear", 8), "Tanh", lamina.layer("Linear", 3), "Softmax"])
+metrics = ["f1", lamina.metric("recall", average="weighted", name="recall_weighted"),
+           lamina.metric("top_k_accuracy", k=2), "auc", lamina.metric("auc", curve="pr", name="auc_pr"),
+           "confusion_matrix", "accuracy"]
+model.layers[0].trainable = False  # fixed predictions: every epoch's metrics are those of the same outputs
+model.layers[2].trainable = False
+history = model.train(x, y, loss="CrossEntropy", epochs=2, batch_size=8, metrics=metrics, validation_split=0.2,
+                      verbose=False, strategy=sys.argv[1])
+if lamina.active_strategy().is_main:
+    np.savez(out, pred=model.predict(x), y=y, **{key: np.array(values) for key, values in history.items()})
+'''
+
+
+@needs_mpi
+def test_metrics_over_mpi_equal_one_process_and_sklearn(tmp_path):
+    metrics = pytest.importorskip("sklearn.metrics", reason="scikit-learn is the reference")
+    script = tmp_path / "metrics.py"
+    script.write_text(METRICS_SCRIPT)
+    environment = dict(os.environ, OPENBLAS_NUM_THREADS="1")
+    outputs = {}
+    for ranks in (0, 2):
+        out = tmp_path / f"metrics-{ranks}.npz"
+        command = [sys.executable, str(script), "local" if ranks == 0 else "mpi", str(out)]
+        if ranks:
+            command = [MPIEXEC, "-n", str(ranks), *command]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=180, env=environment, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        outputs[ranks] = dict(np.load(out))
+    one, two = outputs[0], outputs[2]
+    assert "confusion_matrix" not in two
+    for key in ("f1", "recall_weighted", "top_k_accuracy", "auc", "auc_pr", "accuracy"):
+        np.testing.assert_allclose(two[key], one[key], rtol=1e-12, err_msg=key)
+        np.testing.assert_allclose(two[f"val_{key}"], one[f"val_{key}"], rtol=1e-12, err_msg=key)
+    split = int(len(one["y"]) * 0.8)
+    p, y = one["pred"][:split], one["y"][:split]
+    assert two["f1"][-1] == pytest.approx(metrics.f1_score(y, p.argmax(1), average="macro"), rel=1e-12)
+    assert two["auc"][-1] == pytest.approx(metrics.roc_auc_score(y, p, multi_class="ovr"), rel=1e-12)
+    assert two["auc_pr"][-1] == pytest.approx(metrics.average_precision_score(y, p), rel=1e-12)
+    assert two["top_k_accuracy"][-1] == pytest.approx(metrics.top_k_accuracy_score(y, p, k=2), rel=1e-12)

@@ -31,6 +31,7 @@ from lamina.files import arrays
 from lamina.files import load as loading
 from lamina.files.atomic import atomic_write
 from lamina.registry import KINDS, PluginInfo, Registry, get_registry, normalize_package
+from lamina.training import loop
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -250,15 +251,40 @@ def evaluate(args: argparse.Namespace) -> int:
     options = data.data_options(args.data_option)
     x, y, rows = data.scored_data(args.data, args.target, options, args.all_rows, model.metadata)
     metrics = args.metrics if args.metrics is not None else model.metrics
-    result: dict[str, Any] = model.evaluate(x, y, loss=args.loss, metrics=metrics, batch_size=args.batch_size)
+    with model.lock, model.inference():  # Model.evaluate's own steps, with the report
+        result: dict[str, Any] = loop.evaluate(model, x, y, args.loss, metrics, args.batch_size, report=args.report)
     if args.json:
-        print(json.dumps({**result, "rows": rows}, indent=2))
+        print(json.dumps(run.as_json({**result, "rows": rows}), indent=2))
     else:
         if not args.quiet:
             print(escape(data.rows_line(rows), lines=True))
+        report = result.pop("report", None)
         for key, value in result.items():
-            print(f"{escape(key)}: {value:.6g}")
+            if np.ndim(value):  # a confusion matrix: rows the true class
+                print(f"{escape(key)}:\n{np.array2string(np.asarray(value), precision=6)}")
+            else:
+                print(f"{escape(key)}: {value:.6g}")
+        if report is not None:
+            print(report_table(report))
     return 0
+
+
+def report_table(report: dict[str, Any]) -> str:
+    """The evaluation report as a text table: one line per class, the averages, the confusion matrix."""
+    width = max([len("weighted avg"), *(len(escape(row["class"])) for row in report["classes"])])
+    lines = [f"{'class':<{width}}  precision     recall         f1    support"]
+    for row in report["classes"]:
+        lines.append(f"{escape(row['class']):<{width}}  {row['precision']:9.4f}  {row['recall']:9.4f}  "
+                     f"{row['f1']:9.4f}  {row['support']:9g}")
+    total = sum(row["support"] for row in report["classes"])
+    lines.append(f"{'accuracy':<{width}}  {'':9}  {'':9}  {report['accuracy']:9.4f}  {total:9g}")
+    for key in ("macro", "weighted"):
+        avg = report[key]
+        lines.append(f"{key + ' avg':<{width}}  {avg['precision']:9.4f}  {avg['recall']:9.4f}  {avg['f1']:9.4f}  "
+                     f"{total:9g}")
+    lines.append("confusion matrix (rows: true class, columns: predicted):")
+    lines.append(np.array2string(np.asarray(report["confusion_matrix"]), precision=6))
+    return "\n".join(lines)
 
 
 def predict(args: argparse.Namespace) -> int:
@@ -436,8 +462,10 @@ def _add_evaluate(commands: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--loss", help="the loss (default: the one the model was trained with)")
     p.add_argument("--metrics", nargs="*", metavar="METRIC", help="metrics (default: those of training)")
     p.add_argument("--batch-size", type=int, metavar="N", help="rows per forward pass")
+    p.add_argument("--report", action="store_true",
+                   help="also per-class precision, recall, F1 and support, and the confusion matrix (classifiers)")
     p.add_argument("--json", action="store_true",
-                   help='print a JSON object: the scores and "rows" (which rows were scored)')
+                   help='print a JSON object: the scores and "rows" (which rows were scored), and "report"')
     p.set_defaults(run=evaluate)
 
 

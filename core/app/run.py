@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from attrs import frozen
 
 from lamina.app import config as runconfig
@@ -22,6 +23,7 @@ from lamina.model import Model
 from lamina.protocols.strategy import Strategy
 from lamina.registry import KINDS, get_registry, normalize_package
 from lamina.seeding import seed
+from lamina.training import loop
 from lamina.training.checkpoint import Checkpoint
 from lamina.training.history import History
 from lamina.training.loop import validation_split_point
@@ -99,10 +101,14 @@ def _train(
     except LaminaError as err:
         raise type(err)(f"{config.source}: training failed: {err}") from None
     test = model.evaluate(x_test, y_test, metrics=metrics) if len(x_test) else {}
+    # a classifier's report over the test rows (all processes take part in the collective)
+    report = classifier_report(model, loss, x_test, y_test) if len(x_test) else None
     if not strategy.is_main:  # the main process writes the files
         return RunResult(model, history, test, folder, {})
     trained = validation_split_point(len(x_train), config.get("validation_split", 0.0))
     files = _write_reports(config, model, history, test, folder)
+    if report is not None:
+        files["report"] = atomic_write(folder / "report.json", json.dumps(as_json(report), indent=2) + "\n")
     held_out = f" ({len(x_train) - trained} held out for validation)" if trained < len(x_train) else ""
     say(f"trained {len(history)} epochs on {trained} samples{held_out}")
     for key, value in history.history.items():
@@ -112,7 +118,8 @@ def _train(
             note = "" if last == len(value) - 1 else f" (epoch {last + 1}, the last it was logged in)"
             say(f"  final {key}: {value[last]:.4f}{note}")
     for key, score in test.items():
-        say(f"  test {key}: {score:.4f}")
+        if not np.ndim(score):  # a confusion matrix is in metrics.json
+            say(f"  test {key}: {score:.4f}")
     say(f"model: {files['model']}" + (f" (resumed from {checkpoint})" if resume else ""))
     say(f"metrics: {files['metrics']}")
     if "curves" in files:
@@ -122,11 +129,38 @@ def _train(
     return RunResult(model, history, test, folder, files)
 
 
+CLASSIFICATION_LOSSES = ("crossentropy", "binarycrossentropy")
+
+
+def classifier_report(model: Model, loss: Any, x: Any, y: Any) -> dict[str, Any] | None:
+    """evaluate's report on (x, y) for a classifier: a model trained with a classification loss
+    (CrossEntropy; BinaryCrossEntropy with one output; a plugin loss whose class says
+    `classifies = True`); None for any other model."""
+    kind = type(loss).__name__.lower()
+    if not (kind in CLASSIFICATION_LOSSES or getattr(loss, "classifies", False)):
+        return None
+    if kind == "binarycrossentropy" and np.ndim(y) > 1 and np.shape(y)[1] != 1:
+        return None  # several independent yes/no outputs (multi-label): no single class per row
+    with model.lock, model.inference():
+        return loop.evaluate(model, x, y, loss, [], None, report=True)["report"]
+
+
+def as_json(value: Any) -> Any:
+    """Results as strict JSON data: arrays as nested lists, non-finite numbers as null."""
+    if isinstance(value, dict):
+        return {key: as_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [as_json(item) for item in (value.tolist() if isinstance(value, np.ndarray) else value)]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def _files_written(folder: Path, callbacks: list[Any]) -> list[Path]:
     """The files a run writes into its output folder: its reports, and the files of callbacks
     (a CSVLogger's, say) that write there. Files elsewhere are not the run's to clean up: the
     folder is what it holds."""
-    files = [folder / name for name in ("model.npz", "metrics.json", "curves.png", "checkpoint.npz")]
+    files = [folder / name for name in ("model.npz", "metrics.json", "report.json", "curves.png", "checkpoint.npz")]
     for callback in callbacks:
         path = getattr(callback, "path", None)
         if isinstance(path, (str, os.PathLike)) and Path(path).parent.resolve() == folder.resolve():
@@ -144,7 +178,7 @@ def _write_reports(
         "config": config.source,
         "epochs": len(history),
         "history": history.to_json(),  # null: not logged that epoch (or not finite)
-        "test": {key: score if math.isfinite(score) else None for key, score in test.items()},
+        "test": as_json(test),  # a confusion matrix as nested lists; null: not finite
     }
     files["metrics"] = atomic_write(folder / "metrics.json", json.dumps(report, indent=2, allow_nan=False) + "\n")
     if have_matplotlib():

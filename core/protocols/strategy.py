@@ -84,6 +84,11 @@ class Strategy(Configurable):
         """Called when training raises in this process: stop the others instead of leaving
         them waiting in a collective (nothing to do in one process)."""
 
+    def reduce_state(self, state: dict[str, np.ndarray], concatenated: Sequence[str] = ()) -> dict[str, np.ndarray]:
+        """A metric's state over every process: each array summed, those named in `concatenated`
+        joined along their first axis in the order of the ranks (one process: the state itself)."""
+        return state
+
 
 class DataParallel(Strategy):
     """Base class of data-parallel strategies over several processes, like Horovod's: every
@@ -172,6 +177,32 @@ class DataParallel(Strategy):
             grad[...] = buffer[offset : offset + grad.size].reshape(grad.shape)
             offset += grad.size
         return [float(v) for v in buffer[offset:]]
+
+    def reduce_state(self, state: dict[str, np.ndarray], concatenated: Sequence[str] = ()) -> dict[str, np.ndarray]:
+        """Sums in one float64 allreduce; joins in two (each process's row counts, then the rows, each
+        process writing its own at its offset of a zeroed buffer: adding zeros keeps values exact)."""
+        summed = {key: np.asarray(value, dtype=np.float64) for key, value in state.items() if key not in concatenated}
+        out: dict[str, np.ndarray] = {}
+        if summed:
+            packed = np.concatenate([a.ravel() for a in summed.values()])
+            self.allreduce(packed)
+            offset = 0
+            for key, array in summed.items():
+                out[key] = packed[offset : offset + array.size].reshape(array.shape)
+                offset += array.size
+        joined = {key: np.asarray(state[key], dtype=np.float64) for key in concatenated}
+        if joined:
+            counts = np.zeros((self.size, len(joined)))
+            counts[self.rank] = [len(a) for a in joined.values()]
+            self.allreduce(counts)
+            for i, (key, array) in enumerate(joined.items()):
+                rows = counts[:, i].astype(int)
+                buffer = np.zeros((int(rows.sum()), *array.shape[1:]))
+                start = int(rows[: self.rank].sum())
+                buffer[start : start + len(array)] = array
+                self.allreduce(buffer)
+                out[key] = buffer
+        return out
 
     def batch_statistics(self, x: np.ndarray, axes: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, int]:
         """Mean and variance over every process's shard: sums of x and x^2 and the count, summed."""

@@ -29,7 +29,7 @@ from lamina.training.checkpoint import resume
 from lamina.training.history import History, RecordHistory
 from lamina.training.options import OWNER, TrainOptions, as_list
 from lamina.training.sources import Feed, Lazy, is_lazy, prefetched
-from lamina.training.step import Step
+from lamina.training.step import Step, update_metrics
 
 
 def fit(model: Trainable, x: object, y: object, options: TrainOptions) -> History:
@@ -135,9 +135,11 @@ class _Fit:
         return self.history
 
     def _epoch(self, step: Step, epoch: int) -> dict[str, float]:
-        """Train on every batch once; the epoch's logs (sample-weighted means, and val_*)."""
-        names = ["loss", *(m.name for m in self.metrics)]
+        """Train on every batch once; the epoch's logs (the loss's sample-weighted mean, the
+        metrics over the epoch's rows, and val_*): scalars only."""
+        names = ["loss"]
         totals = [0.0] * len(names)
+        reset_metrics(self.metrics)
         feed, seen, lock = self.feed, 0, self.model.lock
         plan = list(enumerate(self.batches))  # this epoch's rows, drawn here: the loader thread draws nothing
         part = self.strategy.part  # this process's rows of a batch, remembering nothing: safe in the loader
@@ -155,14 +157,18 @@ class _Fit:
                     f"{len(self.batches)}: {err}"
                 ) from None
             seen += count
-            for callback in self.batch_callbacks:
-                callback.on_train_batch_end(index, {k: float(v) / seen for k, v in zip(names, totals)})
+            if self.batch_callbacks:  # the metrics so far over this process's rows (no collective per batch)
+                running = {k: float(v) / seen for k, v in zip(names, totals)}
+                running.update(scalars({m.name: m.result() for m in self.metrics}))
+                for callback in self.batch_callbacks:
+                    callback.on_train_batch_end(index, running)
         logs = {name: float(total) / len(feed) for name, total in zip(names, totals)}
+        logs.update(scalars(metric_results(self.metrics, self.strategy)))
         if self.validation is not None:
             size = self.options.batch_size or len(self.validation)
             with lock, self.model.inference():
                 val = mean_logs(self.model, self.validation, self.loss, self.metrics, size, self.strategy)
-            logs.update({f"val_{key}": value for key, value in val.items()})
+            logs.update({f"val_{key}": value for key, value in scalars(val).items()})
         return logs
 
     def _tell(self, hook: str, *args: Any) -> None:
@@ -253,14 +259,35 @@ def check_metric_names(metrics: list[Metric], owner: str) -> None:
             )
 
 
+def reset_metrics(metrics: list[Metric]) -> None:
+    for metric in metrics:
+        metric.reset()
+
+
+def metric_results(metrics: list[Metric], strategy: Strategy) -> dict[str, Any]:
+    """Each metric's result over the rows of every process: with several, its state is summed
+    over them first (Strategy.reduce_state), so the result is the one of a single process."""
+    if strategy.size > 1:
+        for metric in metrics:
+            metric.set_state(strategy.reduce_state(metric.state(), metric.concatenated))
+    return {metric.name: metric.result() for metric in metrics}
+
+
+def scalars(results: dict[str, Any]) -> dict[str, float]:
+    """The results a history keeps: numbers (a confusion matrix is evaluate's, not a curve)."""
+    return {key: float(value) for key, value in results.items() if np.ndim(value) == 0}
+
+
 def mean_logs(
     model: Trainable, feed: Feed, loss: Loss, metrics: list[Metric], batch_size: int, strategy: Strategy | None = None,
-) -> dict[str, float]:
-    """Sample-weighted means of the loss and metrics over the feed, in batches, without training;
-    with a strategy of several processes, each computes its shard and the sums are combined."""
+) -> dict[str, Any]:
+    """The loss's sample-weighted mean and the metrics' results over the feed, in batches, without
+    training; with a strategy of several processes, each computes its shard and the sums (the
+    metrics' states) are combined."""
     strategy = strategy or Strategy()
-    names = ["loss", *(m.name for m in metrics)]
+    names = ["loss"]
     totals = np.zeros(len(names))
+    reset_metrics(metrics)
     n = len(feed)
     part = strategy.shard(slice(0, n), n)
     start, stop = (part.start, part.stop) if isinstance(part, slice) else (0, n)
@@ -268,9 +295,12 @@ def mean_logs(
     for _, (xb, yb) in prefetched(batches, feed.batch, int(feed.lazy),
                                   lambda rows: f"rows {rows.start} to {rows.stop - 1}"):
         pred = model.forward(xb)
-        totals += [float(loss(pred, yb)) * len(xb), *(float(m(pred, yb)) * len(xb) for m in metrics)]
+        totals += [float(loss(pred, yb)) * len(xb)]
+        update_metrics(metrics, pred, yb)
     strategy.allreduce(totals)
-    return {name: float(total) / n for name, total in zip(names, totals)}
+    logs: dict[str, Any] = {name: float(total) / n for name, total in zip(names, totals)}
+    logs.update(metric_results(metrics, strategy))
+    return logs
 
 
 # -- adapting ----------------------------------------------------------------------------------------
@@ -347,7 +377,8 @@ LAZY_BATCH = 256  # rows per forward pass over an array-like when no batch_size 
 
 
 def evaluate(model: Trainable, x: object, y: object, loss: object, metrics: object,
-             batch_size: int | None) -> dict[str, float]:
+             batch_size: int | None, report: bool = False) -> dict[str, Any]:
+    """The loss and metrics over (x, y); with `report`, also "report": per-class scores (class_report)."""
     owner = "Model.evaluate"
     if loss is None and model.loss is None:
         raise ArgumentError(f"{owner}: pass loss=... (the model has not been trained with one)")
@@ -357,10 +388,55 @@ def evaluate(model: Trainable, x: object, y: object, loss: object, metrics: obje
     if batch_size is not None:
         batch_size = positive_int(batch_size, "batch_size", owner, example=256)
     feed = data_feed(model, chosen_loss, x, y, owner, "evaluate")
+    # the report's counts: the registered confusion_matrix metric, alongside the chosen ones
+    counting: list[Metric] = [resolve("metric", "confusion_matrix", "report", owner)] if report else []
+    for metric in counting:
+        metric.name = " report"  # a key no chosen metric can have (names are checked)
+        if getattr(chosen_loss, "from_logits", False):  # one output's decision: logit > 0, probability > 0.5
+            metric.threshold = 0.0  # type: ignore[attr-defined]
     try:  # in inference mode: Model.evaluate runs this inside model.inference()
-        return mean_logs(model, feed, chosen_loss, chosen, batch_size or (LAZY_BATCH if feed.lazy else len(feed)))
+        result = mean_logs(model, feed, chosen_loss, [*chosen, *counting],
+                           batch_size or (LAZY_BATCH if feed.lazy else len(feed)))
     finally:
         model.release()
+    if counting:
+        matrix = result.pop(counting[0].name)
+        result["report"] = class_report(matrix, model.metadata.get("classes"))
+    return result
+
+
+def class_report(matrix: np.ndarray, classes: object = None) -> dict[str, Any]:
+    """Per-class precision, recall, F1 and support from a confusion matrix (rows: true class),
+    as sklearn.metrics.classification_report: {"classes": [{"class", "precision", "recall", "f1",
+    "support"}, ...], "accuracy", "macro", "weighted" (each {"precision", "recall", "f1"}),
+    "confusion_matrix": the matrix}. Class names from `classes` (a model's metadata["classes"])
+    when it names every class, else the indices as strings. A class never predicted (or never
+    true) scores 0 there, as sklearn's zero_division default."""
+    matrix = np.asarray(matrix, dtype=np.float64)
+    tp, predicted, support = np.diag(matrix), matrix.sum(axis=0), matrix.sum(axis=1)
+
+    def ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        out = np.zeros(len(a))
+        np.divide(a, b, out=out, where=b != 0)
+        return out
+
+    precision, recall, f1 = ratio(tp, predicted), ratio(tp, support), ratio(2 * tp, support + predicted)
+    names = ([str(name) for name in classes] if isinstance(classes, (list, tuple)) and len(classes) == len(matrix)
+             else [str(i) for i in range(len(matrix))])
+    rows = [{"class": names[i], "precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+             "support": int(support[i]) if support[i].is_integer() else float(support[i])} for i in range(len(matrix))]
+    total = float(support.sum())
+    weights = support if total else None
+
+    def averaged(weighted: bool) -> dict[str, float]:
+        if weighted and weights is None:
+            return {"precision": 0.0, "recall": 0.0, "f1": 0.0}
+        w = weights if weighted else None
+        return {key: float(np.average(v, weights=w)) if len(v) else 0.0
+                for key, v in (("precision", precision), ("recall", recall), ("f1", f1))}
+
+    return {"classes": rows, "accuracy": float(tp.sum() / total) if total else float("nan"),
+            "macro": averaged(False), "weighted": averaged(True), "confusion_matrix": matrix}
 
 
 def predict(model: Trainable, x: object, batch_size: int | None) -> np.ndarray:

@@ -18,7 +18,8 @@ from lamina.protocols.trainable import Trainable
 
 class Step:
     """`step(xb, yb)` trains `model` on one batch (this process's rows of it) and returns the
-    sums over the global batch of [loss, *metrics] (each a per-row mean times the rows)."""
+    sums over the global batch of [loss] (a per-row mean times the rows); each metric is updated
+    with this process's rows (the loop sums their states over processes at the end of the set)."""
 
     def __init__(
         self, model: Trainable, loss: Loss, optim: Optimizer, metrics: list[Metric], clip: float | None,
@@ -44,7 +45,8 @@ class Step:
             model.backward(loss.fused_backward(), from_layer=len(model.layers) - 2)
         else:
             model.backward(loss.backward())
-        sums = [value * rows, *(float(metric(pred, yb)) * rows for metric in self.metrics)]
+        sums = [value * rows]
+        update_metrics(self.metrics, pred, yb)
         # Frozen parameters take no part: not summed over processes, clipped or updated (read
         # each step: a callback may freeze or unfreeze a layer between steps).
         params = [param for param in self.params if param.trainable]
@@ -55,6 +57,13 @@ class Step:
             clip_grad_norm(params, self.clip)
         self.optim.step(params)
         return sums
+
+
+def update_metrics(metrics: list[Metric], pred: np.ndarray, y: np.ndarray,
+                   sample_weight: np.ndarray | None = None) -> None:
+    """Add a batch to every metric's state (this process's rows; sample_weight one per row or None)."""
+    for metric in metrics:
+        metric.update(pred, y, sample_weight=sample_weight)
 
 
 def gather_gradients(params: list[Parameter]) -> list[np.ndarray]:
