@@ -110,11 +110,14 @@ class Model(Chain):
         loss: Loss | str | None = None,
         metrics: Iterable[Metric | str] | Metric | str = (),
         batch_size: int | None = None,
-    ) -> dict[str, float]:
-        """{"loss": ..., metric name: ...} over (x, y) in inference mode; `loss` defaults to
-        the one the model was last trained with."""
+        report: bool = False,
+    ) -> dict[str, Any]:
+        """{"loss": ..., metric name: ...} over (x, y) in inference mode, each over the whole set
+        whatever `batch_size`; `loss` defaults to the one the model was last trained with. With
+        `report=True`, also "report": per-class precision, recall, F1 and support (class names
+        from `metadata["classes"]`), the macro and weighted means and the confusion matrix."""
         with self.lock, self.inference():
-            return loop.evaluate(self, x, y, loss, metrics, batch_size)
+            return loop.evaluate(self, x, y, loss, metrics, batch_size, report=report)
 
     def adapt(self, x: object, batch_size: int | None = None) -> None:
         """Let every layer that learns from data (Normalization's mean and variance) learn afresh

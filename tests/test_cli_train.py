@@ -34,7 +34,8 @@ def test_default_train_writes_the_model_metrics_and_curves(default_run):
     folder, result = default_run
     assert result.returncode == 0, result.stderr
     out = folder / "runs" / "default"
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.npz", "curves.png", "metrics.json", "model.npz"]
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.npz", "curves.png", "metrics.json", "model.npz",
+                                                               "report.json"]
     assert "training lamina's default: an MLP on the 8x8 digits" in result.stdout
     test_accuracy = float(result.stdout.split("test accuracy: ")[1].split()[0])
     assert test_accuracy > 0.95

@@ -250,7 +250,8 @@ def test_the_same_seed_gives_the_same_initial_weights():
 # -- every registered metric, callback, initialiser and schedule is tested -----------------------
 
 TESTED = {
-    "metric": {"accuracy", "binary_accuracy", "mae", "mse"},
+    "metric": {"accuracy", "binary_accuracy", "mae", "mse",  # test_metrics_stateful.py: against scikit-learn
+               "precision", "recall", "f1", "top_k_accuracy", "auc", "confusion_matrix"},
     "callback": {"EarlyStopping", "LearningRateLogger", "CSVLogger", "Checkpoint",  # +test_checkpoint.py
                  "ReduceLROnPlateau", "TensorBoard"},  # test_reduce_lr.py, test_tensorboard.py
     "initializer": {"glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_normal",

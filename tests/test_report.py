@@ -2,7 +2,6 @@
 confusion matrix; in evaluate's result, `lamina evaluate --report` and `lamina train`'s report.json."""
 from __future__ import annotations
 
-import inspect
 import json
 
 import numpy as np
@@ -11,18 +10,12 @@ from conftest import config_file, run_python
 
 import lamina
 from lamina.app import run
-from lamina.training import loop
 
 skm = pytest.importorskip("sklearn.metrics", reason="scikit-learn is the reference (pip install scikit-learn)")
 
 
 def evaluate_report(model, x, y, **options):
-    """model.evaluate(..., report=True); through the loop while Model.evaluate does not pass `report` on."""
-    if "report" in inspect.signature(model.evaluate).parameters:
-        return model.evaluate(x, y, report=True, **options)
-    with model.lock, model.inference():
-        return loop.evaluate(model, x, y, options.get("loss"), options.get("metrics", ()), options.get("batch_size"),
-                             report=True)
+    return model.evaluate(x, y, report=True, **options)
 
 
 def trained(classes=("cat", "dog", "owl")):

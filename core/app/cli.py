@@ -31,7 +31,6 @@ from lamina.files import arrays
 from lamina.files import load as loading
 from lamina.files.atomic import atomic_write
 from lamina.registry import KINDS, PluginInfo, Registry, get_registry, normalize_package
-from lamina.training import loop
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -251,8 +250,7 @@ def evaluate(args: argparse.Namespace) -> int:
     options = data.data_options(args.data_option)
     x, y, rows = data.scored_data(args.data, args.target, options, args.all_rows, model.metadata)
     metrics = args.metrics if args.metrics is not None else model.metrics
-    with model.lock, model.inference():  # Model.evaluate's own steps, with the report
-        result: dict[str, Any] = loop.evaluate(model, x, y, args.loss, metrics, args.batch_size, report=args.report)
+    result = model.evaluate(x, y, loss=args.loss, metrics=metrics, batch_size=args.batch_size, report=args.report)
     if args.json:
         print(json.dumps(run.as_json({**result, "rows": rows}), indent=2))
     else:
