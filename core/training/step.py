@@ -18,7 +18,11 @@ from lamina.protocols.trainable import Trainable
 
 class Step:
     """`step(xb, yb)` trains `model` on one batch (this process's rows of it) and returns the
-    sums over the global batch of [loss, *metrics] (each a per-row mean times the rows)."""
+    sums over the global batch of [loss, *metrics] (each a per-row mean times the rows).
+
+    `step(xb, yb, wb)` with the rows' sample weights `wb` minimises the weighted mean loss
+    sum(w l) / sum(w); the loss's sum is then sum(w l) (the loop divides by the weights), and
+    the strategy's shard of the batch (set by the loop) is its share of the weights."""
 
     def __init__(
         self, model: Trainable, loss: Loss, optim: Optimizer, metrics: list[Metric], clip: float | None,
@@ -30,11 +34,15 @@ class Step:
         self.fused = loss.fuses_with(model.layers[-1])
         self.params: list[Parameter] | None = None  # a layer may build on the first forward
         self.grads: list[np.ndarray] = []  # every gradient, as views of one buffer per dtype
+        self.class_weight: np.ndarray | None = None  # Model.train's class weights, per class index (in wb already)
 
-    def __call__(self, xb: np.ndarray, yb: np.ndarray) -> list[float]:
+    def __call__(self, xb: np.ndarray, yb: np.ndarray, wb: np.ndarray | None = None) -> list[float]:
         model, loss, rows = self.model, self.loss, len(xb)
         pred = model.forward(xb)
-        value = float(loss(pred, yb))
+        if wb is None:
+            value = float(loss(pred, yb))
+        else:  # the loss's sum below is sum(w l): the mean times the weights, not the rows
+            value, rows = float(loss(pred, yb, sample_weight=wb, class_weight=self.class_weight)), float(wb.sum())
         if self.params is None:
             self.params = list(dict.fromkeys(model.parameters().values()))  # a shared one once
             self.grads = gather_gradients(self.params)
@@ -44,7 +52,7 @@ class Step:
             model.backward(loss.fused_backward(), from_layer=len(model.layers) - 2)
         else:
             model.backward(loss.backward())
-        sums = [value * rows, *(float(metric(pred, yb)) * rows for metric in self.metrics)]
+        sums = [value * rows, *(float(metric(pred, yb)) * len(xb) for metric in self.metrics)]
         # Frozen parameters take no part: not summed over processes, clipped or updated (read
         # each step: a callback may freeze or unfreeze a layer between steps).
         params = [param for param in self.params if param.trainable]
