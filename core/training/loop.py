@@ -55,6 +55,9 @@ class _Fit:
         callbacks: list[Callback] = [resolve("callback", c, "callbacks", OWNER) for c in options.callbacks]
         self.feed, self.validation = self._data(x, y)
         self.class_weight = class_weights(model, self.loss, self.feed, options.class_weight)
+        if isinstance(self.feed.w, np.ndarray) and not self.feed.w.sum() > 0:
+            raise ArgumentError(f"{OWNER}(sample_weight=...): every training row weighs 0; give some rows a "
+                                "positive weight")
         check_adaptable(model, OWNER)
         with building():  # a layer that adapts to the data builds now and learns below
             # before the first permutation, so that every strategy draws alike

@@ -261,7 +261,7 @@ def check_weights(weights: Any, owner: str, name: str = "sample_weight") -> np.n
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
         raise ArgumentError(
-            f"{owner}: {name} must be finite and >= 0, but row {first} holds {w[first]!r} ({int(bad.sum())} such "
+            f"{owner}: {name} must be finite and >= 0, but row {first} holds {float(w[first])} ({int(bad.sum())} such "
             "row(s)); fix or drop those rows"
         )
     return w
