@@ -278,3 +278,100 @@ def test_unknown_class_name_lists_the_classes():
 def test_label_smoothing_must_be_in_zero_one(cls, bad):
     with pytest.raises(lamina.ArgumentError, match=r"label_smoothing must be a number in \[0, 1\)"):
         cls(label_smoothing=bad)
+
+
+# -- lamina train configs ---------------------------------------------------------------------------
+
+
+def _csv(path, g):
+    rows = ["a,b,w,species"]
+    for i in range(40):
+        species = ["cat", "dog", "eel"][i % 3 if i < 30 else 0]
+        rows.append(f"{g.normal():.4f},{g.normal() + (i % 3):.4f},{g.uniform(0, 2):.3f},{species}")
+    path.write_text("\n".join(rows) + "\n")
+
+
+CONFIG = """
+seed = 0
+epochs = 3
+batch_size = 8
+class_weight = {{ dog = 3.0, eel = 0.5 }}
+[dataset]
+name = "csv"
+path = "{path}"
+target = "species"
+weight = "w"
+[[layers]]
+type = "Linear"
+units = 3
+[[layers]]
+type = "Softmax"
+[loss]
+type = "CrossEntropy"
+label_smoothing = 0.1
+[optimizer]
+type = "SGD"
+lr = 0.1
+"""
+
+
+def test_a_config_trains_with_class_weight_by_name_and_a_csv_weight_column(tmp_path):
+    from lamina.app import config as runconfig
+    from lamina.app import run
+    from lamina.plugins import Csv
+
+    _csv(tmp_path / "pets.csv", np.random.default_rng(0))
+    config = runconfig.parse(CONFIG.format(path=(tmp_path / "pets.csv").as_posix()), "pets")
+    result = run.train(config, tmp_path / "out", verbose=False, say=lambda line: None)
+    # the same by hand: the weight column as sample_weight, the class names through the metadata
+    lamina.seed(0)
+    data = Csv(tmp_path / "pets.csv", target="species", weight="w")
+    x, y, _, _ = data.load()
+    w_train, w_test = data.sample_weights()
+    assert x.shape[1] == 2 and len(w_train) == len(x) and len(w_test) == 8  # the weights are no input
+    model = lamina.Model([Linear(3), Softmax()])
+    model.metadata.update(data.metadata())
+    history = model.train(x, y, loss=CrossEntropy(label_smoothing=0.1), optim=SGD(lr=0.1), epochs=3, batch_size=8,
+                          verbose=False, sample_weight=w_train, class_weight={"dog": 3.0, "eel": 0.5})
+    np.testing.assert_allclose(result.history.history["loss"], history.history["loss"], rtol=1e-6)
+    unweighted = lamina.Model([Linear(3), Softmax()])
+    lamina.seed(0)
+    plain = unweighted.train(x, y, loss=CrossEntropy(label_smoothing=0.1), optim=SGD(lr=0.1), epochs=3,
+                             batch_size=8, verbose=False)
+    assert plain.history["loss"] != history.history["loss"]
+
+
+@pytest.mark.parametrize(
+    "line, expected",
+    [
+        ('class_weight = "equal"', 'class_weight: expected "balanced", or a table'),
+        ("class_weight = { dog = -1 }", 'class_weight: expected "balanced", or a table'),
+    ],
+)
+def test_bad_class_weight_in_a_config_names_the_key(line, expected):
+    from lamina.app import config as runconfig
+
+    with pytest.raises(lamina.ConfigError, match=expected):
+        runconfig.parse(line + "\n" + CONFIG.split("\n", 5)[5].format(path="x.csv"), "pets")
+
+
+def test_class_weight_with_an_unknown_class_name_in_a_config_names_the_classes(tmp_path):
+    from lamina.app import config as runconfig
+    from lamina.app import run
+
+    _csv(tmp_path / "pets.csv", np.random.default_rng(0))
+    text = CONFIG.format(path=(tmp_path / "pets.csv").as_posix()).replace("dog = 3.0", "cow = 3.0")
+    with pytest.raises(lamina.ArgumentError, match="unknown class 'cow'; the classes are 'cat', 'dog', 'eel'"):
+        run.train(runconfig.parse(text, "pets"), tmp_path / "out", verbose=False, say=lambda line: None)
+
+
+def test_csv_weight_column_errors(tmp_path):
+    from lamina.plugins import Csv
+
+    (tmp_path / "d.csv").write_text("a,w,y\n1,0.5,0\n2,-1,1\n")
+    with pytest.raises(lamina.ArgumentError, match="the weight column holds -1 on line 3"):
+        Csv(tmp_path / "d.csv", target="y", weight="w").load()
+    with pytest.raises(lamina.ArgumentError, match=r"no column 'z' \(weight\)"):
+        Csv(tmp_path / "d.csv", target="y", weight="z").load()
+    with pytest.raises(lamina.ArgumentError, match="the weight column is the target column"):
+        Csv(tmp_path / "d.csv", target="y", weight="y").load()

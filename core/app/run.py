@@ -66,7 +66,7 @@ def _train(
     say: Callable[[str], None], resume: bool,
 ) -> RunResult:
     seed(config.get("seed", 0))
-    data = runconfig.load_dataset(config)
+    data, train_weights = runconfig.load_weighted(config)  # a dataset's sample weights (csv's weight column)
     config = runconfig.count_classes(config, data)  # units = "classes": the dataset's class count
     x_train, y_train, x_test, y_test = data
     layers = [runconfig.build_layer(config, spec, f"layers[{i}]") for i, spec in enumerate(config.get("layers"))]
@@ -88,6 +88,8 @@ def _train(
         for line in initial.start_from_weights(config, model, x_train[:1]):
             say(line)
     options = runconfig.training_options(config) | ({"epochs": epochs} if epochs else {})
+    if train_weights is not None:  # class_weight comes with the options; class names map through model.metadata
+        options["sample_weight"] = train_weights
     try:
         history = model.train(
             x_train, y_train, optim=None if resume else optim, loss=loss, metrics=metrics, callbacks=callbacks,

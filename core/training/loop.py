@@ -243,6 +243,8 @@ def class_weights(model: Trainable, loss: Loss, feed: Feed, spec: object) -> np.
     else:
         assert isinstance(spec, dict)  # TrainOptions checked it
         for key, weight in spec.items():
+            if isinstance(key, str) and key.isdigit() and (names is None or key not in names):
+                key = int(key)  # a TOML table's keys are strings: [class_weight] 0 = 2.0 means class 0
             if isinstance(key, str):
                 if names is None:
                     raise ArgumentError(
