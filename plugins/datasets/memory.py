@@ -355,7 +355,8 @@ class Csv(lamina.Dataset):
         if isinstance(which, str):
             if header is None or which not in header:
                 columns = f"its columns are {', '.join(map(repr, header))}" if header else "it has no header row"
-                raise lamina.ArgumentError(f"csv(path={self.path!r}): no column {which!r} ({option}); {columns}")
+                suffix = "" if option == "target" else f" ({option})"
+                raise lamina.ArgumentError(f"csv(path={self.path!r}): no column {which!r}{suffix}; {columns}")
             return header.index(which)
         if isinstance(which, int) and not isinstance(which, bool) and -width <= which < width:
             return which % width
