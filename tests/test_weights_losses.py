@@ -108,9 +108,11 @@ def _cases(g: np.random.Generator):
     return [
         (MSE(), pred, target), (L1(), pred, target), (Huber(0.4), pred, target),
         (CrossEntropy(from_logits=True), logits, labels), (CrossEntropy(), probs, labels),
-        (CrossEntropy(), probs, np.eye(4)[labels]), (CrossEntropy(from_logits=True, label_smoothing=0.2), logits, labels),
+        (CrossEntropy(), probs, np.eye(4)[labels]),
+        (CrossEntropy(from_logits=True, label_smoothing=0.2), logits, labels),
         (CrossEntropy(from_logits=True), seq, seq_labels),
-        (BinaryCrossEntropy(), unit, binary), (BinaryCrossEntropy(from_logits=True, label_smoothing=0.1), pred, binary[:, :1].repeat(3, 1)),
+        (BinaryCrossEntropy(), unit, binary),
+        (BinaryCrossEntropy(from_logits=True, label_smoothing=0.1), pred, binary[:, :1].repeat(3, 1)),
     ]
 
 
@@ -135,7 +137,8 @@ def test_weighted_loss_equals_per_sample_values_weighted_by_hand(seed):
         loss(pred, y, sample_weight=weights)
         analytic = loss.backward().copy()
         moved = pred.copy()  # numerical_gradient moves its entries in place
-        numeric = numerical_gradient(lambda: float(loss(moved, y, sample_weight=weights)), moved, 1e-6)
+        numeric = numerical_gradient(lambda f=loss, p=moved, t=y, w=weights: float(f(p, t, sample_weight=w)), moved,
+                                     1e-6)
         assert relative_error(analytic, numeric) < 1e-6, loss
 
 

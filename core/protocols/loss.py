@@ -1,10 +1,10 @@
 """Loss: the protocol every loss plugin implements."""
 from __future__ import annotations
 
-import numpy as np
-
 import functools
 from collections.abc import Callable
+
+import numpy as np
 
 from lamina import autodiff
 from lamina.autodiff import Tape, Traced
@@ -93,7 +93,7 @@ class Loss(Configurable):
         """The mean loss over the batch; by default the mean of `values`."""
         if type(self).values is Loss.values:
             raise NotImplementedError(f"{type(self).__name__} must implement forward(pred, y) or values(pred, y)")
-        return np.mean(self.values(pred, y))  # type: ignore[return-value]  # a Traced value when traced
+        return np.mean(self.values(pred, y))  # a Traced value when traced
 
     def values(self, pred: np.ndarray, y: np.ndarray) -> np.ndarray:
         """The loss of each sample, shape (rows,): what sample weights weigh; forward's value is their mean."""

@@ -213,6 +213,7 @@ def sample_weights(weights: object, rows: int, owner: str, name: str = "sample_w
     """`weights` checked against `rows` rows: None, float64 in memory, or a Lazy source (checked as read)."""
     if weights is None:
         return None
+    source: Any
     if is_lazy(weights):
         source = Lazy(weights, owner, name)
         if source.ndim != 1 and source.shape[1:] != (1,):

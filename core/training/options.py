@@ -83,7 +83,7 @@ def _sample_weight(value: object) -> object:
 def _class_weight(value: object) -> str | dict[int | str, float] | None:
     """"balanced", or {class index or name: weight}; which classes exist is checked in Model.train."""
     if value is None or value == "balanced":
-        return value  # type: ignore[return-value]
+        return value
     if not isinstance(value, Mapping):
         raise ArgumentError(
             f"{OWNER}(class_weight={describe(value)}): class_weight must be \"balanced\" or a mapping from class "

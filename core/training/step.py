@@ -40,9 +40,9 @@ class Step:
         model, loss, rows = self.model, self.loss, len(xb)
         pred = model.forward(xb)
         if wb is None:
-            value = float(loss(pred, yb))
+            value, weight = float(loss(pred, yb)), float(rows)
         else:  # the loss's sum below is sum(w l): the mean times the weights, not the rows
-            value, rows = float(loss(pred, yb, sample_weight=wb, class_weight=self.class_weight)), float(wb.sum())
+            value, weight = float(loss(pred, yb, sample_weight=wb, class_weight=self.class_weight)), float(wb.sum())
         if self.params is None:
             self.params = list(dict.fromkeys(model.parameters().values()))  # a shared one once
             self.grads = gather_gradients(self.params)
@@ -52,7 +52,7 @@ class Step:
             model.backward(loss.fused_backward(), from_layer=len(model.layers) - 2)
         else:
             model.backward(loss.backward())
-        sums = [value * rows, *(float(metric(pred, yb)) * len(xb) for metric in self.metrics)]
+        sums = [value * weight, *(float(metric(pred, yb)) * rows for metric in self.metrics)]
         # Frozen parameters take no part: not summed over processes, clipped or updated (read
         # each step: a callback may freeze or unfreeze a layer between steps).
         params = [param for param in self.params if param.trainable]
