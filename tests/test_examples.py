@@ -141,3 +141,17 @@ def test_the_export_example_trains_exports_and_runs_in_onnxruntime(tmp_path):
     accuracy = float(re.search(r"onnxruntime test accuracy: ([0-9.]+)", result.stdout).group(1))
     difference = float(re.search(r"largest difference from model.predict: ([0-9.e+-]+)", result.stdout).group(1))
     assert accuracy >= 0.95 and difference <= 1e-5, result.stdout
+
+
+def test_the_imbalanced_digits_example_raises_the_minority_classes_recall_with_balanced_weights(capsys):
+    sys.path.insert(0, str(ROOT / "examples"))
+    try:
+        import imbalanced_digits
+    finally:
+        sys.path.remove(str(ROOT / "examples"))
+    results = imbalanced_digits.main()
+    minority = list(imbalanced_digits.MINORITY)
+    before, after = results["unweighted"][minority], results["balanced"][minority]
+    assert (after > before).all(), (before, after)  # every rare class is found more often
+    assert after.mean() >= before.mean() + 0.4
+    assert "recall per class" in capsys.readouterr().out

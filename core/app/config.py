@@ -262,12 +262,22 @@ def build_optimizer(config: RunConfig) -> Any:
 
 def load_dataset(config: RunConfig) -> Data:
     """The config's dataset: its four arrays, and in `.metadata` what the model keeps of it."""
+    return load_weighted(config)[0]
+
+
+def load_weighted(config: RunConfig) -> tuple[Data, Any, Any]:
+    """The config's dataset, and its training and test rows' sample weights (None unless the
+    dataset has them: a dataset hands them over with a `sample_weights()` method returning the
+    weights of `load()`'s train and test rows, or None; e.g. csv's `weight = "column"`)."""
     spec = config.get("dataset")
     dataset = build(config, "dataset", spec, "dataset", name_key="name")
     try:
-        return Data(dataset.load(), dataset.metadata())
+        data = Data(dataset.load(), dataset.metadata())
+        weights = getattr(dataset, "sample_weights", None)
+        parts = weights() if callable(weights) else None
     except (LaminaError, OSError) as err:
         raise config.error("dataset", str(err)) from None
+    return (data, None, None) if parts is None else (data, parts[0], parts[1])
 
 
 # The keys whose tables build plugins; "classes" in them is the dataset's class count.

@@ -23,7 +23,6 @@ from lamina.model import Model
 from lamina.protocols.strategy import Strategy
 from lamina.registry import KINDS, get_registry, normalize_package
 from lamina.seeding import seed
-from lamina.training import loop
 from lamina.training.checkpoint import Checkpoint
 from lamina.training.history import History
 from lamina.training.loop import validation_split_point
@@ -68,7 +67,7 @@ def _train(
     say: Callable[[str], None], resume: bool,
 ) -> RunResult:
     seed(config.get("seed", 0))
-    data = runconfig.load_dataset(config)
+    data, train_weights, test_weights = runconfig.load_weighted(config)  # csv's weight column, say
     config = runconfig.count_classes(config, data)  # units = "classes": the dataset's class count
     x_train, y_train, x_test, y_test = data
     layers = [runconfig.build_layer(config, spec, f"layers[{i}]") for i, spec in enumerate(config.get("layers"))]
@@ -93,6 +92,8 @@ def _train(
         for line in initial.start_from_weights(config, model, x_train[:1]):
             say(line)
     options = runconfig.training_options(config) | ({"epochs": epochs} if epochs else {})
+    if train_weights is not None:  # class_weight comes with the options; class names map through model.metadata
+        options["sample_weight"] = train_weights
     try:
         history = model.train(
             x_train, y_train, optim=None if resume else optim, loss=loss, metrics=metrics, callbacks=callbacks,
@@ -100,9 +101,9 @@ def _train(
         )
     except LaminaError as err:
         raise type(err)(f"{config.source}: training failed: {err}") from None
-    test = model.evaluate(x_test, y_test, metrics=metrics) if len(x_test) else {}
+    test = model.evaluate(x_test, y_test, metrics=metrics, sample_weight=test_weights) if len(x_test) else {}
     # a classifier's report over the test rows (all processes take part in the collective)
-    report = classifier_report(model, loss, x_test, y_test) if len(x_test) else None
+    report = classifier_report(model, loss, x_test, y_test, test_weights) if len(x_test) else None
     if not strategy.is_main:  # the main process writes the files
         return RunResult(model, history, test, folder, {})
     trained = validation_split_point(len(x_train), config.get("validation_split", 0.0))
@@ -132,7 +133,7 @@ def _train(
 CLASSIFICATION_LOSSES = ("crossentropy", "binarycrossentropy")
 
 
-def classifier_report(model: Model, loss: Any, x: Any, y: Any) -> dict[str, Any] | None:
+def classifier_report(model: Model, loss: Any, x: Any, y: Any, sample_weight: Any = None) -> dict[str, Any] | None:
     """evaluate's report on (x, y) for a classifier: a model trained with a classification loss
     (CrossEntropy; BinaryCrossEntropy with one output; a plugin loss whose class says
     `classifies = True`); None for any other model."""
@@ -141,8 +142,7 @@ def classifier_report(model: Model, loss: Any, x: Any, y: Any) -> dict[str, Any]
         return None
     if kind == "binarycrossentropy" and np.ndim(y) > 1 and np.shape(y)[1] != 1:
         return None  # several independent yes/no outputs (multi-label): no single class per row
-    with model.lock, model.inference():
-        return loop.evaluate(model, x, y, loss, [], None, report=True)["report"]
+    return model.evaluate(x, y, loss=loss, report=True, sample_weight=sample_weight)["report"]
 
 
 def as_json(value: Any) -> Any:

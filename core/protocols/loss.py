@@ -1,11 +1,15 @@
 """Loss: the protocol every loss plugin implements."""
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import numpy as np
 
 from lamina import autodiff
 from lamina.autodiff import Tape, Traced
 from lamina.checks import as_numeric
+from lamina.errors import ArgumentError, ShapeError
 from lamina.protocols.configurable import Configurable
 
 
@@ -20,6 +24,25 @@ class Loss(Configurable):
 
     >>> class MeanAbs(Loss):
     ...     def forward(self, pred, y): return np.abs(pred - y).mean()
+
+    Sample and class weights. `loss(pred, y, sample_weight=w)` returns the weighted mean
+    `sum(w_i * l_i) / sum(w_i)` over the rows (the first axis of pred), where l_i are the
+    per-sample losses from `values(pred, y)` (shape (rows,)), whose plain mean is `forward`'s
+    value. A loss supports weights by implementing `values` (then `forward` may be left out: it
+    is the mean of `values`); without weights nothing changes, so a loss with `forward` only
+    keeps working unweighted, and asked for weights it raises an ArgumentError saying to write
+    `values`. The gradient follows without more code: a forward-only loss gets the weighted
+    mean derived by autodiff; a hand-written `backward` (and `fused_backward`) returns the
+    gradient of the unweighted mean, and lamina scales its row i by n w_i / sum(w), which is
+    exact when l_i depends on row i of pred only (as for every per-sample loss).
+    `class_weight` (one weight per class index) comes with `sample_weight` (which already holds
+    each row's class weight) for losses whose value involves other classes than the row's own:
+    CrossEntropy's label smoothing uses it as PyTorch does; other losses ignore it. A loss
+    whose targets are classes implements `labels(y)` (the class of each row), which
+    `Model.train(class_weight=...)` needs.
+
+    >>> class WeightedAbs(Loss):
+    ...     def values(self, pred, y): return np.abs(pred - y).reshape(len(pred), -1).mean(axis=1)
     """
 
     _autodiff: bool = False  # no hand-written backward: lamina derives it from forward
@@ -27,12 +50,28 @@ class Loss(Configurable):
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
         cls._autodiff = cls.backward is Loss.backward
+        for name in ("backward", "fused_backward"):  # hand-written gradients: scaled per row when weighted
+            method = cls.__dict__.get(name)
+            if method is not None and not getattr(method, "_weighs_rows", False):
+                setattr(cls, name, _weighs_rows(method))
 
-    def __call__(self, pred: np.ndarray, y: np.ndarray) -> float:
+    def __call__(self, pred: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None,
+                 class_weight: np.ndarray | None = None) -> float:
+        self._row_scale: np.ndarray | None = None
+        self._class_weight = class_weight  # read by values() of losses that spread over classes (label smoothing)
+        weights = None if sample_weight is None else self._check_weights(pred, sample_weight)
         if not self._autodiff:
-            return self.forward(pred, y)
+            if weights is None:
+                return self.forward(pred, y)
+            scale = _row_scale(weights)
+            values = self.values(pred, y)  # keeps what backward needs, as forward does
+            self._row_scale = scale
+            return float(np.dot(scale.astype(np.float64), np.asarray(values, dtype=np.float64)) / len(scale))
         if not autodiff.recording.get():  # evaluation records nothing
-            return float(self.forward(pred, y))
+            if weights is None:
+                return float(self.forward(pred, y))
+            values = np.asarray(self.values(pred, y), dtype=np.float64)
+            return float(np.dot(_row_scale(weights), values) / len(weights))
         previous = self.__dict__.get("_tape")
         if previous is not None:
             previous.close()
@@ -40,14 +79,46 @@ class Loss(Configurable):
         leaf = tape.leaf(np.asarray(pred))
         token = autodiff.current.set(tape)
         try:
-            out = self.forward(leaf, y)  # type: ignore[arg-type]
+            if weights is None:
+                out = self.forward(leaf, y)  # type: ignore[arg-type]
+            else:  # the weighted mean, traced: its gradient is derived with it
+                scale = _row_scale(weights).astype(leaf.value.dtype)
+                out = np.sum(self.values(leaf, y) * scale) / len(scale)  # type: ignore[arg-type]
         finally:
             autodiff.current.reset(token)
         self._tape, self._out, self._leaf = tape, out, leaf
         return float(out.value) if isinstance(out, Traced) else float(out)
 
     def forward(self, pred: np.ndarray, y: np.ndarray) -> float:
-        raise NotImplementedError(f"{type(self).__name__} must implement forward(pred, y)")
+        """The mean loss over the batch; by default the mean of `values`."""
+        if type(self).values is Loss.values:
+            raise NotImplementedError(f"{type(self).__name__} must implement forward(pred, y) or values(pred, y)")
+        return np.mean(self.values(pred, y))  # a Traced value when traced
+
+    def values(self, pred: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """The loss of each sample, shape (rows,): what sample weights weigh; forward's value is their mean."""
+        raise ArgumentError(
+            f"{type(self).__name__} computes only the mean loss, so it cannot weigh samples; implement "
+            "values(pred, y) returning one loss per sample (shape (rows,)), or train without sample_weight "
+            "and class_weight"
+        )
+
+    def labels(self, y: np.ndarray) -> np.ndarray:
+        """The class index of each row of the targets `y` (as `prepare_target` made them), for
+        class weights; a loss whose targets are not classes raises an ArgumentError."""
+        raise ArgumentError(
+            f"{type(self).__name__} takes regression targets, not classes, so class_weight does not apply; use "
+            "sample_weight to weigh rows, or a classification loss (CrossEntropy, BinaryCrossEntropy)"
+        )
+
+    def _check_weights(self, pred: np.ndarray, sample_weight: object) -> np.ndarray:
+        owner = type(self).__name__
+        weights = as_numeric(sample_weight, "sample_weight", owner)
+        rows = np.shape(pred)[0] if np.ndim(pred) else 1
+        if weights.shape != (rows,):
+            raise ShapeError(f"{owner}: sample_weight must have shape ({rows},), one weight per row of pred "
+                             f"{np.shape(pred)}; got shape {weights.shape}")
+        return weights
 
     def backward(self) -> np.ndarray:
         """dL/dpred of the last call; derived from forward for a loss that does not write it."""
@@ -64,7 +135,7 @@ class Loss(Configurable):
         tape = self.__dict__.pop("_tape", None)
         if tape is not None:
             tape.close()
-        for name in ("_out", "_leaf"):
+        for name in ("_out", "_leaf", "_row_scale", "_class_weight"):
             self.__dict__.pop(name, None)
 
     def fuses_with(self, layer: object) -> bool:
@@ -86,3 +157,26 @@ class Loss(Configurable):
         """
         return as_numeric(y, "y", type(self).__name__).astype(dtype, copy=False)
 
+
+
+def _row_scale(weights: np.ndarray) -> np.ndarray:
+    """n w_i / sum(w): the factor by which row i's share of the plain mean becomes its share of
+    the weighted mean; all zeros when the weights sum to 0 (the batch counts for nothing)."""
+    weights = weights.astype(np.float64, copy=False)
+    total = float(weights.sum())
+    return weights * (len(weights) / total) if total > 0 else np.zeros_like(weights)
+
+
+def _weighs_rows(method: Callable[[Loss], np.ndarray]) -> Callable[[Loss], np.ndarray]:
+    """A hand-written gradient of the plain mean, made that of the weighted mean of the last call."""
+
+    @functools.wraps(method)
+    def weighed(self: Loss) -> np.ndarray:
+        grad = method(self)
+        scale = self.__dict__.get("_row_scale")
+        if scale is None:
+            return grad
+        return grad * scale.astype(grad.dtype).reshape(-1, *([1] * (grad.ndim - 1)))
+
+    weighed._weighs_rows = True  # type: ignore[attr-defined]
+    return weighed

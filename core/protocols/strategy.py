@@ -50,9 +50,11 @@ class Strategy(Configurable):
         """This epoch's order of the n training rows; the same in every process."""
         return rng().permutation(n)
 
-    def shard(self, rows: Rows, count: int) -> Rows:
+    def shard(self, rows: Rows, count: int, weights: np.ndarray | None = None) -> Rows:
         """The part of a global batch (`rows`, `count` of them) that this process computes;
-        called just before the step on it (a strategy may remember what it needs for the step)."""
+        called just before the step on it (a strategy may remember what it needs for the step).
+        `weights`: the global batch's sample weights, in the order of `rows`, when the loss is
+        their weighted mean (None: the plain mean)."""
         return self.part(rows, count)
 
     def part(self, rows: Rows, count: int) -> Rows:
@@ -142,10 +144,16 @@ class DataParallel(Strategy):
         self.broadcast(order)  # and rank 0's order is the one used
         return order
 
-    def shard(self, rows: Rows, count: int) -> Rows:
-        """A near-equal, disjoint part of the global batch per process; remembers its share."""
+    def shard(self, rows: Rows, count: int, weights: np.ndarray | None = None) -> Rows:
+        """A near-equal, disjoint part of the global batch per process; remembers its share: of
+        the rows, or with sample weights of the weights (this process's loss is the weighted
+        mean over its rows, sum(w l) / sum(w) there)."""
         low, high = self._bounds(count)
-        self._share = (high - low) / count
+        if weights is None:
+            self._share = (high - low) / count
+        else:
+            total = float(weights.sum())
+            self._share = float(weights[low:high].sum()) / total if total > 0 else 0.0
         return self.part(rows, count)
 
     def part(self, rows: Rows, count: int) -> Rows:
@@ -221,9 +229,11 @@ class DataParallel(Strategy):
         share = self._share
         packed = np.concatenate([s.ravel() for s in sums]).astype(np.float64) * share
         self.allreduce(packed)
+        # A shard whose sample weights are all 0 has a loss of 0: its scale is 0 too.
+        scale = 1.0 / share if share > 0 else 0.0
         out, offset = [], 0
         for s in sums:
-            out.append((packed[offset : offset + s.size] / share).reshape(s.shape).astype(s.dtype))
+            out.append((packed[offset : offset + s.size] * scale).reshape(s.shape).astype(s.dtype))
             offset += s.size
         return tuple(out)
 

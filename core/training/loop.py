@@ -28,7 +28,7 @@ from lamina.training.batches import Batches, in_order
 from lamina.training.checkpoint import resume
 from lamina.training.history import History, RecordHistory
 from lamina.training.options import OWNER, TrainOptions, as_list
-from lamina.training.sources import Feed, Lazy, is_lazy, prefetched
+from lamina.training.sources import Feed, Lazy, check_weights, is_lazy, prefetched
 from lamina.training.step import Step, update_metrics
 
 
@@ -54,6 +54,10 @@ class _Fit:
         check_metric_names(self.metrics, OWNER)
         callbacks: list[Callback] = [resolve("callback", c, "callbacks", OWNER) for c in options.callbacks]
         self.feed, self.validation = self._data(x, y)
+        self.class_weight = class_weights(model, self.loss, self.feed, options.class_weight)
+        if isinstance(self.feed.w, np.ndarray) and not self.feed.w.sum() > 0:
+            raise ArgumentError(f"{OWNER}(sample_weight=...): every training row weighs 0; give some rows a "
+                                "positive weight")
         check_adaptable(model, OWNER)
         with building():  # a layer that adapts to the data builds now and learns below
             # before the first permutation, so that every strategy draws alike
@@ -82,7 +86,7 @@ class _Fit:
     def _data(self, x: object, y: object) -> tuple[Feed, Feed | None]:
         """The training Feed, and the validation one from validation_data or split off."""
         model, options = self.model, self.options
-        feed = data_feed(model, self.loss, x, y, OWNER, "train on")
+        feed = data_feed(model, self.loss, x, y, OWNER, "train on", sample_weight=options.sample_weight)
         if options.validation_data is not None:
             if options.validation_split:
                 raise ArgumentError(f"{OWNER}: pass validation_data or validation_split, not both")
@@ -104,6 +108,7 @@ class _Fit:
         model = self.model
         self.strategy.begin(model)
         step = Step(model, self.loss, self.optim, self.metrics, self.options.clip_grad_norm, self.strategy)
+        step.class_weight = self.class_weight
         model.optimizer, model.loss, model.metrics = self.optim, self.loss, self.metrics
         model.stop_training, model.history = False, self.history
         logs: dict[str, float] = {}
@@ -141,15 +146,20 @@ class _Fit:
         totals = [0.0] * len(names)
         reset_metrics(self.metrics)
         feed, seen, lock = self.feed, 0, self.model.lock
+        weight_seen = 0.0  # what the loss's sum is divided by: the rows seen, or their sample weights
         plan = list(enumerate(self.batches))  # this epoch's rows, drawn here: the loader thread draws nothing
         part = self.strategy.part  # this process's rows of a batch, remembering nothing: safe in the loader
         loaded = prefetched(plan, lambda item: feed.batch(part(*item[1])), self.prefetch,
                             lambda item: f"the rows of training batch {item[0] + 1}/{len(plan)}")
         for (index, (rows, count)), (xb, yb) in loaded:
-            self.strategy.shard(rows, count)  # what the step's reduction needs to know of this batch
+            # the global batch's sample weights (None: unweighted), and `wb`, this process's rows' ones
+            batch_weights = feed.weights(rows)
+            wb = None if batch_weights is None else feed.weights(part(rows, count))
+            weight_seen += count if batch_weights is None else float(batch_weights.sum())
+            self.strategy.shard(rows, count, batch_weights)  # what the step's reduction needs to know of this batch
             try:
                 with lock:  # one step at a time: other threads' saves and predicts come between steps
-                    sums = step(xb, yb)
+                    sums = step(xb, yb, wb)
                 totals = [total + value for total, value in zip(totals, sums)]
             except NonFiniteError as err:
                 raise NonFiniteError(  # the step's message says what to do: data, forward or learning rate
@@ -158,11 +168,11 @@ class _Fit:
                 ) from None
             seen += count
             if self.batch_callbacks:  # the metrics so far over this process's rows (no collective per batch)
-                running = {k: float(v) / seen for k, v in zip(names, totals)}
+                running = {"loss": _ratio(totals[0], weight_seen)}
                 running.update(scalars({m.name: m.result() for m in self.metrics}))
                 for callback in self.batch_callbacks:
                     callback.on_train_batch_end(index, running)
-        logs = {name: float(total) / len(feed) for name, total in zip(names, totals)}
+        logs = {"loss": _ratio(totals[0], weight_seen)}  # the weighted mean: sum(w * l) / sum(w)
         logs.update(scalars(metric_results(self.metrics, self.strategy)))
         if self.validation is not None:
             size = self.options.batch_size or len(self.validation)
@@ -181,9 +191,9 @@ class _Fit:
 
 
 def data_feed(model: Trainable, loss: Loss, x: object, y: object, owner: str, purpose: str, names: str = "x and y",
-              x_name: str = "x") -> Feed:
+              x_name: str = "x", sample_weight: object = None) -> Feed:
     """(x, y) checked, as a Feed: arrays in memory converted now, array-likes (memmaps, h5py,
-    lazy datasets) per batch, to the model's dtype."""
+    lazy datasets) per batch, to the model's dtype; with the sample weights, one per row."""
     if is_lazy(x):
         xs: Any = Lazy(x, owner, x_name)
         require_rows(xs, owner, purpose, x_name)
@@ -200,7 +210,88 @@ def data_feed(model: Trainable, loss: Loss, x: object, y: object, owner: str, pu
     else:
         ys, convert_y = loss.prepare_target(y, dtype), _unchanged
     check_pair(xs, ys, owner, names)
-    return Feed(xs, ys, convert_x, convert_y)
+    return Feed(xs, ys, convert_x, convert_y, sample_weights(sample_weight, len(xs), owner))
+
+
+def sample_weights(weights: object, rows: int, owner: str, name: str = "sample_weight") -> Any:
+    """`weights` checked against `rows` rows: None, float64 in memory, or a Lazy source (checked as read)."""
+    if weights is None:
+        return None
+    source: Any
+    if is_lazy(weights):
+        source = Lazy(weights, owner, name)
+        if source.ndim != 1 and source.shape[1:] != (1,):
+            raise ShapeError(f"{owner}: {name} must have one weight per row, shape ({rows},); got shape "
+                             f"{source.shape}")
+    else:
+        source = check_weights(weights, owner, name)
+    if len(source) != rows:
+        raise ShapeError(f"{owner}: {name} has {len(source)} weights but x has {rows} rows; give one weight per row")
+    return source
+
+
+def class_weights(model: Trainable, loss: Loss, feed: Feed, spec: object) -> np.ndarray | None:
+    """The class weight table (index -> weight) of `Model.train(class_weight=...)`, folded into
+    the training feed's sample weights (each row's weight times its class's); None without one.
+    Class names map through model.metadata["classes"]; "balanced" counts the training rows."""
+    if spec is None:
+        return None
+    labels = _all_labels(loss, feed)
+    names = model.metadata.get("classes")
+    names = [str(name) for name in names] if isinstance(names, list) else None
+    count = max(len(names or ()), int(labels.max()) + 1 if len(labels) else 0)
+    table = np.ones(count)
+    if spec == "balanced":  # as scikit-learn's compute_class_weight: n / (classes present * count)
+        counts = np.bincount(labels, minlength=count)
+        present = counts > 0
+        table[present] = len(labels) / (int(present.sum()) * counts[present])
+    else:
+        assert isinstance(spec, dict)  # TrainOptions checked it
+        for key, weight in spec.items():
+            if isinstance(key, str) and key.isdigit() and (names is None or key not in names):
+                key = int(key)  # a TOML table's keys are strings: [class_weight] 0 = 2.0 means class 0
+            if isinstance(key, str):
+                if names is None:
+                    raise ArgumentError(
+                        f"{OWNER}(class_weight=...): the class name {key!r} needs the data's class names "
+                        "(model.metadata[\"classes\"]), and the model has none; key the weights by class index")
+                if key not in names:
+                    raise ArgumentError(f"{OWNER}(class_weight=...): unknown class {key!r}; the classes are "
+                                        f"{', '.join(map(repr, names))}")
+                index = names.index(key)
+            else:
+                if key >= count:
+                    raise ArgumentError(f"{OWNER}(class_weight=...): unknown class {key}; the training labels are "
+                                        f"classes 0 to {count - 1}")
+                index = key
+            table[index] = weight
+    weights = table[labels] if feed.w is None else table[labels] * _all_weights(feed)
+    if not weights.sum() > 0:
+        raise ArgumentError(f"{OWNER}(class_weight=...): every training row weighs 0 (class weights "
+                            f"{table.tolist()}); give some class a positive weight")
+    feed.w = weights
+    return table
+
+
+def _all_labels(loss: Loss, feed: Feed) -> np.ndarray:
+    """The class of every row of the feed, read in chunks when y is read lazily."""
+    if not isinstance(feed.y, Lazy):
+        return loss.labels(feed.y)
+    step = 1 << 16
+    return np.concatenate([loss.labels(feed.convert_y(feed.y.read(slice(start, start + step))))
+                           for start in range(0, len(feed.y), step)])
+
+
+def _all_weights(feed: Feed) -> np.ndarray:
+    if not isinstance(feed.w, Lazy):
+        return np.asarray(feed.w, dtype=np.float64)
+    step = 1 << 16
+    return np.concatenate([feed.weights(slice(start, start + step)) for start in range(0, len(feed.w), step)])
+
+
+def _ratio(total: float, weight: float) -> float:
+    """A weighted mean's sum over its weight; NaN (not logged) when nothing weighed anything."""
+    return float(total) / weight if weight > 0 else float("nan")
 
 
 def _unchanged(batch: np.ndarray) -> np.ndarray:
@@ -285,20 +376,22 @@ def mean_logs(
     training; with a strategy of several processes, each computes its shard and the sums (the
     metrics' states) are combined."""
     strategy = strategy or Strategy()
-    names = ["loss"]
-    totals = np.zeros(len(names))
+    totals = np.zeros(2)  # the loss's sum, and its weight: the rows or their sample weights
     reset_metrics(metrics)
     n = len(feed)
     part = strategy.shard(slice(0, n), n)
     start, stop = (part.start, part.stop) if isinstance(part, slice) else (0, n)
     batches = [slice(start + b.start, min(start + b.stop, stop)) for b in in_order(stop - start, batch_size)]
-    for _, (xb, yb) in prefetched(batches, feed.batch, int(feed.lazy),
+    for rows, (xb, yb) in prefetched(batches, feed.batch, int(feed.lazy),
                                   lambda rows: f"rows {rows.start} to {rows.stop - 1}"):
         pred = model.forward(xb)
-        totals += [float(loss(pred, yb)) * len(xb)]
-        update_metrics(metrics, pred, yb)
+        wb = feed.weights(rows)  # this batch's sample weights, None when unweighted
+        weight = len(xb) if wb is None else float(wb.sum())
+        value = float(loss(pred, yb) if wb is None else loss(pred, yb, sample_weight=wb))
+        totals += [value * weight, weight]
+        update_metrics(metrics, pred, yb, sample_weight=wb)
     strategy.allreduce(totals)
-    logs: dict[str, Any] = {name: float(total) / n for name, total in zip(names, totals)}
+    logs: dict[str, Any] = {"loss": _ratio(totals[0], totals[1])}
     logs.update(metric_results(metrics, strategy))
     return logs
 
@@ -377,8 +470,9 @@ LAZY_BATCH = 256  # rows per forward pass over an array-like when no batch_size 
 
 
 def evaluate(model: Trainable, x: object, y: object, loss: object, metrics: object,
-             batch_size: int | None, report: bool = False) -> dict[str, Any]:
-    """The loss and metrics over (x, y); with `report`, also "report": per-class scores (class_report)."""
+             batch_size: int | None, report: bool = False, sample_weight: object = None) -> dict[str, Any]:
+    """The loss and metrics over (x, y), weighted by `sample_weight` (one per row) when given; with
+    `report`, also "report": per-class scores (class_report)."""
     owner = "Model.evaluate"
     if loss is None and model.loss is None:
         raise ArgumentError(f"{owner}: pass loss=... (the model has not been trained with one)")
@@ -387,7 +481,7 @@ def evaluate(model: Trainable, x: object, y: object, loss: object, metrics: obje
     check_metric_names(chosen, owner)
     if batch_size is not None:
         batch_size = positive_int(batch_size, "batch_size", owner, example=256)
-    feed = data_feed(model, chosen_loss, x, y, owner, "evaluate")
+    feed = data_feed(model, chosen_loss, x, y, owner, "evaluate", sample_weight=sample_weight)
     # the report's counts: the registered confusion_matrix metric, alongside the chosen ones
     counting: list[Metric] = [resolve("metric", "confusion_matrix", "report", owner)] if report else []
     for metric in counting:

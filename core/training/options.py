@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -70,6 +70,39 @@ def _validation_data(value: object) -> tuple[object, object] | None:
     return None if value is None else (value[0], value[1])
 
 
+def _sample_weight(value: object) -> object:
+    """Checked against the data in Model.train (its length, and each value as it is read)."""
+    if isinstance(value, (str, bytes, bool, dict)) or (value is not None and np.isscalar(value)):
+        raise ArgumentError(
+            f"{OWNER}(sample_weight={describe(value)}): sample_weight must be one non-negative weight per row of x "
+            "(an array of shape (rows,), or an array-like read a batch at a time like x), or None"
+        )
+    return value
+
+
+def _class_weight(value: object) -> str | dict[int | str, float] | None:
+    """"balanced", or {class index or name: weight}; which classes exist is checked in Model.train."""
+    if value is None or value == "balanced":
+        return value
+    if not isinstance(value, Mapping):
+        raise ArgumentError(
+            f"{OWNER}(class_weight={describe(value)}): class_weight must be \"balanced\" or a mapping from class "
+            "(an int index, or a class name of the data's metadata[\"classes\"]) to a weight, e.g. {0: 1.0, 1: 5.0}"
+        )
+    table: dict[int | str, float] = {}
+    for key, weight in value.items():
+        if isinstance(key, bool) or not isinstance(key, (int, np.integer, str)) or (not isinstance(key, str)
+                                                                                    and key < 0):
+            raise ArgumentError(f"{OWNER}(class_weight=...): the key {describe(key)} is no class; keys are class "
+                                "indices (ints >= 0) or class names (strings)")
+        ok = not isinstance(weight, bool) and isinstance(weight, (int, float, np.integer, np.floating))
+        if not ok or not np.isfinite(weight) or weight < 0:
+            raise ArgumentError(f"{OWNER}(class_weight=...): the weight of class {key!r} must be a finite number "
+                                f">= 0, got {describe(weight)}")
+        table[key if isinstance(key, str) else int(key)] = float(weight)
+    return table
+
+
 def as_list(value: object) -> list[Any]:
     """One plugin or name, or an iterable of them, as a list."""
     if value is None:
@@ -97,6 +130,10 @@ class TrainOptions:
     resume_from: str | os.PathLike[str] | None = _field(None)
     strategy: Any = _field(None, config='a training strategy: "local" (default) or "mpi" (run under mpiexec -n N)')
     prefetch: int | None = _field(None, _prefetch, "batches read ahead on a background thread: a non-negative int")
+    sample_weight: Any = _field(None, _sample_weight)
+    class_weight: str | dict[int | str, float] | None = _field(
+        None, _class_weight, '"balanced", or a table from class name (or index) to weight: the loss weighs each '
+        "training row by its class's weight")
 
     @classmethod
     def make(cls, options: dict[str, Any], owner: str = OWNER) -> TrainOptions:

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from lamina.checks import intact_mapping
-from lamina.errors import LaminaError, ShapeError
+from lamina.errors import ArgumentError, LaminaError, ShapeError
 from lamina.protocols.strategy import Rows
 
 _MAPPED_ROWS = 64  # rows of a memmap read before their pages are dropped
@@ -131,11 +131,12 @@ class Lazy:
 
 class Feed:
     """What a loop reads batches from: x and y, each an in-memory array (converted once) or a
-    Lazy source (each batch read, then converted by `convert_x` / `convert_y`)."""
+    Lazy source (each batch read, then converted by `convert_x` / `convert_y`); and `w`, the
+    rows' sample weights (None: unweighted), a float64 array or a Lazy source checked as read."""
 
     def __init__(self, x: Any, y: Any, convert_x: Callable[[np.ndarray], np.ndarray],
-                 convert_y: Callable[[np.ndarray], np.ndarray]) -> None:
-        self.x, self.y, self.convert_x, self.convert_y = x, y, convert_x, convert_y
+                 convert_y: Callable[[np.ndarray], np.ndarray], w: Any = None) -> None:
+        self.x, self.y, self.convert_x, self.convert_y, self.w = x, y, convert_x, convert_y, w
         self.lazy = isinstance(x, Lazy) or isinstance(y, Lazy)
 
     def __len__(self) -> int:
@@ -148,9 +149,19 @@ class Feed:
     def inputs(self, rows: Rows) -> np.ndarray:
         return self._take(self.x, rows, self.convert_x)
 
+    def weights(self, rows: Rows) -> np.ndarray | None:
+        """The sample weights of the rows (float64), or None when the feed is unweighted."""
+        if self.w is None:
+            return None
+        if isinstance(self.w, Lazy):
+            return check_weights(self.w.read(rows), self.w.owner, f"rows of {self.w.name}")
+        return self.w[rows] if isinstance(rows, slice) else self.w.take(rows)
+
     def part(self, start: int, stop: int) -> Feed:
         """Rows [start, stop): views, no copy (the validation split)."""
-        return Feed(_part(self.x, start, stop), _part(self.y, start, stop), self.convert_x, self.convert_y)
+        w = None if self.w is None else _part(self.w, start, stop)
+        return Feed(_part(self.x, start, stop), _part(self.y, start, stop), self.convert_x, self.convert_y, w)
+
 
     @staticmethod
     def _take(data: Any, rows: Rows, convert: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
@@ -234,3 +245,23 @@ def _failed(what: str, error: BaseException) -> LaminaError:
 class _Failure:
     def __init__(self, item: Any, error: BaseException) -> None:
         self.item, self.error = item, error
+
+
+def check_weights(weights: Any, owner: str, name: str = "sample_weight") -> np.ndarray:
+    """Sample weights as float64 of shape (rows,): finite and non-negative, else an ArgumentError."""
+    try:
+        w = np.asarray(weights, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ArgumentError(f"{owner}: {name} must be numbers, one weight per row ({err})") from None
+    if w.ndim == 2 and w.shape[1] == 1:  # a column, as a CSV's weight column might come
+        w = w[:, 0]
+    if w.ndim != 1:
+        raise ShapeError(f"{owner}: {name} must have one weight per row, shape (rows,); got shape {w.shape}")
+    bad = ~np.isfinite(w) | (w < 0)
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise ArgumentError(
+            f"{owner}: {name} must be finite and >= 0, but row {first} holds {float(w[first])} ({int(bad.sum())} such "
+            "row(s)); fix or drop those rows"
+        )
+    return w

@@ -19,7 +19,12 @@ from lamina.protocols.trainable import Trainable
 class Step:
     """`step(xb, yb)` trains `model` on one batch (this process's rows of it) and returns the
     sums over the global batch of [loss] (a per-row mean times the rows); each metric is updated
-    with this process's rows (the loop sums their states over processes at the end of the set)."""
+    with this process's rows (the loop sums their states over processes at the end of the set).
+
+    `step(xb, yb, wb)` with the rows' sample weights `wb` minimises the weighted mean loss
+    sum(w l) / sum(w); the loss's sum is then sum(w l) (the loop divides by the weights), the
+    metrics are updated with the weights, and the strategy's shard of the batch (set by the loop)
+    is its share of the weights."""
 
     def __init__(
         self, model: Trainable, loss: Loss, optim: Optimizer, metrics: list[Metric], clip: float | None,
@@ -31,11 +36,15 @@ class Step:
         self.fused = loss.fuses_with(model.layers[-1])
         self.params: list[Parameter] | None = None  # a layer may build on the first forward
         self.grads: list[np.ndarray] = []  # every gradient, as views of one buffer per dtype
+        self.class_weight: np.ndarray | None = None  # Model.train's class weights, per class index (in wb already)
 
-    def __call__(self, xb: np.ndarray, yb: np.ndarray) -> list[float]:
+    def __call__(self, xb: np.ndarray, yb: np.ndarray, wb: np.ndarray | None = None) -> list[float]:
         model, loss, rows = self.model, self.loss, len(xb)
         pred = model.forward(xb)
-        value = float(loss(pred, yb))
+        if wb is None:
+            value, weight = float(loss(pred, yb)), float(rows)
+        else:  # the loss's sum below is sum(w l): the mean times the weights, not the rows
+            value, weight = float(loss(pred, yb, sample_weight=wb, class_weight=self.class_weight)), float(wb.sum())
         if self.params is None:
             self.params = list(dict.fromkeys(model.parameters().values()))  # a shared one once
             self.grads = gather_gradients(self.params)
@@ -45,8 +54,8 @@ class Step:
             model.backward(loss.fused_backward(), from_layer=len(model.layers) - 2)
         else:
             model.backward(loss.backward())
-        sums = [value * rows]
-        update_metrics(self.metrics, pred, yb)
+        sums = [value * weight]
+        update_metrics(self.metrics, pred, yb, sample_weight=wb)
         # Frozen parameters take no part: not summed over processes, clipped or updated (read
         # each step: a callback may freeze or unfreeze a layer between steps).
         params = [param for param in self.params if param.trainable]

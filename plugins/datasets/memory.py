@@ -303,6 +303,8 @@ class Csv(lamina.Dataset):
     "setosa") gives class labels: `classes`, the names in label order, default the sorted
     distinct names (label i is classes[i]); they are kept in `metadata()["classes"]` and so in
     a trained model's file. A first row with text where the rest has numbers is a header.
+    `weight`: a column (name or index) of non-negative numbers read as each row's sample weight
+    instead of an input; `sample_weights()` hands them over (`lamina train` trains with them).
     """
 
     suffixes = (".csv",)
@@ -317,9 +319,14 @@ class Csv(lamina.Dataset):
         classification: bool | None = None,
         encoding: str = "utf-8",
         classes: list[str] | None = None,
+        weight: str | int | None = None,
     ) -> None:
         self.path = os.fspath(path)
         self.target = target
+        if weight is not None and (isinstance(weight, bool) or not isinstance(weight, (str, int))):
+            raise lamina.ArgumentError(f"csv(weight={weight!r}): weight must be a column name or index, or None")
+        self.weight = weight
+        self._weights: np.ndarray | None = None  # the weight column, read with the rest
         if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in "\r\n\"":
             raise lamina.ArgumentError(
                 f"csv(delimiter={delimiter!r}): the delimiter must be one character other than a quote or a "
@@ -342,16 +349,47 @@ class Csv(lamina.Dataset):
         self._names: list[str] | None = None  # the class names the target column was read with
         self._read = False
 
-    def _column(self, header: list[str] | None, width: int) -> int:
-        if isinstance(self.target, str):
-            if header is None or self.target not in header:
+    def _column(self, header: list[str] | None, width: int, which: str | int | None = None,
+                option: str = "target") -> int:
+        which = self.target if option == "target" else which
+        if isinstance(which, str):
+            if header is None or which not in header:
                 columns = f"its columns are {', '.join(map(repr, header))}" if header else "it has no header row"
-                raise lamina.ArgumentError(f"csv(path={self.path!r}): no column {self.target!r}; {columns}")
-            return header.index(self.target)
-        if isinstance(self.target, int) and not isinstance(self.target, bool) and -width <= self.target < width:
-            return self.target % width
-        raise lamina.ArgumentError(f"csv(target={self.target!r}): target must be a column name or an index below "
+                suffix = "" if option == "target" else f" ({option})"
+                raise lamina.ArgumentError(f"csv(path={self.path!r}): no column {which!r}{suffix}; {columns}")
+            return header.index(which)
+        if isinstance(which, int) and not isinstance(which, bool) and -width <= which < width:
+            return which % width
+        raise lamina.ArgumentError(f"csv({option}={which!r}): {option} must be a column name or an index below "
                                    f"{width}")
+
+    def _weight_column(self, header: list[str] | None, rows: list[list[str]], width: int) -> int | None:
+        """The weight column's index (None without one), its values kept as float64 in `_weights`."""
+        if self.weight is None:
+            self._weights = None
+            return None
+        column = self._column(header, width, self.weight, "weight")
+        if self.target is not None and column == self._column(header, width):
+            raise lamina.ArgumentError(f"csv(weight={self.weight!r}): the weight column is the target column; "
+                                       "name another column")
+        weights = self._numbers(header, rows, [column])[:, 0].astype(np.float64)
+        if (weights < 0).any():
+            row = int(np.flatnonzero(weights < 0)[0])
+            raise lamina.ArgumentError(f"csv(path={self.path!r}): the weight column holds {weights[row]:g} on line "
+                                       f"{row + (2 if header else 1)}; sample weights must be >= 0")
+        self._weights = weights
+        return column
+
+    def sample_weights(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The weight column's values for the rows of `load()`'s (train, test) parts, float64;
+        None when the dataset has no `weight` column."""
+        if self.weight is None:
+            return None
+        if not self._read:
+            self.arrays()
+        assert self._weights is not None
+        w_train, _, w_test, _ = split(self._weights, self._weights, self.test_split, self.seed)
+        return w_train, w_test
 
     def _numbers(self, header: list[str] | None, rows: list[list[str]], columns: list[int]) -> np.ndarray:
         """The cells of `columns` as float32 (rows, len(columns)); a cell that is no number is
@@ -407,10 +445,11 @@ class Csv(lamina.Dataset):
     def arrays(self) -> tuple[np.ndarray, np.ndarray | None]:
         header, rows = read_table(self.path, self.delimiter, self.encoding)
         width = len(rows[0])
+        weight = self._weight_column(header, rows, width)
         if self.target is None:
-            return self._numbers(header, rows, list(range(width))), None
+            return self._numbers(header, rows, [j for j in range(width) if j != weight]), None
         column = self._column(header, width)
-        x = self._numbers(header, rows, [j for j in range(width) if j != column])
+        x = self._numbers(header, rows, [j for j in range(width) if j not in (column, weight)])
         y = self._labels(header, rows, column)
         self._read = True
         return x, y

@@ -104,3 +104,20 @@ def class_targets(pred: np.ndarray, y: object, owner: str) -> tuple[np.ndarray |
     if rows.dtype != pred.dtype:
         rows = rows.astype(pred.dtype)
     return None, rows
+
+
+def per_sample(elements: np.ndarray) -> np.ndarray:
+    """Each sample's mean over its elements (all but the first axis): a loss's `values`."""
+    return elements.reshape(len(elements), -1).mean(axis=1)
+
+
+def binary_labels(y: object, owner: str) -> np.ndarray:
+    """0/1 targets, one per row ((n,) or (n, 1)), as int64 class labels for class weights."""
+    target = lamina.checks.as_numeric(y, "y", owner)
+    flat = target.reshape(len(target), -1) if target.ndim else target.reshape(1, 1)
+    if flat.shape[1] != 1 or not np.isin(flat, (0, 1)).all():
+        raise lamina.ArgumentError(
+            f"{owner}: class_weight needs one 0/1 target per row, but y has shape {target.shape} with values "
+            f"{np.unique(flat)[:5].tolist()}...; weigh rows of other targets with sample_weight instead"
+        )
+    return flat[:, 0].astype(np.int64)

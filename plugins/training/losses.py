@@ -1,7 +1,9 @@
 """Losses: MSE, L1, Huber, CrossEntropy, BinaryCrossEntropy.
 
 Each returns a mean (over elements, or over samples for CrossEntropy) and its backward is the
-derivative of exactly that mean.
+derivative of exactly that mean. Each also gives its per-sample values (`values`), which
+sample and class weights weigh (see `lamina.Loss`): a sample's value is the mean over its
+elements (its time steps, for CrossEntropy over sequences), so their mean is `forward`'s.
 """
 from __future__ import annotations
 
@@ -10,11 +12,22 @@ import numpy as np
 import lamina
 from lamina.case import Case, binary_for, labels_for, open_unit, probabilities
 from lamina.plugins.layers.activations import Sigmoid, Softmax
-from lamina.plugins.training._targets import as_labels, class_targets, fold_steps, same_shape_target
+from lamina.plugins.training._targets import (
+    as_labels,
+    binary_labels,
+    class_targets,
+    fold_steps,
+    per_sample,
+    same_shape_target,
+)
 
 # Probabilities are clipped to [EPS, 1 - EPS] before the log, as Keras does; the gradient is
 # that of the clipped value (zero where clipping is active), so it matches what is returned.
 EPS = 1e-7
+
+
+def _smoothing(value: object, owner: str) -> float:
+    return lamina.checks.fraction(value, "label_smoothing", owner)
 
 
 class MSE(lamina.Loss):
@@ -22,6 +35,10 @@ class MSE(lamina.Loss):
 
     dL/dpred = 2 (pred - y) / pred.size: the derivative of the mean that is returned.
     """
+
+    def values(self, pred: np.ndarray, y: np.ndarray) -> np.ndarray:
+        self._diff = pred - same_shape_target("MSE", pred, y)
+        return per_sample(np.square(self._diff))
 
     def forward(self, pred: np.ndarray, y: np.ndarray) -> float:
         self._diff = pred - same_shape_target("MSE", pred, y)
@@ -35,6 +52,10 @@ class L1(lamina.Loss):
     """mean(|pred - y|) over every element; dL/dpred = sign(pred - y) / pred.size."""
 
     conformance_cases = [Case(shape=(4, 3))]
+
+    def values(self, pred: np.ndarray, y: np.ndarray) -> np.ndarray:
+        self._diff = pred - same_shape_target("L1", pred, y)
+        return per_sample(np.abs(self._diff))
 
     def forward(self, pred: np.ndarray, y: np.ndarray) -> float:
         self._diff = pred - same_shape_target("L1", pred, y)
@@ -55,12 +76,17 @@ class Huber(lamina.Loss):
     def __init__(self, delta: float = 1.0) -> None:
         self.delta = lamina.checks.positive_number(delta, "delta", "Huber", example=1.0)
 
-    def forward(self, pred: np.ndarray, y: np.ndarray) -> float:
+    def _elements(self, pred: np.ndarray, y: np.ndarray) -> np.ndarray:
         d = pred - same_shape_target("Huber", pred, y)
         self._diff = d
         a = np.abs(d)
-        values = np.where(a <= self.delta, 0.5 * d * d, self.delta * (a - 0.5 * self.delta))
-        return float(np.mean(values))
+        return np.where(a <= self.delta, 0.5 * d * d, self.delta * (a - 0.5 * self.delta))
+
+    def values(self, pred: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return per_sample(self._elements(pred, y))
+
+    def forward(self, pred: np.ndarray, y: np.ndarray) -> float:
+        return float(np.mean(self._elements(pred, y)))
 
     def backward(self) -> np.ndarray:
         d = self._diff
@@ -76,6 +102,10 @@ class CrossEntropy(lamina.Loss):
     the fused gradient (p - y) / n with respect to the softmax's input. Sequences: pred
     (batch, time, classes) with labels (batch, time) (or one-hot rows of pred's shape) is the
     mean over every position, as PyTorch's cross_entropy over (batch, classes, time).
+    `label_smoothing` s in [0, 1) trains on (1 - s) y + s / classes instead of y, as PyTorch's
+    CrossEntropyLoss(label_smoothing=s); with class weights w (`Model.train(class_weight=...)`)
+    and integer labels, as PyTorch's with weight=w too: the smoothed part of a row's target is
+    s w_c / (classes w_label) for class c.
     """
 
     conformance_cases = [
@@ -83,10 +113,13 @@ class CrossEntropy(lamina.Loss):
         Case({"from_logits": True}, (5, 4), target=labels_for),
         Case(shape=(5, 3), input=probabilities, target=lambda g, p: np.eye(p.shape[1])[labels_for(g, p)]),
         Case({"from_logits": True}, (2, 3, 4), target=lambda g, p: g.integers(0, p.shape[-1], size=p.shape[:-1])),
+        Case({"from_logits": True, "label_smoothing": 0.2}, (5, 4), target=labels_for),
+        Case({"label_smoothing": 0.1}, (5, 3), input=probabilities, target=labels_for),
     ]
 
-    def __init__(self, from_logits: bool = False) -> None:
+    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0) -> None:
         self.from_logits = bool(from_logits)
+        self.label_smoothing = _smoothing(label_smoothing, "CrossEntropy")
 
     def prepare_target(self, y: object, dtype: np.dtype) -> np.ndarray:
         labels = as_labels(y, "CrossEntropy")
@@ -97,10 +130,26 @@ class CrossEntropy(lamina.Loss):
             return target.astype(np.int64, copy=False)
         return super().prepare_target(y, dtype)
 
-    def forward(self, pred: np.ndarray, y: np.ndarray) -> float:
+    def labels(self, y: np.ndarray) -> np.ndarray:
+        """Integer labels as they are; one-hot rows: the hot class (the largest entry)."""
+        labels = as_labels(y, "CrossEntropy")
+        if labels is not None:
+            return labels
+        target = lamina.checks.as_numeric(y, "y", "CrossEntropy")
+        if target.ndim == 2 and target.dtype.kind == "f":
+            return target.argmax(axis=1)
+        raise lamina.ArgumentError(
+            f"CrossEntropy: class_weight needs one class per sample, but y has shape {target.shape} (a class per "
+            "time step); weigh the sequences with sample_weight instead"
+        )
+
+    def _positions(self, pred: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """The loss at each position (rows of pred, or every time step of a sequence)."""
         self._shape = pred.shape
         pred, y = fold_steps(pred, y, "CrossEntropy")
         labels, rows = class_targets(pred, y, "CrossEntropy")
+        if self.label_smoothing:
+            labels, rows = None, self._smoothed(labels, rows, pred)
         n = pred.shape[0]
         self._labels, self._rows, self._pred = labels, rows, pred
         if self.from_logits:
@@ -112,12 +161,38 @@ class CrossEntropy(lamina.Loss):
             exps /= sums
             self._p = exps  # the softmax, kept for backward
             if labels is not None:  # only the labels' log-probabilities are needed
-                return float((log_sums.sum() - shifted[np.arange(n), labels].sum()) / n)
-            return float(-(rows * (shifted - log_sums)).sum() / n)
+                return log_sums[:, 0] - shifted[np.arange(n), labels]
+            return -(rows * (shifted - log_sums)).sum(axis=1)
         self._clipped = np.clip(pred, EPS, 1.0)
         if labels is not None:
-            return float(-np.log(self._clipped[np.arange(n), labels]).sum() / n)
-        return float(-(rows * np.log(self._clipped)).sum() / n)
+            return -np.log(self._clipped[np.arange(n), labels])
+        return -(rows * np.log(self._clipped)).sum(axis=1)
+
+    def _smoothed(self, labels: np.ndarray | None, rows: np.ndarray | None, pred: np.ndarray) -> np.ndarray:
+        """(1 - s) y + s / C, the targets label smoothing trains on; with class weights w and
+        labels, the smoothed part is s w_c / (C w_label), so that the row's weight w_label times
+        its loss is PyTorch's term."""
+        s, classes = self.label_smoothing, pred.shape[1]
+        if rows is not None:
+            return rows * (1.0 - s) + s / classes
+        assert labels is not None  # class_targets gives exactly one of the two
+        table = self.__dict__.get("_class_weight")
+        if table is None:
+            smoothed = np.full(pred.shape, s / classes, dtype=pred.dtype)
+        else:
+            table = np.asarray(table, dtype=np.float64)
+            own = table[labels][:, None]
+            ratio = np.divide(table[None, :], own, out=np.zeros((len(labels), classes)), where=own > 0)
+            smoothed = (ratio * (s / classes)).astype(pred.dtype)
+        smoothed[np.arange(len(labels)), labels] += 1.0 - s
+        return smoothed
+
+    def values(self, pred: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return per_sample(self._positions(pred, y).reshape(len(pred), -1))
+
+    def forward(self, pred: np.ndarray, y: np.ndarray) -> float:
+        positions = self._positions(pred, y)
+        return float(positions.sum() / len(positions))
 
     def backward(self) -> np.ndarray:
         if self.from_logits:
@@ -156,21 +231,38 @@ class BinaryCrossEntropy(lamina.Loss):
     pred holds probabilities (e.g. after Sigmoid), or logits when `from_logits=True`, computed
     as mean(max(z, 0) - z y + log(1 + exp(-|z|))), which cannot overflow. After a Sigmoid
     layer the model uses the fused gradient (p - y) / size with respect to its input.
+    `label_smoothing` s in [0, 1) trains on y (1 - s) + s / 2 instead of y, as Keras does.
     """
 
-    conformance_cases = [Case(input=open_unit, target=binary_for), Case({"from_logits": True}, target=binary_for)]
+    conformance_cases = [
+        Case(input=open_unit, target=binary_for),
+        Case({"from_logits": True}, target=binary_for),
+        Case({"from_logits": True, "label_smoothing": 0.2}, target=binary_for),
+    ]
 
-    def __init__(self, from_logits: bool = False) -> None:
+    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0) -> None:
         self.from_logits = bool(from_logits)
+        self.label_smoothing = _smoothing(label_smoothing, "BinaryCrossEntropy")
 
-    def forward(self, pred: np.ndarray, y: np.ndarray) -> float:
+    def labels(self, y: np.ndarray) -> np.ndarray:
+        return binary_labels(y, "BinaryCrossEntropy")
+
+    def _elements(self, pred: np.ndarray, y: np.ndarray) -> np.ndarray:
         y = same_shape_target("BinaryCrossEntropy", pred, y)
+        if self.label_smoothing:
+            y = y * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing
         self._pred, self._y = pred, y
         if self.from_logits:
             z = pred
-            return float(np.mean(np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))))
+            return np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))
         self._clipped = c = np.clip(pred, EPS, 1.0 - EPS)
-        return float(-np.mean(y * np.log(c) + (1.0 - y) * np.log1p(-c)))
+        return -(y * np.log(c) + (1.0 - y) * np.log1p(-c))
+
+    def values(self, pred: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return per_sample(self._elements(pred, y))
+
+    def forward(self, pred: np.ndarray, y: np.ndarray) -> float:
+        return float(np.mean(self._elements(pred, y)))
 
     def backward(self) -> np.ndarray:
         pred, y = self._pred, self._y
