@@ -77,6 +77,11 @@ KINDS: dict[str, Kind] = {
         Kind("strategy", "strategies", "register_strategies", Strategy),
     )
 }
+# Built-ins that the core builds by registered name, as it does the defaults above: the callback
+# of `tensorboard = true` in lamina train configs, and the metric whose `report(classes)` makes
+# Model.evaluate(report=True)'s per-class report.
+TENSORBOARD_CALLBACK = "TensorBoard"
+REPORT_METRIC = "confusion_matrix"
 
 
 @frozen

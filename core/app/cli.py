@@ -268,20 +268,25 @@ def evaluate(args: argparse.Namespace) -> int:
 
 
 def report_table(report: dict[str, Any]) -> str:
-    """The evaluation report as a text table: one line per class, the averages, the confusion matrix."""
-    width = max([len("weighted avg"), *(len(escape(row["class"])) for row in report["classes"])])
-    lines = [f"{'class':<{width}}  precision     recall         f1    support"]
-    for row in report["classes"]:
-        lines.append(f"{escape(row['class']):<{width}}  {row['precision']:9.4f}  {row['recall']:9.4f}  "
-                     f"{row['f1']:9.4f}  {row['support']:9g}")
-    total = sum(row["support"] for row in report["classes"])
-    lines.append(f"{'accuracy':<{width}}  {'':9}  {'':9}  {report['accuracy']:9.4f}  {total:9g}")
-    for key in ("macro", "weighted"):
-        avg = report[key]
-        lines.append(f"{key + ' avg':<{width}}  {avg['precision']:9.4f}  {avg['recall']:9.4f}  {avg['f1']:9.4f}  "
-                     f"{total:9g}")
-    lines.append("confusion matrix (rows: true class, columns: predicted):")
-    lines.append(np.array2string(np.asarray(report["confusion_matrix"]), precision=6))
+    """The evaluation report as a text table: a line per class with its scores, a line per summary
+    (a number, or a table of averages), then each matrix; printed from the report's own keys."""
+    rows = report.get("classes", [])
+    columns = [key for key in (rows[0] if rows else {}) if key != "class"]
+    summaries = {key: value for key, value in report.items() if key != "classes" and np.ndim(value) < 2}
+    width = max([len("class"), *(len(escape(str(row["class"]))) for row in rows), *(len(k) + 4 for k in summaries)])
+    lines = [f"{'class':<{width}}" + "".join(f"  {escape(key):>10}" for key in columns)]
+    for row in rows:
+        lines.append(f"{escape(str(row['class'])):<{width}}" + "".join(f"  {row[key]:10.4g}" for key in columns))
+    for key, value in summaries.items():
+        if isinstance(value, dict):  # averages: under their columns
+            cells = "".join(f"  {value[c]:10.4f}" if c in value else f"  {'':10}" for c in columns)
+            lines.append(f"{escape(key) + ' avg':<{width}}{cells}")
+        else:
+            lines.append(f"{escape(key):<{width}}  {float(value):10.4f}")
+    for key, value in report.items():
+        if np.ndim(value) == 2:
+            lines.append(f"{escape(key)} (rows: true class, columns: predicted):")
+            lines.append(np.array2string(np.asarray(value), precision=6))
     return "\n".join(lines)
 
 

@@ -21,7 +21,7 @@ from lamina.files.atomic import atomic_write
 from lamina.files.records import older, valid_package_name, why_missing
 from lamina.model import Model
 from lamina.protocols.strategy import Strategy
-from lamina.registry import KINDS, get_registry, normalize_package
+from lamina.registry import KINDS, TENSORBOARD_CALLBACK, get_registry, normalize_package
 from lamina.seeding import seed
 from lamina.training.checkpoint import Checkpoint
 from lamina.training.history import History
@@ -80,7 +80,7 @@ def _train(
     metrics = runconfig.build_list(config, "metric", "metrics")
     callbacks = runconfig.build_list(config, "callback", "callbacks")
     if config.get("tensorboard", False):  # after the config's callbacks: it shows what they log
-        tensorboard = {"type": "TensorBoard", "log_dir": str(folder / "tensorboard")}
+        tensorboard = {"type": TENSORBOARD_CALLBACK, "log_dir": str(folder / "tensorboard")}
         callbacks.append(runconfig.build(config, "callback", tensorboard, "tensorboard"))
     checkpoint = folder / "checkpoint.npz"
     callbacks.append(Checkpoint(checkpoint))
@@ -112,6 +112,13 @@ def _train(
         files["report"] = atomic_write(folder / "report.json", json.dumps(as_json(report), indent=2) + "\n")
     held_out = f" ({len(x_train) - trained} held out for validation)" if trained < len(x_train) else ""
     say(f"trained {len(history)} epochs on {trained} samples{held_out}")
+    _say_results(say, history, test, files, checkpoint if resume else None)
+    return RunResult(model, history, test, folder, files)
+
+
+def _say_results(say: Callable[[str], None], history: History, test: dict[str, Any], files: dict[str, Path],
+                 resumed_from: Path | None) -> None:
+    """The run's last lines: the final values of the history, the test scores, the files."""
     for key, value in history.history.items():
         # a key a callback logs in some epochs only is NaN in the others: show its last value
         last = next((i for i in range(len(value) - 1, -1, -1) if not math.isnan(value[i])), None)
@@ -121,13 +128,12 @@ def _train(
     for key, score in test.items():
         if not np.ndim(score):  # a confusion matrix is in metrics.json
             say(f"  test {key}: {score:.4f}")
-    say(f"model: {files['model']}" + (f" (resumed from {checkpoint})" if resume else ""))
+    say(f"model: {files['model']}" + (f" (resumed from {resumed_from})" if resumed_from else ""))
     say(f"metrics: {files['metrics']}")
     if "curves" in files:
         say(f"curves: {files['curves']}")
     else:
         say(f"curves: skipped, matplotlib is not installed; for curves.png: {INSTALL_HINT}")
-    return RunResult(model, history, test, folder, files)
 
 
 CLASSIFICATION_LOSSES = ("crossentropy", "binarycrossentropy")

@@ -5,11 +5,10 @@ from typing import Any
 
 from lamina.errors import ArgumentError
 from lamina.protocols.configurable import Configurable
+from lamina.protocols.metric import Metric
 
 # Which way a logged value improves, by its name without "val_" (as Keras decides: a loss is
 # minimised, a metric goes the way its kind does). Losses and errors are checked first.
-LOWER_IS_BETTER = ("loss", "error", "mae", "mse", "mape", "msle", "crossentropy", "hinge", "divergence")
-HIGHER_IS_BETTER = ("acc", "auc", "precision", "recall", "f1")
 
 
 class Callback(Configurable):
@@ -29,19 +28,21 @@ class Callback(Configurable):
     @staticmethod
     def monitor_mode(monitor: str, mode: str, owner: str) -> str:
         """"min" or "max": the direction in which the logged value `monitor` improves. `mode`
-        "min" or "max" is kept; "auto" reads the name: losses and errors ("loss", "val_mae", ...)
-        "min", accuracies, AUC, precision, recall and F1 "max"; any other name is an ArgumentError
-        asking for mode="min" or "max"."""
+        "min" or "max" is kept; "auto" reads the name without "val_": a loss ("loss", or a name
+        ending in "loss") is "min", and a metric's key says what its class declares
+        (`Metric.greater_is_better`: accuracy, AUC, precision, recall, F1 "max"; MAE, MSE "min").
+        A name no metric class declares is an ArgumentError asking for mode="min" or "max"."""
         if mode in ("min", "max"):
             return mode
-        name = monitor.lower().removeprefix("val_")
-        if any(word in name for word in LOWER_IS_BETTER):
+        key = monitor.removeprefix("val_")
+        if key.lower().endswith("loss"):
             return "min"
-        if any(word in name for word in HIGHER_IS_BETTER):
-            return "max"
+        better = {cls.greater_is_better for cls in _metric_classes() if cls.name == key} - {None}
+        if len(better) == 1:
+            return "max" if better.pop() else "min"
         raise ArgumentError(
-            f"{owner}(monitor={monitor!r}, mode={mode!r}): cannot tell from the name whether {monitor!r} "
-            "improves up or down; pass mode='min' (lower is better) or mode='max' (higher is better)"
+            f"{owner}(monitor={monitor!r}, mode={mode!r}): no metric class says whether {key!r} improves up or "
+            "down; pass mode='min' (lower is better) or mode='max' (higher is better)"
         )
 
     def on_train_begin(self, logs: dict[str, float] | None = None) -> None:
@@ -61,3 +62,13 @@ class Callback(Configurable):
     def on_train_end(self, logs: dict[str, float] | None = None) -> None:
         """Called once after the last epoch, also when a callback stopped training early."""
 
+
+
+def _metric_classes() -> list[type[Metric]]:
+    """Every Metric class defined so far (the installed plugins' included), subclasses too."""
+    found, todo = [], list(Metric.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        found.append(cls)
+        todo.extend(cls.__subclasses__())
+    return found

@@ -28,10 +28,13 @@ class Metric(Configurable):
 
     Its key in the history and in `evaluate`'s result is `name` (by default the class name in
     snake_case; `name=` at construction sets it), and "val_" + name for validation data. Only
-    scalar results enter the history.
+    scalar results enter the history. `greater_is_better` (True for accuracy-like scores, False
+    for errors) tells callbacks with mode="auto" (Checkpoint, ReduceLROnPlateau) which way it
+    improves; None (the default) makes them ask for mode="min" or "max".
     """
 
     name: str = ""
+    greater_is_better: bool | None = None
     concatenated: tuple[str, ...] = ()  # the arrays of state() joined (not summed) over processes
 
     def __init_subclass__(cls, **kwargs: object) -> None:

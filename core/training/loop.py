@@ -22,7 +22,7 @@ from lamina.protocols.loss import Loss
 from lamina.protocols.metric import Metric
 from lamina.protocols.strategy import Strategy, activated
 from lamina.protocols.trainable import Trainable
-from lamina.registry import default_plugin, resolve
+from lamina.registry import REPORT_METRIC, default_plugin, resolve
 from lamina.training.bars import ProgressBar
 from lamina.training.batches import Batches, in_order
 from lamina.training.checkpoint import resume
@@ -245,8 +245,7 @@ def class_weights(model: Trainable, loss: Loss, feed: Feed, spec: object) -> np.
         counts = np.bincount(labels, minlength=count)
         present = counts > 0
         table[present] = len(labels) / (int(present.sum()) * counts[present])
-    else:
-        assert isinstance(spec, dict)  # TrainOptions checked it
+    elif isinstance(spec, dict):  # TrainOptions checked that it is "balanced" or a table
         for key, weight in spec.items():
             if isinstance(key, str) and key.isdigit() and (names is None or key not in names):
                 key = int(key)  # a TOML table's keys are strings: [class_weight] 0 = 2.0 means class 0
@@ -472,7 +471,7 @@ LAZY_BATCH = 256  # rows per forward pass over an array-like when no batch_size 
 def evaluate(model: Trainable, x: object, y: object, loss: object, metrics: object,
              batch_size: int | None, report: bool = False, sample_weight: object = None) -> dict[str, Any]:
     """The loss and metrics over (x, y), weighted by `sample_weight` (one per row) when given; with
-    `report`, also "report": per-class scores (class_report)."""
+    `report`, also "report": per-class scores (the REPORT_METRIC's `report`)."""
     owner = "Model.evaluate"
     if loss is None and model.loss is None:
         raise ArgumentError(f"{owner}: pass loss=... (the model has not been trained with one)")
@@ -483,7 +482,7 @@ def evaluate(model: Trainable, x: object, y: object, loss: object, metrics: obje
         batch_size = positive_int(batch_size, "batch_size", owner, example=256)
     feed = data_feed(model, chosen_loss, x, y, owner, "evaluate", sample_weight=sample_weight)
     # the report's counts: the registered confusion_matrix metric, alongside the chosen ones
-    counting: list[Metric] = [resolve("metric", "confusion_matrix", "report", owner)] if report else []
+    counting: list[Metric] = [resolve("metric", REPORT_METRIC, "report", owner)] if report else []
     for metric in counting:
         metric.name = " report"  # a key no chosen metric can have (names are checked)
         if getattr(chosen_loss, "from_logits", False):  # one output's decision: logit > 0, probability > 0.5
@@ -493,44 +492,10 @@ def evaluate(model: Trainable, x: object, y: object, loss: object, metrics: obje
                            batch_size or (LAZY_BATCH if feed.lazy else len(feed)))
     finally:
         model.release()
-    if counting:
-        matrix = result.pop(counting[0].name)
-        result["report"] = class_report(matrix, model.metadata.get("classes"))
+    if counting:  # its state is the whole set's (merged over processes by mean_logs)
+        result.pop(counting[0].name)
+        result["report"] = counting[0].report(model.metadata.get("classes"))  # type: ignore[attr-defined]
     return result
-
-
-def class_report(matrix: np.ndarray, classes: object = None) -> dict[str, Any]:
-    """Per-class precision, recall, F1 and support from a confusion matrix (rows: true class),
-    as sklearn.metrics.classification_report: {"classes": [{"class", "precision", "recall", "f1",
-    "support"}, ...], "accuracy", "macro", "weighted" (each {"precision", "recall", "f1"}),
-    "confusion_matrix": the matrix}. Class names from `classes` (a model's metadata["classes"])
-    when it names every class, else the indices as strings. A class never predicted (or never
-    true) scores 0 there, as sklearn's zero_division default."""
-    matrix = np.asarray(matrix, dtype=np.float64)
-    tp, predicted, support = np.diag(matrix), matrix.sum(axis=0), matrix.sum(axis=1)
-
-    def ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        out = np.zeros(len(a))
-        np.divide(a, b, out=out, where=b != 0)
-        return out
-
-    precision, recall, f1 = ratio(tp, predicted), ratio(tp, support), ratio(2 * tp, support + predicted)
-    names = ([str(name) for name in classes] if isinstance(classes, (list, tuple)) and len(classes) == len(matrix)
-             else [str(i) for i in range(len(matrix))])
-    rows = [{"class": names[i], "precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
-             "support": int(support[i]) if support[i].is_integer() else float(support[i])} for i in range(len(matrix))]
-    total = float(support.sum())
-    weights = support if total else None
-
-    def averaged(weighted: bool) -> dict[str, float]:
-        if weighted and weights is None:
-            return {"precision": 0.0, "recall": 0.0, "f1": 0.0}
-        w = weights if weighted else None
-        return {key: float(np.average(v, weights=w)) if len(v) else 0.0
-                for key, v in (("precision", precision), ("recall", recall), ("f1", f1))}
-
-    return {"classes": rows, "accuracy": float(tp.sum() / total) if total else float("nan"),
-            "macro": averaged(False), "weighted": averaged(True), "confusion_matrix": matrix}
 
 
 def predict(model: Trainable, x: object, batch_size: int | None) -> np.ndarray:

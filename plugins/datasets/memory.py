@@ -12,6 +12,7 @@ import csv
 import os
 from collections.abc import Iterator
 from importlib.resources import as_file, files
+from typing import cast
 
 import numpy as np
 
@@ -387,8 +388,8 @@ class Csv(lamina.Dataset):
             return None
         if not self._read:
             self.arrays()
-        assert self._weights is not None
-        w_train, _, w_test, _ = split(self._weights, self._weights, self.test_split, self.seed)
+        weights = cast(np.ndarray, self._weights)  # arrays() read the weight column
+        w_train, _, w_test, _ = split(weights, weights, self.test_split, self.seed)
         return w_train, w_test
 
     def _numbers(self, header: list[str] | None, rows: list[list[str]], columns: list[int]) -> np.ndarray:

@@ -7,6 +7,8 @@ elements (its time steps, for CrossEntropy over sequences), so their mean is `fo
 """
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 
 import lamina
@@ -175,7 +177,7 @@ class CrossEntropy(lamina.Loss):
         s, classes = self.label_smoothing, pred.shape[1]
         if rows is not None:
             return rows * (1.0 - s) + s / classes
-        assert labels is not None  # class_targets gives exactly one of the two
+        labels = cast(np.ndarray, labels)  # class_targets gives exactly one of the two
         table = self.__dict__.get("_class_weight")
         if table is None:
             smoothed = np.full(pred.shape, s / classes, dtype=pred.dtype)

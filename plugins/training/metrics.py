@@ -3,6 +3,8 @@ lamina.Metric's default accumulator), and the stateful ones over the whole set: 
 recall, f1, top_k_accuracy, auc and confusion_matrix (equal to scikit-learn's)."""
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 import lamina
@@ -19,6 +21,7 @@ class Accuracy(lamina.Metric):
     """
 
     name = "accuracy"
+    greater_is_better = True
 
     def __call__(self, pred: np.ndarray, y: np.ndarray) -> float:
         pred, y = fold_steps(pred, y, "accuracy")
@@ -41,6 +44,7 @@ class BinaryAccuracy(lamina.Metric):
     """
 
     name = "binary_accuracy"
+    greater_is_better = True
 
     def __init__(self, threshold: float = 0.5, name: str | None = None) -> None:
         super().__init__(name=name)
@@ -55,6 +59,7 @@ class MeanAbsoluteError(lamina.Metric):
     """mean(|pred - y|) over every element."""
 
     name = "mae"
+    greater_is_better = False
 
     def __call__(self, pred: np.ndarray, y: np.ndarray) -> float:
         y = same_shape_target("mae", pred, y)
@@ -65,6 +70,7 @@ class MeanSquaredError(lamina.Metric):
     """mean((pred - y)^2) over every element."""
 
     name = "mse"
+    greater_is_better = False
 
     def __call__(self, pred: np.ndarray, y: np.ndarray) -> float:
         y = same_shape_target("mse", pred, y)
@@ -127,6 +133,45 @@ class ConfusionMatrix(lamina.Metric):
     def set_state(self, state: dict[str, np.ndarray]) -> None:
         self.matrix, self.seen = state["matrix"], state["seen"]
 
+    def report(self, classes: object = None) -> dict[str, Any]:
+        """The per-class report of the rows seen (Model.evaluate(report=True) asks for it):
+        `class_report` of the matrix, with class names from `classes`."""
+        return class_report(self.result(), classes)
+
+
+def class_report(matrix: np.ndarray, classes: object = None) -> dict[str, Any]:
+    """Per-class precision, recall, F1 and support from a confusion matrix (rows: true class),
+    as sklearn.metrics.classification_report: {"classes": [{"class", "precision", "recall", "f1",
+    "support"}, ...], "accuracy", "macro", "weighted" (each {"precision", "recall", "f1"}),
+    "confusion_matrix": the matrix}. Class names from `classes` (a model's metadata["classes"])
+    when it names every class, else the indices as strings. A class never predicted (or never
+    true) scores 0 there, as sklearn's zero_division default."""
+    matrix = np.asarray(matrix, dtype=np.float64)
+    tp, predicted, support = np.diag(matrix), matrix.sum(axis=0), matrix.sum(axis=1)
+
+    def ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        out = np.zeros(len(a))
+        np.divide(a, b, out=out, where=b != 0)
+        return out
+
+    precision, recall, f1 = ratio(tp, predicted), ratio(tp, support), ratio(2 * tp, support + predicted)
+    names = ([str(name) for name in classes] if isinstance(classes, (list, tuple)) and len(classes) == len(matrix)
+             else [str(i) for i in range(len(matrix))])
+    rows = [{"class": names[i], "precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+             "support": int(support[i]) if support[i].is_integer() else float(support[i])} for i in range(len(matrix))]
+    total = float(support.sum())
+    weights = support if total else None
+
+    def averaged(weighted: bool) -> dict[str, float]:
+        if weighted and weights is None:
+            return {"precision": 0.0, "recall": 0.0, "f1": 0.0}
+        w = weights if weighted else None
+        return {key: float(np.average(v, weights=w)) if len(v) else 0.0
+                for key, v in (("precision", precision), ("recall", recall), ("f1", f1))}
+
+    return {"classes": rows, "accuracy": float(tp.sum() / total) if total else float("nan"),
+            "macro": averaged(False), "weighted": averaged(True), "confusion_matrix": matrix}
+
 
 AVERAGES = ("macro", "micro", "weighted", "binary")
 
@@ -140,6 +185,7 @@ class Precision(ConfusionMatrix):
     """
 
     name = "precision"
+    greater_is_better = True
     part = 0  # which of (precision, recall, f1)
 
     def __init__(self, average: str = "macro", threshold: float = 0.5, name: str | None = None) -> None:
@@ -181,6 +227,7 @@ class TopKAccuracy(lamina.Metric):
     sample_weight), as sklearn.metrics.top_k_accuracy_score; pred (samples, classes)."""
 
     name = "top_k_accuracy"
+    greater_is_better = True
 
     def __init__(self, k: int = 5, name: str | None = None) -> None:
         super().__init__(name=name)
@@ -210,6 +257,7 @@ class AUC(lamina.Metric):
     """
 
     name = "auc"
+    greater_is_better = True
     concatenated = ("scores", "labels", "weights")
 
     def __init__(self, curve: str = "roc", name: str | None = None) -> None:
