@@ -45,6 +45,17 @@ class Callback(Configurable):
             "down; pass mode='min' (lower is better) or mode='max' (higher is better)"
         )
 
+    @staticmethod
+    def monitored_value(logs: dict[str, float], monitor: str, owner: str) -> float:
+        """`logs[monitor]`, or an ArgumentError naming `owner` (e.g. "EarlyStopping(monitor='val_loss')")
+        and the values the logs have: a callback that watches a value says so at the first epoch's end."""
+        if monitor not in logs:
+            raise ArgumentError(
+                f"{owner}: no such value in this epoch's logs (they have {', '.join(map(repr, logs))}); monitor "
+                "one of those, or pass validation_data or validation_split to get 'val_*' values"
+            )
+        return logs[monitor]
+
     def on_train_begin(self, logs: dict[str, float] | None = None) -> None:
         """Called once before the first epoch."""
 

@@ -88,13 +88,8 @@ class Checkpoint(Callback):
         return None if self.best_epoch is None else self._sign * self._best
 
     def _save_if_best(self, epoch: int, logs: dict[str, float]) -> None:
-        if self.monitored not in logs:
-            raise ArgumentError(
-                f"Checkpoint(monitor={self.monitored!r}, save_best_only=True): no such value in this epoch's logs "
-                f"(they have {', '.join(map(repr, logs))}); monitor one of those, or pass validation_data or "
-                "validation_split to get 'val_*' values"
-            )
-        value = self._sign * logs[self.monitored]
+        owner = f"Checkpoint(monitor={self.monitored!r}, save_best_only=True)"
+        value = self._sign * Callback.monitored_value(logs, self.monitored, owner)
         if not value < self._best:  # NaN never is
             return
         self._best, self.best_epoch = value, epoch

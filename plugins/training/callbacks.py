@@ -49,13 +49,7 @@ class EarlyStopping(lamina.Callback):
         self._best_weights: list[np.ndarray] | None = None
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
-        if self.monitor not in logs:
-            raise lamina.ArgumentError(
-                f"EarlyStopping(monitor={self.monitor!r}): no such value in this epoch's logs "
-                f"(they have {', '.join(map(repr, logs))}); monitor one of those, or pass "
-                "validation_data or validation_split to get 'val_*' values"
-            )
-        value = self._sign * logs[self.monitor]
+        value = self._sign * self.monitored_value(logs, self.monitor, f"EarlyStopping(monitor={self.monitor!r})")
         if value < self.best - self.min_delta:
             self.best, self.best_epoch, self._wait = value, epoch, 0
             if self.restore_best:
@@ -144,13 +138,7 @@ class ReduceLROnPlateau(lamina.Callback):
     def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
         optim = self.model.optimizer
         logs["lr"] = float(optim.lr)  # before any reduction: the rate of this epoch, as Keras logs it
-        if self.monitor not in logs:
-            raise lamina.ArgumentError(
-                f"ReduceLROnPlateau(monitor={self.monitor!r}): no such value in this epoch's logs "
-                f"(they have {', '.join(map(repr, logs))}); monitor one of those, or pass "
-                "validation_data or validation_split to get 'val_*' values"
-            )
-        current = self._sign * logs[self.monitor]
+        current = self._sign * self.monitored_value(logs, self.monitor, f"ReduceLROnPlateau(monitor={self.monitor!r})")
         if self.cooldown_counter > 0:
             self.cooldown_counter -= 1
             self.wait = 0
