@@ -207,3 +207,12 @@ def capped(*args: str, cwd: Path = ROOT, stdin: str | None = None, **env: str) -
     environ.update({"OPENBLAS_NUM_THREADS": "1", **env})
     return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=cwd, env=environ,
                           input=stdin, timeout=CAP_SECONDS, preexec_fn=_cap_address_space)
+
+
+def reference(module: str, install: str) -> object:
+    """A test reference package (scikit-learn, ...), or a skip saying how to install it: not installed,
+    or not importable here (scipy, under scikit-learn, trips over a stubbed-out torch module)."""
+    try:
+        return importlib.import_module(module)
+    except Exception as err:  # ImportError, or whatever a half-usable install raises
+        pytest.skip(f"{module} is the reference here ({install}): {type(err).__name__}", allow_module_level=True)

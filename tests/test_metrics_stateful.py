@@ -8,12 +8,12 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import config_file, make_distribution, run_python
+from conftest import config_file, make_distribution, reference, run_python
 
 import lamina
 from lamina.training.loop import metric_results
 
-skm = pytest.importorskip("sklearn.metrics", reason="scikit-learn is the reference (pip install scikit-learn)")
+skm = reference("sklearn.metrics", "pip install scikit-learn")
 
 N, C = 150, 4
 

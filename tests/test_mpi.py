@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT
+from conftest import ROOT, reference
 
 import lamina
 
@@ -329,7 +329,7 @@ if lamina.active_strategy().is_main:
 
 @needs_mpi
 def test_metrics_over_mpi_equal_one_process_and_sklearn(tmp_path):
-    metrics = pytest.importorskip("sklearn.metrics", reason="scikit-learn is the reference")
+    metrics = reference("sklearn.metrics", "pip install scikit-learn")
     script = tmp_path / "metrics.py"
     script.write_text(METRICS_SCRIPT)
     environment = dict(os.environ, OPENBLAS_NUM_THREADS="1")

@@ -6,12 +6,12 @@ import json
 
 import numpy as np
 import pytest
-from conftest import config_file, run_python
+from conftest import config_file, reference, run_python
 
 import lamina
 from lamina.app import run
 
-skm = pytest.importorskip("sklearn.metrics", reason="scikit-learn is the reference (pip install scikit-learn)")
+skm = reference("sklearn.metrics", "pip install scikit-learn")
 
 
 def evaluate_report(model, x, y, **options):
