@@ -45,13 +45,7 @@ def read_npy(path: str | os.PathLike[str], max_bytes: int | None = None) -> np.n
     limit = max_input_bytes(max_bytes)
     where = os.fspath(path)
     with reading(where), open(path, "rb") as stream:
-        size = os.fstat(stream.fileno()).st_size
-        if size == 0:
-            raise FileFormatError(f"{where}: the file is empty (0 bytes), not an .npy array; {_HOW}")
-        dtype, shape, fortran = _header(stream, where, "the file")
-        needed = _nbytes(shape, dtype)
-        _check_limit(where, needed, limit)
-        _check_size(where, "the file", needed, size - stream.tell())
+        dtype, shape, fortran = _npy_header(stream, where, limit, "an .npy array")
         return _fill(stream, where, "the file", dtype, shape, fortran)
 
 
@@ -83,13 +77,7 @@ def check(path: str | os.PathLike[str], max_bytes: int | None = None) -> None:
                 _members(archive, where, limit)
             return
         with open(path, "rb") as stream:
-            size = os.fstat(stream.fileno()).st_size
-            if size == 0:
-                raise FileFormatError(f"{where}: the file is empty (0 bytes), not an .npy or .npz file; {_HOW}")
-            dtype, shape, _ = _header(stream, where, "the file")
-            needed = _nbytes(shape, dtype)
-            _check_limit(where, needed, limit)
-            _check_size(where, "the file", needed, size - stream.tell())
+            _npy_header(stream, where, limit, "an .npy or .npz file")
 
 
 def is_npz(path: str | os.PathLike[str]) -> bool:
@@ -183,6 +171,19 @@ def _members(archive: zipfile.ZipFile, where: str, limit: int) -> dict[zipfile.Z
         _check_size(where, what, needed, info.file_size - offset)
         found[info] = (dtype, shape, fortran)
     return found
+
+
+def _npy_header(stream: IO[bytes], where: str, limit: int, kind: str) -> tuple[np.dtype, tuple[int, ...], bool]:
+    """The checked header of the .npy file open in `stream` (not empty, a numeric header, its
+    data within `limit` and exactly what follows the header); the stream is left at the data."""
+    size = os.fstat(stream.fileno()).st_size
+    if size == 0:
+        raise FileFormatError(f"{where}: the file is empty (0 bytes), not {kind}; {_HOW}")
+    dtype, shape, fortran = _header(stream, where, "the file")
+    needed = _nbytes(shape, dtype)
+    _check_limit(where, needed, limit)
+    _check_size(where, "the file", needed, size - stream.tell())
+    return dtype, shape, fortran
 
 
 def _header(stream: IO[bytes], where: str, what: str) -> tuple[np.dtype, tuple[int, ...], bool]:
