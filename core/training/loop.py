@@ -7,13 +7,14 @@ about several processes is the strategy's business.
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Generator
 from typing import Any
 
 import numpy as np
 
 from lamina.app.console import silenced
-from lamina.checks import positive_int
+from lamina.checks import as_numeric, positive_int
 from lamina.errors import ArgumentError, NonFiniteError, ShapeError
 from lamina.files.load import restore_generator
 from lamina.protocols.callback import Callback
@@ -27,9 +28,11 @@ from lamina.training.bars import ProgressBar
 from lamina.training.batches import Batches, in_order
 from lamina.training.checkpoint import resume
 from lamina.training.history import History, RecordHistory
-from lamina.training.options import OWNER, TrainOptions, as_list
-from lamina.training.sources import Feed, Lazy, check_weights, is_lazy, prefetched
+from lamina.training.options import OWNER, TrainOptions
+from lamina.training.outputs import OutputLosses, make_loss, make_metrics, needed_outputs, per_output
+from lamina.training.sources import Feed, Lazy, Several, check_weights, is_lazy, prefetched
 from lamina.training.step import Step, update_metrics
+from lamina.training.structure import Layout, check_rows, rows_of
 
 
 def fit(model: Trainable, x: object, y: object, options: TrainOptions) -> History:
@@ -49,8 +52,8 @@ class _Fit:
     def __init__(self, model: Trainable, x: object, y: object, options: TrainOptions, strategy: Strategy,
                  verbose: bool) -> None:
         self.model, self.options, self.strategy = model, options, strategy
-        self.loss: Loss = default_plugin("loss", options.loss, "loss", OWNER)
-        self.metrics: list[Metric] = [resolve("metric", m, "metrics", OWNER) for m in options.metrics]
+        self.loss: Loss = make_loss(model, options.loss, options.loss_weights, OWNER)
+        self.metrics: list[Metric] = make_metrics(model, options.metrics, self.loss, OWNER)
         check_metric_names(self.metrics, OWNER)
         callbacks: list[Callback] = [resolve("callback", c, "callbacks", OWNER) for c in options.callbacks]
         self.feed, self.validation = self._data(x, y)
@@ -86,14 +89,15 @@ class _Fit:
     def _data(self, x: object, y: object) -> tuple[Feed, Feed | None]:
         """The training Feed, and the validation one from validation_data or split off."""
         model, options = self.model, self.options
-        feed = data_feed(model, self.loss, x, y, OWNER, "train on", sample_weight=options.sample_weight)
+        feed = data_feed(model, self.loss, x, y, OWNER, "train on", sample_weight=options.sample_weight,
+                         metrics=self.metrics)
         if options.validation_data is not None:
             if options.validation_split:
                 raise ArgumentError(f"{OWNER}: pass validation_data or validation_split, not both")
             x_val, y_val = options.validation_data
             return feed, data_feed(model, self.loss, x_val, y_val, OWNER, "validate on",
                                    "validation_data's x_val and y_val",
-                                   "validation_data's x_val")
+                                   "validation_data's x_val", metrics=self.metrics, y_name="validation_data's y_val")
         if not options.validation_split:
             return feed, None
         split_at = validation_split_point(len(feed), options.validation_split)
@@ -109,7 +113,10 @@ class _Fit:
         self.strategy.begin(model)
         step = Step(model, self.loss, self.optim, self.metrics, self.options.clip_grad_norm, self.strategy)
         step.class_weight = self.class_weight
-        model.optimizer, model.loss, model.metrics = self.optim, self.loss, self.metrics
+        # a model with several outputs keeps its OutputLosses (evaluate's default); its metrics are
+        # per output, which a model file cannot name
+        model.optimizer, model.loss = self.optim, self.loss
+        model.metrics = [] if isinstance(self.loss, OutputLosses) else self.metrics
         model.stop_training, model.history = False, self.history
         logs: dict[str, float] = {}
         for callback in self.callbacks:
@@ -152,10 +159,8 @@ class _Fit:
         loaded = prefetched(plan, lambda item: feed.batch(part(*item[1])), self.prefetch,
                             lambda item: f"the rows of training batch {item[0] + 1}/{len(plan)}")
         for (index, (rows, count)), (xb, yb) in loaded:
-            # the global batch's sample weights (None: unweighted), and `wb`, this process's rows' ones
-            batch_weights = feed.weights(rows)
-            wb = None if batch_weights is None else feed.weights(part(rows, count))
-            weight_seen += count if batch_weights is None else float(batch_weights.sum())
+            wb, weight, batch_weights = self._weights(rows, count)
+            weight_seen += weight
             self.strategy.shard(rows, count, batch_weights)  # what the step's reduction needs to know of this batch
             try:
                 with lock:  # one step at a time: other threads' saves and predicts come between steps
@@ -174,12 +179,34 @@ class _Fit:
                     callback.on_train_batch_end(index, running)
         logs = {"loss": _ratio(totals[0], weight_seen)}  # the weighted mean: sum(w * l) / sum(w)
         logs.update(scalars(metric_results(self.metrics, self.strategy)))
+        if isinstance(self.loss, OutputLosses):  # the weighted sum of the outputs' losses over the epoch
+            logs["loss"] = self.loss.total(logs)
         if self.validation is not None:
             size = self.options.batch_size or len(self.validation)
             with lock, self.model.inference():
                 val = mean_logs(self.model, self.validation, self.loss, self.metrics, size, self.strategy)
             logs.update({f"val_{key}": value for key, value in scalars(val).items()})
         return logs
+
+    def _weights(self, rows: Any, count: int) -> tuple[Any, float, np.ndarray | None]:
+        """A batch's sample weights: `wb`, this process's rows' (None: unweighted; a dict by output
+        for several outputs), what the loss's sum is divided by, and the global batch's weights
+        for the strategy's shard (None: its share is its rows')."""
+        feed, part = self.feed, self.strategy.part
+        batch_weights = feed.weights(rows)
+        if batch_weights is None:
+            return None, float(count), None
+        mine = part(rows, count)
+        wb = feed.weights(mine)
+        if not isinstance(batch_weights, dict):
+            return wb, float(batch_weights.sum()), batch_weights
+        assert isinstance(self.loss, OutputLosses) and isinstance(wb, dict)
+        if self.strategy.size > 1:  # each output's loss is the mean over this process's weights: scaled to its
+            # share of the global batch's, over the share of the rows the strategy weighs the gradients by
+            local = (mine.stop - mine.start) if isinstance(mine, slice) else len(mine)
+            self.loss.scale = {name: (float(wb[name].sum()) / total if (total := float(w.sum())) > 0 else 0.0)
+                               * count / local for name, w in batch_weights.items()}
+        return wb, float(count), None
 
     def _tell(self, hook: str, *args: Any) -> None:
         with self.model.lock:
@@ -191,9 +218,22 @@ class _Fit:
 
 
 def data_feed(model: Trainable, loss: Loss, x: object, y: object, owner: str, purpose: str, names: str = "x and y",
-              x_name: str = "x", sample_weight: object = None) -> Feed:
+              x_name: str = "x", sample_weight: object = None, metrics: list[Metric] = (),  # type: ignore[assignment]
+              y_name: str = "y") -> Feed:
     """(x, y) checked, as a Feed: arrays in memory converted now, array-likes (memmaps, h5py,
-    lazy datasets) per batch, to the model's dtype; with the sample weights, one per row."""
+    lazy datasets) per batch, to the model's dtype; with the sample weights, one per row.
+    x and y follow the model's inputs and outputs: one array, or a list or dict of them."""
+    if getattr(model, "input_format", "array") != "array":
+        several = several_inputs(model, x, owner, purpose, x_name)
+        if isinstance(loss, OutputLosses):
+            return outputs_feed(loss, metrics, several, y, _targets_dtype(model, several), owner, y_name,
+                                sample_weight)
+        dtype = _targets_dtype(model, several)
+        lazy_y = is_lazy(y)
+        ys: Any = Lazy(y, owner, y_name) if lazy_y else loss.prepare_target(y, dtype)
+        check_rows({**several.sizes(), y_name: len(ys) if ys.ndim else 0}, owner)
+        convert = functools.partial(_call_with_dtype, loss.prepare_target, dtype) if lazy_y else _unchanged
+        return Feed(several, ys, _unchanged, convert, sample_weights(sample_weight, len(several), owner))
     if is_lazy(x):
         xs: Any = Lazy(x, owner, x_name)
         require_rows(xs, owner, purpose, x_name)
@@ -204,13 +244,114 @@ def data_feed(model: Trainable, loss: Loss, x: object, y: object, owner: str, pu
         require_rows(xs, owner, purpose, x_name)
         dtype = xs.dtype if xs.dtype.kind == "f" else model.dtype
         convert_x = _unchanged
+    if isinstance(loss, OutputLosses):  # one input, several outputs
+        return outputs_feed(loss, metrics, xs, y, dtype, owner, y_name, sample_weight, convert_x, x_name)
     if is_lazy(y):
-        ys: Any = Lazy(y, owner, "y")
+        ys = Lazy(y, owner, "y")
         convert_y: Any = lambda batch: loss.prepare_target(batch, dtype)  # noqa: E731
     else:
         ys, convert_y = loss.prepare_target(y, dtype), _unchanged
     check_pair(xs, ys, owner, names)
     return Feed(xs, ys, convert_x, convert_y, sample_weights(sample_weight, len(xs), owner))
+
+
+def several_inputs(model: Trainable, x: object, owner: str, purpose: str, x_name: str = "x") -> Several:
+    """x for a model with a list or dict of inputs: each array checked and converted (ids stay
+    integers, everything else becomes floats of the model's dtype); array-likes a batch at a time."""
+    layout = Layout.inputs(model)
+    arrays: dict[str, Any] = {}
+    converters: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
+    labels: dict[str, str] = {}
+    for name, value in layout.read(x, owner, x_name).items():
+        labels[name] = label = layout.label(x_name, name)
+        if is_lazy(value):
+            arrays[name] = Lazy(value, owner, label)
+            converters[name] = _input_converter(model, owner, label, arrays[name].dtype)
+        else:
+            arrays[name], converters[name] = _as_input(value, owner, label, model.dtype), _unchanged
+        require_rows(arrays[name], owner, purpose, label)
+    check_rows({labels[name]: len(array) for name, array in arrays.items()}, owner)
+    return Several(arrays, converters, layout.join, labels)
+
+
+def _as_input(value: object, owner: str, label: str, dtype: np.dtype) -> np.ndarray:
+    array = as_numeric(value, label, owner)
+    return array if array.dtype.kind in "iuf" else array.astype(dtype)
+
+
+def _input_converter(model: Trainable, owner: str, label: str, source: np.dtype) -> Callable[[np.ndarray], np.ndarray]:
+    def convert(batch: np.ndarray) -> np.ndarray:
+        batch = as_numeric(batch, label, owner)
+        return batch if batch.dtype.kind in "iu" else batch.astype(_float_dtype(model, source), copy=False)
+
+    return convert
+
+
+def _targets_dtype(model: Trainable, x: Any) -> np.dtype:
+    """The float dtype targets become: the first float input's in memory, else the model's."""
+    arrays = x.arrays.values() if isinstance(x, Several) else [x]
+    for array in arrays:
+        if isinstance(array, np.ndarray) and array.dtype.kind == "f":
+            return array.dtype
+    return model.dtype
+
+
+def outputs_feed(loss: OutputLosses, metrics: list[Metric], xs: Any, y: object, dtype: np.dtype, owner: str,
+                 y_name: str, sample_weight: object, convert_x: Callable[[np.ndarray], np.ndarray] | None = None,
+                 x_name: str = "x") -> Feed:
+    """The Feed of a model with several outputs: y a dict by output name of the targets that a
+    loss or a metric reads, sample weights a dict by output (Several, read with the same rows)."""
+    layout = loss.layout
+    arrays: dict[str, Any] = {}
+    converters: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
+    labels: dict[str, str] = {}
+    needed = needed_outputs(loss, metrics)
+    for name, value in layout.read(y, owner, y_name, needed).items():
+        if name not in needed:
+            continue  # a target nothing reads
+        labels[name] = label = layout.label(y_name, name)
+        prepare = loss.losses[name].prepare_target if name in loss.losses else _plain_target
+        if is_lazy(value):
+            arrays[name] = Lazy(value, owner, label)
+            converters[name] = functools.partial(_call_with_dtype, prepare, dtype)
+        else:
+            arrays[name], converters[name] = prepare(value, dtype), _unchanged
+    sizes = xs.sizes() if isinstance(xs, Several) else {x_name: len(xs)}
+    check_rows({**sizes, **{labels[name]: len(array) if array.ndim else 0 for name, array in arrays.items()}}, owner)
+    ys = Several(arrays, converters, dict, labels)
+    return Feed(xs, ys, convert_x or _unchanged, _unchanged, output_weights(loss, sample_weight, len(xs), owner))
+
+
+def _plain_target(y: object, dtype: np.dtype) -> np.ndarray:
+    """The target of an output with metrics but no loss: numbers, floats in the model's dtype."""
+    array = as_numeric(y, "y", "Model")
+    return array.astype(dtype) if array.dtype.kind in "bf" else array
+
+
+def _call_with_dtype(prepare: Callable[[object, np.dtype], np.ndarray], dtype: np.dtype,
+                     batch: np.ndarray) -> np.ndarray:
+    return prepare(batch, dtype)
+
+
+def output_weights(loss: OutputLosses, spec: object, rows: int, owner: str) -> Several | None:
+    """Per-output sample weights: `spec` a dict by output name, or one set for every output with
+    a loss; each one per row, checked as `sample_weights` does; None when none is given."""
+    if spec is None:
+        return None
+    chosen = (per_output(spec, loss.layout, owner, "sample_weight", single=False) if isinstance(spec, dict)
+              else {name: spec for name in loss.losses})
+    arrays: dict[str, Any] = {}
+    converters: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
+    for name, value in chosen.items():
+        label = f"sample_weight[{name!r}]" if isinstance(spec, dict) else "sample_weight"
+        if value is None or name not in loss.losses:
+            continue  # an output without a loss has nothing to weigh
+        arrays[name] = sample_weights(value, rows, owner, label)
+        converters[name] = functools.partial(check_weights, owner=owner, name=f"rows of {label}")
+        if isinstance(arrays[name], np.ndarray) and not arrays[name].sum() > 0:
+            raise ArgumentError(f"{owner}({label}=...): every row of output {name!r} weighs 0; give some "
+                                "rows a positive weight")
+    return Several(arrays, converters, dict, {}) if arrays else None
 
 
 def sample_weights(weights: object, rows: int, owner: str, name: str = "sample_weight") -> Any:
@@ -230,12 +371,14 @@ def sample_weights(weights: object, rows: int, owner: str, name: str = "sample_w
     return source
 
 
-def class_weights(model: Trainable, loss: Loss, feed: Feed, spec: object) -> np.ndarray | None:
+def class_weights(model: Trainable, loss: Loss, feed: Feed, spec: object) -> Any:
     """The class weight table (index -> weight) of `Model.train(class_weight=...)`, folded into
     the training feed's sample weights (each row's weight times its class's); None without one.
     Class names map through model.metadata["classes"]; "balanced" counts the training rows."""
     if spec is None:
         return None
+    if isinstance(loss, OutputLosses):
+        return output_class_weights(model, loss, feed, spec)
     labels = _all_labels(loss, feed)
     names = model.metadata.get("classes")
     names = [str(name) for name in names] if isinstance(names, list) else None
@@ -270,6 +413,25 @@ def class_weights(model: Trainable, loss: Loss, feed: Feed, spec: object) -> np.
                             f"{table.tolist()}); give some class a positive weight")
     feed.w = weights
     return table
+
+
+def output_class_weights(model: Trainable, loss: OutputLosses, feed: Feed, spec: object) -> dict[str, Any]:
+    """Class weights per output (`spec` a dict by output name, or one for every output with a
+    loss), each folded into that output's sample weights as `class_weights` does; the tables by output."""
+    chosen = (per_output(spec, loss.layout, OWNER, "class_weight", single=False)
+              if isinstance(spec, dict) and spec and all(key in loss.layout.names for key in spec)
+              else {name: spec for name in loss.losses})
+    weights = feed.w if isinstance(feed.w, Several) else Several({}, {}, dict, {})
+    tables = {}
+    for name, table in chosen.items():
+        if table is None or name not in loss.losses:
+            continue
+        one = Feed(feed.y.arrays[name], feed.y.arrays[name], _unchanged, feed.y.converters[name],
+                   weights.arrays.get(name))
+        tables[name] = class_weights(model, loss.losses[name], one, table)
+        weights.arrays[name], weights.converters[name] = one.w, _unchanged
+    feed.w = weights if weights.arrays else feed.w
+    return tables
 
 
 def _all_labels(loss: Loss, feed: Feed) -> np.ndarray:
@@ -384,14 +546,16 @@ def mean_logs(
     for rows, (xb, yb) in prefetched(batches, feed.batch, int(feed.lazy),
                                   lambda rows: f"rows {rows.start} to {rows.stop - 1}"):
         pred = model.forward(xb)
-        wb = feed.weights(rows)  # this batch's sample weights, None when unweighted
-        weight = len(xb) if wb is None else float(wb.sum())
+        wb = feed.weights(rows)  # this batch's sample weights, None when unweighted (by output for several)
+        weight = rows_of(xb) if wb is None or isinstance(wb, dict) else float(wb.sum())
         value = float(loss(pred, yb) if wb is None else loss(pred, yb, sample_weight=wb))
         totals += [value * weight, weight]
         update_metrics(metrics, pred, yb, sample_weight=wb)
     strategy.allreduce(totals)
     logs: dict[str, Any] = {"loss": _ratio(totals[0], totals[1])}
     logs.update(metric_results(metrics, strategy))
+    if isinstance(loss, OutputLosses):  # the weighted sum of the outputs' losses over the set
+        logs["loss"] = loss.total(logs)
     return logs
 
 
@@ -419,6 +583,11 @@ def adapt(model: Trainable, feed: Feed, batch_size: int | None, owner: str, ever
     chosen = [i for i, layer in enumerate(model.layers) if adapts(layer) and (every or not layer.adapted)]
     if not chosen:
         return
+    if getattr(model, "graph", None) is not None:  # layers run through a graph, not in order: no prefix to run
+        raise ArgumentError(
+            f"{owner}: {model.layers[chosen[0]]!r} has to learn its statistics from data, which a graph model does "
+            "not feed it by itself; call its adapt() with the rows it sees (e.g. layer.adapt([x[\"a\"]])) before "
+            "training, or give it its statistics when you make it")
     size = batch_size or (LAZY_BATCH if feed.lazy else len(feed))
     batches = list(in_order(len(feed), size))
 
@@ -469,18 +638,23 @@ LAZY_BATCH = 256  # rows per forward pass over an array-like when no batch_size 
 
 
 def evaluate(model: Trainable, x: object, y: object, loss: object, metrics: object,
-             batch_size: int | None, report: bool = False, sample_weight: object = None) -> dict[str, Any]:
+             batch_size: int | None, report: bool = False, sample_weight: object = None,
+             loss_weights: object = None) -> dict[str, Any]:
     """The loss and metrics over (x, y), weighted by `sample_weight` (one per row) when given; with
-    `report`, also "report": per-class scores (the REPORT_METRIC's `report`)."""
+    `report`, also "report": per-class scores (the REPORT_METRIC's `report`). For several outputs
+    as in training: `loss` and `loss_weights` per output, the total and `<output>_<name>` keys."""
     owner = "Model.evaluate"
     if loss is None and model.loss is None:
         raise ArgumentError(f"{owner}: pass loss=... (the model has not been trained with one)")
-    chosen_loss: Loss = resolve("loss", model.loss if loss is None else loss, "loss", owner)
-    chosen = [resolve("metric", m, "metrics", owner) for m in as_list(metrics)]
+    chosen_loss: Loss = make_loss(model, model.loss if loss is None else loss, loss_weights, owner)
+    chosen = make_metrics(model, metrics, chosen_loss, owner)
     check_metric_names(chosen, owner)
+    if report and isinstance(chosen_loss, OutputLosses):
+        raise ArgumentError(f"{owner}(report=True): the report is per class of one output, and the model has "
+                            f"several ({chosen_loss.layout.listed()}); evaluate without report")
     if batch_size is not None:
         batch_size = positive_int(batch_size, "batch_size", owner, example=256)
-    feed = data_feed(model, chosen_loss, x, y, owner, "evaluate", sample_weight=sample_weight)
+    feed = data_feed(model, chosen_loss, x, y, owner, "evaluate", sample_weight=sample_weight, metrics=chosen)
     # the report's counts: the registered confusion_matrix metric, alongside the chosen ones
     counting: list[Metric] = [resolve("metric", REPORT_METRIC, "report", owner)] if report else []
     for metric in counting:
@@ -498,10 +672,13 @@ def evaluate(model: Trainable, x: object, y: object, loss: object, metrics: obje
     return result
 
 
-def predict(model: Trainable, x: object, batch_size: int | None) -> np.ndarray:
+def predict(model: Trainable, x: object, batch_size: int | None) -> Any:
+    """The model's outputs for x (its structure: one array, a list or a dict of them), in batches."""
     owner = "Model.predict"
     if batch_size is not None:
         batch_size = positive_int(batch_size, "batch_size", owner, example=256)
+    if getattr(model, "input_format", "array") != "array" or getattr(model, "output_format", "array") != "array":
+        return _predict_structured(model, x, batch_size, owner)
     if is_lazy(x):  # read and converted a batch at a time, the next one read while this one runs
         source = Lazy(x, owner, "x")
         require_rows(source, owner, "predict")
@@ -520,3 +697,27 @@ def predict(model: Trainable, x: object, batch_size: int | None) -> np.ndarray:
         return np.concatenate([model.forward(x[batch]) for batch in in_order(len(x), batch_size)])
     finally:
         model.release()
+
+
+def _predict_structured(model: Trainable, x: object, batch_size: int | None, owner: str) -> Any:
+    """predict for a model whose inputs or outputs are a list or dict: every input batched alike,
+    each output's batches joined."""
+    if getattr(model, "input_format", "array") != "array":
+        xs: Any = several_inputs(model, x, owner, "predict")
+        lazy = xs.lazy
+    elif is_lazy(x):
+        xs, lazy = Lazy(x, owner, "x"), True
+        require_rows(xs, owner, "predict")
+    else:
+        xs, lazy = model.prepare_input(x, owner), False
+        require_rows(xs, owner, "predict")
+    feed = Feed(xs, xs, _batch_converter(model, owner, xs.dtype) if isinstance(xs, Lazy) else _unchanged, _unchanged)
+    batches = list(in_order(len(xs), batch_size or (LAZY_BATCH if lazy else len(xs))))
+    layout = Layout.outputs(model)
+    try:
+        outs = [layout.items(model.forward(xb)) for _, xb in prefetched(
+            batches, feed.inputs, int(lazy), lambda rows: f"rows {rows.start} to {rows.stop - 1} of x")]
+    finally:
+        model.release()
+    return layout.join({name: outs[0][name] if len(outs) == 1 else np.concatenate([out[name] for out in outs])
+                        for name in layout.names})

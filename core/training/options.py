@@ -71,19 +71,30 @@ def _validation_data(value: object) -> tuple[object, object] | None:
 
 
 def _sample_weight(value: object) -> object:
-    """Checked against the data in Model.train (its length, and each value as it is read)."""
-    if isinstance(value, (str, bytes, bool, dict)) or (value is not None and np.isscalar(value)):
+    """Checked against the data in Model.train (its length, and each value as it is read); a dict
+    by output name for a model with several outputs (its names are checked there)."""
+    if isinstance(value, Mapping):
+        for weights in value.values():
+            _sample_weight(weights)
+        return dict(value)
+    if isinstance(value, (str, bytes, bool)) or (value is not None and np.isscalar(value)):
         raise ArgumentError(
             f"{OWNER}(sample_weight={describe(value)}): sample_weight must be one non-negative weight per row of x "
-            "(an array of shape (rows,), or an array-like read a batch at a time like x), or None"
+            "(an array of shape (rows,), or an array-like read a batch at a time like x), or None; with several "
+            "outputs, a dict of such by output name"
         )
     return value
 
 
-def _class_weight(value: object) -> str | dict[int | str, float] | None:
-    """"balanced", or {class index or name: weight}; which classes exist is checked in Model.train."""
+def _class_weight(value: object) -> Any:
+    """"balanced", or {class index or name: weight}; which classes exist is checked in Model.train.
+    With several outputs, also a dict by output name of those (or None)."""
     if value is None or value == "balanced":
         return value
+    if isinstance(value, Mapping) and value and all(
+            isinstance(key, str) and (table is None or table == "balanced" or isinstance(table, Mapping))
+            for key, table in value.items()):  # per output: {"cls": {0: 1.0, 1: 5.0}, ...}
+        return {key: _class_weight(table) for key, table in value.items()}
     if not isinstance(value, Mapping):
         raise ArgumentError(
             f"{OWNER}(class_weight={describe(value)}): class_weight must be \"balanced\" or a mapping from class "
@@ -101,6 +112,29 @@ def _class_weight(value: object) -> str | dict[int | str, float] | None:
                                 f">= 0, got {describe(weight)}")
         table[key if isinstance(key, str) else int(key)] = float(weight)
     return table
+
+
+def _loss_weights(value: object) -> Any:
+    """A number for every output, or a dict by output name (a list by position) of numbers >= 0;
+    the model's outputs are checked in Model.train."""
+    if value is None or isinstance(value, (Mapping, list, tuple)):
+        items = [] if value is None else list(value.values() if isinstance(value, Mapping) else value)
+    else:
+        items = [value]
+    for weight in items:
+        ok = not isinstance(weight, bool) and isinstance(weight, (int, float, np.integer, np.floating))
+        if not ok or not np.isfinite(weight) or weight < 0:
+            raise ArgumentError(
+                f"{OWNER}(loss_weights={describe(value)}): each output's loss weight must be a finite number >= 0, "
+                f"got {describe(weight)}; e.g. loss_weights={{'cls': 1.0, 'box': 0.5}}")
+    return dict(value) if isinstance(value, Mapping) else value
+
+
+def _metrics(value: object) -> Any:
+    """A list of metrics, or (several outputs) a dict by output name of lists."""
+    if isinstance(value, Mapping):
+        return [value] if "type" in value else {name: as_list(metrics) for name, metrics in value.items()}
+    return as_list(value)
 
 
 def as_list(value: object) -> list[Any]:
@@ -123,7 +157,7 @@ class TrainOptions:
     shuffle: bool = _field(True, _shuffle, "true or false (default true)")
     validation_data: tuple[object, object] | None = _field(None, _validation_data)
     validation_split: float = _field(0.0, _validation_split, "a number in [0, 1) (default 0)")
-    metrics: list[Any] = _field((), as_list, "a list of metric names or tables")
+    metrics: Any = _field((), _metrics, "a list of metric names or tables")
     callbacks: list[Any] = _field((), as_list, "a list of callback names or tables")
     verbose: bool = _field(True, _verbose)
     clip_grad_norm: float | None = _field(None, _clip, "a positive number")
@@ -131,9 +165,10 @@ class TrainOptions:
     strategy: Any = _field(None, config='a training strategy: "local" (default) or "mpi" (run under mpiexec -n N)')
     prefetch: int | None = _field(None, _prefetch, "batches read ahead on a background thread: a non-negative int")
     sample_weight: Any = _field(None, _sample_weight)
-    class_weight: str | dict[int | str, float] | None = _field(
+    class_weight: Any = _field(
         None, _class_weight, '"balanced", or a table from class name (or index) to weight: the loss weighs each '
         "training row by its class's weight")
+    loss_weights: Any = _field(None, _loss_weights)
 
     @classmethod
     def make(cls, options: dict[str, Any], owner: str = OWNER) -> TrainOptions:

@@ -129,6 +129,49 @@ class Lazy:
             return np.stack([np.asarray(self.source[int(i)]) for i in index])
 
 
+class Several:
+    """Arrays with the same rows, by name: each an array in memory or a Lazy source with its
+    converter; `take(rows)` reads the same rows of each and `join`s them (the model's structure,
+    or a dict)."""
+
+    def __init__(self, arrays: dict[str, Any], converters: dict[str, Callable[[np.ndarray], np.ndarray]],
+                 join: Callable[[dict[str, Any]], Any], labels: dict[str, str]) -> None:
+        self.arrays, self.converters, self.join, self.labels = arrays, converters, join, labels
+
+    def __len__(self) -> int:
+        return len(next(iter(self.arrays.values()))) if self.arrays else 0
+
+    @property
+    def ndim(self) -> int:  # rows along the first axis, as an array's (the loops' checks read it)
+        return 1
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self),)
+
+    def sizes(self) -> dict[str, int]:
+        """The rows of each array, by how errors name it."""
+        return {self.labels.get(name, name): len(array) for name, array in self.arrays.items()}
+
+    @property
+    def lazy(self) -> bool:
+        return any(isinstance(array, Lazy) for array in self.arrays.values())
+
+    def take(self, rows: Rows) -> Any:
+        out = {}
+        for name, array in self.arrays.items():
+            if isinstance(array, Lazy):
+                out[name] = self.converters[name](array.read(rows))
+            else:
+                out[name] = array[rows] if isinstance(rows, slice) else array.take(rows, axis=0)
+        return self.join(out)
+
+    def view(self, start: int, stop: int) -> Several:
+        arrays = {name: a.view(start, stop) if isinstance(a, Lazy) else a[start:stop]
+                  for name, a in self.arrays.items()}
+        return Several(arrays, self.converters, self.join, self.labels)
+
+
 class Feed:
     """What a loop reads batches from: x and y, each an in-memory array (converted once) or a
     Lazy source (each batch read, then converted by `convert_x` / `convert_y`); and `w`, the
@@ -137,7 +180,7 @@ class Feed:
     def __init__(self, x: Any, y: Any, convert_x: Callable[[np.ndarray], np.ndarray],
                  convert_y: Callable[[np.ndarray], np.ndarray], w: Any = None) -> None:
         self.x, self.y, self.convert_x, self.convert_y, self.w = x, y, convert_x, convert_y, w
-        self.lazy = isinstance(x, Lazy) or isinstance(y, Lazy)
+        self.lazy = any(isinstance(data, Lazy) or (isinstance(data, Several) and data.lazy) for data in (x, y))
 
     def __len__(self) -> int:
         return len(self.x)
@@ -149,10 +192,13 @@ class Feed:
     def inputs(self, rows: Rows) -> np.ndarray:
         return self._take(self.x, rows, self.convert_x)
 
-    def weights(self, rows: Rows) -> np.ndarray | None:
-        """The sample weights of the rows (float64), or None when the feed is unweighted."""
+    def weights(self, rows: Rows) -> Any:
+        """The sample weights of the rows (float64), or None when the feed is unweighted; with
+        several outputs a dict of them by output name."""
         if self.w is None:
             return None
+        if isinstance(self.w, Several):
+            return self.w.take(rows)
         if isinstance(self.w, Lazy):
             return check_weights(self.w.read(rows), self.w.owner, f"rows of {self.w.name}")
         return self.w[rows] if isinstance(rows, slice) else self.w.take(rows)
@@ -167,12 +213,14 @@ class Feed:
     def _take(data: Any, rows: Rows, convert: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
         if isinstance(data, Lazy):
             return convert(data.read(rows))
+        if isinstance(data, Several):
+            return data.take(rows)
         # a view for a slice; for indices, take() (copies like [], 2 us faster a batch)
         return data[rows] if isinstance(rows, slice) else data.take(rows, axis=0)
 
 
 def _part(data: Any, start: int, stop: int) -> Any:
-    return data.view(start, stop) if isinstance(data, Lazy) else data[start:stop]
+    return data.view(start, stop) if isinstance(data, (Lazy, Several)) else data[start:stop]
 
 
 T = TypeVar("T")

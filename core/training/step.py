@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -14,6 +15,8 @@ from lamina.protocols.metric import Metric
 from lamina.protocols.optimizer import Optimizer
 from lamina.protocols.strategy import Strategy
 from lamina.protocols.trainable import Trainable
+from lamina.training.outputs import OutputLosses
+from lamina.training.structure import Layout, rows_of
 
 
 class Step:
@@ -32,19 +35,23 @@ class Step:
     ) -> None:
         self.model, self.loss, self.optim, self.metrics = model, loss, optim, metrics
         self.clip, self.strategy = clip, strategy
-        # The loss may take over the last layer's backward (CrossEntropy after Softmax).
-        self.fused = loss.fuses_with(model.layers[-1])
+        # The loss may take over the last layer's backward (CrossEntropy after Softmax): in a chain
+        # with one output, whose last layer is the output's.
+        self.fused = is_chain(model) and loss.fuses_with(model.layers[-1])
         self.params: list[Parameter] | None = None  # a layer may build on the first forward
         self.grads: list[np.ndarray] = []  # every gradient, as views of one buffer per dtype
-        self.class_weight: np.ndarray | None = None  # Model.train's class weights, per class index (in wb already)
+        # Model.train's class weights, per class index (in wb already); by output for several outputs
+        self.class_weight: Any = None
 
-    def __call__(self, xb: np.ndarray, yb: np.ndarray, wb: np.ndarray | None = None) -> list[float]:
-        model, loss, rows = self.model, self.loss, len(xb)
+    def __call__(self, xb: Any, yb: Any, wb: Any = None) -> list[float]:
+        model, loss, rows = self.model, self.loss, rows_of(xb)
         pred = model.forward(xb)
         if wb is None:
             value, weight = float(loss(pred, yb)), float(rows)
-        else:  # the loss's sum below is sum(w l): the mean times the weights, not the rows
-            value, weight = float(loss(pred, yb, sample_weight=wb, class_weight=self.class_weight)), float(wb.sum())
+        else:  # the loss's sum below is sum(w l): the mean times the weights, not the rows (with several
+            # outputs, a dict of weights by output: each output's loss weighs its rows, the total counts rows)
+            value = float(loss(pred, yb, sample_weight=wb, class_weight=self.class_weight))
+            weight = float(rows) if isinstance(wb, dict) else float(wb.sum())
         if self.params is None:
             self.params = list(dict.fromkeys(model.parameters().values()))  # a shared one once
             self.grads = gather_gradients(self.params)
@@ -68,9 +75,14 @@ class Step:
         return sums
 
 
-def update_metrics(metrics: list[Metric], pred: np.ndarray, y: np.ndarray,
-                   sample_weight: np.ndarray | None = None) -> None:
-    """Add a batch to every metric's state (this process's rows; sample_weight one per row or None)."""
+def is_chain(model: Trainable) -> bool:
+    """A chain of layers with one output (not a graph): its last layer makes the output."""
+    return getattr(model, "graph", None) is None and getattr(model, "output_format", "array") == "array"
+
+
+def update_metrics(metrics: list[Metric], pred: Any, y: Any, sample_weight: Any = None) -> None:
+    """Add a batch to every metric's state (this process's rows; sample_weight one per row or None,
+    a dict by output for several outputs)."""
     for metric in metrics:
         metric.update(pred, y, sample_weight=sample_weight)
 
@@ -132,7 +144,7 @@ DIVERGED_ADVICE = (
 )
 
 
-def explain(model: Trainable, loss: Loss, xb: np.ndarray, yb: np.ndarray, updates: int) -> str:
+def explain(model: Trainable, loss: Loss, xb: Any, yb: Any, updates: int) -> str:
     """Why a step's loss or gradients are not finite, and what to do: fix the data (no learning
     rate helps), the forward or backward pass before any update (no learning rate is involved
     yet), or a lower learning rate after `updates` optimizer steps (divergence)."""
@@ -155,9 +167,11 @@ def _where_not_finite(a: np.ndarray, name: str) -> str:
             "(rows of this batch, counted from 0)")
 
 
-def diagnose(model: Trainable, loss: Loss, xb: np.ndarray, yb: np.ndarray) -> tuple[str, str]:
+def diagnose(model: Trainable, loss: Loss, xb: Any, yb: Any) -> tuple[str, str]:
     """Replay a step layer by layer and name the first non-finite input, output or gradient;
     with where it is: "data" (x or y), "forward", "backward" or "unknown"."""
+    if not is_chain(model) or getattr(model, "input_format", "array") != "array":
+        return diagnose_graph(model, loss, xb, yb)
     if xb.dtype.kind in "fc" and not np.isfinite(xb).all():
         return _where_not_finite(xb, "the input batch x"), "data"
     if yb.dtype.kind in "fc" and not np.isfinite(yb).all():
@@ -182,3 +196,33 @@ def diagnose(model: Trainable, loss: Loss, xb: np.ndarray, yb: np.ndarray) -> tu
             return f"{what} in Model.layers[{i}], {layer!r}, is not finite", "backward"
     # e.g. another process's rows, or a layer that drew other random numbers in the replay
     return "a value is not finite (replaying the step layer by layer found none)", "unknown"
+
+
+def diagnose_graph(model: Trainable, loss: Loss, xb: Any, yb: Any) -> tuple[str, str]:
+    """`diagnose` for a model whose layers are no chain (a graph) or whose data are a list or dict:
+    the data by name, the model's outputs, each output's loss, then each layer's gradients."""
+    inputs, outputs = Layout.inputs(model), Layout.outputs(model)
+    targets = yb if isinstance(yb, dict) else {outputs.names[0]: yb}
+    for layout, arg, batch in ((inputs, "x", inputs.items(xb)), (outputs, "y", targets)):
+        for name, array in batch.items():
+            if array.dtype.kind in "fc" and not np.isfinite(array).all():
+                return _where_not_finite(array, f"the batch of {layout.label(arg, name)}"), "data"
+    pred = model.forward(xb)
+    for name, out in outputs.items(pred).items():
+        if not np.isfinite(out).all():
+            return f"the model's output {name!r} is not finite although its inputs are", "forward"
+    value = float(loss(pred, yb))
+    if isinstance(loss, OutputLosses):
+        for name, (part, _) in loss.last.items():
+            if not math.isfinite(part):
+                return (f"the loss of output {name!r}, {loss.losses[name]!r}, is not finite although the output "
+                        "is"), "forward"
+    if not math.isfinite(value):
+        return f"the loss {loss!r} is not finite although its input is", "forward"
+    model.zero_grad()
+    model.backward(loss.backward())
+    for i, layer in enumerate(model.layers):
+        bad = [n for n, p in layer.parameters().items() if not np.isfinite(p.grad).all()]
+        if bad:
+            return f"the gradient of its {', '.join(bad)} in Model.layers[{i}], {layer!r}, is not finite", "backward"
+    return "a value is not finite (replaying the step found none)", "unknown"
