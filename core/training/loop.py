@@ -200,9 +200,9 @@ class _Fit:
         wb = feed.weights(mine)
         if not isinstance(batch_weights, dict):
             return wb, float(batch_weights.sum()), batch_weights
-        assert isinstance(self.loss, OutputLosses) and isinstance(wb, dict)
-        if self.strategy.size > 1:  # each output's loss is the mean over this process's weights: scaled to its
-            # share of the global batch's, over the share of the rows the strategy weighs the gradients by
+        if self.strategy.size > 1 and isinstance(self.loss, OutputLosses):
+            # each output's loss is the mean over this process's weights: scaled to its share of the
+            # global batch's, over the share of the rows the strategy weighs the gradients by
             local = (mine.stop - mine.start) if isinstance(mine, slice) else len(mine)
             self.loss.scale = {name: (float(wb[name].sum()) / total if (total := float(w.sum())) > 0 else 0.0)
                                * count / local for name, w in batch_weights.items()}

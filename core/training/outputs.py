@@ -196,8 +196,7 @@ def make_metrics(model: Any, metrics: object, loss: Loss, owner: str) -> list[Me
     return made
 
 
-def needed_outputs(loss: Loss, metrics: list[Metric]) -> tuple[str, ...]:
+def needed_outputs(loss: OutputLosses, metrics: list[Metric]) -> tuple[str, ...]:
     """The outputs whose targets y must hold: those with a loss or a metric."""
-    assert isinstance(loss, OutputLosses)
     used = set(loss.losses) | {m.output for m in metrics if isinstance(m, OutputMetric)}
     return tuple(name for name in loss.layout.names if name in used)
