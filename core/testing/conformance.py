@@ -162,8 +162,8 @@ def _run(label: str, name: str, check: Callable[[type, Case], str | None], cls: 
                 detail = check(cls, case)
     except _NotApplicable as reason:
         return Result(label, name, None, str(reason))
-    except _Failed as failure:
-        return Result(label, name, False, f"{failure} (input shape {case.shape})")
+    except _Failed as failure:  # a case that does not build has no input yet
+        return Result(label, name, False, str(failure) if name == "cases" else f"{failure} (input shape {case.shape})")
     except Exception as err:  # a crash is a failure of that property, reported, not raised
         return _crashed(label, name, cls, case, err)
     return Result(label, name, True, detail or "")
@@ -177,7 +177,7 @@ def _crashed(label: str, name: str, cls: type, case: Case, err: Exception) -> Re
     if isinstance(err, FloatingPointError):
         found = not_finite(cls, case)
         if found:
-            return Result(label, name, False, f"{found} (input shape {case.shape})")
+            return Result(label, name, False, found)  # it names the input
     return Result(label, name, False, f"raised {type(err).__name__}: {err} (input shape {case.shape})")
 
 

@@ -109,7 +109,7 @@ _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?|nan|inf")
 
 def cause(detail: str) -> str:
     """A failure's detail without what differs from case to case: the input shape and the numbers."""
-    return _NUMBER.sub("#", re.sub(r" \(input shape [^)]*\)$", "", detail))
+    return _NUMBER.sub("#", re.sub(r" \(input shape \([^)]*\)\)$", "", detail))
 
 
 def collapse(results: Sequence[Result], name: str) -> list[Result]:
