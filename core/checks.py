@@ -174,9 +174,9 @@ def fraction(value: object, name: str, owner: str, low_open: bool = False, high_
 
 
 def numbers(
-    value: object, name: str, owner: str, count: int | None = 2, each: Callable[[object, str, str], T] = fraction,
+    value: object, name: str, owner: str, count: int | None = 2, each: Callable[..., Any] = fraction,
     example: object = (0.9, 0.999),
-) -> tuple[T, ...]:
+) -> tuple[Any, ...]:
     """Return `value` as a tuple of `count` numbers (any length >= 1 with None), each checked by
     `each(number, name, owner)` (e.g. `fraction`, `positive_number`); an ArgumentError shows the
     whole tuple: `Lion(betas=(0.9, 1.0)): betas[1] must be a number in [0, 1), got 1.0 (float)`."""
@@ -197,7 +197,7 @@ def numbers(
     return tuple(checked)
 
 
-def input_shape(x: object, owner: str, ndim: int | None = None, last: int | None = None) -> None:
+def input_shape(x: Any, owner: str, ndim: int | None = None, last: int | None = None) -> None:
     """A ShapeError naming `owner` unless x has `ndim` axes and a last axis of size `last` (each
     checked when given): the one line a layer's forward needs for the kit's `shape_error`."""
     shape = tuple(np.shape(x))
