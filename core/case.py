@@ -76,6 +76,13 @@ class Case:
     For a layer, `shape` is the input's shape and `wrong_shape` (optional) one it must reject
     with a ShapeError; for a loss, `shape` is pred's shape and `target` makes y from pred;
     for an optimizer, `shape` is the parameter's shape.
+
+    `reference` checks the maths: for a layer `reference(layer, x)` returns what the built layer
+    should output for x with its current weights, for a loss `reference(loss, pred, y)` its
+    value; written independently (numpy, or PyTorch in a test), and compared in float64 within
+    `tolerance`. `causal_axis` (a layer's) is the axis along which output position t may depend
+    on input positions <= t only (time in a causal sequence layer); the kit checks outputs and
+    input gradients for it.
     """
 
     kwargs: dict[str, Any] = field(factory=dict)
@@ -85,3 +92,5 @@ class Case:
     wrong_shape: tuple[int, ...] | None = None
     tolerance: float = 1e-6
     min_batch: int = 1  # e.g. 2 for BatchNorm over (batch, features) in training
+    reference: Callable[..., Any] | None = None
+    causal_axis: int | None = None

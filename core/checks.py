@@ -3,15 +3,15 @@ from __future__ import annotations
 
 import difflib
 import mmap
-import numbers
 import re
 import reprlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from numbers import Integral, Real
 from typing import Any, TypeVar
 
 import numpy as np
 
-from lamina.errors import ArgumentError, FileFormatError
+from lamina.errors import ArgumentError, FileFormatError, ShapeError
 from lamina.protocols.schedule import Schedule
 
 DEFAULT_DTYPE = np.dtype(np.float32)
@@ -107,7 +107,7 @@ def printable(text: object, limit: int = 200) -> str:
 
 def positive_int(value: object, name: str, owner: str, example: int = 8) -> int:
     """Return `value` as an int, or raise ArgumentError unless it is a whole number >= 1."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
         raise ArgumentError(
             f"{owner}({name}={value!r}): {name} must be a positive int, got {describe(value)}; "
             f"pass a whole number >= 1, e.g. {owner}({name}={example})"
@@ -119,7 +119,7 @@ def positive_number(value: object, name: str, owner: str, example: float = 0.01)
     """Return `value` as a float, or raise ArgumentError unless it is a finite number > 0."""
     if (
         isinstance(value, bool)
-        or not isinstance(value, numbers.Real)
+        or not isinstance(value, Real)
         or not np.isfinite(np.asarray(value))
         or value <= 0
     ):
@@ -139,7 +139,7 @@ def learning_rate(value: object, owner: str, example: float = 0.01) -> float | S
             f"{owner}(lr={value.__name__}): lr is a schedule class, not an instance; "
             f"write e.g. lr=lamina.schedule({value.__name__!r}, ...)"
         )
-    if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(np.asarray(value))
+    if (isinstance(value, bool) or not isinstance(value, Real) or not np.isfinite(np.asarray(value))
             or value <= 0):
         raise ArgumentError(
             f"{owner}(lr={value!r}): lr must be a positive number or a lamina.Schedule, got "
@@ -150,7 +150,7 @@ def learning_rate(value: object, owner: str, example: float = 0.01) -> float | S
 
 def non_negative_number(value: object, name: str, owner: str, example: float = 0.0) -> float:
     """Return `value` as a float, or raise ArgumentError unless it is a finite number >= 0."""
-    if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(np.asarray(value))
+    if (isinstance(value, bool) or not isinstance(value, Real) or not np.isfinite(np.asarray(value))
             or value < 0):
         raise ArgumentError(
             f"{owner}({name}={value!r}): {name} must be a number >= 0, got {describe(value)}; "
@@ -161,16 +161,55 @@ def non_negative_number(value: object, name: str, owner: str, example: float = 0
 
 def fraction(value: object, name: str, owner: str, low_open: bool = False, high_open: bool = True) -> float:
     """Return `value` as a float in [0, 1) (or the interval the flags give), else ArgumentError."""
-    ok = not isinstance(value, bool) and isinstance(value, numbers.Real) and bool(np.isfinite(np.asarray(value)))
+    ok = not isinstance(value, bool) and isinstance(value, Real) and bool(np.isfinite(np.asarray(value)))
     if ok:
         number = np.asarray(value)  # a finite real: as a 0-d array it compares as `value` does
         ok = bool(number > 0 if low_open else number >= 0) and bool(number < 1 if high_open else number <= 1)
-    if not ok or not isinstance(value, numbers.Real):  # ok implies Real; the isinstance narrows value for mypy
+    if not ok or not isinstance(value, Real):  # ok implies Real; the isinstance narrows value for mypy
         interval = f"{'(' if low_open else '['}0, 1{')' if high_open else ']'}"
         raise ArgumentError(
             f"{owner}({name}={value!r}): {name} must be a number in {interval}, got {describe(value)}"
         )
     return float(value)
+
+
+def numbers(
+    value: object, name: str, owner: str, count: int | None = 2, each: Callable[..., Any] = fraction,
+    example: object = (0.9, 0.999),
+) -> tuple[Any, ...]:
+    """Return `value` as a tuple of `count` numbers (any length >= 1 with None), each checked by
+    `each(number, name, owner)` (e.g. `fraction`, `positive_number`); an ArgumentError shows the
+    whole tuple: `Lion(betas=(0.9, 1.0)): betas[1] must be a number in [0, 1), got 1.0 (float)`."""
+    size = "a pair of numbers" if count == 2 else f"{count} numbers" if count else "one or more numbers"
+    if not isinstance(value, (tuple, list)) or (len(value) != count if count else not value):
+        raise ArgumentError(
+            f"{owner}({name}={value!r}): {name} must be {size}, got {describe(value)}; pass e.g. "
+            f"{owner}({name}={example!r})"
+        )
+    checked = []
+    for i, number in enumerate(value):
+        try:
+            checked.append(each(number, f"{name}[{i}]", owner))
+        except ArgumentError as err:
+            prefix = f"{owner}({name}[{i}]={number!r}): "
+            reason = str(err)[len(prefix):] if str(err).startswith(prefix) else f"{name}[{i}]: {err}"
+            raise ArgumentError(f"{owner}({name}={value!r}): {reason}") from None
+    return tuple(checked)
+
+
+def input_shape(x: Any, owner: str, ndim: int | None = None, last: int | None = None) -> None:
+    """A ShapeError naming `owner` unless x has `ndim` axes and a last axis of size `last` (each
+    checked when given): the one line a layer's forward needs for the kit's `shape_error`."""
+    shape = tuple(np.shape(x))
+    wanted = []
+    if ndim is not None:
+        wanted.append(f"{ndim} axes")
+    if last is not None:
+        wanted.append(f"a last axis of size {last}")
+    if (ndim is not None and len(shape) != ndim) or (last is not None and (not shape or shape[-1] != last)):
+        width = " (or a new layer for another width)" if last is not None else ""
+        raise ShapeError(f"{owner} needs an input with {' and '.join(wanted)}, got shape {shape}; give it inputs "
+                         f"of that shape{width}")
 
 
 def as_numeric(x: object, name: str, owner: str) -> np.ndarray:
@@ -231,7 +270,7 @@ def boolean(value: object, name: str, owner: str) -> bool:
 
 def non_negative_int(value: object, name: str, owner: str, example: int = 0) -> int:
     """Return `value` as an int, or raise ArgumentError unless it is a whole number >= 0."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < 0:
         raise ArgumentError(
             f"{owner}({name}={value!r}): {name} must be an int >= 0, got {describe(value)}; "
             f"pass a whole number >= 0, e.g. {owner}({name}={example})"

@@ -25,33 +25,24 @@ from lamina.errors import ArgumentError, LaminaError, ShapeError
 from lamina.hookspecs import hookimpl
 from lamina.model import Model, load_model
 from lamina.parameter import Parameter
-from lamina.protocols.layer import Layer
 from lamina.protocols.optimizer import Optimizer
 from lamina.registry import KINDS, get_registry
 from lamina.seeding import rng, seed
+from lamina.testing.base import Failed, NotApplicable, Result, layer_input, loss_data, make_layer, require
 from lamina.testing.gradcheck import check_layer_gradients, check_loss_gradients
-
-
-@frozen
-class Result:
-    """The outcome of one property check: `ok` True, False, or None when it does not apply."""
-
-    plugin: str
-    property: str
-    ok: bool | None
-    detail: str = ""
-
-    def __str__(self) -> str:
-        status = {True: "ok", False: "FAILED", None: "n/a"}[self.ok]
-        return f"{self.plugin}: {self.property} {status}" + (f": {self.detail}" if self.detail else "")
-
+from lamina.testing.maths import layer_causal, layer_reference, loss_reference
+from lamina.testing.messages import build_failure, builds, collapse, not_finite
 
 PROPERTIES = {
-    "layer": ("gradients", "dtype", "shape", "accumulates", "no_mutation", "round_trip", "seeded", "shape_error",
-              "rejected_input"),
-    "loss": ("gradients", "dtype", "value", "no_mutation", "round_trip", "seeded", "shape_error"),
-    "optimizer": ("in_place", "descends", "zero_grad", "per_parameter", "round_trip", "seeded"),
+    "layer": ("cases", "gradients", "dtype", "shape", "accumulates", "no_mutation", "round_trip", "seeded",
+              "shape_error", "rejected_input", "reference", "causal"),
+    "loss": ("cases", "gradients", "dtype", "value", "no_mutation", "round_trip", "seeded", "shape_error",
+             "reference"),
+    "optimizer": ("cases", "in_place", "descends", "zero_grad", "per_parameter", "round_trip", "seeded"),
 }
+# Checked only on the cases that give what they need (a reference, a causal axis): a plugin
+# without any has no result for them, which check-plugins shows as "does not apply".
+_ON_REQUEST = {"reference": "reference", "causal": "causal_axis"}
 
 
 def cases_for(cls: type, sample_shapes: Sequence[tuple[int, ...]] | None = None, **kwargs: Any) -> list[Case]:
@@ -104,7 +95,8 @@ def checks_for(
             checks: list[Check] = []
             for number, case in enumerate(cases):
                 label = cls.__name__ if len(cases) == 1 else f"{cls.__name__}[{number}]"
-                checks.extend(Check(label, name, cls, case, function) for name, function in table())
+                checks.extend(Check(label, name, cls, case, function) for name, function in table()
+                              if name not in _ON_REQUEST or getattr(case, _ON_REQUEST[name]) is not None)
             return checks
     raise ArgumentError(not_covered(cls, "check_plugin"))
 
@@ -125,8 +117,9 @@ def check_plugin(
     cls: type, sample_shapes: Sequence[tuple[int, ...]] | None = None, cases: Sequence[Case] | None = None,
     **kwargs: Any
 ) -> list[Result]:
-    """Run every property check for a layer, loss or optimizer class; returns the results."""
-    return [check.run() for check in checks_for(cls, sample_shapes, cases, **kwargs)]
+    """Run every property check for a layer, loss or optimizer class; returns the results, a
+    property failing for the same cause in several cases once (labelled with all of them)."""
+    return collapse([check.run() for check in checks_for(cls, sample_shapes, cases, **kwargs)], cls.__name__)
 
 
 def lamina_conformance(
@@ -169,41 +162,36 @@ def _run(label: str, name: str, check: Callable[[type, Case], str | None], cls: 
                 detail = check(cls, case)
     except _NotApplicable as reason:
         return Result(label, name, None, str(reason))
-    except _Failed as failure:
-        return Result(label, name, False, f"{failure} (input shape {case.shape})")
+    except _Failed as failure:  # a case that does not build has no input yet
+        return Result(label, name, False, str(failure) if name == "cases" else f"{failure} (input shape {case.shape})")
     except Exception as err:  # a crash is a failure of that property, reported, not raised
-        return Result(label, name, False, f"raised {type(err).__name__}: {err} (input shape {case.shape})")
+        return _crashed(label, name, cls, case, err)
     return Result(label, name, True, detail or "")
 
 
-class _Failed(Exception):
-    pass
+def _crashed(label: str, name: str, cls: type, case: Case, err: Exception) -> Result:
+    """A check that raised: said by its cause where the kit finds one (the case does not build,
+    which `cases` reports; a NaN or infinity), else by the exception."""
+    if name != "cases" and build_failure(cls, case, _kind(cls)) is not None:
+        return Result(label, name, None, "not run: the plugin does not build from this case (see 'cases')")
+    if isinstance(err, FloatingPointError):
+        found = not_finite(cls, case)
+        if found:
+            return Result(label, name, False, found)  # it names the input
+    return Result(label, name, False, f"raised {type(err).__name__}: {err} (input shape {case.shape})")
 
 
-class _NotApplicable(Exception):
-    pass
+def _kind(cls: type) -> str:
+    return next((kind for kind in PROPERTIES if isinstance(cls, type) and issubclass(cls, KINDS[kind].base)), "layer")
 
 
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise _Failed(message)
-
-
-# -- layers ----------------------------------------------------------------------------------------
-
-
-def _make_layer(cls: type, case: Case) -> Layer:
-    seed(0)
-    return cls(**case.kwargs)
-
-
-def _layer_input(cls: type, case: Case, dtype: type = np.float64, number: int = 0) -> np.ndarray:
-    x = case.input(np.random.default_rng(number), case.shape)
-    return np.asarray(x) if getattr(cls, "integer_input", False) else np.asarray(x, dtype=dtype)
+_Failed, _NotApplicable, _require = Failed, NotApplicable, require
+_make_layer, _layer_input = make_layer, layer_input
 
 
 def _layer_checks() -> list[tuple[str, Callable[[type, Case], str | None]]]:
     return [
+        ("cases", builds("layer")),
         ("gradients", _layer_gradients),
         ("dtype", _layer_dtype),
         ("shape", _layer_shape),
@@ -213,6 +201,8 @@ def _layer_checks() -> list[tuple[str, Callable[[type, Case], str | None]]]:
         ("seeded", _layer_seeded),
         ("shape_error", _layer_shape_error),
         ("rejected_input", _layer_rejected_input),
+        ("reference", layer_reference),
+        ("causal", layer_causal),
     ]
 
 
@@ -399,14 +389,12 @@ def _layer_rejected_input(cls: type, case: Case) -> str | None:
 # -- losses ----------------------------------------------------------------------------------------
 
 
-def _loss_data(case: Case, dtype: type = np.float64) -> tuple[np.ndarray, np.ndarray]:
-    generator = np.random.default_rng(0)
-    pred: np.ndarray = np.asarray(case.input(generator, case.shape), dtype=dtype)
-    return pred, case.target(generator, pred)
+_loss_data = loss_data
 
 
 def _loss_checks() -> list[tuple[str, Callable[[type, Case], str | None]]]:
     return [
+        ("cases", builds("loss")),
         ("gradients", _loss_gradients),
         ("dtype", _loss_dtype),
         ("value", _loss_value),
@@ -414,6 +402,7 @@ def _loss_checks() -> list[tuple[str, Callable[[type, Case], str | None]]]:
         ("round_trip", _loss_round_trip),
         ("seeded", _loss_seeded),
         ("shape_error", _loss_shape_error),
+        ("reference", loss_reference),
     ]
 
 
@@ -492,6 +481,7 @@ def _steps(optim: Optimizer, params: list[Parameter], grads: Callable[[int, Para
 
 def _optimizer_checks() -> list[tuple[str, Callable[[type, Case], str | None]]]:
     return [
+        ("cases", builds("optimizer")),
         ("in_place", _optimizer_in_place),
         ("descends", _optimizer_descends),
         ("zero_grad", _optimizer_zero_grad),

@@ -13,6 +13,7 @@ import numpy as np
 
 import lamina
 from lamina.case import Case
+from lamina.plugins.layers import _references
 
 ACTIVATIONS = ("gelu", "relu")
 
@@ -45,9 +46,11 @@ class MultiHeadAttention(lamina.Layer):
 
     # One head: the property tests widen the input by 0-3 features, which must still split
     # into the heads (several heads are checked in lamina's gradient and PyTorch tests).
+    # The reference knows no dropout mask: the dropout case checks causality (same draws each call).
     conformance_cases = [
-        Case({"num_heads": 1}, (2, 3, 4), wrong_shape=(2, 3, 6)),
-        Case({"num_heads": 1, "causal": True, "dropout": 0.2}, (2, 4, 3)),
+        Case({"num_heads": 1}, (2, 3, 4), wrong_shape=(2, 3, 6), reference=_references.multi_head_attention),
+        Case({"num_heads": 1, "causal": True, "dropout": 0.2}, (2, 4, 3), causal_axis=1),
+        Case({"num_heads": 1, "causal": True}, (2, 5, 3), reference=_references.multi_head_attention, causal_axis=1),
     ]
 
     def __init__(self, num_heads: int, causal: bool = False, dropout: float = 0.0) -> None:
@@ -206,9 +209,10 @@ class TransformerBlock(lamina.Layer):
     torch_layout = {"attention.": "self_attn."}  # the sublayers convert their own entries first
 
     conformance_cases = [
-        Case({"num_heads": 1, "ff_units": 6, "dropout": 0.0}, (2, 3, 4), wrong_shape=(2, 3, 6)),
+        Case({"num_heads": 1, "ff_units": 6, "dropout": 0.0}, (2, 3, 4), wrong_shape=(2, 3, 6),
+             reference=_references.transformer_block),
         Case({"num_heads": 1, "ff_units": 5, "dropout": 0.0, "causal": True, "norm_first": False, "activation": "relu"},
-             (2, 4, 3)),
+             (2, 4, 3), reference=_references.transformer_block, causal_axis=1),
     ]
 
     def __init__(

@@ -22,6 +22,7 @@ import numpy as np
 
 import lamina
 from lamina.case import Case
+from lamina.plugins.layers import _references
 
 if TYPE_CHECKING:
     from lamina.export import Graph
@@ -320,11 +321,12 @@ class RNN(_Recurrent):
     """
 
     conformance_cases = [
-        Case({"units": 3}, (3, 4, 2), wrong_shape=(3, 4, 5)),
-        Case({"units": 3, "nonlinearity": "relu", "return_sequences": True}, (3, 4, 2), wrong_shape=(3, 4)),
-        Case({"units": 2, "bidirectional": True}, (3, 4, 2), wrong_shape=(3, 4, 5)),
+        Case({"units": 3}, (3, 4, 2), wrong_shape=(3, 4, 5), reference=_references.rnn),
+        Case({"units": 3, "nonlinearity": "relu", "return_sequences": True}, (3, 4, 2), wrong_shape=(3, 4),
+             reference=_references.rnn, causal_axis=1),
+        Case({"units": 2, "bidirectional": True}, (3, 4, 2), wrong_shape=(3, 4, 5), reference=_references.rnn),
         Case({"units": 2, "nonlinearity": "relu", "return_sequences": True, "bidirectional": True}, (2, 3, 3),
-             wrong_shape=(2, 3, 6)),
+             wrong_shape=(2, 3, 6), reference=_references.rnn),
     ]
 
     def __init__(
@@ -386,10 +388,12 @@ class LSTM(_Recurrent):
     onnx_order = (0, 3, 1, 2)  # ONNX's i, o, f, c
 
     conformance_cases = [
-        Case({"units": 3}, (3, 4, 2), wrong_shape=(3, 4, 5)),
-        Case({"units": 3, "return_sequences": True}, (3, 4, 2), wrong_shape=(3, 4)),
-        Case({"units": 2, "bidirectional": True}, (3, 4, 2), wrong_shape=(3, 4, 5)),
-        Case({"units": 2, "return_sequences": True, "bidirectional": True}, (2, 3, 3), wrong_shape=(2, 3, 6)),
+        Case({"units": 3}, (3, 4, 2), wrong_shape=(3, 4, 5), reference=_references.lstm),
+        Case({"units": 3, "return_sequences": True}, (3, 4, 2), wrong_shape=(3, 4),
+             reference=_references.lstm, causal_axis=1),
+        Case({"units": 2, "bidirectional": True}, (3, 4, 2), wrong_shape=(3, 4, 5), reference=_references.lstm),
+        Case({"units": 2, "return_sequences": True, "bidirectional": True}, (2, 3, 3), wrong_shape=(2, 3, 6),
+             reference=_references.lstm),
     ]
 
     def __init__(self, units: int, return_sequences: bool = False, bidirectional: bool = False) -> None:
@@ -478,10 +482,12 @@ class GRU(_Recurrent):
     onnx_order = (1, 0, 2)  # ONNX's z, r, h
 
     conformance_cases = [
-        Case({"units": 3}, (3, 4, 2), wrong_shape=(3, 4, 5)),
-        Case({"units": 3, "return_sequences": True}, (3, 4, 2), wrong_shape=(3, 4)),
-        Case({"units": 2, "bidirectional": True}, (3, 4, 2), wrong_shape=(3, 4, 5)),
-        Case({"units": 2, "return_sequences": True, "bidirectional": True}, (2, 3, 3), wrong_shape=(2, 3, 6)),
+        Case({"units": 3}, (3, 4, 2), wrong_shape=(3, 4, 5), reference=_references.gru),
+        Case({"units": 3, "return_sequences": True}, (3, 4, 2), wrong_shape=(3, 4),
+             reference=_references.gru, causal_axis=1),
+        Case({"units": 2, "bidirectional": True}, (3, 4, 2), wrong_shape=(3, 4, 5), reference=_references.gru),
+        Case({"units": 2, "return_sequences": True, "bidirectional": True}, (2, 3, 3), wrong_shape=(2, 3, 6),
+             reference=_references.gru),
     ]
 
     def __init__(self, units: int, return_sequences: bool = False, bidirectional: bool = False) -> None:

@@ -11,13 +11,12 @@ import numpy as np
 
 import lamina
 from lamina.case import Case
-from lamina.checks import fraction, learning_rate, non_negative_number, positive_number
+from lamina.checks import fraction, learning_rate, non_negative_number, numbers, positive_number
 
 
 def _betas(betas: object, owner: str) -> tuple[float, float]:
-    if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
-        raise lamina.ArgumentError(f"{owner}(betas={betas!r}): betas must be a pair, e.g. (0.9, 0.999)")
-    return (fraction(betas[0], "betas[0]", owner), fraction(betas[1], "betas[1]", owner))
+    first, second = numbers(betas, "betas", owner, count=2, each=fraction)
+    return first, second
 
 
 def _with_weight_decay(param: lamina.Parameter, weight_decay: float) -> np.ndarray:
