@@ -57,16 +57,7 @@ def check_layer_gradients(
     integer = layer.integer_input
     listed = isinstance(x, (list, tuple))
     xs = [np.array(item, dtype=np.int64 if integer else np.float64) for item in (x if listed else [x])]
-    narrow = {name: str(p.value.dtype) for name, p in layer.parameters().items() if p.value.dtype != np.float64}
-    if narrow:
-        # Finite differences with eps=1e-6 on float32 weights measure rounding, not the gradient
-        # (errors of ~1e-3 that look like a bug in backward).
-        listed_names = ", ".join(f"{name} ({dtype})" for name, dtype in narrow.items())
-        raise ArgumentError(
-            f"check_layer_gradients: {type(layer).__name__}'s parameters {listed_names} are not float64 "
-            "(it was built on an earlier, narrower input); finite differences need float64 "
-            "parameters: pass a fresh, unbuilt layer, which builds in float64 from the float64 x"
-        )
+    _require_float64(layer)
     layer.training = training
     generator = rng()
     start = generator.bit_generator.state
@@ -103,6 +94,19 @@ def check_layer_gradients(
     numeric = {} if integer else {name: numerical_gradient(objective, item, eps) for name, item in zip(names, xs)}
     numeric.update({name: numerical_gradient(objective, p.value, eps) for name, p in params.items()})
     return {name: relative_error(analytic[name], numeric[name]) for name in analytic}
+
+
+def _require_float64(layer: Layer) -> None:
+    narrow = {name: str(p.value.dtype) for name, p in layer.parameters().items() if p.value.dtype != np.float64}
+    if narrow:
+        # Finite differences with eps=1e-6 on float32 weights measure rounding, not the gradient
+        # (errors of ~1e-3 that look like a bug in backward).
+        listed = ", ".join(f"{name} ({dtype})" for name, dtype in narrow.items())
+        raise ArgumentError(
+            f"check_layer_gradients: {type(layer).__name__}'s parameters {listed} are not float64 "
+            "(it was built on an earlier, narrower input); finite differences need float64 "
+            "parameters: pass a fresh, unbuilt layer, which builds in float64 from the float64 x"
+        )
 
 
 def check_loss_gradients(loss: Loss, pred: np.ndarray, y: np.ndarray, *, eps: float = 1e-6) -> float:
