@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from lamina.checks import as_floating, as_integers, describe, positive_int
+from lamina.checks import describe, positive_int
 from lamina.errors import ArgumentError, ShapeError
 from lamina.graph.symbolic import Symbol
 from lamina.training.sources import Lazy, is_lazy
@@ -67,7 +67,7 @@ def entries(data: object, form: str, names: Sequence[str], owner: str, what: str
                                 f"{list(names)}, got {describe(data)}")
         return list(data)
     if isinstance(data, Mapping) or (isinstance(data, (list, tuple)) and data and isinstance(data[0], np.ndarray)):
-        raise ArgumentError(f"{owner}: {what} must be one array (the model has one {what[:-1] if what.endswith('s') else what}), "
+        raise ArgumentError(f"{owner}: {what} must be one array (the model has one input and one output), "
                             f"got {describe(data)}")
     return [data]
 

@@ -59,7 +59,7 @@ def Input(shape: int | Sequence[int], name: str | None = None, dtype: Any = None
     owner = f"Input(shape={describe(shape)})"
     dims = (shape,) if isinstance(shape, numbers.Integral) else shape
     if isinstance(shape, (str, bytes)) or not isinstance(dims, (tuple, list)) or not all(
-            isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= 1 for n in dims):
+            isinstance(n, numbers.Integral) and not isinstance(n, bool) and int(n) >= 1 for n in dims):
         raise ArgumentError(f"{owner}: shape must be a tuple of positive ints, one row's shape without the batch "
                             "axis, e.g. Input((28, 28)) or Input(6)")
     if name is not None and (not isinstance(name, str) or not name or not name.isprintable()):

@@ -113,7 +113,7 @@ class Layer(Configurable):
         learns nothing from data does not define it."""
         raise LaminaError(f"{type(self).__name__} learns nothing from data: it has no adapt step")
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
+    def __call__(self, x: Any) -> np.ndarray:  # an array; a list of them for a merge layer; or Symbols
         if isinstance(x, Symbol) or (type(x) in (list, tuple) and any(isinstance(item, Symbol) for item in x)):
             return record(self, x, self._symbolic_build)  # type: ignore[return-value]  # a graph node, not a value
         if not self.adapted and not _building.get():
@@ -124,7 +124,7 @@ class Layer(Configurable):
                 f"statistics given, if it takes them (help({type(self).__module__}.{name}))"
             )
         if isinstance(x, Operand):  # inside another layer's traced forward (autodiff or export): one node
-            out = x.trace.call_layer(self, x)
+            out = x.trace.call_layer(self, x)  # type: ignore[attr-defined]  # Tape and the exporter define it
         elif not self._built:
             out = self._first_call(x)
         else:
@@ -447,7 +447,8 @@ def _kept_names(layer: Layer) -> list[str]:
     names = ["_tape", "_out", "_leaf"] if layer._autodiff else []
     if layer.keeps is not None:
         return names + [name for name in layer.keeps if name not in names]
-    return names + [name for name, value in vars(layer).items() if name.startswith("_") and isinstance(value, np.ndarray)]
+    return names + [name for name, value in vars(layer).items()
+                    if name.startswith("_") and isinstance(value, np.ndarray)]
 
 
 def _holds_layers(items: list[Any] | tuple[Any, ...]) -> bool:

@@ -6,6 +6,7 @@ and returns one; backward takes dL/dy and returns the list of dL/dx_i, one per i
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -16,13 +17,13 @@ from lamina.case import Case
 def _pair_input(widths: Sequence[int]):
     """A conformance input maker: one normal array per width, the last axis of each that width."""
 
-    def make(generator: np.random.Generator, shape: tuple[int, ...]) -> list[np.ndarray]:
+    def make(generator: np.random.Generator, shape: tuple[int, ...]) -> Any:  # a list (Maker says one array)
         return [generator.normal(size=(*shape[:-1], width)) for width in widths]
 
     return make
 
 
-def _two(generator: np.random.Generator, shape: tuple[int, ...]) -> list[np.ndarray]:
+def _two(generator: np.random.Generator, shape: tuple[int, ...]) -> Any:
     return [generator.normal(size=shape), generator.normal(size=shape)]
 
 
@@ -54,7 +55,7 @@ class Concatenate(lamina.Layer):
                                        "axis), e.g. -1 for the features")
         self.axis = axis
 
-    def forward(self, xs: list[np.ndarray]) -> np.ndarray:
+    def forward(self, xs: list[np.ndarray]) -> np.ndarray:  # type: ignore[override]  # a list, not one array
         xs = _arrays(self, xs)
         ndim = xs[0].ndim
         axis = self.axis + ndim if self.axis < 0 else self.axis
@@ -67,7 +68,7 @@ class Concatenate(lamina.Layer):
         self._sizes = [x.shape[axis] for x in xs]
         return np.concatenate(xs, axis=axis)
 
-    def backward(self, grad: np.ndarray) -> list[np.ndarray]:
+    def backward(self, grad: np.ndarray) -> list[np.ndarray]:  # type: ignore[override]  # one per input
         cuts = np.cumsum(self._sizes)[:-1]
         return np.split(grad, cuts, axis=self.axis)
 
@@ -84,13 +85,13 @@ class Add(lamina.Layer):
     keeps = ("_count",)  # what forward keeps for backward: how many inputs
     conformance_cases = [Case({}, (4, 3), input=_two)]
 
-    def forward(self, xs: list[np.ndarray]) -> np.ndarray:
+    def forward(self, xs: list[np.ndarray]) -> np.ndarray:  # type: ignore[override]  # a list, not one array
         xs = _arrays(self, xs)
         _same_shapes(self, xs)
         self._count = len(xs)
         return sum(xs[1:], xs[0])
 
-    def backward(self, grad: np.ndarray) -> list[np.ndarray]:
+    def backward(self, grad: np.ndarray) -> list[np.ndarray]:  # type: ignore[override]  # one per input
         return [grad] * self._count  # read, never written into, by whoever receives it
 
 
@@ -100,13 +101,13 @@ class Average(lamina.Layer):
     keeps = ("_count",)  # what forward keeps for backward: how many inputs
     conformance_cases = [Case({}, (4, 3), input=_two)]
 
-    def forward(self, xs: list[np.ndarray]) -> np.ndarray:
+    def forward(self, xs: list[np.ndarray]) -> np.ndarray:  # type: ignore[override]  # a list, not one array
         xs = _arrays(self, xs)
         _same_shapes(self, xs)
         self._count = len(xs)
         return sum(xs[1:], xs[0]) / len(xs)
 
-    def backward(self, grad: np.ndarray) -> list[np.ndarray]:
+    def backward(self, grad: np.ndarray) -> list[np.ndarray]:  # type: ignore[override]  # one per input
         share = grad / self._count
         return [share] * self._count
 
@@ -117,7 +118,7 @@ class Multiply(lamina.Layer):
     keeps = ("_xs",)  # what forward keeps for backward: the inputs
     conformance_cases = [Case({}, (4, 3), input=_two)]
 
-    def forward(self, xs: list[np.ndarray]) -> np.ndarray:
+    def forward(self, xs: list[np.ndarray]) -> np.ndarray:  # type: ignore[override]  # a list, not one array
         xs = _arrays(self, xs)
         _same_shapes(self, xs)
         self._xs = xs
@@ -126,7 +127,7 @@ class Multiply(lamina.Layer):
             out = out * x
         return out
 
-    def backward(self, grad: np.ndarray) -> list[np.ndarray]:
+    def backward(self, grad: np.ndarray) -> list[np.ndarray]:  # type: ignore[override]  # one per input
         grads = []
         for i in range(len(self._xs)):
             g = grad
