@@ -14,11 +14,16 @@ import lamina
 from lamina.case import Case
 
 
-def _pair_input(widths: Sequence[int]):
-    """A conformance input maker: one normal array per width, the last axis of each that width."""
+def _pair_input(sizes: Sequence[int], axis: int = -1):
+    """A conformance input maker: one normal array per size, of the case's shape but that size along `axis`."""
 
     def make(generator: np.random.Generator, shape: tuple[int, ...]) -> Any:  # a list (Maker says one array)
-        return [generator.normal(size=(*shape[:-1], width)) for width in widths]
+        parts = []
+        for size in sizes:
+            part = list(shape)
+            part[axis] = size
+            parts.append(generator.normal(size=part))
+        return parts
 
     return make
 
@@ -47,7 +52,7 @@ class Concatenate(lamina.Layer):
     keeps = ("_sizes",)  # what forward keeps for backward: each input's size along the axis
 
     conformance_cases = [Case({"axis": -1}, (4, 3), input=_pair_input((3, 2))),
-                         Case({"axis": 1}, (2, 3, 2), input=_pair_input((2, 2, 1)))]
+                         Case({"axis": 1}, (2, 3, 2), input=_pair_input((2, 1, 3), axis=1))]
 
     def __init__(self, axis: int = -1) -> None:
         if isinstance(axis, bool) or not isinstance(axis, int) or axis == 0:
