@@ -25,6 +25,7 @@ from lamina.errors import (
 from lamina.files.atomic import atomic_write
 from lamina.files.state import LoadReport
 from lamina.files.weights import read_weights, write_weights
+from lamina.graph.symbolic import Input, Symbol
 from lamina.hookspecs import hookimpl, hookspec
 from lamina.model import Model
 from lamina.model import load_model as load
@@ -80,6 +81,7 @@ __all__ = [
     "Dataset",
     "History",
     "Initializer",
+    "Input",
     "Layer",
     "LaminaError",
     "LoadReport",
@@ -99,6 +101,7 @@ __all__ = [
     "Strategy",
     "TrainOptions",
     "ShapeError",
+    "Symbol",
     "UnknownPluginError",
     "__version__",
     "active_strategy",

@@ -299,8 +299,8 @@ def one_of(value: T, name: str, owner: str, choices: Iterable[object]) -> T:
 
 def distinct_layers(layers: Sequence[Any], owner: str, argument: str) -> None:
     """An ArgumentError when one layer instance appears twice among `layers` (or inside them,
-    through each layer's `walk()`): a layer keeps its last forward's state for its backward, so
-    a second use in the same pass would overwrite it and give wrong gradients."""
+    through each layer's `walk()`), where they run side by side (Parallel's branches) rather than
+    as a chain or graph, which save each call's state for its backward."""
     seen: dict[int, int] = {}
     for i, layer in enumerate(layers):
         for inner in layer.walk():
@@ -308,8 +308,8 @@ def distinct_layers(layers: Sequence[Any], owner: str, argument: str) -> None:
             if first != i:
                 raise ArgumentError(
                     f"{owner}: {argument}[{i}] uses the same {type(inner).__name__} instance as {argument}[{first}]; "
-                    "a layer keeps one forward's state for its backward, so each place needs its own instance "
-                    "(to share weights, call one forward-only layer twice inside a layer's forward)"
+                    "here each place needs its own instance; to share weights between places, use a graph model "
+                    "(lamina.Model(inputs=..., outputs=...)) or a Sequential, which save each call's state"
                 )
 
 

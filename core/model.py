@@ -13,13 +13,15 @@ from typing import Any
 import numpy as np
 
 from lamina.autodiff import no_recording
-from lamina.checks import DEFAULT_DTYPE, as_floating, as_integers, describe, distinct_layers
-from lamina.errors import ArgumentError
+from lamina.checks import DEFAULT_DTYPE, as_floating, as_integers, describe
+from lamina.errors import ArgumentError, LaminaError
 from lamina.export.exporter import export_onnx
 from lamina.files.load import read_model
 from lamina.files.save import save_model
 from lamina.files.state import LoadReport, checked, load_state_dict, state_dict
 from lamina.files.weights import read_weights, write_weights
+from lamina.graph import structure
+from lamina.graph.network import Graph
 from lamina.parameter import Parameter
 from lamina.protocols.chain import Chain
 from lamina.protocols.configurable import config_repr
@@ -34,29 +36,41 @@ from lamina.training.options import TrainOptions, defaults
 
 
 class Model(Chain):
-    """Layers applied in order (a Chain): `model(x)` predicts, `model.train(x, y, ...)` fits.
+    """Layers applied in order (a Chain), or a graph of layers between symbolic inputs and
+    outputs: `model(x)` predicts, `model.train(x, y, ...)` fits.
 
     `layers` items are Layer instances, registered names (`"Relu"`) or dicts
-    (`{"type": "Linear", "units": 8}`).
+    (`{"type": "Linear", "units": 8}`); one instance may appear at several places (its weights
+    are shared, the gradients of every place add up). `Model(inputs=..., outputs=...)` makes a
+    graph model instead: each one symbolic value (`lamina.Input(shape)`, or a layer called on
+    symbolic values), a list or a dict of them; data then follow the same structure.
 
     Examples:
         >>> model = Model([Linear(8), "Relu", {"type": "Linear", "units": 1}, "Sigmoid"])
         >>> history = model.train(x, y, optim=SGD(lr=0.6), loss="MSE", epochs=400)
         >>> history["loss"][-1], model.predict(x)
+        >>> a, b = lamina.Input((6,), name="a"), lamina.Input((3,), name="b")
+        >>> h = lamina.layer("Concatenate")([lamina.layer("Linear", 8)(a), b])
+        >>> Model(inputs={"a": a, "b": b}, outputs=lamina.layer("Linear", 1)(h))
     """
 
     layers: list[Layer]
 
-    def __init__(self, layers: Iterable[Layer | str | Mapping[str, Any]]) -> None:
-        if isinstance(layers, (str, Layer, Mapping)) or not isinstance(layers, Iterable):
+    def __init__(self, layers: Iterable[Layer | str | Mapping[str, Any]] | None = None, *,
+                 inputs: object = None, outputs: object = None) -> None:
+        # A graph model: its layers are those of the graph, each once, in the order of first use.
+        self.graph: Graph | None = _graph(layers, inputs, outputs)
+        if self.graph is not None:
+            built = self.graph.layers
+        elif isinstance(layers, (str, Layer, Mapping)) or not isinstance(layers, Iterable):
             raise ArgumentError(
                 f"Model(layers={describe(layers)}): layers must be a list, e.g. "
-                "Model([Linear(8), Relu(), Linear(1)])"
+                "Model([Linear(8), Relu(), Linear(1)]), or give inputs= and outputs= for a graph model"
             )
-        built = [_build_layer(i, item) for i, item in enumerate(layers)]
+        else:
+            built = [_build_layer(i, item) for i, item in enumerate(layers)]
         if not built:
             raise ArgumentError("Model(layers=[]): a model needs at least one layer")
-        distinct_layers(built, "Model", "layers")
         super().__init__(built, "Model.layers")
         self.optimizer: Optimizer | None = None  # set by train; callbacks and save read them
         self.loss: Loss | None = None
@@ -74,6 +88,8 @@ class Model(Chain):
         # rebuilt from them, since layers create their parameters on their first input.
         self.input_shape: tuple[int, ...] | None = None
         self.input_dtype: np.dtype | None = None
+        if self.graph is not None and len(self.graph.inputs) == 1:  # built already, on its Input's shape
+            self.input_shape, self.input_dtype = self.graph.inputs[0].shape, self.graph.inputs[0].dtype
         # Layers keep per-call state between forward and backward, so calls on one model take
         # turns: predict, evaluate, save and summary from several threads are safe, not
         # parallel. Training holds the lock one step at a time, so that a save from another
@@ -84,23 +100,57 @@ class Model(Chain):
 
     # -- inference -----------------------------------------------------------------------
 
-    def __call__(self, x: object) -> np.ndarray:
+    def __call__(self, x: object) -> Any:
         """Predict in inference mode, as `predict(x)` (bools and ints become the model's float dtype)."""
         return self.predict(x)
 
-    def forward(self, x: np.ndarray, stop: int | None = None) -> np.ndarray:
-        """Run an array through every layer (or the first `stop`); errors name the layer and its position."""
+    # What forward takes and returns: the names and the structure ("array", "list" or "dict").
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        return ("input",) if self.graph is None else self.graph.input_names
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return ("output",) if self.graph is None else self.graph.output_names
+
+    @property
+    def input_format(self) -> str:
+        return "array" if self.graph is None else self.graph.input_format
+
+    @property
+    def output_format(self) -> str:
+        return "array" if self.graph is None else self.graph.output_format
+
+    def forward(self, x: Any, stop: int | None = None) -> Any:
+        """Run an array through every layer (or the first `stop`); errors name the layer and its position.
+        A graph model takes and returns its structure (`input_format`, `output_format`)."""
         with self.lock:
             return self._forward(x, stop)
 
-    def _forward(self, x: np.ndarray, stop: int | None = None) -> np.ndarray:
+    def _forward(self, x: Any, stop: int | None = None) -> Any:
+        if self.graph is not None:
+            if stop is not None:
+                raise LaminaError("Model.forward(x, stop): a graph model runs whole; stop is for chains of layers")
+            return self.graph.forward(x, self.dtype)
         if self.input_shape is None and x.ndim > 0:
             self.input_shape, self.input_dtype = x.shape[1:], x.dtype
         return super().forward(x, stop)
 
-    def predict(self, x: object, batch_size: int | None = None) -> np.ndarray:
-        """Outputs for `x` in inference mode, computed `batch_size` rows at a time (all at once by default)."""
+    def backward(self, grad: Any, from_layer: int | None = None) -> Any:
+        """dL/dx from dL/d(output) (of layer `from_layer` in a chain); a graph model takes one per
+        output in its structure (None for an output without loss) and returns one per input."""
+        if self.graph is None:
+            return super().backward(grad, from_layer)
+        if from_layer is not None:
+            raise LaminaError("Model.backward(grad, from_layer): a graph model has no fused last layer")
+        return self.graph.backward(grad)
+
+    def predict(self, x: object, batch_size: int | None = None) -> Any:
+        """Outputs for `x` in inference mode, computed `batch_size` rows at a time (all at once by default);
+        a graph model returns its output structure (a dict for dict outputs), every input batched alike."""
         with self.lock, self.inference():
+            if self.graph is not None:
+                return structure.predict(self, x, batch_size)
             return loop.predict(self, x, batch_size)
 
     def evaluate(
@@ -133,6 +183,7 @@ class Model(Chain):
         layers at the top level of the model adapt. With several processes (strategy "mpi")
         each process reads all the rows, so that all learn the same statistics.
         """
+        self._chain_only("adapt")
         with self.lock:
             loop.adapt_to(self, x, batch_size)
 
@@ -188,7 +239,7 @@ class Model(Chain):
         layer builds its parameters (before the first permutation: every strategy then draws
         from the generator alike, and a checkpoint finds every parameter to restore). A first
         layer made with its weights (Embedding) does not mean the others have theirs."""
-        if self.input_shape is None and len(x):
+        if self.graph is None and self.input_shape is None and len(x):
             self.predict(x[:1])
 
     def zero_grad(self) -> None:
@@ -201,9 +252,15 @@ class Model(Chain):
         """Let every layer drop the arrays its last forward pass kept for backward."""
         for layer in self.layers:
             layer.release()
+        if self.graph is not None:
+            self.graph.release()
 
-    def prepare_input(self, x: object, owner: str) -> np.ndarray:
-        """`x` as the first layer takes it: floats in the model's dtype, or integer indices."""
+    def prepare_input(self, x: object, owner: str) -> Any:
+        """`x` as the first layer takes it: floats in the model's dtype, or integer indices; for a graph
+        model, its structure with each input so (a list in input order for list inputs)."""
+        if self.graph is not None:
+            arrays = self.graph.prepare(x, owner, self.dtype)
+            return structure.structured(arrays, self.input_format, self.input_names)
         if self.layers[0].integer_input:
             return as_integers(x, "x", owner)
         return as_floating(x, "x", owner, self.dtype)
@@ -232,12 +289,16 @@ class Model(Chain):
     def set_training(self, training: bool) -> None:
         """Put every layer in training (True) or inference (False) mode.
 
-        In training, the first layer is told that nobody needs its input gradient.
+        In training, the first layer is told that nobody needs its input gradient (a graph: every
+        layer that reads only the inputs), unless it is also used at another place.
         """
+        if self.graph is not None:
+            self.graph.set_training(training)
+            return
         for layer in self.layers:
             layer.training = training
             layer.needs_input_grad = True
-        if training:
+        if training and 0 not in self.shared:
             self.layers[0].needs_input_grad = False
 
     # -- training ------------------------------------------------------------------------
@@ -283,6 +344,10 @@ class Model(Chain):
         generator, so that `lamina.load(path)` followed by `train` continues exactly;
         `progress` ({"epoch": epochs done, "history": ...}) makes it a resumable checkpoint.
         """
+        self._chain_only("save")
+        if self.shared:
+            raise LaminaError("Model.save: this model uses one layer instance at several places, which model files "
+                              "cannot describe yet; save its weights with save_weights(path) instead")
         with self.lock:
             return save_model(self, path, include_optimizer, progress)
 
@@ -295,6 +360,7 @@ class Model(Chain):
         17 to 21. Every built-in layer exports; a third-party layer exports if it is written
         forward-only or has a `to_onnx(graph, x)` method (docs/pages/writing-plugins.md).
         """
+        self._chain_only("export_onnx")
         return export_onnx(self, path, opset)
 
     def summary(self) -> Summary:
@@ -304,6 +370,7 @@ class Model(Chain):
 
         It is a str (print it, or read it); at the interactive prompt it shows as the table.
         """
+        self._chain_only("summary")
         with self.lock:  # training changes the layers' state a step at a time: read between steps
             return self._summary()
 
@@ -342,7 +409,15 @@ class Model(Chain):
             footer += " (layers are built on the first input: call the model on data to see all)"
         return Summary("\n".join([lines[0], rule, *lines[1:], rule, footer]))
 
+    def _chain_only(self, method: str) -> None:
+        if self.graph is not None:
+            raise LaminaError(f"Model.{method}: not supported for graph models (Model(inputs=..., outputs=...)) yet; "
+                              "it works for a model made from a list of layers")
+
     def __repr__(self) -> str:
+        if self.graph is not None:
+            return (f"Model(inputs={list(self.input_names)}, outputs={list(self.output_names)}, "
+                    f"layers=[{', '.join(repr(layer) for layer in self.layers)}])")
         return f"Model([{', '.join(repr(layer) for layer in self.layers)}])"
 
 
@@ -401,6 +476,19 @@ def _holds_layer(value: object) -> bool:
     if isinstance(value, (Layer, Mapping)):
         return True
     return isinstance(value, (list, tuple)) and any(_holds_layer(item) for item in value)
+
+
+def _graph(layers: object, inputs: object, outputs: object) -> Graph | None:
+    """The graph of `Model(inputs=..., outputs=...)`, or None for a chain `Model(layers)`."""
+    if inputs is None and outputs is None:
+        return None
+    if layers is not None:
+        raise ArgumentError("Model: give either a list of layers (a chain) or inputs= and outputs= (a graph), "
+                            "not both")
+    if inputs is None or outputs is None:
+        missing = "inputs" if inputs is None else "outputs"
+        raise ArgumentError(f"Model: a graph model needs both inputs= and outputs=; {missing} is missing")
+    return Graph(inputs, outputs)
 
 
 def _build_layer(position: int, item: object) -> Layer:

@@ -224,9 +224,10 @@ def test_core_names_no_built_in_plugin():
         exported = {id(c) for node in tree.body if isinstance(node, ast.Assign)  # __all__ lists core's own names
                     and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets)
                     for c in ast.walk(node)}
-        # ONNX operator names (graph.op("Relu", ...), _op("Tanh")) are ONNX's, not lamina's plugins
+        # ONNX operator names (graph.op("Relu", ...), _op("Tanh"), _boolean("Add", "Or")) are ONNX's, not
+        # lamina's plugins
         onnx_ops = {id(node.args[0]) for node in ast.walk(tree) if isinstance(node, ast.Call) and node.args
-                    and getattr(node.func, "attr", getattr(node.func, "id", None)) in ("op", "_op")}
+                    and getattr(node.func, "attr", getattr(node.func, "id", None)) in ("op", "_op", "_boolean")}
         for node in ast.walk(tree):
             if (isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in names
                     and id(node) not in exported and id(node) not in onnx_ops):

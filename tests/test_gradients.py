@@ -105,8 +105,22 @@ def _batch(rng):
     return rng.normal(size=(int(rng.integers(2, 6)), int(rng.integers(1, 5))))
 
 
+def _merged(*widths):
+    """A list of inputs for a merge layer: one per width, the other axes drawn once for all."""
+    def make(rng):
+        rows, steps = int(rng.integers(1, 5)), int(rng.integers(1, 4))
+        return [rng.normal(size=(rows, steps, width)) for width in widths]
+    return make
+
+
 # qualified name -> [(layer factory, input factory), ...]; the meta-test below keeps this complete.
+# An input factory returns a list of arrays for a layer that takes a list (a merge layer).
 LAYER_CASES = {
+    "lamina:Concatenate": [(lambda rng: lamina.layer("Concatenate"), _merged(2, 3, 1)),
+                           (lambda rng: lamina.layer("Concatenate", axis=1), _merged(2, 2))],
+    "lamina:Add": [(lambda rng: lamina.layer("Add"), _merged(3, 3))],
+    "lamina:Multiply": [(lambda rng: lamina.layer("Multiply"), _merged(2, 2, 2))],
+    "lamina:Average": [(lambda rng: lamina.layer("Average"), _merged(4, 4, 4))],
     "lamina:Linear": [(lambda rng: Linear(int(rng.integers(1, 6))), _normal), (lambda rng: Linear(3), _sequence)],
     "lamina:Sigmoid": [(lambda rng: Sigmoid(), _normal)],
     "lamina:Relu": [(lambda rng: Relu(), _away_from_zero)],
@@ -297,11 +311,13 @@ def test_layer_gradients_match_finite_differences(name, case, training, seed):
     make_layer, make_input = LAYER_CASES[name][case]
     layer = make_layer(rng)
     x = make_input(rng)
+    dtype = np.int64 if layer.integer_input else np.float64
     if not training:  # build (and, for BatchNorm, gather running statistics) before checking
         layer.training = True
-        layer(np.asarray(x, dtype=np.int64 if layer.integer_input else np.float64))
+        layer([np.asarray(item, dtype=dtype) for item in x] if isinstance(x, list) else np.asarray(x, dtype=dtype))
     errors = check_layer_gradients(layer, x, training=training, seed=seed)
-    assert set(errors) == ({"input"} - ({"input"} if layer.integer_input else set())) | set(layer.parameters())
+    inputs = {f"input.{i}" for i in range(len(x))} if isinstance(x, list) else {"input"}
+    assert set(errors) == (inputs - (inputs if layer.integer_input else set())) | set(layer.parameters())
     assert max(errors.values()) < TOLERANCE, errors
 
 

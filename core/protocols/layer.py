@@ -12,6 +12,7 @@ import numpy as np
 from lamina import trace
 from lamina.checks import boolean, printable
 from lamina.errors import LaminaError, ShapeError
+from lamina.graph.symbolic import Symbol, record
 from lamina.parameter import Parameter
 from lamina.protocols.configurable import Configurable
 from lamina.trace.primitives import Operand
@@ -112,7 +113,9 @@ class Layer(Configurable):
         learns nothing from data does not define it."""
         raise LaminaError(f"{type(self).__name__} learns nothing from data: it has no adapt step")
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
+    def __call__(self, x: Any) -> np.ndarray:  # an array; a list of them for a merge layer; or Symbols
+        if isinstance(x, Symbol) or (type(x) in (list, tuple) and any(isinstance(item, Symbol) for item in x)):
+            return record(self, x, self._symbolic_build)  # type: ignore[return-value]  # a graph node, not a value
         if not self.adapted and not _building.get():
             name = type(self).__name__
             raise LaminaError(
@@ -121,7 +124,7 @@ class Layer(Configurable):
                 f"statistics given, if it takes them (help({type(self).__module__}.{name}))"
             )
         if isinstance(x, Operand):  # inside another layer's traced forward (autodiff or export): one node
-            out = x.trace.call_layer(self, x)
+            out = x.trace.call_layer(self, x)  # type: ignore[attr-defined]  # Tape and the exporter define it
         elif not self._built:
             out = self._first_call(x)
         else:
@@ -170,6 +173,67 @@ class Layer(Configurable):
                 vars(layer).update(state)
             raise
         return out
+
+    def _symbolic_build(self, x: Any) -> np.ndarray:
+        """The output for `x` (zeros of one row) in inference, only to build the layer and learn
+        the output's shape when it is called on symbolic values; it keeps nothing."""
+        token = _recording.set(False)
+        try:
+            with building():
+                return self(x)
+        finally:
+            _recording.reset(token)
+            self.release()
+
+    # -- one saved state per call, for a layer used at several places -----------------------
+
+    def _save_call(self) -> SavedCall:
+        """Take away what the last forward kept for backward, of this layer and every layer inside
+        it (and the inner layers' saved calls), so that another call of the same instance cannot
+        overwrite it; `_restore_call` puts it back before that call's backward."""
+        saved = SavedCall()
+        for layer in self.walk():
+            state = vars(layer)
+            names = _kept_names(layer)
+            if layer is not self:
+                names.append("_calls")
+            saved.states.append((layer, {name: state.pop(name) for name in names if name in state}))
+        return saved
+
+    def _restore_call(self, saved: SavedCall) -> None:
+        """Make `saved` (from `_save_call`) the state backward reads, dropping what was there."""
+        for layer, kept in saved.states:
+            state = vars(layer)
+            names = _kept_names(layer)
+            if layer is not self:
+                names.append("_calls")
+            for name in names:
+                state.pop(name, None)
+            state.update(kept)
+
+    def _backward_with(self, saved: SavedCall, grad: np.ndarray) -> Any:
+        """`backward(grad)` of the call whose state is `saved`; the state before it comes back after."""
+        live = self._save_call()
+        self._restore_call(saved)
+        try:
+            return self.backward(grad)
+        finally:
+            self._restore_call(live)
+
+    def _push_call(self) -> None:
+        """Save the last call's state on this layer's stack of calls (a chain that uses it twice)."""
+        saved = self._save_call()
+        self.__dict__.setdefault("_calls", []).append(saved)
+
+    def _pop_call(self) -> None:
+        """Restore the state of the last call pushed, for its backward (calls go back in reverse)."""
+        calls = self.__dict__.get("_calls")
+        if not calls:
+            raise LaminaError(
+                f"{type(self).__name__} is used at several places, and backward was called more times than forward "
+                "since the last forward pass; call backward once after each forward"
+            )
+        self._restore_call(calls.pop())
 
     @property
     def only_building(self) -> bool:
@@ -337,6 +401,8 @@ class Layer(Configurable):
         for _, layer in self._sublayers():
             layer.release()
         state = vars(self)
+        for saved in state.pop("_calls", ()):
+            saved.close()
         if self._autodiff:  # the recorded forward, whatever else the layer declares
             tape = state.get("_tape")
             if tape is not None:
@@ -354,6 +420,35 @@ class Layer(Configurable):
     def zero_grad(self) -> None:
         for param in self.parameters().values():
             param.zero_grad()
+
+
+class SavedCall:
+    """What one call of a layer kept for its backward: (layer, {attribute: value}) for the layer
+    and each layer inside it."""
+
+    __slots__ = ("states",)
+
+    def __init__(self) -> None:
+        self.states: list[tuple[Layer, dict[str, Any]]] = []
+
+    def close(self) -> None:
+        """Drop it, closing the recorded forwards (tapes) in it, which free their arrays at once."""
+        for _, kept in self.states:
+            tape = kept.get("_tape")
+            if tape is not None:
+                tape.close()
+            for saved in kept.get("_calls", ()):
+                saved.close()
+        self.states.clear()
+
+
+def _kept_names(layer: Layer) -> list[str]:
+    """The attributes that hold what `layer`'s forward kept for its backward, as release() drops them."""
+    names = ["_tape", "_out", "_leaf"] if layer._autodiff else []
+    if layer.keeps is not None:
+        return names + [name for name in layer.keeps if name not in names]
+    return names + [name for name, value in vars(layer).items()
+                    if name.startswith("_") and isinstance(value, np.ndarray)]
 
 
 def _holds_layers(items: list[Any] | tuple[Any, ...]) -> bool:
@@ -435,8 +530,16 @@ def observing(observer: Callable[[Layer, object], None]) -> Iterator[None]:
 
 
 def named_parameters(layers: Sequence[Layer]) -> dict[str, Parameter]:
-    """Every layer's parameters, named '<layer index>.<name>' (e.g. '0.weight')."""
-    return {f"{i}.{name}": param for i, layer in enumerate(layers) for name, param in layer.parameters().items()}
+    """Every layer's parameters, named '<layer index>.<name>' (e.g. '0.weight'); a parameter of a
+    layer used at several places appears once, under its first place."""
+    found: dict[str, Parameter] = {}
+    seen: set[int] = set()
+    for i, layer in enumerate(layers):
+        for name, param in layer.parameters().items():
+            if id(param) not in seen:
+                seen.add(id(param))
+                found[f"{i}.{name}"] = param
+    return found
 
 
 def layer_paths(layers: Sequence[Layer]) -> dict[str, Layer]:
@@ -455,5 +558,12 @@ def layer_paths(layers: Sequence[Layer]) -> dict[str, Layer]:
 
 
 def named_buffers(layers: Sequence[Layer]) -> dict[str, np.ndarray]:
-    """Every layer's buffers, named like their parameters (e.g. '2.running_mean')."""
-    return {f"{i}.{name}": array for i, layer in enumerate(layers) for name, array in layer.buffers().items()}
+    """Every layer's buffers, named like their parameters (e.g. '2.running_mean'), each once."""
+    found: dict[str, np.ndarray] = {}
+    seen: set[int] = set()
+    for i, layer in enumerate(layers):
+        for name, array in layer.buffers().items():
+            if id(array) not in seen:
+                seen.add(id(array))
+                found[f"{i}.{name}"] = array
+    return found

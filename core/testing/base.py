@@ -2,6 +2,8 @@
 and how it builds a plugin and its sample input from a Case."""
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from attrs import frozen
 
@@ -42,8 +44,11 @@ def make_layer(cls: type, case: Case) -> Layer:
     return cls(**case.kwargs)
 
 
-def layer_input(cls: type, case: Case, dtype: type = np.float64, number: int = 0) -> np.ndarray:
+def layer_input(cls: type, case: Case, dtype: type = np.float64, number: int = 0) -> Any:
+    """The case's input: one array, or a list of arrays for a layer that takes a list (a merge layer)."""
     x = case.input(np.random.default_rng(number), case.shape)
+    if isinstance(x, (list, tuple)):
+        return [np.asarray(item, dtype=dtype) for item in x]
     return np.asarray(x) if getattr(cls, "integer_input", False) else np.asarray(x, dtype=dtype)
 
 

@@ -189,6 +189,16 @@ _Failed, _NotApplicable, _require = Failed, NotApplicable, require
 _make_layer, _layer_input = make_layer, layer_input
 
 
+def _each(x: Any) -> list[np.ndarray]:
+    """The arrays of an input or of an input gradient: a list's items, or the one array."""
+    return list(x) if isinstance(x, (list, tuple)) else [x]
+
+
+def _one_array(x: Any, why: str) -> None:
+    if isinstance(x, list):
+        raise _NotApplicable(f"the layer takes a list of arrays, {why}")
+
+
 def _layer_checks() -> list[tuple[str, Callable[[type, Case], str | None]]]:
     return [
         ("cases", builds("layer")),
@@ -241,10 +251,10 @@ def _layer_dtype(cls: type, case: Case) -> None:
         for name, param in layer.parameters().items():
             _require(param.value.dtype == dtype,
                      f"{np.dtype(dtype).name} input built parameter {name!r} as {param.value.dtype}")
-        g = layer.backward(np.ones_like(y))
-        if g is not None:  # the message reads g.dtype, so only an array is checked
-            _require(g.dtype == dtype, f"{np.dtype(dtype).name} input gave a {g.dtype} input gradient")
-            _require(bool(np.isfinite(g).all()), f"{np.dtype(dtype).name} input gave a non-finite input gradient")
+        for g in _each(layer.backward(np.ones_like(y))):
+            if g is not None:  # the message reads g.dtype, so only an array is checked
+                _require(g.dtype == dtype, f"{np.dtype(dtype).name} input gave a {g.dtype} input gradient")
+                _require(bool(np.isfinite(g).all()), f"{np.dtype(dtype).name} input gave a non-finite input gradient")
 
 
 def _layer_shape(cls: type, case: Case) -> None:
@@ -252,13 +262,15 @@ def _layer_shape(cls: type, case: Case) -> None:
     layer.training = True
     x = _layer_input(cls, case)
     y = layer(x)
-    _require(y.ndim >= 1 and y.shape[0] == x.shape[0], f"output shape {y.shape} lost the batch size {x.shape[0]}")
-    g = layer.backward(np.ones_like(y))
-    _require(g is None or g.shape == x.shape,
-             f"input gradient has shape {g.shape if g is not None else None}, input {x.shape}")
-    bigger = _layer_input(cls, Case(case.kwargs, (x.shape[0] + 1, *x.shape[1:]), case.input), number=1)
+    rows = _each(x)[0].shape[0]
+    _require(y.ndim >= 1 and y.shape[0] == rows, f"output shape {y.shape} lost the batch size {rows}")
+    grads = layer.backward(np.ones_like(y))
+    for g, item in zip(_each(grads), _each(x)):
+        _require(g is None or g.shape == item.shape,
+                 f"input gradient has shape {g.shape if g is not None else None}, input {item.shape}")
+    bigger = _layer_input(cls, Case(case.kwargs, (case.shape[0] + 1, *case.shape[1:]), case.input), number=1)
     y2 = layer(bigger)
-    _require(y2.shape == (x.shape[0] + 1, *y.shape[1:]), f"a batch of {x.shape[0] + 1} gave shape {y2.shape}")
+    _require(y2.shape == (rows + 1, *y.shape[1:]), f"a batch of {rows + 1} gave shape {y2.shape}")
 
 
 def _layer_accumulates(cls: type, case: Case) -> None:
@@ -287,12 +299,13 @@ def _layer_no_mutation(cls: type, case: Case) -> None:
     layer = _make_layer(cls, case)
     layer.training = True
     x = _layer_input(cls, case)
-    before = x.copy()
+    before = [item.copy() for item in _each(x)]
     y = layer(x)
     grad = np.random.default_rng(3).normal(size=y.shape)
     grad_before = grad.copy()
     layer.backward(grad)
-    _require(np.array_equal(x, before), "forward or backward changed its input array in place")
+    _require(all(np.array_equal(item, copy) for item, copy in zip(_each(x), before)),
+             "forward or backward changed its input array in place")
     _require(np.array_equal(grad, grad_before), "backward changed the gradient array it was given")
 
 
@@ -312,6 +325,7 @@ def _layer_round_trip(cls: type, case: Case) -> None:
     layer = _make_layer(cls, case)
     rebuilt = cls(**layer.get_config())
     _require(repr(rebuilt) == repr(layer), f"{cls.__name__}(**get_config()) gave {rebuilt!r}, not {layer!r}")
+    _one_array(_layer_input(cls, case), "which a model of one layer cannot take: only get_config was checked")
     undo = _registered(cls, "layer")
     try:
         model = Model([layer])
@@ -357,6 +371,7 @@ def _layer_rejected_input(cls: type, case: Case) -> str | None:
     """A fresh layer that rejects its first input with a ShapeError stays as it was: the next,
     correct input gives what it gives a fresh layer (the layer was not built for the wrong shape)."""
     x = _layer_input(cls, case)
+    _one_array(x, "not one array of one axis fewer or more")
     shapes = [case.wrong_shape] if case.wrong_shape is not None else []
     shapes += [x.shape[:-1], (*x.shape, 2)]  # one axis fewer, one more
     expected = _make_layer(cls, case)(x)

@@ -8,7 +8,7 @@ True
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -43,7 +43,7 @@ def numerical_gradient(f: Callable[[], float], x: np.ndarray, eps: float = 1e-6)
 
 
 def check_layer_gradients(
-    layer: Layer, x: np.ndarray, *, training: bool = True, eps: float = 1e-6, seed: int = 0
+    layer: Layer, x: np.ndarray | Sequence[np.ndarray], *, training: bool = True, eps: float = 1e-6, seed: int = 0
 ) -> dict[str, float]:
     """Relative error of `backward` against finite differences, for 'input' and each parameter.
 
@@ -51,9 +51,52 @@ def check_layer_gradients(
     contributes. Run it in float64: pass float64 `x` to a layer that is not yet built.
     Every forward pass sees lamina's generator in the same state, so stochastic layers
     (Dropout) draw the same mask each time. Layers with `integer_input` get no input check.
+    A layer that takes a list of arrays (a merge layer) gets a list `x`; its backward returns
+    one gradient per input, checked as 'input.0', 'input.1', ...
     """
     integer = layer.integer_input
-    x = np.array(x, dtype=np.int64 if integer else np.float64)
+    listed = isinstance(x, (list, tuple))
+    xs = [np.array(item, dtype=np.int64 if integer else np.float64) for item in (x if listed else [x])]
+    _require_float64(layer)
+    layer.training = training
+    generator = rng()
+    start = generator.bit_generator.state
+
+    def run() -> np.ndarray:
+        generator.bit_generator.state = start
+        return layer(xs if listed else xs[0])
+
+    out = run()
+    # Its own stream: drawn from default_rng(seed) alone, r could equal an x drawn the same way.
+    weights = np.random.default_rng((seed, 0x6C616D)).standard_normal(out.shape)
+    params = layer.parameters()
+    for param in params.values():
+        param.zero_grad()
+    input_grad = layer.backward(weights.copy())
+    analytic: dict[str, np.ndarray] = {}
+    names = [f"input.{i}" for i in range(len(xs))] if listed else ["input"]
+    if not integer:
+        if input_grad is None:
+            raise ArgumentError(
+                f"check_layer_gradients: {type(layer).__name__}.backward returned None, not the input "
+                "gradient; set layer.needs_input_grad = True (a model sets it False on its first layer)"
+            )
+        grads = input_grad if listed else [input_grad]
+        if len(grads) != len(xs):
+            raise ArgumentError(f"check_layer_gradients: {type(layer).__name__}.backward returned {len(grads)} "
+                                f"input gradients for {len(xs)} inputs")
+        analytic.update(zip(names, grads))
+    analytic.update({name: param.grad.copy() for name, param in params.items()})
+
+    def objective() -> float:
+        return float(np.sum(run() * weights))
+
+    numeric = {} if integer else {name: numerical_gradient(objective, item, eps) for name, item in zip(names, xs)}
+    numeric.update({name: numerical_gradient(objective, p.value, eps) for name, p in params.items()})
+    return {name: relative_error(analytic[name], numeric[name]) for name in analytic}
+
+
+def _require_float64(layer: Layer) -> None:
     narrow = {name: str(p.value.dtype) for name, p in layer.parameters().items() if p.value.dtype != np.float64}
     if narrow:
         # Finite differences with eps=1e-6 on float32 weights measure rounding, not the gradient
@@ -64,37 +107,6 @@ def check_layer_gradients(
             "(it was built on an earlier, narrower input); finite differences need float64 "
             "parameters: pass a fresh, unbuilt layer, which builds in float64 from the float64 x"
         )
-    layer.training = training
-    generator = rng()
-    start = generator.bit_generator.state
-
-    def run() -> np.ndarray:
-        generator.bit_generator.state = start
-        return layer(x)
-
-    out = run()
-    # Its own stream: drawn from default_rng(seed) alone, r could equal an x drawn the same way.
-    weights = np.random.default_rng((seed, 0x6C616D)).standard_normal(out.shape)
-    params = layer.parameters()
-    for param in params.values():
-        param.zero_grad()
-    input_grad = layer.backward(weights.copy())
-    analytic: dict[str, np.ndarray] = {}
-    if not integer:
-        if input_grad is None:
-            raise ArgumentError(
-                f"check_layer_gradients: {type(layer).__name__}.backward returned None, not the input "
-                "gradient; set layer.needs_input_grad = True (a model sets it False on its first layer)"
-            )
-        analytic["input"] = input_grad
-    analytic.update({name: param.grad.copy() for name, param in params.items()})
-
-    def objective() -> float:
-        return float(np.sum(run() * weights))
-
-    numeric = {} if integer else {"input": numerical_gradient(objective, x, eps)}
-    numeric.update({name: numerical_gradient(objective, p.value, eps) for name, p in params.items()})
-    return {name: relative_error(analytic[name], numeric[name]) for name in analytic}
 
 
 def check_loss_gradients(loss: Loss, pred: np.ndarray, y: np.ndarray, *, eps: float = 1e-6) -> float:

@@ -24,7 +24,7 @@ class Tape(Trace):
 
     def __init__(self) -> None:
         self.params: dict[int, tuple[Parameter, Traced]] = {}  # id(Parameter) -> (it, its leaf)
-        self.handwritten: set[int] = set()
+        self.handwritten: dict[int, Traced] = {}  # id(hand-written layer) -> the node of its last call
         self.nodes: list[Traced] = []  # parents always come before their children
 
     def close(self) -> None:
@@ -123,15 +123,16 @@ class Tape(Trace):
             layer.training = layer.training  # sublayers made by build take the layer's mode
         if layer._autodiff:
             return layer.forward(x)
-        if id(layer) in self.handwritten:
-            raise LaminaError(f"{type(layer).__name__} has a hand-written backward and keeps one forward's state, so "
-                              "it cannot be called twice in one traced forward; use two instances, or a layer "
-                              "without a hand-written backward")
-        self.handwritten.add(id(layer))
+        earlier = self.handwritten.get(id(layer))
+        if earlier is not None and earlier.rule == layer.backward:  # called again: its last call's state is saved
+            earlier.rule = partial(layer._backward_with, layer._save_call())
         with tracing(None):  # its forward works on plain arrays: its Parameters too
             out = layer.forward(x.value)
         # needed: its parameters want gradients even when its input does not (unless all are frozen)
-        return self.record(out, [x], layer.backward, needed=any(p.trainable for p in layer.parameters().values()))
+        node = self.record(out, [x], layer.backward, needed=any(p.trainable for p in layer.parameters().values()))
+        if type(node) is Traced:
+            self.handwritten[id(layer)] = node
+        return node
 
 
 class Traced(Operand):

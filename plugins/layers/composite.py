@@ -26,9 +26,8 @@ def as_layers(items: object, argument: str, owner: str) -> list[lamina.Layer]:
             f"{owner}({argument}={items!r}): {argument} must be a non-empty list of layers, e.g. "
             "[{'type': 'Linear', 'units': 8}, 'Relu']"
         )
-    layers = [lamina.resolve("layer", item, f"{argument}[{i}]", owner) for i, item in enumerate(items)]
-    lamina.checks.distinct_layers(layers, owner, argument)
-    return layers
+    # One instance at several places shares its weights: the Chain saves each call's state.
+    return [lamina.resolve("layer", item, f"{argument}[{i}]", owner) for i, item in enumerate(items)]
 
 
 def export_chain(graph, layers: Sequence[lamina.Layer], x: str, prefix: str) -> str:
