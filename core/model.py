@@ -162,15 +162,19 @@ class Model(Chain):
         batch_size: int | None = None,
         report: bool = False,
         sample_weight: object = None,
+        loss_weights: object = None,
     ) -> dict[str, Any]:
         """{"loss": ..., metric name: ...} over (x, y) in inference mode, each over the whole set
         whatever `batch_size`; `loss` defaults to the one the model was last trained with. With
         `report=True`, also "report": per-class precision, recall, F1 and support (class names
         from `metadata["classes"]`), the macro and weighted means and the confusion matrix.
         `sample_weight` (one non-negative weight per row) weighs the loss, sum(w l) / sum(w), and
-        the metrics."""
+        the metrics. A model with several outputs takes `loss`, `metrics`, `sample_weight` and
+        `loss_weights` per output (dicts by output name) and also returns "<output>_loss" and
+        "<output>_<metric>"; "loss" is the weighted total."""
         with self.lock, self.inference():
-            return loop.evaluate(self, x, y, loss, metrics, batch_size, report=report, sample_weight=sample_weight)
+            return loop.evaluate(self, x, y, loss, metrics, batch_size, report=report, sample_weight=sample_weight,
+                                 loss_weights=loss_weights)
 
     def adapt(self, x: object, batch_size: int | None = None) -> None:
         """Let every layer that learns from data (Normalization's mean and variance) learn afresh

@@ -30,14 +30,17 @@ class Callback(Configurable):
         """"min" or "max": the direction in which the logged value `monitor` improves. `mode`
         "min" or "max" is kept; "auto" reads the name without "val_": a loss ("loss", or a name
         ending in "loss") is "min", and a metric's key says what its class declares
-        (`Metric.greater_is_better`: accuracy, AUC, precision, recall, F1 "max"; MAE, MSE "min").
+        (`Metric.greater_is_better`: accuracy, AUC, precision, recall, F1 "max"; MAE, MSE "min"),
+        also as an output's metric ("cls_accuracy").
         A name no metric class declares is an ArgumentError asking for mode="min" or "max"."""
         if mode in ("min", "max"):
             return mode
         key = monitor.removeprefix("val_")
         if key.lower().endswith("loss"):
             return "min"
-        better = {cls.greater_is_better for cls in _metric_classes() if cls.name == key} - {None}
+        # an output's metric of a model with several outputs is logged as "<output>_<metric>" (cls_accuracy)
+        better = {cls.greater_is_better for cls in _metric_classes()
+                  if cls.name == key or key.endswith(f"_{cls.name}")} - {None}
         if len(better) == 1:
             return "max" if better.pop() else "min"
         raise ArgumentError(
