@@ -228,9 +228,9 @@ def test_integer_results_are_plain_arrays_usable_as_indices_and_masks():
     x = tape.leaf(np.random.default_rng(3).normal(size=(4, 3)))
     with tracing(tape):
         best = np.argmax(x, axis=-1)
-        order, rounded = np.argsort(x, axis=0), np.round(x)
+        order, rounded, bins = np.argsort(x, axis=0), np.round(x), np.searchsorted(np.array([-1.0, 1.0]), x)
         picked = x[np.arange(4), best] + x.max(axis=-1) * (best == 0)
-    assert all(type(v) is np.ndarray for v in (best, order, rounded))
+    assert all(type(v) is np.ndarray for v in (best, order, rounded, bins))
     assert best.dtype.kind == "i" and np.array_equal(best, np.argmax(x.value, axis=-1))
     np.testing.assert_array_equal(picked.value, x.value.max(-1) * (1 + (best == 0)))
 

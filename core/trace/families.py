@@ -253,8 +253,9 @@ _rows(
     (np.round, lambda a, decimals=0: np.round(a, decimals), CONSTANT, _round_onnx,
      {"spec": lambda a, decimals=0, out=None: None}),
     (np.count_nonzero, lambda a, axis=None, keepdims=False: np.count_nonzero(a, axis, keepdims=keepdims), CONSTANT),
-    *((f, f, CONSTANT) for f in (np.argpartition, np.nonzero, np.flatnonzero, np.argwhere, np.searchsorted,
-                                 np.digitize, np.isclose)),
+    *((f, f, CONSTANT) for f in (np.argpartition, np.nonzero, np.flatnonzero, np.argwhere)),
+    *((f, f, CONSTANT, {"operands": operands}) for f, operands in (
+        (np.searchsorted, ("a", "v")), (np.digitize, ("x", "bins")), (np.isclose, ("a", "b")))),
 )
 TABLE[np.around] = TABLE[np.round]
 _QUANTILE = {"spec": lambda a, q, axis=None, out=None, overwrite_input=False, method="linear", keepdims=False: None}

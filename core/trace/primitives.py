@@ -132,10 +132,10 @@ class Operand(ArrayMethods):
     trace: Trace
 
     def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
-        same = UFUNC_METHODS.get((ufunc, method))  # np.maximum.reduce(x, axis=0) as np.max(x, axis=0)
-        if same is not None and kwargs.get("out") is None:
-            return self.trace.run(TABLE.get(same), f"np.{ufunc.__name__}.{method}", inputs, {"axis": 0, **kwargs})
         if method != "__call__" or kwargs.get("out") is not None:
+            same = UFUNC_METHODS.get((ufunc, method))  # np.maximum.reduce(x, axis=0) as np.max(x, axis=0)
+            if same is not None and kwargs.get("out") is None:
+                return self.trace.run(TABLE.get(same), f"np.{ufunc.__name__}.{method}", inputs, {"axis": 0, **kwargs})
             raise self.trace.refuse(f"np.{ufunc.__name__}.{method}", "an in-place operation (y += 1, or out=) or "
                                     f"np.{ufunc.__name__}.{method} cannot be followed; write y = y + 1 instead")
         return self.trace.run(TABLE.get(ufunc), f"np.{ufunc.__name__}", inputs, kwargs)
