@@ -11,7 +11,7 @@ and for ONNX export (name -> (training, export)).
 from __future__ import annotations
 
 from lamina import ops  # noqa: F401  (its rows join the table before SUPPORTED is read)
-from lamina.trace import current, no_recording, recording, tracing
+from lamina.trace import current, families, no_recording, recording, tracing  # noqa: F401  (families: its rows join the table)
 from lamina.trace.primitives import Operand, supported, unbroadcast
 from lamina.trace.tape import WAYS_OUT, Tape, Traced
 

@@ -210,9 +210,9 @@ class BatchBaked(lamina.Layer):
         return x + np.zeros((x.shape[0], x.shape[1]), dtype=x.dtype)  # a constant as big as the batch
 
 
-class Sorted(lamina.Layer):
+class Products(lamina.Layer):
     def forward(self, x):
-        return np.sort(x, axis=-1)
+        return np.cumprod(x, axis=-1)
 
 
 class Branchy(lamina.Layer):
@@ -231,7 +231,7 @@ class HandWritten(lamina.Layer):
 @needs_onnx
 @pytest.mark.parametrize("layer, message", [
     (BatchBaked(), "layer 1 writes a graph that depends on the batch size"),
-    (Sorted(), "np.sort has no ONNX mapping in lamina"),
+    (Products(), "np.cumprod has no ONNX mapping in lamina"),
     (Branchy(), "Python control flow on a value"),
     (HandWritten(), "has a hand-written backward and no to_onnx method.*write HandWritten forward-only.*add to_onnx"),
 ])

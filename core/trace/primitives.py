@@ -133,6 +133,9 @@ class Operand(ArrayMethods):
 
     def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
         if method != "__call__" or kwargs.get("out") is not None:
+            same = UFUNC_METHODS.get((ufunc, method))  # np.maximum.reduce(x, axis=0) as np.max(x, axis=0)
+            if same is not None and kwargs.get("out") is None:
+                return self.trace.run(TABLE.get(same), f"np.{ufunc.__name__}.{method}", inputs, {"axis": 0, **kwargs})
             raise self.trace.refuse(f"np.{ufunc.__name__}.{method}", "an in-place operation (y += 1, or out=) or "
                                     f"np.{ufunc.__name__}.{method} cannot be followed; write y = y + 1 instead")
         return self.trace.run(TABLE.get(ufunc), f"np.{ufunc.__name__}", inputs, kwargs)
@@ -316,6 +319,7 @@ def _expm1(graph: Any, out: Any, x: str) -> str:
 
 
 TABLE: dict[Any, Primitive] = {}
+UFUNC_METHODS: dict[tuple[np.ufunc, str], Any] = {}  # (ufunc, method) -> the function in TABLE that computes it
 
 
 def _rows(*rows: tuple[Any, ...], **options: Any) -> None:
@@ -692,7 +696,9 @@ def supported() -> dict[str, tuple[str, str]]:
                                                                    "yes (one integer array)"),
              "methods: " + METHODS: ("yes", "yes")}
     for key, row in sorted(TABLE.items(), key=lambda item: item[1].name):
-        name = row.name if isinstance(key, str) else f"np.{key.__name__}"
+        name = row.name if isinstance(key, str) else f"{key.__module__.replace('numpy', 'np')}.{key.__name__}"
         training = "constant" if row.vjp is CONSTANT else "yes" if row.vjp is not None or row.compose else "no"
         found[name] = (training, "yes" if row.onnx is not None or row.compose else "no")
+    for (ufunc, method), same in UFUNC_METHODS.items():
+        found[f"np.{ufunc.__name__}.{method}"] = found[TABLE[same].name]
     return found
