@@ -440,7 +440,7 @@ class LSTM(_Recurrent):
     def _backscan(self, run, w, grad_seq, grad_last, reverse):
         flip = _flip(reverse)
         dgates = np.empty_like(run["a"])
-        acts, cs, tcs, dps = flip(run["a"]), flip(run["c"]), flip(run["tanh_c"]), flip(dgates)
+        acts, cs, tcs, dps, hs = flip(run["a"]), flip(run["c"]), flip(run["tanh_c"]), flip(dgates), flip(run["z"])
         grad_seq = None if grad_seq is None else flip(grad_seq)
         n = self.units
         dh = _first_grad(grad_seq, grad_last, tcs[0])
@@ -450,10 +450,9 @@ class LSTM(_Recurrent):
         for k in reversed(range(tcs.shape[0])):
             a, tc, dp = acts[k], tcs[k], dps[k]
             i, f, o, g = a[:n], a[n:2 * n], a[2 * n:3 * n], a[3 * n:]
-            # h = o tanh(c): dc += dh o (1 - tanh(c)^2)
-            np.multiply(tc, tc, out=tmp)
-            np.subtract(1, tmp, out=tmp)
-            tmp *= o
+            # h = o tanh(c): dc += dh o (1 - tanh(c)^2) = dh (o - h tanh(c)), one pass fewer
+            np.multiply(hs[k + 1, :n], tc, out=tmp)
+            np.subtract(o, tmp, out=tmp)
             tmp *= dh
             dc += tmp
             # c = f c_prev + i g: dL/d(i, f, o), then times sigmoid' = s (1 - s)
