@@ -9,6 +9,9 @@ from collections.abc import Callable
 import numpy as np
 
 import lamina
+from lamina.app import system
+
+PAUSE = 0.2  # seconds between contenders' blocks (see `alternate`)
 
 
 def timed(fn: Callable[[], object], repeats: int) -> list[float]:
@@ -22,14 +25,20 @@ def timed(fn: Callable[[], object], repeats: int) -> list[float]:
     return times
 
 
-def alternate(contenders: dict[str, Callable[[], object]], rounds: int, repeats: int) -> dict[str, list[float]]:
+def alternate(
+    contenders: dict[str, Callable[[], object]], rounds: int, repeats: int, pause: float = PAUSE
+) -> dict[str, list[float]]:
     """Run each contender in turn, `rounds` times, so that drifts in machine speed hit all alike.
 
-    Whole blocks alternate (never single numpy and torch calls: their thread pools would fight).
+    Whole blocks alternate (never single numpy and torch calls: their thread pools would fight),
+    with `pause` seconds before each block: after a block, OpenBLAS's (or torch's) worker threads
+    keep spinning for a while and, on a small machine, slow whichever library runs next. The
+    pause lets each be timed as a user running it alone would see it.
     """
     results: dict[str, list[float]] = {name: [] for name in contenders}
     for _ in range(rounds):
         for name, fn in contenders.items():
+            time.sleep(pause)
             results[name].extend(timed(fn, repeats))
     return results
 
@@ -39,7 +48,19 @@ def summary(times: list[float]) -> tuple[float, float, float]:
     return statistics.median(times) * 1e3, min(times) * 1e3, max(times) * 1e3
 
 
+def blas() -> str:
+    """numpy's BLAS (library, version, core type, threads; threadpoolctl when installed, else
+    numpy's build configuration) and torch's threads, as one line to print with every table."""
+    line = system.blas_line()
+    try:
+        import torch
+    except ImportError:
+        return f"{line}; torch not installed"
+    return f"{line}; torch {torch.get_num_threads()} threads"
+
+
 def machine() -> str:
+    """The CPU, system, versions, and on a second line numpy's BLAS and torch's threads (`blas`)."""
     try:
         import torch
 
@@ -48,7 +69,7 @@ def machine() -> str:
         torch_version = "torch not installed"
     return (
         f"{platform.processor() or platform.machine()}, {platform.system()} {platform.release()}, "
-        f"Python {platform.python_version()}, numpy {np.__version__}, {torch_version}"
+        f"Python {platform.python_version()}, numpy {np.__version__}, {torch_version}\n{blas()}"
     )
 
 

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import forward_only_mlp, lamina_mlp, mnist_like, residual_mlp  # noqa: E402
+from common import forward_only_mlp, lamina_mlp, machine, mnist_like, residual_mlp  # noqa: E402
 
 import lamina  # noqa: E402
 
@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     model.train(x, y, optim=lamina.optimizer("SGD", lr=0.01), loss=lamina.loss("CrossEntropy", from_logits=True),
                 epochs=args.epochs, batch_size=128, callbacks=[resident], verbose=False)
     model.predict(x[:1000])
+    print(machine())
     print(f"model: {args.model}, {sum(p.size for p in model.parameters().values()):,} parameters")
     print(f"data: x {x.nbytes / 2**20:.0f} MiB + y {y.nbytes / 2**20:.1f} MiB; resident before training {before:.0f} MiB")
     print("resident after each epoch (MiB): " + ", ".join(f"{v:.0f}" for v in resident.values))

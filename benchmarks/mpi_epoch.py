@@ -19,7 +19,7 @@ from pathlib import Path
 
 def worker(rows: int) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from common import lamina_mlp, mnist_like
+    from common import lamina_mlp, machine, mnist_like
 
     import lamina
 
@@ -46,7 +46,7 @@ def worker(rows: int) -> None:
     if strategy.is_main:
         parameters = sum(p.size for p in model.parameters().values())
         print(json.dumps({"ranks": strategy.size, "epoch_s": elapsed, "allreduce_s": spent[0],
-                          "steps": -(-rows // 128), "parameters": parameters}))
+                          "steps": -(-rows // 128), "parameters": parameters, "machine": machine()}))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> None:
                              capture_output=True, text=True, env=env, check=True)
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))
     base = results[0]["epoch_s"]
+    print(f"{results[0]['machine']} (in each rank)")
     print(f"MNIST-size epoch, {args.rows:,} rows, batch 128, {results[0]['parameters']:,} parameters "
           f"({results[0]['parameters'] * 4 / 2**20:.1f} MiB per Allreduce in float32)")
     print(f"{'ranks':>5} {'epoch s':>8} {'speedup':>8} {'allreduce s':>12} {'share':>6}")

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine  # noqa: E402
+from common import PAUSE, machine  # noqa: E402
 
 import lamina  # noqa: E402
 
@@ -60,6 +60,7 @@ def classifier(features: int) -> lamina.Model:
 
 
 def one_epoch(model: lamina.Model, x: object, y: np.ndarray, **options: object) -> float:
+    time.sleep(PAUSE)  # let the previous epoch's BLAS threads settle (see common.alternate)
     start = time.perf_counter()
     model.train(x, y, optim=lamina.optimizer("SGD", lr=0.01), loss=lamina.loss("CrossEntropy", from_logits=True),
                 epochs=1, batch_size=1024, verbose=False, **options)

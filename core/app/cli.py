@@ -24,7 +24,7 @@ import numpy as np
 
 import lamina
 from lamina.app import config as runconfig
-from lamina.app import data, labels, run
+from lamina.app import data, labels, run, system
 from lamina.app.console import escape, silenced
 from lamina.errors import ArgumentError, LaminaError, PluginWarning
 from lamina.files import arrays
@@ -362,6 +362,22 @@ def export(args: argparse.Namespace) -> int:
 
 
 def info(args: argparse.Namespace) -> int:
+    if args.model is None or args.system:
+        if args.model is not None:  # both: the model first, then the machine
+            status = _model_info(args)
+            print()
+        else:
+            status = 0
+        found = system.report()
+        if args.json:
+            print(json.dumps(found, indent=2))
+        else:
+            print(escape("\n".join(system.describe(found)), lines=True))
+        return status
+    return _model_info(args)
+
+
+def _model_info(args: argparse.Namespace) -> int:
     config = loading.read_config(args.model)
     lines = [f"{args.model}:", *run.describe_model_file(config)]
     try:
@@ -521,11 +537,14 @@ def _add_predict(commands: Any, common: argparse.ArgumentParser) -> None:
 
 def _add_info(commands: Any, common: argparse.ArgumentParser) -> None:
     p = commands.add_parser(
-        "info", parents=[common], help="show a saved model's layers and the plugins it needs",
-        description="Show a saved model's summary, the lamina version that wrote it, and the "
-        "plugin packages it needs (and whether they are installed).",
+        "info", parents=[common], help="show a saved model's layers, or this machine's numpy and BLAS",
+        description="With MODEL: show a saved model's summary, the lamina version that wrote it, and the "
+        "plugin packages it needs (and whether they are installed). Without MODEL (or with --system): "
+        "show lamina's and numpy's versions, numpy's BLAS (library, version, core type, threads) and "
+        "whether the CPU could run a faster OpenBLAS kernel (the OPENBLAS_CORETYPE to try).",
     )
-    p.add_argument("model", metavar="MODEL")
+    p.add_argument("model", metavar="MODEL", nargs="?")
+    p.add_argument("--system", action="store_true", help="show this machine's numpy and BLAS (after MODEL's summary)")
     p.add_argument("--json", action="store_true", help="print a JSON object")
     p.set_defaults(run=info)
 

@@ -4,10 +4,12 @@ Each is PyTorch's single-layer `batch_first=True` module: the same equations, ga
 parameters ("weight_ih" (G*units, features), "weight_hh" (G*units, units), "bias_ih" and
 "bias_hh" (G*units,), and the same four with "_reverse" when bidirectional), initial states of
 zeros, and weights drawn from U(-1/sqrt(units), 1/sqrt(units)). Forward and backward through
-time are written by hand for speed: the input's share of every gate at every step is one matrix
-product before the loop; each step does one (G*units, units + 1) @ (units + 1, batch) product
-and the element-wise gate maths; after the loop one product over all steps gives a direction's
-four gradients (GRU: one more for its n gate's input side), and one more the input gradient.
+time are written by hand for speed: each RNN or LSTM step does one (G*units, units + 1 +
+features) @ (units + 1 + features, batch) product over [h_prev; 1; x_t] and the element-wise
+gate maths (GRU: the input's share of every gate at every step is one product before the loop,
+and each step does one (G*units, units + 1) product); after the loop one product over all steps
+gives a direction's four gradients (GRU: one more for its n gate's input side), and one more
+the input gradient.
 
 >>> lstm = LSTM(16, return_sequences=True)
 >>> lstm(np.zeros((8, 20, 3), dtype=np.float32)).shape
@@ -61,6 +63,11 @@ def _flip(reverse: bool) -> Callable[[np.ndarray], np.ndarray]:
     return (lambda a: a[::-1]) if reverse else (lambda a: a)
 
 
+def _whole(w: _Weights, units: int) -> np.ndarray:
+    """[weight_hh | bias_hh + bias_ih | weight_ih], halved rows: a whole step input [h; 1; x]'s weights."""
+    return np.concatenate([w.hh_half[:, :units], w.hh_half[:, units:] + w.ih_half[:, :1], w.ih_half[:, 1:]], axis=1)
+
+
 def _inputs(x: np.ndarray, units: int, reverse: bool) -> np.ndarray:
     """One direction's step inputs, (time + 1, units + 1 + features, batch), time-ordered.
 
@@ -104,6 +111,11 @@ class _Recurrent(lamina.Layer):
     sigmoids = 0
     shared: int | None = None  # gate blocks (first in internal order) whose two sides get one gradient; None: all
     keeps = ("_weights", "_runs")  # what forward keeps for backward
+    # True: `_scan` gets no `gi` and multiplies each step's whole [h_prev; 1; x_t] by
+    # [weight_hh | both biases | weight_ih] (`_whole`): one product per step instead of a
+    # product and an addition, and no product before the loop (measured faster: LSTM 7%, RNN
+    # 6%). GRU needs the input's share of its n gate apart.
+    whole_steps = True
     onnx_op = "RNN"  # the ONNX operator, and PyTorch's gate blocks in its order
     onnx_order: tuple[int, ...] = (0,)
     # torch.nn.RNN/LSTM/GRU(features, units, batch_first=True, bidirectional=...): one layer, "_l0"
@@ -243,8 +255,9 @@ class _Recurrent(lamina.Layer):
             reverse = d == 1
             w = self._prepared(suffix, dtype)
             z = _inputs(x, units, reverse)
-            # The input's share of every gate at every step: one product before the loop.
-            gi = np.matmul(w.ih_half, _read(z, reverse)[:, units:])
+            # The input's share of every gate at every step: one product before the loop (or
+            # none, for a cell that reads [h_prev; 1; x_t] whole in each step's product).
+            gi = None if self.whole_steps else np.matmul(w.ih_half, _read(z, reverse)[:, units:])
             weights.append(w)
             runs.append(self._scan(gi, z, w, reverse))
         self._weights, self._runs = weights, runs
@@ -291,10 +304,10 @@ class _Recurrent(lamina.Layer):
                 dx = step if dx is None else dx + step
         return None if dx is None else np.ascontiguousarray(dx.transpose(2, 0, 1))
 
-    def _scan(self, gi: np.ndarray, z: np.ndarray, w: _Weights, reverse: bool) -> dict[str, np.ndarray]:
+    def _scan(self, gi: np.ndarray | None, z: np.ndarray, w: _Weights, reverse: bool) -> dict[str, np.ndarray]:
         """Run one direction: `gi` (time, G*units, batch) is the input's share of the gates
-        (halved rows), `z` the step inputs (see `_inputs`), whose states it fills in. Returns
-        what backward needs, time-ordered, `z` included."""
+        (halved rows; None when `whole_steps`), `z` the step inputs (see `_inputs`), whose states
+        it fills in. Returns what backward needs, time-ordered, `z` included."""
         raise NotImplementedError
 
     def _backscan(
@@ -340,12 +353,10 @@ class RNN(_Recurrent):
 
     def _scan(self, gi, z, w, reverse):
         n = self.units
-        flip = _flip(reverse)
-        gi, zs = flip(gi), flip(z)
-        for k in range(gi.shape[0]):
+        zs, whole = _flip(reverse)(z), _whole(w, n)
+        for k in range(z.shape[0] - 1):
             h = zs[k + 1, :n]
-            np.matmul(w.hh_half, zs[k, :n + 1], out=h)
-            h += gi[k]
+            np.matmul(whole, zs[k], out=h)
             if self.nonlinearity == "tanh":
                 np.tanh(h, out=h)
             else:
@@ -400,8 +411,8 @@ class LSTM(_Recurrent):
         super().__init__(units, return_sequences, bidirectional)
 
     def _scan(self, gi, z, w, reverse):
-        steps, n, batch = gi.shape[0], self.units, gi.shape[2]
-        dtype = gi.dtype
+        steps, n, batch = z.shape[0] - 1, self.units, z.shape[2]
+        dtype = z.dtype
         run = {
             "z": z,
             "a": np.empty((steps, 4 * n, batch), dtype=dtype),  # i, f, o, g after their nonlinearities
@@ -409,13 +420,13 @@ class LSTM(_Recurrent):
             "tanh_c": np.empty((steps, n, batch), dtype=dtype),
         }
         flip = _flip(reverse)
-        gi, zs, acts, cs, tcs = flip(gi), flip(z), flip(run["a"]), flip(run["c"]), flip(run["tanh_c"])
+        zs, acts, cs, tcs = flip(z), flip(run["a"]), flip(run["c"]), flip(run["tanh_c"])
+        whole = _whole(w, n)
         cs[0] = 0
         fc = np.empty((n, batch), dtype=dtype)
         for k in range(steps):
-            a, c = acts[k], cs[k + 1]
-            np.matmul(w.hh_half, zs[k, :n + 1], out=a)
-            a += gi[k]
+            a, c, tc = acts[k], cs[k + 1], tcs[k]
+            np.matmul(whole, zs[k], out=a)
             np.tanh(a, out=a)
             sig = a[: 3 * n]  # sigmoid(z) = (1 + tanh(z / 2)) / 2; the halving is in the weights
             sig *= 0.5
@@ -424,14 +435,14 @@ class LSTM(_Recurrent):
             np.multiply(i, g, out=c)
             np.multiply(f, cs[k], out=fc)
             c += fc
-            np.tanh(c, out=tcs[k])
-            np.multiply(o, tcs[k], out=zs[k + 1, :n])
+            np.tanh(c, out=tc)
+            np.multiply(o, tc, out=zs[k + 1, :n])
         return run
 
     def _backscan(self, run, w, grad_seq, grad_last, reverse):
         flip = _flip(reverse)
         dgates = np.empty_like(run["a"])
-        acts, cs, tcs, dps = flip(run["a"]), flip(run["c"]), flip(run["tanh_c"]), flip(dgates)
+        acts, cs, tcs, dps, hs = flip(run["a"]), flip(run["c"]), flip(run["tanh_c"]), flip(dgates), flip(run["z"])
         grad_seq = None if grad_seq is None else flip(grad_seq)
         n = self.units
         dh = _first_grad(grad_seq, grad_last, tcs[0])
@@ -441,10 +452,9 @@ class LSTM(_Recurrent):
         for k in reversed(range(tcs.shape[0])):
             a, tc, dp = acts[k], tcs[k], dps[k]
             i, f, o, g = a[:n], a[n:2 * n], a[2 * n:3 * n], a[3 * n:]
-            # h = o tanh(c): dc += dh o (1 - tanh(c)^2)
-            np.multiply(tc, tc, out=tmp)
-            np.subtract(1, tmp, out=tmp)
-            tmp *= o
+            # h = o tanh(c): dc += dh o (1 - tanh(c)^2) = dh (o - h tanh(c)), one pass fewer
+            np.multiply(hs[k + 1, :n], tc, out=tmp)
+            np.subtract(o, tmp, out=tmp)
             tmp *= dh
             dc += tmp
             # c = f c_prev + i g: dL/d(i, f, o), then times sigmoid' = s (1 - s)
@@ -478,6 +488,7 @@ class GRU(_Recurrent):
     order = (0, 1, 2)
     sigmoids = 2
     shared = 2  # r and z; n's hidden side is multiplied by r
+    whole_steps = False  # n = tanh(W_in x + b_in + r (W_hn h + b_hn)): the input's share apart
     onnx_op = "GRU"
     onnx_order = (1, 0, 2)  # ONNX's z, r, h
 
