@@ -116,7 +116,7 @@ class Tape(Trace):
         # Nodes whose gradient so far is an array this loop allocated and nobody else holds: later
         # gradients add into it in place. (A rule may hand the same array to several operands.)
         owned: set[Traced] = set()
-        pop, get = grads.pop, grads.get
+        pop, get, own, ndarray = grads.pop, grads.get, owned.add, np.ndarray
         for node in reversed(self.nodes):
             g = pop(node, None)
             if g is None:
@@ -126,18 +126,23 @@ class Tape(Trace):
                 parent = node.parents[0]
                 if parent is not None and parent.needed:
                     total = get(parent)
-                    if total is None or parent not in owned:
-                        total = np.zeros_like(parent.value) if total is None else np.array(total)
-                        grads[parent] = total
-                        owned.add(parent)
+                    if total is None:
+                        total = grads[parent] = np.zeros_like(parent.value)
+                        own(parent)
+                        total[node.args[0]] = g
+                        continue
+                    if parent not in owned:
+                        total = grads[parent] = np.array(total)
+                        own(parent)
                     total[node.args[0]] += g
                 continue
             found = rule(g, *node.args)  # type: ignore[misc]
-            for parent, pg in zip(node.parents, found if isinstance(found, (list, tuple)) else (found,)):
+            for parent, pg in zip(node.parents, found if type(found) is tuple or type(found) is list else (found,)):
                 if pg is None or parent is None or not parent.needed:
                     continue
                 target = parent.value
-                if type(pg) is not np.ndarray or pg.dtype != target.dtype or pg.shape != target.shape:
+                if type(pg) is not ndarray or pg.shape != target.shape or (pg.dtype is not target.dtype
+                                                                           and pg.dtype != target.dtype):
                     pg = _conform(pg, target)
                 total = get(parent)
                 if total is None:
@@ -146,7 +151,7 @@ class Tape(Trace):
                     total += pg
                 else:
                     grads[parent] = total + pg
-                    owned.add(parent)
+                    own(parent)
         return grads
 
     def call_layer(self, layer: Any, x: Traced) -> Any:
