@@ -143,7 +143,8 @@ class Layer(Configurable):
         previous = self.__dict__.get("_tape")
         if previous is not None:  # the last record is freed before this forward, which reuses its memory
             previous.close()
-            del self._tape, self._out, self._leaf
+            for name in ("_tape", "_out", "_leaf"):
+                self.__dict__.pop(name, None)
         tape = Tape()
         leaf = tape.leaf(x, needed=self.needs_input_grad and not self.integer_input)
         token = _tracing.set(tape)

@@ -181,6 +181,7 @@ class Traced(Operand):
     that input's gradient, as a hand-written first layer does)."""
 
     __slots__ = ("value", "trace", "parents", "rule", "args", "needed")
+    trace: Tape
     __array_priority__ = 100.0
     __hash__ = object.__hash__  # a node is a key by identity (== is numpy's element-wise ==)
     tape = property(lambda self: self.trace)
@@ -242,12 +243,15 @@ def _operator(row: Primitive, reflected: bool) -> Callable[[Traced, Any], Any]:
 
     def operator(self: Traced, other: Any) -> Any:
         tape = self.trace
+        to: Traced | None
         if type(other) is Traced:
             vo, to, no = other.value, other, other.needed
         elif type(other) in _PLAIN:
             vo, to, no = other, None, False
         else:
             vo, to, no = tape.operand(other)
+        ta: Traced | None
+        tb: Traced | None
         if reflected:
             va, ta, na, vb, tb, nb = vo, to, no, self.value, self, self.needed
         else:
