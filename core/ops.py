@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from lamina.errors import ArgumentError
-from lamina.trace.primitives import TABLE, Primitive, _axes, _op, _spread
+from lamina.trace.primitives import TABLE, Primitive, _axes, _op, _spread, _times
 
 __all__ = [
     "elu", "erf", "gelu", "leaky_relu", "log_softmax", "logsumexp", "relu", "sigmoid", "silu",
@@ -258,7 +258,14 @@ def _log_softmax(x: Any, axis: int = -1) -> Any:
     return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
 
 
-sigmoid = _row(_sigmoid, lambda g, needs, out, x: g * out * (1 - out), _op("Sigmoid"))
+def _sigmoid_vjp(g: Any, needs: Any, out: Any, x: Any) -> Any:
+    """g out (1 - out), in one new array."""
+    slope = np.subtract(1, out)
+    slope *= out
+    return _times(g, slope)
+
+
+sigmoid = _row(_sigmoid, _sigmoid_vjp, _op("Sigmoid"))
 relu = _row(_relu, lambda g, needs, out, x: g * (out > 0), _op("Relu"))
 leaky_relu = _row(_leaky_relu, lambda g, needs, out, x, alpha=0.01: g * np.where(x > 0, 1, alpha).astype(x.dtype),
                   _onnx_leaky_relu)

@@ -144,8 +144,10 @@ class Layer(Configurable):
             finally:
                 _tracing.reset(token)
         previous = self.__dict__.get("_tape")
-        if previous is not None:
+        if previous is not None:  # the last record is freed before this forward, which reuses its memory
             previous.close()
+            for name in ("_tape", "_out", "_leaf"):
+                self.__dict__.pop(name, None)
         tape = Tape()
         leaf = tape.leaf(x, needed=self.needs_input_grad and not self.integer_input)
         token = _tracing.set(tape)

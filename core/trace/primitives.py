@@ -226,9 +226,40 @@ def _binary(da: Callable[..., Any], db: Callable[..., Any]) -> Callable[..., lis
                                         unbroadcast(db(g, out, a, b), _shape(b)) if needs[1] else None]
 
 
+# The rules of + - * /, the most common of all (every bias, every gate), written out.
 def _add(g: np.ndarray, needs: Any, out: Any, a: Any, b: Any) -> tuple[Any, Any]:
-    # The most common rule of all (every bias), written out.
     return (unbroadcast(g, _shape(a)) if needs[0] else None, unbroadcast(g, _shape(b)) if needs[1] else None)
+
+
+def _subtract(g: np.ndarray, needs: Any, out: Any, a: Any, b: Any) -> tuple[Any, Any]:
+    return (unbroadcast(g, _shape(a)) if needs[0] else None, unbroadcast(-g, _shape(b)) if needs[1] else None)
+
+
+def _multiply(g: np.ndarray, needs: Any, out: Any, a: Any, b: Any) -> tuple[Any, Any]:
+    return (unbroadcast(g * b, _shape(a)) if needs[0] else None, unbroadcast(g * a, _shape(b)) if needs[1] else None)
+
+
+def _divide(g: np.ndarray, needs: Any, out: Any, a: Any, b: Any) -> tuple[Any, Any]:
+    ga = g / b
+    if not needs[1]:
+        return unbroadcast(ga, _shape(a)) if needs[0] else None, None
+    gb = ga * out  # -g a / b^2 = -(g / b) (a / b)
+    np.negative(gb, out=gb)
+    return unbroadcast(ga, _shape(a)) if needs[0] else None, unbroadcast(gb, _shape(b))
+
+
+def _tanh(g: np.ndarray, needs: Any, out: Any, a: Any) -> Any:
+    """g (1 - out^2), in one new array."""
+    slope = np.multiply(out, out)
+    slope = np.subtract(1, slope, out=slope) if type(slope) is np.ndarray else 1 - slope
+    return _times(g, slope)
+
+
+def _times(g: Any, slope: np.ndarray) -> Any:
+    """g * slope, into `slope` (an array the rule made) where that keeps g * slope's shape and dtype."""
+    if type(g) is np.ndarray and type(slope) is np.ndarray and g.shape == slope.shape and g.dtype == slope.dtype:
+        return np.multiply(g, slope, out=slope)
+    return g * slope
 
 
 def _folded_matmul(a: Any, b: Any) -> Any:
@@ -240,7 +271,8 @@ def _folded_matmul(a: Any, b: Any) -> Any:
 
 
 def _matmul(g: np.ndarray, needs: Any, out: Any, a: Any, b: Any) -> list[Any]:
-    a, b = np.asarray(a), np.asarray(b)
+    if type(a) is not np.ndarray or type(b) is not np.ndarray:
+        a, b = np.asarray(a), np.asarray(b)
     if a.ndim == 2 and b.ndim == 2:  # the common case, in one product per gradient
         return [g @ b.T if needs[0] else None, a.T @ g if needs[1] else None]
     if a.ndim > 2 and b.ndim == 2:  # a stack of rows times a matrix (x @ weight): fold the stack
@@ -332,9 +364,8 @@ def _rows(*rows: tuple[Any, ...], **options: Any) -> None:
 
 
 _rows(
-    (np.add, _add, _boolean("Add", "Or")), (np.subtract, _binary(lambda g, o, a, b: g, lambda g, o, a, b: -g), "Sub"),
-    (np.multiply, _binary(lambda g, o, a, b: g * b, lambda g, o, a, b: g * a), _boolean("Mul", "And")),
-    (np.true_divide, _binary(lambda g, o, a, b: g / b, lambda g, o, a, b: -g * o / b), "Div"),
+    (np.add, _add, _boolean("Add", "Or")), (np.subtract, _subtract, "Sub"),
+    (np.multiply, _multiply, _boolean("Mul", "And")), (np.true_divide, _divide, "Div"),
     (np.power, _binary(lambda g, o, a, b: g * b * np.power(a, b - 1), _power_b), "Pow"), (np.matmul, _matmul, "MatMul"),
     (np.maximum, _extremum(True), _boolean("Max", "Or")), (np.minimum, _extremum(False), _boolean("Min", "And")),
     (np.negative, lambda g, needs, o, a: -g, "Neg"), (np.reciprocal, lambda g, needs, o, a: -g * o * o, "Reciprocal"),
@@ -342,7 +373,7 @@ _rows(
     (np.log, lambda g, needs, o, a: g / a, "Log"), (np.sqrt, lambda g, needs, o, a: g / (2 * o), "Sqrt"),
     (np.log1p, lambda g, needs, o, a: g / (1 + a), _log1p), (np.expm1, lambda g, needs, o, a: g * (o + 1), _expm1),
     (np.square, lambda g, needs, o, a: 2 * a * g, lambda graph, out, x: graph.op("Mul", x, x)),
-    (np.tanh, lambda g, needs, o, a: g * (1 - o * o), _op("Tanh")), (np.sign, CONSTANT, "Sign"), (np.trunc, CONSTANT),
+    (np.tanh, _tanh, _op("Tanh")), (np.sign, CONSTANT, "Sign"), (np.trunc, CONSTANT),
     (np.absolute, lambda g, needs, o, a: g * np.sign(a), "Abs"), (np.sin, lambda g, needs, o, a: g * np.cos(a), "Sin"),
     (np.cos, lambda g, needs, o, a: -g * np.sin(a), "Cos"), (np.floor, CONSTANT, "Floor"), (np.ceil, CONSTANT, "Ceil"),
     (np.rint, CONSTANT, "Round"), (np.logical_and, CONSTANT, "And"), (np.logical_or, CONSTANT, "Or"),
