@@ -35,8 +35,9 @@ def export_layer(layer: Layer, graph: Graph, x: str | list[str]) -> str:
     """Write `layer` applied to the value `x` (a list of values for a merge layer) into `graph`;
     returns its output's name."""
     listed = isinstance(x, list)
-    examples = [graph.examples.get(v) for v in x] if listed else [graph.examples.get(x)]
-    example = None if any(e is None for e in examples) else examples if listed else examples[0]
+    items = x if isinstance(x, list) else [x]
+    known = [graph.examples[v] for v in items if v in graph.examples]
+    example: Any = None if len(known) < len(items) else known if listed else known[0]
     method = getattr(layer, "to_onnx", None)
     graph.layers.append(layer)
     try:
@@ -50,7 +51,7 @@ def export_layer(layer: Layer, graph: Graph, x: str | list[str]) -> str:
             return y
         if layer._autodiff:  # its numpy code, run on a Symbolic, becomes ONNX nodes
             trace = ExportTrace(graph, {id(param): name for name, param in layer.parameters().items()})
-            values = [Symbolic(graph, v, graph.example(v), trace) for v in (x if listed else [x])]
+            values = [Symbolic(graph, v, graph.example(v), trace) for v in items]
             with tracing(trace):
                 out = layer.forward(values if listed else values[0])  # type: ignore[arg-type]
             if isinstance(out, Symbolic):

@@ -73,7 +73,7 @@ class Graph:
     inputs: list[str] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
     # How a layer is exported (the exporter's export_layer; a field so that this module stays below it)
-    export: Callable[[Any, Graph, str], str] | None = None
+    export: Callable[[Any, Graph, Any], str] | None = None
 
     # -- names ---------------------------------------------------------------------------------
 
