@@ -25,6 +25,7 @@ from lamina.errors import (
 from lamina.files.atomic import atomic_write
 from lamina.files.state import LoadReport
 from lamina.files.weights import read_weights, write_weights
+from lamina.graph.block import GraphBlock
 from lamina.graph.symbolic import Input, Symbol
 from lamina.hookspecs import hookimpl, hookspec
 from lamina.model import Model
@@ -81,6 +82,7 @@ __all__ = [
     "Dataset",
     "History",
     "Initializer",
+    "GraphBlock",
     "Input",
     "Layer",
     "LaminaError",

@@ -360,11 +360,12 @@ class Model(Chain):
 
         The file computes `model.predict`: inference mode (Dropout is the identity, BatchNorm
         uses its running statistics), one input named "input" of shape (batch, *input_shape)
-        and one output named "output", the batch axis free. `opset` is the ONNX operator set,
-        17 to 21. Every built-in layer exports; a third-party layer exports if it is written
-        forward-only or has a `to_onnx(graph, x)` method (docs/pages/writing-plugins.md).
+        and one output named "output", the batch axis free; a graph model has one input per
+        name in `input_names` and one output per name in `output_names` (a shared layer's
+        weights stored once). `opset` is the ONNX operator set, 17 to 21. Every built-in layer
+        exports; a third-party layer exports if it is written forward-only or has a
+        `to_onnx(graph, x)` method (docs/pages/writing-plugins.md).
         """
-        self._chain_only("export_onnx")
         return export_onnx(self, path, opset)
 
     def summary(self) -> Summary:

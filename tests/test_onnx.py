@@ -95,10 +95,11 @@ CASES = {
     "PositionalEmbedding": (lambda: [lamina.layer("PositionalEmbedding", 9)], (5, 4), None),
     "SinusoidalPositions": (lambda: ["SinusoidalPositions", lamina.layer("Linear", 2)], (5, 4), None),
 }
-# Layers exported by the other ONNX test files
+# Layers exported by the other ONNX test files (the merge layers, which take a list, in graph models:
+# test_onnx_graph.py)
 ELSEWHERE = {"RNN", "LSTM", "GRU", "Conv2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D", "Conv1D", "MaxPool1D",
              "AvgPool1D",
-             "GlobalAvgPool1D", "GlobalMaxPool1D"}
+             "GlobalAvgPool1D", "GlobalMaxPool1D", "Concatenate", "Add", "Multiply", "Average"}
 
 
 def test_every_registered_layer_exports_and_is_tested_here_or_beside():

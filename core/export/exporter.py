@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,9 +31,13 @@ INPUT, OUTPUT = "input", "output"
 _BATCHES = (3, 5)
 
 
-def export_layer(layer: Layer, graph: Graph, x: str) -> str:
-    """Write `layer` applied to the value `x` into `graph`; returns its output's name."""
-    example = graph.examples.get(x)
+def export_layer(layer: Layer, graph: Graph, x: str | list[str]) -> str:
+    """Write `layer` applied to the value `x` (a list of values for a merge layer) into `graph`;
+    returns its output's name."""
+    listed = isinstance(x, list)
+    items = x if isinstance(x, list) else [x]
+    known = [graph.examples[v] for v in items if v in graph.examples]
+    example: Any = None if len(known) < len(items) else known if listed else known[0]
     method = getattr(layer, "to_onnx", None)
     graph.layers.append(layer)
     try:
@@ -47,8 +51,9 @@ def export_layer(layer: Layer, graph: Graph, x: str) -> str:
             return y
         if layer._autodiff:  # its numpy code, run on a Symbolic, becomes ONNX nodes
             trace = ExportTrace(graph, {id(param): name for name, param in layer.parameters().items()})
+            values = [Symbolic(graph, v, graph.example(v), trace) for v in items]
             with tracing(trace):
-                out = layer.forward(Symbolic(graph, x, graph.example(x), trace))  # type: ignore[arg-type]
+                out = layer.forward(values if listed else values[0])  # type: ignore[arg-type]
             if isinstance(out, Symbolic):
                 return out.name
             value = np.asarray(out)  # an output that depends on no input: a constant
@@ -62,7 +67,7 @@ def export_layer(layer: Layer, graph: Graph, x: str) -> str:
                       "returning its output's name (docs/pages/writing-plugins.md)")
 
 
-def _example(layer: Layer, x: np.ndarray) -> np.ndarray:
+def _example(layer: Layer, x: np.ndarray | list[np.ndarray]) -> np.ndarray:
     """The layer's output on the example `x`, for its shape and dtype: computed as when building,
     where a costly layer returns zeros of the right shape (no attention scores, no loop through
     time); a layer still to learn from data is called as such, to refuse with its own message."""
@@ -90,33 +95,77 @@ def _native(model: Trainable) -> Iterator[None]:
 
 
 def _build(model: Trainable, batch: int, opset: int) -> Graph:
-    input_shape = model.input_shape
-    if input_shape is None:
-        raise LaminaError("ONNX export: the model has not seen an input yet; train it, call it on data, "
-                          "or load a saved model")
-    dtype = np.dtype(model.input_dtype or model.dtype)
+    """The model as an ONNX graph, traced on examples of `batch` rows: one graph input per model
+    input and one output per model output, named as the model names them."""
     floats = np.dtype(model.dtype).newbyteorder("=")  # an ONNX file has no big-endian arrays
-    example_dtype = np.int64 if dtype.kind in "iu" else floats
-    meter = _meter()
-    meter.reserve(math.prod((batch, *input_shape)) * np.dtype(example_dtype).itemsize,
-                  f"the example input of shape {(batch, *input_shape)}")
-    generator = np.random.default_rng(batch)  # its own generator: exporting leaves lamina's alone
-    example = (np.zeros((batch, *input_shape), dtype=np.int64) if dtype.kind in "iu"
-               else generator.normal(size=(batch, *input_shape)).astype(floats))
+    network = getattr(model, "graph", None)
     graph = Graph(opset, floats, export=export_layer)
-    x = graph.reserve(INPUT)
-    graph.reserve(OUTPUT)
-    graph.examples[x] = example
+    # every Model names them (a chain "input" and "output"); the Trainable protocol does not say so
+    graph.inputs = list(getattr(model, "input_names", (INPUT,)))
+    graph.outputs = list(getattr(model, "output_names", (OUTPUT,)))
+    both = sorted(set(graph.inputs) & set(graph.outputs))
+    if both:
+        raise LaminaError(f"ONNX export: the model has an input and an output both named {both[0]!r}, but an ONNX "
+                          "file names each value once; rename the input (lamina.Input(..., name=...)) or the output "
+                          "(the key of outputs=)")
+    for name in (*graph.inputs, *graph.outputs):
+        graph.reserve(name)
+    meter = _meter()
+    generator = np.random.default_rng(batch)  # its own generator: exporting leaves lamina's alone
+    shapes = _input_shapes(model) if network is None else [(s.shape, s.dtype) for s in network.inputs]
+    for name, (shape, dtype) in zip(graph.inputs, shapes):
+        graph.examples[name] = _example_input(name, (batch, *shape), dtype, floats, meter, generator)
     # The examples are kept until the graph is done: what layers reserve and output adds up.
     with metering(meter), observing(meter.observe):
-        for i, layer in enumerate(model.layers):
-            meter.layer = f"layers[{i}] {layer!r}"
-            with graph.scoped(str(i)):
-                x = export_layer(layer, graph, x)
-    graph.op("Identity", x, name="final")
-    graph.nodes[-1].outputs = (OUTPUT,)
-    graph.examples[OUTPUT] = graph.examples[x]
+        if network is None:
+            finals = [_chain(model.layers, graph, graph.inputs[0], meter)]
+        else:
+            finals = _network(model, graph, meter)
+    for name, value in zip(graph.outputs, finals):
+        graph.op("Identity", value, name="final")
+        graph.nodes[-1].outputs = (name,)
+        graph.examples[name] = graph.examples[value]
     return graph
+
+
+def _input_shapes(model: Trainable) -> list[tuple[tuple[int, ...], Any]]:
+    """A chain's one input: (shape without the batch axis, dtype), known once it has seen data."""
+    if model.input_shape is None:
+        raise LaminaError("ONNX export: the model has not seen an input yet; train it, call it on data, "
+                          "or load a saved model")
+    return [(tuple(model.input_shape), model.input_dtype)]
+
+
+def _example_input(name: str, shape: tuple[int, ...], dtype: Any, floats: np.dtype, meter: Pass,
+                   generator: np.random.Generator) -> np.ndarray:
+    """Random floats (the model's dtype) or zeros (integer indices) of `shape`, charged to `meter`."""
+    integer = dtype is not None and np.dtype(dtype).kind in "iu"
+    meter.reserve(math.prod(shape) * (8 if integer else floats.itemsize),
+                  f"the example input {name!r} of shape {shape}")
+    return np.zeros(shape, dtype=np.int64) if integer else generator.normal(size=shape).astype(floats)
+
+
+def _chain(layers: Sequence[Layer], graph: Graph, x: str, meter: Pass) -> str:
+    for i, layer in enumerate(layers):
+        meter.layer = f"layers[{i}] {layer!r}"
+        with graph.scoped(str(i)):
+            x = export_layer(layer, graph, x)
+    return x
+
+
+def _network(model: Trainable, graph: Graph, meter: Pass) -> list[str]:
+    """A graph model's nodes in order, each under its layer's position in `model.layers` (so a
+    shared layer's weights are stored once, named after it, and read by each of its uses)."""
+    network = getattr(model, "graph")  # noqa: B009  # a graph model's, which Trainable does not name
+    positions = {id(layer): i for i, layer in enumerate(model.layers)}
+    values = list(graph.inputs)
+    for j, node in enumerate(network.nodes):
+        args = [values[slot] for slot in network.refs[j]]
+        index = positions[id(node.layer)]
+        meter.layer = f"layers[{index}] {node.layer!r}"
+        with graph.scoped(str(index)):
+            values.append(export_layer(node.layer, graph, args if node.listed else args[0]))
+    return [values[slot] for slot in network.output_slots]
 
 
 def _meter() -> Pass:
@@ -164,8 +213,9 @@ def to_proto(graph: Graph, producer: str = "lamina") -> Any:
                               **{k: attribute(v) for k, v in node.attributes.items()})
              for i, node in enumerate(graph.nodes)]
     initializers = [numpy_helper.from_array(array, name) for name, array in graph.initializers.items()]
-    inputs, outputs = ([helper.make_tensor_value_info(name, onnx_type(v.dtype, name), ["batch", *v.shape[1:]])]
-                       for name, v in ((INPUT, graph.examples[INPUT]), (OUTPUT, graph.examples[OUTPUT])))
+    inputs, outputs = ([helper.make_tensor_value_info(name, onnx_type(graph.examples[name].dtype, name),
+                                                      ["batch", *graph.examples[name].shape[1:]]) for name in names]
+                       for names in (graph.inputs or [INPUT], graph.outputs or [OUTPUT]))
     body = helper.make_graph(nodes, "lamina", inputs, outputs, initializers)
     opsets = [helper.make_opsetid("", graph.opset)]
     from lamina.version import __version__

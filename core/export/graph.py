@@ -69,8 +69,11 @@ class Graph:
     _scope: list[str] = field(default_factory=list)
     _parameters: dict[int, str] = field(default_factory=dict)
     layers: list[Any] = field(default_factory=list)  # the layers being exported, outermost first
+    # The file's inputs and outputs, by value name, in order (the model's input_names and output_names)
+    inputs: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
     # How a layer is exported (the exporter's export_layer; a field so that this module stays below it)
-    export: Callable[[Any, Graph, str], str] | None = None
+    export: Callable[[Any, Graph, Any], str] | None = None
 
     # -- names ---------------------------------------------------------------------------------
 
@@ -184,8 +187,9 @@ class Graph:
         at its example size: use ONNX's 0 = "copy this dimension" in Reshape to keep it free)."""
         return tuple(self.example(value).shape)
 
-    def layer(self, layer: Any, x: str, name: str) -> str:
-        """Export a sublayer on `x` under the path part `name` (what composites call)."""
+    def layer(self, layer: Any, x: str | list[str], name: str) -> str:
+        """Export a sublayer on `x` (a list of values for a merge layer) under the path part
+        `name` (what composites call)."""
         if self.export is None:
             raise LaminaError("Graph.layer: this graph was not made by the exporter, which knows how to export layers")
         with self.scoped(name):

@@ -2,6 +2,7 @@
 
 Each takes a list of arrays (the values it was called on, `lamina.layer("Add")([h1, h2])`)
 and returns one; backward takes dL/dy and returns the list of dL/dx_i, one per input.
+In ONNX (`to_onnx(graph, xs)`, xs the list of input names) they are Concat, Sum, Mul and Sum / n.
 """
 from __future__ import annotations
 
@@ -77,6 +78,9 @@ class Concatenate(lamina.Layer):
         cuts = np.cumsum(self._sizes)[:-1]
         return np.split(grad, cuts, axis=self.axis)
 
+    def to_onnx(self, graph, xs: list[str]) -> str:
+        return graph.op("Concat", *xs, axis=self.axis % graph.example(xs[0]).ndim)
+
 
 def _same_shapes(layer: lamina.Layer, xs: list[np.ndarray]) -> None:
     if len({x.shape for x in xs}) > 1:
@@ -99,6 +103,9 @@ class Add(lamina.Layer):
     def backward(self, grad: np.ndarray) -> list[np.ndarray]:  # type: ignore[override]  # one per input
         return [grad] * self._count  # read, never written into, by whoever receives it
 
+    def to_onnx(self, graph, xs: list[str]) -> str:
+        return graph.op("Sum", *xs)
+
 
 class Average(lamina.Layer):
     """The element-wise mean of its inputs (all of one shape)."""
@@ -115,6 +122,10 @@ class Average(lamina.Layer):
     def backward(self, grad: np.ndarray) -> list[np.ndarray]:  # type: ignore[override]  # one per input
         share = grad / self._count
         return [share] * self._count
+
+    def to_onnx(self, graph, xs: list[str]) -> str:
+        # Sum / n as forward computes it (onnxruntime has no double kernel for Mean)
+        return graph.op("Div", graph.op("Sum", *xs), graph.constant(float(len(xs)), "count", like=xs[0]))
 
 
 class Multiply(lamina.Layer):
@@ -141,6 +152,12 @@ class Multiply(lamina.Layer):
                     g = g * x
             grads.append(g)
         return grads
+
+    def to_onnx(self, graph, xs: list[str]) -> str:
+        out = xs[0]
+        for x in xs[1:]:  # in forward's order, so that float32 rounds alike
+            out = graph.op("Mul", out, x)
+        return out
 
 
 @lamina.hookimpl
