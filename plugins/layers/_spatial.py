@@ -49,6 +49,34 @@ def windows_out(size: int, window: int, stride: int, owner: str, axis: str) -> i
     return (size - window) // stride + 1
 
 
+# -- convolution working memory ------------------------------------------------------------------
+
+# The im2col rows of this many bytes are gathered and multiplied at a time: a block this size stays
+# in the CPU's cache between the copy that fills it and the matrix product that reads it, where
+# the whole batch's windows (tens of MB) would go out to memory and back.
+CHUNK_BYTES = 1 << 21
+
+
+def batch_chunks(n: int, item_bytes: int) -> list[slice]:
+    """Slices of the batch axis (0..n), each holding about CHUNK_BYTES when one sample takes
+    `item_bytes` (at least one sample a chunk)."""
+    per = max(1, CHUNK_BYTES // max(1, item_bytes))
+    return [slice(start, min(n, start + per)) for start in range(0, n, per)]
+
+
+def scratch(layer: lamina.Layer, name: str, shape: tuple[int, ...], dtype: np.dtype) -> tuple[np.ndarray, bool]:
+    """(the layer's working array `name` of `shape` and `dtype`, whether it was just made), kept
+    on the layer between steps: a fresh large array costs the kernel's page faults on every step,
+    a kept one nothing. It is made (uninitialised) when missing or of another shape or dtype;
+    `name` belongs in the layer's `keeps`, so that release() frees it."""
+    found = vars(layer).get(name)
+    if isinstance(found, np.ndarray) and found.shape == shape and found.dtype == dtype:
+        return found, False
+    made = np.empty(shape, dtype=dtype)
+    setattr(layer, name, made)
+    return made, True
+
+
 # -- max pooling over windows, any number of spatial axes ---------------------------------------
 
 
