@@ -1,4 +1,5 @@
-"""Conv2D's working layouts, chunks and kept buffers: every path gives PyTorch's values."""
+"""Conv2D's working layouts, and Conv1D's and Conv2D's chunks and kept buffers: every path gives
+PyTorch's values."""
 from __future__ import annotations
 
 import numpy as np
@@ -85,3 +86,26 @@ def test_a_frozen_weight_still_gets_the_bias_gradient_and_the_input_gradient():
     assert not layer.weight.grad.any()
     np.testing.assert_allclose(layer.bias.grad, tdb, rtol=1e-10)
     np.testing.assert_allclose(dx, tdx, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 1 << 21])
+@pytest.mark.parametrize("kwargs", [dict(padding=2), dict(stride=2, dilation=2, padding=1)])
+def test_conv1d_in_one_or_many_chunks_over_several_steps(monkeypatch, chunk_bytes, kwargs):
+    monkeypatch.setattr(_spatial, "CHUNK_BYTES", chunk_bytes)
+    rng = np.random.default_rng(0)
+    layer = lamina.layer("Conv1D", 3, 3, bias_init="normal", **kwargs)
+    for x in (rng.normal(size=(4, 2, 9)), rng.normal(size=(4, 2, 9)), rng.normal(size=(3, 2, 11))):
+        if layer.weight is not None:
+            layer.zero_grad()
+        y = layer(x)
+        g = rng.normal(size=y.shape)
+        dx = layer.backward(g)
+        tx = torch.from_numpy(x).requires_grad_()
+        tw = torch.from_numpy(layer.weight.value.copy()).requires_grad_()
+        tb = torch.from_numpy(layer.bias.value.copy()).requires_grad_()
+        ty = F.conv1d(tx, tw, tb, **kwargs)
+        ty.backward(torch.from_numpy(g))
+        np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(layer.weight.grad, tw.grad.numpy(), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(layer.bias.grad, tb.grad.numpy(), rtol=1e-10, atol=1e-12)
