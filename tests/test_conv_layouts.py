@@ -109,3 +109,18 @@ def test_conv1d_in_one_or_many_chunks_over_several_steps(monkeypatch, chunk_byte
         np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(layer.weight.grad, tw.grad.numpy(), rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(layer.bias.grad, tb.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 1 << 21])
+@pytest.mark.parametrize("kwargs", [
+    dict(kernel_size=(3, 2), stride=(2, 1), dilation=(1, 2), padding=(1, 3)),  # rows at stride 1, dilated
+    dict(kernel_size=3, padding=0),  # valid: the input wider than the output
+    dict(kernel_size=(2, 3), stride=2, padding=1),  # strided along the width: one product per tap
+    dict(kernel_size=3, dilation=2, padding=(2, 0)),
+])
+def test_channels_last_strides_dilations_and_paddings(monkeypatch, chunk_bytes, kwargs):
+    monkeypatch.setattr(_spatial, "CHUNK_BYTES", chunk_bytes)
+    rng = np.random.default_rng(0)
+    layer = lamina.layer("Conv2D", 3, bias_init="normal", **kwargs)
+    torch_kwargs = {key: value for key, value in kwargs.items() if key != "kernel_size"}
+    _check_steps(layer, [rng.normal(size=(3, 16, 7, 9)), rng.normal(size=(3, 16, 7, 9))], **torch_kwargs)

@@ -215,6 +215,18 @@ class Conv2D(lamina.Layer):
             else:
                 dx = np.zeros((n, h, w, channels), dtype=dtype)
                 part = np.empty((most, channels), dtype=dtype)
+            row_windows = None
+            if not tap_rows and sw == 1:
+                # Channels-last at stride 1, a whole kernel row at once: for tap row i, input
+                # pixel (y, x) gets sum over j, f of g[y', x - j*dw, f] weight[f, c, i, j], one
+                # product of the row windows of g (kw pixels of every filter: contiguous) with
+                # that row's weights, added to whole rows of dx: kh adds, not kh * kw.
+                span_w, left = dw * (kw - 1) + 1, dw * (kw - 1)
+                wide = np.zeros((chunks[0].stop - chunks[0].start, oh, max(left + ow, self._pads()[1][0] + w + span_w - 1),
+                                 self.filters), dtype=g.dtype)
+                row_kernels = self.weight.value[:, :, :, ::-1].transpose(2, 3, 0, 1).reshape(kh, kw * self.filters,
+                                                                                             channels)
+                row_windows = (wide, np.ascontiguousarray(row_kernels), part)
             reach = [[self._reach(i * d, s, o, size, pad) for i in range(k)]
                      for k, d, s, o, size, pad in ((kh, dh, sh, oh, h, self._pads()[0][0]),
                                                    (kw, dw, sw, ow, w, self._pads()[1][0]))]
@@ -233,6 +245,9 @@ class Conv2D(lamina.Layer):
                 continue
             into = dx[chunk]
             count = chunk.stop - chunk.start
+            if row_windows is not None:
+                self._input_grad_by_rows(rows, into, row_windows, reach[0])
+                continue
             for i in range(kh):
                 (y0, y1), rows_to = reach[0][i]
                 for j in range(kw):
@@ -254,6 +269,30 @@ class Conv2D(lamina.Layer):
         if not input_grad:  # the model's first layer: no col2im at all
             return None
         return dx.transpose(0, 3, 1, 2)
+
+    def _input_grad_by_rows(self, rows: np.ndarray, into: np.ndarray, work: tuple[np.ndarray, np.ndarray, np.ndarray],
+                            reach: list[tuple[tuple[int, int], slice]]) -> None:
+        """Add dL/dx of one chunk (`rows` of dL/dy, (pixels, f)) into `into` (samples, h, w, c),
+        a kernel row at a time (channels-last, stride 1 along the width)."""
+        kh, kw = self._kernel
+        dw = self._dilation[1]
+        _, (oh, ow), _, _ = self._geometry
+        wide, row_kernels, part = work
+        count, w, channels = into.shape[0], into.shape[2], into.shape[3]
+        left, pad = dw * (kw - 1), self._pads()[1][0]
+        wide = wide[:count]
+        wide[:, :, left : left + ow] = rows.reshape(count, oh, ow, self.filters)  # zeros either side
+        # (samples, oh, w, kw, f): for input column x (padded x + pad), g at x + pad - (kw-1-j')*dw
+        windows = sliding_window_view(wide, left + 1, axis=2)[:, :, pad : pad + w, :, ::dw].transpose(0, 1, 2, 4, 3)
+        gathered = np.empty((count * oh * w, kw * self.filters), dtype=rows.dtype)
+        gathered.reshape(windows.shape)[...] = windows
+        tap = part[: count * oh * w] if part.shape[0] >= count * oh * w else np.empty((count * oh * w, channels),
+                                                                                       dtype=part.dtype)
+        for i in range(kh):
+            (y0, y1), rows_to = reach[i]
+            if y0 < y1:
+                np.matmul(gathered, row_kernels[i], out=tap)
+                into[:, rows_to] += tap.reshape(count, oh, w, channels)[:, y0:y1]
 
     def _weight_from_taps(self, rows: np.ndarray) -> np.ndarray:
         """A (taps, f) matrix in _tap_matrix's order as (f, c, kh, kw)."""
