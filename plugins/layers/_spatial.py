@@ -103,13 +103,16 @@ def max_windows(x: np.ndarray, windows: Sequence[tuple[slice, ...]]) -> tuple[np
 
 
 def max_windows_backward(
-    x_like: np.ndarray, winner: np.ndarray, windows: Sequence[tuple[slice, ...]], grad: np.ndarray, overlapping: bool
+    x_like: np.ndarray, winner: np.ndarray, windows: Sequence[tuple[slice, ...]], grad: np.ndarray, overlapping: bool,
+    tiles: bool = False,
 ) -> np.ndarray:
-    """dL/dx of `max_windows`: each output's gradient goes to the position that won its window."""
-    # zeros_like keeps the input's memory layout, so the gradient flows on without a copy; a
-    # gradient in another layout (from Flatten) is first copied into the output's, since
+    """dL/dx of `max_windows`: each output's gradient goes to the position that won its window.
+    `tiles`: the windows cover every input position exactly once (stride = pool size, which
+    divides the input), so that every position of dL/dx is written and none needs zeroing."""
+    # empty_like/zeros_like keep the input's memory layout, so the gradient flows on without a
+    # copy; a gradient in another layout (from Flatten) is first copied into the output's, since
     # element-wise passes over mismatched strides are several times slower.
-    dx = np.zeros_like(x_like, dtype=grad.dtype)
+    dx = (np.empty_like if tiles and not overlapping else np.zeros_like)(x_like, dtype=grad.dtype)
     if grad.strides != tuple(stride // winner.itemsize * grad.itemsize for stride in winner.strides):
         laid_out = np.empty_like(winner, dtype=grad.dtype)
         laid_out[...] = grad

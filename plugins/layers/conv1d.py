@@ -302,7 +302,8 @@ class MaxPool1D(_Pool1D):
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
         overlapping = self._stride < self._pool
-        return max_windows_backward(self._x_like, self._winner, self._windows, grad, overlapping)
+        tiles = self._stride == self._pool and self._x_like.shape[2] % self._pool == 0
+        return max_windows_backward(self._x_like, self._winner, self._windows, grad, overlapping, tiles)
 
 
 class AvgPool1D(_Pool1D):

@@ -222,8 +222,8 @@ class Conv2D(lamina.Layer):
                 # product of the row windows of g (kw pixels of every filter: contiguous) with
                 # that row's weights, added to whole rows of dx: kh adds, not kh * kw.
                 span_w, left = dw * (kw - 1) + 1, dw * (kw - 1)
-                wide = np.zeros((chunks[0].stop - chunks[0].start, oh, max(left + ow, self._pads()[1][0] + w + span_w - 1),
-                                 self.filters), dtype=g.dtype)
+                width = max(left + ow, self._pads()[1][0] + w + span_w - 1)
+                wide = np.zeros((chunks[0].stop - chunks[0].start, oh, width, self.filters), dtype=g.dtype)
                 row_kernels = self.weight.value[:, :, :, ::-1].transpose(2, 3, 0, 1).reshape(kh, kw * self.filters,
                                                                                              channels)
                 row_windows = (wide, np.ascontiguousarray(row_kernels), part)
@@ -369,7 +369,9 @@ class MaxPool2D(_Pool2D):
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
         (ph, pw), (sh, sw) = self._pool, self._stride
-        return max_windows_backward(self._x_like, self._winner, self._windows, grad, sh < ph or sw < pw)
+        h, w = self._x_like.shape[2:]
+        tiles = (sh, sw) == (ph, pw) and h % ph == 0 and w % pw == 0
+        return max_windows_backward(self._x_like, self._winner, self._windows, grad, sh < ph or sw < pw, tiles)
 
 
 class AvgPool2D(_Pool2D):
