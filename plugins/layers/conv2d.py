@@ -226,7 +226,8 @@ class Conv2D(lamina.Layer):
                 wide = np.zeros((chunks[0].stop - chunks[0].start, oh, width, self.filters), dtype=g.dtype)
                 row_kernels = self.weight.value[:, :, :, ::-1].transpose(2, 3, 0, 1).reshape(kh, kw * self.filters,
                                                                                              channels)
-                row_windows = (wide, np.ascontiguousarray(row_kernels), part)
+                gathered = np.empty(((chunks[0].stop - chunks[0].start) * oh * w, kw * self.filters), dtype=g.dtype)
+                row_windows = (wide, np.ascontiguousarray(row_kernels), gathered, part)
             reach = [[self._reach(i * d, s, o, size, pad) for i in range(k)]
                      for k, d, s, o, size, pad in ((kh, dh, sh, oh, h, self._pads()[0][0]),
                                                    (kw, dw, sw, ow, w, self._pads()[1][0]))]
@@ -270,21 +271,21 @@ class Conv2D(lamina.Layer):
             return None
         return dx.transpose(0, 3, 1, 2)
 
-    def _input_grad_by_rows(self, rows: np.ndarray, into: np.ndarray, work: tuple[np.ndarray, np.ndarray, np.ndarray],
+    def _input_grad_by_rows(self, rows: np.ndarray, into: np.ndarray, work: tuple[np.ndarray, ...],
                             reach: list[tuple[tuple[int, int], slice]]) -> None:
         """Add dL/dx of one chunk (`rows` of dL/dy, (pixels, f)) into `into` (samples, h, w, c),
         a kernel row at a time (channels-last, stride 1 along the width)."""
         kh, kw = self._kernel
         dw = self._dilation[1]
         _, (oh, ow), _, _ = self._geometry
-        wide, row_kernels, part = work
+        wide, row_kernels, gathered, part = work
         count, w, channels = into.shape[0], into.shape[2], into.shape[3]
         left, pad = dw * (kw - 1), self._pads()[1][0]
         wide = wide[:count]
         wide[:, :, left : left + ow] = rows.reshape(count, oh, ow, self.filters)  # zeros either side
         # (samples, oh, w, kw, f): for input column x (padded x + pad), g at x + pad - (kw-1-j')*dw
         windows = sliding_window_view(wide, left + 1, axis=2)[:, :, pad : pad + w, :, ::dw].transpose(0, 1, 2, 4, 3)
-        gathered = np.empty((count * oh * w, kw * self.filters), dtype=rows.dtype)
+        gathered = gathered[: count * oh * w]
         gathered.reshape(windows.shape)[...] = windows
         tap = part[: count * oh * w] if part.shape[0] >= count * oh * w else np.empty((count * oh * w, channels),
                                                                                        dtype=part.dtype)
