@@ -124,3 +124,12 @@ def test_channels_last_strides_dilations_and_paddings(monkeypatch, chunk_bytes, 
     layer = lamina.layer("Conv2D", 3, bias_init="normal", **kwargs)
     torch_kwargs = {key: value for key, value in kwargs.items() if key != "kernel_size"}
     _check_steps(layer, [rng.normal(size=(3, 16, 7, 9)), rng.normal(size=(3, 16, 7, 9))], **torch_kwargs)
+
+
+@pytest.mark.parametrize("name, shape", [("Conv2D", (0, 3, 8, 8)), ("Conv2D", (0, 16, 8, 8)), ("Conv1D", (0, 3, 8))])
+def test_an_empty_batch_gives_empty_outputs_and_gradients(name, shape):
+    layer = lamina.layer(name, 4, 3, padding=1)
+    layer(np.ones((2, *shape[1:])))
+    y = layer(np.ones(shape))
+    assert y.shape == (0, 4, *shape[2:])
+    assert layer.backward(np.ones(y.shape)).shape == shape

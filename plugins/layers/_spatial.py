@@ -59,9 +59,9 @@ CHUNK_BYTES = 1 << 21
 
 def batch_chunks(n: int, item_bytes: int) -> list[slice]:
     """Slices of the batch axis (0..n), each holding about CHUNK_BYTES when one sample takes
-    `item_bytes` (at least one sample a chunk)."""
+    `item_bytes` (at least one sample a chunk; one empty chunk for an empty batch)."""
     per = max(1, CHUNK_BYTES // max(1, item_bytes))
-    return [slice(start, min(n, start + per)) for start in range(0, n, per)]
+    return [slice(start, min(n, start + per)) for start in range(0, n, per)] or [slice(0, 0)]
 
 
 def scratch(layer: lamina.Layer, name: str, shape: tuple[int, ...], dtype: np.dtype) -> tuple[np.ndarray, bool]:
