@@ -1,5 +1,6 @@
 """Images, (batch, channels, height, width): Conv2D, 2-D convolution (cross-correlation, as in PyTorch) by
-im2col and one matrix product, and the pools MaxPool2D, AvgPool2D, GlobalAvgPool2D (no parameters).
+im2col and matrix products, a cache-sized chunk of the batch at a time, and the pools MaxPool2D,
+AvgPool2D, GlobalAvgPool2D (no parameters).
 
 Pool windows are visited as kh * kw strided slices of the input, each a whole-array operation:
 on numpy this is faster than a reduction over the two window axes of a strided view.
@@ -34,9 +35,12 @@ class Conv2D(lamina.Layer):
 
     y[n, f] = bias[f] + sum over c, i, j of weight[f, c, i, j] * xpad[n, c, s*oy + d*i, s*ox + d*j].
     `padding` is an int, a pair, "valid" (0) or "same" (output size = input size; stride 1).
-    The input windows are gathered once (im2col, from a strided view) and multiplied with the
-    kernels in one matrix product; backward scatters the window gradients back (col2im) with
-    one vectorised add per kernel position, never a loop over pixels or samples.
+    The input windows are gathered (im2col, from a strided view) a chunk of samples at a time
+    into a buffer kept between steps and multiplied with the kernels, the bias included;
+    the output is channels-last in memory (a (n, f, oh, ow) view), which Relu, the pools and
+    the next Conv2D read without a copy. Backward gathers the chunk again for dL/dW and gets
+    dL/dx from products of dL/dy with one kernel row (or tap) at a time, each added where it
+    was read: never a loop over pixels or samples.
     """
 
     # What forward keeps for backward: the (padded) input; its own padded copy and im2col
