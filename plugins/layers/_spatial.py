@@ -49,6 +49,34 @@ def windows_out(size: int, window: int, stride: int, owner: str, axis: str) -> i
     return (size - window) // stride + 1
 
 
+# -- convolution working memory ------------------------------------------------------------------
+
+# The im2col rows of this many bytes are gathered and multiplied at a time: a block this size stays
+# in the CPU's cache between the copy that fills it and the matrix product that reads it, where
+# the whole batch's windows (tens of MB) would go out to memory and back.
+CHUNK_BYTES = 1 << 21
+
+
+def batch_chunks(n: int, item_bytes: int) -> list[slice]:
+    """Slices of the batch axis (0..n), each holding about CHUNK_BYTES when one sample takes
+    `item_bytes` (at least one sample a chunk; one empty chunk for an empty batch)."""
+    per = max(1, CHUNK_BYTES // max(1, item_bytes))
+    return [slice(start, min(n, start + per)) for start in range(0, n, per)] or [slice(0, 0)]
+
+
+def scratch(layer: lamina.Layer, name: str, shape: tuple[int, ...], dtype: np.dtype) -> tuple[np.ndarray, bool]:
+    """(the layer's working array `name` of `shape` and `dtype`, whether it was just made), kept
+    on the layer between steps: a fresh large array costs the kernel's page faults on every step,
+    a kept one nothing. It is made (uninitialised) when missing or of another shape or dtype;
+    `name` belongs in the layer's `keeps`, so that release() frees it."""
+    found = vars(layer).get(name)
+    if isinstance(found, np.ndarray) and found.shape == shape and found.dtype == dtype:
+        return found, False
+    made = np.empty(shape, dtype=dtype)
+    setattr(layer, name, made)
+    return made, True
+
+
 # -- max pooling over windows, any number of spatial axes ---------------------------------------
 
 
@@ -75,13 +103,16 @@ def max_windows(x: np.ndarray, windows: Sequence[tuple[slice, ...]]) -> tuple[np
 
 
 def max_windows_backward(
-    x_like: np.ndarray, winner: np.ndarray, windows: Sequence[tuple[slice, ...]], grad: np.ndarray, overlapping: bool
+    x_like: np.ndarray, winner: np.ndarray, windows: Sequence[tuple[slice, ...]], grad: np.ndarray, overlapping: bool,
+    tiles: bool = False,
 ) -> np.ndarray:
-    """dL/dx of `max_windows`: each output's gradient goes to the position that won its window."""
-    # zeros_like keeps the input's memory layout, so the gradient flows on without a copy; a
-    # gradient in another layout (from Flatten) is first copied into the output's, since
+    """dL/dx of `max_windows`: each output's gradient goes to the position that won its window.
+    `tiles`: the windows cover every input position exactly once (stride = pool size, which
+    divides the input), so that every position of dL/dx is written and none needs zeroing."""
+    # empty_like/zeros_like keep the input's memory layout, so the gradient flows on without a
+    # copy; a gradient in another layout (from Flatten) is first copied into the output's, since
     # element-wise passes over mismatched strides are several times slower.
-    dx = np.zeros_like(x_like, dtype=grad.dtype)
+    dx = (np.empty_like if tiles and not overlapping else np.zeros_like)(x_like, dtype=grad.dtype)
     if grad.strides != tuple(stride // winner.itemsize * grad.itemsize for stride in winner.strides):
         laid_out = np.empty_like(winner, dtype=grad.dtype)
         laid_out[...] = grad

@@ -14,7 +14,14 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 import lamina
 from lamina.case import Case, distinct
-from lamina.plugins.layers._spatial import as_given, conv_to_onnx, max_windows, max_windows_backward
+from lamina.plugins.layers._spatial import (
+    as_given,
+    batch_chunks,
+    conv_to_onnx,
+    max_windows,
+    max_windows_backward,
+    scratch,
+)
 
 if TYPE_CHECKING:
     from lamina.export import Graph
@@ -65,7 +72,9 @@ class Conv1D(lamina.Layer):
     position goes at the end, as in PyTorch).
     """
 
-    keeps = ("_cols",)  # what forward keeps for backward
+    # What forward keeps for backward: the (padded) input; its own padded copy and im2col buffer,
+    # kept between steps.
+    keeps = ("_xp", "_xpad", "_cols")
     torch_layout = True  # torch.nn.Conv1d(channels, filters, kernel_size, stride, padding, dilation)
 
     conformance_cases = [
@@ -153,64 +162,93 @@ class Conv1D(lamina.Layer):
         out_len = _windows_out(x, length + left + right, span, s, owner,
                                "use a smaller kernel_size or dilation, more padding, or longer inputs")
         rows = channels * k
+        chunks = batch_chunks(n, (rows + 1) * out_len * x.itemsize)
         # Charged before they exist: padding and windows can make these far larger than x.
         if left or right:
             self.reserve((n, channels, length + left + right), x.dtype, "the padded input")
-        self.reserve((rows + 1, n * out_len), x.dtype, "the im2col buffer")
+        self.reserve((rows + 1, chunks[0].stop * out_len), x.dtype, "the im2col buffer")
         self.reserve((n, self.filters, out_len), x.dtype, "the output", output=True)
         if left or right:
-            xp = np.zeros((n, channels, length + left + right), dtype=x.dtype)
+            xp, fresh = scratch(self, "_xpad", (n, channels, length + left + right), x.dtype)
+            if fresh:  # the ends stay zero from step to step: only the inside is written
+                xp[...] = 0
             xp[:, :, left : left + length] = x
         else:
             xp = x
-        # (c, k, n, out_len) view of every window, copied once (im2col) into rows of cols, one row
-        # per kernel tap (contiguous runs along the length: faster to copy than a row per output).
-        # A last row of ones makes the bias the weight of a constant input: the one matrix product
-        # adds it, and backward's product gives its gradient.
-        windows = sliding_window_view(xp, span, axis=2)[:, :, ::s, ::d]
-        cols = np.empty((rows + 1, n * out_len), dtype=x.dtype)
-        cols[:rows].reshape(channels, k, n, out_len)[...] = windows.transpose(1, 3, 0, 2)
-        cols[rows] = 1
+        self._xp, self._geometry = xp, (length, out_len, chunks)
+        # A last row of ones in the im2col matrix makes the bias the weight of a constant input:
+        # the one matrix product adds it, and backward's product gives its gradient.
         kernels = np.concatenate((weight.value.reshape(self.filters, rows), bias.value[:, None]), axis=1)
-        out = kernels @ cols
-        self._cols, self._xp_shape, self._length = cols, xp.shape, length
+        out = np.empty((self.filters, n, out_len), dtype=np.result_type(x.dtype, kernels.dtype))
+        for chunk in chunks:
+            np.matmul(kernels, self._im2col(chunk), out=out[:, chunk].reshape(self.filters, -1))
         # (f, n, out_len) memory seen as (n, f, out_len): no copy; backward undoes the view for free.
-        return out.reshape(self.filters, n, out_len).transpose(1, 0, 2)
+        return out.transpose(1, 0, 2)
+
+    def _im2col(self, chunk: slice) -> np.ndarray:
+        """The windows of samples `chunk` as a (taps + 1, samples * out_len) matrix, one row per
+        kernel tap (c, j) (contiguous runs along the length: faster to copy than a row per
+        output) and a last row of ones, in the layer's kept buffer. The batch goes through in
+        chunks of a size that stays in the CPU's cache from this copy to the product that reads it."""
+        k, s, d = self._kernel, self._stride, self._dilation
+        xp = self._xp
+        length, out_len, chunks = self._geometry
+        rows = xp.shape[1] * k
+        kept, fresh = scratch(self, "_cols", (rows + 1, chunks[0].stop - chunks[0].start, out_len), xp.dtype)
+        if fresh:
+            kept[rows] = 1
+        cols = kept[:, : chunk.stop - chunk.start]
+        windows = sliding_window_view(xp[chunk], d * (k - 1) + 1, axis=2)[:, :, ::s, ::d]  # (n, c, out_len, k)
+        cols[:rows].reshape(xp.shape[1], k, *cols.shape[1:])[...] = windows.transpose(1, 3, 0, 2)
+        self._filled = chunk
+        return cols.reshape(rows + 1, -1)
 
     def backward(self, grad: np.ndarray) -> np.ndarray | None:
         if self.weight is None or self.bias is None:
             raise lamina.LaminaError(f"{self!r}: backward was called before forward; call the layer on an input first")
-        cols = self._cols
-        n, channels, padded = self._xp_shape
+        xp = self._xp
+        length, out_len, chunks = self._geometry
+        n, channels, padded = xp.shape
         k, s, d = self._kernel, self._stride, self._dilation
-        out_len = grad.shape[2]
-        # [dL/dW, dL/db] = g cols^T (the bias row of cols is ones), dL/dcols = W^T g.
-        g = grad.transpose(1, 0, 2).reshape(self.filters, n * out_len)
         rows = channels * k
+        # [dL/dW, dL/db] = g cols^T (the bias row of cols is ones), dL/dcols = W^T g, a chunk at a time.
+        # (filters, n, out_len); a chunk of it as a (filters, samples * out_len) matrix is a view
+        # when dL/dy comes in forward's layout, else a copy of that chunk only.
+        g = grad.transpose(1, 0, 2)
+        both = None
         if self.weight.trainable:
-            both = cols @ g.T  # (rows + 1, filters): OpenBLAS runs it faster than g @ cols.T
+            both = np.zeros((rows + 1, self.filters), dtype=np.result_type(g.dtype, xp.dtype))
+        elif self.bias.trainable:  # the weight frozen: the bias row of the product alone
+            self.bias.grad += g.sum(axis=(1, 2))
+        input_grad = self.needs_input_grad
+        if input_grad:
+            kernels_t = self.weight.value.reshape(self.filters, rows).T
+            # col2im: tap j of output o read xpad[s*o + d*j], so one strided add per tap. dxp is
+            # laid out (c, n, length) like the taps' products, so each add runs over matching strides.
+            dxp = np.zeros((channels, n, padded), dtype=np.result_type(g.dtype, kernels_t.dtype))
+        # Backwards through the chunks: the last one forward gathered is still in the buffer.
+        for chunk in reversed(chunks):
+            rows_g = g[:, chunk].reshape(self.filters, -1)
+            if both is not None:
+                if chunk == self._filled:
+                    cols = vars(self)["_cols"][:, : chunk.stop - chunk.start].reshape(rows + 1, -1)
+                else:
+                    cols = self._im2col(chunk)
+                both += cols @ rows_g.T  # (rows + 1, filters): OpenBLAS runs it faster than g @ cols.T
+            if not input_grad:
+                continue
+            dcols = (kernels_t @ rows_g).reshape(channels, k, chunk.stop - chunk.start, out_len)
+            into = dxp[:, chunk]
+            for j in range(k):
+                into[:, :, j * d : j * d + s * (out_len - 1) + 1 : s] += dcols[:, j]
+        if both is not None:
             self.weight.grad += both[:rows].T.reshape(self.weight.shape)
             if self.bias.trainable:
                 self.bias.grad += both[rows]
-        elif self.bias.trainable:  # the weight frozen: the bias row of the product alone
-            self.bias.grad += g.sum(axis=1)
-        if not self.needs_input_grad:  # the model's first layer: no col2im at all
+        if not input_grad:  # the model's first layer: no col2im at all
             return None
-        dcols = (self.weight.value.reshape(self.filters, rows).T @ g).reshape(channels, k, n, out_len)
-        # col2im: tap j of output o read xpad[s*o + d*j], so one strided add per tap. dxp is laid
-        # out (c, n, length) like dcols, so each add runs over matching strides; at stride 1 the
-        # first tap covers the start of each row, so it is written, not added to zeros.
-        if s == 1:
-            dxp = np.empty((channels, n, padded), dtype=dcols.dtype)
-            dxp[:, :, :out_len] = dcols[:, 0]
-            dxp[:, :, out_len:] = 0
-        else:
-            dxp = np.zeros((channels, n, padded), dtype=dcols.dtype)
-            dxp[:, :, : s * (out_len - 1) + 1 : s] = dcols[:, 0]
-        for j in range(1, k):
-            dxp[:, :, j * d : j * d + s * (out_len - 1) + 1 : s] += dcols[:, j]
         left = self._pads[0]
-        return dxp[:, :, left : left + self._length].transpose(1, 0, 2)
+        return dxp[:, :, left : left + length].transpose(1, 0, 2)
 
     def to_onnx(self, graph: Graph, x: str) -> str:
         """One ONNX Conv with forward's explicit padding (so "same" keeps PyTorch's split)."""
@@ -264,7 +302,8 @@ class MaxPool1D(_Pool1D):
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
         overlapping = self._stride < self._pool
-        return max_windows_backward(self._x_like, self._winner, self._windows, grad, overlapping)
+        tiles = self._stride == self._pool and self._x_like.shape[2] % self._pool == 0
+        return max_windows_backward(self._x_like, self._winner, self._windows, grad, overlapping, tiles)
 
 
 class AvgPool1D(_Pool1D):

@@ -1,5 +1,6 @@
 """Images, (batch, channels, height, width): Conv2D, 2-D convolution (cross-correlation, as in PyTorch) by
-im2col and one matrix product, and the pools MaxPool2D, AvgPool2D, GlobalAvgPool2D (no parameters).
+im2col and matrix products, a cache-sized chunk of the batch at a time, and the pools MaxPool2D,
+AvgPool2D, GlobalAvgPool2D (no parameters).
 
 Pool windows are visited as kh * kw strided slices of the input, each a whole-array operation:
 on numpy this is faster than a reduction over the two window axes of a strided view.
@@ -15,11 +16,13 @@ import lamina
 from lamina.case import Case, distinct
 from lamina.plugins.layers._spatial import (
     as_given,
+    batch_chunks,
     check_images,
     conv_to_onnx,
     max_windows,
     max_windows_backward,
     pair,
+    scratch,
     windows_out,
 )
 
@@ -32,12 +35,17 @@ class Conv2D(lamina.Layer):
 
     y[n, f] = bias[f] + sum over c, i, j of weight[f, c, i, j] * xpad[n, c, s*oy + d*i, s*ox + d*j].
     `padding` is an int, a pair, "valid" (0) or "same" (output size = input size; stride 1).
-    The input windows are gathered once (im2col, from a strided view) and multiplied with the
-    kernels in one matrix product; backward scatters the window gradients back (col2im) with
-    one vectorised add per kernel position, never a loop over pixels or samples.
+    The input windows are gathered (im2col, from a strided view) a chunk of samples at a time
+    into a buffer kept between steps and multiplied with the kernels, the bias included;
+    the output is channels-last in memory (a (n, f, oh, ow) view), which Relu, the pools and
+    the next Conv2D read without a copy. Backward gathers the chunk again for dL/dW and gets
+    dL/dx from products of dL/dy with one kernel row (or tap) at a time, each added where it
+    was read: never a loop over pixels or samples.
     """
 
-    keeps = ("_cols",)  # what forward keeps for backward
+    # What forward keeps for backward: the (padded) input; its own padded copy and im2col
+    # buffer, kept between steps.
+    keeps = ("_xp", "_xpad", "_cols")
     torch_layout = True  # torch.nn.Conv2d(channels, filters, kernel_size, stride, padding, dilation)
 
     conformance_cases = [
@@ -111,50 +119,202 @@ class Conv2D(lamina.Layer):
         height, width = x.shape[2] + pt + pb, x.shape[3] + pl + pr
         oh = windows_out(height, span_h, sh, owner, "height")
         ow = windows_out(width, span_w, sw, owner, "width")
-        n = x.shape[0]
+        n, taps = x.shape[0], channels * kh * kw
+        chunks = batch_chunks(n, oh * ow * (taps + 1) * x.itemsize)
         # Charged before they exist: padding and windows can make these far larger than x.
         padded = bool(pt or pb or pl or pr)
         if padded:
             self.reserve((n, channels, height, width), x.dtype, "the padded input")
-        self.reserve((channels * kh * kw, n * oh * ow), x.dtype, "the im2col buffer")
+        self.reserve((chunks[0].stop * oh * ow, taps + 1), x.dtype, "the im2col buffer")
         self.reserve((n, self.filters, oh, ow), x.dtype, "the output", output=True)
-        xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr))) if padded else x
-        # (c, kh, kw, n, oh, ow) view of every window; the reshape makes the one im2col copy.
-        # This layout (one row per kernel tap) copies and adds the bias several times faster
-        # than one row per output pixel.
-        windows = sliding_window_view(xp, (span_h, span_w), axis=(2, 3))[:, :, ::sh, ::sw, ::dh, ::dw]
-        cols = windows.transpose(1, 4, 5, 0, 2, 3).reshape(channels * kh * kw, n * oh * ow)
-        out = self.weight.value.reshape(self.filters, -1) @ cols
-        out += self.bias.value[:, None]
-        self._cols, self._xp_shape, self._x_shape, self._out_hw = cols, xp.shape, x.shape, (oh, ow)
-        # (f, n, oh, ow) memory seen as (n, f, oh, ow): no copy; backward undoes the view for free.
-        return out.reshape(self.filters, n, oh, ow).transpose(1, 0, 2, 3)
+        # im2col copies runs of contiguous input: a kernel row of every channel (kw * c values)
+        # when the work is laid out channels-last, (n, h, w, c); an output row (ow values) when
+        # it is channels-first with one row of the im2col matrix per kernel tap. The longer run
+        # wins: channels-last inside a network, tap rows for a first layer of 1 or 3 channels.
+        tap_rows = (ow if sw == 1 else 1) > channels * (kw if dw == 1 else 1)
+        order = (0, 1, 2, 3) if tap_rows else (0, 2, 3, 1)  # the working layout's axes of x
+        xt = x.transpose(order)
+        if padded:
+            xp, fresh = scratch(self, "_xpad", tuple(n if a == 0 else (channels, height, width)[a - 1] for a in order),
+                                x.dtype)
+            if fresh:  # the border stays zero from step to step: only the inside is written
+                xp[...] = 0
+            xp.transpose(np.argsort(order))[:, :, pt : pt + x.shape[2], pl : pl + x.shape[3]] = x
+        elif xt.flags.c_contiguous:  # e.g. this layer's own output, through Relu and a pool
+            xp = xt
+        else:
+            xp, _ = scratch(self, "_xpad", xt.shape, x.dtype)
+            xp[...] = xt
+        self._xp = xp.transpose(np.argsort(order)).transpose(0, 2, 3, 1)  # (n, h, w, c), whatever the memory
+        self._geometry = (x.shape, (oh, ow), chunks, tap_rows)
+        # One row per output pixel, one column per kernel tap and a last column of ones: the
+        # bias is the weight of a constant input, added by the product itself, and backward's
+        # product gives its gradient too.
+        kernels = np.empty((taps + 1, self.filters), dtype=self.weight.value.dtype)
+        kernels[:taps] = self._tap_matrix(self.weight.value)
+        kernels[taps] = self.bias.value
+        out = np.empty((n * oh * ow, self.filters), dtype=np.result_type(x.dtype, kernels.dtype))
+        for chunk in chunks:
+            np.matmul(self._im2col(chunk), kernels, out=out[chunk.start * oh * ow : chunk.stop * oh * ow])
+        # (n, oh, ow, f) memory seen as (n, f, oh, ow): no copy; backward undoes the view for free.
+        return out.reshape(n, oh, ow, self.filters).transpose(0, 3, 1, 2)
+
+    def _tap_matrix(self, weight: np.ndarray) -> np.ndarray:
+        """weight (f, c, kh, kw) as the (taps, f) matrix the im2col columns multiply: taps in
+        (i, j, c) order channels-last, (c, i, j) with tap rows."""
+        if self._geometry[3]:
+            return weight.reshape(self.filters, -1).T
+        return weight.transpose(2, 3, 1, 0).reshape(-1, self.filters)
+
+    def _im2col(self, chunk: slice) -> np.ndarray:
+        """The windows of samples `chunk` as a (pixels, taps + 1) matrix (the last column ones),
+        in the layer's kept buffer: rows of it channels-last, columns of it with tap rows."""
+        kh, kw = self._kernel
+        (sh, sw), (dh, dw) = self._stride, self._dilation
+        x_shape, (oh, ow), chunks, tap_rows = self._geometry
+        xp = self._xp
+        taps, most = x_shape[1] * kh * kw + 1, chunks[0].stop - chunks[0].start
+        if tap_rows:  # memory (taps, n, oh, ow), seen as (n, oh, ow, taps)
+            kept, fresh = scratch(self, "_cols", (taps, most, oh, ow), xp.dtype)
+            cols = kept.transpose(1, 2, 3, 0)
+        else:
+            kept, fresh = scratch(self, "_cols", (most, oh, ow, taps), xp.dtype)
+            cols = kept
+        if fresh:
+            cols[..., -1] = 1
+        cols = cols[: chunk.stop - chunk.start]
+        span_h, span_w = dh * (kh - 1) + 1, dw * (kw - 1) + 1
+        # (n, oh, ow, c, kh, kw): every window, a view
+        windows = sliding_window_view(xp[chunk], (span_h, span_w), axis=(1, 2))[:, ::sh, ::sw, :, ::dh, ::dw]
+        if tap_rows:
+            cols[..., :-1].reshape(*cols.shape[:3], *windows.shape[3:])[...] = windows
+        else:
+            cols[..., :-1].reshape(*cols.shape[:3], kh, kw, x_shape[1])[...] = windows.transpose(0, 1, 2, 4, 5, 3)
+        self._filled = chunk
+        return cols.reshape(-1, taps)
 
     def backward(self, grad: np.ndarray) -> np.ndarray | None:
         if self.weight is None or self.bias is None:
             raise lamina.LaminaError(f"{self!r}: backward was called before forward; call the layer on an input first")
+        xp = self._xp
         kh, kw = self._kernel
         (sh, sw), (dh, dw) = self._stride, self._dilation
-        n, channels = self._x_shape[:2]
-        oh, ow = self._out_hw
-        g = grad.transpose(1, 0, 2, 3).reshape(self.filters, n * oh * ow)
-        weight = self.weight.value.reshape(self.filters, -1)
-        if self.weight.trainable:  # a frozen one's gradient is never computed
-            self.weight.grad += (g @ self._cols.T).reshape(self.weight.shape)
-        if self.bias.trainable:
-            self.bias.grad += g.sum(axis=1)
-        if not self.needs_input_grad:  # the model's first layer: no col2im at all
+        x_shape, (oh, ow), chunks, tap_rows = self._geometry
+        n, channels, h, w = x_shape
+        taps, pixels = channels * kh * kw, oh * ow
+        # dL/dy channels-last, one row per output pixel: a view when it comes in forward's layout.
+        g = np.ascontiguousarray(grad.transpose(0, 2, 3, 1)).reshape(n * pixels, self.filters)
+        weight_grad, bias_grad, input_grad = self.weight.trainable, self.bias.trainable, self.needs_input_grad
+        both = np.zeros((taps + 1, self.filters), dtype=np.result_type(g.dtype, xp.dtype)) if weight_grad else None
+        if input_grad:
+            # col2im without the (pixels, taps) matrix: per kernel tap, the product of dL/dy with
+            # that tap's (filters, channels) weights is added where the tap read the input
+            # (inside the padding only), in forward's working layout, seen as (n, h, w, c).
+            kernels = np.ascontiguousarray(self.weight.value.transpose(2, 3, 0, 1))  # (kh, kw, f, c)
+            dtype = np.result_type(g.dtype, kernels.dtype)
+            most = (chunks[0].stop - chunks[0].start) * pixels
+            if tap_rows:
+                dx = np.zeros((channels, n, h, w), dtype=dtype).transpose(1, 2, 3, 0)
+                part = np.empty((channels, most), dtype=dtype)
+            else:
+                dx = np.zeros((n, h, w, channels), dtype=dtype)
+                part = np.empty((most, channels), dtype=dtype)
+            row_windows = None
+            if not tap_rows and sw == 1:
+                # Channels-last at stride 1, a whole kernel row at once: for tap row i, input
+                # pixel (y, x) gets sum over j, f of g[y', x - j*dw, f] weight[f, c, i, j], one
+                # product of the row windows of g (kw pixels of every filter: contiguous) with
+                # that row's weights, added to whole rows of dx: kh adds, not kh * kw.
+                span_w, left = dw * (kw - 1) + 1, dw * (kw - 1)
+                width = max(left + ow, self._pads()[1][0] + w + span_w - 1)
+                wide = np.zeros((chunks[0].stop - chunks[0].start, oh, width, self.filters), dtype=g.dtype)
+                row_kernels = self.weight.value[:, :, :, ::-1].transpose(2, 3, 0, 1).reshape(kh, kw * self.filters,
+                                                                                             channels)
+                gathered = np.empty(((chunks[0].stop - chunks[0].start) * oh * w, kw * self.filters), dtype=g.dtype)
+                row_windows = (wide, np.ascontiguousarray(row_kernels), gathered, part)
+            reach = [[self._reach(i * d, s, o, size, pad) for i in range(k)]
+                     for k, d, s, o, size, pad in ((kh, dh, sh, oh, h, self._pads()[0][0]),
+                                                   (kw, dw, sw, ow, w, self._pads()[1][0]))]
+        # Backwards through the chunks: the last one forward gathered is still in the buffer.
+        for chunk in reversed(chunks):
+            rows = g[chunk.start * pixels : chunk.stop * pixels]
+            if both is not None:
+                if chunk == self._filled:
+                    cols = vars(self)["_cols"]
+                    cols = (cols.transpose(1, 2, 3, 0) if tap_rows else cols)[: chunk.stop - chunk.start]
+                    cols = cols.reshape(-1, taps + 1)
+                else:
+                    cols = self._im2col(chunk)
+                both += cols.T @ rows  # [dL/dW; dL/db] = cols^T g (the last column of cols is ones)
+            if not input_grad:
+                continue
+            into = dx[chunk]
+            count = chunk.stop - chunk.start
+            if row_windows is not None:
+                self._input_grad_by_rows(rows, into, row_windows, reach[0])
+                continue
+            for i in range(kh):
+                (y0, y1), rows_to = reach[0][i]
+                for j in range(kw):
+                    (x0, x1), cols_to = reach[1][j]
+                    if y0 >= y1 or x0 >= x1:
+                        continue
+                    if tap_rows:
+                        tap = np.matmul(kernels[i, j].T, rows.T, out=part[:, : len(rows)])
+                        tap = tap.reshape(channels, count, oh, ow).transpose(1, 2, 3, 0)
+                    else:
+                        tap = np.matmul(rows, kernels[i, j], out=part[: len(rows)]).reshape(count, oh, ow, channels)
+                    into[:, rows_to, cols_to] += tap[:, y0:y1, x0:x1]
+        if both is not None:
+            self.weight.grad += self._weight_from_taps(both[:taps])
+            if bias_grad:
+                self.bias.grad += both[taps]
+        elif bias_grad:  # the weight frozen: the bias gradient alone
+            self.bias.grad += g.sum(axis=0)
+        if not input_grad:  # the model's first layer: no col2im at all
             return None
-        dcols = (weight.T @ g).reshape(channels, kh, kw, n, oh, ow)
-        dxp = np.zeros(self._xp_shape, dtype=dcols.dtype)
-        for i in range(kh):  # col2im: one strided add per kernel position
-            for j in range(kw):
-                rows = slice(i * dh, i * dh + sh * (oh - 1) + 1, sh)
-                cols = slice(j * dw, j * dw + sw * (ow - 1) + 1, sw)
-                dxp[:, :, rows, cols] += dcols[:, i, j].transpose(1, 0, 2, 3)
-        (pt, _), (pl, _) = self._pads()
-        h, w = self._x_shape[2:]
-        return dxp[:, :, pt : pt + h, pl : pl + w]
+        return dx.transpose(0, 3, 1, 2)
+
+    def _input_grad_by_rows(self, rows: np.ndarray, into: np.ndarray, work: tuple[np.ndarray, ...],
+                            reach: list[tuple[tuple[int, int], slice]]) -> None:
+        """Add dL/dx of one chunk (`rows` of dL/dy, (pixels, f)) into `into` (samples, h, w, c),
+        a kernel row at a time (channels-last, stride 1 along the width)."""
+        kh, kw = self._kernel
+        dw = self._dilation[1]
+        _, (oh, ow), _, _ = self._geometry
+        wide, row_kernels, gathered, part = work
+        count, w, channels = into.shape[0], into.shape[2], into.shape[3]
+        left, pad = dw * (kw - 1), self._pads()[1][0]
+        wide = wide[:count]
+        wide[:, :, left : left + ow] = rows.reshape(count, oh, ow, self.filters)  # zeros either side
+        # (samples, oh, w, kw, f): for input column x (padded x + pad), g at x + pad - (kw-1-j')*dw
+        windows = sliding_window_view(wide, left + 1, axis=2)[:, :, pad : pad + w, :, ::dw].transpose(0, 1, 2, 4, 3)
+        gathered = gathered[: count * oh * w]
+        gathered.reshape(windows.shape)[...] = windows
+        tap = part[: count * oh * w] if part.shape[0] >= count * oh * w else np.empty((count * oh * w, channels),
+                                                                                       dtype=part.dtype)
+        for i in range(kh):
+            (y0, y1), rows_to = reach[i]
+            if y0 < y1:
+                np.matmul(gathered, row_kernels[i], out=tap)
+                into[:, rows_to] += tap.reshape(count, oh, w, channels)[:, y0:y1]
+
+    def _weight_from_taps(self, rows: np.ndarray) -> np.ndarray:
+        """A (taps, f) matrix in _tap_matrix's order as (f, c, kh, kw)."""
+        kh, kw = self._kernel
+        channels = self._geometry[0][1]
+        if self._geometry[3]:
+            return rows.T.reshape(self.filters, channels, kh, kw)
+        return rows.reshape(kh, kw, channels, self.filters).transpose(3, 2, 0, 1)
+
+    @staticmethod
+    def _reach(offset: int, stride: int, outputs: int, size: int, pad: int) -> tuple[tuple[int, int], slice]:
+        """For the kernel tap at `offset` along one axis: the outputs [first, stop) whose input
+        falls inside the unpadded input of `size`, and the slice of input positions they read."""
+        first = max(0, -((offset - pad) // stride))  # the first output reading position >= 0
+        stop = min(outputs, (size - 1 + pad - offset) // stride + 1)  # past the last reading < size
+        start = stride * first + offset - pad
+        return (first, stop), slice(start, start + stride * (stop - first - 1) + 1, stride)
 
     def to_onnx(self, graph: Graph, x: str) -> str:
         """One ONNX Conv with forward's explicit padding (so "same" keeps PyTorch's split)."""
@@ -214,7 +374,9 @@ class MaxPool2D(_Pool2D):
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
         (ph, pw), (sh, sw) = self._pool, self._stride
-        return max_windows_backward(self._x_like, self._winner, self._windows, grad, sh < ph or sw < pw)
+        h, w = self._x_like.shape[2:]
+        tiles = (sh, sw) == (ph, pw) and h % ph == 0 and w % pw == 0
+        return max_windows_backward(self._x_like, self._winner, self._windows, grad, sh < ph or sw < pw, tiles)
 
 
 class AvgPool2D(_Pool2D):
