@@ -72,6 +72,7 @@ def _train(
     config = runconfig.count_classes(config, data)  # units = "classes": the dataset's class count
     x_train, y_train, x_test, y_test = data
     model = runconfig.build_model(config, x_train)  # a chain of layers, or a graph of nodes
+    y_train, y_test = model_targets(model, y_train), model_targets(model, y_test)
     model.metadata.update(data.metadata)  # e.g. a text dataset's vocabulary, saved with the model
     if runconfig.split_options(config):  # which rows were held out: lamina evaluate scores the same
         model.metadata["dataset"] = runconfig.split_options(config)
@@ -116,6 +117,14 @@ def _train(
     say(f"trained {len(history)} epochs on {trained} samples{held_out}")
     _say_results(say, history, test, files, checkpoint if resume else None)
     return RunResult(model, history, test, folder, files)
+
+
+def model_targets(model: Model, y: Any) -> Any:
+    """`y`, or of a dataset's dict of targets those the model has outputs for (a dataset may
+    give more targets than a config's model uses)."""
+    if isinstance(y, dict) and model.output_format == "dict":
+        return {name: value for name, value in y.items() if name in model.output_names}
+    return y
 
 
 def first_rows(x: Any) -> Any:

@@ -135,24 +135,28 @@ class DigitPairs(lamina.Dataset):
     The digits are split first (as `digits` splits them, by `test_split` and `seed`), so no test
     pair holds a training image. Each image is the left of `per_image` pairs of its part; half
     the pairs, in a seeded random order, pair it with another image of its digit, the other half
-    with an image of another digit.
+    with an image of another digit. `digits=True` makes y a dict for a model with several
+    outputs: "same" as above, and "left_digit" and "right_digit", each image's digit (int64
+    labels 0..9), for auxiliary heads.
     """
 
-    def __init__(self, test_split: float = 0.2, seed: int = 0, per_image: int = 1, flatten: bool = True) -> None:
+    def __init__(self, test_split: float = 0.2, seed: int = 0, per_image: int = 1, flatten: bool = True,
+                 digits: bool = False) -> None:
         self.test_split = fraction(test_split, "test_split", "digit_pairs")
         self.seed = _seed(seed, "digit_pairs")
         self.per_image = positive_int(per_image, "per_image", "digit_pairs", example=2)
-        self.flatten = bool(flatten)
+        self.flatten = lamina.checks.boolean(flatten, "flatten", "digit_pairs")
+        self.digits = lamina.checks.boolean(digits, "digits", "digit_pairs")
 
-    def load(self) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    def load(self) -> tuple[dict[str, np.ndarray], object, dict[str, np.ndarray], object]:
         x_train, y_train, x_test, y_test = Digits(self.test_split, self.seed, flatten=self.flatten).load()
         draws = np.random.default_rng([self.seed, 1])  # apart from the split's own stream
-        train, train_same = self._pairs(x_train, y_train, draws)
-        test, test_same = self._pairs(x_test, y_test, draws)
-        return train, train_same, test, test_same
+        train, train_y = self._pairs(x_train, y_train, draws)
+        test, test_y = self._pairs(x_test, y_test, draws)
+        return train, train_y, test, test_y
 
     def _pairs(self, x: np.ndarray, y: np.ndarray, draws: np.random.Generator) -> tuple[dict[str, np.ndarray],
-                                                                                       np.ndarray]:
+                                                                                       object]:
         left = np.tile(np.arange(len(x)), self.per_image)
         same = np.arange(len(left)) % 2 == 0
         draws.shuffle(same)
@@ -168,10 +172,14 @@ class DigitPairs(lamina.Dataset):
             place = np.searchsorted(mine, left[rows[pick]])
             right[rows[pick]] = mine[(place + draws.integers(1, len(mine), size=pick.sum())) % len(mine)]
             right[rows[~pick]] = others[draws.integers(0, len(others), size=(~pick).sum())]
-        return {"left": x[left], "right": x[right]}, same.astype(np.float32)[:, None]
+        target = same.astype(np.float32)[:, None]
+        if self.digits:
+            return {"left": x[left], "right": x[right]}, {"same": target, "left_digit": y[left],
+                                                         "right_digit": y[right]}
+        return {"left": x[left], "right": x[right]}, target
 
     def metadata(self) -> dict[str, object]:
-        return {"classes": ["different", "same"]}
+        return {} if self.digits else {"classes": ["different", "same"]}
 
 
 def _targets(y: np.ndarray, classification: bool | None) -> np.ndarray:
