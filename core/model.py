@@ -348,10 +348,6 @@ class Model(Chain):
         generator, so that `lamina.load(path)` followed by `train` continues exactly;
         `progress` ({"epoch": epochs done, "history": ...}) makes it a resumable checkpoint.
         """
-        self._chain_only("save")
-        if self.shared:
-            raise LaminaError("Model.save: this model uses one layer instance at several places, which model files "
-                              "cannot describe yet; save its weights with save_weights(path) instead")
         with self.lock:
             return save_model(self, path, include_optimizer, progress)
 
@@ -436,8 +432,13 @@ def load_model(path: str | os.PathLike[str], max_bytes: int | None = None) -> Mo
     continues exactly where the saved training stopped.
     """
     saved = read_model(path, max_bytes)
-    model = Model(saved.layers)
-    model.input_shape, model.input_dtype = saved.input_shape, saved.input_dtype
+    if saved.graph is not None:
+        graph = saved.graph
+        model = Model(inputs=structure.structured(graph.inputs, graph.input_format, graph.input_names),
+                      outputs=structure.structured(graph.outputs, graph.output_format, graph.output_names))
+    else:
+        model = Model(saved.layers)
+        model.input_shape, model.input_dtype = saved.input_shape, saved.input_dtype
     model.loss, model.metrics, model.optimizer = saved.loss, saved.metrics, saved.optimizer
     model.progress = saved.progress
     model.metadata = saved.metadata

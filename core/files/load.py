@@ -22,14 +22,18 @@ from lamina.autodiff import no_recording
 from lamina.checks import MAX_NESTING, json_depth, json_without_strings, printable
 from lamina.errors import FileFormatError, LaminaError
 from lamina.files.budget import Budget, Pass, loading, max_load_bytes, pass_bytes
+from lamina.files.nodes import build_graph, check_graph
 from lamina.files.records import build_plugin, from_json
 from lamina.files.save import FORMAT, FORMAT_VERSION
+from lamina.graph.network import Graph
 from lamina.parameter import Parameter
 from lamina.protocols.layer import Layer, building, layer_paths, metering, named_buffers, named_parameters, observing
 from lamina.protocols.loss import Loss
 from lamina.protocols.metric import Metric
 from lamina.protocols.optimizer import Optimizer
 from lamina.seeding import private_generator, rng
+from lamina.training.outputs import OutputLosses
+from lamina.training.structure import Layout
 
 MAX_CONFIG_BYTES = 64 * 2**20  # config.json: the layers' arguments, the history; never this big
 MAX_INTEGER_DIGITS = 40
@@ -51,6 +55,7 @@ class SavedModel:
     rng_state: dict[str, Any] | None
     progress: dict[str, Any] | None
     metadata: dict[str, Any]
+    graph: Graph | None = None  # a graph model's, its layers built (on symbolic inputs)
 
 
 def read_config(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -324,8 +329,31 @@ def _check_structure(config: Any, archive: _Archive) -> None:
     optimizer = config.get("optimizer")
     if optimizer is not None and not _is_optimizer(optimizer):
         problems.append("'optimizer' is not an optimizer with its steps and state")
+    problems += _architecture_problems(config)
     if problems:
         raise archive.fail(f"its config.json is malformed: {'; '.join(problems)}; it is corrupted or forged")
+
+
+def _architecture_problems(config: dict[str, Any]) -> list[str]:
+    """What is wrong with the fields of format version 2: "order", "graph" (checked in full
+    when it is built) and "output_losses"."""
+    problems = []
+    order = config.get("order")
+    if order is not None and not (isinstance(order, list) and order and all(_is_size(i) for i in order)):
+        problems.append("'order' is not a list of layer indices")
+    if "graph" in config and ("order" in config or config.get("input_shape") is not None):
+        problems.append("'graph' comes with 'order' or 'input_shape', which are for chains")
+    losses = config.get("output_losses")
+    if losses is not None and not (
+            isinstance(losses, dict) and isinstance(losses.get("losses"), dict) and losses["losses"]
+            and all(isinstance(r, dict) for r in losses["losses"].values())
+            and isinstance(losses.get("loss_weights"), dict) and set(losses["loss_weights"]) == set(losses["losses"])
+            and all(isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) and w >= 0
+                    for w in losses["loss_weights"].values())):
+        problems.append("'output_losses' is not a table of losses and of their weights by output name")
+    if losses is not None and "loss" in config:
+        problems.append("it has both 'loss' and 'output_losses'")
+    return problems
 
 
 def _is_size(value: object) -> bool:
@@ -379,7 +407,12 @@ def _rebuild(archive: _Archive, config: dict[str, Any], budget: Budget) -> Saved
     layers = [build_plugin(record, f"{path}: layers[{i}]") for i, record in enumerate(config["layers"])]
     if not layers:
         raise archive.fail("the file lists no layers")
-    shape = dtype = None
+    shape = dtype = graph = None
+    if "graph" in config:
+        check_graph(config["graph"], len(layers), str(path), budget.max_bytes)
+        graph = build_graph(config["graph"], layers, Pass.for_load(str(path), budget.max_bytes))
+    elif "order" in config:
+        layers = [_placed(archive, layers, i, index) for i, index in enumerate(config["order"])]
     if config.get("input_shape") is not None:
         shape = tuple(config["input_shape"])
         dtype = np.dtype(str(config.get("input_dtype")))
@@ -397,6 +430,8 @@ def _rebuild(archive: _Archive, config: dict[str, Any], budget: Budget) -> Saved
     _fill(archive, "buffer", config.get("buffers", {}), named_buffers(layers))
     _restore_frozen(archive, config, layers, params)
     loss = build_plugin(config["loss"], f"{path}: loss") if "loss" in config else None
+    if "output_losses" in config:
+        loss = _output_losses(archive, config["output_losses"], graph)
     metrics = [build_plugin(r, f"{path}: metrics[{i}]") for i, r in enumerate(config.get("metrics", []))]
     optim = _restore_optimizer(archive, config["optimizer"], params, budget) if "optimizer" in config else None
     rng_state = config.get("rng_state")
@@ -406,7 +441,29 @@ def _rebuild(archive: _Archive, config: dict[str, Any], budget: Budget) -> Saved
         except (TypeError, ValueError, KeyError, OverflowError) as err:
             raise archive.fail(f"the random generator state in the file is invalid ({err})") from None
     return SavedModel(layers, shape, dtype, loss, metrics, optim, rng_state, config.get("progress"),
-                      config.get("metadata", {}))
+                      config.get("metadata", {}), graph)
+
+
+def _placed(archive: _Archive, layers: list[Layer], place: int, index: int) -> Layer:
+    """The layer at `place` of a chain whose "order" names `index` of the file's layers."""
+    if index >= len(layers):
+        raise archive.fail(f"its config.json order[{place}] is {index}, but the file has {len(layers)} layers "
+                           f"(indices 0 to {len(layers) - 1}); it is corrupted or forged")
+    return layers[index]
+
+
+def _output_losses(archive: _Archive, record: dict[str, Any], graph: Graph | None) -> OutputLosses:
+    """The loss of a model with several outputs: one loss (and weight) per output, by name."""
+    if graph is None:
+        raise archive.fail("its config.json has 'output_losses' but no 'graph'; it is corrupted or forged")
+    layout = Layout(graph.output_names, graph.output_format, "output")
+    for name in record["losses"]:
+        if name not in layout.names:
+            raise archive.fail(f"its config.json output_losses names the output {printable(name, 60)!r}, which the "
+                               f"graph does not have ({layout.listed()}); it is corrupted or forged")
+    losses = {name: build_plugin(r, f"{archive.path}: output_losses.losses[{name!r}]")
+              for name, r in record["losses"].items()}
+    return OutputLosses(losses, {name: float(w) for name, w in record["loss_weights"].items()}, layout)
 
 
 def _build(layers: list[Layer], x: np.ndarray, meter: Pass) -> None:

@@ -8,7 +8,7 @@ layer's Parameters.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -207,29 +207,42 @@ class Graph:
             "input_format": self.input_format,
             "inputs": [{"name": name, "shape": list(s.shape), "dtype": None if s.dtype is None else s.dtype.name}
                        for name, s in zip(self.input_names, self.inputs)],
-            "nodes": [{"layer": index[id(node.layer)], "inputs": [ref(slot) for slot in refs], "list": node.listed,
-                       **({"kwargs": dict(node.kwargs)} if node.kwargs else {})}  # emb(h, reverse=True)
+            "nodes": [_node(index[id(node.layer)], [ref(slot) for slot in refs], node)
                       for node, refs in zip(self.nodes, self.refs)],
             "output_format": self.output_format,
             "outputs": [{"name": name, "ref": ref(slot)} for name, slot in zip(self.output_names, self.output_slots)],
         }
 
     @classmethod
-    def from_description(cls, description: Mapping[str, Any], layers: Sequence[Layer], owner: str = "Model") -> Graph:
-        """The graph `describe()` gave, on `layers` (called again on symbolic inputs, which builds them)."""
+    def from_description(cls, description: Mapping[str, Any], layers: Sequence[Layer], owner: str = "Model",
+                         each: Callable[[int, Layer, list[Symbol]], None] | None = None) -> Graph:
+        """The graph `describe()` gave, on `layers` (called again on symbolic inputs, which builds them);
+        `each(j, layer, inputs)` is told of node j before its layer is called (loading meters it)."""
         values = [Input(tuple(item["shape"]), name=item["name"], dtype=item["dtype"])
                   for item in description["inputs"]]
         first = len(values)
         for j, node in enumerate(description["nodes"]):
             args = [_resolve(ref, values, first, j, owner) for ref in node["inputs"]]
             layer = _index(layers, node["layer"], f"nodes[{j}].layer", owner)
-            values.append(layer(args if node["list"] else _single(args, j, owner), **_kwargs(node, j, owner)))
+            if each is not None:
+                each(j, layer, args)
+            value = args if node["list"] else _single(args, j, owner)
+            values.append(layer(value, **_kwargs(node, j, owner)))
         names = [item["name"] for item in description["inputs"]]
         outs = [_resolve(item["ref"], values, first, len(description["nodes"]), owner)
                 for item in description["outputs"]]
         inputs = _shaped(values[:first], names, description["input_format"])
         outputs = _shaped(outs, [item["name"] for item in description["outputs"]], description["output_format"])
         return cls(inputs, outputs, owner)
+
+
+def _node(layer: int, refs: list[list[Any]], node: Symbol) -> dict[str, Any]:
+    """One node's description; "kwargs" (the call's keyword arguments, JSON values) only when it has some."""
+    found: dict[str, Any] = {"layer": layer, "inputs": refs, "list": node.listed}
+    kwargs = getattr(node, "kwargs", None)
+    if kwargs:
+        found["kwargs"] = dict(kwargs)
+    return found
 
 
 def _shared_nodes(nodes: Sequence[Symbol]) -> set[int]:
