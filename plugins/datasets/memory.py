@@ -148,7 +148,8 @@ class DigitPairs(lamina.Dataset):
         self.flatten = lamina.checks.boolean(flatten, "flatten", "digit_pairs")
         self.digits = lamina.checks.boolean(digits, "digits", "digit_pairs")
 
-    def load(self) -> tuple[dict[str, np.ndarray], object, dict[str, np.ndarray], object]:
+    # x (and y with digits=True) are dicts by name, which Dataset.load's type (four arrays) does not say yet
+    def load(self) -> tuple[dict[str, np.ndarray], object, dict[str, np.ndarray], object]:  # type: ignore[override]
         x_train, y_train, x_test, y_test = Digits(self.test_split, self.seed, flatten=self.flatten).load()
         draws = np.random.default_rng([self.seed, 1])  # apart from the split's own stream
         train, train_y = self._pairs(x_train, y_train, draws)
