@@ -6,7 +6,7 @@ import contextlib
 import inspect
 import os
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -370,9 +370,8 @@ class Model(Chain):
 
         It is a str (print it, or read it); at the interactive prompt it shows as the table.
         """
-        self._chain_only("summary")
         with self.lock:  # training changes the layers' state a step at a time: read between steps
-            return self._summary()
+            return self._summary() if self.graph is None else _graph_summary(self.graph, self.layers)
 
     def _summary(self) -> Summary:
         shapes: dict[int, str] = {}
@@ -389,25 +388,16 @@ class Model(Chain):
                 self._forward(np.zeros((1, *self.input_shape), dtype=self.input_dtype))
                 self.release()
         rows = [("#", "Layer", "Output shape", "Params")]
-        total = frozen = 0
         for i, layer in enumerate(self.layers):
             count = sum(p.size for p in layer.parameters().values())
-            total += count
-            frozen += sum(p.size for p in layer.parameters().values() if not p.trainable)
             for name, depth, inner in _tree(str(i), layer, 0):
                 params = count if inner is layer else sum(p.size for p in inner.parameters().values())
                 label = _label(inner) + ("" if inner.trainable else " (frozen)")
                 rows.append((name, "  " * depth + label, shapes.get(id(inner), "?"), f"{params:,}"))
-        widths = [max(len(row[c]) for row in rows) for c in range(4)]
-        lines = ["  ".join(cell.ljust(w) if c < 3 else cell.rjust(w) for c, (cell, w) in enumerate(zip(row, widths)))
-                 for row in rows]
-        rule = "-" * len(lines[0])
-        footer = f"Total params: {total:,}"
-        if frozen or not all(layer.trainable for layer in self.layers):
-            footer += f" (trainable: {total - frozen:,}, frozen: {frozen:,})"
+        footer = _totals(self.layers)
         if self.input_shape is None:
             footer += " (layers are built on the first input: call the model on data to see all)"
-        return Summary("\n".join([lines[0], rule, *lines[1:], rule, footer]))
+        return _table(rows, [footer])
 
     def _chain_only(self, method: str) -> None:
         if self.graph is not None:
@@ -460,6 +450,47 @@ class Summary(str):
 
     def __repr__(self) -> str:
         return str(self)
+
+
+def _graph_summary(graph: Graph, layers: list[Layer]) -> Summary:
+    """A graph model's table: a row per Input and per node (its layer, output shape, parameters,
+    and what feeds it: Inputs by name, nodes by number); a shared layer's parameters count at its
+    first node, its other nodes say whose they share."""
+    first = len(graph.inputs)
+    names = [*graph.input_names, *map(str, range(len(graph.nodes)))]
+    rows = [("#", "Layer", "Output shape", "Params", "Inputs")]
+    rows += [(name, "Input", str((None, *s.shape)), "0", "") for name, s in zip(graph.input_names, graph.inputs)]
+    owner: dict[int, int] = {}
+    for j, (node, refs) in enumerate(zip(graph.nodes, graph.refs)):
+        layer = node.layer
+        label = _label(layer) + ("" if layer.trainable else " (frozen)")
+        if id(layer) in owner:
+            label, count = f"{label} (shared with node {owner[id(layer)]})", 0
+        else:
+            owner[id(layer)], count = j, sum(p.size for p in layer.parameters().values())
+        rows.append((str(j), label, str((None, *node.shape)), f"{count:,}", ", ".join(names[r] for r in refs)))
+    outputs = ", ".join(f"{name!r} = {names[slot] if slot < first else 'node ' + names[slot]}"
+                        for name, slot in zip(graph.output_names, graph.output_slots))
+    return _table(rows, [f"Outputs: {outputs}", _totals(layers)])
+
+
+def _totals(layers: list[Layer]) -> str:
+    """'Total params: N', split into trainable and frozen where some are frozen; each parameter once."""
+    params = list({id(p): p for layer in layers for p in layer.parameters().values()}.values())
+    total, frozen = sum(p.size for p in params), sum(p.size for p in params if not p.trainable)
+    footer = f"Total params: {total:,}"
+    if frozen or not all(layer.trainable for layer in layers):
+        footer += f" (trainable: {total - frozen:,}, frozen: {frozen:,})"
+    return footer
+
+
+def _table(rows: Sequence[tuple[str, ...]], footers: list[str]) -> Summary:
+    """Rows as aligned columns (the 4th, the parameter counts, to the right), ruled, then the footers."""
+    widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) if c != 3 else cell.rjust(w) for c, (cell, w) in enumerate(zip(row, widths)))
+             .rstrip() for row in rows]
+    rule = "-" * max(len(line) for line in lines)
+    return Summary("\n".join([lines[0], rule, *lines[1:], rule, *footers]))
 
 
 def _tree(name: str, layer: Layer, depth: int) -> Iterator[tuple[str, int, Layer]]:

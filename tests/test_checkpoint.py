@@ -155,3 +155,34 @@ def test_resume_removes_what_an_interrupted_save_left_and_nothing_else(tmp_path)
     assert result.returncode == 0, result.stderr
     assert not stale.exists()
     assert users.read_text() == "a user's file"
+
+
+def test_a_two_output_graph_model_resumes_to_the_same_weights_and_history(tmp_path):
+    rng = np.random.default_rng(7)
+    x = {"a": rng.normal(size=(24, 4)), "b": rng.normal(size=(24, 3))}
+    y = {"cls": rng.integers(0, 3, size=24), "box": rng.normal(size=(24, 2))}
+    path = tmp_path / "ck.npz"
+
+    def make():
+        lamina.seed(2)
+        a, b = lamina.Input((4,), name="a"), lamina.Input((3,), name="b")
+        enc = lamina.layer("Linear", 5)
+        h = lamina.layer("Concatenate")([enc(lamina.layer("Linear", 3)(a)), enc(b)])
+        h = lamina.layer("Dropout", 0.2)(lamina.layer("Tanh")(h))  # draws from the generator: resumed too
+        return lamina.Model(inputs={"a": a, "b": b},
+                            outputs={"cls": lamina.layer("Linear", 3)(h), "box": lamina.layer("Linear", 2)(h)})
+
+    options = dict(loss={"cls": lamina.loss("CrossEntropy", from_logits=True), "box": "MSE"},
+                   loss_weights={"cls": 1.0, "box": 0.3}, metrics={"cls": ["accuracy"]}, optim="Adam",
+                   batch_size=8, verbose=False)
+    whole = make()
+    full = whole.train(x, y, epochs=5, **options)
+    make().train(x, y, epochs=2, callbacks=[lamina.callback("Checkpoint", path)], **options)
+    saved = lamina.load(path)
+    assert saved.loss.loss_weights == {"cls": 1.0, "box": 0.3} and set(saved.progress["history"]) >= {
+        "loss", "cls_loss", "box_loss", "cls_accuracy"}
+    resumed = make()
+    history = resumed.train(x, y, epochs=5, resume_from=path, **{k: v for k, v in options.items() if k != "optim"})
+    assert history.history == full.history
+    for name, param in whole.parameters().items():
+        np.testing.assert_array_equal(resumed.parameters()[name].value, param.value)

@@ -1,4 +1,5 @@
-"""Graph models and chains that use one layer twice, in model files: saved, loaded, bit-exact."""
+"""Graph models and chains that use one layer twice, in model files (saved, loaded, bit-exact), in
+weights files and state dicts by name, and in `summary()`."""
 from __future__ import annotations
 
 import json
@@ -127,3 +128,40 @@ def test_a_node_with_keyword_arguments_keeps_them_in_the_description():
     out = lamina.layer("Relu")(x_in)
     model = lamina.Model(inputs=x_in, outputs=out)
     assert "kwargs" not in model.graph.describe()["nodes"][0]  # only when a call has some
+
+
+def test_a_graph_models_state_dict_and_weights_files_go_by_the_layers_first_use(tmp_path):
+    lamina.seed(7)
+    model, (x, _) = two_outputs(), data()
+    state = model.state_dict()
+    assert list(state)[:2] == ["0.weight", "0.bias"] and "4.weight" in state  # the encoder once, at its first use
+    assert len(state) == 2 * 4  # four Linears, one of them shared
+    lamina.seed(8)
+    other = two_outputs()
+    assert other.load_state_dict(state).ok
+    for name in ("cls", "box"):
+        np.testing.assert_array_equal(other.predict(x)[name], model.predict(x)[name])
+    for layout in ("lamina", "torch"):
+        model.save_weights(tmp_path / f"{layout}.safetensors", layout=layout)
+        lamina.seed(9)
+        fresh = two_outputs()
+        report = fresh.load_weights(tmp_path / f"{layout}.safetensors", layout=layout)
+        assert report.ok
+        np.testing.assert_array_equal(fresh.predict(x)["box"], model.predict(x)["box"])
+
+
+def test_the_summary_of_a_graph_lists_nodes_with_their_inputs_and_counts_a_shared_layer_once():
+    lamina.seed(10)
+    model = two_outputs()
+    text = model.summary()
+    lines = text.splitlines()
+    assert lines[0].split() == ["#", "Layer", "Output", "shape", "Params", "Inputs"]
+    rows = {line.split()[0]: line for line in lines[2:-3]}
+    assert rows["a"].split()[1:] == ["Input", "(None,", "6)", "0"]
+    assert rows["0"].endswith("56  a")  # Linear(8) on a: 6 * 8 + 8 parameters
+    assert rows["3"].rstrip().endswith("1, 2") and "Concatenate" in rows["3"]
+    assert "(shared with node 0)" in rows["5"] and rows["5"].rstrip().endswith("4")
+    assert lines[-2] == "Outputs: 'cls' = node 8, 'box' = node 7"
+    counted = sum(p.size for p in model.parameters().values())
+    assert lines[-1] == f"Total params: {counted:,}"
+    assert counted == 56 + 42 + 8 * (8 + 16) + 8 + 3 * 24 + 3

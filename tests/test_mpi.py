@@ -353,3 +353,53 @@ def test_metrics_over_mpi_equal_one_process_and_sklearn(tmp_path):
     assert two["auc"][-1] == pytest.approx(metrics.roc_auc_score(y, p, multi_class="ovr"), rel=1e-12)
     assert two["auc_pr"][-1] == pytest.approx(metrics.average_precision_score(y, p), rel=1e-12)
     assert two["top_k_accuracy"][-1] == pytest.approx(metrics.top_k_accuracy_score(y, p, k=2), rel=1e-12)
+
+
+GRAPH_SCRIPT = '''
+import sys
+import numpy as np
+import lamina
+
+strategy, out = sys.argv[1], sys.argv[2]
+generator = np.random.default_rng(3)
+x = {"a": generator.normal(size=(96, 5)), "b": generator.normal(size=(96, 3))}
+y = {"cls": generator.integers(0, 3, size=96), "box": generator.normal(size=(96, 2))}
+# rows weigh differently per output: each process's share of every output's weights differs
+weights = {"cls": generator.uniform(0.0, 2.0, size=96), "box": (np.arange(96) % 3 != 0) * 1.0}
+lamina.seed(4)
+a, b = lamina.Input((5,), name="a", dtype="float64"), lamina.Input((3,), name="b", dtype="float64")
+enc = lamina.layer("Linear", 6)
+h = lamina.layer("Concatenate")([lamina.layer("Tanh")(enc(lamina.layer("Linear", 3)(a))), enc(b)])
+h = lamina.layer("BatchNorm")(h)
+model = lamina.Model(inputs={"a": a, "b": b},
+                     outputs={"cls": lamina.layer("Linear", 3)(h), "box": lamina.layer("Linear", 2)(h)})
+history = model.train(x, y, optim=lamina.optimizer("Adam", lr=0.01),
+                      loss={"cls": lamina.loss("CrossEntropy", from_logits=True), "box": "MSE"},
+                      loss_weights={"cls": 1.0, "box": 0.5}, metrics={"cls": ["accuracy"]}, sample_weight=weights,
+                      epochs=3, batch_size=16, validation_split=0.25, verbose=False, strategy=strategy)
+if lamina.active_strategy().is_main:
+    np.savez(out, *[p.value for p in model.parameters().values()], *model.buffers().values(),
+             **{key: np.array(values) for key, values in history.items()})
+'''
+
+
+@needs_mpi
+def test_a_two_output_graph_model_trains_over_mpi_as_in_one_process(tmp_path):
+    script = tmp_path / "graph.py"
+    script.write_text(GRAPH_SCRIPT)
+    environment = dict(os.environ, OPENBLAS_NUM_THREADS="1")
+    runs = {}
+    for ranks in (0, 2, 3):
+        out = tmp_path / f"graph-{ranks}.npz"
+        command = [sys.executable, str(script), "local" if ranks == 0 else "mpi", str(out)]
+        if ranks:
+            command = [MPIEXEC, "-n", str(ranks), *command]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=180, env=environment, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        runs[ranks] = dict(np.load(out))
+    assert {"loss", "cls_loss", "box_loss", "cls_accuracy", "val_box_loss"} <= set(runs[0])
+    for ranks in (2, 3):
+        assert set(runs[ranks]) == set(runs[0])
+        for key, value in runs[0].items():  # float64: the shards sum in another order, to ~1e-16
+            scale = max(float(np.max(np.abs(value))), 1e-30)
+            assert float(np.max(np.abs(runs[ranks][key] - value))) / scale < 1e-10, (ranks, key)

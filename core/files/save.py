@@ -5,6 +5,11 @@ Reading them back is `lamina.files.load`'s job.
 Layout (it is also a valid .npz):
     config.json                   format, lamina's version, layers, plugins, weight names (a frozen
                                   one with "trainable": false), "frozen_layers" (their paths)...
+                                  Format version 2 adds, where needed: "graph" (a graph model's
+                                  `Graph.describe()`; "layers" then lists each layer once, in order
+                                  of first use), "order" (a chain that uses a layer at several
+                                  places: each place's index into "layers") and "output_losses"
+                                  (the loss and its weight per output, after several-output training)
     weights/<name>.npy            one per parameter, named like model.parameters() ("0.weight")
     buffers/<name>.npy            non-trained layer state, named like model.buffers()
     optimizer/<i>/<key>.npy       optimizer state arrays for parameter i (include_optimizer=True)

@@ -203,7 +203,7 @@ def load_state_dict(model: Trainable, state: object, strict: bool, layout: str) 
 def checked(model: Trainable, layout: str, method: str) -> str:
     """`layout`, checked for `Model.<method>`, on a model that must be built (else a LaminaError)."""
     layout = one_of(layout, "layout", f"Model.{method}", LAYOUTS)
-    if model.input_shape is None:
+    if model.input_shape is None and getattr(model, "graph", None) is None:  # a graph is built when made
         raise LaminaError(
             f"Model.{method}: the model is not built yet (its layers make their parameters on their first input); "
             "build it first with model.build(x) on a few rows of input (or predict or train once), then call "
