@@ -11,6 +11,8 @@ import sys
 import pytest
 from conftest import ROOT, run_python
 
+import lamina
+
 XOR_EXAMPLES = ["xor.py", "xor_softmax.py"]
 
 
@@ -155,3 +157,37 @@ def test_the_imbalanced_digits_example_raises_the_minority_classes_recall_with_b
     assert (after > before).all(), (before, after)  # every rare class is found more often
     assert after.mean() >= before.mean() + 0.4
     assert "recall per class" in capsys.readouterr().out
+
+
+def test_the_siamese_example_tells_pairs_of_digits_apart_from_python_and_from_its_config(tmp_path, capsys):
+    sys.path.insert(0, str(ROOT / "examples"))
+    try:
+        import siamese
+    finally:
+        sys.path.remove(str(ROOT / "examples"))
+    assert siamese.main() >= 0.93
+    assert "test accuracy: " in capsys.readouterr().out
+    result = run_python("-m", "lamina", "train", str(ROOT / "examples" / "configs" / "siamese.toml"), "--quiet",
+                        "--out", str(tmp_path / "siamese"))
+    assert result.returncode == 0, result.stderr
+    test = json.loads((tmp_path / "siamese" / "metrics.json").read_text())["test"]
+    assert test["binary_accuracy"] >= 0.93, test
+
+
+def test_the_tied_char_model_example_and_config_train_and_generate(tmp_path):
+    sys.path.insert(0, str(ROOT / "examples"))
+    try:
+        import tied_char_model
+    finally:
+        sys.path.remove(str(ROOT / "examples"))
+    held_out = tied_char_model.main(tmp_path / "python")
+    assert held_out < 2.6  # the unigram baseline is 3.0 nats per character
+    model = lamina.load(tmp_path / "python" / "model.npz")
+    assert len(model.parameters()) == 5 and model.graph.nodes[0].layer is model.graph.nodes[-1].layer
+    result = run_python("-m", "lamina", "train", str(ROOT / "examples" / "configs" / "tied_char.toml"), "--quiet",
+                        "--epochs", "1", "--out", str(tmp_path / "config"))
+    assert result.returncode == 0, result.stderr
+    for folder in ("python", "config"):
+        generated = run_python("-m", "lamina", "generate", str(tmp_path / folder / "model.npz"), "--prompt",
+                               "Call me ", "--length", "20", "--seed", "0")
+        assert generated.returncode == 0 and generated.stdout.startswith("Call me "), generated.stderr

@@ -12,8 +12,10 @@ from typing import Any
 
 from attrs import field, frozen
 
+from lamina.app import nodes
 from lamina.checks import MAX_NESTING, describe, nesting, printable
 from lamina.errors import ArgumentError, ConfigError, LaminaError
+from lamina.model import Model
 from lamina.protocols.dataset import Data
 from lamina.registry import CLASSES, KINDS, get_registry
 from lamina.training.options import TrainOptions, config_keys
@@ -64,15 +66,25 @@ KEYS = {
     "output": "the output folder (default runs/<config name>)",
     "dataset": 'a dataset name or a table with "name" and its options',
     "layers": 'a list of layer names or tables with "type" and its arguments (and trainable = false to freeze it)',
-    "loss": f'a loss name or a table with "type" (default "{KINDS["loss"].default}")',
+    "inputs": 'a graph model\'s inputs instead of layers: a list of tables with "name", "shape" (one row\'s, e.g. '
+              '[64]) and "dtype" (optional; "int64" for ids)',
+    "nodes": 'a graph model\'s layer calls, in order: tables with "name", "inputs" (a name or a list of names) and '
+             'the layer ("type" and its arguments, or layer = "<node name>" to call that node\'s layer again), '
+             'and "call" (optional: the call\'s keyword arguments)',
+    "outputs": "a graph model's outputs: a node name, or a list of node names (then loss, loss_weights and "
+               "metrics may be tables by output name)",
+    "loss": f'a loss name or a table with "type" (default "{KINDS["loss"].default}"), or a table by output name '
+            "of those",
+    "loss_weights": "a table from output name to a number >= 0: each output's loss weight in the total",
     "optimizer": f'an optimizer name or a table with "type" (default "{KINDS["optimizer"].default}")',
     "schedule": 'a table with "type": the optimizer\'s learning-rate schedule',
     "init": 'a table: weights = "a weights or model file" to start from (and layout, strict, exclude, freeze)',
     "tensorboard": "true or false (default): write TensorBoard event files into <output>/tensorboard "
                    "(needs pip install 'lamina[tensorboard]')",
     **config_keys(),
+    "metrics": "a list of metric names or tables, or a table by output name of such lists",
 }
-REQUIRED = ("dataset", "layers")
+REQUIRED = ("dataset", "layers")  # or, for a graph model, inputs, nodes and outputs instead of layers
 # Options whose config value names plugins (built below), not a value TrainOptions checks.
 PLUGIN_OPTIONS = ("metrics", "callbacks", "strategy")
 
@@ -129,8 +141,9 @@ def parse(text: str, source: str, name: str = "run") -> RunConfig:
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise config.error(key, f"unknown key.{hint} Known keys: {', '.join(KEYS)}")
     for key in REQUIRED:
-        if key not in data:
-            raise config.error(key, f"missing; it is required: {KEYS[key]}")
+        if key not in data and not (key == "layers" and nodes.is_graph(data)):
+            alternative = " (or, for a graph model, inputs, nodes and outputs)" if key == "layers" else ""
+            raise config.error(key, f"missing; it is required: {KEYS[key]}{alternative}")
     _check_int(config, "seed", minimum=0)
     _check_type(config, "output", str, "a folder path as a string")
     _check_type(config, "tensorboard", bool, KEYS["tensorboard"])
@@ -145,15 +158,50 @@ def parse(text: str, source: str, name: str = "run") -> RunConfig:
             except ArgumentError:
                 raise config.error(key, f"expected {KEYS[key]}, got {describe(data[key])}") from None
     for key in ("layers", "metrics", "callbacks"):
-        if key in data and not isinstance(data[key], list):
+        if key in data and not isinstance(data[key], list) and not (key == "metrics" and nodes.several(data)):
             raise config.error(key, f"expected {KEYS[key]}, got {describe(data[key])}")
-    if not data["layers"]:
+    if nodes.is_graph(data):
+        nodes.check(data, config.error)
+    elif not data["layers"]:
         raise config.error("layers", "the list is empty; a model needs at least one layer")
-    for i, spec in enumerate(data["layers"]):  # before the data loads: a wrong type fails at once
-        _trainable_flag(config, spec, f"layers[{i}]")
+    for key, spec in _layer_specs(data):  # before the data loads: a wrong type fails at once
+        _trainable_flag(config, spec, key)
+    check_outputs(config)
     check_init(config)
     data.setdefault("output", f"runs/{name}")
     return config
+
+
+def _layer_specs(data: dict[str, Any]) -> list[tuple[str, Any]]:
+    """(key, spec) of every layer the config makes: its [[layers]], or its [[nodes]] that make one."""
+    if nodes.is_graph(data):
+        return [(f"nodes[{i}]", node) for i, node in enumerate(data["nodes"]) if "layer" not in node]
+    return [(f"layers[{i}]", spec) for i, spec in enumerate(data["layers"])]
+
+
+def check_outputs(config: RunConfig) -> None:
+    """`loss`, `metrics` and `loss_weights` by output name: tables whose keys are the outputs."""
+    outputs = nodes.output_names(config.data, config.error) if nodes.several(config.data) else []
+    loss, metrics, weights = config.get("loss"), config.get("metrics"), config.get("loss_weights")
+    if weights is not None and not outputs:
+        raise config.error("loss_weights", "weighs the losses of a model's several outputs (outputs = [names]); "
+                                           "this model has one output: leave it out")
+    per_output = [("loss", loss)] if isinstance(loss, dict) and "type" not in loss and outputs else []
+    per_output += [(key, value) for key, value in (("metrics", metrics), ("loss_weights", weights))
+                   if isinstance(value, dict)]
+    for key, table in per_output:
+        for name, value in table.items():
+            if name not in outputs:
+                raise config.error(f"{key}.{name}", f"{name!r} is no output of the model; its outputs are {outputs}")
+            if key == "metrics" and not isinstance(value, list):
+                raise config.error(f"metrics.{name}", f"expected a list of metric names or tables, got "
+                                                      f"{describe(value)}")
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if key == "loss_weights" and not (number and 0 <= value < float("inf")):
+                raise config.error(f"loss_weights.{name}", f"expected a number >= 0, got {describe(value)}")
+    if weights is not None and not isinstance(weights, dict):
+        raise config.error("loss_weights", f"expected {KEYS['loss_weights']}, e.g. loss_weights = {{"
+                                           f"{outputs[0]} = 1.0}}, got {describe(weights)}")
 
 
 INIT_KEYS = {
@@ -250,6 +298,32 @@ def build_list(config: RunConfig, kind: str, key: str) -> list[Any]:
     return [build(config, kind, spec, f"{key}[{i}]") for i, spec in enumerate(config.get(key, []))]
 
 
+def build_model(config: RunConfig, x: Any) -> Model:
+    """The config's model: a chain of its [[layers]], or the graph of its inputs, nodes and
+    outputs (taking a dict by input name when the dataset's `x` is a dict)."""
+    if not nodes.is_graph(config.data):
+        return Model([build_layer(config, spec, f"layers[{i}]") for i, spec in enumerate(config.get("layers"))])
+    return nodes.build(config.data, config.error, lambda spec, key: build_layer(config, spec, key),
+                       dict_inputs=isinstance(x, dict))
+
+
+def build_loss(config: RunConfig) -> Any:
+    """The loss: one for every output, or (a table by output name) a dict of them."""
+    spec = config.get("loss", KINDS["loss"].default)
+    if nodes.several(config.data) and isinstance(spec, dict) and "type" not in spec:
+        return {name: build(config, "loss", value, f"loss.{name}") for name, value in spec.items()}
+    return build(config, "loss", spec, "loss")
+
+
+def build_metrics(config: RunConfig) -> Any:
+    """The metrics: a list for every output with a loss, or (a table by output name) a dict of lists."""
+    spec = config.get("metrics", [])
+    if isinstance(spec, dict):
+        return {name: [build(config, "metric", item, f"metrics.{name}[{i}]") for i, item in enumerate(specs)]
+                for name, specs in spec.items()}
+    return build_list(config, "metric", "metrics")
+
+
 def build_optimizer(config: RunConfig) -> Any:
     spec = config.get("optimizer", KINDS["optimizer"].default)
     if config.get("schedule") is None:
@@ -281,7 +355,7 @@ def load_weighted(config: RunConfig) -> tuple[Data, Any, Any]:
 
 
 # The keys whose tables build plugins; "classes" in them is the dataset's class count.
-PLUGIN_KEYS = ("layers", "loss", "optimizer", "schedule", "metrics", "callbacks")
+PLUGIN_KEYS = ("layers", "nodes", "loss", "optimizer", "schedule", "metrics", "callbacks")
 
 
 def count_classes(config: RunConfig, data: Data) -> RunConfig:
@@ -311,7 +385,13 @@ def count_classes(config: RunConfig, data: Data) -> RunConfig:
                                    f'"{CLASSES}" is the number of classes of the dataset, but {err}') from None
         return counted[0]
 
-    resolved = {key: walk(value, key, False) if key in PLUGIN_KEYS else value for key, value in config.data.items()}
+    def walk_key(key: str, value: Any) -> Any:
+        if key == "nodes" and isinstance(value, list):  # a node's own keys name nodes, not numbers
+            return [{k: v if k in nodes.NODE_KEYS else walk(v, f"nodes[{i}].{k}", True) for k, v in node.items()}
+                    for i, node in enumerate(value)]
+        return walk(value, key, False) if key in PLUGIN_KEYS else value
+
+    resolved = {key: walk_key(key, value) for key, value in config.data.items()}
     return RunConfig(config.source, resolved) if found else config
 
 
@@ -340,4 +420,5 @@ def split_options(config: RunConfig) -> dict[str, Any]:
 
 def training_options(config: RunConfig) -> dict[str, Any]:
     """The training options the config sets (checked by `parse`), as Model.train's keywords."""
-    return {key: config.get(key) for key in config_keys() if key in config.data and key not in PLUGIN_OPTIONS}
+    found = {key: config.get(key) for key in config_keys() if key in config.data and key not in PLUGIN_OPTIONS}
+    return found | ({"loss_weights": config.get("loss_weights")} if "loss_weights" in config.data else {})

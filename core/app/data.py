@@ -20,6 +20,7 @@ import lamina
 from lamina.errors import ArgumentError, FileFormatError, LaminaError
 from lamina.files import arrays
 from lamina.registry import get_registry
+from lamina.training.structure import rows_of
 
 
 def _reader(path: Path) -> str:
@@ -66,9 +67,9 @@ def scored_data(
         source = get_registry().build("dataset", spec, **options)
         if all_rows:
             x, y = source.arrays()
-            return x, y, {"part": "all", "scored": len(x), "total": len(x), "data": spec}
-        x_train, _, x_test, y_test = source.load()
-        rows = {"part": "test", "scored": len(x_test), "total": len(x_train) + len(x_test), "data": spec}
+            return x, y, {"part": "all", "scored": rows_of(x), "total": rows_of(x), "data": spec}
+        x_train, _, x_test, y_test = source.load()  # x may be a dict by input name (digit_pairs)
+        rows = {"part": "test", "scored": rows_of(x_test), "total": rows_of(x_train) + rows_of(x_test), "data": spec}
         return x_test, y_test, rows | _split_options(source)
     kind = _reader(path)
     options = {**options, "path": str(path)}

@@ -80,14 +80,7 @@ def generate(
     # without one, scores that are non-negative and sum to 1 are taken as probabilities.
     from_logits = getattr(model.loss, "from_logits", None)
     for _ in range(steps):
-        context = np.array(ids[-window:], dtype=np.int64)[None]
-        scores = np.asarray(model.predict(context), dtype=np.float64)
-        if scores.ndim != 3 or scores.shape[-1] != len(vocabulary):
-            raise ArgumentError(
-                f"{owner}: the model maps (1, {context.shape[1]}) ids to shape {scores.shape}, not to scores over its "
-                f"{len(vocabulary)} characters per position (1, {context.shape[1]}, {len(vocabulary)})"
-            )
-        last = scores[0, -1]
+        last = _next_scores(model, ids[-window:], window, len(vocabulary), owner)
         if not np.isfinite(last).all():
             raise ArgumentError(
                 f"{owner}: the model gives scores that are not finite (NaN or infinity) for the context "
@@ -100,7 +93,24 @@ def generate(
     return prompt + "".join(vocabulary[i] for i in ids[start:])
 
 
+def _next_scores(model: Model, context: list[int], window: int, size: int, owner: str) -> np.ndarray:
+    """The model's scores for the character after `context`. A graph model's Input has a fixed
+    length: a shorter context is padded after its end, which the scores at its last position
+    never read in a causal model (a language model's)."""
+    padded = context + [0] * (window - len(context)) if model.graph is not None else context
+    row = np.array(padded, dtype=np.int64)[None]
+    scores = np.asarray(model.predict(row), dtype=np.float64)
+    if scores.ndim != 3 or scores.shape[1:] != (row.shape[1], size):
+        raise ArgumentError(
+            f"{owner}: the model maps (1, {row.shape[1]}) ids to shape {scores.shape}, not to scores over its "
+            f"{size} characters per position (1, {row.shape[1]}, {size})"
+        )
+    return scores[0, len(context) - 1]
+
+
 def _window(model: Model) -> int:
+    if model.graph is not None and model.input_shape:  # its Input's length, whatever it was trained on
+        return int(model.input_shape[0])
     seq_len: Any = model.metadata.get("seq_len")
     if isinstance(seq_len, int) and not isinstance(seq_len, bool) and seq_len > 0:
         return seq_len

@@ -21,11 +21,12 @@ from lamina.files.atomic import atomic_write
 from lamina.files.records import older, valid_package_name, why_missing
 from lamina.model import Model
 from lamina.protocols.strategy import Strategy
-from lamina.registry import KINDS, TENSORBOARD_CALLBACK, get_registry, normalize_package
+from lamina.registry import TENSORBOARD_CALLBACK, get_registry, normalize_package
 from lamina.seeding import seed
 from lamina.training.checkpoint import Checkpoint
 from lamina.training.history import History
 from lamina.training.loop import validation_split_point
+from lamina.training.structure import rows_of
 from lamina.version import __version__
 
 
@@ -70,14 +71,14 @@ def _train(
     data, train_weights, test_weights = runconfig.load_weighted(config)  # csv's weight column, say
     config = runconfig.count_classes(config, data)  # units = "classes": the dataset's class count
     x_train, y_train, x_test, y_test = data
-    layers = [runconfig.build_layer(config, spec, f"layers[{i}]") for i, spec in enumerate(config.get("layers"))]
-    model = Model(layers)
+    model = runconfig.build_model(config, x_train)  # a chain of layers, or a graph of nodes
+    y_train, y_test = model_targets(model, y_train), model_targets(model, y_test)
     model.metadata.update(data.metadata)  # e.g. a text dataset's vocabulary, saved with the model
     if runconfig.split_options(config):  # which rows were held out: lamina evaluate scores the same
         model.metadata["dataset"] = runconfig.split_options(config)
-    loss = runconfig.build(config, "loss", config.get("loss", KINDS["loss"].default), "loss")
+    loss = runconfig.build_loss(config)  # one, or a dict by output name
     optim = runconfig.build_optimizer(config)
-    metrics = runconfig.build_list(config, "metric", "metrics")
+    metrics = runconfig.build_metrics(config)
     callbacks = runconfig.build_list(config, "callback", "callbacks")
     if config.get("tensorboard", False):  # after the config's callbacks: it shows what they log
         tensorboard = {"type": TENSORBOARD_CALLBACK, "log_dir": str(folder / "tensorboard")}
@@ -89,7 +90,7 @@ def _train(
     if resume and strategy.is_main:  # what an interrupted save of this run's own files left behind
         remove_stale_temporaries(_files_written(folder, callbacks))
     if not resume:  # a resumed run takes its weights and flags from its checkpoint
-        for line in initial.start_from_weights(config, model, x_train[:1]):
+        for line in initial.start_from_weights(config, model, first_rows(x_train)):
             say(line)
     options = runconfig.training_options(config) | ({"epochs": epochs} if epochs else {})
     if train_weights is not None:  # class_weight comes with the options; class names map through model.metadata
@@ -101,19 +102,34 @@ def _train(
         )
     except LaminaError as err:
         raise type(err)(f"{config.source}: training failed: {err}") from None
-    test = model.evaluate(x_test, y_test, metrics=metrics, sample_weight=test_weights) if len(x_test) else {}
+    tested = rows_of(x_test) > 0
+    test = model.evaluate(x_test, y_test, metrics=metrics, sample_weight=test_weights) if tested else {}
     # a classifier's report over the test rows (all processes take part in the collective)
-    report = classifier_report(model, loss, x_test, y_test, test_weights) if len(x_test) else None
+    report = classifier_report(model, loss, x_test, y_test, test_weights) if tested else None
     if not strategy.is_main:  # the main process writes the files
         return RunResult(model, history, test, folder, {})
-    trained = validation_split_point(len(x_train), config.get("validation_split", 0.0))
+    rows = rows_of(x_train)
+    trained = validation_split_point(rows, config.get("validation_split", 0.0))
     files = _write_reports(config, model, history, test, folder)
     if report is not None:
         files["report"] = atomic_write(folder / "report.json", json.dumps(as_json(report), indent=2) + "\n")
-    held_out = f" ({len(x_train) - trained} held out for validation)" if trained < len(x_train) else ""
+    held_out = f" ({rows - trained} held out for validation)" if trained < rows else ""
     say(f"trained {len(history)} epochs on {trained} samples{held_out}")
     _say_results(say, history, test, files, checkpoint if resume else None)
     return RunResult(model, history, test, folder, files)
+
+
+def model_targets(model: Model, y: Any) -> Any:
+    """`y`, or of a dataset's dict of targets those the model has outputs for (a dataset may
+    give more targets than a config's model uses)."""
+    if isinstance(y, dict) and model.output_format == "dict":
+        return {name: value for name, value in y.items() if name in model.output_names}
+    return y
+
+
+def first_rows(x: Any) -> Any:
+    """The first row of `x`: of one array, or of each array of a dict by input name."""
+    return {name: array[:1] for name, array in x.items()} if isinstance(x, dict) else x[:1]
 
 
 def _say_results(say: Callable[[str], None], history: History, test: dict[str, Any], files: dict[str, Path],
@@ -143,6 +159,8 @@ def classifier_report(model: Model, loss: Any, x: Any, y: Any, sample_weight: An
     """evaluate's report on (x, y) for a classifier: a model trained with a classification loss
     (CrossEntropy; BinaryCrossEntropy with one output; a plugin loss whose class says
     `classifies = True`); None for any other model."""
+    if isinstance(loss, dict) or model.output_format != "array":
+        return None  # a report is about one output's classes
     kind = type(loss).__name__.lower()
     if not (kind in CLASSIFICATION_LOSSES or getattr(loss, "classifies", False)):
         return None

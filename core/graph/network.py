@@ -108,7 +108,7 @@ class Graph:
             layer = node.layer
             args = [values[slot] for slot in self.refs[j]]
             try:
-                out = layer(args if node.listed else args[0])
+                out = layer(args if node.listed else args[0], **node.kwargs)
             except ShapeError as err:
                 raise ShapeError(f"{self.place(j)}: {err}") from None
             except Exception as err:
@@ -194,8 +194,9 @@ class Graph:
     # -- description --------------------------------------------------------------------------
 
     def describe(self) -> dict[str, Any]:
-        """The graph as JSON values: each node's layer (its index in `layers`) and inputs (["input", i]
-        or ["node", j], j an earlier node), the inputs (name, shape, dtype) and outputs (name, ref)."""
+        """The graph as JSON values: each node's layer (its index in `layers`), inputs (["input", i]
+        or ["node", j], j an earlier node) and, when the call had any, its keyword arguments
+        ("kwargs"); the inputs (name, shape, dtype) and outputs (name, ref)."""
         first = len(self.inputs)
 
         def ref(slot: int) -> list[Any]:
@@ -226,7 +227,7 @@ class Graph:
             if each is not None:
                 each(j, layer, args)
             value = args if node["list"] else _single(args, j, owner)
-            values.append(layer(value, **node["kwargs"]) if node.get("kwargs") else layer(value))
+            values.append(layer(value, **_kwargs(node, j, owner)))
         names = [item["name"] for item in description["inputs"]]
         outs = [_resolve(item["ref"], values, first, len(description["nodes"]), owner)
                 for item in description["outputs"]]
@@ -273,6 +274,15 @@ def _resolve(ref: object, values: list[Symbol], first: int, before: int, owner: 
     if isinstance(ref, (list, tuple)) and len(ref) == 2 and ref[0] == "node":
         return _index(values[first:first + before], ref[1], f"reference {ref!r} (only earlier nodes)", owner)
     raise ArgumentError(f"{owner}: graph description reference {describe(ref)} is not ['input', i] or ['node', j]")
+
+
+def _kwargs(node: Mapping[str, Any], j: int, owner: str) -> dict[str, Any]:
+    """A described node's call keywords ({} when it has none): a dict by str name."""
+    found = node.get("kwargs", {})
+    if not isinstance(found, Mapping) or not all(isinstance(key, str) and key.isidentifier() for key in found):
+        raise ArgumentError(f"{owner}: graph description nodes[{j}].kwargs is {describe(found)}, not a dict of "
+                            "keyword arguments by name")
+    return dict(found)
 
 
 def _single(args: list[Symbol], j: int, owner: str) -> Symbol:

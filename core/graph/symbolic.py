@@ -8,6 +8,7 @@ knows its shape. `lamina.Model(inputs=..., outputs=...)` turns the recorded node
 from __future__ import annotations
 
 import itertools
+import json
 import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -24,15 +25,18 @@ class Symbol:
     """A value of a graph under construction: an Input (`layer` None) or a layer's output.
 
     `shape` is one row's shape (without the batch axis); `inputs` the Symbols the layer was
-    called on, `listed` True when it was called on a list of them (a merge layer).
+    called on, `listed` True when it was called on a list of them (a merge layer); `kwargs` the
+    call's keyword arguments (`emb(h, reverse=True)`), JSON values, passed to every run's forward.
     """
 
-    __slots__ = ("shape", "dtype", "layer", "inputs", "listed", "name", "serial")
+    __slots__ = ("shape", "dtype", "layer", "inputs", "listed", "name", "serial", "kwargs")
 
     def __init__(self, shape: tuple[int, ...], dtype: np.dtype | None, layer: Any = None,
-                 inputs: tuple[Symbol, ...] = (), listed: bool = False, name: str | None = None) -> None:
+                 inputs: tuple[Symbol, ...] = (), listed: bool = False, name: str | None = None,
+                 kwargs: dict[str, Any] | None = None) -> None:
         self.shape, self.dtype, self.layer = shape, dtype, layer
         self.inputs, self.listed, self.name = inputs, listed, name
+        self.kwargs: dict[str, Any] = kwargs or {}
         self.serial = next(_serial)
 
     @property
@@ -76,12 +80,16 @@ def Input(shape: int | Sequence[int], name: str | None = None, dtype: Any = None
     return Symbol(tuple(int(n) for n in dims), found, name=name)
 
 
-def record(layer: Any, x: Any, build: Callable[[Any], np.ndarray]) -> Symbol:
-    """`layer` called on the Symbol `x` (or a list of Symbols): a new Symbol. `build(zeros)` runs
-    the layer on one zero row of each input, building it and giving the output's shape."""
+def record(layer: Any, x: Any, build: Callable[..., np.ndarray], kwargs: dict[str, Any] | None = None) -> Symbol:
+    """`layer` called on the Symbol `x` (or a list of Symbols), with keyword arguments `kwargs`: a
+    new Symbol. `build(zeros, **kwargs)` runs the layer on one zero row of each input, building it
+    and giving the output's shape."""
     listed = not isinstance(x, Symbol)
     items = tuple(x) if listed else (x,)
     name = type(layer).__name__
+    kwargs = dict(kwargs or {})
+    if kwargs:
+        _check_kwargs(name, kwargs)
     loose = [i for i, item in enumerate(items) if not isinstance(item, Symbol)]
     if loose:
         raise ArgumentError(
@@ -91,14 +99,27 @@ def record(layer: Any, x: Any, build: Callable[[Any], np.ndarray]) -> Symbol:
         )
     zeros = [np.zeros((1, *item.shape), dtype=item.dtype or DEFAULT_DTYPE) for item in items]
     try:
-        out = build(zeros if listed else zeros[0])
+        out = build(zeros if listed else zeros[0], **kwargs)
     except ShapeError as err:
         shapes = ", ".join(str((None, *item.shape)) for item in items)
         raise ShapeError(f"calling {printable(repr(layer), 120)} on symbolic input of shape {shapes}: {err}") from None
     if not isinstance(out, np.ndarray) or out.ndim == 0 or out.shape[0] != 1:
         raise ShapeError(f"{name} called on symbolic input gave {describe(out)}, not an array with the batch axis "
                          "first; a layer in a graph returns one array of shape (batch, ...)")
-    return Symbol(out.shape[1:], out.dtype, layer, items, listed)
+    return Symbol(out.shape[1:], out.dtype, layer, items, listed, kwargs=kwargs)
+
+
+def _check_kwargs(name: str, kwargs: dict[str, Any]) -> None:
+    """A graph node's keyword arguments are saved with the model (config.json): JSON values only."""
+    for key, value in kwargs.items():
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError, RecursionError):
+            raise ArgumentError(
+                f"{name} was called on symbolic input with {key}={printable(repr(value), 80)}; the keyword arguments "
+                "of a layer call in a graph are saved with the model, so they must be JSON values (bool, int, finite "
+                "float, str, None, or lists and dicts of them)"
+            ) from None
 
 
 def reachable(outputs: Sequence[Symbol]) -> list[Symbol]:

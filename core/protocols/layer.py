@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import inspect
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, Protocol
@@ -11,7 +12,7 @@ import numpy as np
 
 from lamina import trace
 from lamina.checks import boolean, printable
-from lamina.errors import LaminaError, ShapeError
+from lamina.errors import ArgumentError, LaminaError, ShapeError
 from lamina.graph.symbolic import Symbol, record
 from lamina.parameter import Parameter
 from lamina.protocols.configurable import Configurable
@@ -113,9 +114,13 @@ class Layer(Configurable):
         learns nothing from data does not define it."""
         raise LaminaError(f"{type(self).__name__} learns nothing from data: it has no adapt step")
 
-    def __call__(self, x: Any) -> np.ndarray:  # an array; a list of them for a merge layer; or Symbols
+    def __call__(self, x: Any, **kwargs: Any) -> np.ndarray:  # an array; a list of them for a merge layer; or Symbols
+        """`forward(x, **kwargs)`; keyword arguments choose how this call computes (Embedding's
+        `reverse=True`), and a graph records them with the node. On symbolic values: a graph node."""
+        if kwargs:
+            self._check_call(kwargs)
         if isinstance(x, Symbol) or (type(x) in (list, tuple) and any(isinstance(item, Symbol) for item in x)):
-            return record(self, x, self._symbolic_build)  # type: ignore[return-value]  # a graph node, not a value
+            return record(self, x, self._symbolic_build, kwargs)  # type: ignore[return-value]  # a node, not a value
         if not self.adapted and not _building.get():
             name = type(self).__name__
             raise LaminaError(
@@ -124,23 +129,40 @@ class Layer(Configurable):
                 f"statistics given, if it takes them (help({type(self).__module__}.{name}))"
             )
         if isinstance(x, Operand):  # inside another layer's traced forward (autodiff or export): one node
+            if kwargs:
+                raise LaminaError(
+                    f"{type(self).__name__} was called with keyword arguments {sorted(kwargs)} inside another layer's "
+                    "derived (forward-only) forward, which lamina cannot record yet; call it so in a graph model "
+                    "(lamina.Model(inputs=..., outputs=...)) or from a layer with a hand-written backward"
+                )
             out = x.trace.call_layer(self, x)  # type: ignore[attr-defined]  # Tape and the exporter define it
         elif not self._built:
-            out = self._first_call(x)
+            out = self._first_call(x, kwargs)
         else:
-            out = self._run(x)
+            out = self._run(x, kwargs)
         observer = _observer.get()
         if observer is not None:
             observer(self, out)
         return out
 
-    def _run(self, x: np.ndarray) -> np.ndarray:
+    def _check_call(self, kwargs: dict[str, Any]) -> None:
+        """Keyword arguments that `forward` does not take are an ArgumentError naming them."""
+        try:
+            inspect.signature(self.forward).bind(None, **kwargs)
+        except TypeError:
+            raise ArgumentError(
+                f"{type(self).__name__} was called with the keyword arguments {sorted(kwargs)}, but its forward "
+                f"takes {str(inspect.signature(self.forward))}; pass only the keywords its forward names"
+            ) from None
+
+    def _run(self, x: np.ndarray, kwargs: dict[str, Any] | None = None) -> np.ndarray:
+        kwargs = kwargs or {}
         if not self._autodiff or not _recording.get():  # model inference records nothing
             if _tracing.get() is None:
-                return self.forward(x)
+                return self.forward(x, **kwargs)
             token = _tracing.set(None)  # plain arrays here, even inside another layer's traced forward
             try:
-                return self.forward(x)
+                return self.forward(x, **kwargs)
             finally:
                 _tracing.reset(token)
         previous = self.__dict__.get("_tape")
@@ -152,13 +174,13 @@ class Layer(Configurable):
         leaf = tape.leaf(x, needed=self.needs_input_grad and not self.integer_input)
         token = _tracing.set(tape)
         try:
-            out = self.forward(leaf)  # type: ignore[arg-type]
+            out = self.forward(leaf, **kwargs)  # type: ignore[arg-type]
         finally:
             _tracing.reset(token)
         self._tape, self._out, self._leaf = tape, out, leaf
         return out.value if isinstance(out, Traced) else np.asarray(out)
 
-    def _first_call(self, x: np.ndarray) -> np.ndarray:
+    def _first_call(self, x: np.ndarray, kwargs: dict[str, Any] | None = None) -> np.ndarray:
         # A rejected first input leaves nothing behind, here or in a sublayer: no weights
         # built for its shape.
         before = [(layer, dict(vars(layer))) for layer in self.walk()]
@@ -167,7 +189,7 @@ class Layer(Configurable):
             self._built = True
             self.training = self.training  # sublayers made by build take the layer's mode
             self._freeze_built()  # and its frozen flags; after forward, weights that forward built
-            out = self._run(x)
+            out = self._run(x, kwargs)
             self._freeze_built()
         except ShapeError:
             for layer, state in before:
@@ -176,13 +198,13 @@ class Layer(Configurable):
             raise
         return out
 
-    def _symbolic_build(self, x: Any) -> np.ndarray:
+    def _symbolic_build(self, x: Any, **kwargs: Any) -> np.ndarray:
         """The output for `x` (zeros of one row) in inference, only to build the layer and learn
         the output's shape when it is called on symbolic values; it keeps nothing."""
         token = _recording.set(False)
         try:
             with building():
-                return self(x)
+                return self(x, **kwargs)
         finally:
             _recording.reset(token)
             self.release()

@@ -1,5 +1,5 @@
-"""Datasets: xor, spirals, digits and moby_dick (shipped), and npz / csv / text loaders for a
-user's own files.
+"""Datasets: xor, spirals, digits, digit_pairs and moby_dick (shipped), and npz / csv / text
+loaders for a user's own files.
 
 Each returns (x_train, y_train, x_test, y_test) with float32 inputs; class labels are int64.
 Splits and synthetic draws use the dataset's own `seed`, so data never depends on what else
@@ -125,6 +125,62 @@ class Digits(lamina.Dataset):
     def metadata(self) -> dict[str, object]:
         """The class names: the digit each label stands for, when `labels` picks them."""
         return {} if self.labels is None else {"classes": [str(n) for n in self.labels]}
+
+
+class DigitPairs(lamina.Dataset):
+    """Pairs of 8x8 digits, same digit or not: x is {"left": (n, 64), "right": (n, 64)} (or
+    (n, 1, 8, 8) images with `flatten=False`), y (n, 1) float32, 1.0 where both show the same
+    digit; for a Siamese model (one encoder on both sides).
+
+    The digits are split first (as `digits` splits them, by `test_split` and `seed`), so no test
+    pair holds a training image. Each image is the left of `per_image` pairs of its part; half
+    the pairs, in a seeded random order, pair it with another image of its digit, the other half
+    with an image of another digit. `digits=True` makes y a dict for a model with several
+    outputs: "same" as above, and "left_digit" and "right_digit", each image's digit (int64
+    labels 0..9), for auxiliary heads.
+    """
+
+    def __init__(self, test_split: float = 0.2, seed: int = 0, per_image: int = 1, flatten: bool = True,
+                 digits: bool = False) -> None:
+        self.test_split = fraction(test_split, "test_split", "digit_pairs")
+        self.seed = _seed(seed, "digit_pairs")
+        self.per_image = positive_int(per_image, "per_image", "digit_pairs", example=2)
+        self.flatten = lamina.checks.boolean(flatten, "flatten", "digit_pairs")
+        self.digits = lamina.checks.boolean(digits, "digits", "digit_pairs")
+
+    # x (and y with digits=True) are dicts by name, which Dataset.load's type (four arrays) does not say yet
+    def load(self) -> tuple[dict[str, np.ndarray], object, dict[str, np.ndarray], object]:  # type: ignore[override]
+        x_train, y_train, x_test, y_test = Digits(self.test_split, self.seed, flatten=self.flatten).load()
+        draws = np.random.default_rng([self.seed, 1])  # apart from the split's own stream
+        train, train_y = self._pairs(x_train, y_train, draws)
+        test, test_y = self._pairs(x_test, y_test, draws)
+        return train, train_y, test, test_y
+
+    def _pairs(self, x: np.ndarray, y: np.ndarray, draws: np.random.Generator) -> tuple[dict[str, np.ndarray],
+                                                                                       object]:
+        left = np.tile(np.arange(len(x)), self.per_image)
+        same = np.arange(len(left)) % 2 == 0
+        draws.shuffle(same)
+        right = np.empty_like(left)
+        for label in np.unique(y):
+            mine, others = np.flatnonzero(y == label), np.flatnonzero(y != label)
+            rows = np.flatnonzero(y[left] == label)
+            pick = same[rows]
+            if len(mine) < 2 or not len(others):  # one image of a digit, or one digit: no true pairs to draw
+                raise lamina.ArgumentError("digit_pairs: each part needs two images of every digit and two digits; "
+                                           "lower test_split")
+            # another image of the same digit: a random offset (not 0) in its list of images
+            place = np.searchsorted(mine, left[rows[pick]])
+            right[rows[pick]] = mine[(place + draws.integers(1, len(mine), size=pick.sum())) % len(mine)]
+            right[rows[~pick]] = others[draws.integers(0, len(others), size=(~pick).sum())]
+        target = same.astype(np.float32)[:, None]
+        if self.digits:
+            return {"left": x[left], "right": x[right]}, {"same": target, "left_digit": y[left],
+                                                         "right_digit": y[right]}
+        return {"left": x[left], "right": x[right]}, target
+
+    def metadata(self) -> dict[str, object]:
+        return {} if self.digits else {"classes": ["different", "same"]}
 
 
 def _targets(y: np.ndarray, classification: bool | None) -> np.ndarray:
@@ -610,6 +666,7 @@ def register_datasets(register):
     register(Xor, name="xor")
     register(Spirals, name="spirals")
     register(Digits, name="digits")
+    register(DigitPairs, name="digit_pairs")
     register(Npz, name="npz")
     register(Csv, name="csv")
     register(Text, name="text")

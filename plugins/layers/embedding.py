@@ -12,9 +12,14 @@ class Embedding(lamina.Layer):
 
     "weight" (num_embeddings, dim), N(0, 1) by default as in PyTorch, in `dtype`. Backward adds
     each output gradient into its id's row (ids that repeat accumulate); ids get no gradient.
+
+    `emb(h, reverse=True)` maps vectors back to scores over the ids, h (..., dim) -> h @ weight.T
+    (..., num_embeddings), as Keras' ReversibleEmbedding: one matrix as a language model's input
+    and output layer (tied embeddings). In a graph both calls share the weight, and the gradient
+    of each adds into it: dW += grad^T h, dh = grad W.
     """
 
-    keeps = ("_ids",)  # what forward keeps for backward
+    keeps = ("_ids", "_h", "_reverse")  # what forward keeps for backward, and which way it went
     torch_layout = True  # torch.nn.Embedding(num_embeddings, dim)
 
     conformance_cases = [Case({"num_embeddings": 7, "dim": 3, "dtype": "float64"}, (4, 3), input=integers(7))]
@@ -43,7 +48,10 @@ class Embedding(lamina.Layer):
     def parameters(self) -> dict[str, lamina.Parameter]:
         return {"weight": self.weight}
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def forward(self, x: np.ndarray, reverse: bool = False) -> np.ndarray:
+        self._reverse = lamina.checks.boolean(reverse, "reverse", "Embedding")
+        if self._reverse:
+            return self._scores(x)
         ids = lamina.checks.as_integers(x, "ids", "Embedding")
         if ids.size and (ids.min() < 0 or ids.max() >= self.num_embeddings):
             raise lamina.ArgumentError(
@@ -60,12 +68,33 @@ class Embedding(lamina.Layer):
             return np.zeros(shape, dtype=self.weight.value.dtype)
         return self.weight.value[ids]
 
-    def backward(self, grad: np.ndarray) -> None:
+    def _scores(self, h: np.ndarray) -> np.ndarray:
+        """Reverse mode: h (..., dim) -> h @ weight.T (..., num_embeddings)."""
+        lamina.checks.input_shape(h, "Embedding(reverse=True)", last=self.dim)
+        h = np.asarray(h)
+        if h.dtype.kind != "f":
+            raise lamina.ArgumentError(f"Embedding(reverse=True): the input must be float vectors of width "
+                                       f"{self.dim}, got an array of {h.dtype}; call it without reverse on ids")
+        self._h = h
+        shape = (*h.shape[:-1], self.num_embeddings)
+        self.reserve(shape, self.weight.value.dtype, "the scores", output=True)
+        if self.only_building:
+            return np.zeros(shape, dtype=np.result_type(h, self.weight.value))
+        return h @ self.weight.value.T
+
+    def backward(self, grad: np.ndarray) -> np.ndarray | None:
+        if self._reverse:  # y = h W^T: dW += grad^T h, dh = grad W
+            if self.weight.trainable:
+                self.weight.grad += grad.reshape(-1, self.num_embeddings).T @ self._h.reshape(-1, self.dim)
+            return grad @ self.weight.value if self.needs_input_grad else None
         if self.weight.trainable:  # frozen: nothing to compute
             np.add.at(self.weight.grad, self._ids.ravel(), grad.reshape(-1, self.dim))
         return None
 
-    def to_onnx(self, graph, x):
+    def to_onnx(self, graph, x, reverse=False):
+        if reverse:  # the scores: x @ weight^T, the transposed initializer
+            weight = graph.op("Transpose", graph.parameter(self.weight, "weight"), perm=[1, 0])
+            return graph.op("MatMul", x, weight)
         if graph.dtype_of(x) != np.int64:
             x = graph.op("Cast", x, to=7)  # int64
         return graph.op("Gather", graph.parameter(self.weight, "weight"), x, axis=0)
