@@ -159,7 +159,13 @@ def test_every_code_block_on_the_page_runs(page, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     import lamina
     lamina.seed(0)
-    Reader(page, tmp_path).run()
+    registry = lamina.get_registry()
+    before = {info.package for info in registry.plugins()}
+    try:
+        Reader(page, tmp_path).run()
+    finally:  # a page that registers a plugin of its own (a GraphBlock) leaves the registry as it found it
+        for package in {info.package for info in registry.plugins()} - before:
+            registry.remove_package(package)
 
 
 def test_the_reader_compares_output_and_finds_every_kind_of_block(tmp_path):

@@ -346,3 +346,38 @@ def test_a_chain_is_unchanged():
     assert (model.input_names, model.output_names, model.input_format, model.output_format) == (
         ("input",), ("output",), "array", "array")
     assert model.predict(np.ones((3, 4))).shape == (3, 2)
+
+
+def test_a_forward_only_layer_called_on_a_list_gets_a_gradient_for_each_item():
+    class AbsDifference(lamina.Layer):  # no backward: lamina derives one gradient per list item
+        def forward(self, xs):
+            a, b = xs
+            return np.abs(a - b)
+
+    rng = np.random.default_rng(0)
+    errors = check_layer_gradients(AbsDifference(), [rng.normal(size=(4, 3)), rng.normal(size=(4, 3))])
+    assert set(errors) == {"input.0", "input.1"} and max(errors.values()) < 1e-7
+    lamina.seed(0)
+    a, b = lamina.Input((3,), dtype="float64"), lamina.Input((3,), dtype="float64")
+    encoder = lamina.layer("Linear", 2)
+    model = lamina.Model(inputs=[a, b], outputs=lamina.layer("Linear", 1)(AbsDifference()([encoder(a), encoder(b)])))
+    x, y = [rng.normal(size=(8, 3)), rng.normal(size=(8, 3))], rng.normal(size=(8, 1))
+    model.zero_grad()
+    model.set_training(True)
+    out = model.forward(x)
+    model.backward(2 * (out - y) / out.size)
+    weight = encoder.weight
+    analytic = weight.grad.copy()
+
+    def loss_at(value):
+        weight.value[...] = value
+        return float(np.mean((model.forward(x) - y) ** 2))
+
+    base, numeric, eps = weight.value.copy(), np.zeros_like(weight.value), 1e-6
+    for index in np.ndindex(*base.shape):
+        up, down = base.copy(), base.copy()
+        up[index] += eps
+        down[index] -= eps
+        numeric[index] = (loss_at(up) - loss_at(down)) / (2 * eps)
+    weight.value[...] = base
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-9)

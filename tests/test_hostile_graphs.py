@@ -74,6 +74,10 @@ CASES = {
     "nodes not a list": ({**graph([node(0)]), "nodes": {"0": 1}},
                          r"graph.nodes is \{'0': 1\} \(dict\), expected a list of nodes"),
     "graph not a table": ([1, 2], r"config.json graph is \[1, 2\] \(list\), expected a table"),
+    "keywords the layer refuses": (graph([{**node(0), "kwargs": {"reverse": True}}]),
+                                   r"graph.nodes\[0\] cannot be called as it says .*reverse"),
+    "input of a shape the layer refuses": (graph([node(0, ("input", 0), ("input", 0), listed=True)]),
+                                           r"graph.nodes\[0\] cannot be called as it says"),
     "array of two outputs": (graph([node(0)], outputs=[{"name": "o", "ref": ["node", 0]},
                                                        {"name": "p", "ref": ["input", 0]}]), r"graph.output_format"),
 }

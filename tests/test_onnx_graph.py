@@ -184,3 +184,16 @@ def test_an_input_and_an_output_of_one_name_are_refused_with_the_fix(tmp_path):
     model = lamina.Model(inputs=x, outputs={"y": lamina.layer("Linear", 2)(x)})
     with pytest.raises(lamina.LaminaError, match=r"an input and an output both named 'y'.*rename the input"):
         model.export_onnx(tmp_path / "m.onnx")
+
+
+def test_a_graph_node_called_with_keywords_exports_with_them(tmp_path):
+    # tied embeddings: the node emb(h, reverse=True) is the Embedding's transposed matrix product
+    lamina.seed(0)
+    ids = lamina.Input((5,), dtype="int64", name="ids")
+    emb = lamina.layer("Embedding", 11, 4)
+    model = lamina.Model(inputs=ids, outputs=emb(lamina.layer("Tanh")(emb(ids)), reverse=True))
+    x = np.random.default_rng(0).integers(0, 11, (3, 5))
+    path = model.export_onnx(tmp_path / "tied.onnx")
+    found = run(path, {"ids": x})["output"]
+    assert found.shape == (3, 5, 11)
+    np.testing.assert_allclose(found, model.predict(x), rtol=1e-5, atol=1e-6)

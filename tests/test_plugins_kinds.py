@@ -258,7 +258,8 @@ TESTED = {
                     "zeros", "ones", "normal"},
     "schedule": {"Constant", "StepDecay", "ExponentialDecay", "CosineDecay"},  # test_optimizers.py
     "dataset": {"xor", "spirals", "digits", "npz", "csv", "text", "moby_dick",  # test_datasets.py, test_text.py
-                "npy", "image_folder"},  # test_files.py
+                "npy", "image_folder",  # test_files.py
+                "digit_pairs"},  # test_graph_app.py
     "strategy": {"local", "mpi"},  # test_mpi.py
 }
 

@@ -31,9 +31,11 @@ INPUT, OUTPUT = "input", "output"
 _BATCHES = (3, 5)
 
 
-def export_layer(layer: Layer, graph: Graph, x: str | list[str]) -> str:
-    """Write `layer` applied to the value `x` (a list of values for a merge layer) into `graph`;
+def export_layer(layer: Layer, graph: Graph, x: str | list[str], kwargs: dict[str, Any] | None = None) -> str:
+    """Write `layer` applied to the value `x` (a list of values for a merge layer) into `graph`,
+    called with `kwargs` (a graph node's call keywords, e.g. an Embedding's reverse=True);
     returns its output's name."""
+    kwargs = kwargs or {}
     listed = isinstance(x, list)
     items = x if isinstance(x, list) else [x]
     known = [graph.examples[v] for v in items if v in graph.examples]
@@ -42,18 +44,18 @@ def export_layer(layer: Layer, graph: Graph, x: str | list[str]) -> str:
     graph.layers.append(layer)
     try:
         if callable(method):
-            y = method(graph, x)
+            y = method(graph, x, **kwargs)
             if not isinstance(y, str):
                 raise LaminaError(f"{type(layer).__name__}.to_onnx must return the name (str) of its output value, "
                                   f"got {y!r}")
             if example is not None and y not in graph.examples:  # what later layers read shapes from
-                graph.examples[y] = _example(layer, example)
+                graph.examples[y] = _example(layer, example, kwargs)
             return y
         if layer._autodiff:  # its numpy code, run on a Symbolic, becomes ONNX nodes
             trace = ExportTrace(graph, {id(param): name for name, param in layer.parameters().items()})
             values = [Symbolic(graph, v, graph.example(v), trace) for v in items]
             with tracing(trace):
-                out = layer.forward(values if listed else values[0])  # type: ignore[arg-type]
+                out = layer.forward(values if listed else values[0], **kwargs)  # type: ignore[arg-type]
             if isinstance(out, Symbolic):
                 return out.name
             value = np.asarray(out)  # an output that depends on no input: a constant
@@ -67,14 +69,14 @@ def export_layer(layer: Layer, graph: Graph, x: str | list[str]) -> str:
                       "returning its output's name (docs/pages/writing-plugins.md)")
 
 
-def _example(layer: Layer, x: np.ndarray | list[np.ndarray]) -> np.ndarray:
+def _example(layer: Layer, x: np.ndarray | list[np.ndarray], kwargs: dict[str, Any]) -> np.ndarray:
     """The layer's output on the example `x`, for its shape and dtype: computed as when building,
     where a costly layer returns zeros of the right shape (no attention scores, no loop through
     time); a layer still to learn from data is called as such, to refuse with its own message."""
     if not all(inner.adapted for inner in layer.walk()):
-        return np.asarray(layer(x))
+        return np.asarray(layer(x, **kwargs))
     with building():
-        return np.asarray(layer(x))
+        return np.asarray(layer(x, **kwargs))
 
 
 @contextlib.contextmanager
@@ -164,7 +166,7 @@ def _network(model: Trainable, graph: Graph, meter: Pass) -> list[str]:
         index = positions[id(node.layer)]
         meter.layer = f"layers[{index}] {node.layer!r}"
         with graph.scoped(str(index)):
-            values.append(export_layer(node.layer, graph, args if node.listed else args[0]))
+            values.append(export_layer(node.layer, graph, args if node.listed else args[0], node.kwargs))
     return [values[slot] for slot in network.output_slots]
 
 

@@ -410,7 +410,7 @@ def _rebuild(archive: _Archive, config: dict[str, Any], budget: Budget) -> Saved
     shape = dtype = graph = None
     if "graph" in config:
         check_graph(config["graph"], len(layers), str(path), budget.max_bytes)
-        graph = build_graph(config["graph"], layers, Pass.for_load(str(path), budget.max_bytes))
+        graph = build_graph(config["graph"], layers, Pass.for_load(str(path), budget.max_bytes), str(path))
     elif "order" in config:
         layers = [_placed(archive, layers, i, index) for i, index in enumerate(config["order"])]
     if config.get("input_shape") is not None:

@@ -16,7 +16,7 @@ import numpy as np
 
 from lamina.autodiff import no_recording
 from lamina.checks import describe, printable
-from lamina.errors import FileFormatError
+from lamina.errors import ArgumentError, FileFormatError, ShapeError
 from lamina.files.budget import Pass, pass_bytes
 from lamina.graph.network import Graph
 from lamina.graph.symbolic import Symbol
@@ -176,17 +176,24 @@ def check_graph(graph: Any, layers: int, path: str, max_bytes: int) -> None:
     checker.used(nodes, outputs, len(inputs))
 
 
-def build_graph(graph: dict[str, Any], layers: Sequence[Layer], meter: Pass) -> Graph:
+def build_graph(graph: dict[str, Any], layers: Sequence[Layer], meter: Pass, path: str = "") -> Graph:
     """The Graph of a checked description, its layers called on symbolic inputs (which builds
-    them), each node's call charged to `meter`."""
+    them), each node's call charged to `meter`; a call the layer refuses (keywords it does not
+    take, an input of the wrong shape) is the file's fault, named by its node."""
+    current = [-1]
 
     def each(j: int, layer: Layer, args: Sequence[Symbol]) -> None:
+        current[0] = j
         meter.begin(f"graph.nodes[{j}] {printable(repr(layer), 80)}", 0)
         for arg in args:
             meter.reserve(pass_bytes((1, *arg.shape), arg.dtype or np.float32), "a zero row of its input")
 
     for item in graph["inputs"]:
         meter.reserve(pass_bytes((1, *item["shape"]), item["dtype"] or np.float32), "a zero row of an input")
-    with no_recording(), metering(meter), observing(meter.observe):
-        return Graph.from_description(graph, layers, each=each)
+    try:
+        with no_recording(), metering(meter), observing(meter.observe):
+            return Graph.from_description(graph, layers, each=each)
+    except (ArgumentError, ShapeError) as err:
+        checker = _Checker(path, len(layers), meter.max_bytes)
+        raise checker.fail(f".nodes[{current[0]}]", f"cannot be called as it says ({err})") from None
 

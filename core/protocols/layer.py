@@ -171,7 +171,10 @@ class Layer(Configurable):
             for name in ("_tape", "_out", "_leaf"):
                 self.__dict__.pop(name, None)
         tape = Tape()
-        leaf = tape.leaf(x, needed=self.needs_input_grad and not self.integer_input)
+        needed = self.needs_input_grad and not self.integer_input
+        # a layer called on a list (in a graph) gets a list of leaves, and returns a list of gradients
+        leaf: Any = ([tape.leaf(item, needed=needed) for item in x] if isinstance(x, (list, tuple))
+                     else tape.leaf(x, needed=needed))
         token = _tracing.set(tape)
         try:
             out = self.forward(leaf, **kwargs)  # type: ignore[arg-type]
@@ -305,20 +308,14 @@ class Layer(Configurable):
         tape, out, leaf = self._tape, self._out, self._leaf
         no_input_grad = self.integer_input or not self.needs_input_grad
         if not isinstance(out, Traced):  # the output depends on neither the input nor a parameter
-            return None if no_input_grad else np.zeros_like(leaf.value)
+            return None if no_input_grad else _leaf_grads(leaf, {}, grad)
         if not out.needed:  # it depends on nothing that wants a gradient
             return None
         grads = tape.backward(out, grad)
         for param, node in tape.params.values():
             if node in grads:
                 param.grad += grads[node]
-        if no_input_grad:
-            return None
-        found = grads.get(leaf)
-        if found is None:
-            return np.zeros_like(leaf.value)
-        # a broadcast view is read-only, and `x + 1` passes the caller's own array back
-        return found.copy() if not found.flags.writeable or found is grad else found
+        return None if no_input_grad else _leaf_grads(leaf, grads, grad)
 
     def parameters(self) -> dict[str, Parameter]:
         """The layer's parameters by name (frozen ones too): by default its Parameter attributes
@@ -473,6 +470,17 @@ def _kept_names(layer: Layer) -> list[str]:
         return names + [name for name in layer.keeps if name not in names]
     return names + [name for name, value in vars(layer).items()
                     if name.startswith("_") and isinstance(value, np.ndarray)]
+
+
+def _leaf_grads(leaf: Any, grads: dict[Any, np.ndarray], grad: np.ndarray) -> Any:
+    """The input gradient of a traced forward: one per leaf when the layer was called on a list."""
+    if isinstance(leaf, list):
+        return [_leaf_grads(item, grads, grad) for item in leaf]
+    found = grads.get(leaf)
+    if found is None:
+        return np.zeros_like(leaf.value)
+    # a broadcast view is read-only, and `x + 1` passes the caller's own array back
+    return found.copy() if not found.flags.writeable or found is grad else found
 
 
 def _holds_layers(items: list[Any] | tuple[Any, ...]) -> bool:
