@@ -177,7 +177,7 @@ class Layer(Configurable):
                      else tape.leaf(x, needed=needed))
         token = _tracing.set(tape)
         try:
-            out = self.forward(leaf, **kwargs)  # type: ignore[arg-type]
+            out = self.forward(leaf, **kwargs)
         finally:
             _tracing.reset(token)
         self._tape, self._out, self._leaf = tape, out, leaf
