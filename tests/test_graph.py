@@ -112,6 +112,29 @@ def test_one_sgd_step_with_weighted_losses_equals_pytorchs():
         np.testing.assert_allclose(param.value, expected.T if kind == "weight" else expected, rtol=1e-10)
 
 
+def test_model_train_takes_the_same_step_as_pytorch_with_losses_and_weights_per_output():
+    torch = pytest.importorskip("torch")
+    lamina.seed(1)
+    model, x = contract_model(), data(6)
+    y = {"cls": np.array([0, 3, 9, 1, 3, 5]), "box": np.random.default_rng(2).normal(size=(6, 4))}
+    enc, _, _, _, cls, box = torch_twin(model, torch)
+    history = model.train(x, y, optim=lamina.optimizer("SGD", lr=0.1), epochs=1, verbose=False,
+                          loss={"cls": lamina.loss("CrossEntropy", from_logits=True), "box": "MSE"},
+                          loss_weights={"cls": 1.0, "box": 0.5})
+    ta, tb = torch.tensor(x["a"]), torch.tensor(x["b"])
+    h = torch.cat([torch.tanh(enc(ta)), tb.flatten(1)], dim=1)
+    loss = (torch.nn.functional.cross_entropy(cls(h), torch.tensor(y["cls"]))
+            + 0.5 * torch.nn.functional.mse_loss(box(h), torch.tensor(y["box"])))
+    loss.backward()
+    assert history["loss"][0] == pytest.approx(float(loss.detach()), rel=1e-12)
+    twins = {"0": enc, "4": cls, "5": box}
+    for name, param in model.parameters().items():
+        place, kind = name.split(".")
+        twin = getattr(twins[place], kind)
+        expected = (twin - 0.1 * twin.grad).detach().numpy()
+        np.testing.assert_allclose(param.value, expected.T if kind == "weight" else expected, rtol=1e-10)
+
+
 def siamese():
     """One encoder on two inputs (shared weights), the codes merged two ways."""
     a, b = lamina.Input((5,), name="left", dtype=F64), lamina.Input((5,), name="right", dtype=F64)
