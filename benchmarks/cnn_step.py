@@ -4,9 +4,11 @@
   MaxPool2D(2), Conv2D(32, 5, padding=2), Relu, MaxPool2D(2), Flatten, Linear(10); softmax
   cross-entropy from logits, plain SGD; the same data and shapes for both;
 - Conv1D(64, 5) on (64, 32, 256) float32 sequences as a model's first layer (forward, then
-  backward with no input gradient), as in benchmarks/sequences.py.
+  backward with no input gradient), as in benchmarks/sequences.py;
+- with --epoch, one MNIST-size epoch of the CNN: 60,000 synthetic (1, 28, 28) rows, batch 64,
+  shuffled (model.train for lamina, a loop over shuffled index batches for PyTorch).
 
-    python benchmarks/cnn_step.py [--quick] [--only CNN|Conv1D]
+    python benchmarks/cnn_step.py [--quick] [--only CNN|Conv1D|epoch] [--epoch]
 """
 from __future__ import annotations
 
@@ -23,7 +25,8 @@ from common import alternate, machine, summary  # noqa: E402
 import lamina  # noqa: E402
 
 
-def lamina_step(x: np.ndarray, y: np.ndarray) -> Callable[[], object]:
+def lamina_step(x: np.ndarray, y: np.ndarray, batch_size: int | None = None) -> Callable[[], object]:
+    """model.train for one epoch over (x, y): one step when batch_size is None (one full batch)."""
     lamina.seed(0)
     model = lamina.Model([
         lamina.layer("Conv2D", 16, 5, padding=2), lamina.layer("Relu"), lamina.layer("MaxPool2D", 2),
@@ -32,10 +35,12 @@ def lamina_step(x: np.ndarray, y: np.ndarray) -> Callable[[], object]:
     ])
     # One epoch of one full batch is exactly one step; train() adds only its fixed bookkeeping.
     loss, optim = lamina.loss("CrossEntropy", from_logits=True), lamina.optimizer("SGD", lr=0.01)
-    return lambda: model.train(x, y, optim=optim, loss=loss, epochs=1, verbose=False)
+    size = len(x) if batch_size is None else batch_size
+    return lambda: model.train(x, y, optim=optim, loss=loss, epochs=1, batch_size=size, verbose=False)
 
 
-def torch_step(x: np.ndarray, y: np.ndarray) -> Callable[[], object]:
+def torch_step(x: np.ndarray, y: np.ndarray, batch_size: int | None = None) -> Callable[[], object]:
+    """The same model and epoch in PyTorch: batches of shuffled indices, as model.train's."""
     import torch
 
     torch.manual_seed(0)
@@ -48,12 +53,21 @@ def torch_step(x: np.ndarray, y: np.ndarray) -> Callable[[], object]:
     optim = torch.optim.SGD(model.parameters(), lr=0.01)
     tx, ty = torch.from_numpy(x), torch.from_numpy(y)
 
-    def step() -> None:
+    def batch(bx: torch.Tensor, by: torch.Tensor) -> None:
         optim.zero_grad()
-        torch.nn.functional.cross_entropy(model(tx), ty).backward()
+        torch.nn.functional.cross_entropy(model(bx), by).backward()
         optim.step()
 
-    return step
+    if batch_size is None:
+        return lambda: batch(tx, ty)
+
+    def epoch() -> None:
+        order = torch.randperm(len(tx))
+        for start in range(0, len(tx), batch_size):
+            rows = order[start : start + batch_size]
+            batch(tx[rows], ty[rows])
+
+    return epoch
 
 
 def lamina_conv1d_step(x: np.ndarray) -> Callable[[], object]:
@@ -90,17 +104,24 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, list[float]]]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer rounds")
     parser.add_argument("--only", default="", help="run the cases whose name contains this text (CNN or Conv1D)")
+    parser.add_argument("--epoch", action="store_true", help="also an MNIST-size epoch of the CNN (60,000 rows)")
     args = parser.parse_args(argv)
     rng = np.random.default_rng(0)
     images = rng.normal(size=(64, 1, 28, 28)).astype(np.float32)
     labels = rng.integers(0, 10, size=64)
     signal = rng.normal(size=(64, 32, 256)).astype(np.float32)
-    cases = {
+    cases: dict[str, tuple[Callable[[], Callable[[], object]], Callable[[], Callable[[], object]]]] = {
         "LeNet-style CNN training step, batch (64, 1, 28, 28)":
             (lambda: lamina_step(images, labels), lambda: torch_step(images, labels)),
         "Conv1D(64, 5) step, x (64, 32, 256), first layer":
             (lambda: lamina_conv1d_step(signal), lambda: torch_conv1d_step(signal)),
     }
+    if args.epoch:  # synthetic data costs what MNIST's does: the same shapes and dtype
+        rows = 12_000 if args.quick else 60_000
+        digits = rng.random((rows, 1, 28, 28), dtype=np.float32)
+        classes = rng.integers(0, 10, size=rows)
+        cases[f"LeNet-style CNN epoch, {rows:,} MNIST-size rows, batch 64, shuffled"] = (
+            lambda: lamina_step(digits, classes, 64), lambda: torch_step(digits, classes, 64))
     print(machine())
     results = {}
     for name, (ours, theirs) in cases.items():
@@ -111,7 +132,9 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, list[float]]]:
             contenders["pytorch"] = theirs()
         except ImportError:
             print("PyTorch is not installed: pip install -e '.[torch]' (torch==2.13.0)")
-        times = alternate(contenders, rounds=3 if args.quick else 10, repeats=5 if args.quick else 20)
+        epoch = "epoch" in name
+        times = alternate(contenders, rounds=2 if epoch else 3 if args.quick else 10,
+                          repeats=1 if epoch else 5 if args.quick else 20)
         print(name)
         for who, values in times.items():
             median, low, high = summary(values)

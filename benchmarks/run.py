@@ -190,7 +190,7 @@ def cases(quick: bool) -> list[dict]:
          "flops": mlp_flops(big, rows), "numpy_target": 1.10},
         {"name": f"MNIST-size 784-512-256-10, {rows:,} rows, batch 1024, 1 epoch", "target": 1.15,
          "contenders": both(classifier, big, *mnist, 1024, 1, 0.01), "flops": mlp_flops(big, rows)},
-        {"name": "CNN step, (64, 1, 28, 28), Conv2D(16,3)-Relu-MaxPool2D(2)-Flatten-Linear(10)", "target": 1.3,
+        {"name": "LeNet CNN step, (64,1,28,28), Conv2D(16,5)-Pool-Conv2D(32,5)-Pool-Linear", "target": 1.3,
          "contenders": cnn_contenders()},
     ]
 

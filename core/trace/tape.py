@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from lamina import heap
 from lamina.errors import LaminaError
 from lamina.parameter import Parameter
 from lamina.trace import tracing
@@ -30,8 +31,7 @@ class Tape(Trace):
     def close(self) -> None:
         """Drop the record. Its values point back at the tape, a reference cycle that only the
         garbage collector would free; closing frees them (and their arrays) at once."""
-        if not _heap_held:
-            _hold_heap()
+        heap.hold()
         self.nodes.clear()
         self.params.clear()
 
@@ -214,25 +214,6 @@ class Traced(Operand):
         return node
 
 
-_heap_held = False
-
-
-def _hold_heap() -> None:
-    """Keep freed memory for the next forward, once per process. A record's arrays are small
-    (under malloc's mmap threshold, 128 KiB), so they come from the heap; closing a record frees
-    the heap's top, which glibc hands back to the system at once (its trim threshold is 128 KiB),
-    and the next forward faults every page in again: 3,600 page faults, 12 ms instead of 7 ms, for
-    a GRU loop of 40 steps. glibc raises both thresholds when a mapped block is freed (mallopt(3),
-    M_MMAP_THRESHOLD: to its size, and the trim threshold to twice that): one untouched 32 MiB
-    array, made and freed, keeps up to 64 MiB of freed heap for reuse. Elsewhere it costs nothing;
-    where MALLOC_TRIM_THRESHOLD_ or M_MMAP_THRESHOLD is set, glibc keeps the setting."""
-    global _heap_held
-    _heap_held = True
-    block = np.empty(_HELD_BYTES, dtype=np.uint8)  # never written: no page of it is touched
-    del block
-
-
-_HELD_BYTES = 32 * 2**20 - 2**16  # under glibc's cap on the dynamic threshold (32 MiB on 64-bit)
 _NO_PARAMS: dict[str, Any] = {}
 _ONE = {False: (False,), True: (True,)}
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from lamina import heap
 from lamina.app.console import silenced
 from lamina.checks import as_numeric, positive_int
 from lamina.errors import ArgumentError, NonFiniteError, ShapeError
@@ -110,6 +111,7 @@ class _Fit:
 
     def train(self) -> History:
         model = self.model
+        heap.hold()  # each step's freed arrays stay with the process for the next step
         self.strategy.begin(model)
         step = Step(model, self.loss, self.optim, self.metrics, self.options.clip_grad_norm, self.strategy)
         step.class_weight = self.class_weight

@@ -228,10 +228,14 @@ class Conv2D(lamina.Layer):
                 span_w, left = dw * (kw - 1) + 1, dw * (kw - 1)
                 width = max(left + ow, self._pads()[1][0] + w + span_w - 1)
                 wide = np.zeros((chunks[0].stop - chunks[0].start, oh, width, self.filters), dtype=g.dtype)
-                row_kernels = self.weight.value[:, :, :, ::-1].transpose(2, 3, 0, 1).reshape(kh, kw * self.filters,
-                                                                                             channels)
-                gathered = np.empty(((chunks[0].stop - chunks[0].start) * oh * w, kw * self.filters), dtype=g.dtype)
-                row_windows = (wide, np.ascontiguousarray(row_kernels), gathered, part)
+                # Every kernel row's weights side by side, (kw * f, kh * c): one product for all
+                # rows, wide enough for the BLAS kernels (kh products c wide ran at half speed).
+                row_kernels = self.weight.value[:, :, :, ::-1].transpose(3, 0, 2, 1).reshape(kw * self.filters,
+                                                                                             kh * channels)
+                most = (chunks[0].stop - chunks[0].start) * oh * w
+                gathered = np.empty((most, kw * self.filters), dtype=g.dtype)
+                row_windows = (wide, np.ascontiguousarray(row_kernels), gathered,
+                               np.empty((most, kh * channels), dtype=dtype))
             reach = [[self._reach(i * d, s, o, size, pad) for i in range(k)]
                      for k, d, s, o, size, pad in ((kh, dh, sh, oh, h, self._pads()[0][0]),
                                                    (kw, dw, sw, ow, w, self._pads()[1][0]))]
@@ -291,13 +295,12 @@ class Conv2D(lamina.Layer):
         windows = sliding_window_view(wide, left + 1, axis=2)[:, :, pad : pad + w, :, ::dw].transpose(0, 1, 2, 4, 3)
         gathered = gathered[: count * oh * w]
         gathered.reshape(windows.shape)[...] = windows
-        tap = part[: count * oh * w] if part.shape[0] >= count * oh * w else np.empty((count * oh * w, channels),
-                                                                                       dtype=part.dtype)
+        # (samples, oh, w, kh, c): what kernel row i gives input row oy + i (padded)
+        taps = np.matmul(gathered, row_kernels, out=part[: count * oh * w]).reshape(count, oh, w, kh, channels)
         for i in range(kh):
             (y0, y1), rows_to = reach[i]
             if y0 < y1:
-                np.matmul(gathered, row_kernels[i], out=tap)
-                into[:, rows_to] += tap.reshape(count, oh, w, channels)[:, y0:y1]
+                into[:, rows_to] += taps[:, y0:y1, :, i]
 
     def _weight_from_taps(self, rows: np.ndarray) -> np.ndarray:
         """A (taps, f) matrix in _tap_matrix's order as (f, c, kh, kw)."""
