@@ -37,6 +37,7 @@ class Chain:
 
     def forward(self, x: np.ndarray, stop: int | None = None) -> np.ndarray:
         """Run `x` through every layer (or the first `stop`)."""
+        shared = self.shared
         for i, layer in enumerate(self.layers if stop is None else self.layers[:stop]):
             try:
                 x = layer(x)
@@ -45,7 +46,7 @@ class Chain:
             except Exception as err:
                 err.add_note(f"raised in the forward pass of {self.name}[{i}], {layer!r}")
                 raise
-            if i in self.shared:
+            if shared and i in shared:
                 layer._push_call()
         return x
 

@@ -119,7 +119,8 @@ class Layer(Configurable):
         `reverse=True`), and a graph records them with the node. On symbolic values: a graph node."""
         if kwargs:
             self._check_call(kwargs)
-        if isinstance(x, Symbol) or (type(x) in (list, tuple) and any(isinstance(item, Symbol) for item in x)):
+        if type(x) is not np.ndarray and (isinstance(x, Symbol) or (type(x) in (list, tuple) and any(
+                isinstance(item, Symbol) for item in x))):  # (an array, the common call, is never symbolic)
             return record(self, x, self._symbolic_build, kwargs)  # type: ignore[return-value]  # a node, not a value
         if not self.adapted and not _building.get():
             name = type(self).__name__
@@ -156,10 +157,10 @@ class Layer(Configurable):
             ) from None
 
     def _run(self, x: np.ndarray, kwargs: dict[str, Any] | None = None) -> np.ndarray:
-        kwargs = kwargs or {}
         if not self._autodiff or not _recording.get():  # model inference records nothing
             if _tracing.get() is None:
-                return self.forward(x, **kwargs)
+                return self.forward(x, **kwargs) if kwargs else self.forward(x)
+            kwargs = kwargs or {}
             token = _tracing.set(None)  # plain arrays here, even inside another layer's traced forward
             try:
                 return self.forward(x, **kwargs)
@@ -177,7 +178,7 @@ class Layer(Configurable):
                      else tape.leaf(x, needed=needed))
         token = _tracing.set(tape)
         try:
-            out = self.forward(leaf, **kwargs)
+            out = self.forward(leaf, **kwargs) if kwargs else self.forward(leaf)
         finally:
             _tracing.reset(token)
         self._tape, self._out, self._leaf = tape, out, leaf

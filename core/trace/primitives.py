@@ -250,9 +250,11 @@ def _divide(g: np.ndarray, needs: Any, out: Any, a: Any, b: Any) -> tuple[Any, A
 
 def _tanh(g: np.ndarray, needs: Any, out: Any, a: Any) -> Any:
     """g (1 - out^2), in one new array."""
-    slope = np.multiply(out, out)
-    slope = np.subtract(1, slope, out=slope) if type(slope) is np.ndarray else 1 - slope
-    return _times(g, slope)
+    if type(out) is np.ndarray and type(g) is np.ndarray and g.shape == out.shape and g.dtype == out.dtype:
+        slope = out * out
+        np.subtract(1, slope, out=slope)
+        return np.multiply(g, slope, out=slope)
+    return g * (1 - out * out)
 
 
 def _times(g: Any, slope: np.ndarray) -> Any:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
 from lamina.checks import describe
 from lamina.errors import ArgumentError, ShapeError
 
@@ -99,6 +101,8 @@ def check_rows(sizes: dict[str, int], owner: str) -> None:
 
 def rows_of(batch: Any) -> int:
     """The rows of a batch: one array, or the first of a list or dict of them."""
+    if type(batch) is np.ndarray:  # the common case first: one step, one call
+        return len(batch)
     if isinstance(batch, Mapping):
         batch = next(iter(batch.values()))
     elif isinstance(batch, (list, tuple)):
