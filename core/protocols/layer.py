@@ -565,14 +565,7 @@ def observing(observer: Callable[[Layer, object], None]) -> Iterator[None]:
 def named_parameters(layers: Sequence[Layer]) -> dict[str, Parameter]:
     """Every layer's parameters, named '<layer index>.<name>' (e.g. '0.weight'); a parameter of a
     layer used at several places appears once, under its first place."""
-    found: dict[str, Parameter] = {}
-    seen: set[int] = set()
-    for i, layer in enumerate(layers):
-        for name, param in layer.parameters().items():
-            if id(param) not in seen:
-                seen.add(id(param))
-                found[f"{i}.{name}"] = param
-    return found
+    return _each_once(layers, lambda layer: layer.parameters())
 
 
 def layer_paths(layers: Sequence[Layer]) -> dict[str, Layer]:
@@ -592,11 +585,16 @@ def layer_paths(layers: Sequence[Layer]) -> dict[str, Layer]:
 
 def named_buffers(layers: Sequence[Layer]) -> dict[str, np.ndarray]:
     """Every layer's buffers, named like their parameters (e.g. '2.running_mean'), each once."""
-    found: dict[str, np.ndarray] = {}
+    return _each_once(layers, lambda layer: layer.buffers())
+
+
+def _each_once(layers: Sequence[Layer], items: Callable[[Layer], dict[str, Any]]) -> dict[str, Any]:
+    """`items(layer)` of every layer, named '<layer index>.<name>'; an object at several places once, first."""
+    found: dict[str, Any] = {}
     seen: set[int] = set()
     for i, layer in enumerate(layers):
-        for name, array in layer.buffers().items():
-            if id(array) not in seen:
-                seen.add(id(array))
-                found[f"{i}.{name}"] = array
+        for name, item in items(layer).items():
+            if id(item) not in seen:
+                seen.add(id(item))
+                found[f"{i}.{name}"] = item
     return found
