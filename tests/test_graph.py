@@ -404,3 +404,19 @@ def test_a_forward_only_layer_called_on_a_list_gets_a_gradient_for_each_item():
         numeric[index] = (loss_at(up) - loss_at(down)) / (2 * eps)
     weight.value[...] = base
     np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-9)
+
+
+def test_a_layer_shared_in_a_chain_keeps_the_calls_of_one_forward_only():
+    lamina.seed(0)
+    shared = lamina.layer("Linear", 4)
+    model = lamina.Model([shared, "Tanh", shared])
+    x = np.random.default_rng(0).normal(size=(100, 4))
+    model.predict(x, batch_size=10)
+    for _ in range(5):
+        model.forward(x)
+    assert len(vars(shared).get("_calls", [])) <= 2  # one forward's two places, not every batch's
+    model.set_training(True)
+    model.zero_grad()
+    out = model.forward(x)
+    model.backward(np.ones_like(out))  # the backward still finds both calls
+    assert not vars(shared).get("_calls")

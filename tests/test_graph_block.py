@@ -223,3 +223,30 @@ def test_blocks_that_cannot_be_built_say_why(plugin):
     block.release()
     with pytest.raises(lamina.LaminaError, match="backward was called before forward"):
         block.backward(np.ones((2, 2)))
+
+
+def test_a_layer_shared_between_a_block_and_the_outer_graph_gets_every_gradient_in_training():
+    # the block reads only the model's input, but its inner layer is used again outside: both need input gradients
+    class Inner(lamina.GraphBlock):
+        def __init__(self, inner=None):
+            self.inner = inner
+
+        def graph(self, x):
+            return self.inner(x)
+
+    lamina.seed(0)
+    shared = lamina.layer("Linear", 3)
+    x = lamina.Input((3,), dtype="float64")
+    model = lamina.Model(inputs=x, outputs=shared(Inner(shared)(x)))
+    rows = np.random.default_rng(0).normal(size=(5, 3))
+
+    def gradients(training):
+        model.set_training(training)
+        model.zero_grad()
+        out = model.forward(rows)
+        model.backward(np.ones_like(out))
+        return {name: param.grad.copy() for name, param in model.parameters().items()}
+
+    training, inference = gradients(True), gradients(False)
+    for name in training:
+        np.testing.assert_allclose(training[name], inference[name], rtol=1e-12)

@@ -179,7 +179,9 @@ class Graph:
             first = len(self.inputs)
             needed = {id(node.layer) for node, refs in zip(self.nodes, self.refs) if max(refs) >= first}
             for layer in self.layers:
-                if id(layer) not in needed and not layer.integer_input:
+                # a layer holding one that is needed elsewhere (a GraphBlock around a shared layer) would
+                # tell it otherwise: it keeps its input gradient too
+                if not layer.integer_input and not any(id(inner) in needed for inner in layer.walk()):
                     layer.needs_input_grad = False
 
     def _drop_saved(self) -> None:

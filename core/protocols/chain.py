@@ -38,6 +38,9 @@ class Chain:
     def forward(self, x: np.ndarray, stop: int | None = None) -> np.ndarray:
         """Run `x` through every layer (or the first `stop`)."""
         shared = self.shared
+        for i in shared:  # a new forward: what earlier ones kept for a backward that never came goes
+            for saved in vars(self.layers[i]).pop("_calls", ()):
+                saved.close()
         for i, layer in enumerate(self.layers if stop is None else self.layers[:stop]):
             try:
                 x = layer(x)
