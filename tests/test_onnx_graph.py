@@ -197,3 +197,24 @@ def test_a_graph_node_called_with_keywords_exports_with_them(tmp_path):
     found = run(path, {"ids": x})["output"]
     assert found.shape == (3, 5, 11)
     np.testing.assert_allclose(found, model.predict(x), rtol=1e-5, atol=1e-6)
+
+
+def test_a_graph_block_exports_its_nodes_keywords(tmp_path):
+    class TiedBlock(lamina.GraphBlock):  # logits through the same Embedding: emb(h, reverse=True) inside a block
+        integer_input = True
+
+        def __init__(self, vocabulary=11, dim=4):
+            self.vocabulary, self.dim = vocabulary, dim
+
+        def graph(self, x):
+            emb = lamina.layer("Embedding", self.vocabulary, self.dim)
+            return emb(lamina.layer("Tanh")(emb(x)), reverse=True)
+
+    lamina.seed(0)
+    model = lamina.Model([TiedBlock()])
+    x = np.random.default_rng(0).integers(0, 11, (3, 5))
+    expected = model.predict(x)
+    path = model.export_onnx(tmp_path / "block.onnx")
+    found = run(path, {"input": x})["output"]
+    assert found.shape == expected.shape == (3, 5, 11)
+    np.testing.assert_allclose(found, expected, rtol=1e-5, atol=1e-6)

@@ -73,7 +73,7 @@ class Graph:
     inputs: list[str] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
     # How a layer is exported (the exporter's export_layer; a field so that this module stays below it)
-    export: Callable[[Any, Graph, Any], str] | None = None
+    export: Callable[[Any, Graph, Any, Any], str] | None = None
 
     # -- names ---------------------------------------------------------------------------------
 
@@ -187,10 +187,10 @@ class Graph:
         at its example size: use ONNX's 0 = "copy this dimension" in Reshape to keep it free)."""
         return tuple(self.example(value).shape)
 
-    def layer(self, layer: Any, x: str | list[str], name: str) -> str:
+    def layer(self, layer: Any, x: str | list[str], name: str, kwargs: dict[str, Any] | None = None) -> str:
         """Export a sublayer on `x` (a list of values for a merge layer) under the path part
-        `name` (what composites call)."""
+        `name` (what composites call), called with `kwargs` (a graph node's call keywords)."""
         if self.export is None:
             raise LaminaError("Graph.layer: this graph was not made by the exporter, which knows how to export layers")
         with self.scoped(name):
-            return self.export(layer, self, x)
+            return self.export(layer, self, x, kwargs)

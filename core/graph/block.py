@@ -138,7 +138,8 @@ class GraphBlock(Layer):
         values = [x]
         for node, refs in zip(network.nodes, network.refs):
             args = [values[slot] for slot in refs]
-            values.append(graph.layer(node.layer, args if node.listed else args[0], names[id(node.layer)]))
+            values.append(graph.layer(node.layer, args if node.listed else args[0], names[id(node.layer)],
+                                      node.kwargs))
         return values[network.output_slots[0]]
 
 
