@@ -240,3 +240,17 @@ def test_one_output_models_keep_their_keys_and_refuse_loss_weights():
     with pytest.raises(ArgumentError, match="loss_weights weighs the losses of a model's several outputs"):
         model.train(XA, Y_BOX[:, :2], loss="MSE", loss_weights=0.5, epochs=1, verbose=False)
     assert math.isfinite(history["loss"][0])
+
+
+def test_evaluate_weighs_the_trained_models_losses_again_and_huge_weights_are_refused():
+    lamina.seed(0)
+    a = lamina.Input((3,), name="a")
+    model = lamina.Model(inputs=a, outputs={"p": lamina.layer("Linear", 1)(a), "q": lamina.layer("Linear", 2)(a)})
+    x, y = np.ones((4, 3), np.float32), {"p": np.ones((4, 1)), "q": np.zeros((4, 2))}
+    model.train(x, y, loss="MSE", epochs=1, verbose=False)
+    plain = model.evaluate(x, y)  # the trained model's losses, weighed 1 and 1
+    assert plain["loss"] == pytest.approx(plain["p_loss"] + plain["q_loss"])
+    only_q = model.evaluate(x, y, loss_weights={"p": 0.0, "q": 1.0})
+    assert only_q["loss"] == pytest.approx(plain["q_loss"]) and only_q["p_loss"] == pytest.approx(plain["p_loss"])
+    with pytest.raises(lamina.ArgumentError, match="finite number >= 0"):
+        model.train(x, y, loss="MSE", loss_weights={"p": 10**400, "q": 1}, epochs=1, verbose=False)

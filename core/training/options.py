@@ -7,6 +7,7 @@ the config checker's list of keys and their descriptions comes from here too.
 from __future__ import annotations
 
 import difflib
+import math
 import os
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -106,12 +107,21 @@ def _class_weight(value: object) -> Any:
                                                                                     and key < 0):
             raise ArgumentError(f"{OWNER}(class_weight=...): the key {describe(key)} is no class; keys are class "
                                 "indices (ints >= 0) or class names (strings)")
-        ok = not isinstance(weight, bool) and isinstance(weight, (int, float, np.integer, np.floating))
-        if not ok or not np.isfinite(weight) or weight < 0:
+        if not is_weight(weight):
             raise ArgumentError(f"{OWNER}(class_weight=...): the weight of class {key!r} must be a finite number "
                                 f">= 0, got {describe(weight)}")
         table[key if isinstance(key, str) else int(key)] = float(weight)
     return table
+
+
+def is_weight(weight: object) -> bool:
+    """A finite number >= 0 (not a bool): what a class's or an output's loss weight must be."""
+    if isinstance(weight, bool) or not isinstance(weight, (int, float, np.integer, np.floating)):
+        return False
+    try:
+        return math.isfinite(float(weight)) and weight >= 0
+    except OverflowError:  # an int beyond any float (10**400)
+        return False
 
 
 def _loss_weights(value: object) -> Any:
@@ -122,8 +132,7 @@ def _loss_weights(value: object) -> Any:
     else:
         items = [value]
     for weight in items:
-        ok = not isinstance(weight, bool) and isinstance(weight, (int, float, np.integer, np.floating))
-        if not ok or not np.isfinite(weight) or weight < 0:
+        if not is_weight(weight):
             raise ArgumentError(
                 f"{OWNER}(loss_weights={describe(value)}): each output's loss weight must be a finite number >= 0, "
                 f"got {describe(weight)}; e.g. loss_weights={{'cls': 1.0, 'box': 0.5}}")

@@ -18,7 +18,7 @@ from lamina.errors import ArgumentError
 from lamina.protocols.loss import Loss
 from lamina.protocols.metric import Metric
 from lamina.registry import default_plugin, resolve
-from lamina.training.options import as_list
+from lamina.training.options import as_list, is_weight
 from lamina.training.structure import Layout
 
 
@@ -105,8 +105,11 @@ def make_loss(model: Any, loss: object, loss_weights: object, owner: str) -> Los
             raise ArgumentError(f"{owner}(loss_weights={describe(loss_weights)}): loss_weights weighs the losses "
                                 "of a model's several outputs, and this model has one; leave it out")
         return default_plugin("loss", loss, "loss", owner)
-    if isinstance(loss, OutputLosses):
-        return loss
+    if isinstance(loss, OutputLosses):  # the model's own (after training or loading)
+        if loss_weights is None:
+            loss.scale = {}  # a step's process share, set again by each step that needs it
+            return loss
+        loss = dict(loss.losses)  # weighed again below
     layout = Layout.outputs(model)
     chosen = per_output(loss, layout, owner, "loss", single=True)
     losses: dict[str, Loss] = {}
@@ -119,8 +122,7 @@ def make_loss(model: Any, loss: object, loss_weights: object, owner: str) -> Los
                             f"output name ({layout.listed()})")
     weights = per_output(1.0 if loss_weights is None else loss_weights, layout, owner, "loss_weights", single=True)
     for name, weight in weights.items():
-        ok = not isinstance(weight, bool) and isinstance(weight, (int, float, np.integer, np.floating))
-        if not ok or not np.isfinite(weight) or weight < 0:
+        if not is_weight(weight):
             raise ArgumentError(f"{owner}(loss_weights=...): the weight of output {name!r} must be a finite number "
                                 f">= 0, got {describe(weight)}")
     return OutputLosses(losses, {name: float(weights.get(name, 1.0)) for name in losses}, layout)
