@@ -372,3 +372,19 @@ def test_numbers_returns_each_number_converted():
 def test_adam_reports_its_betas_whole():
     with pytest.raises(lamina.ArgumentError, match=r"Adam\(betas=\(0\.9, 1\.0\)\): betas\[1\] must be"):
         lamina.optimizer("Adam", betas=(0.9, 1.0))
+
+
+def test_a_layer_taking_a_list_that_makes_nan_is_reported_not_a_crash():
+    class NanMerge(lamina.Layer):
+        keeps = ()
+        conformance_cases = [Case({}, (4, 3), input=lambda g, shape: [g.normal(size=shape), g.normal(size=shape)])]
+
+        def forward(self, xs):
+            return np.log(-np.abs(xs[0])) + xs[1]  # log of a negative number: NaN
+
+        def backward(self, grad):
+            return [grad, grad]
+
+    results = check_plugin(NanMerge)
+    failed = [r for r in results if r.ok is False]
+    assert failed and any("not finite" in r.detail for r in failed), [str(r) for r in results]

@@ -70,13 +70,15 @@ def _layer_not_finite(cls: type, case: Case, dtype: type) -> str | None:
     layer = make_layer(cls, case)
     layer.training = True
     x = layer_input(cls, case, dtype)
-    made = f"for the {np.dtype(dtype).name} input of shape {x.shape} made by {_maker(case)}"
+    shapes = [a.shape for a in x] if isinstance(x, list) else x.shape  # a merge layer takes a list
+    made = f"for the {np.dtype(dtype).name} input of shape {shapes} made by {_maker(case)}"
     y = np.asarray(layer(x))
     bad = first_not_finite(y)
     if bad:
         return f"the output is not finite: {bad}, {made}"
     g = layer.backward(np.ones_like(y))
-    bad = None if g is None else first_not_finite(np.asarray(g))
+    grads = [] if g is None else g if isinstance(g, list) else [g]  # one per input of a merge layer
+    bad = next((found for found in (first_not_finite(np.asarray(item)) for item in grads) if found), None)
     if bad:
         return f"the input gradient is not finite: {bad}, {made} (output gradient all ones)"
     for name, param in layer.parameters().items():

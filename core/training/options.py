@@ -119,7 +119,7 @@ def is_weight(weight: object) -> bool:
     if isinstance(weight, bool) or not isinstance(weight, (int, float, np.integer, np.floating)):
         return False
     try:
-        return math.isfinite(float(weight)) and weight >= 0
+        return math.isfinite(float(weight)) and float(weight) >= 0
     except OverflowError:  # an int beyond any float (10**400)
         return False
 
