@@ -420,3 +420,9 @@ def test_a_layer_shared_in_a_chain_keeps_the_calls_of_one_forward_only():
     out = model.forward(x)
     model.backward(np.ones_like(out))  # the backward still finds both calls
     assert not vars(shared).get("_calls")
+
+
+@pytest.mark.parametrize("dtype", ["float64,(", "object", "U3", 3.5])
+def test_an_input_of_a_dtype_that_is_no_number_type_is_refused(dtype):
+    with pytest.raises(lamina.ArgumentError, match="dtype must be a floating or integer numpy dtype"):
+        lamina.Input((3,), dtype=dtype)

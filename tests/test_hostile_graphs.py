@@ -76,6 +76,8 @@ CASES = {
     "graph not a table": ([1, 2], r"config.json graph is \[1, 2\] \(list\), expected a table"),
     "keywords the layer refuses": (graph([{**node(0), "kwargs": {"reverse": True}}]),
                                    r"graph.nodes\[0\] cannot be called as it says .*reverse"),
+    "a keyword named like the input": (graph([{**node(0), "kwargs": {"x": 1}}]),
+                                        r"graph.nodes\[0\] cannot be called as it says"),
     "input of a shape the layer refuses": (graph([node(0, ("input", 0), ("input", 0), listed=True)]),
                                            r"graph.nodes\[0\] cannot be called as it says"),
     "array of two outputs": (graph([node(0)], outputs=[{"name": "o", "ref": ["node", 0]},

@@ -193,7 +193,7 @@ def build_graph(graph: dict[str, Any], layers: Sequence[Layer], meter: Pass, pat
     try:
         with no_recording(), metering(meter), observing(meter.observe):
             return Graph.from_description(graph, layers, each=each)
-    except (ArgumentError, ShapeError) as err:
+    except (ArgumentError, ShapeError, TypeError) as err:  # TypeError: a keyword named like the input (x=...)
         checker = _Checker(path, len(layers), meter.max_bytes)
         raise checker.fail(f".nodes[{current[0]}]", f"cannot be called as it says ({err})") from None
 

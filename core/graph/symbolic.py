@@ -72,7 +72,7 @@ def Input(shape: int | Sequence[int], name: str | None = None, dtype: Any = None
     if dtype is not None:
         try:
             found = np.dtype(dtype)
-        except TypeError:
+        except (TypeError, ValueError, SyntaxError):  # numpy parses strings ("float64,(" is a SyntaxError)
             found = None
         if found is None or found.kind not in "fiu":
             raise ArgumentError(f"{owner}: dtype must be a floating or integer numpy dtype ('float32', 'float64', "

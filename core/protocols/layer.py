@@ -147,9 +147,14 @@ class Layer(Configurable):
         return out
 
     def _check_call(self, kwargs: dict[str, Any]) -> None:
-        """Keyword arguments that `forward` does not take are an ArgumentError naming them."""
+        """Keyword arguments that `forward` does not take are an ArgumentError naming them (checked
+        once per class and set of names: a graph node calls with the same keywords every step)."""
+        key = (type(self), frozenset(kwargs))
+        if key in _CALLS_CHECKED:
+            return
         try:
             inspect.signature(self.forward).bind(None, **kwargs)
+            _CALLS_CHECKED.add(key)
         except TypeError:
             raise ArgumentError(
                 f"{type(self).__name__} was called with the keyword arguments {sorted(kwargs)}, but its forward "
@@ -471,6 +476,9 @@ def _kept_names(layer: Layer) -> list[str]:
         return names + [name for name in layer.keeps if name not in names]
     return names + [name for name, value in vars(layer).items()
                     if name.startswith("_") and isinstance(value, np.ndarray)]
+
+
+_CALLS_CHECKED: set[tuple[type, frozenset[str]]] = set()  # (layer class, keyword names) forward takes
 
 
 def _leaf_grads(leaf: Any, grads: dict[Any, np.ndarray], grad: np.ndarray) -> Any:
