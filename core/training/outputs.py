@@ -2,8 +2,9 @@
 metrics per output; targets, sample and class weights per output.
 
 `Model.train(loss=..., loss_weights=..., metrics=..., sample_weight=..., class_weight=...)` take
-each either one for all outputs or per output: a dict by output name (a list by position for a
-model whose outputs are a list). The history then has `loss` (the weighted total) and, per
+each either one for all outputs or per output: a dict by output name (`loss` and `loss_weights`
+also a list by position for a model whose outputs are a list; a list given as `sample_weight`,
+`class_weight` or `metrics` is one value for every output). The history then has `loss` (the weighted total) and, per
 output, `<name>_loss` and `<name>_<metric>`.
 """
 from __future__ import annotations
