@@ -17,6 +17,7 @@ from lamina.checks import as_floating, as_integers, describe, printable
 from lamina.errors import ArgumentError, LaminaError, ShapeError
 from lamina.graph.structure import entries, same_rows, spec, structured
 from lamina.graph.symbolic import Input, Symbol, reachable
+from lamina.protocols.chain import placed, shared_places
 from lamina.protocols.layer import Layer, SavedCall
 
 
@@ -47,7 +48,7 @@ class Graph:
         self.refs = [tuple(slots[id(item)] for item in node.inputs) for node in self.nodes]
         self.output_slots = [slots[id(symbol)] for symbol in self.outputs]
         self.layers: list[Layer] = list({id(node.layer): node.layer for node in self.nodes}.values())
-        self.shared = _shared_nodes(self.nodes)
+        self.shared = shared_places([node.layer for node in self.nodes])
         self._saved: dict[int, SavedCall] = {}
         self._shapes: list[tuple[int, ...]] = []  # the outputs' shapes in the last forward
 
@@ -148,11 +149,7 @@ class Graph:
             saved = self._saved.get(j)
             result = layer.backward(grad) if saved is None else layer._backward_with(saved, grad)
         except LaminaError as err:
-            try:
-                err = type(err)(f"{self.place(j)}: {err}")
-            except Exception:
-                err.add_note(f"raised in the backward pass of {self.place(j)}")
-            raise err from None
+            raise placed(err, self.place(j)) from None
         except Exception as err:
             err.add_note(f"raised in the backward pass of {self.place(j)}, {printable(repr(layer), 120)}")
             raise
@@ -233,8 +230,8 @@ class Graph:
         names = [item["name"] for item in description["inputs"]]
         outs = [_resolve(item["ref"], values, first, len(description["nodes"]), owner)
                 for item in description["outputs"]]
-        inputs = _shaped(values[:first], names, description["input_format"])
-        outputs = _shaped(outs, [item["name"] for item in description["outputs"]], description["output_format"])
+        inputs = structured(values[:first], description["input_format"], names)
+        outputs = structured(outs, description["output_format"], [item["name"] for item in description["outputs"]])
         return cls(inputs, outputs, owner)
 
 
@@ -245,21 +242,6 @@ def _node(layer: int, refs: list[list[Any]], node: Symbol) -> dict[str, Any]:
     if kwargs:
         found["kwargs"] = dict(kwargs)
     return found
-
-
-def _shared_nodes(nodes: Sequence[Symbol]) -> set[int]:
-    """The nodes whose layer (or a layer inside it) is also used by another node."""
-    owners: dict[int, set[int]] = {}
-    for j, node in enumerate(nodes):
-        for inner in node.layer.walk():
-            owners.setdefault(id(inner), set()).add(j)
-    return {j for places in owners.values() if len(places) > 1 for j in places}
-
-
-def _shaped(values: list[Symbol], names: list[str], form: str) -> Any:
-    if form == "dict":
-        return dict(zip(names, values))
-    return values if form == "list" else values[0]
 
 
 def _index(items: Sequence[Any], index: object, where: str, owner: str) -> Any:

@@ -72,7 +72,7 @@ class Chain:
                     self.layers[i]._pop_call()
                 result = self.layers[i].backward(result)
             except LaminaError as err:  # the place inside this chain goes in front; the type stays
-                raise _placed(err, self.place(i)) from None
+                raise placed(err, self.place(i)) from None
             except Exception as err:
                 err.add_note(f"raised in the backward pass of {self.name}[{i}], {self.layers[i]!r}")
                 raise
@@ -90,7 +90,7 @@ def shared_places(layers: Sequence[Layer]) -> frozenset[int]:
     return frozenset(i for places in owners.values() if len(places) > 1 for i in places)
 
 
-def _placed(err: LaminaError, place: str) -> LaminaError:
+def placed(err: LaminaError, place: str) -> LaminaError:
     """`err` again, its message prefixed with `place`; a lamina error whose class takes other
     arguments than a message keeps its message and gets the place as a note."""
     try:
