@@ -4,7 +4,7 @@
 >>> model = lamina.Model([lamina.layer("Linear", 8), "Relu", {"type": "Linear", "units": 1}])
 >>> history = model.train(x, y, optim="SGD", loss="MSE", epochs=100, verbose=False)
 """
-from lamina import checks, export, ops
+from lamina import checks, export, ops, parallel
 from lamina.app.console import echo
 from lamina.app.generate import generate
 from lamina.case import Case
@@ -126,6 +126,7 @@ __all__ = [
     "loss",
     "metric",
     "ops",
+    "parallel",
     "optimizer",
     "read_weights",
     "register_plugin",

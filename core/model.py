@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from lamina import parallel
 from lamina.autodiff import no_recording
 from lamina.checks import DEFAULT_DTYPE, as_floating, as_integers, describe
 from lamina.errors import ArgumentError, LaminaError
@@ -284,7 +285,7 @@ class Model(Chain):
         modes = [(layer.training, layer.needs_input_grad) for layer in self.layers]
         self.set_training(False)
         try:
-            with no_recording():  # forward-only layers and losses record no graph
+            with no_recording(), parallel.owned(self.layers):  # forward-only layers and losses record no graph
                 yield
         finally:
             for layer, (mode, needs) in zip(self.layers, modes):

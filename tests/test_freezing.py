@@ -240,7 +240,7 @@ def test_a_frozen_attention_and_convolution_skip_their_weight_products(frozen):
         layer.trainable = not frozen
     # each is read only for a weight gradient
     attention._context, attention._rows = attention._context.view(Counting), attention._rows.view(Counting)
-    conv._cols = conv._cols.view(Counting)
+    conv._cols = {worker: cols.view(Counting) for worker, cols in conv._cols.items()}  # one buffer per thread
     Counting.products = 0
     attention.backward(np.ones((2, 3, 4)))
     conv.backward(np.ones((2, 2, 3, 3)))

@@ -58,6 +58,9 @@ class Layer(Configurable):
     _training: bool = False
     integer_input: bool = False
     needs_input_grad: bool = True
+    # True: forward and backward split the batch over lamina's threads (lamina.parallel.split);
+    # Model.train, predict and evaluate then keep numpy's BLAS on one thread (parallel.owned).
+    splits_batch: bool = False
     # What forward keeps for backward. None (a layer written before lamina 0.2 declared it):
     # release() then drops every underscore attribute that holds an array.
     keeps: tuple[str, ...] | None = None

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from lamina import heap
+from lamina import heap, parallel
 from lamina.app.console import silenced
 from lamina.checks import as_numeric, positive_int
 from lamina.errors import ArgumentError, NonFiniteError, ShapeError
@@ -126,7 +126,7 @@ class _Fit:
         self._tell("on_train_begin", {})
         # numpy's overflow and invalid-value warnings are silenced while training: the step's
         # guard stops at the first non-finite loss or gradient with an error naming the layer.
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"), parallel.owned(model.layers):
             model.set_training(True)
             try:
                 for epoch in range(self.start, self.options.epochs):

@@ -54,26 +54,38 @@ def windows_out(size: int, window: int, stride: int, owner: str, axis: str) -> i
 # The im2col rows of this many bytes are gathered and multiplied at a time: a block this size stays
 # in the CPU's cache between the copy that fills it and the matrix product that reads it, where
 # the whole batch's windows (tens of MB) would go out to memory and back.
-CHUNK_BYTES = 1 << 21
+CHUNK_BYTES = 1 << 23
 
 
-def batch_chunks(n: int, item_bytes: int) -> list[slice]:
+def batch_chunks(n: int, item_bytes: int, parts: int = 1) -> list[slice]:
     """Slices of the batch axis (0..n), each holding about CHUNK_BYTES when one sample takes
-    `item_bytes` (at least one sample a chunk; one empty chunk for an empty batch)."""
-    per = max(1, CHUNK_BYTES // max(1, item_bytes))
-    return [slice(start, min(n, start + per)) for start in range(0, n, per)] or [slice(0, 0)]
+    `item_bytes` (at least one sample a chunk; one empty chunk for an empty batch), of near-equal
+    sizes and, when the work is worth splitting (lamina.parallel.splits), a multiple of
+    `parts` of them where the batch allows, so that `parts` threads share it evenly."""
+    if not lamina.parallel.splits(n * item_bytes):
+        parts = 1
+    count = max(-(-n * max(1, item_bytes) // CHUNK_BYTES), min(parts, n), 1)
+    count = -(-count // parts) * parts if count > parts else count  # a multiple of the threads
+    count = min(count, max(n, 1))
+    bounds = [n * k // count for k in range(count + 1)]
+    return [slice(bounds[k], bounds[k + 1]) for k in range(count)]
 
 
-def scratch(layer: lamina.Layer, name: str, shape: tuple[int, ...], dtype: np.dtype) -> tuple[np.ndarray, bool]:
-    """(the layer's working array `name` of `shape` and `dtype`, whether it was just made), kept
-    on the layer between steps: a fresh large array costs the kernel's page faults on every step,
-    a kept one nothing. It is made (uninitialised) when missing or of another shape or dtype;
-    `name` belongs in the layer's `keeps`, so that release() frees it."""
-    found = vars(layer).get(name)
+def scratch(layer: lamina.Layer, name: str, shape: tuple[int, ...], dtype: np.dtype,
+            worker: int = 0) -> tuple[np.ndarray, bool]:
+    """(the layer's working array `name` of `shape` and `dtype` for thread `worker`, whether it
+    was just made), kept on the layer between steps: a fresh large array costs the kernel's page
+    faults on every step, a kept one nothing. It is made (uninitialised) when missing or of
+    another shape or dtype; `name` (a dict of the threads' arrays) belongs in the layer's
+    `keeps`, so that release() frees it."""
+    kept = vars(layer).get(name)
+    if not isinstance(kept, dict):
+        kept = {}
+        setattr(layer, name, kept)
+    found = kept.get(worker)
     if isinstance(found, np.ndarray) and found.shape == shape and found.dtype == dtype:
         return found, False
-    made = np.empty(shape, dtype=dtype)
-    setattr(layer, name, made)
+    made = kept[worker] = np.empty(shape, dtype=dtype)
     return made, True
 
 
@@ -87,18 +99,28 @@ def _at(window: tuple[slice, ...]) -> Any:
 
 def max_windows(x: np.ndarray, windows: Sequence[tuple[slice, ...]]) -> tuple[np.ndarray, np.ndarray]:
     """(the max over the windows, which window position won) for `windows`, the slices of the
-    trailing axes that pick window position k of every output; the first maximum wins ties."""
+    trailing axes that pick window position k of every output; the first maximum wins ties.
+    Parts of the batch go to lamina's threads."""
     # order="K" keeps x's memory layout (a convolution's output is channel-major), so that the
     # element-wise passes below run over matching strides.
-    out = x[_at(windows[0])].copy(order="K")
-    winner = np.zeros_like(out, dtype=np.min_scalar_type(len(windows) - 1))
-    for k, window in enumerate(windows[1:], start=1):
-        candidate = x[_at(window)]
-        # Positions come in increasing k, so the winner is the last k that was strictly
-        # greater than the max so far (ties stay with the first): a running max of k * beat.
-        beat = np.multiply(candidate > out, k, dtype=winner.dtype)
-        np.maximum(winner, beat, out=winner)
-        np.maximum(out, candidate, out=out)
+    out = np.empty_like(x[_at(windows[0])], order="K")
+    winner = np.empty_like(out, dtype=np.min_scalar_type(len(windows) - 1))
+
+    def rows(part: Sequence[int], worker: int) -> None:
+        batch = slice(part[0], part[-1] + 1)
+        mine, won = out[batch], winner[batch]
+        mine[...] = x[batch][_at(windows[0])]
+        won[...] = 0
+        for k, window in enumerate(windows[1:], start=1):
+            candidate = x[batch][_at(window)]
+            # Positions come in increasing k, so the winner is the last k that was strictly
+            # greater than the max so far (ties stay with the first): a running max of k * beat.
+            beat = np.multiply(candidate > mine, k, dtype=won.dtype)
+            np.maximum(won, beat, out=won)
+            np.maximum(mine, candidate, out=mine)
+
+    if len(x):
+        lamina.parallel.split(range(len(x)), rows, work=x.nbytes)
     return out, winner
 
 
@@ -112,17 +134,27 @@ def max_windows_backward(
     # empty_like/zeros_like keep the input's memory layout, so the gradient flows on without a
     # copy; a gradient in another layout (from Flatten) is first copied into the output's, since
     # element-wise passes over mismatched strides are several times slower.
-    dx = (np.empty_like if tiles and not overlapping else np.zeros_like)(x_like, dtype=grad.dtype)
-    if grad.strides != tuple(stride // winner.itemsize * grad.itemsize for stride in winner.strides):
-        laid_out = np.empty_like(winner, dtype=grad.dtype)
-        laid_out[...] = grad
-        grad = laid_out
-    for k, window in enumerate(windows):
-        hit = winner == k
-        if overlapping:
-            dx[_at(window)] += grad * hit
-        else:  # each input position is in one window: write the product in place
-            np.multiply(grad, hit, out=dx[_at(window)])
+    dx = np.empty_like(x_like, dtype=grad.dtype)
+    relaid = grad.strides != tuple(stride // winner.itemsize * grad.itemsize for stride in winner.strides)
+
+    def rows(part: Sequence[int], worker: int) -> None:
+        batch = slice(part[0], part[-1] + 1)
+        into, won, given = dx[batch], winner[batch], grad[batch]
+        if not tiles or overlapping:
+            into[...] = 0
+        if relaid:
+            laid_out = np.empty_like(won, dtype=given.dtype)
+            laid_out[...] = given
+            given = laid_out
+        for k, window in enumerate(windows):
+            hit = won == k
+            if overlapping:
+                into[_at(window)] += given * hit
+            else:  # each input position is in one window: write the product in place
+                np.multiply(given, hit, out=into[_at(window)])
+
+    if len(dx):
+        lamina.parallel.split(range(len(dx)), rows, work=dx.nbytes)
     return dx
 
 

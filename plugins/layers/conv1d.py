@@ -7,6 +7,7 @@ whole-array operation, never a loop over samples or positions.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -72,6 +73,7 @@ class Conv1D(lamina.Layer):
     position goes at the end, as in PyTorch).
     """
 
+    splits_batch = True  # parts of the batch on lamina's threads
     # What forward keeps for backward: the (padded) input; its own padded copy and im2col buffer,
     # kept between steps.
     keeps = ("_xp", "_xpad", "_cols")
@@ -162,11 +164,13 @@ class Conv1D(lamina.Layer):
         out_len = _windows_out(x, length + left + right, span, s, owner,
                                "use a smaller kernel_size or dilation, more padding, or longer inputs")
         rows = channels * k
-        chunks = batch_chunks(n, (rows + 1) * out_len * x.itemsize)
+        threads = lamina.parallel.threads()
+        chunks = batch_chunks(n, (rows + 1) * out_len * x.itemsize, threads)
+        most = max(chunk.stop - chunk.start for chunk in chunks)
         # Charged before they exist: padding and windows can make these far larger than x.
         if left or right:
             self.reserve((n, channels, length + left + right), x.dtype, "the padded input")
-        self.reserve((rows + 1, chunks[0].stop * out_len), x.dtype, "the im2col buffer")
+        self.reserve((rows + 1, min(threads, len(chunks)) * most * out_len), x.dtype, "the im2col buffers")
         self.reserve((n, self.filters, out_len), x.dtype, "the output", output=True)
         if left or right:
             xp, fresh = scratch(self, "_xpad", (n, channels, length + left + right), x.dtype)
@@ -176,31 +180,38 @@ class Conv1D(lamina.Layer):
         else:
             xp = x
         self._xp, self._geometry = xp, (length, out_len, chunks)
+        self._filled: dict[int, slice] = {}  # the chunk each thread's buffer holds
         # A last row of ones in the im2col matrix makes the bias the weight of a constant input:
         # the one matrix product adds it, and backward's product gives its gradient.
         kernels = np.concatenate((weight.value.reshape(self.filters, rows), bias.value[:, None]), axis=1)
         out = np.empty((self.filters, n, out_len), dtype=np.result_type(x.dtype, kernels.dtype))
-        for chunk in chunks:
-            np.matmul(kernels, self._im2col(chunk), out=out[:, chunk].reshape(self.filters, -1))
+
+        def gather_and_multiply(part: Sequence[slice], worker: int) -> None:
+            for chunk in part:
+                np.matmul(kernels, self._im2col(chunk, worker), out=out[:, chunk].reshape(self.filters, -1))
+
+        # Both cores for the copies too, not only for BLAS: a part of the chunks on each thread.
+        lamina.parallel.split(chunks, gather_and_multiply, work=n * (rows + 1) * out_len * x.itemsize)
         # (f, n, out_len) memory seen as (n, f, out_len): no copy; backward undoes the view for free.
         return out.transpose(1, 0, 2)
 
-    def _im2col(self, chunk: slice) -> np.ndarray:
+    def _im2col(self, chunk: slice, worker: int) -> np.ndarray:
         """The windows of samples `chunk` as a (taps + 1, samples * out_len) matrix, one row per
         kernel tap (c, j) (contiguous runs along the length: faster to copy than a row per
-        output) and a last row of ones, in the layer's kept buffer. The batch goes through in
+        output) and a last row of ones, in thread `worker`'s kept buffer. The batch goes through in
         chunks of a size that stays in the CPU's cache from this copy to the product that reads it."""
         k, s, d = self._kernel, self._stride, self._dilation
         xp = self._xp
         length, out_len, chunks = self._geometry
         rows = xp.shape[1] * k
-        kept, fresh = scratch(self, "_cols", (rows + 1, chunks[0].stop - chunks[0].start, out_len), xp.dtype)
+        most = max(chunk.stop - chunk.start for chunk in chunks)
+        kept, fresh = scratch(self, "_cols", (rows + 1, most, out_len), xp.dtype, worker)
         if fresh:
             kept[rows] = 1
         cols = kept[:, : chunk.stop - chunk.start]
         windows = sliding_window_view(xp[chunk], d * (k - 1) + 1, axis=2)[:, :, ::s, ::d]  # (n, c, out_len, k)
         cols[:rows].reshape(xp.shape[1], k, *cols.shape[1:])[...] = windows.transpose(1, 3, 0, 2)
-        self._filled = chunk
+        self._filled[worker] = chunk
         return cols.reshape(rows + 1, -1)
 
     def backward(self, grad: np.ndarray) -> np.ndarray | None:
@@ -226,21 +237,31 @@ class Conv1D(lamina.Layer):
             # col2im: tap j of output o read xpad[s*o + d*j], so one strided add per tap. dxp is
             # laid out (c, n, length) like the taps' products, so each add runs over matching strides.
             dxp = np.zeros((channels, n, padded), dtype=np.result_type(g.dtype, kernels_t.dtype))
-        # Backwards through the chunks: the last one forward gathered is still in the buffer.
-        for chunk in reversed(chunks):
-            rows_g = g[:, chunk].reshape(self.filters, -1)
-            if both is not None:
-                if chunk == self._filled:
-                    cols = vars(self)["_cols"][:, : chunk.stop - chunk.start].reshape(rows + 1, -1)
-                else:
-                    cols = self._im2col(chunk)
-                both += cols @ rows_g.T  # (rows + 1, filters): OpenBLAS runs it faster than g @ cols.T
-            if not input_grad:
-                continue
-            dcols = (kernels_t @ rows_g).reshape(channels, k, chunk.stop - chunk.start, out_len)
-            into = dxp[:, chunk]
-            for j in range(k):
-                into[:, :, j * d : j * d + s * (out_len - 1) + 1 : s] += dcols[:, j]
+
+        def part_grads(part: Sequence[slice], worker: int) -> np.ndarray | None:
+            """[dL/dW, dL/db] of one thread's chunks, their rows of dL/dx added into dxp."""
+            mine = None if both is None else np.zeros_like(both)
+            # Backwards through the chunks: the last one forward gathered is still in the buffer.
+            for chunk in reversed(part):
+                rows_g = g[:, chunk].reshape(self.filters, -1)
+                if mine is not None:
+                    if self._filled.get(worker) == chunk:
+                        cols = vars(self)["_cols"][worker][:, : chunk.stop - chunk.start].reshape(rows + 1, -1)
+                    else:
+                        cols = self._im2col(chunk, worker)
+                    mine += cols @ rows_g.T  # (rows + 1, filters): OpenBLAS runs it faster than g @ cols.T
+                if not input_grad:
+                    continue
+                dcols = (kernels_t @ rows_g).reshape(channels, k, chunk.stop - chunk.start, out_len)
+                into = dxp[:, chunk]
+                for j in range(k):
+                    into[:, :, j * d : j * d + s * (out_len - 1) + 1 : s] += dcols[:, j]
+            return mine
+
+        # A part of the chunks on each thread: their rows of dL/dx, and their share of dL/dW.
+        for partial in lamina.parallel.split(chunks, part_grads, work=n * (rows + 1) * out_len * g.itemsize):
+            if both is not None and partial is not None:
+                both += partial
         if both is not None:
             self.weight.grad += both[:rows].T.reshape(self.weight.shape)
             if self.bias.trainable:
@@ -285,6 +306,7 @@ class MaxPool1D(_Pool1D):
     records which window position won, so backward is one compare and multiply per position.
     """
 
+    splits_batch = True  # parts of the batch on lamina's threads
     keeps = ("_x_like", "_winner", "_windows")  # what forward keeps for backward
     _onnx_op = "MaxPool"
 

@@ -7,6 +7,7 @@ on numpy this is faster than a reduction over the two window axes of a strided v
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -43,6 +44,7 @@ class Conv2D(lamina.Layer):
     was read: never a loop over pixels or samples.
     """
 
+    splits_batch = True  # parts of the batch on lamina's threads
     # What forward keeps for backward: the (padded) input; its own padded copy and im2col
     # buffer, kept between steps.
     keeps = ("_xp", "_xpad", "_cols")
@@ -120,12 +122,14 @@ class Conv2D(lamina.Layer):
         oh = windows_out(height, span_h, sh, owner, "height")
         ow = windows_out(width, span_w, sw, owner, "width")
         n, taps = x.shape[0], channels * kh * kw
-        chunks = batch_chunks(n, oh * ow * (taps + 1) * x.itemsize)
+        threads = lamina.parallel.threads()
+        chunks = batch_chunks(n, oh * ow * (taps + 1) * x.itemsize, threads)
+        most = max(chunk.stop - chunk.start for chunk in chunks)
         # Charged before they exist: padding and windows can make these far larger than x.
         padded = bool(pt or pb or pl or pr)
         if padded:
             self.reserve((n, channels, height, width), x.dtype, "the padded input")
-        self.reserve((chunks[0].stop * oh * ow, taps + 1), x.dtype, "the im2col buffer")
+        self.reserve((min(threads, len(chunks)) * most * oh * ow, taps + 1), x.dtype, "the im2col buffers")
         self.reserve((n, self.filters, oh, ow), x.dtype, "the output", output=True)
         # im2col copies runs of contiguous input: a kernel row of every channel (kw * c values)
         # when the work is laid out channels-last, (n, h, w, c); an output row (ow values) when
@@ -147,6 +151,7 @@ class Conv2D(lamina.Layer):
             xp[...] = xt
         self._xp = xp.transpose(np.argsort(order)).transpose(0, 2, 3, 1)  # (n, h, w, c), whatever the memory
         self._geometry = (x.shape, (oh, ow), chunks, tap_rows)
+        self._filled: dict[int, slice] = {}  # the chunk each thread's buffer holds
         # One row per output pixel, one column per kernel tap and a last column of ones: the
         # bias is the weight of a constant input, added by the product itself, and backward's
         # product gives its gradient too.
@@ -154,8 +159,13 @@ class Conv2D(lamina.Layer):
         kernels[:taps] = self._tap_matrix(self.weight.value)
         kernels[taps] = self.bias.value
         out = np.empty((n * oh * ow, self.filters), dtype=np.result_type(x.dtype, kernels.dtype))
-        for chunk in chunks:
-            np.matmul(self._im2col(chunk), kernels, out=out[chunk.start * oh * ow : chunk.stop * oh * ow])
+
+        def gather_and_multiply(part: Sequence[slice], worker: int) -> None:
+            for chunk in part:
+                np.matmul(self._im2col(chunk, worker), kernels, out=out[chunk.start * oh * ow : chunk.stop * oh * ow])
+
+        # Both cores for the copies too, not only for BLAS: a part of the chunks on each thread.
+        lamina.parallel.split(chunks, gather_and_multiply, work=n * oh * ow * (taps + 1) * x.itemsize)
         # (n, oh, ow, f) memory seen as (n, f, oh, ow): no copy; backward undoes the view for free.
         return out.reshape(n, oh, ow, self.filters).transpose(0, 3, 1, 2)
 
@@ -166,22 +176,23 @@ class Conv2D(lamina.Layer):
             return weight.reshape(self.filters, -1).T
         return weight.transpose(2, 3, 1, 0).reshape(-1, self.filters)
 
-    def _im2col(self, chunk: slice) -> np.ndarray:
+    def _im2col(self, chunk: slice, worker: int) -> np.ndarray:
         """The windows of samples `chunk` as a (pixels, taps + 1) matrix (the last column ones),
-        in the layer's kept buffer: rows of it channels-last, columns of it with tap rows."""
+        in thread `worker`'s kept buffer: rows of it channels-last, columns of it with tap rows."""
         kh, kw = self._kernel
         (sh, sw), (dh, dw) = self._stride, self._dilation
         x_shape, (oh, ow), chunks, tap_rows = self._geometry
         xp = self._xp
-        taps, most = x_shape[1] * kh * kw + 1, chunks[0].stop - chunks[0].start
+        taps, size = x_shape[1] * kh * kw + 1, max(chunk.stop - chunk.start for chunk in chunks)
         if tap_rows:  # memory (taps, n, oh, ow), seen as (n, oh, ow, taps)
-            kept, fresh = scratch(self, "_cols", (taps, most, oh, ow), xp.dtype)
+            kept, fresh = scratch(self, "_cols", (taps, size, oh, ow), xp.dtype, worker)
             cols = kept.transpose(1, 2, 3, 0)
         else:
-            kept, fresh = scratch(self, "_cols", (most, oh, ow, taps), xp.dtype)
+            kept, fresh = scratch(self, "_cols", (size, oh, ow, taps), xp.dtype, worker)
             cols = kept
         if fresh:
             cols[..., -1] = 1
+        self._filled[worker] = chunk
         cols = cols[: chunk.stop - chunk.start]
         span_h, span_w = dh * (kh - 1) + 1, dw * (kw - 1) + 1
         # (n, oh, ow, c, kh, kw): every window, a view
@@ -190,13 +201,11 @@ class Conv2D(lamina.Layer):
             cols[..., :-1].reshape(*cols.shape[:3], *windows.shape[3:])[...] = windows
         else:
             cols[..., :-1].reshape(*cols.shape[:3], kh, kw, x_shape[1])[...] = windows.transpose(0, 1, 2, 4, 5, 3)
-        self._filled = chunk
         return cols.reshape(-1, taps)
 
     def backward(self, grad: np.ndarray) -> np.ndarray | None:
         if self.weight is None or self.bias is None:
             raise lamina.LaminaError(f"{self!r}: backward was called before forward; call the layer on an input first")
-        xp = self._xp
         kh, kw = self._kernel
         (sh, sw), (dh, dw) = self._stride, self._dilation
         x_shape, (oh, ow), chunks, tap_rows = self._geometry
@@ -205,79 +214,108 @@ class Conv2D(lamina.Layer):
         # dL/dy channels-last, one row per output pixel: a view when it comes in forward's layout.
         g = np.ascontiguousarray(grad.transpose(0, 2, 3, 1)).reshape(n * pixels, self.filters)
         weight_grad, bias_grad, input_grad = self.weight.trainable, self.bias.trainable, self.needs_input_grad
-        both = np.zeros((taps + 1, self.filters), dtype=np.result_type(g.dtype, xp.dtype)) if weight_grad else None
+        dx, plan = None, None
         if input_grad:
             # col2im without the (pixels, taps) matrix: per kernel tap, the product of dL/dy with
             # that tap's (filters, channels) weights is added where the tap read the input
             # (inside the padding only), in forward's working layout, seen as (n, h, w, c).
-            kernels = np.ascontiguousarray(self.weight.value.transpose(2, 3, 0, 1))  # (kh, kw, f, c)
-            dtype = np.result_type(g.dtype, kernels.dtype)
-            most = (chunks[0].stop - chunks[0].start) * pixels
+            dtype = np.result_type(g.dtype, self.weight.value.dtype)
             if tap_rows:
                 dx = np.zeros((channels, n, h, w), dtype=dtype).transpose(1, 2, 3, 0)
-                part = np.empty((channels, most), dtype=dtype)
             else:
                 dx = np.zeros((n, h, w, channels), dtype=dtype)
-                part = np.empty((most, channels), dtype=dtype)
-            row_windows = None
-            if not tap_rows and sw == 1:
-                # Channels-last at stride 1, a whole kernel row at once: for tap row i, input
-                # pixel (y, x) gets sum over j, f of g[y', x - j*dw, f] weight[f, c, i, j], one
-                # product of the row windows of g (kw pixels of every filter: contiguous) with
-                # that row's weights, added to whole rows of dx: kh adds, not kh * kw.
-                span_w, left = dw * (kw - 1) + 1, dw * (kw - 1)
-                width = max(left + ow, self._pads()[1][0] + w + span_w - 1)
-                wide = np.zeros((chunks[0].stop - chunks[0].start, oh, width, self.filters), dtype=g.dtype)
-                # Every kernel row's weights side by side, (kw * f, kh * c): one product for all
-                # rows, wide enough for the BLAS kernels (kh products c wide ran at half speed).
-                row_kernels = self.weight.value[:, :, :, ::-1].transpose(3, 0, 2, 1).reshape(kw * self.filters,
-                                                                                             kh * channels)
-                most = (chunks[0].stop - chunks[0].start) * oh * w
-                gathered = np.empty((most, kw * self.filters), dtype=g.dtype)
-                row_windows = (wide, np.ascontiguousarray(row_kernels), gathered,
-                               np.empty((most, kh * channels), dtype=dtype))
             reach = [[self._reach(i * d, s, o, size, pad) for i in range(k)]
                      for k, d, s, o, size, pad in ((kh, dh, sh, oh, h, self._pads()[0][0]),
                                                    (kw, dw, sw, ow, w, self._pads()[1][0]))]
-        # Backwards through the chunks: the last one forward gathered is still in the buffer.
-        for chunk in reversed(chunks):
-            rows = g[chunk.start * pixels : chunk.stop * pixels]
-            if both is not None:
-                if chunk == self._filled:
-                    cols = vars(self)["_cols"]
-                    cols = (cols.transpose(1, 2, 3, 0) if tap_rows else cols)[: chunk.stop - chunk.start]
-                    cols = cols.reshape(-1, taps + 1)
-                else:
-                    cols = self._im2col(chunk)
-                both += cols.T @ rows  # [dL/dW; dL/db] = cols^T g (the last column of cols is ones)
-            if not input_grad:
-                continue
-            into = dx[chunk]
-            count = chunk.stop - chunk.start
-            if row_windows is not None:
-                self._input_grad_by_rows(rows, into, row_windows, reach[0])
-                continue
-            for i in range(kh):
-                (y0, y1), rows_to = reach[0][i]
-                for j in range(kw):
-                    (x0, x1), cols_to = reach[1][j]
-                    if y0 >= y1 or x0 >= x1:
-                        continue
-                    if tap_rows:
-                        tap = np.matmul(kernels[i, j].T, rows.T, out=part[:, : len(rows)])
-                        tap = tap.reshape(channels, count, oh, ow).transpose(1, 2, 3, 0)
-                    else:
-                        tap = np.matmul(rows, kernels[i, j], out=part[: len(rows)]).reshape(count, oh, ow, channels)
-                    into[:, rows_to, cols_to] += tap[:, y0:y1, x0:x1]
-        if both is not None:
+            if not tap_rows and sw == 1:
+                # Channels-last at stride 1, a whole kernel row at once (_input_grad_by_rows):
+                # every kernel row's weights side by side, (kw * f, kh * c): one product for all
+                # rows, wide enough for the BLAS kernels (kh products c wide ran at half speed).
+                row_kernels = self.weight.value[:, :, :, ::-1].transpose(3, 0, 2, 1).reshape(kw * self.filters,
+                                                                                             kh * channels)
+                plan = ("rows", np.ascontiguousarray(row_kernels), reach)
+            else:
+                plan = ("taps", np.ascontiguousarray(self.weight.value.transpose(2, 3, 0, 1)), reach)  # (kh, kw, f, c)
+
+        def part_grads(part: Sequence[slice], worker: int) -> np.ndarray | None:
+            return self._backward_part(part, worker, g, dx, plan if input_grad else None, weight_grad)
+
+        # A part of the chunks on each thread: their rows of dL/dx, and their share of dL/dW.
+        partials = lamina.parallel.split(chunks, part_grads, work=n * pixels * (taps + 1) * g.itemsize)
+        sums = [partial for partial in partials if partial is not None]
+        if sums:  # the weight's gradient wanted: [dL/dW; dL/db], the threads' shares added
+            both = sums[0]
+            for other in sums[1:]:
+                both += other
             self.weight.grad += self._weight_from_taps(both[:taps])
             if bias_grad:
                 self.bias.grad += both[taps]
         elif bias_grad:  # the weight frozen: the bias gradient alone
             self.bias.grad += g.sum(axis=0)
-        if not input_grad:  # the model's first layer: no col2im at all
+        if dx is None:  # the model's first layer: no col2im at all
             return None
         return dx.transpose(0, 3, 1, 2)
+
+    def _backward_part(self, part: Sequence[slice], worker: int, g: np.ndarray, dx: np.ndarray | None,
+                       plan: tuple | None, weight_grad: bool) -> np.ndarray | None:
+        """For the chunks of `part` (one thread's): their rows of dL/dx added into `dx` (by
+        kernel rows or by taps, as `plan` says; None: no input gradient), and [dL/dW; dL/db] of
+        their samples (taps + 1, f) returned when `weight_grad`."""
+        kh, kw = self._kernel
+        x_shape, (oh, ow), _, tap_rows = self._geometry
+        channels, pixels, taps = x_shape[1], oh * ow, x_shape[1] * kh * kw
+        both = None
+        if weight_grad:
+            both = np.zeros((taps + 1, self.filters), dtype=np.result_type(g.dtype, self._xp.dtype))
+        most = max((chunk.stop - chunk.start for chunk in part), default=0)
+        work: tuple[np.ndarray, ...] = ()
+        if plan is not None and dx is not None:
+            if plan[0] == "rows":
+                span_w, w = self._dilation[1] * (kw - 1) + 1, x_shape[3]
+                width = max(span_w - 1 + ow, self._pads()[1][0] + w + span_w - 1)
+                work = (np.zeros((most, oh, width, self.filters), dtype=g.dtype), plan[1],
+                        np.empty((most * oh * w, kw * self.filters), dtype=g.dtype),
+                        np.empty((most * oh * w, kh * channels), dtype=dx.dtype))
+            else:
+                work = (np.empty((channels, most * pixels) if tap_rows else (most * pixels, channels), dtype=dx.dtype),)
+        # Backwards through the chunks: the last one forward gathered is still in the buffer.
+        for chunk in reversed(part):
+            rows = g[chunk.start * pixels : chunk.stop * pixels]
+            if both is not None:
+                if self._filled.get(worker) == chunk:
+                    cols = vars(self)["_cols"][worker]
+                    cols = (cols.transpose(1, 2, 3, 0) if tap_rows else cols)[: chunk.stop - chunk.start]
+                    cols = cols.reshape(-1, taps + 1)
+                else:
+                    cols = self._im2col(chunk, worker)
+                both += cols.T @ rows  # [dL/dW; dL/db] = cols^T g (the last column of cols is ones)
+            if plan is None or dx is None:
+                continue
+            if plan[0] == "rows":
+                self._input_grad_by_rows(rows, dx[chunk], work, plan[2][0])
+            else:
+                self._input_grad_by_taps(rows, dx[chunk], plan[1], work[0], plan[2])
+        return both
+
+    def _input_grad_by_taps(self, rows: np.ndarray, into: np.ndarray, kernels: np.ndarray, part: np.ndarray,
+                            reach: list[list[tuple[tuple[int, int], slice]]]) -> None:
+        """Add dL/dx of one chunk (`rows` of dL/dy, (pixels, f)) into `into` (samples, h, w, c),
+        one kernel tap at a time: kernels (kh, kw, f, c)."""
+        kh, kw = self._kernel
+        _, (oh, ow), _, tap_rows = self._geometry
+        count, channels = into.shape[0], into.shape[3]
+        for i in range(kh):
+            (y0, y1), rows_to = reach[0][i]
+            for j in range(kw):
+                (x0, x1), cols_to = reach[1][j]
+                if y0 >= y1 or x0 >= x1:
+                    continue
+                if tap_rows:
+                    tap = np.matmul(kernels[i, j].T, rows.T, out=part[:, : len(rows)])
+                    tap = tap.reshape(channels, count, oh, ow).transpose(1, 2, 3, 0)
+                else:
+                    tap = np.matmul(rows, kernels[i, j], out=part[: len(rows)]).reshape(count, oh, ow, channels)
+                into[:, rows_to, cols_to] += tap[:, y0:y1, x0:x1]
 
     def _input_grad_by_rows(self, rows: np.ndarray, into: np.ndarray, work: tuple[np.ndarray, ...],
                             reach: list[tuple[tuple[int, int], slice]]) -> None:
@@ -363,6 +401,7 @@ class MaxPool2D(_Pool2D):
     records which window position won, so backward is one compare and multiply per position.
     """
 
+    splits_batch = True  # parts of the batch on lamina's threads
     keeps = ("_x_like", "_winner", "_windows")  # what forward keeps for backward
     _onnx_op = "MaxPool"
 
