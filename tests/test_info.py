@@ -47,6 +47,19 @@ def test_info_without_a_model_shows_versions_and_blas(capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[0] == f"lamina {lamina.__version__}, numpy {np.__version__}"
     assert out[1].startswith("BLAS: ") and ", core type " in out[1] and out[1].endswith(" threads")
+    assert out[2].startswith(f"lamina's threads: {lamina.parallel.threads()} (")
+
+
+def test_info_says_how_many_threads_lamina_splits_over(monkeypatch, capsys):
+    monkeypatch.setattr(lamina.parallel.workers, "_cores", lambda: 4)
+    monkeypatch.setattr(lamina.parallel.blas, "available", lambda: True)
+    monkeypatch.setenv("LAMINA_NUM_THREADS", "3")
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "lamina's threads: 3 (convolutions and pools split their batch" in out and "LAMINA_NUM_THREADS=3" in out
+    monkeypatch.setenv("LAMINA_NUM_THREADS", "1")
+    assert main(["info", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["threads"] == 1
 
 
 def test_info_json_fields(capsys):

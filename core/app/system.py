@@ -113,14 +113,21 @@ def report(flags: Iterable[str] | None = None) -> dict[str, Any]:
     core = found["core_type"] if "openblas" in str(found["library"]).lower() else None
     try_core = faster_kernel(cpu_flags() if flags is None else flags, core)
     return {"lamina": lamina.__version__, "numpy": np.__version__, "blas": found,
-            "env": {v: os.environ[v] for v in ("OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
-                    if v in os.environ},
+            "threads": lamina.parallel.threads(),
+            "env": {v: os.environ[v] for v in ("OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
+                                               "LAMINA_NUM_THREADS") if v in os.environ},
             "try_coretype": try_core}
 
 
 def describe(info: dict[str, Any]) -> list[str]:
     """`report()` as the lines `lamina info` prints."""
     lines = [f"lamina {info['lamina']}, numpy {info['numpy']}", blas_line(info["blas"])]
+    if info["threads"] > 1:
+        lines.append(f"lamina's threads: {info['threads']} (convolutions and pools split their batch over them, "
+                     "numpy's BLAS on one thread each; LAMINA_NUM_THREADS=1 turns them off)")
+    else:
+        lines.append("lamina's threads: 1 (layers leave the cores to numpy's BLAS; LAMINA_NUM_THREADS=2 or more "
+                     "splits convolutions and pools where numpy's BLAS is OpenBLAS)")
     if info["env"]:
         lines.append("set: " + ", ".join(f"{k}={v}" for k, v in info["env"].items()))
     if info["try_coretype"]:
