@@ -2,6 +2,7 @@
 inside and after, and that layers that split give the same numbers as on one thread."""
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import threading
 
@@ -243,3 +244,35 @@ def test_the_layers_that_split_do_run_parts_on_two_threads(two_threads, monkeypa
         ran.clear()
         _layer_run(name, kwargs, shape, threads=2)
         assert sorted(ran) == [0, 0, 1, 1], name  # forward and backward, each in two parts
+
+
+@pytest.mark.parametrize("shape", [(9, 30), (4, 5, 30)])
+@pytest.mark.parametrize("first", [False, True])
+def test_linear_splits_its_products_only_where_lamina_owns_the_cores(shape, first, two_threads, monkeypatch):
+    ran = []
+    real = workers._run
+    monkeypatch.setattr(workers, "_run", lambda fn, part, worker: ran.append(worker) or real(fn, part, worker))
+
+    def run(threads, owned):
+        lamina.parallel.set_threads(threads)
+        lamina.seed(0)
+        layer = lamina.layer("Linear", 7)
+        layer.training, layer.needs_input_grad = True, not first
+        x = lamina.rng().normal(size=shape)
+        with lamina.parallel.owned() if owned else contextlib.nullcontext():
+            out = layer(x)
+            dx = layer.backward(np.random.default_rng(1).normal(size=out.shape))
+        return out, dx, layer.weight.grad.copy(), layer.bias.grad.copy()
+
+    alone = run(1, owned=False)
+    assert ran == []
+    outside = run(2, owned=False)
+    assert ran == []  # numpy's BLAS has its threads: the products are left to it
+    split = run(2, owned=True)
+    assert sorted(ran) == [0, 0, 1, 1]
+    for ours, theirs, plain in zip(split, alone, outside):
+        if theirs is None:
+            assert ours is None and plain is None
+            continue
+        np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(plain, theirs, rtol=1e-12, atol=1e-12)

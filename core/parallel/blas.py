@@ -72,6 +72,11 @@ def available() -> bool:
     return bool(_controls())
 
 
+def held() -> bool:
+    """Whether a `blas_threads` block is open now (in any thread)."""
+    return _inside > 0
+
+
 def current() -> int:
     """numpy's BLAS threads outside lamina's blocks (1 when lamina cannot read them): inside a
     `blas_threads` block, the count it will give back."""

@@ -64,6 +64,12 @@ def splits(work: int) -> bool:
     return work >= SMALL and threads() > 1
 
 
+def owning() -> bool:
+    """Whether lamina owns the cores now: inside `owned` (or a split), where numpy's BLAS is on
+    one thread and a layer with large products should split them itself to use every core."""
+    return blas.held() and threads() > 1
+
+
 def set_threads(count: int | None) -> None:
     """Use `count` threads in `split` (1: none of lamina's own); None: follow numpy's BLAS again."""
     global _chosen

@@ -1,6 +1,8 @@
 """Linear: the fully connected layer y = x @ weight + bias."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 import lamina
@@ -76,12 +78,28 @@ class Linear(lamina.Layer):
         if x.dtype.kind != "f":
             x = x.astype(weight.dtype)
         self._x = x
-        if x.ndim > 2:  # one product over all rows, not numpy's loop of one per leading index
-            out = (x.reshape(-1, x.shape[-1]) @ weight).reshape(*x.shape[:-1], self.units)
-        else:
-            out = x @ weight
+        x2 = x.reshape(-1, x.shape[-1])  # one product over all rows, not numpy's loop per leading index
+        if self._split(x2):  # BLAS is on one thread (a model that splits trains): lamina's threads
+            out2 = np.empty((len(x2), self.units), dtype=np.result_type(x2, weight))
+            bias = self.bias.value
+
+            def columns(part: Sequence[int], worker: int) -> None:  # a block of units a thread
+                mine = slice(part[0], part[-1] + 1)
+                np.matmul(x2, weight[:, mine], out=out2[:, mine])
+                out2[:, mine] += bias[mine]
+
+            lamina.parallel.split(range(self.units), columns)
+            return out2.reshape(*x.shape[:-1], self.units)
+        out = (x2 @ weight).reshape(*x.shape[:-1], self.units)
         out += self.bias.value
         return out
+
+    def _split(self, x2: np.ndarray) -> bool:
+        """Whether to split the products over lamina's threads: only where lamina owns the cores
+        (numpy's BLAS on one thread) and the products are large."""
+        weight = self.weight
+        return (weight is not None and lamina.parallel.owning() and len(x2) > 1
+                and lamina.parallel.splits(x2.nbytes + weight.value.nbytes * 2))
 
     def backward(self, grad: np.ndarray) -> np.ndarray | None:
         if self.weight is None or self.bias is None:
@@ -90,6 +108,8 @@ class Linear(lamina.Layer):
         x2 = x.reshape(-1, x.shape[-1])
         g2 = grad.reshape(-1, self.units)
         # dL/dW = x^T g and dL/db = sum of g over the batch; dL/dx = g W^T. None for a frozen one.
+        if self._split(x2):
+            return self._split_backward(x2, g2, x.shape)
         if self.weight.trainable:
             self.weight.grad += x2.T @ g2
         if self.bias.trainable:
@@ -99,6 +119,28 @@ class Linear(lamina.Layer):
         if grad.ndim > 2:  # one product over all rows (see forward)
             return (g2 @ self.weight.value.T).reshape(x.shape)
         return grad @ self.weight.value.T
+
+    def _split_backward(self, x2: np.ndarray, g2: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:
+        """backward on lamina's threads, a block of input features a thread: its rows of dL/dW
+        and its columns of dL/dx (each thread packs only its block of W: faster than blocks of
+        the batch, whose products are too short)."""
+        weight, bias = self.weight, self.bias
+        if weight is None or bias is None:
+            raise lamina.LaminaError(f"{self!r}: backward was called before forward; call the layer on an input first")
+        dx = np.empty((len(g2), x2.shape[1]), dtype=np.result_type(g2, weight.value)) if self.needs_input_grad else None
+
+        def features(part: Sequence[int], worker: int) -> None:
+            mine = slice(part[0], part[-1] + 1)
+            if weight.trainable:
+                weight.grad[mine] += x2[:, mine].T @ g2
+            if dx is not None:
+                np.matmul(g2, weight.value[mine].T, out=dx[:, mine])
+
+        if weight.trainable or dx is not None:
+            lamina.parallel.split(range(x2.shape[1]), features)
+        if bias.trainable:
+            bias.grad += np.ones(len(g2), dtype=g2.dtype) @ g2
+        return None if dx is None else dx.reshape(shape)
 
     def to_onnx(self, graph, x):
         if self.weight is None or self.bias is None:
