@@ -36,6 +36,11 @@ def _controls() -> list[tuple[Callable[[], int], Callable[[int], None]]]:
             setter = getattr(library, f"{prefix}openblas_set_num_threads{suffix}", None)
             if getter is not None and setter is not None:
                 getter.restype, setter.argtypes = ctypes.c_int, [ctypes.c_int]
+                parallel = getattr(library, f"{prefix}openblas_get_parallel{suffix}", None)
+                if parallel is not None:
+                    parallel.restype = ctypes.c_int
+                    if parallel() == 2:  # an OpenMP build: its count is per thread, lamina stays out
+                        return []
                 # numpy's wheels keep it in numpy.libs/ (or numpy/.dylibs/) beside the package
                 ours = os.path.abspath(path).startswith(os.path.join(home, "numpy"))
                 found.append((not ours, getter, setter))
