@@ -192,7 +192,6 @@ class Conv2D(lamina.Layer):
             cols = kept
         if fresh:
             cols[..., -1] = 1
-        self._filled[worker] = chunk
         cols = cols[: chunk.stop - chunk.start]
         span_h, span_w = dh * (kh - 1) + 1, dw * (kw - 1) + 1
         # (n, oh, ow, c, kh, kw): every window, a view
@@ -201,6 +200,7 @@ class Conv2D(lamina.Layer):
             cols[..., :-1].reshape(*cols.shape[:3], *windows.shape[3:])[...] = windows
         else:
             cols[..., :-1].reshape(*cols.shape[:3], kh, kw, x_shape[1])[...] = windows.transpose(0, 1, 2, 4, 5, 3)
+        self._filled[worker] = chunk
         return cols.reshape(-1, taps)
 
     def backward(self, grad: np.ndarray) -> np.ndarray | None:
