@@ -11,6 +11,7 @@ array([[0.09003057, 0.24472847, 0.66524096]])
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -24,10 +25,20 @@ __all__ = [
     "softmax", "softplus", "tanh",
 ]
 
-try:  # scipy's erf is vectorised and exact in both float32 and float64
-    from scipy.special import erf as _scipy_erf
-except ImportError:  # pragma: no cover - depends on the environment
-    _scipy_erf = None
+
+
+@functools.cache
+def _scipy_erf() -> Any:
+    """scipy's erf (vectorised, exact in float32 and float64), or None without scipy; looked up at
+    the first erf, not when lamina is imported: importing scipy costs ~0.1 s and loads its own
+    OpenBLAS into the process."""
+    try:
+        from scipy.special import erf
+    except ImportError:  # pragma: no cover - depends on the environment
+        return None
+    return erf
+
+
 _erf_scalar = np.frompyfunc(math.erf, 1, 1)
 # Abramowitz and Stegun 7.1.26: |error| < 1.5e-7, about float32's own rounding near 1
 _AS = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
@@ -40,8 +51,9 @@ def _erf(x: Any) -> Any:
     element would dominate a step."""
     x = np.asarray(x)
     dtype = x.dtype if x.dtype.kind == "f" else np.dtype(np.float64)
-    if _scipy_erf is not None:
-        return np.asarray(_scipy_erf(x), dtype=dtype)
+    scipy_erf = _scipy_erf()
+    if scipy_erf is not None:
+        return np.asarray(scipy_erf(x), dtype=dtype)
     if dtype != np.float32:
         return np.asarray(_erf_scalar(x), dtype=dtype)
     flat, out = np.ascontiguousarray(x).reshape(-1), np.empty(x.size, dtype=np.float32)
