@@ -88,8 +88,8 @@ def _same_shapes(layer: lamina.Layer, xs: list[np.ndarray]) -> None:
                                 f"{[x.shape for x in xs]}")
 
 
-class Add(lamina.Layer):
-    """The element-wise sum of its inputs (all of one shape)."""
+class _Sum(lamina.Layer):
+    """What Add and Average share: one shape in, the inputs' sum out, one gradient per input."""
 
     keeps = ("_count",)  # what forward keeps for backward: how many inputs
     conformance_cases = [Case({}, (4, 3), input=_two)]
@@ -107,25 +107,22 @@ class Add(lamina.Layer):
         return graph.op("Sum", *xs)
 
 
-class Average(lamina.Layer):
+class Add(_Sum):
+    """The element-wise sum of its inputs (all of one shape)."""
+
+
+class Average(_Sum):
     """The element-wise mean of its inputs (all of one shape)."""
 
-    keeps = ("_count",)  # what forward keeps for backward: how many inputs
-    conformance_cases = [Case({}, (4, 3), input=_two)]
-
     def forward(self, xs: list[np.ndarray]) -> np.ndarray:  # type: ignore[override]  # a list, not one array
-        xs = _arrays(self, xs)
-        _same_shapes(self, xs)
-        self._count = len(xs)
-        return sum(xs[1:], xs[0]) / len(xs)
+        return super().forward(xs) / self._count
 
     def backward(self, grad: np.ndarray) -> list[np.ndarray]:  # type: ignore[override]  # one per input
-        share = grad / self._count
-        return [share] * self._count
+        return super().backward(grad / self._count)
 
     def to_onnx(self, graph, xs: list[str]) -> str:
         # Sum / n as forward computes it (onnxruntime has no double kernel for Mean)
-        return graph.op("Div", graph.op("Sum", *xs), graph.constant(float(len(xs)), "count", like=xs[0]))
+        return graph.op("Div", super().to_onnx(graph, xs), graph.constant(float(len(xs)), "count", like=xs[0]))
 
 
 class Multiply(lamina.Layer):
