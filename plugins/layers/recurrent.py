@@ -320,6 +320,21 @@ class _Recurrent(lamina.Layer):
         raise NotImplementedError
 
 
+def _cases(reference: Callable[..., Any], sequences: dict[str, Any] | None = None) -> list[Case]:
+    """A cell's conformance cases: one direction and two, the last step and every step (causal
+    in time), each checked against `reference`; `sequences`: more arguments for the cases that
+    return every step (RNN's relu)."""
+    more = sequences or {}
+    return [
+        Case({"units": 3}, (3, 4, 2), wrong_shape=(3, 4, 5), reference=reference),
+        Case({"units": 3, **more, "return_sequences": True}, (3, 4, 2), wrong_shape=(3, 4),
+             reference=reference, causal_axis=1),
+        Case({"units": 2, "bidirectional": True}, (3, 4, 2), wrong_shape=(3, 4, 5), reference=reference),
+        Case({"units": 2, **more, "return_sequences": True, "bidirectional": True}, (2, 3, 3),
+             wrong_shape=(2, 3, 6), reference=reference),
+    ]
+
+
 def _first_grad(grad_seq: np.ndarray | None, grad_last: np.ndarray | None, like: np.ndarray) -> np.ndarray:
     """A new buffer holding dL/dh of a direction's last step (never the caller's array)."""
     dh = np.empty_like(like)
@@ -333,14 +348,7 @@ class RNN(_Recurrent):
     units, both directions concatenated, when bidirectional. PyTorch's torch.nn.RNN parameters.
     """
 
-    conformance_cases = [
-        Case({"units": 3}, (3, 4, 2), wrong_shape=(3, 4, 5), reference=_references.rnn),
-        Case({"units": 3, "nonlinearity": "relu", "return_sequences": True}, (3, 4, 2), wrong_shape=(3, 4),
-             reference=_references.rnn, causal_axis=1),
-        Case({"units": 2, "bidirectional": True}, (3, 4, 2), wrong_shape=(3, 4, 5), reference=_references.rnn),
-        Case({"units": 2, "nonlinearity": "relu", "return_sequences": True, "bidirectional": True}, (2, 3, 3),
-             wrong_shape=(2, 3, 6), reference=_references.rnn),
-    ]
+    conformance_cases = _cases(_references.rnn, {"nonlinearity": "relu"})
 
     def __init__(
         self, units: int, nonlinearity: str = "tanh", return_sequences: bool = False, bidirectional: bool = False
@@ -398,14 +406,7 @@ class LSTM(_Recurrent):
     onnx_op = "LSTM"
     onnx_order = (0, 3, 1, 2)  # ONNX's i, o, f, c
 
-    conformance_cases = [
-        Case({"units": 3}, (3, 4, 2), wrong_shape=(3, 4, 5), reference=_references.lstm),
-        Case({"units": 3, "return_sequences": True}, (3, 4, 2), wrong_shape=(3, 4),
-             reference=_references.lstm, causal_axis=1),
-        Case({"units": 2, "bidirectional": True}, (3, 4, 2), wrong_shape=(3, 4, 5), reference=_references.lstm),
-        Case({"units": 2, "return_sequences": True, "bidirectional": True}, (2, 3, 3), wrong_shape=(2, 3, 6),
-             reference=_references.lstm),
-    ]
+    conformance_cases = _cases(_references.lstm)
 
     def __init__(self, units: int, return_sequences: bool = False, bidirectional: bool = False) -> None:
         super().__init__(units, return_sequences, bidirectional)
@@ -492,14 +493,7 @@ class GRU(_Recurrent):
     onnx_op = "GRU"
     onnx_order = (1, 0, 2)  # ONNX's z, r, h
 
-    conformance_cases = [
-        Case({"units": 3}, (3, 4, 2), wrong_shape=(3, 4, 5), reference=_references.gru),
-        Case({"units": 3, "return_sequences": True}, (3, 4, 2), wrong_shape=(3, 4),
-             reference=_references.gru, causal_axis=1),
-        Case({"units": 2, "bidirectional": True}, (3, 4, 2), wrong_shape=(3, 4, 5), reference=_references.gru),
-        Case({"units": 2, "return_sequences": True, "bidirectional": True}, (2, 3, 3), wrong_shape=(2, 3, 6),
-             reference=_references.gru),
-    ]
+    conformance_cases = _cases(_references.gru)
 
     def __init__(self, units: int, return_sequences: bool = False, bidirectional: bool = False) -> None:
         super().__init__(units, return_sequences, bidirectional)
