@@ -15,6 +15,7 @@ import numpy as np
 
 import lamina
 from lamina.case import Case
+from lamina.plugins.layers.merge import onnx_product
 
 MERGES = ("concat", "add", "mul")
 
@@ -254,14 +255,7 @@ class Parallel(_Container):
             return graph.op("Concat", *outputs, axis=self.axis % graph.example(outputs[0]).ndim)
         if self.merge == "add":
             return graph.op("Sum", *outputs)
-        return _product(graph, outputs)
-
-
-def _product(graph, outputs: list[str]) -> str:
-    out = outputs[0]
-    for other in outputs[1:]:
-        out = graph.op("Mul", out, other)
-    return out
+        return onnx_product(graph, outputs)
 
 
 @lamina.hookimpl

@@ -151,10 +151,16 @@ class Multiply(lamina.Layer):
         return grads
 
     def to_onnx(self, graph, xs: list[str]) -> str:
-        out = xs[0]
-        for x in xs[1:]:  # in forward's order, so that float32 rounds alike
-            out = graph.op("Mul", out, x)
-        return out
+        return onnx_product(graph, xs)
+
+
+def onnx_product(graph, xs: list[str]) -> str:
+    """The ONNX Mul chain of `xs`, in order (forward's order, so that float32 rounds alike); also
+    Parallel's merge="multiply"."""
+    out = xs[0]
+    for x in xs[1:]:
+        out = graph.op("Mul", out, x)
+    return out
 
 
 @lamina.hookimpl
